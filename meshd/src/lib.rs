@@ -1,0 +1,41 @@
+//! # `meshd`: the Planetary LAN daemon, as a library
+//!
+//! `meshd` owns everything that touches the operating system on a node: the identity file, the
+//! UDP sockets, the TUN device, the admin socket, the configuration. It is a thin tokio shell
+//! around sans-IO state machines: the link core ([`link`]) here, the routing core in the
+//! `routing` crate.
+//!
+//! ```text
+//!              ┌──────────────────────── daemon (tokio, one thread) ───────────────────────┐
+//!  TUN  ──────►│ recv batch ─► Links::encapsulate ─► group by peer ─► UDP send (GSO)      │──► UDP
+//!  TUN  ◄──────│ send batch (GRO) ◄─ Recv::Deliver ◄─ Links::handle_datagram ◄─ recv (GRO) │◄── UDP
+//!  admin ◄────►│ JSON requests ─► status, peers, peer add/remove                          │
+//!              │ timer ─► Links::handle_timeout / poll_timeout / poll_transmit             │
+//!              └────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Modules, from the wire up: [`wire`] (datagram formats, checked parsing), [`replay`]
+//! (RFC 6479 window), [`noise`] (XX handshake set-up and cipher suites), [`session`] (one set of
+//! transport keys), [`link`] (all peers: handshakes, timers, data path), [`packet`] (IPv6
+//! header view), [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`],
+//! [`admin`] (the control socket protocol shared with `meshctl`), [`tun`] and [`udp`] (OS
+//! glue), [`daemon`] (the event loop).
+//!
+//! ## What it must not do
+//! No routing or policy logic lives here: those belong to `routing` and `acl`, which stay pure.
+//! The data path must not allocate per packet, and nothing received from the network may make it
+//! panic: every wire parser has a fuzz target in `meshd/fuzz`.
+
+pub mod admin;
+pub mod config;
+pub mod daemon;
+pub mod identity;
+pub mod link;
+pub mod noise;
+pub mod packet;
+pub mod replay;
+pub mod session;
+pub mod tun;
+pub mod udp;
+pub mod uri;
+pub mod wire;

@@ -1,0 +1,317 @@
+//! The three handshake messages of Noise XX, for both roles.
+//!
+//! ```text
+//!   initiator                                   responder
+//!   Init      (-> e)                  ────────►  pending slot (bounded, rate-limited)
+//!             ◄────────  Response (<- e, ee, s, es; payload: ed25519 key)
+//!   check key (pin, self) then
+//!   Final     (-> s, se; payload: ed25519 key) ────────►  check key (pin, self)
+//!   session (unconfirmed)                        session (confirmed) + keepalive
+//! ```
+
+use super::{DropReason, Event, Links, Recv};
+use crate::identity::PublicKey;
+use crate::session::Session;
+use crate::wire::{self, HandshakePayload, Suite};
+use snow::HandshakeState;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Half-open inbound handshakes older than this are forgotten.
+pub const RESPONDER_EXPIRY: Duration = Duration::from_secs(5);
+
+/// Why we are initiating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// To reach the configured peer(s) at this address.
+    Dial(SocketAddr),
+    /// To replace or probe the sessions of an existing link.
+    Rekey(PublicKey),
+}
+
+/// Our handshake in flight (we sent Init).
+pub struct Initiating {
+    pub(crate) hs: HandshakeState,
+    pub(crate) suite: Suite,
+    pub(crate) to: SocketAddr,
+    pub(crate) sent: Instant,
+    pub(crate) purpose: Purpose,
+}
+
+/// A peer's handshake in flight (we sent Response).
+pub struct Responding {
+    pub(crate) hs: HandshakeState,
+    pub(crate) suite: Suite,
+    pub(crate) created: Instant,
+    pub(crate) remote_index: u32,
+}
+
+/// Verifies the payload a peer sent inside the handshake against the static key Noise
+/// authenticated, and returns the peer's identity.
+fn peer_identity(hs: &HandshakeState, payload: &[u8]) -> Result<PublicKey, &'static str> {
+    let p = HandshakePayload::parse(payload).map_err(|_| "bad handshake payload")?;
+    let key = PublicKey(p.public_key);
+    let expected = key.noise_static().ok_or("handshake key is not a valid ed25519 key")?;
+    match hs.get_remote_static() {
+        Some(rs) if rs == expected.as_slice() => Ok(key),
+        _ => Err("handshake key does not match its Noise static key"),
+    }
+}
+
+impl Links {
+    fn our_payload(&self) -> [u8; wire::HANDSHAKE_PAYLOAD_LEN] {
+        HandshakePayload { public_key: self.public.0 }.emit()
+    }
+
+    /// Sends a handshake Init to `to`; returns our index for it.
+    pub(crate) fn start_handshake(
+        &mut self,
+        to: SocketAddr,
+        purpose: Purpose,
+        now: Instant,
+    ) -> Option<u32> {
+        let suite = self.cfg.suite;
+        let mut hs = match crate::noise::initiator(&self.noise_private, suite) {
+            Ok(hs) => hs,
+            Err(e) => {
+                tracing::error!("cannot set up a Noise handshake: {e}");
+                return None;
+            }
+        };
+        let index = self.fresh_index();
+        let mut buf = vec![0u8; wire::INIT_LEN];
+        wire::emit_init_header(&mut buf, suite, index);
+        // snow wants room for a tag even when message 1 carries none (its payload is empty).
+        match hs.write_message(&[], &mut buf[8..8 + wire::INIT_NOISE_LEN + wire::TAG_LEN]) {
+            Ok(wire::INIT_NOISE_LEN) => {}
+            other => {
+                tracing::error!("unexpected Noise message 1: {other:?}");
+                return None;
+            }
+        }
+        self.initiating.insert(index, Initiating { hs, suite, to, sent: now, purpose });
+        self.queue(to, buf);
+        Some(index)
+    }
+
+    fn take_token(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.tokens_at).as_secs_f64();
+        self.tokens_at = now;
+        self.tokens = (self.tokens + elapsed * self.cfg.handshake_rate as f64)
+            .min(self.cfg.handshake_burst as f64);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(super) fn handle_init(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        suite: Suite,
+        sender: u32,
+        noise: &[u8],
+    ) -> Recv {
+        if !self.take_token(now) {
+            return Recv::Dropped(DropReason::RateLimited);
+        }
+        let Ok(mut hs) = crate::noise::responder(&self.noise_private, suite) else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        let mut scratch = [0u8; 64];
+        if hs.read_message(noise, &mut scratch).is_err() {
+            return Recv::Dropped(DropReason::Handshake);
+        }
+        let index = self.fresh_index();
+        let mut buf = vec![0u8; 256];
+        let h = wire::emit_response_header(&mut buf, index, sender);
+        let payload = self.our_payload();
+        let Ok(n) = hs.write_message(&payload, &mut buf[h..]) else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        buf.truncate(h + n);
+        while self.responding.len() >= self.cfg.max_pending_inbound {
+            match self.responding_order.pop_front() {
+                Some(old) => {
+                    self.responding.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.responding
+            .insert(index, Responding { hs, suite, created: now, remote_index: sender });
+        self.responding_order.push_back(index);
+        self.queue(from, buf);
+        Recv::Consumed
+    }
+
+    pub(super) fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: u32,
+        receiver: u32,
+        noise: &[u8],
+        wire_len: usize,
+    ) -> Recv {
+        let Some(mut init) = self.initiating.remove(&receiver) else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        self.clear_in_flight(receiver);
+        let mut payload = [0u8; 256];
+        let Ok(n) = init.hs.read_message(noise, &mut payload) else {
+            self.handshake_failed(init.purpose, "handshake response did not decrypt", now);
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        let key = match peer_identity(&init.hs, &payload[..n]) {
+            Ok(k) => k,
+            Err(why) => {
+                self.handshake_failed(init.purpose, why, now);
+                return Recv::Dropped(DropReason::Handshake);
+            }
+        };
+        if let Some(why) = self.refusal(key, init.purpose, from) {
+            self.handshake_failed(init.purpose, &why, now);
+            return Recv::Dropped(DropReason::Refused);
+        }
+        let mut buf = vec![0u8; 256];
+        let h = wire::emit_final_header(&mut buf, sender);
+        let ours = self.our_payload();
+        let Ok(n) = init.hs.write_message(&ours, &mut buf[h..]) else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        buf.truncate(h + n);
+        let Ok(transport) = init.hs.into_stateless_transport_mode() else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        self.queue(from, buf);
+        let session = Session::new(transport, receiver, sender, true, init.suite, now);
+        self.install_session(key, session, from, now);
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.counters.rx_bytes += wire_len as u64;
+        }
+        if let Purpose::Dial(addr) = init.purpose {
+            for d in self.dialers.iter_mut().filter(|d| d.addr == Some(addr)) {
+                d.linked = Some(key);
+                d.failures = 0;
+                d.last_error = None;
+            }
+        }
+        Recv::Consumed
+    }
+
+    pub(super) fn handle_final(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        receiver: u32,
+        noise: &[u8],
+        wire_len: usize,
+    ) -> Recv {
+        let Some(mut resp) = self.responding.remove(&receiver) else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        self.responding_order.retain(|i| *i != receiver);
+        let mut payload = [0u8; 256];
+        let Ok(n) = resp.hs.read_message(noise, &mut payload) else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        let key = match peer_identity(&resp.hs, &payload[..n]) {
+            Ok(k) => k,
+            Err(why) => {
+                tracing::debug!(%from, "inbound handshake failed: {why}");
+                return Recv::Dropped(DropReason::Handshake);
+            }
+        };
+        if let Some(why) = self.refusal(key, Purpose::Dial(from), from) {
+            tracing::warn!(%from, peer = %key, "refused inbound link: {why}");
+            return Recv::Dropped(DropReason::Refused);
+        }
+        let Ok(transport) = resp.hs.into_stateless_transport_mode() else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        let session = Session::new(transport, receiver, resp.remote_index, false, resp.suite, now);
+        self.install_session(key, session, from, now);
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.counters.rx_bytes += wire_len as u64;
+        }
+        Recv::Consumed
+    }
+
+    /// Why a handshake with `key` at `from` must not complete, if it must not.
+    fn refusal(&self, key: PublicKey, purpose: Purpose, from: SocketAddr) -> Option<String> {
+        if key == self.public {
+            return Some(format!("{from} is this node itself"));
+        }
+        if let Purpose::Rekey(expected) = purpose {
+            if key != expected {
+                return Some(format!(
+                    "peer at {from} presented key {key} but the link belongs to {expected}"
+                ));
+            }
+        }
+        let addr = match purpose {
+            Purpose::Dial(addr) => addr,
+            Purpose::Rekey(_) => from,
+        };
+        if let Some((pin, uri)) = self.pin_for(addr) {
+            if pin != key {
+                return Some(format!(
+                    "peer {} presented key {key}, but it is pinned to key {pin}; \
+                     if the peer's identity changed on purpose, update its ?key= \
+                     (or remove it) in the config",
+                    uri.endpoint()
+                ));
+            }
+        }
+        None
+    }
+
+    fn clear_in_flight(&mut self, index: u32) {
+        for d in self.dialers.iter_mut().filter(|d| d.in_flight == Some(index)) {
+            d.in_flight = None;
+        }
+        for p in self.peers.values_mut().filter(|p| p.rekey_in_flight == Some(index)) {
+            p.rekey_in_flight = None;
+        }
+    }
+
+    /// Records a failed attempt of ours and schedules the next one.
+    pub(crate) fn handshake_failed(&mut self, purpose: Purpose, why: &str, now: Instant) {
+        match purpose {
+            Purpose::Dial(addr) => {
+                let max = self.cfg.max_backoff;
+                let jitter = self.next_random();
+                for d in self.dialers.iter_mut().filter(|d| d.addr == Some(addr)) {
+                    d.failures += 1;
+                    let mut delay = super::Dialer::backoff(d.failures, max);
+                    // Up to 10% jitter so that many nodes do not redial in lockstep.
+                    delay += delay.mul_f64((jitter % 1000) as f64 / 10_000.0);
+                    d.next_attempt = now + delay;
+                    if d.failures == 2 || why != "no answer" {
+                        tracing::warn!(peer = %d.uri, "cannot link: {why}; retrying in {delay:?}");
+                    }
+                    d.last_error = Some(why.to_string());
+                }
+            }
+            Purpose::Rekey(key) => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.next_rekey_attempt = now + Duration::from_secs(1);
+                }
+                if why != "no answer" {
+                    tracing::warn!(peer = %key, "rekey failed: {why}");
+                }
+            }
+        }
+    }
+
+    /// Asks the shell to resolve a configured host name.
+    pub(crate) fn request_resolve(&mut self, i: usize) {
+        let uri = self.dialers[i].uri.clone();
+        self.dialers[i].resolving = true;
+        self.emit(Event::Resolve(uri));
+    }
+}

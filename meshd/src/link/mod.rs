@@ -1,0 +1,493 @@
+//! The sans-IO link core: Noise handshakes, sessions, timers and the per-packet data path for
+//! every direct peer of this node.
+//!
+//! It owns no socket and no clock. The shell ([`crate::daemon`]) feeds it what happened and
+//! does what it returns, following quinn-proto's contract:
+//!
+//! ```text
+//!   UDP datagram ──► handle_datagram(now, from, bytes, out) ──► Recv::Deliver ──► TUN
+//!   TUN packet   ──► encapsulate(now, buf, out)             ──► Send::Transmit ──► UDP
+//!   timer        ──► handle_timeout(now)        poll_timeout() ──► when to call it next
+//!   control      ──► poll_transmit() (handshakes, keepalives)  ──► UDP
+//!                    poll_event()    (host names to resolve)
+//! ```
+//!
+//! Data-path calls write into buffers the caller owns and return a result enum (as boringtun's
+//! `Tunn` does); only handshakes and keepalives allocate. Randomness (session indexes, jitter)
+//! comes from a seed given to [`Links::new`]; the Noise ephemeral keys come from the operating
+//! system through snow.
+
+mod handshake;
+mod peer;
+mod stats;
+mod timers;
+
+pub use peer::{Dialer, Peer, PeerCounters};
+pub use stats::{Counters, DropCounters, DropReason};
+
+use crate::identity::{Identity, PublicKey};
+use crate::packet::Ipv6Header;
+use crate::session::SessionError;
+use crate::uri::PeerUri;
+use crate::wire::{self, Message, Suite};
+use routing::address;
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Timers and limits of the link layer. The defaults follow WireGuard's where one exists.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Send a keepalive when nothing was sent for this long.
+    pub keepalive_interval: Duration,
+    /// A peer that sent nothing (not even a keepalive) for this long is down.
+    pub peer_timeout: Duration,
+    /// Start a new handshake when the newest session is this old (WireGuard: 120 s).
+    pub rekey_after: Duration,
+    /// Never use a session older than this (WireGuard: 180 s).
+    pub reject_after: Duration,
+    /// How long to wait for a handshake response before trying again.
+    pub handshake_timeout: Duration,
+    /// Longest pause between two dial attempts.
+    pub max_backoff: Duration,
+    /// The AEAD this node asks for when it initiates.
+    pub suite: Suite,
+    /// Most half-open inbound handshakes kept at once (the oldest is dropped beyond).
+    pub max_pending_inbound: usize,
+    /// Inbound handshake rate: burst size and refill per second.
+    pub handshake_burst: u32,
+    /// See `handshake_burst`.
+    pub handshake_rate: u32,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            keepalive_interval: Duration::from_secs(5),
+            peer_timeout: Duration::from_secs(15),
+            rekey_after: Duration::from_secs(120),
+            reject_after: Duration::from_secs(180),
+            handshake_timeout: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(16),
+            suite: crate::noise::preferred_suite(),
+            max_pending_inbound: 1024,
+            handshake_burst: 256,
+            handshake_rate: 128,
+        }
+    }
+}
+
+/// A control datagram to send (handshake message or keepalive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub to: SocketAddr,
+    /// The datagram.
+    pub data: Vec<u8>,
+}
+
+/// What became of a received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recv {
+    /// An IPv6 packet for the TUN device is at `out[1..1 + len]` (`out[0]` holds the frame kind).
+    Deliver {
+        /// Length of the IPv6 packet.
+        len: usize,
+    },
+    /// Handled (handshake or keepalive); nothing to deliver. Check [`Links::poll_transmit`].
+    Consumed,
+    /// Dropped and counted.
+    Dropped(DropReason),
+}
+
+/// What became of a packet from the TUN device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Send {
+    /// Send `out[..len]` to `to`.
+    Transmit {
+        /// Where to.
+        to: SocketAddr,
+        /// Datagram length.
+        len: usize,
+    },
+    /// Dropped and counted.
+    Dropped(DropReason),
+}
+
+/// Something the shell must do that is not a datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Resolve this peer URI's host name and call [`Links::resolved`].
+    Resolve(PeerUri),
+}
+
+/// Bytes to reserve before an IPv6 packet handed to [`Links::encapsulate`].
+pub const FRAME_HEADROOM: usize = 1;
+
+/// The link layer of one node.
+pub struct Links {
+    pub(crate) public: PublicKey,
+    pub(crate) noise_private: [u8; 32],
+    address: Ipv6Addr,
+    subnet: Ipv6Addr,
+    pub(crate) cfg: LinkConfig,
+    rng: u64,
+    pub(crate) peers: HashMap<PublicKey, Peer>,
+    /// Owner id (node address or subnet prefix, see [`address::owner_id`]) to peer.
+    routes: HashMap<Ipv6Addr, PublicKey>,
+    /// Local session index to peer.
+    sessions: HashMap<u32, PublicKey>,
+    pub(crate) initiating: HashMap<u32, handshake::Initiating>,
+    pub(crate) responding: HashMap<u32, handshake::Responding>,
+    pub(crate) responding_order: VecDeque<u32>,
+    pub(crate) dialers: Vec<Dialer>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    pub(crate) counters: Counters,
+    pub(crate) tokens: f64,
+    pub(crate) tokens_at: Instant,
+}
+
+impl Links {
+    /// A link layer for `identity`. `seed` drives session indexes and jitter.
+    pub fn new(identity: &Identity, cfg: LinkConfig, seed: u64, now: Instant) -> Self {
+        let public = identity.public_key();
+        Links {
+            public,
+            noise_private: identity.noise_private(),
+            address: public.address(),
+            subnet: public.subnet(),
+            tokens: cfg.handshake_burst as f64,
+            cfg,
+            rng: seed ^ 0x6a09_e667_f3bc_c909,
+            peers: HashMap::new(),
+            routes: HashMap::new(),
+            sessions: HashMap::new(),
+            initiating: HashMap::new(),
+            responding: HashMap::new(),
+            responding_order: VecDeque::new(),
+            dialers: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            tokens_at: now,
+        }
+    }
+
+    /// This node's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    /// Counters of the whole node.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Established links, by key.
+    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    /// Configured peer URIs and their dial state.
+    pub fn dialers(&self) -> &[Dialer] {
+        &self.dialers
+    }
+
+    pub(crate) fn next_random(&mut self) -> u64 {
+        // SplitMix64: small, fast, and good enough for indexes and jitter.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn fresh_index(&mut self) -> u32 {
+        loop {
+            let i = self.next_random() as u32;
+            if !self.sessions.contains_key(&i)
+                && !self.initiating.contains_key(&i)
+                && !self.responding.contains_key(&i)
+            {
+                return i;
+            }
+        }
+    }
+
+    pub(crate) fn queue(&mut self, to: SocketAddr, data: Vec<u8>) {
+        self.counters.tx_datagrams += 1;
+        self.transmits.push_back(Transmit { to, data });
+    }
+
+    pub(crate) fn emit(&mut self, e: Event) {
+        self.events.push_back(e);
+    }
+
+    /// The next control datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the shell, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Adds a configured peer; the first dial happens on the next [`Links::handle_timeout`].
+    /// Returns false if the same endpoint is already configured.
+    pub fn add_peer(&mut self, uri: PeerUri, now: Instant) -> bool {
+        if self.dialers.iter().any(|d| d.uri.endpoint() == uri.endpoint()) {
+            return false;
+        }
+        self.dialers.push(Dialer::new(uri, now));
+        true
+    }
+
+    /// Removes a configured peer by endpoint (`udp://HOST:PORT`, with or without `?key=`) and
+    /// closes its link. Returns false if no such peer is configured.
+    pub fn remove_peer(&mut self, uri: &PeerUri) -> bool {
+        let Some(i) = self.dialers.iter().position(|d| d.uri.endpoint() == uri.endpoint()) else {
+            return false;
+        };
+        let d = self.dialers.remove(i);
+        if let Some(idx) = d.in_flight {
+            self.initiating.remove(&idx);
+        }
+        if let Some(key) = d.linked {
+            self.remove_link(&key, "peer removed");
+        }
+        true
+    }
+
+    /// The shell resolved (or failed to resolve) a host name asked for by [`Event::Resolve`].
+    pub fn resolved(&mut self, uri: &PeerUri, result: Result<SocketAddr, String>, now: Instant) {
+        let max = self.cfg.max_backoff;
+        let Some(d) = self.dialers.iter_mut().find(|d| d.uri.endpoint() == uri.endpoint()) else {
+            return;
+        };
+        d.resolving = false;
+        match result {
+            Ok(addr) => {
+                d.addr = Some(addr);
+                d.next_attempt = now;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %d.uri, "cannot resolve peer host name: {e}");
+                d.last_error = Some(format!("cannot resolve: {e}"));
+                d.failures += 1;
+                d.next_attempt = now + Dialer::backoff(d.failures, max).max(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Handles one received UDP datagram. An IPv6 packet to deliver is decrypted into `out`
+    /// (see [`Recv::Deliver`]); `out` must hold at least `datagram.len()` bytes.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Recv {
+        self.counters.rx_datagrams += 1;
+        let result = match wire::parse(datagram) {
+            Err(_) => Recv::Dropped(DropReason::Malformed),
+            Ok(Message::Transport { receiver, counter, ciphertext }) => {
+                self.handle_transport(now, from, receiver, counter, ciphertext, datagram.len(), out)
+            }
+            Ok(Message::Init { suite, sender, noise }) => {
+                self.handle_init(now, from, suite, sender, noise)
+            }
+            Ok(Message::Response { sender, receiver, noise }) => {
+                self.handle_response(now, from, sender, receiver, noise, datagram.len())
+            }
+            Ok(Message::Final { receiver, noise }) => {
+                self.handle_final(now, from, receiver, noise, datagram.len())
+            }
+        };
+        if let Recv::Dropped(reason) = result {
+            self.counters.dropped.add(reason);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_transport(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        receiver: u32,
+        counter: u64,
+        ciphertext: &[u8],
+        wire_len: usize,
+        out: &mut [u8],
+    ) -> Recv {
+        let Some(key) = self.sessions.get(&receiver).copied() else {
+            return Recv::Dropped(DropReason::UnknownSession);
+        };
+        let (me, my_subnet) = (self.address, self.subnet);
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Recv::Dropped(DropReason::UnknownSession);
+        };
+        let Some(session) = peer.session_mut(receiver) else {
+            return Recv::Dropped(DropReason::UnknownSession);
+        };
+        let n = match session.decrypt(counter, ciphertext, out) {
+            Ok(n) => n,
+            Err(SessionError::Replay) => return Recv::Dropped(DropReason::Replay),
+            Err(_) => return Recv::Dropped(DropReason::Decrypt),
+        };
+        session.confirmed = true;
+        peer.last_rx = now;
+        peer.first_unanswered_tx = None;
+        peer.counters.rx_bytes += wire_len as u64;
+        if peer.endpoint != from {
+            tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from, "peer moved");
+            peer.endpoint = from;
+        }
+        if n == 0 {
+            return Recv::Consumed; // keepalive
+        }
+        if out[0] != wire::frame::IPV6 {
+            return Recv::Dropped(DropReason::BadFrame);
+        }
+        let Ok(h) = Ipv6Header::parse(&out[1..n]) else {
+            return Recv::Dropped(DropReason::BadFrame);
+        };
+        if !address::key_owns(&key.0, &h.src) {
+            tracing::debug!(peer = %key.short(), src = %h.src, "spoofed source address");
+            return Recv::Dropped(DropReason::Spoofed);
+        }
+        if !address::owner_id(&h.dst).is_some_and(|o| o == me || o == my_subnet) {
+            return Recv::Dropped(DropReason::NotForUs);
+        }
+        peer.last_data_rx = Some(now);
+        peer.counters.rx_packets += 1;
+        Recv::Deliver { len: h.total_len }
+    }
+
+    /// Encrypts one IPv6 packet from the TUN device. `buf` holds [`FRAME_HEADROOM`] spare bytes
+    /// followed by the packet; the datagram is written to `out`, which needs
+    /// `buf.len() + wire::TRANSPORT_OVERHEAD` bytes.
+    pub fn encapsulate(&mut self, now: Instant, buf: &mut [u8], out: &mut [u8]) -> Send {
+        let r = self.encapsulate_inner(now, buf, out);
+        if let Send::Dropped(reason) = r {
+            self.counters.dropped.add(reason);
+        }
+        r
+    }
+
+    fn encapsulate_inner(&mut self, now: Instant, buf: &mut [u8], out: &mut [u8]) -> Send {
+        let Some(packet) = buf.get(FRAME_HEADROOM..) else {
+            return Send::Dropped(DropReason::BadLocalPacket);
+        };
+        let Ok(h) = Ipv6Header::parse(packet) else {
+            return Send::Dropped(DropReason::BadLocalPacket);
+        };
+        let Some(key) = address::owner_id(&h.dst).and_then(|o| self.routes.get(&o)).copied()
+        else {
+            return Send::Dropped(DropReason::NoRoute);
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Send::Dropped(DropReason::NoRoute);
+        };
+        let to = peer.endpoint;
+        let Some(session) = peer.send_session() else {
+            return Send::Dropped(DropReason::NoRoute);
+        };
+        buf[0] = wire::frame::IPV6;
+        let frame = &buf[..FRAME_HEADROOM + h.total_len];
+        match session.encrypt(frame, out) {
+            Ok(n) => {
+                peer.last_tx = now;
+                peer.first_unanswered_tx.get_or_insert(now);
+                peer.counters.tx_bytes += n as u64;
+                peer.counters.tx_packets += 1;
+                self.counters.tx_datagrams += 1;
+                Send::Transmit { to, len: n }
+            }
+            Err(_) => Send::Dropped(DropReason::NoRoute),
+        }
+    }
+
+    /// Queues a keepalive (an empty transport message) to `key`.
+    pub(crate) fn send_keepalive(&mut self, key: &PublicKey, now: Instant) {
+        let Some(peer) = self.peers.get_mut(key) else { return };
+        let to = peer.endpoint;
+        let Some(session) = peer.send_session() else { return };
+        let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD];
+        if let Ok(n) = session.encrypt(&[], &mut data) {
+            data.truncate(n);
+            peer.last_tx = now;
+            peer.counters.tx_bytes += n as u64;
+            self.queue(to, data);
+        }
+    }
+
+    /// Installs a finished session for `key`, creating the link if it is new.
+    pub(crate) fn install_session(
+        &mut self,
+        key: PublicKey,
+        session: crate::session::Session,
+        from: SocketAddr,
+        now: Instant,
+    ) {
+        self.counters.handshakes_completed += 1;
+        let local = session.local_index;
+        let confirmed = session.confirmed;
+        let peer = self.peers.entry(key).or_insert_with(|| {
+            tracing::info!(peer = %key, address = %key.address(), endpoint = %from, "link up");
+            Peer::new(key, from, now)
+        });
+        if peer.sessions.is_empty() {
+            self.routes.insert(key.address(), key);
+            self.routes.insert(key.subnet(), key);
+        }
+        peer.endpoint = from;
+        peer.last_rx = now;
+        peer.last_handshake = now;
+        peer.sessions.push(session);
+        if peer.sessions.len() > peer::MAX_SESSIONS {
+            let old = peer.sessions.remove(0);
+            self.sessions.remove(&old.local_index);
+        }
+        self.sessions.insert(local, key);
+        for d in self.dialers.iter_mut() {
+            if d.linked.is_none() && d.addr == Some(from) {
+                d.linked = Some(key);
+                d.failures = 0;
+                d.last_error = None;
+            }
+        }
+        if confirmed {
+            // We are the responder: tell the initiator at once that we hold the keys.
+            self.send_keepalive(&key, now);
+        }
+    }
+
+    /// Tears down the link to `key` (sessions, routes), keeping configured dialers.
+    pub(crate) fn remove_link(&mut self, key: &PublicKey, why: &str) {
+        let Some(peer) = self.peers.remove(key) else { return };
+        tracing::info!(peer = %key, address = %key.address(), "link down: {why}");
+        for s in &peer.sessions {
+            self.sessions.remove(&s.local_index);
+        }
+        if let Some(idx) = peer.rekey_in_flight {
+            self.initiating.remove(&idx);
+        }
+        self.routes.remove(&key.address());
+        self.routes.remove(&key.subnet());
+    }
+
+    /// The pinned key of a configured peer at `addr`, if any.
+    pub(crate) fn pin_for(&self, addr: SocketAddr) -> Option<(PublicKey, &PeerUri)> {
+        self.dialers
+            .iter()
+            .filter(|d| d.addr == Some(addr))
+            .find_map(|d| d.uri.key.map(|k| (k, &d.uri)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

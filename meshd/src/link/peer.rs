@@ -1,0 +1,175 @@
+//! Per-peer state (sessions, liveness, counters) and per-configured-URI dialers.
+
+use super::LinkConfig;
+use crate::identity::PublicKey;
+use crate::session::Session;
+use crate::uri::PeerUri;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// At most this many sessions per peer: the current one, the previous one (packets in flight
+/// during a rekey), and one more for crossing handshakes.
+pub const MAX_SESSIONS: usize = 3;
+/// A peer that received data and sent nothing back for this long sends a keepalive, so the
+/// sender knows the link is alive.
+pub const PASSIVE_KEEPALIVE: Duration = Duration::from_secs(1);
+/// Sent data and heard nothing for this long: probe with a new handshake.
+pub const PROBE_AFTER: Duration = Duration::from_secs(5);
+/// A session we initiated that the peer has not used after this long is presumed lost
+/// (message 3 dropped): handshake again.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+/// The responder of the current session rekeys this much later than the initiator would, so
+/// the two sides do not race.
+pub const RESPONDER_REKEY_DELAY: Duration = Duration::from_secs(10);
+
+/// Byte and packet counters of one link.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerCounters {
+    /// Bytes received on the wire (datagrams, including handshakes and keepalives).
+    pub rx_bytes: u64,
+    /// Bytes sent on the wire.
+    pub tx_bytes: u64,
+    /// IPv6 packets delivered to the TUN device from this peer.
+    pub rx_packets: u64,
+    /// IPv6 packets sent to this peer.
+    pub tx_packets: u64,
+}
+
+/// A peer with at least one session.
+#[derive(Debug)]
+pub struct Peer {
+    pub(crate) key: PublicKey,
+    pub(crate) endpoint: SocketAddr,
+    /// Oldest first.
+    pub(crate) sessions: Vec<Session>,
+    pub(crate) up_since: Instant,
+    pub(crate) last_rx: Instant,
+    pub(crate) last_tx: Instant,
+    pub(crate) last_data_rx: Option<Instant>,
+    pub(crate) first_unanswered_tx: Option<Instant>,
+    pub(crate) last_handshake: Instant,
+    /// Local index of our handshake in flight to this peer (rekey or probe).
+    pub(crate) rekey_in_flight: Option<u32>,
+    pub(crate) next_rekey_attempt: Instant,
+    pub(crate) counters: PeerCounters,
+}
+
+impl Peer {
+    pub(crate) fn new(key: PublicKey, endpoint: SocketAddr, now: Instant) -> Self {
+        Peer {
+            key,
+            endpoint,
+            sessions: Vec::new(),
+            up_since: now,
+            last_rx: now,
+            last_tx: now,
+            last_data_rx: None,
+            first_unanswered_tx: None,
+            last_handshake: now,
+            rekey_in_flight: None,
+            next_rekey_attempt: now,
+            counters: PeerCounters::default(),
+        }
+    }
+
+    /// The session to send on: the newest one the peer is known to hold, else the newest.
+    pub(crate) fn send_session(&mut self) -> Option<&mut Session> {
+        let i = self
+            .sessions
+            .iter()
+            .rposition(|s| s.confirmed)
+            .or(self.sessions.len().checked_sub(1))?;
+        self.sessions.get_mut(i)
+    }
+
+    pub(crate) fn session_mut(&mut self, local_index: u32) -> Option<&mut Session> {
+        self.sessions.iter_mut().find(|s| s.local_index == local_index)
+    }
+
+    fn newest(&self) -> Option<&Session> {
+        self.sessions.last()
+    }
+
+    /// When the newest session should be replaced (rekey or lost message 3), if ever.
+    pub(crate) fn rekey_due(&self, cfg: &LinkConfig) -> Option<Instant> {
+        if self.rekey_in_flight.is_some() {
+            return None;
+        }
+        let s = self.newest()?;
+        let mut due = s.created
+            + cfg.rekey_after
+            + if s.initiator { Duration::ZERO } else { RESPONDER_REKEY_DELAY };
+        if s.initiator && !s.confirmed {
+            due = due.min(s.created + CONFIRM_TIMEOUT);
+        }
+        if let Some(t) = self.first_unanswered_tx {
+            due = due.min(t + PROBE_AFTER);
+        }
+        Some(due.max(self.next_rekey_attempt))
+    }
+
+    /// When a keepalive is due, if one is.
+    pub(crate) fn keepalive_due(&self, cfg: &LinkConfig) -> Instant {
+        let mut due = self.last_tx + cfg.keepalive_interval;
+        if let Some(rx) = self.last_data_rx.filter(|rx| *rx > self.last_tx) {
+            due = due.min(rx + PASSIVE_KEEPALIVE);
+        }
+        due
+    }
+
+    /// The earliest instant at which [`super::Links::handle_timeout`] has work for this peer.
+    pub(crate) fn deadline(&self, cfg: &LinkConfig) -> Instant {
+        let mut d = (self.last_rx + cfg.peer_timeout).min(self.keepalive_due(cfg));
+        if let Some(r) = self.rekey_due(cfg) {
+            d = d.min(r);
+        }
+        if let Some(oldest) = self.sessions.first() {
+            d = d.min(oldest.created + cfg.reject_after);
+        }
+        d
+    }
+}
+
+/// A configured peer URI that this node keeps a link to.
+#[derive(Debug)]
+pub struct Dialer {
+    pub(crate) uri: PeerUri,
+    /// Resolved address (literal addresses are resolved at once).
+    pub(crate) addr: Option<SocketAddr>,
+    /// The key of the link this URI leads to, once it is up.
+    pub(crate) linked: Option<PublicKey>,
+    pub(crate) failures: u32,
+    pub(crate) next_attempt: Instant,
+    /// Local index of our handshake in flight.
+    pub(crate) in_flight: Option<u32>,
+    /// Waiting for the shell to resolve the host name.
+    pub(crate) resolving: bool,
+    /// Why the last attempt failed, for `meshctl peers`.
+    pub(crate) last_error: Option<String>,
+}
+
+impl Dialer {
+    pub(crate) fn new(uri: PeerUri, now: Instant) -> Self {
+        let addr = uri.socket_addr();
+        Dialer {
+            uri,
+            addr,
+            linked: None,
+            failures: 0,
+            next_attempt: now,
+            in_flight: None,
+            resolving: false,
+            last_error: None,
+        }
+    }
+
+    /// Delay before the next attempt after `failures` failed ones: the first failure is
+    /// retried at once (the attempt itself waited a second for an answer), then 1, 2, 4, 8 s,
+    /// then the configured maximum.
+    pub(crate) fn backoff(failures: u32, max: Duration) -> Duration {
+        match failures {
+            0 | 1 => Duration::ZERO,
+            n => Duration::from_secs(1u64 << (n - 2).min(10)).min(max),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Everything that happens because time passed: dial attempts and backoff, handshake
+//! retries, keepalives, rekeys, session expiry and peer timeouts.
+
+use super::handshake::{Purpose, RESPONDER_EXPIRY};
+use super::{Dialer, Links};
+use crate::identity::PublicKey;
+use std::time::Instant;
+
+impl Links {
+    /// The next instant at which [`Links::handle_timeout`] has work, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for p in self.peers.values() {
+            at(p.deadline(&self.cfg));
+        }
+        for i in self.initiating.values() {
+            at(i.sent + self.cfg.handshake_timeout);
+        }
+        if let Some(oldest) = self.responding_order.front().and_then(|i| self.responding.get(i)) {
+            at(oldest.created + RESPONDER_EXPIRY);
+        }
+        for d in &self.dialers {
+            if self.wants_dial(d) {
+                at(d.next_attempt);
+            }
+        }
+        next
+    }
+
+    fn wants_dial(&self, d: &Dialer) -> bool {
+        let linked = d.linked.is_some_and(|k| self.peers.contains_key(&k));
+        !linked && d.in_flight.is_none() && !d.resolving
+    }
+
+    /// Does whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_handshakes(now);
+        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.peer_timers(&key, now);
+        }
+        for i in 0..self.dialers.len() {
+            let d = &self.dialers[i];
+            if !self.wants_dial(d) || d.next_attempt > now {
+                continue;
+            }
+            match d.addr {
+                Some(addr) => {
+                    let idx = self.start_handshake(addr, Purpose::Dial(addr), now);
+                    let d = &mut self.dialers[i];
+                    d.in_flight = idx;
+                    if idx.is_none() {
+                        d.next_attempt = now + self.cfg.max_backoff;
+                    }
+                }
+                None => self.request_resolve(i),
+            }
+        }
+    }
+
+    fn expire_handshakes(&mut self, now: Instant) {
+        let timeout = self.cfg.handshake_timeout;
+        let expired: Vec<u32> = self
+            .initiating
+            .iter()
+            .filter(|(_, i)| now >= i.sent + timeout)
+            .map(|(idx, _)| *idx)
+            .collect();
+        for idx in expired {
+            if let Some(init) = self.initiating.remove(&idx) {
+                for d in self.dialers.iter_mut().filter(|d| d.in_flight == Some(idx)) {
+                    d.in_flight = None;
+                }
+                for p in self.peers.values_mut().filter(|p| p.rekey_in_flight == Some(idx)) {
+                    p.rekey_in_flight = None;
+                }
+                tracing::debug!(to = %init.to, "handshake timed out");
+                self.handshake_failed(init.purpose, "no answer", now);
+            }
+        }
+        while let Some(idx) = self.responding_order.front().copied() {
+            match self.responding.get(&idx) {
+                Some(r) if now < r.created + RESPONDER_EXPIRY => break,
+                _ => {
+                    self.responding.remove(&idx);
+                    self.responding_order.pop_front();
+                }
+            }
+        }
+    }
+
+    fn peer_timers(&mut self, key: &PublicKey, now: Instant) {
+        let cfg = self.cfg.clone();
+        let Some(peer) = self.peers.get_mut(key) else { return };
+        // Sessions past their lifetime are never used again.
+        let mut expired = Vec::new();
+        peer.sessions.retain(|s| {
+            let keep = now < s.created + cfg.reject_after;
+            if !keep {
+                expired.push(s.local_index);
+            }
+            keep
+        });
+        for idx in expired {
+            self.sessions.remove(&idx);
+        }
+        let Some(peer) = self.peers.get_mut(key) else { return };
+        if peer.sessions.is_empty() {
+            self.remove_link(key, "no valid session left (rekey failed)");
+            self.relink_dialers(key, now);
+            return;
+        }
+        if now >= peer.last_rx + cfg.peer_timeout {
+            let why = format!("nothing received for {:?}", cfg.peer_timeout);
+            self.remove_link(key, &why);
+            self.relink_dialers(key, now);
+            return;
+        }
+        if peer.rekey_due(&cfg).is_some_and(|t| now >= t) {
+            let to = peer.endpoint;
+            let idx = self.start_handshake(to, Purpose::Rekey(*key), now);
+            if let Some(p) = self.peers.get_mut(key) {
+                p.rekey_in_flight = idx;
+                p.next_rekey_attempt = now + cfg.handshake_timeout;
+            }
+        }
+        if self.peers.get(key).is_some_and(|p| now >= p.keepalive_due(&cfg)) {
+            self.send_keepalive(key, now);
+        }
+    }
+
+    /// After the link to `key` went down, configured peers that led to it dial again at once.
+    fn relink_dialers(&mut self, key: &PublicKey, now: Instant) {
+        for d in self.dialers.iter_mut().filter(|d| d.linked == Some(*key)) {
+            d.linked = None;
+            d.failures = 0;
+            d.next_attempt = now;
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The link wire format: what travels in one UDP datagram between two peers.
+//!
+//! Every datagram starts with a type byte. Integers are big-endian.
+//!
+//! ```text
+//! HandshakeInit (1)       0 type=1 | 1 suite | 2 zero(2) | 4 sender_index(4) | 8 noise XX msg 1 (32)
+//!                         | 40 zero padding up to INIT_LEN (148)
+//! HandshakeResponse (2)   0 type=2 | 1 zero(3) | 4 sender_index(4) | 8 receiver_index(4)
+//!                         | 12 noise XX msg 2 (e, encrypted s, encrypted payload)
+//! HandshakeFinal (3)      0 type=3 | 1 zero(3) | 4 receiver_index(4) | 8 noise XX msg 3
+//! Transport (4)           0 type=4 | 1 receiver_index(4) | 5 counter(8) | 13 ciphertext (>= 16)
+//! ```
+//!
+//! * **Indexes** are chosen by the receiver of a message, at random, per session. A datagram is
+//!   matched to its session by index, not by source address, so peers may change addresses.
+//! * The **init is padded** to be longer than the response it provokes, so a spoofed init never
+//!   makes this node send more bytes than it received (no amplification).
+//! * The **suite** byte names the AEAD of the session (see [`Suite`]). It is also part of the
+//!   Noise prologue, so a tampered suite byte makes the handshake fail.
+//! * The **counter** of a transport message is the AEAD nonce and is checked against a replay
+//!   window ([`crate::replay`]).
+//!
+//! Parsing goes through [`parse`], which validates every length once and returns a borrowed view
+//! ([`Message`]); nothing here panics on any input (see `fuzz/`).
+
+/// Type byte of a handshake init.
+pub const TYPE_INIT: u8 = 1;
+/// Type byte of a handshake response.
+pub const TYPE_RESPONSE: u8 = 2;
+/// Type byte of a handshake final message.
+pub const TYPE_FINAL: u8 = 3;
+/// Type byte of a transport message.
+pub const TYPE_TRANSPORT: u8 = 4;
+
+/// Length of the Noise part of a handshake init (the initiator's ephemeral key).
+pub const INIT_NOISE_LEN: usize = 32;
+/// Exact length of a handshake init on the wire (header, Noise message, padding).
+pub const INIT_LEN: usize = 148;
+/// Bytes before the ciphertext of a transport message.
+pub const TRANSPORT_HEADER_LEN: usize = 13;
+/// Length of the AEAD tag.
+pub const TAG_LEN: usize = 16;
+/// Total per-packet overhead of a transport message (header and tag).
+pub const TRANSPORT_OVERHEAD: usize = TRANSPORT_HEADER_LEN + TAG_LEN;
+/// The largest datagram this node sends or accepts.
+pub const MAX_DATAGRAM: usize = 65_535 - 8 - 40;
+
+/// The AEAD cipher of a session, chosen by the initiator.
+///
+/// Both are 256-bit AEADs with the Noise `25519` DH and `BLAKE2s` hash. AES-256-GCM is about
+/// three times faster than ChaCha20-Poly1305 on CPUs with AES instructions (measured in
+/// `docs/BENCHMARKS.md`); ChaCha20-Poly1305 is faster on CPUs without them (older phones). The
+/// initiator picks by its own hardware unless configured; the responder accepts either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Suite {
+    /// `Noise_XX_25519_AESGCM_BLAKE2s`.
+    AesGcm,
+    /// `Noise_XX_25519_ChaChaPoly_BLAKE2s`.
+    ChaChaPoly,
+}
+
+impl Suite {
+    /// The wire byte.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Suite::AesGcm => 1,
+            Suite::ChaChaPoly => 2,
+        }
+    }
+
+    /// From the wire byte.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Suite::AesGcm),
+            2 => Some(Suite::ChaChaPoly),
+            _ => None,
+        }
+    }
+
+    /// The Noise protocol name.
+    pub fn noise_name(self) -> &'static str {
+        match self {
+            Suite::AesGcm => "Noise_XX_25519_AESGCM_BLAKE2s",
+            Suite::ChaChaPoly => "Noise_XX_25519_ChaChaPoly_BLAKE2s",
+        }
+    }
+
+    /// Short name for status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::AesGcm => "aes-256-gcm",
+            Suite::ChaChaPoly => "chacha20-poly1305",
+        }
+    }
+}
+
+/// A validated, borrowed view of one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Handshake message 1.
+    Init {
+        /// The AEAD the initiator wants.
+        suite: Suite,
+        /// The initiator's index for this session.
+        sender: u32,
+        /// The Noise message (exactly [`INIT_NOISE_LEN`] bytes).
+        noise: &'a [u8],
+    },
+    /// Handshake message 2.
+    Response {
+        /// The responder's index for this session.
+        sender: u32,
+        /// The initiator's index, echoed.
+        receiver: u32,
+        /// The Noise message.
+        noise: &'a [u8],
+    },
+    /// Handshake message 3.
+    Final {
+        /// The responder's index, echoed.
+        receiver: u32,
+        /// The Noise message.
+        noise: &'a [u8],
+    },
+    /// Encrypted data.
+    Transport {
+        /// The receiving side's index of the session.
+        receiver: u32,
+        /// The nonce.
+        counter: u64,
+        /// Ciphertext and tag (at least [`TAG_LEN`] bytes).
+        ciphertext: &'a [u8],
+    },
+}
+
+/// Why a datagram was not understood. Every variant is the sender's fault (or noise on the
+/// wire); none is a local bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Zero bytes.
+    #[error("empty datagram")]
+    Empty,
+    /// A type byte this version does not know.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// Shorter or longer than the message type allows.
+    #[error("bad length {len} for message type {ty}")]
+    Length {
+        /// The type byte.
+        ty: u8,
+        /// The datagram length.
+        len: usize,
+    },
+    /// A suite byte this version does not know.
+    #[error("unknown cipher suite {0}")]
+    UnknownSuite(u8),
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// Smallest Noise message 2: ephemeral (32), encrypted static (48), empty encrypted payload (16).
+const MIN_RESPONSE_NOISE: usize = 32 + 48 + TAG_LEN;
+/// Smallest Noise message 3: encrypted static (48), empty encrypted payload (16).
+const MIN_FINAL_NOISE: usize = 48 + TAG_LEN;
+/// Largest handshake message accepted (handshakes carry a small payload).
+const MAX_HANDSHAKE: usize = 1024;
+
+/// Parses one datagram, checking every length before any field is read.
+pub fn parse(b: &[u8]) -> Result<Message<'_>, WireError> {
+    let ty = *b.first().ok_or(WireError::Empty)?;
+    let bad_len = WireError::Length { ty, len: b.len() };
+    match ty {
+        TYPE_INIT => {
+            if b.len() != INIT_LEN {
+                return Err(bad_len);
+            }
+            let suite = Suite::from_byte(b[1]).ok_or(WireError::UnknownSuite(b[1]))?;
+            Ok(Message::Init { suite, sender: u32_at(b, 4), noise: &b[8..8 + INIT_NOISE_LEN] })
+        }
+        TYPE_RESPONSE => {
+            if b.len() < 12 + MIN_RESPONSE_NOISE || b.len() > MAX_HANDSHAKE {
+                return Err(bad_len);
+            }
+            Ok(Message::Response { sender: u32_at(b, 4), receiver: u32_at(b, 8), noise: &b[12..] })
+        }
+        TYPE_FINAL => {
+            if b.len() < 8 + MIN_FINAL_NOISE || b.len() > MAX_HANDSHAKE {
+                return Err(bad_len);
+            }
+            Ok(Message::Final { receiver: u32_at(b, 4), noise: &b[8..] })
+        }
+        TYPE_TRANSPORT => {
+            if b.len() < TRANSPORT_OVERHEAD || b.len() > MAX_DATAGRAM {
+                return Err(bad_len);
+            }
+            Ok(Message::Transport {
+                receiver: u32_at(b, 1),
+                counter: u64_at(b, 5),
+                ciphertext: &b[TRANSPORT_HEADER_LEN..],
+            })
+        }
+        other => Err(WireError::UnknownType(other)),
+    }
+}
+
+/// Writes the header of a handshake init into `out[..8]` and zeroes the padding; the caller
+/// writes the Noise message into `out[8..40]`. Returns [`INIT_LEN`].
+///
+/// # Panics
+/// If `out` is shorter than [`INIT_LEN`] (a caller bug: buffers are sized by this module).
+pub fn emit_init_header(out: &mut [u8], suite: Suite, sender: u32) -> usize {
+    out[..INIT_LEN].fill(0);
+    out[0] = TYPE_INIT;
+    out[1] = suite.to_byte();
+    out[4..8].copy_from_slice(&sender.to_be_bytes());
+    INIT_LEN
+}
+
+/// Writes the 12-byte header of a handshake response; the Noise message follows at `out[12..]`.
+pub fn emit_response_header(out: &mut [u8], sender: u32, receiver: u32) -> usize {
+    out[..4].copy_from_slice(&[TYPE_RESPONSE, 0, 0, 0]);
+    out[4..8].copy_from_slice(&sender.to_be_bytes());
+    out[8..12].copy_from_slice(&receiver.to_be_bytes());
+    12
+}
+
+/// Writes the 8-byte header of a handshake final; the Noise message follows at `out[8..]`.
+pub fn emit_final_header(out: &mut [u8], receiver: u32) -> usize {
+    out[..4].copy_from_slice(&[TYPE_FINAL, 0, 0, 0]);
+    out[4..8].copy_from_slice(&receiver.to_be_bytes());
+    8
+}
+
+/// Writes the 13-byte header of a transport message; the ciphertext follows.
+pub fn emit_transport_header(out: &mut [u8], receiver: u32, counter: u64) -> usize {
+    out[0] = TYPE_TRANSPORT;
+    out[1..5].copy_from_slice(&receiver.to_be_bytes());
+    out[5..13].copy_from_slice(&counter.to_be_bytes());
+    TRANSPORT_HEADER_LEN
+}
+
+/// What a peer proves about itself inside the encrypted handshake (Noise messages 2 and 3).
+///
+/// ```text
+/// 0 version=1 | 1 ed25519 public key (32) | 33 extensions (ignored by version 1)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakePayload {
+    /// The sender's ed25519 public key; its Montgomery form must equal the Noise static key.
+    pub public_key: [u8; 32],
+}
+
+/// Length of a version-1 handshake payload.
+pub const HANDSHAKE_PAYLOAD_LEN: usize = 33;
+
+/// Why a handshake payload was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Fewer than 33 bytes.
+    #[error("handshake payload too short ({0} bytes)")]
+    Short(usize),
+    /// A version this node does not speak.
+    #[error("unsupported handshake version {0}")]
+    Version(u8),
+}
+
+impl HandshakePayload {
+    /// Parses a payload; extensions after the key are ignored.
+    pub fn parse(b: &[u8]) -> Result<Self, PayloadError> {
+        if b.len() < HANDSHAKE_PAYLOAD_LEN {
+            return Err(PayloadError::Short(b.len()));
+        }
+        if b[0] != 1 {
+            return Err(PayloadError::Version(b[0]));
+        }
+        let mut public_key = [0u8; 32];
+        public_key.copy_from_slice(&b[1..33]);
+        Ok(HandshakePayload { public_key })
+    }
+
+    /// Encodes the payload.
+    pub fn emit(&self) -> [u8; HANDSHAKE_PAYLOAD_LEN] {
+        let mut out = [0u8; HANDSHAKE_PAYLOAD_LEN];
+        out[0] = 1;
+        out[1..].copy_from_slice(&self.public_key);
+        out
+    }
+}
+
+/// Kinds of frame inside a transport message's plaintext. An empty plaintext is a keepalive.
+pub mod frame {
+    /// An IPv6 packet follows.
+    pub const IPV6: u8 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_headers() {
+        let mut b = [0u8; INIT_LEN];
+        emit_init_header(&mut b, Suite::ChaChaPoly, 0xdead_beef);
+        assert_eq!(
+            parse(&b),
+            Ok(Message::Init { suite: Suite::ChaChaPoly, sender: 0xdead_beef, noise: &[0; 32] })
+        );
+        let mut b = [7u8; 12 + MIN_RESPONSE_NOISE];
+        emit_response_header(&mut b, 1, 2);
+        assert!(matches!(parse(&b), Ok(Message::Response { sender: 1, receiver: 2, .. })));
+        let mut b = [7u8; 8 + MIN_FINAL_NOISE];
+        emit_final_header(&mut b, 3);
+        assert!(matches!(parse(&b), Ok(Message::Final { receiver: 3, .. })));
+        let mut b = [7u8; TRANSPORT_OVERHEAD];
+        emit_transport_header(&mut b, 4, u64::MAX - 1);
+        assert_eq!(
+            parse(&b),
+            Ok(Message::Transport { receiver: 4, counter: u64::MAX - 1, ciphertext: &[7; 16] })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_lengths_and_types() {
+        assert_eq!(parse(&[]), Err(WireError::Empty));
+        assert_eq!(parse(&[9]), Err(WireError::UnknownType(9)));
+        for ty in [TYPE_INIT, TYPE_RESPONSE, TYPE_FINAL, TYPE_TRANSPORT] {
+            for len in [1, 5, 12, 28] {
+                let mut b = vec![0u8; len];
+                b[0] = ty;
+                assert!(matches!(parse(&b), Err(WireError::Length { .. })), "{ty} {len}");
+            }
+        }
+        let mut b = [0u8; INIT_LEN];
+        emit_init_header(&mut b, Suite::AesGcm, 1);
+        b[1] = 77;
+        assert_eq!(parse(&b), Err(WireError::UnknownSuite(77)));
+    }
+
+    #[test]
+    fn init_is_not_an_amplifier() {
+        // The response carries e (32), s (32+16) and the payload (33+16) after a 12-byte header.
+        let response = 12 + 32 + 48 + HANDSHAKE_PAYLOAD_LEN + TAG_LEN;
+        assert!(INIT_LEN >= response, "init {INIT_LEN} < response {response}");
+    }
+
+    #[test]
+    fn payload_roundtrip() {
+        let p = HandshakePayload { public_key: [5; 32] };
+        assert_eq!(HandshakePayload::parse(&p.emit()), Ok(p));
+        assert_eq!(HandshakePayload::parse(&[1; 3]), Err(PayloadError::Short(3)));
+        let mut b = p.emit();
+        b[0] = 2;
+        assert_eq!(HandshakePayload::parse(&b), Err(PayloadError::Version(2)));
+    }
+}

@@ -1,0 +1,25 @@
+//! # `routing`: the sans-IO routing core of Planetary LAN
+//!
+//! This crate owns *where things are* in the overlay. Today that is the mapping from a node's
+//! public key to its overlay addresses ([`address`]), which every other part of the system uses
+//! to check that an address belongs to a key. Next (issue 3) it grows the spanning-tree routing
+//! core: root election, signed tree positions, greedy forwarding over all peers, and key lookups.
+//!
+//! ## The contract: sans-IO and deterministic
+//! This crate never opens a socket, never reads a clock, never spawns a thread or a task, and
+//! never draws from the operating system's random number generator. Time comes in as an argument
+//! (`now`), randomness from a seed given at construction, and everything the core wants to do is
+//! returned to the caller (messages to send to a peer, packets to deliver, the next timeout).
+//! The same inputs always give the same outputs, which is what lets `meshd` (real sockets, real
+//! clock) and `simulations` (a virtual network of 100,000 nodes, a virtual clock) run the very
+//! same code.
+//!
+//! ```text
+//!   meshd (tokio, sockets, TUN) ──┐                ┌── simulations (virtual clock, graph)
+//!                                 ▼                ▼
+//!                         routing: handle_*(now, input) → outputs
+//! ```
+
+pub mod address;
+
+pub use address::{AddrKind, KEY_LEN, OVERLAY_PREFIX, OVERLAY_PREFIX_LEN, SUBNET_PREFIX_LEN};
