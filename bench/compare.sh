@@ -417,6 +417,9 @@ run_meshd() {
 # -------------------------------------------------------------- yggdrasil ---
 # yggdrasil 0.4.x: JSON config from -genconf, multicast discovery disabled,
 # admin socket disabled, B listens on its veth address, A peers to it via TCP.
+# Note: with the default IfMTU 65535 yggdrasil clamps its tun to an MTU of
+# ~53049, so TCP runs with huge segments; with TUN_MTU=1280 its throughput
+# drops by an order of magnitude. Compare with that in mind.
 ygg_config() {
     local side=$1 listen=$2 peers=$3 conf="$WORKDIR/ygg-$1.conf"
     yggdrasil -genconf -json | jq \

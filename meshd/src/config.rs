@@ -1,1 +1,308 @@
-//! TODO
+//! Configuration: a TOML file, every key overridable by a `MESHD_*` environment variable, and
+//! embedded defaults so that `sudo meshd` with no file just works.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `state_dir` | `/var/lib/meshd` | where the daemon keeps state (runtime-added peers) |
+//! | `identity_file` | `<state_dir>/identity.key` | the node's secret key (created on first start, mode 0600) |
+//! | `listen` | `["udp://[::]:7820"]` | sockets to listen on |
+//! | `peers` | `[]` | peers to link with: `udp://HOST:PORT[?key=PUBKEY]` |
+//! | `admin_socket` | `/run/meshd/admin.sock` | the control socket `meshctl` talks to |
+//! | `admin_group` | none | a group whose members may use the control socket (besides root) |
+//! | `log_level` | `info` | `error`, `warn`, `info`, `debug`, `trace` or a tracing filter; `RUST_LOG` wins |
+//! | `cipher` | `auto` | `auto`, `aes-256-gcm` or `chacha20-poly1305` (for links this node initiates) |
+//! | `tun.name` | `mesh0` | name of the TUN interface |
+//! | `tun.mtu` | `1420` | MTU of the TUN interface |
+//! | `tun.offload` | `true` | use TSO/GRO on the TUN device (falls back if the kernel refuses) |
+//!
+//! Environment: `MESHD_` + the key in capitals, with `__` between a table and its key:
+//! `MESHD_LOG_LEVEL=debug`, `MESHD_TUN__NAME=mesh1`, `MESHD_PEERS=udp://a:7820,udp://b:7820`.
+//! Relative paths in a file are relative to the file's directory.
+
+use crate::uri::PeerUri;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The default UDP port.
+pub const DEFAULT_PORT: u16 = 7820;
+
+/// The daemon configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where state lives.
+    pub state_dir: PathBuf,
+    /// The key file; `None` means `<state_dir>/identity.key`.
+    pub identity_file: Option<PathBuf>,
+    /// Listen URIs.
+    pub listen: Vec<String>,
+    /// Peer URIs.
+    pub peers: Vec<String>,
+    /// Control socket path.
+    pub admin_socket: PathBuf,
+    /// Group allowed on the control socket.
+    pub admin_group: Option<String>,
+    /// Log filter.
+    pub log_level: String,
+    /// Cipher for initiated links.
+    pub cipher: String,
+    /// TUN settings.
+    pub tun: TunConfig,
+}
+
+/// The `[tun]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunConfig {
+    /// Interface name.
+    pub name: String,
+    /// Interface MTU.
+    pub mtu: u16,
+    /// TSO/GRO.
+    pub offload: bool,
+}
+
+impl Default for TunConfig {
+    fn default() -> Self {
+        TunConfig { name: "mesh0".into(), mtu: 1420, offload: true }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: "/var/lib/meshd".into(),
+            identity_file: None,
+            listen: vec![format!("udp://[::]:{DEFAULT_PORT}")],
+            peers: vec![],
+            admin_socket: "/run/meshd/admin.sock".into(),
+            admin_group: None,
+            log_level: "info".into(),
+            cipher: "auto".into(),
+            tun: TunConfig::default(),
+        }
+    }
+}
+
+/// The file `meshd init-config` writes: every key, commented, with its default.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# meshd configuration (Planetary LAN). Every key is optional; shown are the defaults.
+# Each key can be overridden by an environment variable: MESHD_<KEY>, and MESHD_TUN__<KEY>
+# for the [tun] table (for example MESHD_LOG_LEVEL=debug, MESHD_TUN__NAME=mesh1).
+
+# Directory for the daemon's state (peers added with `meshctl peer add`).
+state_dir = "/var/lib/meshd"
+
+# The node's secret key. Created on first start with mode 0600; the node's address is derived
+# from it, so keep it (and back it up) to keep the address. Default: <state_dir>/identity.key
+# identity_file = "/var/lib/meshd/identity.key"
+
+# Where to accept links. udp://[::]:PORT listens on IPv6 and IPv4.
+listen = ["udp://[::]:7820"]
+
+# Peers to link with: udp://HOST:PORT, optionally pinned to the key the peer must present:
+# udp://203.0.113.7:7820?key=<64 hex digits>. A pinned peer presenting another key is refused.
+peers = []
+
+# Control socket for meshctl; only root and admin_group may use it.
+admin_socket = "/run/meshd/admin.sock"
+# admin_group = "meshadmin"
+
+# error, warn, info, debug, trace, or a tracing filter such as "meshd=debug". RUST_LOG wins.
+log_level = "info"
+
+# AEAD for links this node initiates: auto (AES-256-GCM if the CPU has AES instructions,
+# else ChaCha20-Poly1305), aes-256-gcm, chacha20-poly1305.
+cipher = "auto"
+
+[tun]
+name = "mesh0"
+mtu = 1420
+# TCP segmentation/receive offload on the TUN device; turned off by itself if the kernel refuses.
+offload = true
+"#;
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (if given), then `MESHD_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read config file {}", f.display()))?;
+            b = b.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("MESHD_") && k != "MESHD_CONFIG")
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix("MESHD")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("listen")
+                .with_list_parse_key("peers")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let where_ = file.map_or("the environment".to_string(), |f| f.display().to_string());
+        let mut cfg: Config = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| anyhow::anyhow!("invalid configuration in {where_}: {e}"))?;
+        if let Some(dir) = file.and_then(Path::parent) {
+            cfg.make_paths_absolute(dir);
+        }
+        cfg.validate().map_err(|e| anyhow::anyhow!("invalid configuration in {where_}: {e}"))?;
+        Ok(cfg)
+    }
+
+    fn make_paths_absolute(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.state_dir);
+        fix(&mut self.admin_socket);
+        if let Some(p) = self.identity_file.as_mut() {
+            fix(p);
+        }
+    }
+
+    /// The key file path.
+    pub fn identity_path(&self) -> PathBuf {
+        self.identity_file.clone().unwrap_or_else(|| self.state_dir.join("identity.key"))
+    }
+
+    /// Parsed peer URIs.
+    pub fn peer_uris(&self) -> anyhow::Result<Vec<PeerUri>> {
+        self.peers
+            .iter()
+            .map(|p| p.parse().map_err(|e| anyhow::anyhow!("peers: {e}")))
+            .collect()
+    }
+
+    /// Parsed listen addresses.
+    pub fn listen_addrs(&self) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+        self.listen
+            .iter()
+            .map(|l| {
+                let u: PeerUri = l.parse().map_err(|e| anyhow::anyhow!("listen: {e}"))?;
+                if u.key.is_some() {
+                    bail!("listen: {l:?} has a ?key=, which only peers take");
+                }
+                u.socket_addr().ok_or_else(|| {
+                    anyhow::anyhow!("listen: {l:?} must name an IP address, not a host name")
+                })
+            })
+            .collect()
+    }
+
+    /// The cipher for initiated links.
+    pub fn suite(&self) -> anyhow::Result<crate::wire::Suite> {
+        use crate::wire::Suite;
+        match self.cipher.as_str() {
+            "auto" => Ok(crate::noise::preferred_suite()),
+            "aes-256-gcm" => Ok(Suite::AesGcm),
+            "chacha20-poly1305" => Ok(Suite::ChaChaPoly),
+            other => bail!(
+                "cipher: unknown value {other:?}; use auto, aes-256-gcm or chacha20-poly1305"
+            ),
+        }
+    }
+
+    /// Checks everything that can be checked without touching the system.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.peer_uris()?;
+        if self.listen_addrs()?.is_empty() {
+            bail!("listen: at least one listen URI is needed, e.g. udp://[::]:{DEFAULT_PORT}");
+        }
+        self.suite()?;
+        let n = &self.tun.name;
+        if n.is_empty() || n.len() > 15 || n.contains('/') || n.contains(char::is_whitespace) {
+            bail!("tun.name: {n:?} is not a valid interface name (1 to 15 characters, no '/')");
+        }
+        let min = 1280;
+        let max = 65_535 - 48 - crate::wire::TRANSPORT_OVERHEAD as u16 - 1;
+        if self.tun.mtu < min || self.tun.mtu > max {
+            bail!("tun.mtu: {} is out of range {min}..={max} (IPv6 needs at least 1280)", self.tun.mtu);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_commented_file() {
+        let from_file: Config = toml::from_str(DEFAULT_CONFIG_TOML).expect("default file parses");
+        assert_eq!(from_file, Config::default());
+        assert_eq!(Config::load_with_env(None, env(&[])).expect("defaults"), Config::default());
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("meshd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("m.toml");
+        std::fs::write(
+            &f,
+            "identity_file = \"id.key\"\npeers = [\"udp://10.0.0.2:7820\"]\n[tun]\nname = \"a0\"\n",
+        )
+        .expect("write");
+        let c = Config::load_with_env(Some(&f), env(&[])).expect("load");
+        assert_eq!(c.identity_path(), dir.join("id.key"));
+        assert_eq!(c.tun.name, "a0");
+        let c = Config::load_with_env(
+            Some(&f),
+            env(&[
+                ("MESHD_TUN__NAME", "b0"),
+                ("MESHD_LOG_LEVEL", "debug"),
+                ("MESHD_PEERS", "udp://10.0.0.3:1,udp://10.0.0.4:2"),
+                ("MESHD_TUN__MTU", "1400"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.tun.name, "b0");
+        assert_eq!(c.tun.mtu, 1400);
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.peers, vec!["udp://10.0.0.3:1", "udp://10.0.0.4:2"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = std::env::temp_dir().join(format!("meshd-cfg-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("m.toml");
+        for (text, want) in [
+            ("peers = [\"10.0.0.2:7820\"]", "peers"),
+            ("listn = []", "listn"),
+            ("[tun]\nmtu = 500", "tun.mtu"),
+            ("cipher = \"rot13\"", "cipher"),
+            ("peers = 3", "peers"),
+            ("this is not toml", "m.toml"),
+        ] {
+            std::fs::write(&f, text).expect("write");
+            let e = format!("{:#}", Config::load_with_env(Some(&f), env(&[])).expect_err(text));
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,145 @@
+//! The control protocol between `meshd` and `meshctl`: one JSON object per line over a Unix
+//! socket, a [`Request`] in and a [`Reply`] out.
+//!
+//! ```text
+//! → {"cmd":"peers"}
+//! ← {"ok":true,"data":[{"public_key":"…","address":"…","state":"up",…}]}
+//! → {"cmd":"peer_add","uri":"udp://10.0.0.2:7820"}
+//! ← {"ok":false,"error":"invalid port in …"}
+//! ```
+//!
+//! The socket file is mode 0660, owned by root and the configured `admin_group`, so only those
+//! may connect. These types are the contract `meshctl --json` prints; fields are only ever
+//! added.
+
+mod server;
+
+pub use server::{AdminRequest, Server};
+
+use serde::{Deserialize, Serialize};
+
+/// A command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// This node: key, address, listeners.
+    #[serde(rename = "self")]
+    SelfInfo,
+    /// Every configured or linked peer.
+    Peers,
+    /// Node, counters, uptime.
+    Status,
+    /// Add a peer URI (kept across restarts unless `persist` is false).
+    PeerAdd {
+        /// `udp://HOST:PORT[?key=PUBKEY]`.
+        uri: String,
+        /// Keep it across restarts.
+        #[serde(default = "yes")]
+        persist: bool,
+    },
+    /// Remove a peer URI (and close its link).
+    PeerRemove {
+        /// `udp://HOST:PORT` (a `?key=` is ignored).
+        uri: String,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    /// True on success.
+    pub ok: bool,
+    /// On failure, one line saying what went wrong and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// On success, the result (see [`SelfInfo`], [`PeerInfo`], [`Status`]).
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Reply {
+    /// A success carrying `data`.
+    pub fn ok(data: impl Serialize) -> Reply {
+        match serde_json::to_value(data) {
+            Ok(data) => Reply { ok: true, error: None, data },
+            Err(e) => Reply::err(format!("internal error encoding the reply: {e}")),
+        }
+    }
+
+    /// A failure.
+    pub fn err(msg: impl Into<String>) -> Reply {
+        Reply { ok: false, error: Some(msg.into()), data: serde_json::Value::Null }
+    }
+}
+
+/// Answer to `self`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SelfInfo {
+    /// ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    /// The node's overlay address.
+    pub address: String,
+    /// The /64 the node owns.
+    pub subnet: String,
+    /// Listening sockets.
+    pub listen: Vec<String>,
+    /// TUN interface name.
+    pub tun: String,
+    /// TUN MTU.
+    pub mtu: u16,
+    /// Daemon version.
+    pub version: String,
+}
+
+/// One row of `peers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's key (the pinned key, or null, while not linked).
+    pub public_key: Option<String>,
+    /// The peer's overlay address (null while the key is unknown).
+    pub address: Option<String>,
+    /// `up`, `connecting` (dialing, no answer yet) or `down` (waiting to redial).
+    pub state: String,
+    /// The configured URI, if this peer is configured (null for inbound-only peers).
+    pub uri: Option<String>,
+    /// Where the peer's datagrams come from.
+    pub endpoint: Option<String>,
+    /// Bytes received on the wire.
+    pub rx_bytes: u64,
+    /// Bytes sent on the wire.
+    pub tx_bytes: u64,
+    /// IPv6 packets received.
+    pub rx_packets: u64,
+    /// IPv6 packets sent.
+    pub tx_packets: u64,
+    /// Seconds since the link came up.
+    pub up_secs: Option<u64>,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_secs: Option<u64>,
+    /// The AEAD of the current session.
+    pub cipher: Option<String>,
+    /// Why the last dial failed.
+    pub last_error: Option<String>,
+}
+
+/// Answer to `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    #[serde(rename = "self")]
+    pub node: SelfInfo,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Links up.
+    pub peers_up: usize,
+    /// Peers configured.
+    pub peers_configured: usize,
+    /// Total datagrams dropped that came from the network (sum of `dropped` but local ones).
+    pub dropped_from_network: u64,
+    /// Counters (see [`crate::link::Counters`]).
+    pub counters: serde_json::Value,
+}

@@ -1,0 +1,206 @@
+//! Answers control requests from the daemon's state, and keeps peers added at runtime across
+//! restarts.
+
+use super::Sockets;
+use crate::admin::{PeerInfo, Reply, Request, SelfInfo, Status};
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::link::Links;
+use crate::uri::PeerUri;
+use anyhow::Context;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Peers added with `meshctl peer add`, kept in `<state_dir>/peers.json`.
+pub struct PeerStore {
+    path: PathBuf,
+    peers: Vec<PeerUri>,
+}
+
+impl PeerStore {
+    /// Loads the store (an absent file is an empty store).
+    pub fn open(state_dir: &Path) -> anyhow::Result<PeerStore> {
+        let path = state_dir.join("peers.json");
+        let peers = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let list: Vec<String> = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{} is corrupt (expected a JSON list of peer URIs); fix or delete it",
+                        path.display()
+                    )
+                })?;
+                list.iter()
+                    .map(|s| s.parse().map_err(|e| anyhow::anyhow!("{}: {e}", path.display())))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Ok(PeerStore { path, peers })
+    }
+
+    /// The stored peers.
+    pub fn peers(&self) -> &[PeerUri] {
+        &self.peers
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let list: Vec<String> = self.peers.iter().map(|p| p.to_string()).collect();
+        let text = serde_json::to_string_pretty(&list)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(text.as_bytes()).and_then(|_| f.sync_all())?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        Ok(())
+    }
+
+    fn add(&mut self, uri: PeerUri) -> anyhow::Result<()> {
+        self.peers.retain(|p| p.endpoint() != uri.endpoint());
+        self.peers.push(uri);
+        self.save()
+    }
+
+    fn remove(&mut self, uri: &PeerUri) -> anyhow::Result<bool> {
+        let before = self.peers.len();
+        self.peers.retain(|p| p.endpoint() != uri.endpoint());
+        if self.peers.len() == before {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+}
+
+/// What the control handler needs besides the link core.
+pub struct Control<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) identity: &'a Identity,
+    pub(super) started: Instant,
+    pub(super) config_peers: Vec<PeerUri>,
+}
+
+impl Control<'_> {
+    pub(super) fn handle(
+        &self,
+        req: Request,
+        links: &mut Links,
+        store: &mut PeerStore,
+        socks: &Sockets,
+    ) -> Reply {
+        match req {
+            Request::SelfInfo => Reply::ok(self.self_info(socks)),
+            Request::Peers => Reply::ok(peer_rows(links, Instant::now())),
+            Request::Status => {
+                let c = links.counters();
+                Reply::ok(Status {
+                    node: self.self_info(socks),
+                    uptime_secs: self.started.elapsed().as_secs(),
+                    peers_up: links.peers().count(),
+                    peers_configured: links.dialers().len(),
+                    dropped_from_network: c.dropped.from_network(),
+                    counters: serde_json::to_value(c).unwrap_or_default(),
+                })
+            }
+            Request::PeerAdd { uri, persist } => {
+                let uri: PeerUri = match uri.parse() {
+                    Ok(u) => u,
+                    Err(e) => return Reply::err(e.to_string()),
+                };
+                if !links.add_peer(uri.clone(), Instant::now()) {
+                    return Reply::err(format!("{} is already a peer", uri.endpoint()));
+                }
+                if persist {
+                    if let Err(e) = store.add(uri.clone()) {
+                        return Reply::err(format!("peer added, but not saved for restarts: {e:#}"));
+                    }
+                }
+                tracing::info!(peer = %uri, persist, "peer added");
+                Reply::ok(serde_json::json!({ "added": uri.to_string(), "persistent": persist }))
+            }
+            Request::PeerRemove { uri } => {
+                let uri: PeerUri = match uri.parse() {
+                    Ok(u) => u,
+                    Err(e) => return Reply::err(e.to_string()),
+                };
+                if !links.remove_peer(&uri) {
+                    return Reply::err(format!("{} is not a configured peer", uri.endpoint()));
+                }
+                if let Err(e) = store.remove(&uri) {
+                    return Reply::err(format!("peer removed, but the change was not saved: {e:#}"));
+                }
+                tracing::info!(peer = %uri.endpoint(), "peer removed");
+                let in_config = self.config_peers.iter().any(|p| p.endpoint() == uri.endpoint());
+                let note = in_config.then(|| {
+                    "this peer is in the config file and comes back when meshd restarts; \
+                     remove it there to make this permanent"
+                        .to_string()
+                });
+                Reply::ok(serde_json::json!({ "removed": uri.endpoint(), "note": note }))
+            }
+        }
+    }
+
+    fn self_info(&self, socks: &Sockets) -> SelfInfo {
+        let key = self.identity.public_key();
+        SelfInfo {
+            public_key: key.to_string(),
+            address: key.address().to_string(),
+            subnet: format!("{}/64", key.subnet()),
+            listen: socks.0.iter().map(|s| format!("udp://{}", s.local_addr())).collect(),
+            tun: self.cfg.tun.name.clone(),
+            mtu: self.cfg.tun.mtu,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// One row per link, then one per configured peer that has no link.
+pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
+    let mut rows = Vec::new();
+    for p in links.peers() {
+        let uri = links.dialers().iter().find(|d| d.linked == Some(p.key)).map(|d| d.uri.to_string());
+        rows.push(PeerInfo {
+            public_key: Some(p.key.to_string()),
+            address: Some(p.key.address().to_string()),
+            state: "up".into(),
+            uri,
+            endpoint: Some(p.endpoint.to_string()),
+            rx_bytes: p.counters.rx_bytes,
+            tx_bytes: p.counters.tx_bytes,
+            rx_packets: p.counters.rx_packets,
+            tx_packets: p.counters.tx_packets,
+            up_secs: Some(now.saturating_duration_since(p.up_since).as_secs()),
+            last_handshake_secs: Some(now.saturating_duration_since(p.last_handshake).as_secs()),
+            cipher: p.sessions.last().map(|s| s.suite.name().to_string()),
+            last_error: None,
+        });
+    }
+    for d in links.dialers() {
+        if d.linked.is_some_and(|k| links.peers().any(|p| p.key == k)) {
+            continue;
+        }
+        rows.push(PeerInfo {
+            public_key: d.uri.key.map(|k| k.to_string()),
+            address: d.uri.key.map(|k| k.address().to_string()),
+            state: if d.in_flight.is_some() || d.resolving { "connecting" } else { "down" }.into(),
+            uri: Some(d.uri.to_string()),
+            endpoint: d.addr.map(|a| a.to_string()),
+            rx_bytes: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            tx_packets: 0,
+            up_secs: None,
+            last_handshake_secs: None,
+            cipher: None,
+            last_error: d.last_error.clone(),
+        });
+    }
+    rows
+}

@@ -1,0 +1,157 @@
+//! The daemon: sets up the identity, sockets, TUN device and control socket, then runs one
+//! event loop on one thread around the sans-IO [`Links`] core.
+//!
+//! Each turn of the loop waits for the first of: the TUN device readable, a UDP socket
+//! readable, the core's next timeout, a control request, a resolved host name, or shutdown. It
+//! handles that, runs due timers (so a busy data path cannot starve them), and sends whatever
+//! control datagrams the core queued. One thread keeps every state change ordered and lock-free;
+//! on two cores the other core is busy with the kernel and the applications anyway (see
+//! `docs/ARCHITECTURE.md` for the plan to scale out).
+
+mod control;
+mod datapath;
+
+use crate::admin;
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::link::{Event, LinkConfig, Links};
+use crate::udp::UdpSock;
+use crate::uri::PeerUri;
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub use control::PeerStore;
+
+/// The UDP sockets of the node.
+pub struct Sockets(Vec<UdpSock>);
+
+impl Sockets {
+    fn for_dest(&self, to: &SocketAddr) -> Option<&UdpSock> {
+        self.0.iter().find(|s| s.can_reach(to))
+    }
+
+    fn get(&self, i: usize) -> Option<&UdpSock> {
+        self.0.get(i)
+    }
+
+    fn max_gso_segments(&self, to: &SocketAddr) -> usize {
+        self.for_dest(to).map_or(1, |s| s.max_gso_segments())
+    }
+
+    async fn send(&self, to: SocketAddr, contents: &[u8], segment: Option<usize>) {
+        let Some(s) = self.for_dest(&to) else {
+            tracing::debug!(%to, "no socket of this address family");
+            return;
+        };
+        if let Err(e) = s.send(to, contents, segment).await {
+            tracing::debug!(%to, "UDP send: {e}");
+        }
+    }
+
+    /// Waits until one of the sockets may be readable; returns its index.
+    async fn readable(&self) -> usize {
+        std::future::poll_fn(|cx| {
+            for (i, s) in self.0.iter().enumerate() {
+                if s.poll_recv_ready(cx).is_ready() {
+                    return Poll::Ready(i);
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Sends every control datagram the core has queued.
+async fn flush_control(links: &mut Links, socks: &Sockets) {
+    while let Some(t) = links.poll_transmit() {
+        socks.send(t.to, &t.data, None).await;
+    }
+}
+
+/// Runs the daemon until `shutdown` completes or a fatal error occurs.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let id_path = cfg.identity_path();
+    let (identity, created) = Identity::load_or_create(&id_path)?;
+    if created {
+        tracing::info!(file = %id_path.display(), "created a new node identity");
+    }
+    tracing::info!(public_key = %identity.public_key(), address = %identity.address(), "node identity");
+
+    let mut store = PeerStore::open(&cfg.state_dir)?;
+    let mut socks = Vec::new();
+    for addr in cfg.listen_addrs()? {
+        let s = UdpSock::bind(addr)?;
+        tracing::info!(listen = %s.local_addr(), gso_segments = s.max_gso_segments(), "listening");
+        socks.push(s);
+    }
+    let socks = Sockets(socks);
+    let (tun, offload) = crate::tun::open(&cfg.tun, identity.address())?;
+    tracing::info!(tun = %cfg.tun.name, mtu = cfg.tun.mtu, offload, "TUN device up");
+    let (_admin, mut admin_rx) = admin::Server::bind(&cfg.admin_socket, cfg.admin_group.as_deref())
+        .await
+        .context("cannot start the admin API")?;
+
+    let link_cfg = LinkConfig { suite: cfg.suite()?, ..LinkConfig::default() };
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).context("the operating system gave no random bytes")?;
+    let mut links = Links::new(&identity, link_cfg, u64::from_le_bytes(seed), Instant::now());
+    let config_peers = cfg.peer_uris()?;
+    for uri in config_peers.iter().chain(store.peers()) {
+        links.add_peer(uri.clone(), Instant::now());
+    }
+
+    let ctl = control::Control { cfg: &cfg, identity: &identity, started, config_peers };
+    let (resolve_tx, mut resolve_rx) = mpsc::channel::<(PeerUri, Result<SocketAddr, String>)>(16);
+    let mut tun_rx = datapath::TunToUdp::new(cfg.tun.mtu);
+    let mut udp_rx = datapath::UdpToTun::default();
+    let mut shutdown = pin!(shutdown);
+
+    loop {
+        let now = Instant::now();
+        if links.poll_timeout().is_some_and(|t| t <= now) {
+            links.handle_timeout(now);
+        }
+        flush_control(&mut links, &socks).await;
+        while let Some(Event::Resolve(uri)) = links.poll_event() {
+            tokio::spawn(resolve(uri, resolve_tx.clone()));
+        }
+        let deadline = links.poll_timeout().unwrap_or(now + Duration::from_secs(3600));
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = tun.readable() => match r {
+                Ok(()) => tun_rx.pump(&tun, &mut links, &socks).await,
+                Err(e) => anyhow::bail!("the TUN device failed: {e}"),
+            },
+            i = socks.readable() => udp_rx.pump(i, &tun, &mut links, &socks).await,
+            _ = sleep => links.handle_timeout(Instant::now()),
+            Some((req, reply)) = admin_rx.recv() => {
+                let r = ctl.handle(req, &mut links, &mut store, &socks);
+                let _ = reply.send(r);
+            }
+            Some((uri, res)) = resolve_rx.recv() => links.resolved(&uri, res, Instant::now()),
+        }
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+async fn resolve(uri: PeerUri, tx: mpsc::Sender<(PeerUri, Result<SocketAddr, String>)>) {
+    let result = match &uri.host {
+        crate::uri::Host::Ip(ip) => Ok(SocketAddr::new(*ip, uri.port)),
+        crate::uri::Host::Name(name) => {
+            match tokio::net::lookup_host((name.as_str(), uri.port)).await {
+                Ok(mut addrs) => addrs.next().ok_or_else(|| "no address found".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let _ = tx.send((uri, result)).await;
+}
