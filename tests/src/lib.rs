@@ -1,1 +1,152 @@
-//! stub
+//! # `tests`: end-to-end tests of Planetary LAN
+//!
+//! This crate owns the tests that run the real `meshd` and `meshctl` binaries, with real TUN
+//! devices and the real kernel, in network namespaces joined by veth pairs. The library part is
+//! the harness ([`Netns`], [`Node`], [`wait_until`]); the tests live in `tests/tests/`.
+//!
+//! ## What it must not do
+//! Send traffic anywhere but inside its own namespaces (veth addresses from 10.0.0.0/8 inside
+//! them, overlay addresses); leave namespaces or processes behind, even when a test fails
+//! (everything is torn down in `Drop`); wait without a bound. The tests need root; without it
+//! they fail with a message saying so.
+//!
+//! The binaries are built on first use with the same cargo profile as the test itself.
+
+pub mod node;
+
+pub use node::Node;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Fails the test with an explanation unless we can create namespaces and TUN devices.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the end-to-end tests create network namespaces and TUN devices: run them as root"
+    );
+    assert!(
+        std::path::Path::new("/dev/net/tun").exists(),
+        "the end-to-end tests need /dev/net/tun"
+    );
+}
+
+/// Polls `f` every 50 ms until it is true or `timeout` passes; returns whether it became true.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a command, failing the test with its output if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A name no other test (in this or another process) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    /// Its name (under /run/netns).
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with loopback up.
+    pub fn new(prefix: &str) -> Netns {
+        let name = unique(&format!("pl{prefix}"));
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        run(ns.cmd("ip").args(["link", "set", "lo", "up"]));
+        ns
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (its sockets live there).
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Starts `f` on a new thread inside this namespace.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+            f()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// Joins two namespaces with a veth pair and gives each end an IPv4 address in a /24.
+/// Returns the interface names (in `a`, in `b`).
+pub fn veth(a: &Netns, a_ip: &str, b: &Netns, b_ip: &str) -> (String, String) {
+    let (ia, ib) = (unique("va"), unique("vb"));
+    run(Command::new("ip").args([
+        "link", "add", &ia, "netns", &a.name, "type", "veth", "peer", "name", &ib, "netns", &b.name,
+    ]));
+    for (ns, ifname, ip) in [(a, &ia, a_ip), (b, &ib, b_ip)] {
+        run(ns.cmd("ip").args(["addr", "add", &format!("{ip}/24"), "dev", ifname]));
+        run(ns.cmd("ip").args(["link", "set", ifname, "up"]));
+    }
+    (ia, ib)
+}
+
+/// Paths of the `meshd` and `meshctl` binaries, built once per test process with the profile
+/// this test was built with.
+pub fn binaries() -> &'static (PathBuf, PathBuf) {
+    static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let profile = profile_dir.file_name().and_then(|p| p.to_str()).expect("profile name");
+        let profile = if profile == "debug" { "dev" } else { profile };
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run(Command::new(cargo)
+            .current_dir(&workspace)
+            .env("CARGO_TARGET_DIR", target_dir)
+            .args(["build", "--quiet", "--profile", profile, "-p", "meshd", "-p", "meshctl"]));
+        (profile_dir.join("meshd"), profile_dir.join("meshctl"))
+    })
+}

@@ -1,0 +1,168 @@
+//! # `meshctl`: the command-line client of `meshd`
+//!
+//! It owns the user-facing presentation of the admin API: it sends one JSON request per command
+//! over `meshd`'s Unix socket ([`meshd::admin`]) and prints the reply as a table, or as JSON with
+//! `--json` for scripts. It keeps no state and never talks to the network; the only command that
+//! works without a daemon is `verify`, which checks offline that an address belongs to a key.
+//!
+//! Errors (daemon not running, no permission, a refused request) are one line on stderr and a
+//! non-zero exit status.
+
+mod table;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use meshd::admin::{PeerInfo, Reply, Request, SelfInfo, Status};
+use meshd::identity::PublicKey;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Control a running meshd (Planetary LAN daemon).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// meshd's admin socket.
+    #[arg(long, global = true, env = "MESHCTL_SOCKET", default_value = "/run/meshd/admin.sock")]
+    socket: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// This node: public key, address, subnet, listeners.
+    #[command(name = "self")]
+    SelfInfo,
+    /// Peers: links and configured peers, with their state and traffic.
+    Peers,
+    /// Node status: uptime, links, and counters of dropped packets by reason.
+    Status,
+    /// Add or remove peers at runtime.
+    #[command(subcommand)]
+    Peer(PeerCmd),
+    /// Check, without a daemon, that an overlay address belongs to a public key.
+    Verify {
+        /// The overlay address (a node address or an address in a node's /64).
+        address: std::net::Ipv6Addr,
+        /// The public key (64 hex digits).
+        public_key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeerCmd {
+    /// Add a peer: udp://HOST:PORT, optionally ?key=PUBKEY to pin its key.
+    Add {
+        /// The peer URI.
+        uri: String,
+        /// Forget the peer when meshd restarts (by default it is kept).
+        #[arg(long)]
+        temporary: bool,
+    },
+    /// Remove a peer and close its link.
+    Remove {
+        /// The peer URI (udp://HOST:PORT).
+        uri: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("meshctl: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let req = match &cli.command {
+        Command::Verify { address, public_key } => return verify(address, public_key, cli.json),
+        Command::SelfInfo => Request::SelfInfo,
+        Command::Peers => Request::Peers,
+        Command::Status => Request::Status,
+        Command::Peer(PeerCmd::Add { uri, temporary }) => {
+            Request::PeerAdd { uri: uri.clone(), persist: !temporary }
+        }
+        Command::Peer(PeerCmd::Remove { uri }) => Request::PeerRemove { uri: uri.clone() },
+    };
+    let reply = call(&cli.socket, &req)?;
+    if !reply.ok {
+        bail!("{}", reply.error.unwrap_or_else(|| "meshd refused the request".into()));
+    }
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&reply.data)?);
+        return Ok(());
+    }
+    match req {
+        Request::SelfInfo => table::self_info(&serde_json::from_value::<SelfInfo>(reply.data)?),
+        Request::Peers => table::peers(&serde_json::from_value::<Vec<PeerInfo>>(reply.data)?),
+        Request::Status => table::status(&serde_json::from_value::<Status>(reply.data)?),
+        Request::PeerAdd { .. } | Request::PeerRemove { .. } => table::done(&reply.data),
+    }
+    Ok(())
+}
+
+/// Sends one request and reads one reply.
+fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
+    let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => anyhow::anyhow!(
+            "meshd is not running (nothing answers on {}); start it with `sudo meshd`, \
+             or point --socket at its admin_socket",
+            socket.display()
+        ),
+        ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "permission denied on {}: run as root, or as a member of meshd's admin_group",
+            socket.display()
+        ),
+        _ => anyhow::anyhow!("cannot connect to meshd at {}: {e}", socket.display()),
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    (&stream).write_all(&line).context("cannot send the request to meshd")?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .context("meshd did not answer (timed out or closed the connection)")?;
+    if answer.is_empty() {
+        bail!("meshd closed the connection without answering");
+    }
+    serde_json::from_str(&answer).context("meshd sent an answer meshctl does not understand")
+}
+
+fn verify(address: &std::net::Ipv6Addr, key: &str, json: bool) -> anyhow::Result<()> {
+    let key: PublicKey = key.parse().map_err(|e| anyhow::anyhow!("public key: {e}"))?;
+    let owns = routing::address::key_owns(&key.0, address);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "address": address.to_string(),
+                "public_key": key.to_string(),
+                "belongs": owns,
+                "node_address": key.address().to_string(),
+                "subnet": format!("{}/64", key.subnet()),
+            })
+        );
+    } else if owns {
+        println!("{address} belongs to {key}");
+    } else {
+        println!(
+            "{address} does NOT belong to {key} (its address is {}, its subnet {}/64)",
+            key.address(),
+            key.subnet()
+        );
+    }
+    if !owns {
+        std::process::exit(2);
+    }
+    Ok(())
+}
