@@ -24,7 +24,12 @@ use std::time::Duration;
 #[command(version, about)]
 struct Cli {
     /// meshd's admin socket.
-    #[arg(long, global = true, env = "MESHCTL_SOCKET", default_value = "/run/meshd/admin.sock")]
+    #[arg(
+        long,
+        global = true,
+        env = "MESHCTL_SOCKET",
+        default_value = "/run/meshd/admin.sock"
+    )]
     socket: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
@@ -84,18 +89,27 @@ fn main() {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let req = match &cli.command {
-        Command::Verify { address, public_key } => return verify(address, public_key, cli.json),
+        Command::Verify {
+            address,
+            public_key,
+        } => return verify(address, public_key, cli.json),
         Command::SelfInfo => Request::SelfInfo,
         Command::Peers => Request::Peers,
         Command::Status => Request::Status,
-        Command::Peer(PeerCmd::Add { uri, temporary }) => {
-            Request::PeerAdd { uri: uri.clone(), persist: !temporary }
-        }
+        Command::Peer(PeerCmd::Add { uri, temporary }) => Request::PeerAdd {
+            uri: uri.clone(),
+            persist: !temporary,
+        },
         Command::Peer(PeerCmd::Remove { uri }) => Request::PeerRemove { uri: uri.clone() },
     };
     let reply = call(&cli.socket, &req)?;
     if !reply.ok {
-        bail!("{}", reply.error.unwrap_or_else(|| "meshd refused the request".into()));
+        bail!(
+            "{}",
+            reply
+                .error
+                .unwrap_or_else(|| "meshd refused the request".into())
+        );
     }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&reply.data)?);
@@ -127,7 +141,9 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
-    (&stream).write_all(&line).context("cannot send the request to meshd")?;
+    (&stream)
+        .write_all(&line)
+        .context("cannot send the request to meshd")?;
     let mut answer = String::new();
     BufReader::new(&stream)
         .read_line(&mut answer)
@@ -139,7 +155,9 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
 }
 
 fn verify(address: &std::net::Ipv6Addr, key: &str, json: bool) -> anyhow::Result<()> {
-    let key: PublicKey = key.parse().map_err(|e| anyhow::anyhow!("public key: {e}"))?;
+    let key: PublicKey = key
+        .parse()
+        .map_err(|e| anyhow::anyhow!("public key: {e}"))?;
     let owns = routing::address::key_owns(&key.0, address);
     if json {
         println!(

@@ -10,7 +10,11 @@ fn bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn ago(secs: Option<u64>) -> String {
@@ -31,8 +35,11 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> =
-            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
@@ -59,10 +66,15 @@ pub fn peers(peers: &[PeerInfo]) {
         .iter()
         .map(|p| {
             vec![
-                p.public_key.as_deref().map_or("?".into(), |k| format!("{}…", &k[..16.min(k.len())])),
+                p.public_key
+                    .as_deref()
+                    .map_or("?".into(), |k| format!("{}…", &k[..16.min(k.len())])),
                 p.address.clone().unwrap_or_else(|| "-".into()),
                 p.state.clone(),
-                p.endpoint.clone().or_else(|| p.uri.clone()).unwrap_or_else(|| "-".into()),
+                p.endpoint
+                    .clone()
+                    .or_else(|| p.uri.clone())
+                    .unwrap_or_else(|| "-".into()),
                 bytes(p.rx_bytes),
                 bytes(p.tx_bytes),
                 ago(p.last_handshake_secs),
@@ -71,7 +83,16 @@ pub fn peers(peers: &[PeerInfo]) {
         })
         .collect();
     print_table(
-        &["PUBLIC KEY", "ADDRESS", "STATE", "ENDPOINT", "RX", "TX", "HANDSHAKE", "ERROR"],
+        &[
+            "PUBLIC KEY",
+            "ADDRESS",
+            "STATE",
+            "ENDPOINT",
+            "RX",
+            "TX",
+            "HANDSHAKE",
+            "ERROR",
+        ],
         &rows,
     );
 }
@@ -80,10 +101,17 @@ pub fn status(s: &Status) {
     println!("address     {}", s.node.address);
     println!("public key  {}", s.node.public_key);
     println!("uptime      {}", ago(Some(s.uptime_secs)));
-    println!("links       {} up, {} configured", s.peers_up, s.peers_configured);
+    println!(
+        "links       {} up, {} configured",
+        s.peers_up, s.peers_configured
+    );
     let c = &s.counters;
     let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-    println!("datagrams   {} received, {} sent", n("rx_datagrams"), n("tx_datagrams"));
+    println!(
+        "datagrams   {} received, {} sent",
+        n("rx_datagrams"),
+        n("tx_datagrams")
+    );
     println!("handshakes  {} completed", n("handshakes_completed"));
     println!("dropped     {} from the network", s.dropped_from_network);
     if let Some(d) = c.get("dropped").and_then(|d| d.as_object()) {
@@ -98,8 +126,18 @@ pub fn status(s: &Status) {
 
 pub fn done(data: &serde_json::Value) {
     if let Some(u) = data.get("added").and_then(|v| v.as_str()) {
-        let persistent = data.get("persistent").and_then(|v| v.as_bool()).unwrap_or(false);
-        println!("added {u}{}", if persistent { "" } else { " (until meshd restarts)" });
+        let persistent = data
+            .get("persistent")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        println!(
+            "added {u}{}",
+            if persistent {
+                ""
+            } else {
+                " (until meshd restarts)"
+            }
+        );
     }
     if let Some(u) = data.get("removed").and_then(|v| v.as_str()) {
         println!("removed {u}");

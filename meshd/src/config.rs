@@ -65,7 +65,11 @@ pub struct TunConfig {
 
 impl Default for TunConfig {
     fn default() -> Self {
-        TunConfig { name: "mesh0".into(), mtu: 1420, offload: true }
+        TunConfig {
+            name: "mesh0".into(),
+            mtu: 1420,
+            offload: true,
+        }
     }
 }
 
@@ -161,7 +165,8 @@ impl Config {
         if let Some(dir) = file.and_then(Path::parent) {
             cfg.make_paths_absolute(dir);
         }
-        cfg.validate().map_err(|e| anyhow::anyhow!("invalid configuration in {where_}: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration in {where_}: {e}"))?;
         Ok(cfg)
     }
 
@@ -180,7 +185,9 @@ impl Config {
 
     /// The key file path.
     pub fn identity_path(&self) -> PathBuf {
-        self.identity_file.clone().unwrap_or_else(|| self.state_dir.join("identity.key"))
+        self.identity_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("identity.key"))
     }
 
     /// Parsed peer URIs.
@@ -214,9 +221,9 @@ impl Config {
             "auto" => Ok(crate::noise::preferred_suite()),
             "aes-256-gcm" => Ok(Suite::AesGcm),
             "chacha20-poly1305" => Ok(Suite::ChaChaPoly),
-            other => bail!(
-                "cipher: unknown value {other:?}; use auto, aes-256-gcm or chacha20-poly1305"
-            ),
+            other => {
+                bail!("cipher: unknown value {other:?}; use auto, aes-256-gcm or chacha20-poly1305")
+            }
         }
     }
 
@@ -234,7 +241,10 @@ impl Config {
         let min = 1280;
         let max = 65_535 - 48 - crate::wire::TRANSPORT_OVERHEAD as u16 - 1;
         if self.tun.mtu < min || self.tun.mtu > max {
-            bail!("tun.mtu: {} is out of range {min}..={max} (IPv6 needs at least 1280)", self.tun.mtu);
+            bail!(
+                "tun.mtu: {} is out of range {min}..={max} (IPv6 needs at least 1280)",
+                self.tun.mtu
+            );
         }
         Ok(())
     }
@@ -245,14 +255,20 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_match_the_commented_file() {
         let from_file: Config = toml::from_str(DEFAULT_CONFIG_TOML).expect("default file parses");
         assert_eq!(from_file, Config::default());
-        assert_eq!(Config::load_with_env(None, env(&[])).expect("defaults"), Config::default());
+        assert_eq!(
+            Config::load_with_env(None, env(&[])).expect("defaults"),
+            Config::default()
+        );
     }
 
     #[test]
@@ -300,7 +316,10 @@ mod tests {
             ("this is not toml", "m.toml"),
         ] {
             std::fs::write(&f, text).expect("write");
-            let e = format!("{:#}", Config::load_with_env(Some(&f), env(&[])).expect_err(text));
+            let e = format!(
+                "{:#}",
+                Config::load_with_env(Some(&f), env(&[])).expect_err(text)
+            );
             assert!(e.contains(want), "{text}: {e}");
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -156,7 +156,9 @@ impl Identity {
                 id.save_new(path)?;
                 Ok((id, true))
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read identity file {}", path.display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read identity file {}", path.display()))
+            }
         }
     }
 

@@ -51,7 +51,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .write(true)
                 .create_new(true)
                 .open(&f)
-                .with_context(|| format!("cannot create {} (it is never overwritten)", f.display()))?;
+                .with_context(|| {
+                    format!("cannot create {} (it is never overwritten)", f.display())
+                })?;
             out.write_all(DEFAULT_CONFIG_TOML.as_bytes())?;
             eprintln!("wrote {}", f.display());
             Ok(())

@@ -30,13 +30,19 @@ fn prologue(suite: Suite) -> Vec<u8> {
 /// A handshake state for the side that sends message 1.
 pub fn initiator(private: &[u8; 32], suite: Suite) -> Result<HandshakeState, snow::Error> {
     let p = prologue(suite);
-    builder(suite)?.local_private_key(private)?.prologue(&p)?.build_initiator()
+    builder(suite)?
+        .local_private_key(private)?
+        .prologue(&p)?
+        .build_initiator()
 }
 
 /// A handshake state for the side that receives message 1.
 pub fn responder(private: &[u8; 32], suite: Suite) -> Result<HandshakeState, snow::Error> {
     let p = prologue(suite);
-    builder(suite)?.local_private_key(private)?.prologue(&p)?.build_responder()
+    builder(suite)?
+        .local_private_key(private)?
+        .prologue(&p)?
+        .build_responder()
 }
 
 /// The suite this machine is fastest with: AES-GCM where the CPU has AES instructions,
@@ -44,7 +50,8 @@ pub fn responder(private: &[u8; 32], suite: Suite) -> Result<HandshakeState, sno
 pub fn preferred_suite() -> Suite {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+        if std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
         {
             return Suite::AesGcm;
         }

@@ -52,7 +52,10 @@ impl Ipv6Header {
         let payload = u16::from_be_bytes([p[4], p[5]]) as usize;
         let total_len = IPV6_HEADER_LEN + payload;
         if total_len > p.len() {
-            return Err(PacketError::Length { stated: payload, actual: p.len() });
+            return Err(PacketError::Length {
+                stated: payload,
+                actual: p.len(),
+            });
         }
         let mut src = [0u8; 16];
         src.copy_from_slice(&p[8..24]);
@@ -91,7 +94,13 @@ mod tests {
         let h = Ipv6Header::parse(&p).expect("valid");
         assert_eq!((h.src, h.dst, h.total_len), (a, b, 50));
         assert_eq!(Ipv6Header::parse(&p[..39]), Err(PacketError::Short(39)));
-        assert_eq!(Ipv6Header::parse(&p[..45]), Err(PacketError::Length { stated: 10, actual: 45 }));
+        assert_eq!(
+            Ipv6Header::parse(&p[..45]),
+            Err(PacketError::Length {
+                stated: 10,
+                actual: 45
+            })
+        );
         let mut v4 = p.clone();
         v4[0] = 0x45;
         assert_eq!(Ipv6Header::parse(&v4), Err(PacketError::Version(4)));

@@ -26,13 +26,18 @@ pub struct ReplayWindow {
 
 impl Default for ReplayWindow {
     fn default() -> Self {
-        ReplayWindow { last: 0, ring: Box::new([0; BLOCKS]) }
+        ReplayWindow {
+            last: 0,
+            ring: Box::new([0; BLOCKS]),
+        }
     }
 }
 
 impl std::fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplayWindow").field("last", &self.last).finish_non_exhaustive()
+        f.debug_struct("ReplayWindow")
+            .field("last", &self.last)
+            .finish_non_exhaustive()
     }
 }
 

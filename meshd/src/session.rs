@@ -93,7 +93,11 @@ impl Session {
         wire::emit_transport_header(out, self.remote_index, counter);
         let n = self
             .transport
-            .write_message(counter, plaintext, &mut out[wire::TRANSPORT_HEADER_LEN..need])
+            .write_message(
+                counter,
+                plaintext,
+                &mut out[wire::TRANSPORT_HEADER_LEN..need],
+            )
             .map_err(|_| SessionError::Buffer)?;
         self.send_counter += 1;
         Ok(wire::TRANSPORT_HEADER_LEN + n)

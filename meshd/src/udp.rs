@@ -21,11 +21,16 @@ pub struct UdpSock {
 impl UdpSock {
     /// Binds `addr`. An unspecified IPv6 address (`[::]`) also receives IPv4.
     pub fn bind(addr: SocketAddr) -> anyhow::Result<UdpSock> {
-        let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+        let domain = if addr.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
         let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
             .context("cannot create a UDP socket")?;
         if addr.is_ipv6() {
-            s.set_only_v6(false).context("cannot make the UDP socket dual-stack")?;
+            s.set_only_v6(false)
+                .context("cannot make the UDP socket dual-stack")?;
         }
         s.set_nonblocking(true)?;
         s.bind(&addr.into()).with_context(|| {
@@ -33,8 +38,16 @@ impl UdpSock {
         })?;
         // Bigger buffers absorb bursts; forcing needs CAP_NET_ADMIN, so fall back quietly.
         for force in [
-            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &SOCKET_BUFFER),
-            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBufForce, &SOCKET_BUFFER),
+            nix::sys::socket::setsockopt(
+                &s,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &SOCKET_BUFFER,
+            ),
+            nix::sys::socket::setsockopt(
+                &s,
+                nix::sys::socket::sockopt::SndBufForce,
+                &SOCKET_BUFFER,
+            ),
         ] {
             if force.is_err() {
                 let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
@@ -74,12 +87,19 @@ impl UdpSock {
     }
 
     /// Polls read readiness (used to wait on several sockets at once).
-    pub fn poll_recv_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+    pub fn poll_recv_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         self.sock.poll_recv_ready(cx)
     }
 
     /// Receives a batch without waiting; `Err(WouldBlock)` when there is nothing.
-    pub fn try_recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+    pub fn try_recv(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
         self.sock.try_io(Interest::READABLE, || {
             self.state.recv(UdpSockRef::from(&self.sock), bufs, meta)
         })
@@ -87,11 +107,24 @@ impl UdpSock {
 
     /// Sends `contents` to `to`, as `contents.len() / segment` datagrams of `segment` bytes (the
     /// last may be shorter) when `segment` is given. Waits while the socket buffer is full.
-    pub async fn send(&self, to: SocketAddr, contents: &[u8], segment: Option<usize>) -> io::Result<()> {
+    pub async fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment: Option<usize>,
+    ) -> io::Result<()> {
         let destination = self.map_destination(to);
-        let t = Transmit { destination, ecn: None, contents, segment_size: segment, src_ip: None };
+        let t = Transmit {
+            destination,
+            ecn: None,
+            contents,
+            segment_size: segment,
+            src_ip: None,
+        };
         self.sock
-            .async_io(Interest::WRITABLE, || self.state.try_send(UdpSockRef::from(&self.sock), &t))
+            .async_io(Interest::WRITABLE, || {
+                self.state.try_send(UdpSockRef::from(&self.sock), &t)
+            })
             .await
     }
 

@@ -42,13 +42,17 @@ pub struct PeerUri {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UriError {
     /// No `scheme://`, or an unknown scheme.
-    #[error("unsupported scheme in {0:?}: use udp://HOST:PORT (tcp:// and quic:// are not available yet)")]
+    #[error(
+        "unsupported scheme in {0:?}: use udp://HOST:PORT (tcp:// and quic:// are not available yet)"
+    )]
     Scheme(String),
     /// Missing or bad `:PORT`.
     #[error("missing or invalid port in {0:?}: use udp://HOST:PORT, e.g. udp://192.0.2.1:7820")]
     Port(String),
     /// Empty or malformed host.
-    #[error("invalid host in {0:?}: use an IPv4 address, an IPv6 address in brackets, or a DNS name")]
+    #[error(
+        "invalid host in {0:?}: use an IPv4 address, an IPv6 address in brackets, or a DNS name"
+    )]
     Host(String),
     /// Bad `?key=`.
     #[error("invalid key in {uri:?}: {reason}")]
@@ -67,7 +71,9 @@ impl FromStr for PeerUri {
     type Err = UriError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| UriError::Scheme(s.into()))?;
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| UriError::Scheme(s.into()))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "udp" => Scheme::Udp,
             _ => return Err(UriError::Scheme(s.into())),
@@ -78,12 +84,18 @@ impl FromStr for PeerUri {
         };
         let authority = authority.strip_suffix('/').unwrap_or(authority);
         let (host, port) = if let Some(after) = authority.strip_prefix('[') {
-            let (h, p) = after.split_once(']').ok_or_else(|| UriError::Host(s.into()))?;
+            let (h, p) = after
+                .split_once(']')
+                .ok_or_else(|| UriError::Host(s.into()))?;
             let ip: std::net::Ipv6Addr = h.parse().map_err(|_| UriError::Host(s.into()))?;
-            let p = p.strip_prefix(':').ok_or_else(|| UriError::Port(s.into()))?;
+            let p = p
+                .strip_prefix(':')
+                .ok_or_else(|| UriError::Port(s.into()))?;
             (Host::Ip(IpAddr::V6(ip)), p)
         } else {
-            let (h, p) = authority.rsplit_once(':').ok_or_else(|| UriError::Port(s.into()))?;
+            let (h, p) = authority
+                .rsplit_once(':')
+                .ok_or_else(|| UriError::Port(s.into()))?;
             if h.is_empty() || h.contains(':') {
                 return Err(UriError::Host(s.into()));
             }
@@ -96,17 +108,29 @@ impl FromStr for PeerUri {
         };
         let port: u16 = port.parse().map_err(|_| UriError::Port(s.into()))?;
         let mut key = None;
-        for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
             match pair.split_once('=') {
                 Some(("key", v)) => {
                     key = Some(v.parse().map_err(|e: crate::identity::KeyParseError| {
-                        UriError::Key { uri: s.into(), reason: e.to_string() }
+                        UriError::Key {
+                            uri: s.into(),
+                            reason: e.to_string(),
+                        }
                     })?)
                 }
                 _ => return Err(UriError::Option(pair.into())),
             }
         }
-        Ok(PeerUri { scheme, host, port, key })
+        Ok(PeerUri {
+            scheme,
+            host,
+            port,
+            key,
+        })
     }
 }
 
@@ -115,7 +139,9 @@ fn valid_dns_name(h: &str) -> bool {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -160,11 +186,16 @@ mod tests {
         let u: PeerUri = "udp://10.0.0.2:7820".parse().expect("v4");
         assert_eq!(u.socket_addr(), Some("10.0.0.2:7820".parse().expect("lit")));
         let u: PeerUri = "udp://[fd00::2]:7820".parse().expect("v6");
-        assert_eq!(u.socket_addr(), Some("[fd00::2]:7820".parse().expect("lit")));
+        assert_eq!(
+            u.socket_addr(),
+            Some("[fd00::2]:7820".parse().expect("lit"))
+        );
         let u: PeerUri = "UDP://Node.Example.org:1/".parse().expect("name");
         assert_eq!(u.host, Host::Name("node.example.org".into()));
         let k = crate::identity::Identity::from_seed(&[3; 32]).public_key();
-        let u: PeerUri = format!("udp://10.0.0.2:7820?key={k}").parse().expect("pinned");
+        let u: PeerUri = format!("udp://10.0.0.2:7820?key={k}")
+            .parse()
+            .expect("pinned");
         assert_eq!(u.key, Some(k));
         assert_eq!(u.to_string(), format!("udp://10.0.0.2:7820?key={k}"));
     }
@@ -183,7 +214,11 @@ mod tests {
             ("udp://10.0.0.2:7820?key=zz", "key"),
             ("udp://10.0.0.2:7820?foo=1", "option"),
         ] {
-            let e = s.parse::<PeerUri>().expect_err(s).to_string().to_lowercase();
+            let e = s
+                .parse::<PeerUri>()
+                .expect_err(s)
+                .to_string()
+                .to_lowercase();
             assert!(e.contains(want), "{s}: {e}");
         }
     }

@@ -185,19 +185,30 @@ pub fn parse(b: &[u8]) -> Result<Message<'_>, WireError> {
                 return Err(bad_len);
             }
             let suite = Suite::from_byte(b[1]).ok_or(WireError::UnknownSuite(b[1]))?;
-            Ok(Message::Init { suite, sender: u32_at(b, 4), noise: &b[8..8 + INIT_NOISE_LEN] })
+            Ok(Message::Init {
+                suite,
+                sender: u32_at(b, 4),
+                noise: &b[8..8 + INIT_NOISE_LEN],
+            })
         }
         TYPE_RESPONSE => {
             if b.len() < 12 + MIN_RESPONSE_NOISE || b.len() > MAX_HANDSHAKE {
                 return Err(bad_len);
             }
-            Ok(Message::Response { sender: u32_at(b, 4), receiver: u32_at(b, 8), noise: &b[12..] })
+            Ok(Message::Response {
+                sender: u32_at(b, 4),
+                receiver: u32_at(b, 8),
+                noise: &b[12..],
+            })
         }
         TYPE_FINAL => {
             if b.len() < 8 + MIN_FINAL_NOISE || b.len() > MAX_HANDSHAKE {
                 return Err(bad_len);
             }
-            Ok(Message::Final { receiver: u32_at(b, 4), noise: &b[8..] })
+            Ok(Message::Final {
+                receiver: u32_at(b, 4),
+                noise: &b[8..],
+            })
         }
         TYPE_TRANSPORT => {
             if b.len() < TRANSPORT_OVERHEAD || b.len() > MAX_DATAGRAM {
@@ -313,11 +324,22 @@ mod tests {
         emit_init_header(&mut b, Suite::ChaChaPoly, 0xdead_beef);
         assert_eq!(
             parse(&b),
-            Ok(Message::Init { suite: Suite::ChaChaPoly, sender: 0xdead_beef, noise: &[0; 32] })
+            Ok(Message::Init {
+                suite: Suite::ChaChaPoly,
+                sender: 0xdead_beef,
+                noise: &[0; 32]
+            })
         );
         let mut b = [7u8; 12 + MIN_RESPONSE_NOISE];
         emit_response_header(&mut b, 1, 2);
-        assert!(matches!(parse(&b), Ok(Message::Response { sender: 1, receiver: 2, .. })));
+        assert!(matches!(
+            parse(&b),
+            Ok(Message::Response {
+                sender: 1,
+                receiver: 2,
+                ..
+            })
+        ));
         let mut b = [7u8; 8 + MIN_FINAL_NOISE];
         emit_final_header(&mut b, 3);
         assert!(matches!(parse(&b), Ok(Message::Final { receiver: 3, .. })));
@@ -325,7 +347,11 @@ mod tests {
         emit_transport_header(&mut b, 4, u64::MAX - 1);
         assert_eq!(
             parse(&b),
-            Ok(Message::Transport { receiver: 4, counter: u64::MAX - 1, ciphertext: &[7; 16] })
+            Ok(Message::Transport {
+                receiver: 4,
+                counter: u64::MAX - 1,
+                ciphertext: &[7; 16]
+            })
         );
     }
 
@@ -337,7 +363,10 @@ mod tests {
             for len in [1, 5, 12, 28] {
                 let mut b = vec![0u8; len];
                 b[0] = ty;
-                assert!(matches!(parse(&b), Err(WireError::Length { .. })), "{ty} {len}");
+                assert!(
+                    matches!(parse(&b), Err(WireError::Length { .. })),
+                    "{ty} {len}"
+                );
             }
         }
         let mut b = [0u8; INIT_LEN];
@@ -350,14 +379,22 @@ mod tests {
     fn init_is_not_an_amplifier() {
         // The response carries e (32), s (32+16) and the payload (33+16) after a 12-byte header.
         let response = 12 + 32 + 48 + HANDSHAKE_PAYLOAD_LEN + TAG_LEN;
-        assert!(INIT_LEN >= response, "init {INIT_LEN} < response {response}");
+        assert!(
+            INIT_LEN >= response,
+            "init {INIT_LEN} < response {response}"
+        );
     }
 
     #[test]
     fn payload_roundtrip() {
-        let p = HandshakePayload { public_key: [5; 32] };
+        let p = HandshakePayload {
+            public_key: [5; 32],
+        };
         assert_eq!(HandshakePayload::parse(&p.emit()), Ok(p));
-        assert_eq!(HandshakePayload::parse(&[1; 3]), Err(PayloadError::Short(3)));
+        assert_eq!(
+            HandshakePayload::parse(&[1; 3]),
+            Err(PayloadError::Short(3))
+        );
         let mut b = p.emit();
         b[0] = 2;
         assert_eq!(HandshakePayload::parse(&b), Err(PayloadError::Version(2)));

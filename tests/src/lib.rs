@@ -50,7 +50,9 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Runs a command, failing the test with its output if it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -92,7 +94,9 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace (its sockets live there).
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.spawn(f).join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+        self.spawn(f)
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
     }
 
     /// Starts `f` on a new thread inside this namespace.
@@ -112,7 +116,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -124,7 +130,9 @@ pub fn veth(a: &Netns, a_ip: &str, b: &Netns, b_ip: &str) -> (String, String) {
         "link", "add", &ia, "netns", &a.name, "type", "veth", "peer", "name", &ib, "netns", &b.name,
     ]));
     for (ns, ifname, ip) in [(a, &ia, a_ip), (b, &ib, b_ip)] {
-        run(ns.cmd("ip").args(["addr", "add", &format!("{ip}/24"), "dev", ifname]));
+        run(ns
+            .cmd("ip")
+            .args(["addr", "add", &format!("{ip}/24"), "dev", ifname]));
         run(ns.cmd("ip").args(["link", "set", ifname, "up"]));
     }
     (ia, ib)
@@ -137,16 +145,31 @@ pub fn binaries() -> &'static (PathBuf, PathBuf) {
     BINS.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
         // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target/<profile>");
         let target_dir = profile_dir.parent().expect("target dir");
-        let profile = profile_dir.file_name().and_then(|p| p.to_str()).expect("profile name");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .expect("profile name");
         let profile = if profile == "debug" { "dev" } else { profile };
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         run(Command::new(cargo)
             .current_dir(&workspace)
             .env("CARGO_TARGET_DIR", target_dir)
-            .args(["build", "--quiet", "--profile", profile, "-p", "meshd", "-p", "meshctl"]));
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                profile,
+                "-p",
+                "meshd",
+                "-p",
+                "meshctl",
+            ]));
         (profile_dir.join("meshd"), profile_dir.join("meshctl"))
     })
 }

@@ -23,7 +23,12 @@ impl Node {
         let dir = std::env::temp_dir().join(format!("planetary-{}", ns.name));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("node dir");
-        Node { ns, dir, child: None, starts: 0 }
+        Node {
+            ns,
+            dir,
+            child: None,
+            starts: 0,
+        }
     }
 
     /// Writes `meshd.toml`: listen on `listen`, link to `peers`, plus `extra` TOML lines.
@@ -116,8 +121,15 @@ impl Node {
     /// The node's overlay address and public key, from `meshctl self --json`.
     pub fn identity(&self) -> (Ipv6Addr, String) {
         let v = self.ctl_json(&["self"]);
-        let addr = v["address"].as_str().expect("address").parse().expect("an IPv6 address");
-        (addr, v["public_key"].as_str().expect("public_key").to_string())
+        let addr = v["address"]
+            .as_str()
+            .expect("address")
+            .parse()
+            .expect("an IPv6 address");
+        (
+            addr,
+            v["public_key"].as_str().expect("public_key").to_string(),
+        )
     }
 
     /// Waits until `meshctl peers` shows a link up with `key`.
@@ -128,7 +140,8 @@ impl Node {
                 return false;
             };
             v.as_array().is_some_and(|rows| {
-                rows.iter().any(|r| r["public_key"] == key && r["state"] == "up")
+                rows.iter()
+                    .any(|r| r["public_key"] == key && r["state"] == "up")
             })
         })
     }
@@ -149,7 +162,17 @@ impl Node {
         let out = self
             .ns
             .cmd("ping")
-            .args(["-6", "-n", "-q", "-c", &count.to_string(), "-i", interval, "-W", "1"])
+            .args([
+                "-6",
+                "-n",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-i",
+                interval,
+                "-W",
+                "1",
+            ])
             .arg(addr.to_string())
             .output()
             .expect("run ping");
@@ -157,9 +180,8 @@ impl Node {
         text.lines()
             .find_map(|l| {
                 let l = l.trim();
-                l.contains("received").then(|| {
-                    l.split(',').nth(1)?.split_whitespace().next()?.parse().ok()
-                })?
+                l.contains("received")
+                    .then(|| l.split(',').nth(1)?.split_whitespace().next()?.parse().ok())?
             })
             .unwrap_or(0)
     }

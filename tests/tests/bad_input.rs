@@ -20,12 +20,18 @@ fn udp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
     let le = pcap[0] == 0xd4;
     let u32_at = |b: &[u8], i: usize| {
         let a = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
     };
     let mut i = 24;
     while i + 16 <= pcap.len() {
         let incl = u32_at(pcap, i + 8) as usize;
-        let Some(frame) = pcap.get(i + 16..i + 16 + incl) else { break };
+        let Some(frame) = pcap.get(i + 16..i + 16 + incl) else {
+            break;
+        };
         i += 16 + incl;
         // Ethernet, IPv4, UDP.
         if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] {
@@ -71,7 +77,11 @@ fn hostile(captured: &[Vec<u8>], rng: &mut Rng) -> (Vec<Vec<u8>>, usize) {
             }
             4 | 5 => {
                 // A known type byte, random rest, random length (sometimes exactly an init's).
-                let len = if rng.below(50) == 0 { 148 } else { rng.below(1500) + 1 };
+                let len = if rng.below(50) == 0 {
+                    148
+                } else {
+                    rng.below(1500) + 1
+                };
                 let mut d = rng.bytes(len);
                 d[0] = 1 + rng.below(4) as u8;
                 if d[0] == 1 && len == 148 && matches!(d[1], 1 | 2) {
@@ -110,10 +120,17 @@ fn hostile(captured: &[Vec<u8>], rng: &mut Rng) -> (Vec<Vec<u8>>, usize) {
 }
 
 fn rcvbuf_errors(node: &Node) -> u64 {
-    let out = node.ns.cmd("cat").arg("/proc/net/snmp").output().expect("cat snmp");
+    let out = node
+        .ns
+        .cmd("cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .expect("cat snmp");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else { return 0 };
+    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
     h.split_whitespace()
         .zip(v.split_whitespace())
         .find(|(k, _)| *k == "RcvbufErrors")
@@ -132,16 +149,15 @@ fn hostile_datagrams_are_dropped_and_counted_while_ping_keeps_working() {
 
     // Capture the handshake and some traffic from A to B.
     let pcap = b.dir.join("capture.pcap");
-    let mut tcpdump = b
-        .ns
-        .cmd("tcpdump")
-        .args(["-i", &b_if, "-U", "-n", "-s", "0", "-w"])
-        .arg(&pcap)
-        .args(["udp", "and", "port", "7820"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tcpdump (apt-get install tcpdump)");
+    let mut tcpdump =
+        b.ns.cmd("tcpdump")
+            .args(["-i", &b_if, "-U", "-n", "-s", "0", "-w"])
+            .arg(&pcap)
+            .args(["udp", "and", "port", "7820"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump (apt-get install tcpdump)");
     std::thread::sleep(Duration::from_millis(500));
     b.start();
     a.start();
@@ -152,12 +168,20 @@ fn hostile_datagrams_are_dropped_and_counted_while_ping_keeps_working() {
     let _ = Command::new("kill").arg(tcpdump.id().to_string()).status();
     let _ = tcpdump.wait();
     let captured = udp_payloads(&std::fs::read(&pcap).expect("read capture"));
-    assert!(captured.iter().any(|c| c[0] == 1), "no handshake init captured");
-    assert!(captured.iter().filter(|c| c[0] == 4).count() >= 3, "too few transport captured");
+    assert!(
+        captured.iter().any(|c| c[0] == 1),
+        "no handshake init captured"
+    );
+    assert!(
+        captured.iter().filter(|c| c[0] == 4).count() >= 3,
+        "too few transport captured"
+    );
 
     let mut rng = Rng(0x5eed_1234_abcd_0042);
     let (datagrams, inits) = hostile(&captured, &mut rng);
-    let before = b.status()["dropped_from_network"].as_u64().expect("counter");
+    let before = b.status()["dropped_from_network"]
+        .as_u64()
+        .expect("counter");
     let kernel_before = rcvbuf_errors(&b);
 
     // A ping over the overlay runs during the whole flood.
@@ -166,7 +190,9 @@ fn hostile_datagrams_are_dropped_and_counted_while_ping_keeps_working() {
         let addr = b_addr;
         std::thread::spawn(move || {
             let out = Command::new("ip")
-                .args(["netns", "exec", &ns, "ping", "-6", "-n", "-q", "-c", "60", "-i", "0.05"])
+                .args([
+                    "netns", "exec", &ns, "ping", "-6", "-n", "-q", "-c", "60", "-i", "0.05",
+                ])
                 .args(["-W", "1", &addr.to_string()])
                 .output()
                 .expect("ping");
@@ -206,7 +232,13 @@ fn hostile_datagrams_are_dropped_and_counted_while_ping_keeps_working() {
         dropped + kernel + inits as u64 >= BAD as u64,
         "only {dropped} of {BAD} counted as dropped (+{kernel} kernel, {inits} inits)"
     );
-    assert!(status["counters"]["dropped"]["replay"].as_u64().unwrap_or(0) > 0, "no replay seen");
+    assert!(
+        status["counters"]["dropped"]["replay"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "no replay seen"
+    );
     let replies: u32 = ping
         .lines()
         .find(|l| l.contains("received"))

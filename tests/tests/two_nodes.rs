@@ -15,8 +15,16 @@ fn pair(a_extra: &str, b_extra: &str) -> (Node, Node) {
     let a = Node::new("a");
     let b = Node::new("b");
     veth(&a.ns, A_IP, &b.ns, B_IP);
-    a.configure("udp://0.0.0.0:7820", &[format!("udp://{B_IP}:7820")], a_extra);
-    b.configure("udp://0.0.0.0:7820", &[format!("udp://{A_IP}:7820")], b_extra);
+    a.configure(
+        "udp://0.0.0.0:7820",
+        &[format!("udp://{B_IP}:7820")],
+        a_extra,
+    );
+    b.configure(
+        "udp://0.0.0.0:7820",
+        &[format!("udp://{A_IP}:7820")],
+        b_extra,
+    );
     (a, b)
 }
 
@@ -26,8 +34,16 @@ fn linked_pair() -> (Node, Node) {
     b.start();
     let (_, ka) = a.identity();
     let (_, kb) = b.identity();
-    assert!(a.wait_link_up(&kb, Duration::from_secs(5)), "A never linked:\n{}", a.log());
-    assert!(b.wait_link_up(&ka, Duration::from_secs(5)), "B never linked:\n{}", b.log());
+    assert!(
+        a.wait_link_up(&kb, Duration::from_secs(5)),
+        "A never linked:\n{}",
+        a.log()
+    );
+    assert!(
+        b.wait_link_up(&ka, Duration::from_secs(5)),
+        "B never linked:\n{}",
+        b.log()
+    );
     (a, b)
 }
 
@@ -47,15 +63,22 @@ fn ping_and_100_megabytes_over_tcp_arrive_intact() {
     let (a, b) = linked_pair();
     let (b_addr, _) = b.identity();
     let (a_addr, _) = a.identity();
-    assert_eq!(a.ping(&b_addr, 5, "0.2"), 5, "ping A→B failed:\n{}", a.log());
+    assert_eq!(
+        a.ping(&b_addr, 5, "0.2"),
+        5,
+        "ping A→B failed:\n{}",
+        a.log()
+    );
     assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "ping B→A failed");
 
     const TOTAL: usize = 100 * 1024 * 1024;
     let listen = SocketAddr::new(b_addr.into(), 5001);
-    let listener = b.ns.enter(move || TcpListener::bind(listen).expect("bind on B's overlay address"));
+    let listener =
+        b.ns.enter(move || TcpListener::bind(listen).expect("bind on B's overlay address"));
     let receiver = b.ns.spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut n = 0usize;
@@ -74,7 +97,8 @@ fn ping_and_100_megabytes_over_tcp_arrive_intact() {
     let started = Instant::now();
     let sent = a.ns.enter(move || {
         let mut s = TcpStream::connect_timeout(&listen, Duration::from_secs(5)).expect("connect");
-        s.set_write_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.set_write_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut state = 0x1234_5678_9abc_def1u64;
@@ -92,7 +116,10 @@ fn ping_and_100_megabytes_over_tcp_arrive_intact() {
     let (received, got) = receiver.join().expect("receiver thread");
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(received, TOTAL);
-    assert_eq!(got, sent, "SHA-256 of what arrived differs from what was sent");
+    assert_eq!(
+        got, sent,
+        "SHA-256 of what arrived differs from what was sent"
+    );
     eprintln!(
         "100 MiB over the overlay in {secs:.2} s ({:.0} Mbit/s, debug or release build as tested)",
         TOTAL as f64 * 8.0 / secs / 1e6
@@ -118,8 +145,15 @@ fn restart_keeps_the_address_and_traffic_resumes_within_5_seconds() {
     // Only B was touched. Traffic both ways resumes quickly.
     let resumed = wait_until(Duration::from_secs(5), || a.ping(&b_addr, 1, "0.2") == 1);
     let took = restarted.elapsed();
-    assert!(resumed, "A→B did not resume within 5 s of the restart:\n{}", a.log());
-    eprintln!("traffic resumed {:.2} s after kill -9 and restart", took.as_secs_f64());
+    assert!(
+        resumed,
+        "A→B did not resume within 5 s of the restart:\n{}",
+        a.log()
+    );
+    eprintln!(
+        "traffic resumed {:.2} s after kill -9 and restart",
+        took.as_secs_f64()
+    );
     let (a_addr, _) = a.identity();
     assert_eq!(b.ping(&a_addr, 2, "0.2"), 2);
 
@@ -133,7 +167,10 @@ fn restart_keeps_the_address_and_traffic_resumes_within_5_seconds() {
         "B→A did not resume within 5 s:\n{}",
         b.log()
     );
-    eprintln!("traffic resumed {:.2} s after the second restart", restarted.elapsed().as_secs_f64());
+    eprintln!(
+        "traffic resumed {:.2} s after the second restart",
+        restarted.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -158,20 +195,46 @@ fn a_peer_presenting_another_key_than_its_pin_is_refused() {
         "no refusal logged:\n{}",
         a.log()
     );
-    assert!(!a.wait_link_up(&kb, Duration::from_secs(2)), "a mismatched pin linked");
-    let line = a.log().lines().find(|l| l.contains("pinned to key")).unwrap_or_default().to_string();
-    assert!(line.contains(&kb) && line.contains(WRONG), "log line lacks the keys: {line}");
+    assert!(
+        !a.wait_link_up(&kb, Duration::from_secs(2)),
+        "a mismatched pin linked"
+    );
+    let line = a
+        .log()
+        .lines()
+        .find(|l| l.contains("pinned to key"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains(&kb) && line.contains(WRONG),
+        "log line lacks the keys: {line}"
+    );
     let peers = a.ctl_json(&["peers"]);
     let err = peers[0]["last_error"].as_str().unwrap_or_default();
-    assert!(err.contains("pinned"), "meshctl peers does not say why: {peers}");
-    assert!(a.status()["counters"]["dropped"]["refused"].as_u64().unwrap_or(0) > 0);
+    assert!(
+        err.contains("pinned"),
+        "meshctl peers does not say why: {peers}"
+    );
+    assert!(
+        a.status()["counters"]["dropped"]["refused"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
 
     // Pinning the right key fixes it, at runtime.
     let out = a.ctl(&["peer", "remove", &format!("udp://{B_IP}:7820")]);
     assert!(out.status.success());
     let out = a.ctl(&["peer", "add", &format!("udp://{B_IP}:7820?key={kb}")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(a.wait_link_up(&kb, Duration::from_secs(5)), "correct pin did not link");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        a.wait_link_up(&kb, Duration::from_secs(5)),
+        "correct pin did not link"
+    );
     let (b_addr, _) = b.identity();
     assert_eq!(a.ping(&b_addr, 2, "0.2"), 2);
 }
@@ -199,5 +262,8 @@ fn meshctl_reports_errors_in_one_line() {
     let out = a.ctl(&["verify", &addr.to_string(), &key]);
     assert!(out.status.success());
     let other: Ipv6Addr = "600::1".parse().expect("literal");
-    assert_eq!(a.ctl(&["verify", &other.to_string(), &key]).status.code(), Some(2));
+    assert_eq!(
+        a.ctl(&["verify", &other.to_string(), &key]).status.code(),
+        Some(2)
+    );
 }

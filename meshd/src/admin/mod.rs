@@ -65,14 +65,22 @@ impl Reply {
     /// A success carrying `data`.
     pub fn ok(data: impl Serialize) -> Reply {
         match serde_json::to_value(data) {
-            Ok(data) => Reply { ok: true, error: None, data },
+            Ok(data) => Reply {
+                ok: true,
+                error: None,
+                data,
+            },
             Err(e) => Reply::err(format!("internal error encoding the reply: {e}")),
         }
     }
 
     /// A failure.
     pub fn err(msg: impl Into<String>) -> Reply {
-        Reply { ok: false, error: Some(msg.into()), data: serde_json::Value::Null }
+        Reply {
+            ok: false,
+            error: Some(msg.into()),
+            data: serde_json::Value::Null,
+        }
     }
 }
 

@@ -49,7 +49,9 @@ impl Server {
         }
         let listener = UnixListener::bind(path)
             .with_context(|| format!("cannot create admin socket {}", path.display()))?;
-        let server = Server { path: path.to_path_buf() };
+        let server = Server {
+            path: path.to_path_buf(),
+        };
         if let Some(g) = group {
             let gid = nix::unistd::Group::from_name(g)
                 .ok()
@@ -95,7 +97,8 @@ async fn serve(stream: UnixStream, tx: mpsc::Sender<AdminRequest>) {
                 if tx.send((req, rtx)).await.is_err() {
                     Reply::err("meshd is shutting down")
                 } else {
-                    rrx.await.unwrap_or_else(|_| Reply::err("meshd is shutting down"))
+                    rrx.await
+                        .unwrap_or_else(|_| Reply::err("meshd is shutting down"))
                 }
             }
         };

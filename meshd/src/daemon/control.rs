@@ -31,7 +31,10 @@ impl PeerStore {
                     )
                 })?;
                 list.iter()
-                    .map(|s| s.parse().map_err(|e| anyhow::anyhow!("{}: {e}", path.display())))
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                    })
                     .collect::<anyhow::Result<_>>()?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -116,10 +119,8 @@ impl Control<'_> {
                 if !links.add_peer(uri.clone(), Instant::now()) {
                     return Reply::err(format!("{} is already a peer", uri.endpoint()));
                 }
-                if persist {
-                    if let Err(e) = store.add(uri.clone()) {
-                        return Reply::err(format!("peer added, but not saved for restarts: {e:#}"));
-                    }
+                if persist && let Err(e) = store.add(uri.clone()) {
+                    return Reply::err(format!("peer added, but not saved for restarts: {e:#}"));
                 }
                 tracing::info!(peer = %uri, persist, "peer added");
                 Reply::ok(serde_json::json!({ "added": uri.to_string(), "persistent": persist }))
@@ -133,10 +134,15 @@ impl Control<'_> {
                     return Reply::err(format!("{} is not a configured peer", uri.endpoint()));
                 }
                 if let Err(e) = store.remove(&uri) {
-                    return Reply::err(format!("peer removed, but the change was not saved: {e:#}"));
+                    return Reply::err(format!(
+                        "peer removed, but the change was not saved: {e:#}"
+                    ));
                 }
                 tracing::info!(peer = %uri.endpoint(), "peer removed");
-                let in_config = self.config_peers.iter().any(|p| p.endpoint() == uri.endpoint());
+                let in_config = self
+                    .config_peers
+                    .iter()
+                    .any(|p| p.endpoint() == uri.endpoint());
                 let note = in_config.then(|| {
                     "this peer is in the config file and comes back when meshd restarts; \
                      remove it there to make this permanent"
@@ -153,7 +159,11 @@ impl Control<'_> {
             public_key: key.to_string(),
             address: key.address().to_string(),
             subnet: format!("{}/64", key.subnet()),
-            listen: socks.0.iter().map(|s| format!("udp://{}", s.local_addr())).collect(),
+            listen: socks
+                .0
+                .iter()
+                .map(|s| format!("udp://{}", s.local_addr()))
+                .collect(),
             tun: self.cfg.tun.name.clone(),
             mtu: self.cfg.tun.mtu,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -165,7 +175,11 @@ impl Control<'_> {
 pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
     let mut rows = Vec::new();
     for p in links.peers() {
-        let uri = links.dialers().iter().find(|d| d.linked == Some(p.key)).map(|d| d.uri.to_string());
+        let uri = links
+            .dialers()
+            .iter()
+            .find(|d| d.linked == Some(p.key))
+            .map(|d| d.uri.to_string());
         rows.push(PeerInfo {
             public_key: Some(p.key.to_string()),
             address: Some(p.key.address().to_string()),
@@ -189,7 +203,12 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
         rows.push(PeerInfo {
             public_key: d.uri.key.map(|k| k.to_string()),
             address: d.uri.key.map(|k| k.address().to_string()),
-            state: if d.in_flight.is_some() || d.resolving { "connecting" } else { "down" }.into(),
+            state: if d.in_flight.is_some() || d.resolving {
+                "connecting"
+            } else {
+                "down"
+            }
+            .into(),
             uri: Some(d.uri.to_string()),
             endpoint: d.addr.map(|a| a.to_string()),
             rx_bytes: 0,

@@ -84,19 +84,24 @@ impl TunToUdp {
         for i in 0..n {
             let pkt_len = FRAME_HEADROOM + self.sizes[i].min(self.seg_cap - FRAME_HEADROOM);
             let at = run.as_ref().map_or(0, |r| r.len);
-            if at + pkt_len + TRANSPORT_OVERHEAD > self.out.len() {
-                if let Some(r) = run.take() {
-                    flush(socks, &self.out[..r.len], &r).await;
-                }
+            if at + pkt_len + TRANSPORT_OVERHEAD > self.out.len()
+                && let Some(r) = run.take()
+            {
+                flush(socks, &self.out[..r.len], &r).await;
             }
             let at = run.as_ref().map_or(0, |r| r.len);
             let pkt = &mut self.bufs[i][..pkt_len];
-            let Send::Transmit { to, len } = links.encapsulate(now, pkt, &mut self.out[at..]) else {
+            let Send::Transmit { to, len } = links.encapsulate(now, pkt, &mut self.out[at..])
+            else {
                 continue;
             };
             let max_segs = socks.max_gso_segments(&to);
             let joins = run.as_ref().is_some_and(|r| {
-                r.to == to && !r.closed && len <= r.seg && r.count < max_segs && r.len + len <= MAX_GSO_BYTES
+                r.to == to
+                    && !r.closed
+                    && len <= r.seg
+                    && r.count < max_segs
+                    && r.len + len <= MAX_GSO_BYTES
             });
             if joins {
                 if let Some(r) = run.as_mut() {
@@ -110,7 +115,13 @@ impl TunToUdp {
                 flush(socks, &self.out[..r.len], &r).await;
                 self.out.copy_within(r.len..r.len + len, 0);
             }
-            run = Some(GsoRun { to, seg: len, count: 1, len, closed: false });
+            run = Some(GsoRun {
+                to,
+                seg: len,
+                count: 1,
+                len,
+                closed: false,
+            });
         }
         if let Some(r) = run {
             flush(socks, &self.out[..r.len], &r).await;
@@ -144,7 +155,13 @@ impl Default for UdpToTun {
 
 impl UdpToTun {
     /// Receives what socket `idx` has (up to the budget), decrypts it and writes it to the TUN.
-    pub async fn pump(&mut self, idx: usize, tun: &AsyncDevice, links: &mut Links, socks: &Sockets) {
+    pub async fn pump(
+        &mut self,
+        idx: usize,
+        tun: &AsyncDevice,
+        links: &mut Links,
+        socks: &Sockets,
+    ) {
         let Some(sock) = socks.get(idx) else { return };
         for _ in 0..BUDGET {
             let n = {
@@ -166,7 +183,8 @@ impl UdpToTun {
                 let stride = if m.stride == 0 { m.len } else { m.stride };
                 for dgram in buf[..m.len.min(buf.len())].chunks(stride.max(1)) {
                     if count == self.tun_bufs.len() {
-                        self.tun_bufs.push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + 1500));
+                        self.tun_bufs
+                            .push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + 1500));
                     }
                     let tb = &mut self.tun_bufs[count];
                     tb.clear();
@@ -178,12 +196,16 @@ impl UdpToTun {
                     }
                 }
             }
-            if count > 0 {
-                if let Err(e) =
-                    tun.send_multiple(&mut self.gro, &mut self.tun_bufs[..count], VIRTIO_NET_HDR_LEN).await
-                {
-                    tracing::debug!("TUN write: {e}");
-                }
+            if count > 0
+                && let Err(e) = tun
+                    .send_multiple(
+                        &mut self.gro,
+                        &mut self.tun_bufs[..count],
+                        VIRTIO_NET_HDR_LEN,
+                    )
+                    .await
+            {
+                tracing::debug!("TUN write: {e}");
             }
             super::flush_control(links, socks).await;
         }

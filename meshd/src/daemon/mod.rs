@@ -98,16 +98,29 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         .await
         .context("cannot start the admin API")?;
 
-    let link_cfg = LinkConfig { suite: cfg.suite()?, ..LinkConfig::default() };
+    let link_cfg = LinkConfig {
+        suite: cfg.suite()?,
+        ..LinkConfig::default()
+    };
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).context("the operating system gave no random bytes")?;
-    let mut links = Links::new(&identity, link_cfg, u64::from_le_bytes(seed), Instant::now());
+    let mut links = Links::new(
+        &identity,
+        link_cfg,
+        u64::from_le_bytes(seed),
+        Instant::now(),
+    );
     let config_peers = cfg.peer_uris()?;
     for uri in config_peers.iter().chain(store.peers()) {
         links.add_peer(uri.clone(), Instant::now());
     }
 
-    let ctl = control::Control { cfg: &cfg, identity: &identity, started, config_peers };
+    let ctl = control::Control {
+        cfg: &cfg,
+        identity: &identity,
+        started,
+        config_peers,
+    };
     let (resolve_tx, mut resolve_rx) = mpsc::channel::<(PeerUri, Result<SocketAddr, String>)>(16);
     let mut tun_rx = datapath::TunToUdp::new(cfg.tun.mtu);
     let mut udp_rx = datapath::UdpToTun::default();
@@ -122,7 +135,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         while let Some(Event::Resolve(uri)) = links.poll_event() {
             tokio::spawn(resolve(uri, resolve_tx.clone()));
         }
-        let deadline = links.poll_timeout().unwrap_or(now + Duration::from_secs(3600));
+        let deadline = links
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(3600));
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
             _ = &mut shutdown => break,

@@ -51,7 +51,9 @@ pub struct Responding {
 fn peer_identity(hs: &HandshakeState, payload: &[u8]) -> Result<PublicKey, &'static str> {
     let p = HandshakePayload::parse(payload).map_err(|_| "bad handshake payload")?;
     let key = PublicKey(p.public_key);
-    let expected = key.noise_static().ok_or("handshake key is not a valid ed25519 key")?;
+    let expected = key
+        .noise_static()
+        .ok_or("handshake key is not a valid ed25519 key")?;
     match hs.get_remote_static() {
         Some(rs) if rs == expected.as_slice() => Ok(key),
         _ => Err("handshake key does not match its Noise static key"),
@@ -60,7 +62,10 @@ fn peer_identity(hs: &HandshakeState, payload: &[u8]) -> Result<PublicKey, &'sta
 
 impl Links {
     fn our_payload(&self) -> [u8; wire::HANDSHAKE_PAYLOAD_LEN] {
-        HandshakePayload { public_key: self.public.0 }.emit()
+        HandshakePayload {
+            public_key: self.public.0,
+        }
+        .emit()
     }
 
     /// Sends a handshake Init to `to`; returns our index for it.
@@ -89,7 +94,16 @@ impl Links {
                 return None;
             }
         }
-        self.initiating.insert(index, Initiating { hs, suite, to, sent: now, purpose });
+        self.initiating.insert(
+            index,
+            Initiating {
+                hs,
+                suite,
+                to,
+                sent: now,
+                purpose,
+            },
+        );
         self.queue(to, buf);
         Some(index)
     }
@@ -141,8 +155,15 @@ impl Links {
                 None => break,
             }
         }
-        self.responding
-            .insert(index, Responding { hs, suite, created: now, remote_index: sender });
+        self.responding.insert(
+            index,
+            Responding {
+                hs,
+                suite,
+                created: now,
+                remote_index: sender,
+            },
+        );
         self.responding_order.push_back(index);
         self.queue(from, buf);
         Recv::Consumed
@@ -233,7 +254,14 @@ impl Links {
         let Ok(transport) = resp.hs.into_stateless_transport_mode() else {
             return Recv::Dropped(DropReason::Handshake);
         };
-        let session = Session::new(transport, receiver, resp.remote_index, false, resp.suite, now);
+        let session = Session::new(
+            transport,
+            receiver,
+            resp.remote_index,
+            false,
+            resp.suite,
+            now,
+        );
         self.install_session(key, session, from, now);
         if let Some(p) = self.peers.get_mut(&key) {
             p.counters.rx_bytes += wire_len as u64;
@@ -246,35 +274,43 @@ impl Links {
         if key == self.public {
             return Some(format!("{from} is this node itself"));
         }
-        if let Purpose::Rekey(expected) = purpose {
-            if key != expected {
-                return Some(format!(
-                    "peer at {from} presented key {key} but the link belongs to {expected}"
-                ));
-            }
+        if let Purpose::Rekey(expected) = purpose
+            && key != expected
+        {
+            return Some(format!(
+                "peer at {from} presented key {key} but the link belongs to {expected}"
+            ));
         }
         let addr = match purpose {
             Purpose::Dial(addr) => addr,
             Purpose::Rekey(_) => from,
         };
-        if let Some((pin, uri)) = self.pin_for(addr) {
-            if pin != key {
-                return Some(format!(
-                    "peer {} presented key {key}, but it is pinned to key {pin}; \
-                     if the peer's identity changed on purpose, update its ?key= \
-                     (or remove it) in the config",
-                    uri.endpoint()
-                ));
-            }
+        if let Some((pin, uri)) = self.pin_for(addr)
+            && pin != key
+        {
+            return Some(format!(
+                "peer {} presented key {key}, but it is pinned to key {pin}; \
+                 if the peer's identity changed on purpose, update its ?key= \
+                 (or remove it) in the config",
+                uri.endpoint()
+            ));
         }
         None
     }
 
     fn clear_in_flight(&mut self, index: u32) {
-        for d in self.dialers.iter_mut().filter(|d| d.in_flight == Some(index)) {
+        for d in self
+            .dialers
+            .iter_mut()
+            .filter(|d| d.in_flight == Some(index))
+        {
             d.in_flight = None;
         }
-        for p in self.peers.values_mut().filter(|p| p.rekey_in_flight == Some(index)) {
+        for p in self
+            .peers
+            .values_mut()
+            .filter(|p| p.rekey_in_flight == Some(index))
+        {
             p.rekey_in_flight = None;
         }
     }

@@ -237,7 +237,11 @@ impl Links {
     /// Adds a configured peer; the first dial happens on the next [`Links::handle_timeout`].
     /// Returns false if the same endpoint is already configured.
     pub fn add_peer(&mut self, uri: PeerUri, now: Instant) -> bool {
-        if self.dialers.iter().any(|d| d.uri.endpoint() == uri.endpoint()) {
+        if self
+            .dialers
+            .iter()
+            .any(|d| d.uri.endpoint() == uri.endpoint())
+        {
             return false;
         }
         self.dialers.push(Dialer::new(uri, now));
@@ -247,7 +251,11 @@ impl Links {
     /// Removes a configured peer by endpoint (`udp://HOST:PORT`, with or without `?key=`) and
     /// closes its link. Returns false if no such peer is configured.
     pub fn remove_peer(&mut self, uri: &PeerUri) -> bool {
-        let Some(i) = self.dialers.iter().position(|d| d.uri.endpoint() == uri.endpoint()) else {
+        let Some(i) = self
+            .dialers
+            .iter()
+            .position(|d| d.uri.endpoint() == uri.endpoint())
+        else {
             return false;
         };
         let d = self.dialers.remove(i);
@@ -263,7 +271,11 @@ impl Links {
     /// The shell resolved (or failed to resolve) a host name asked for by [`Event::Resolve`].
     pub fn resolved(&mut self, uri: &PeerUri, result: Result<SocketAddr, String>, now: Instant) {
         let max = self.cfg.max_backoff;
-        let Some(d) = self.dialers.iter_mut().find(|d| d.uri.endpoint() == uri.endpoint()) else {
+        let Some(d) = self
+            .dialers
+            .iter_mut()
+            .find(|d| d.uri.endpoint() == uri.endpoint())
+        else {
             return;
         };
         d.resolving = false;
@@ -293,15 +305,29 @@ impl Links {
         self.counters.rx_datagrams += 1;
         let result = match wire::parse(datagram) {
             Err(_) => Recv::Dropped(DropReason::Malformed),
-            Ok(Message::Transport { receiver, counter, ciphertext }) => {
-                self.handle_transport(now, from, receiver, counter, ciphertext, datagram.len(), out)
-            }
-            Ok(Message::Init { suite, sender, noise }) => {
-                self.handle_init(now, from, suite, sender, noise)
-            }
-            Ok(Message::Response { sender, receiver, noise }) => {
-                self.handle_response(now, from, sender, receiver, noise, datagram.len())
-            }
+            Ok(Message::Transport {
+                receiver,
+                counter,
+                ciphertext,
+            }) => self.handle_transport(
+                now,
+                from,
+                receiver,
+                counter,
+                ciphertext,
+                datagram.len(),
+                out,
+            ),
+            Ok(Message::Init {
+                suite,
+                sender,
+                noise,
+            }) => self.handle_init(now, from, suite, sender, noise),
+            Ok(Message::Response {
+                sender,
+                receiver,
+                noise,
+            }) => self.handle_response(now, from, sender, receiver, noise, datagram.len()),
             Ok(Message::Final { receiver, noise }) => {
                 self.handle_final(now, from, receiver, noise, datagram.len())
             }
@@ -385,7 +411,9 @@ impl Links {
         let Ok(h) = Ipv6Header::parse(packet) else {
             return Send::Dropped(DropReason::BadLocalPacket);
         };
-        let Some(key) = address::owner_id(&h.dst).and_then(|o| self.routes.get(&o)).copied()
+        let Some(key) = address::owner_id(&h.dst)
+            .and_then(|o| self.routes.get(&o))
+            .copied()
         else {
             return Send::Dropped(DropReason::NoRoute);
         };
@@ -413,9 +441,13 @@ impl Links {
 
     /// Queues a keepalive (an empty transport message) to `key`.
     pub(crate) fn send_keepalive(&mut self, key: &PublicKey, now: Instant) {
-        let Some(peer) = self.peers.get_mut(key) else { return };
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
         let to = peer.endpoint;
-        let Some(session) = peer.send_session() else { return };
+        let Some(session) = peer.send_session() else {
+            return;
+        };
         let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD];
         if let Ok(n) = session.encrypt(&[], &mut data) {
             data.truncate(n);
@@ -468,7 +500,9 @@ impl Links {
 
     /// Tears down the link to `key` (sessions, routes), keeping configured dialers.
     pub(crate) fn remove_link(&mut self, key: &PublicKey, why: &str) {
-        let Some(peer) = self.peers.remove(key) else { return };
+        let Some(peer) = self.peers.remove(key) else {
+            return;
+        };
         tracing::info!(peer = %key, address = %key.address(), "link down: {why}");
         for s in &peer.sessions {
             self.sessions.remove(&s.local_index);

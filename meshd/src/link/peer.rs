@@ -83,7 +83,9 @@ impl Peer {
     }
 
     pub(crate) fn session_mut(&mut self, local_index: u32) -> Option<&mut Session> {
-        self.sessions.iter_mut().find(|s| s.local_index == local_index)
+        self.sessions
+            .iter_mut()
+            .find(|s| s.local_index == local_index)
     }
 
     fn newest(&self) -> Option<&Session> {
@@ -98,7 +100,11 @@ impl Peer {
         let s = self.newest()?;
         let mut due = s.created
             + cfg.rekey_after
-            + if s.initiator { Duration::ZERO } else { RESPONDER_REKEY_DELAY };
+            + if s.initiator {
+                Duration::ZERO
+            } else {
+                RESPONDER_REKEY_DELAY
+            };
         if s.initiator && !s.confirmed {
             due = due.min(s.created + CONFIRM_TIMEOUT);
         }

@@ -17,7 +17,11 @@ impl Links {
         for i in self.initiating.values() {
             at(i.sent + self.cfg.handshake_timeout);
         }
-        if let Some(oldest) = self.responding_order.front().and_then(|i| self.responding.get(i)) {
+        if let Some(oldest) = self
+            .responding_order
+            .front()
+            .and_then(|i| self.responding.get(i))
+        {
             at(oldest.created + RESPONDER_EXPIRY);
         }
         for d in &self.dialers {
@@ -72,7 +76,11 @@ impl Links {
                 for d in self.dialers.iter_mut().filter(|d| d.in_flight == Some(idx)) {
                     d.in_flight = None;
                 }
-                for p in self.peers.values_mut().filter(|p| p.rekey_in_flight == Some(idx)) {
+                for p in self
+                    .peers
+                    .values_mut()
+                    .filter(|p| p.rekey_in_flight == Some(idx))
+                {
                     p.rekey_in_flight = None;
                 }
                 tracing::debug!(to = %init.to, "handshake timed out");
@@ -92,7 +100,9 @@ impl Links {
 
     fn peer_timers(&mut self, key: &PublicKey, now: Instant) {
         let cfg = self.cfg.clone();
-        let Some(peer) = self.peers.get_mut(key) else { return };
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
         // Sessions past their lifetime are never used again.
         let mut expired = Vec::new();
         peer.sessions.retain(|s| {
@@ -105,7 +115,9 @@ impl Links {
         for idx in expired {
             self.sessions.remove(&idx);
         }
-        let Some(peer) = self.peers.get_mut(key) else { return };
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
         if peer.sessions.is_empty() {
             self.remove_link(key, "no valid session left (rekey failed)");
             self.relink_dialers(key, now);
@@ -125,7 +137,11 @@ impl Links {
                 p.next_rekey_attempt = now + cfg.handshake_timeout;
             }
         }
-        if self.peers.get(key).is_some_and(|p| now >= p.keepalive_due(&cfg)) {
+        if self
+            .peers
+            .get(key)
+            .is_some_and(|p| now >= p.keepalive_due(&cfg))
+        {
             self.send_keepalive(key, now);
         }
     }

@@ -1,0 +1,17 @@
+//! Any bytes as a link datagram: parse must return a view or an error, never panic, and a
+//! view's fields must lie inside the input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use meshd::wire::{Message, parse};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(m) = parse(data) {
+        let inner = match m {
+            Message::Init { noise, .. } => noise,
+            Message::Response { noise, .. } => noise,
+            Message::Final { noise, .. } => noise,
+            Message::Transport { ciphertext, .. } => ciphertext,
+        };
+        assert!(inner.len() < data.len());
+    }
+});
