@@ -381,7 +381,8 @@ impl Links {
         let Ok(h) = Ipv6Header::parse(&out[1..n]) else {
             return Recv::Dropped(DropReason::BadFrame);
         };
-        if !address::key_owns(&key.0, &h.src) {
+        // The peer's addresses are derived once per link, not hashed per packet.
+        if !address::owner_id(&h.src).is_some_and(|o| o == peer.address || o == peer.subnet) {
             tracing::debug!(peer = %key.short(), src = %h.src, "spoofed source address");
             return Recv::Dropped(DropReason::Spoofed);
         }
@@ -473,8 +474,8 @@ impl Links {
             Peer::new(key, from, now)
         });
         if peer.sessions.is_empty() {
-            self.routes.insert(key.address(), key);
-            self.routes.insert(key.subnet(), key);
+            self.routes.insert(peer.address, key);
+            self.routes.insert(peer.subnet, key);
         }
         peer.endpoint = from;
         peer.last_rx = now;
@@ -510,8 +511,8 @@ impl Links {
         if let Some(idx) = peer.rekey_in_flight {
             self.initiating.remove(&idx);
         }
-        self.routes.remove(&key.address());
-        self.routes.remove(&key.subnet());
+        self.routes.remove(&peer.address);
+        self.routes.remove(&peer.subnet);
     }
 
     /// The pinned key of a configured peer at `addr`, if any.

@@ -4,7 +4,7 @@ use super::LinkConfig;
 use crate::identity::PublicKey;
 use crate::session::Session;
 use crate::uri::PeerUri;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// At most this many sessions per peer: the current one, the previous one (packets in flight
@@ -39,6 +39,9 @@ pub struct PeerCounters {
 #[derive(Debug)]
 pub struct Peer {
     pub(crate) key: PublicKey,
+    /// `key`'s node address and subnet, derived once.
+    pub(crate) address: Ipv6Addr,
+    pub(crate) subnet: Ipv6Addr,
     pub(crate) endpoint: SocketAddr,
     /// Oldest first.
     pub(crate) sessions: Vec<Session>,
@@ -58,6 +61,8 @@ impl Peer {
     pub(crate) fn new(key: PublicKey, endpoint: SocketAddr, now: Instant) -> Self {
         Peer {
             key,
+            address: key.address(),
+            subnet: key.subnet(),
             endpoint,
             sessions: Vec::new(),
             up_since: now,
