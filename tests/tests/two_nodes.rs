@@ -253,6 +253,21 @@ fn meshctl_reports_errors_in_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("not running"), "{err}");
+    // Not root and not in admin_group: refused, and told why.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&tests::binaries().1)
+        .arg("--socket")
+        .arg(a.socket())
+        .arg("peers")
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("admin_group"),
+        "{err}"
+    );
     // A bad URI is refused with the reason.
     let out = a.ctl(&["peer", "add", "udp://nowhere"]);
     assert!(!out.status.success());

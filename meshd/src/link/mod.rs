@@ -446,13 +446,14 @@ impl Links {
             return;
         };
         let to = peer.endpoint;
+        // Even if this fails (an exhausted session), the keepalive is not due again at once.
+        peer.last_tx = now;
         let Some(session) = peer.send_session() else {
             return;
         };
         let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD];
         if let Ok(n) = session.encrypt(&[], &mut data) {
             data.truncate(n);
-            peer.last_tx = now;
             peer.counters.tx_bytes += n as u64;
             self.queue(to, data);
         }

@@ -368,3 +368,42 @@ fn dead_peer_times_out_and_redials_with_backoff() {
     p.run_for(Duration::from_secs(20));
     assert!(p.up(), "did not relink after the peer came back");
 }
+
+#[test]
+fn a_peer_that_starts_late_is_reached_within_about_a_second() {
+    // A dials B, but B is not there yet (its datagrams go nowhere); B appears 0.3 s later.
+    let mut p = Pair::new(None);
+    p.blackhole = Some(B_ADDR);
+    p.run_for(Duration::from_millis(300));
+    p.blackhole = None;
+    let start = p.now;
+    while !p.up() && p.now < start + Duration::from_secs(5) {
+        p.run_for(Duration::from_millis(10));
+    }
+    assert!(p.up());
+    let took = p.now - start;
+    assert!(took <= Duration::from_millis(1100), "took {took:?}");
+}
+
+#[test]
+fn timers_never_spin() {
+    // Whatever the state, a handled timeout moves the next one into the future.
+    let mut p = Pair::new(None);
+    p.b.links.add_peer(uri(A_ADDR, None), p.now);
+    let end = p.now + Duration::from_secs(400);
+    let mut steps = 0;
+    while p.now < end {
+        p.step(end);
+        steps += 1;
+        for links in [&p.a.links, &p.b.links] {
+            if let Some(t) = links.poll_timeout() {
+                assert!(
+                    t > p.now || !p.wire.is_empty(),
+                    "timer due at once after handling"
+                );
+            }
+        }
+    }
+    // Idle links: a keepalive every 5 s and a rekey every 2 minutes, not thousands of wake-ups.
+    assert!(steps < 2_000, "{steps} steps for 400 s of idle link");
+}
