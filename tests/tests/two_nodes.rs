@@ -282,3 +282,30 @@ fn meshctl_reports_errors_in_one_line() {
         Some(2)
     );
 }
+
+#[test]
+fn a_restarted_peer_that_does_not_dial_is_found_again_within_5_seconds() {
+    // B only listens; A dials. After B restarts, only A can bring the link back: it notices that
+    // its packets go unanswered and handshakes again.
+    let (mut a, mut b) = pair("", "");
+    b.configure("udp://0.0.0.0:7820", &[], "");
+    a.start();
+    b.start();
+    let (b_addr, b_key) = b.identity();
+    assert!(a.wait_link_up(&b_key, Duration::from_secs(5)));
+    assert_eq!(a.ping(&b_addr, 2, "0.2"), 2);
+    b.kill9();
+    b.start();
+    let restarted = Instant::now();
+    // A keeps sending (as an application would) until it gets through.
+    let resumed = wait_until(Duration::from_secs(5), || a.ping(&b_addr, 1, "0.2") == 1);
+    assert!(
+        resumed,
+        "A never got through to the restarted B:\n{}",
+        a.log()
+    );
+    eprintln!(
+        "passive peer reached again {:.2} s after its restart",
+        restarted.elapsed().as_secs_f64()
+    );
+}

@@ -14,7 +14,7 @@ pub const MAX_SESSIONS: usize = 3;
 /// sender knows the link is alive.
 pub const PASSIVE_KEEPALIVE: Duration = Duration::from_secs(1);
 /// Sent data and heard nothing for this long: probe with a new handshake.
-pub const PROBE_AFTER: Duration = Duration::from_secs(5);
+pub const PROBE_AFTER: Duration = Duration::from_secs(3);
 /// A session we initiated that the peer has not used after this long is presumed lost
 /// (message 3 dropped): handshake again.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
