@@ -86,6 +86,9 @@ impl Links {
         let Ok(h) = Ipv6Header::parse(packet) else {
             return Send::Dropped(DropReason::BadLocalPacket);
         };
+        if h.dst.is_multicast() {
+            return Send::Dropped(DropReason::Multicast);
+        }
         let Some(key) = address::owner_id(&h.dst)
             .and_then(|o| self.routes.get(&o))
             .copied()

@@ -30,6 +30,9 @@ pub enum DropReason {
     NoRoute,
     /// A packet from the TUN device that is not IPv6 or is malformed.
     BadLocalPacket,
+    /// A multicast packet from the TUN device (the kernel's MLD and router solicitations): the
+    /// overlay carries unicast only.
+    Multicast,
 }
 
 /// Counters of one node, serialised as-is into `meshctl status --json`.
@@ -72,6 +75,8 @@ pub struct DropCounters {
     pub no_route: u64,
     /// See [`DropReason::BadLocalPacket`].
     pub bad_local_packet: u64,
+    /// See [`DropReason::Multicast`].
+    pub multicast: u64,
 }
 
 impl DropCounters {
@@ -90,6 +95,7 @@ impl DropCounters {
             DropReason::NotForUs => &mut self.not_for_us,
             DropReason::NoRoute => &mut self.no_route,
             DropReason::BadLocalPacket => &mut self.bad_local_packet,
+            DropReason::Multicast => &mut self.multicast,
         };
         *c += 1;
     }
