@@ -8,6 +8,9 @@ use routing::OVERLAY_PREFIX_LEN;
 use std::net::Ipv6Addr;
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
+/// Transmit queue of the TUN device, as for an Ethernet device.
+const TX_QUEUE_LEN: u32 = 1000;
+
 /// Opens the TUN device `cfg.name` with address `addr`/7. Returns the device and whether
 /// offload is on.
 pub fn open(cfg: &TunConfig, addr: Ipv6Addr) -> anyhow::Result<(AsyncDevice, bool)> {
@@ -17,6 +20,9 @@ pub fn open(cfg: &TunConfig, addr: Ipv6Addr) -> anyhow::Result<(AsyncDevice, boo
             .ipv6(addr, OVERLAY_PREFIX_LEN)
             .mtu(cfg.mtu)
             .offload(offload)
+            // The kernel drops packets for the TUN when this queue is full; 500 (tun's default)
+            // overflows in bursts without offload.
+            .tx_queue_len(TX_QUEUE_LEN)
             .build_async()
     };
     if cfg.offload {

@@ -151,14 +151,19 @@ fn hostile_datagrams_are_dropped_and_counted_while_ping_keeps_working() {
     let pcap = b.dir.join("capture.pcap");
     let mut tcpdump =
         b.ns.cmd("tcpdump")
-            .args(["-i", &b_if, "-U", "-n", "-s", "0", "-w"])
+            .args(["-i", &b_if, "-U", "--immediate-mode", "-n", "-s", "0", "-w"])
             .arg(&pcap)
             .args(["udp", "and", "port", "7820"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump (apt-get install tcpdump)");
-    std::thread::sleep(Duration::from_millis(500));
+    // tcpdump says "listening on ..." once it captures.
+    let mut err = std::io::BufReader::new(tcpdump.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut err, &mut line);
+    assert!(line.contains("listening"), "tcpdump did not start: {line}");
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     b.start();
     a.start();
     let (b_addr, b_key) = b.identity();
@@ -172,9 +177,10 @@ fn hostile_datagrams_are_dropped_and_counted_while_ping_keeps_working() {
         captured.iter().any(|c| c[0] == 1),
         "no handshake init captured"
     );
+    let types: Vec<u8> = captured.iter().map(|c| c[0]).collect();
     assert!(
         captured.iter().filter(|c| c[0] == 4).count() >= 3,
-        "too few transport captured"
+        "too few transport messages captured: types {types:?}"
     );
 
     let mut rng = Rng(0x5eed_1234_abcd_0042);

@@ -23,6 +23,10 @@ const BUDGET: usize = 16;
 const RX_SLOTS: usize = 8;
 /// Size of one GRO buffer (the kernel coalesces up to 64 KB).
 const RX_SLOT_LEN: usize = 65_536;
+/// Capacity of one TUN write buffer: a whole coalesced 64 KB segment and two headers.
+const TUN_BUF_CAPACITY: usize = 2 * VIRTIO_NET_HDR_LEN + 65_535;
+/// Most packets decrypted before they are written to the TUN device.
+const MAX_TUN_BATCH: usize = 128;
 /// Most payload bytes one GSO send may carry: the total must fit one UDP datagram's length.
 const MAX_GSO_BYTES: usize = 65_000;
 
@@ -58,8 +62,11 @@ impl TunToUdp {
         }
     }
 
-    /// Reads what the TUN device has (up to the budget), encrypts and sends it.
+    /// Reads what the TUN device has (up to the budget), encrypts and sends it. Datagrams from
+    /// successive reads join the same GSO send when they can (small packets such as TCP ACKs
+    /// come one per read), so a burst costs one `sendmsg`, not one per packet.
     pub async fn pump(&mut self, tun: &AsyncDevice, links: &mut Links, socks: &Sockets) {
+        let mut run: Option<GsoRun> = None;
         for _ in 0..BUDGET {
             let n = match tun.try_recv_multiple(
                 &mut self.original,
@@ -68,19 +75,28 @@ impl TunToUdp {
                 FRAME_HEADROOM,
             ) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!("TUN read: {e}");
                     continue;
                 }
             };
-            self.send_batch(n, links, socks).await;
+            self.send_batch(n, links, socks, &mut run).await;
+        }
+        if let Some(r) = run {
+            flush(socks, &self.out[..r.len], &r).await;
         }
     }
 
-    async fn send_batch(&mut self, n: usize, links: &mut Links, socks: &Sockets) {
+    /// Encrypts `n` packets into `out`, extending `run` or flushing it when they cannot join.
+    async fn send_batch(
+        &mut self,
+        n: usize,
+        links: &mut Links,
+        socks: &Sockets,
+        run: &mut Option<GsoRun>,
+    ) {
         let now = Instant::now();
-        let mut run: Option<GsoRun> = None;
         for i in 0..n {
             let pkt_len = FRAME_HEADROOM + self.sizes[i].min(self.seg_cap - FRAME_HEADROOM);
             let at = run.as_ref().map_or(0, |r| r.len);
@@ -115,16 +131,13 @@ impl TunToUdp {
                 flush(socks, &self.out[..r.len], &r).await;
                 self.out.copy_within(r.len..r.len + len, 0);
             }
-            run = Some(GsoRun {
+            *run = Some(GsoRun {
                 to,
                 seg: len,
                 count: 1,
                 len,
                 closed: false,
             });
-        }
-        if let Some(r) = run {
-            flush(socks, &self.out[..r.len], &r).await;
         }
     }
 }
@@ -155,6 +168,8 @@ impl Default for UdpToTun {
 
 impl UdpToTun {
     /// Receives what socket `idx` has (up to the budget), decrypts it and writes it to the TUN.
+    /// Packets from successive receives are written together, so GRO coalesces as many TCP
+    /// segments as possible into one write (each write runs the kernel's TCP receive path).
     pub async fn pump(
         &mut self,
         idx: usize,
@@ -163,28 +178,30 @@ impl UdpToTun {
         socks: &Sockets,
     ) {
         let Some(sock) = socks.get(idx) else { return };
+        let mut count = 0;
         for _ in 0..BUDGET {
             let n = {
                 let mut iovs: Vec<IoSliceMut<'_>> =
                     self.rx.iter_mut().map(|b| IoSliceMut::new(b)).collect();
                 match sock.try_recv(&mut iovs, &mut self.meta) {
                     Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         tracing::debug!("UDP receive: {e}");
-                        return;
+                        break;
                     }
                 }
             };
             let now = Instant::now();
-            let mut count = 0;
             for (m, buf) in self.meta[..n].iter().zip(&self.rx) {
                 let from = canonical(m.addr);
                 let stride = if m.stride == 0 { m.len } else { m.stride };
                 for dgram in buf[..m.len.min(buf.len())].chunks(stride.max(1)) {
                     if count == self.tun_bufs.len() {
-                        self.tun_bufs
-                            .push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + 1500));
+                        // GRO appends the segments of a flow to its first buffer, and tun-rs
+                        // coalesces only into a buffer with room for 64 KB: reserve it (pages
+                        // are touched only as far as they are used).
+                        self.tun_bufs.push(Vec::with_capacity(TUN_BUF_CAPACITY));
                     }
                     let tb = &mut self.tun_bufs[count];
                     tb.clear();
@@ -196,18 +213,25 @@ impl UdpToTun {
                     }
                 }
             }
-            if count > 0
-                && let Err(e) = tun
-                    .send_multiple(
-                        &mut self.gro,
-                        &mut self.tun_bufs[..count],
-                        VIRTIO_NET_HDR_LEN,
-                    )
-                    .await
-            {
-                tracing::debug!("TUN write: {e}");
+            if count >= MAX_TUN_BATCH {
+                self.write_tun(tun, count).await;
+                count = 0;
             }
-            super::flush_control(links, socks).await;
+        }
+        self.write_tun(tun, count).await;
+        super::flush_control(links, socks).await;
+    }
+
+    async fn write_tun(&mut self, tun: &AsyncDevice, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let bufs = &mut self.tun_bufs[..count];
+        if let Err(e) = tun
+            .send_multiple(&mut self.gro, bufs, VIRTIO_NET_HDR_LEN)
+            .await
+        {
+            tracing::debug!("TUN write: {e}");
         }
     }
 }
