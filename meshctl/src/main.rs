@@ -112,16 +112,23 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&reply.data)?);
-        return Ok(());
+        return print(&format!("{}\n", serde_json::to_string_pretty(&reply.data)?));
     }
-    match req {
+    let text = match req {
         Request::SelfInfo => table::self_info(&serde_json::from_value::<SelfInfo>(reply.data)?),
         Request::Peers => table::peers(&serde_json::from_value::<Vec<PeerInfo>>(reply.data)?),
         Request::Status => table::status(&serde_json::from_value::<Status>(reply.data)?),
         Request::PeerAdd { .. } | Request::PeerRemove { .. } => table::done(&reply.data),
+    };
+    print(&text)
+}
+
+/// Prints to stdout; a reader that went away (`meshctl peers | head -1`) is not an error.
+fn print(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Sends one request and reads one reply.
@@ -159,26 +166,25 @@ fn verify(address: &std::net::Ipv6Addr, key: &str, json: bool) -> anyhow::Result
         .parse()
         .map_err(|e| anyhow::anyhow!("public key: {e}"))?;
     let owns = routing::address::key_owns(&key.0, address);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "address": address.to_string(),
-                "public_key": key.to_string(),
-                "belongs": owns,
-                "node_address": key.address().to_string(),
-                "subnet": format!("{}/64", key.subnet()),
-            })
-        );
+    let text = if json {
+        let v = serde_json::json!({
+            "address": address.to_string(),
+            "public_key": key.to_string(),
+            "belongs": owns,
+            "node_address": key.address().to_string(),
+            "subnet": format!("{}/64", key.subnet()),
+        });
+        format!("{v}\n")
     } else if owns {
-        println!("{address} belongs to {key}");
+        format!("{address} belongs to {key}\n")
     } else {
-        println!(
-            "{address} does NOT belong to {key} (its address is {}, its subnet {}/64)",
+        format!(
+            "{address} does NOT belong to {key} (its address is {}, its subnet {}/64)\n",
             key.address(),
             key.subnet()
-        );
-    }
+        )
+    };
+    print(&text)?;
     if !owns {
         std::process::exit(2);
     }

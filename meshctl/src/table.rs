@@ -1,4 +1,6 @@
-//! Human-readable output.
+//! Human-readable output, built as text and printed by the caller.
+
+use std::fmt::Write as _;
 
 use meshd::admin::{PeerInfo, SelfInfo, Status};
 
@@ -27,20 +29,20 @@ fn ago(secs: Option<u64>) -> String {
 }
 
 /// Prints rows as aligned columns under a header.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+fn print_table(o: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut line = |cells: Vec<String>| {
         let s: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}", w = *w))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        let _ = writeln!(o, "{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -48,19 +50,25 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn self_info(s: &SelfInfo) {
-    println!("public key  {}", s.public_key);
-    println!("address     {}", s.address);
-    println!("subnet      {}", s.subnet);
-    println!("listen      {}", s.listen.join(", "));
-    println!("tun         {} (mtu {})", s.tun, s.mtu);
-    println!("version     {}", s.version);
+pub fn self_info(s: &SelfInfo) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "public key  {}", s.public_key);
+    let _ = writeln!(o, "address     {}", s.address);
+    let _ = writeln!(o, "subnet      {}", s.subnet);
+    let _ = writeln!(o, "listen      {}", s.listen.join(", "));
+    let _ = writeln!(o, "tun         {} (mtu {})", s.tun, s.mtu);
+    let _ = writeln!(o, "version     {}", s.version);
+    o
 }
 
-pub fn peers(peers: &[PeerInfo]) {
+pub fn peers(peers: &[PeerInfo]) -> String {
+    let mut o = String::new();
     if peers.is_empty() {
-        println!("no peers (add one with `meshctl peer add udp://HOST:PORT`)");
-        return;
+        let _ = writeln!(
+            o,
+            "no peers (add one with `meshctl peer add udp://HOST:PORT`)"
+        );
+        return o;
     }
     let rows: Vec<Vec<String>> = peers
         .iter()
@@ -83,6 +91,7 @@ pub fn peers(peers: &[PeerInfo]) {
         })
         .collect();
     print_table(
+        &mut o,
         &[
             "PUBLIC KEY",
             "ADDRESS",
@@ -95,42 +104,49 @@ pub fn peers(peers: &[PeerInfo]) {
         ],
         &rows,
     );
+    o
 }
 
-pub fn status(s: &Status) {
-    println!("address     {}", s.node.address);
-    println!("public key  {}", s.node.public_key);
-    println!("uptime      {}", ago(Some(s.uptime_secs)));
-    println!(
+pub fn status(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "address     {}", s.node.address);
+    let _ = writeln!(o, "public key  {}", s.node.public_key);
+    let _ = writeln!(o, "uptime      {}", ago(Some(s.uptime_secs)));
+    let _ = writeln!(
+        o,
         "links       {} up, {} configured",
         s.peers_up, s.peers_configured
     );
     let c = &s.counters;
     let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-    println!(
+    let _ = writeln!(
+        o,
         "datagrams   {} received, {} sent",
         n("rx_datagrams"),
         n("tx_datagrams")
     );
-    println!("handshakes  {} completed", n("handshakes_completed"));
-    println!("dropped     {} from the network", s.dropped_from_network);
+    let _ = writeln!(o, "handshakes  {} completed", n("handshakes_completed"));
+    let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
     if let Some(d) = c.get("dropped").and_then(|d| d.as_object()) {
         for (k, v) in d {
             let v = v.as_u64().unwrap_or(0);
             if v > 0 {
-                println!("  {:<18}{v}", k.replace('_', " "));
+                let _ = writeln!(o, "  {:<18}{v}", k.replace('_', " "));
             }
         }
     }
+    o
 }
 
-pub fn done(data: &serde_json::Value) {
+pub fn done(data: &serde_json::Value) -> String {
+    let mut o = String::new();
     if let Some(u) = data.get("added").and_then(|v| v.as_str()) {
         let persistent = data
             .get("persistent")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
-        println!(
+        let _ = writeln!(
+            o,
             "added {u}{}",
             if persistent {
                 ""
@@ -140,9 +156,10 @@ pub fn done(data: &serde_json::Value) {
         );
     }
     if let Some(u) = data.get("removed").and_then(|v| v.as_str()) {
-        println!("removed {u}");
+        let _ = writeln!(o, "removed {u}");
     }
     if let Some(n) = data.get("note").and_then(|v| v.as_str()) {
-        println!("note: {n}");
+        let _ = writeln!(o, "note: {n}");
     }
+    o
 }
