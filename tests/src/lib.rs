@@ -157,7 +157,26 @@ pub fn binaries() -> &'static (PathBuf, PathBuf) {
         let profile = if profile == "debug" { "dev" } else { profile };
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        run(Command::new(cargo)
+        let mut cmd = Command::new(cargo);
+        // Cargo gives a test process variables such as CARGO_MANIFEST_DIR; build scripts
+        // (ring's) watch them, so passing them on would rebuild everything every time.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&k.as_str())
+            {
+                cmd.env_remove(k);
+            }
+        }
+        run(cmd
             .current_dir(&workspace)
             .env("CARGO_TARGET_DIR", target_dir)
             .args([
