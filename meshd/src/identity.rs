@@ -40,10 +40,17 @@ impl PublicKey {
     }
 
     /// The X25519 public key Noise sees for this identity, or `None` if the bytes are not a
-    /// valid ed25519 point (such a key cannot belong to anybody).
+    /// usable ed25519 key. Refused: encodings that are not points, non-canonical encodings, and
+    /// *weak* (small-order) points. A small-order key converts to an X25519 key whose every
+    /// Diffie-Hellman result is zero, so anybody could complete a handshake as it without a
+    /// secret; no honestly generated key is weak.
     pub fn noise_static(&self) -> Option<[u8; 32]> {
         let vk = VerifyingKey::from_bytes(&self.0).ok()?;
-        Some(vk.to_montgomery().to_bytes())
+        if vk.is_weak() || vk.to_bytes() != self.0 {
+            return None;
+        }
+        let x = vk.to_montgomery().to_bytes();
+        (x != [0; 32]).then_some(x)
     }
 
     /// Short form for logs: the first 8 hex digits.
@@ -76,7 +83,7 @@ pub enum KeyParseError {
     /// A character outside `0-9a-fA-F`.
     #[error("a public key is 64 hex digits, found {0:?}")]
     NotHex(char),
-    /// 32 bytes, but not a point on the curve.
+    /// 32 bytes, but not a usable point (not on the curve, small order, non-canonical).
     #[error("not a valid ed25519 public key")]
     NotAPoint,
 }
@@ -279,6 +286,29 @@ mod tests {
         let e = format!("{:#}", Identity::load(&p).expect_err("must refuse"));
         assert!(e.contains("corrupt"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn weak_and_non_canonical_keys_are_refused() {
+        // The identity point (01 00..00) and another small-order point: every DH with their
+        // X25519 form is zero, so they must never be accepted as anybody's key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(PublicKey(identity).noise_static(), None);
+        let mut minus_one = [0u8; 32];
+        minus_one[0] = 0xec;
+        minus_one[1..31].fill(0xff);
+        minus_one[31] = 0x7f;
+        assert_eq!(PublicKey(minus_one).noise_static(), None);
+        let text: String = identity.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(text.parse::<PublicKey>(), Err(KeyParseError::NotAPoint));
+        // Honest keys are fine.
+        assert!(
+            Identity::from_seed(&[4; 32])
+                .public_key()
+                .noise_static()
+                .is_some()
+        );
     }
 
     #[test]

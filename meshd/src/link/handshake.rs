@@ -17,6 +17,8 @@ use snow::HandshakeState;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Room for a handshake payload: a whole handshake datagram may be payload (extensions).
+const MAX_PAYLOAD: usize = 1024;
 /// Half-open inbound handshakes older than this are forgotten.
 pub const RESPONDER_EXPIRY: Duration = Duration::from_secs(5);
 
@@ -178,15 +180,21 @@ impl Links {
         noise: &[u8],
         wire_len: usize,
     ) -> Recv {
+        // The state is taken out only once the message authenticated: a forged response (the
+        // index travels in clear) must not kill the real handshake. snow rolls its state back
+        // when a message fails.
+        let mut payload = [0u8; MAX_PAYLOAD];
+        let n = match self.initiating.get_mut(&receiver) {
+            None => return Recv::Dropped(DropReason::Handshake),
+            Some(init) => match init.hs.read_message(noise, &mut payload) {
+                Ok(n) => n,
+                Err(_) => return Recv::Dropped(DropReason::Handshake),
+            },
+        };
         let Some(mut init) = self.initiating.remove(&receiver) else {
             return Recv::Dropped(DropReason::Handshake);
         };
         self.clear_in_flight(receiver);
-        let mut payload = [0u8; 256];
-        let Ok(n) = init.hs.read_message(noise, &mut payload) else {
-            self.handshake_failed(init.purpose, "handshake response did not decrypt", now);
-            return Recv::Dropped(DropReason::Handshake);
-        };
         let key = match peer_identity(&init.hs, &payload[..n]) {
             Ok(k) => k,
             Err(why) => {
@@ -198,7 +206,7 @@ impl Links {
             self.handshake_failed(init.purpose, &why, now);
             return Recv::Dropped(DropReason::Refused);
         }
-        let mut buf = vec![0u8; 256];
+        let mut buf = vec![0u8; MAX_PAYLOAD];
         let h = wire::emit_final_header(&mut buf, sender);
         let ours = self.our_payload();
         let Ok(n) = init.hs.write_message(&ours, &mut buf[h..]) else {
@@ -232,14 +240,19 @@ impl Links {
         noise: &[u8],
         wire_len: usize,
     ) -> Recv {
-        let Some(mut resp) = self.responding.remove(&receiver) else {
+        // As for responses: only an authenticated final consumes the pending state.
+        let mut payload = [0u8; MAX_PAYLOAD];
+        let n = match self.responding.get_mut(&receiver) {
+            None => return Recv::Dropped(DropReason::Handshake),
+            Some(r) => match r.hs.read_message(noise, &mut payload) {
+                Ok(n) => n,
+                Err(_) => return Recv::Dropped(DropReason::Handshake),
+            },
+        };
+        let Some(resp) = self.responding.remove(&receiver) else {
             return Recv::Dropped(DropReason::Handshake);
         };
         self.responding_order.retain(|i| *i != receiver);
-        let mut payload = [0u8; 256];
-        let Ok(n) = resp.hs.read_message(noise, &mut payload) else {
-            return Recv::Dropped(DropReason::Handshake);
-        };
         let key = match peer_identity(&resp.hs, &payload[..n]) {
             Ok(k) => k,
             Err(why) => {

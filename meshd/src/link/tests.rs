@@ -407,3 +407,37 @@ fn timers_never_spin() {
     // Idle links: a keepalive every 5 s and a rekey every 2 minutes, not thousands of wake-ups.
     assert!(steps < 2_000, "{steps} steps for 400 s of idle link");
 }
+
+#[test]
+fn forged_handshake_messages_do_not_kill_a_handshake_in_flight() {
+    // An attacker who sees the Init (its index travels in clear) answers first with garbage,
+    // and sends B a garbage Final for B's index: the real handshake still completes.
+    let mut p = Pair::new(None);
+    p.step(p.now + Duration::from_millis(1)); // A sends its Init
+    let init = p
+        .wire
+        .iter()
+        .find(|w| w.3[0] == wire::TYPE_INIT)
+        .expect("init")
+        .3
+        .clone();
+    let Ok(wire::Message::Init { sender, .. }) = wire::parse(&init) else {
+        panic!("init")
+    };
+    let mut forged = vec![0x5au8; 12 + 200];
+    wire::emit_response_header(&mut forged, 77, sender);
+    let now = p.now;
+    let mut out = vec![0u8; 2048];
+    let r = p.a.links.handle_datagram(now, B_ADDR, &forged, &mut out);
+    assert_eq!(r, Recv::Dropped(DropReason::Handshake));
+    // Let B answer, then forge a Final for B's pending index before A's real one arrives.
+    p.run_for(Duration::from_millis(11));
+    for idx in p.b.links.responding.keys().copied().collect::<Vec<_>>() {
+        let mut f = vec![0x33u8; 8 + 100];
+        wire::emit_final_header(&mut f, idx);
+        let r = p.b.links.handle_datagram(now, A_ADDR, &f, &mut out);
+        assert_eq!(r, Recv::Dropped(DropReason::Handshake));
+    }
+    p.run_for(Duration::from_millis(100));
+    assert!(p.up(), "a forged message killed the handshake");
+}
