@@ -10,6 +10,7 @@
 //! | `admin_socket` | `/run/meshd/admin.sock` | the control socket `meshctl` talks to |
 //! | `admin_group` | none | a group whose members may use the control socket (besides root) |
 //! | `log_level` | `info` | `error`, `warn`, `info`, `debug`, `trace` or a tracing filter; `RUST_LOG` wins |
+//! | `max_peers` | `1024` | most links at once; beyond, only configured peers may link |
 //! | `cipher` | `auto` | `auto`, `aes-256-gcm` or `chacha20-poly1305` (for links this node initiates) |
 //! | `tun.name` | `mesh0` | name of the TUN interface |
 //! | `tun.mtu` | `1420` | MTU of the TUN interface |
@@ -47,6 +48,8 @@ pub struct Config {
     pub log_level: String,
     /// Cipher for initiated links.
     pub cipher: String,
+    /// Most links at once (configured peers always link).
+    pub max_peers: usize,
     /// TUN settings.
     pub tun: TunConfig,
 }
@@ -84,6 +87,7 @@ impl Default for Config {
             admin_group: None,
             log_level: "info".into(),
             cipher: "auto".into(),
+            max_peers: 1024,
             tun: TunConfig::default(),
         }
     }
@@ -118,6 +122,10 @@ log_level = "info"
 # AEAD for links this node initiates: auto (AES-256-GCM if the CPU has AES instructions,
 # else ChaCha20-Poly1305), aes-256-gcm, chacha20-poly1305.
 cipher = "auto"
+
+# Most links at once. Beyond it, links from peers that are not in `peers` are refused, so that
+# strangers cannot use up this node's memory; configured peers always link.
+max_peers = 1024
 
 [tun]
 name = "mesh0"
@@ -157,7 +165,10 @@ impl Config {
                 .try_parsing(true)
                 .source(Some(env)),
         );
-        let where_ = file.map_or("the environment".to_string(), |f| f.display().to_string());
+        let where_ = match file {
+            Some(f) => format!("{} or the MESHD_* environment", f.display()),
+            None => "the MESHD_* environment".to_string(),
+        };
         let mut cfg: Config = b
             .build()
             .and_then(|c| c.try_deserialize())
@@ -234,6 +245,9 @@ impl Config {
             bail!("listen: at least one listen URI is needed, e.g. udp://[::]:{DEFAULT_PORT}");
         }
         self.suite()?;
+        if self.max_peers == 0 {
+            bail!("max_peers: must be at least 1");
+        }
         let n = &self.tun.name;
         if n.is_empty() || n.len() > 15 || n.contains('/') || n.contains(char::is_whitespace) {
             bail!("tun.name: {n:?} is not a valid interface name (1 to 15 characters, no '/')");

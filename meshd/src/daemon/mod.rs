@@ -100,6 +100,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
 
     let link_cfg = LinkConfig {
         suite: cfg.suite()?,
+        max_peers: cfg.max_peers,
         ..LinkConfig::default()
     };
     let mut seed = [0u8; 8];

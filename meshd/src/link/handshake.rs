@@ -110,17 +110,10 @@ impl Links {
         Some(index)
     }
 
-    fn take_token(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.tokens_at).as_secs_f64();
-        self.tokens_at = now;
-        self.tokens = (self.tokens + elapsed * self.cfg.handshake_rate as f64)
-            .min(self.cfg.handshake_burst as f64);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// True if `from` is a configured peer's address or the endpoint of a link.
+    pub(crate) fn is_known_source(&self, from: SocketAddr) -> bool {
+        self.dialers.iter().any(|d| d.addr == Some(from))
+            || self.peers.values().any(|p| p.endpoint == from)
     }
 
     pub(super) fn handle_init(
@@ -131,7 +124,8 @@ impl Links {
         sender: u32,
         noise: &[u8],
     ) -> Recv {
-        if !self.take_token(now) {
+        let known = self.is_known_source(from);
+        if !self.init_limiter.admit(from, known, now) {
             return Recv::Dropped(DropReason::RateLimited);
         }
         let Ok(mut hs) = crate::noise::responder(&self.noise_private, suite) else {
@@ -262,6 +256,16 @@ impl Links {
         };
         if let Some(why) = self.refusal(key, Purpose::Dial(from), from) {
             tracing::warn!(%from, peer = %key, "refused inbound link: {why}");
+            return Recv::Dropped(DropReason::Refused);
+        }
+        if !self.peers.contains_key(&key)
+            && self.peers.len() >= self.cfg.max_peers
+            && !self.is_known_source(from)
+        {
+            tracing::warn!(
+                %from, peer = %key,
+                "refused inbound link: already {} links (max_peers)", self.peers.len()
+            );
             return Recv::Dropped(DropReason::Refused);
         }
         let Ok(transport) = resp.hs.into_stateless_transport_mode() else {

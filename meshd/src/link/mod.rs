@@ -20,10 +20,12 @@
 mod data;
 mod handshake;
 mod peer;
+mod ratelimit;
 mod stats;
 mod timers;
 
 pub use peer::{Dialer, Peer, PeerCounters};
+pub use ratelimit::Limits;
 pub use stats::{Counters, DropCounters, DropReason};
 
 use crate::identity::{Identity, PublicKey};
@@ -52,10 +54,11 @@ pub struct LinkConfig {
     pub suite: Suite,
     /// Most half-open inbound handshakes kept at once (the oldest is dropped beyond).
     pub max_pending_inbound: usize,
-    /// Inbound handshake rate: burst size and refill per second.
-    pub handshake_burst: u32,
-    /// See `handshake_burst`.
-    pub handshake_rate: u32,
+    /// How often handshake inits are answered (see [`Limits`]).
+    pub init_limits: Limits,
+    /// Most links at once. Beyond it, inbound links from peers that are not configured are
+    /// refused (configured peers always link).
+    pub max_peers: usize,
 }
 
 impl Default for LinkConfig {
@@ -69,8 +72,8 @@ impl Default for LinkConfig {
             max_backoff: Duration::from_secs(16),
             suite: crate::noise::preferred_suite(),
             max_pending_inbound: 1024,
-            handshake_burst: 256,
-            handshake_rate: 128,
+            init_limits: Limits::default(),
+            max_peers: 1024,
         }
     }
 }
@@ -142,8 +145,7 @@ pub struct Links {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) counters: Counters,
-    pub(crate) tokens: f64,
-    pub(crate) tokens_at: Instant,
+    pub(crate) init_limiter: ratelimit::InitLimiter,
 }
 
 impl Links {
@@ -155,7 +157,7 @@ impl Links {
             noise_private: identity.noise_private(),
             address: public.address(),
             subnet: public.subnet(),
-            tokens: cfg.handshake_burst as f64,
+            init_limiter: ratelimit::InitLimiter::new(cfg.init_limits, now),
             cfg,
             rng: seed ^ 0x6a09_e667_f3bc_c909,
             peers: HashMap::new(),
@@ -168,7 +170,6 @@ impl Links {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
-            tokens_at: now,
         }
     }
 

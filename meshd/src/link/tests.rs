@@ -441,3 +441,57 @@ fn forged_handshake_messages_do_not_kill_a_handshake_in_flight() {
     p.run_for(Duration::from_millis(100));
     assert!(p.up(), "a forged message killed the handshake");
 }
+
+/// Exchanges queued datagrams between two cores until both are quiet.
+fn exchange(a: &mut Links, a_addr: SocketAddr, b: &mut Links, b_addr: SocketAddr, now: Instant) {
+    let mut out = vec![0u8; 2048];
+    for _ in 0..10 {
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit() {
+            b.handle_datagram(now, a_addr, &t.data, &mut out);
+            moved = true;
+        }
+        while let Some(t) = b.poll_transmit() {
+            a.handle_datagram(now, b_addr, &t.data, &mut out);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
+#[test]
+fn inbound_links_beyond_max_peers_are_refused_but_configured_peers_still_link() {
+    let now = Instant::now();
+    let cfg = LinkConfig {
+        max_peers: 1,
+        ..LinkConfig::default()
+    };
+    let mut hub = Links::new(&identity(10), cfg, 10, now);
+    let hub_addr: SocketAddr = "10.0.0.10:7820".parse().expect("literal");
+    let c_addr: SocketAddr = "10.0.0.3:7820".parse().expect("literal");
+    hub.add_peer(uri(c_addr, None), now); // C is configured on the hub
+    let mut a = Links::new(&identity(1), LinkConfig::default(), 1, now);
+    let mut b = Links::new(&identity(2), LinkConfig::default(), 2, now);
+    let mut c = Links::new(&identity(3), LinkConfig::default(), 3, now);
+    for (n, addr) in [(&mut a, A_ADDR), (&mut b, B_ADDR)] {
+        n.add_peer(uri(hub_addr, None), now);
+        n.handle_timeout(now);
+        exchange(n, addr, &mut hub, hub_addr, now);
+    }
+    assert_eq!(
+        hub.peers().count(),
+        1,
+        "the second unconfigured peer must be refused"
+    );
+    assert!(hub.counters().dropped.refused >= 1);
+    c.add_peer(uri(hub_addr, None), now);
+    c.handle_timeout(now);
+    exchange(&mut c, c_addr, &mut hub, hub_addr, now);
+    assert_eq!(
+        hub.peers().count(),
+        2,
+        "a configured peer links even beyond max_peers"
+    );
+}

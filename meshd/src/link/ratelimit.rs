@@ -1,0 +1,175 @@
+//! Who may make this node do Diffie-Hellman work, and how often.
+//!
+//! A handshake init costs the responder two DH operations and a pending slot, and anyone can
+//! send one (it is unauthenticated by design, and source addresses can be spoofed). Inits are
+//! therefore admitted through token buckets:
+//!
+//! * from a **known** source (the address of a configured peer, or the current endpoint of a
+//!   link), through a bucket of that source alone, so that a flood from elsewhere never keeps a
+//!   known peer (say, one that just restarted) from linking again;
+//! * from anywhere else, through a bucket per source IP address **and** a global bucket, so
+//!   that one address cannot take the whole budget and all addresses together cannot take the
+//!   CPU.
+//!
+//! An attacker who spoofs a known peer's exact address and port can still exhaust that peer's
+//! bucket; return-routability cookies (as WireGuard's) would close that and are future work.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Bucket {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Rates (per second) and bursts of the three kinds of bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// All unknown sources together.
+    pub global_rate: f64,
+    /// See `global_rate`.
+    pub global_burst: f64,
+    /// One unknown source IP address.
+    pub per_ip_rate: f64,
+    /// See `per_ip_rate`.
+    pub per_ip_burst: f64,
+    /// One known source address.
+    pub known_rate: f64,
+    /// See `known_rate`.
+    pub known_burst: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            global_rate: 128.0,
+            global_burst: 256.0,
+            per_ip_rate: 4.0,
+            per_ip_burst: 16.0,
+            known_rate: 8.0,
+            known_burst: 16.0,
+        }
+    }
+}
+
+/// Most per-address buckets kept; beyond, the table starts over (a flood from many spoofed
+/// addresses then meets only the global bucket, which is what bounds the work anyway).
+const MAX_TRACKED: usize = 4096;
+
+/// The admission state for handshake inits.
+#[derive(Debug)]
+pub struct InitLimiter {
+    limits: Limits,
+    global: Bucket,
+    per_ip: HashMap<IpAddr, Bucket>,
+    known: HashMap<SocketAddr, Bucket>,
+}
+
+impl InitLimiter {
+    /// Full buckets.
+    pub fn new(limits: Limits, now: Instant) -> Self {
+        InitLimiter {
+            global: Bucket::full(limits.global_burst, now),
+            limits,
+            per_ip: HashMap::new(),
+            known: HashMap::new(),
+        }
+    }
+
+    /// Whether an init from `from` may be answered now. `known` says whether `from` is a
+    /// configured peer's address or a link's endpoint.
+    pub fn admit(&mut self, from: SocketAddr, known: bool, now: Instant) -> bool {
+        let l = self.limits;
+        if known {
+            if self.known.len() >= MAX_TRACKED {
+                self.known.clear();
+            }
+            return self
+                .known
+                .entry(from)
+                .or_insert_with(|| Bucket::full(l.known_burst, now))
+                .take(now, l.known_rate, l.known_burst);
+        }
+        if self.per_ip.len() >= MAX_TRACKED {
+            self.per_ip.clear();
+        }
+        let ip = from.ip().to_canonical();
+        let per_ip = self
+            .per_ip
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(l.per_ip_burst, now));
+        // Both must have a token; the per-address one is asked first so that one noisy
+        // address does not drain the global bucket.
+        per_ip.take(now, l.per_ip_rate, l.per_ip_burst)
+            && self.global.take(now, l.global_rate, l.global_burst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("literal")
+    }
+
+    #[test]
+    fn one_address_cannot_take_the_global_budget() {
+        let now = Instant::now();
+        let mut l = InitLimiter::new(Limits::default(), now);
+        let admitted = (0..1000)
+            .filter(|_| l.admit(addr("192.0.2.1:1"), false, now))
+            .count();
+        assert_eq!(admitted, 16);
+        assert!(
+            l.admit(addr("192.0.2.2:1"), false, now),
+            "another address is still served"
+        );
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_spares_known_peers() {
+        let now = Instant::now();
+        let mut l = InitLimiter::new(Limits::default(), now);
+        for i in 0..100_000u32 {
+            let a = SocketAddr::new(IpAddr::from(i.to_be_bytes()), 1);
+            l.admit(a, false, now);
+        }
+        assert!(
+            !l.admit(addr("198.51.100.1:1"), false, now),
+            "global budget is spent"
+        );
+        assert!(
+            l.admit(addr("10.0.0.2:7820"), true, now),
+            "a known peer still gets in"
+        );
+        // And the budget comes back with time.
+        let later = now + Duration::from_secs(1);
+        assert!(l.admit(addr("198.51.100.1:1"), false, later));
+    }
+}
