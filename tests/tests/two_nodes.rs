@@ -309,3 +309,27 @@ fn a_restarted_peer_that_does_not_dial_is_found_again_within_5_seconds() {
         restarted.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn deleting_the_tun_device_stops_the_daemon_with_a_message() {
+    let (mut a, _b) = pair("", "");
+    a.start();
+    let tun = std::fs::read_to_string(a.dir.join("meshd.toml"))
+        .expect("config")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("name = \"")
+                .map(|n| n.trim_end_matches('"').to_string())
+        })
+        .expect("tun name in config");
+    tests::run(a.ns.cmd("ip").args(["link", "del", &tun]));
+    assert!(
+        wait_until(Duration::from_secs(5), || !a.running()),
+        "meshd kept running without its TUN device"
+    );
+    let log = a.log();
+    assert!(
+        log.contains(&format!("the TUN device {tun} failed")),
+        "{log}"
+    );
+}

@@ -4,7 +4,7 @@ use super::{Reply, Request};
 use anyhow::{Context, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +36,15 @@ impl Server {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
-        if std::fs::symlink_metadata(path).is_ok() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                bail!(
+                    "admin_socket {} exists and is not a socket; move it away or choose \
+                     another admin_socket",
+                    path.display()
+                );
+            }
             if UnixStream::connect(path).await.is_ok() {
                 bail!(
                     "another meshd is already running: its admin socket {} answers \
@@ -47,8 +55,12 @@ impl Server {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove stale admin socket {}", path.display()))?;
         }
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("cannot create admin socket {}", path.display()))?;
+        // Created owner-only, so that nobody can connect before the group and mode are set.
+        let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        nix::sys::stat::umask(old_mask);
+        let listener =
+            bound.with_context(|| format!("cannot create admin socket {}", path.display()))?;
         let server = Server {
             path: path.to_path_buf(),
         };
@@ -69,11 +81,22 @@ impl Server {
     }
 }
 
+/// Most control connections served at once; more wait in the listen queue.
+const MAX_CONNECTIONS: usize = 32;
+
 async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<AdminRequest>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve(stream, tx.clone()));
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    serve(stream, tx).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 tracing::warn!("admin socket accept failed: {e}");
@@ -85,29 +108,40 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<AdminRequest>) {
 
 async fn serve(stream: UnixStream, tx: mpsc::Sender<AdminRequest>) {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r.take(MAX_LINE as u64 * 64)).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.len() > MAX_LINE {
-            break;
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // At most one line of MAX_LINE bytes is ever buffered.
+        match (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Err(e) => Reply::err(format!("bad request: {e}")),
-            Ok(req) => {
-                let (rtx, rrx) = oneshot::channel();
-                if tx.send((req, rtx)).await.is_err() {
-                    Reply::err("meshd is shutting down")
-                } else {
-                    rrx.await
-                        .unwrap_or_else(|_| Reply::err("meshd is shutting down"))
+        let too_long = line.len() > MAX_LINE;
+        let reply = if too_long {
+            Reply::err(format!("request longer than {MAX_LINE} bytes"))
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Err(e) => Reply::err(format!("bad request: {e}")),
+                Ok(req) => {
+                    let (rtx, rrx) = oneshot::channel();
+                    if tx.send((req, rtx)).await.is_err() {
+                        Reply::err("meshd is shutting down")
+                    } else {
+                        rrx.await
+                            .unwrap_or_else(|_| Reply::err("meshd is shutting down"))
+                    }
                 }
             }
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
         out.push(b'\n');
-        if w.write_all(&out).await.is_err() {
+        if w.write_all(&out).await.is_err() || too_long {
             break;
         }
     }
 }
-
-use tokio::io::AsyncReadExt as _;

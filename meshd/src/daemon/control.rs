@@ -116,6 +116,9 @@ impl Control<'_> {
                     Ok(u) => u,
                     Err(e) => return Reply::err(e.to_string()),
                 };
+                if let Some(why) = socks.unreachable(&uri) {
+                    return Reply::err(why);
+                }
                 if !links.add_peer(uri.clone(), Instant::now()) {
                     return Reply::err(format!("{} is already a peer", uri.endpoint()));
                 }

@@ -65,8 +65,17 @@ impl TunToUdp {
     /// Reads what the TUN device has (up to the budget), encrypts and sends it. Datagrams from
     /// successive reads join the same GSO send when they can (small packets such as TCP ACKs
     /// come one per read), so a burst costs one `sendmsg`, not one per packet.
-    pub async fn pump(&mut self, tun: &AsyncDevice, links: &mut Links, socks: &Sockets) {
+    ///
+    /// Fails if the device itself failed (deleted, or erroring on every read).
+    pub async fn pump(
+        &mut self,
+        tun: &AsyncDevice,
+        links: &mut Links,
+        socks: &Sockets,
+    ) -> io::Result<()> {
         let mut run: Option<GsoRun> = None;
+        let mut errors = 0;
+        let mut result = Ok(());
         for _ in 0..BUDGET {
             let n = match tun.try_recv_multiple(
                 &mut self.original,
@@ -77,15 +86,24 @@ impl TunToUdp {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
+                    // One bad packet (tun-rs refuses some GSO layouts) is skipped; a device
+                    // that fails every read is gone, and spinning on it helps nobody.
                     tracing::debug!("TUN read: {e}");
+                    errors += 1;
+                    if device_gone(&e) || errors == BUDGET {
+                        result = Err(e);
+                        break;
+                    }
                     continue;
                 }
             };
+            errors = 0;
             self.send_batch(n, links, socks, &mut run).await;
         }
         if let Some(r) = run {
             flush(socks, &self.out[..r.len], &r).await;
         }
+        result
     }
 
     /// Encrypts `n` packets into `out`, extending `run` or flushing it when they cannot join.
@@ -142,6 +160,14 @@ impl TunToUdp {
     }
 }
 
+/// Errors after which a TUN or UDP descriptor will never work again.
+fn device_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::EBADF | libc::ENODEV | libc::ENXIO | libc::EIO)
+    )
+}
+
 async fn flush(socks: &Sockets, contents: &[u8], run: &GsoRun) {
     let segment = (run.count > 1).then_some(run.seg);
     socks.send(run.to, contents, segment).await;
@@ -170,15 +196,21 @@ impl UdpToTun {
     /// Receives what socket `idx` has (up to the budget), decrypts it and writes it to the TUN.
     /// Packets from successive receives are written together, so GRO coalesces as many TCP
     /// segments as possible into one write (each write runs the kernel's TCP receive path).
+    ///
+    /// Fails if the socket itself failed (erroring on every receive).
     pub async fn pump(
         &mut self,
         idx: usize,
         tun: &AsyncDevice,
         links: &mut Links,
         socks: &Sockets,
-    ) {
-        let Some(sock) = socks.get(idx) else { return };
+    ) -> io::Result<()> {
+        let Some(sock) = socks.get(idx) else {
+            return Ok(());
+        };
         let mut count = 0;
+        let mut errors = 0;
+        let mut result = Ok(());
         for _ in 0..BUDGET {
             let n = {
                 let mut iovs: Vec<IoSliceMut<'_>> =
@@ -188,10 +220,16 @@ impl UdpToTun {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         tracing::debug!("UDP receive: {e}");
-                        break;
+                        errors += 1;
+                        if device_gone(&e) || errors == BUDGET {
+                            result = Err(e);
+                            break;
+                        }
+                        continue;
                     }
                 }
             };
+            errors = 0;
             let now = Instant::now();
             for (m, buf) in self.meta[..n].iter().zip(&self.rx) {
                 let from = canonical(m.addr);
@@ -220,6 +258,7 @@ impl UdpToTun {
         }
         self.write_tun(tun, count).await;
         super::flush_control(links, socks).await;
+        result
     }
 
     async fn write_tun(&mut self, tun: &AsyncDevice, count: usize) {

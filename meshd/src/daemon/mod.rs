@@ -35,6 +35,32 @@ impl Sockets {
         self.0.iter().find(|s| s.can_reach(to))
     }
 
+    /// Whether this node can send to IPv4 and to IPv6 addresses.
+    fn families(&self) -> (bool, bool) {
+        let v4 = SocketAddr::from(([192, 0, 2, 1], 1));
+        let v6 = SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 1));
+        (
+            self.0.iter().any(|s| s.can_reach(&v4)),
+            self.0.iter().any(|s| s.can_reach(&v6)),
+        )
+    }
+
+    /// Why this node cannot send to `uri`, if it cannot (an address of a family it has no
+    /// socket for).
+    pub fn unreachable(&self, uri: &PeerUri) -> Option<String> {
+        let addr = uri.socket_addr()?;
+        let listen: Vec<String> = self.0.iter().map(|s| s.local_addr().to_string()).collect();
+        (!self.0.iter().any(|s| s.can_reach(&addr))).then(|| {
+            format!(
+                "peer {} is {} but meshd listens only on {} (add a listen address of that \
+                 family, e.g. udp://[::]:7820)",
+                uri.endpoint(),
+                if addr.is_ipv4() { "IPv4" } else { "IPv6" },
+                listen.join(", ")
+            )
+        })
+    }
+
     fn get(&self, i: usize) -> Option<&UdpSock> {
         self.0.get(i)
     }
@@ -53,11 +79,14 @@ impl Sockets {
         }
     }
 
-    /// Waits until one of the sockets may be readable; returns its index.
-    async fn readable(&self) -> usize {
+    /// Waits until one of the sockets may be readable; returns its index. Polling starts after
+    /// the socket served last, so a busy socket cannot starve the others.
+    async fn readable(&self, last: usize) -> usize {
+        let n = self.0.len();
         std::future::poll_fn(|cx| {
-            for (i, s) in self.0.iter().enumerate() {
-                if s.poll_recv_ready(cx).is_ready() {
+            for k in 1..=n {
+                let i = (last + k) % n;
+                if self.0[i].poll_recv_ready(cx).is_ready() {
                     return Poll::Ready(i);
                 }
             }
@@ -112,6 +141,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         Instant::now(),
     );
     let config_peers = cfg.peer_uris()?;
+    if let Some(why) = config_peers.iter().find_map(|u| socks.unreachable(u)) {
+        anyhow::bail!("peers: {why}");
+    }
     for uri in config_peers.iter().chain(store.peers()) {
         links.add_peer(uri.clone(), Instant::now());
     }
@@ -126,27 +158,42 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let mut tun_rx = datapath::TunToUdp::new(cfg.tun.mtu);
     let mut udp_rx = datapath::UdpToTun::default();
     let mut shutdown = pin!(shutdown);
+    let mut last_sock = 0;
 
     loop {
         let now = Instant::now();
-        if links.poll_timeout().is_some_and(|t| t <= now) {
+        let mut deadline = links.poll_timeout();
+        if deadline.is_some_and(|t| t <= now) {
             links.handle_timeout(now);
+            deadline = links.poll_timeout();
         }
         flush_control(&mut links, &socks).await;
         while let Some(Event::Resolve(uri)) = links.poll_event() {
-            tokio::spawn(resolve(uri, resolve_tx.clone()));
+            tokio::spawn(resolve(uri, socks.families(), resolve_tx.clone()));
         }
-        let deadline = links
-            .poll_timeout()
-            .unwrap_or(now + Duration::from_secs(3600));
+        let deadline = deadline.unwrap_or(now + Duration::from_secs(3600));
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
             _ = &mut shutdown => break,
-            r = tun.readable() => match r {
-                Ok(()) => tun_rx.pump(&tun, &mut links, &socks).await,
-                Err(e) => anyhow::bail!("the TUN device failed: {e}"),
-            },
-            i = socks.readable() => udp_rx.pump(i, &tun, &mut links, &socks).await,
+            r = tun.readable() => {
+                let r = match r {
+                    Ok(()) => tun_rx.pump(&tun, &mut links, &socks).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    anyhow::bail!(
+                        "the TUN device {} failed ({e}); was it deleted? exiting",
+                        cfg.tun.name
+                    );
+                }
+            }
+            i = socks.readable(last_sock) => {
+                last_sock = i;
+                if let Err(e) = udp_rx.pump(i, &tun, &mut links, &socks).await {
+                    let at = socks.get(i).map(|s| s.local_addr().to_string()).unwrap_or_default();
+                    anyhow::bail!("the UDP socket {at} failed ({e}); exiting");
+                }
+            }
             _ = sleep => links.handle_timeout(Instant::now()),
             Some((req, reply)) = admin_rx.recv() => {
                 let r = ctl.handle(req, &mut links, &mut store, &socks);
@@ -159,12 +206,28 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     Ok(())
 }
 
-async fn resolve(uri: PeerUri, tx: mpsc::Sender<(PeerUri, Result<SocketAddr, String>)>) {
+/// Resolves a peer's host name to the first address of a family this node can send to.
+async fn resolve(
+    uri: PeerUri,
+    (v4, v6): (bool, bool),
+    tx: mpsc::Sender<(PeerUri, Result<SocketAddr, String>)>,
+) {
     let result = match &uri.host {
         crate::uri::Host::Ip(ip) => Ok(SocketAddr::new(*ip, uri.port)),
         crate::uri::Host::Name(name) => {
             match tokio::net::lookup_host((name.as_str(), uri.port)).await {
-                Ok(mut addrs) => addrs.next().ok_or_else(|| "no address found".to_string()),
+                Ok(addrs) => {
+                    let all: Vec<SocketAddr> = addrs.collect();
+                    all.iter()
+                        .find(|a| if a.is_ipv4() { v4 } else { v6 })
+                        .copied()
+                        .ok_or_else(|| match all.is_empty() {
+                            true => "no address found".to_string(),
+                            false => format!(
+                                "only addresses of a family meshd does not listen on: {all:?}"
+                            ),
+                        })
+                }
                 Err(e) => Err(e.to_string()),
             }
         }

@@ -348,6 +348,7 @@ impl Links {
                         tracing::warn!(peer = %d.uri, "cannot link: {why}; retrying in {delay:?}");
                     }
                     d.last_error = Some(why.to_string());
+                    d.forget_resolved();
                 }
             }
             Purpose::Rekey(key) => {

@@ -353,8 +353,19 @@ impl Links {
             Peer::new(key, from, now)
         });
         if peer.sessions.is_empty() {
-            self.routes.insert(peer.address, key);
-            self.routes.insert(peer.subnet, key);
+            for owner in [peer.address, peer.subnet] {
+                // First come keeps a route: another key claiming the same subnet (a 2^56-hash
+                // collision) must not steal traffic meant for the first.
+                match self.routes.get(&owner) {
+                    Some(other) if *other != key => tracing::warn!(
+                        peer = %key, holder = %other, %owner,
+                        "two keys claim the same overlay prefix; keeping the first"
+                    ),
+                    _ => {
+                        self.routes.insert(owner, key);
+                    }
+                }
+            }
         }
         peer.endpoint = from;
         peer.last_rx = now;
@@ -366,7 +377,8 @@ impl Links {
         }
         self.sessions.insert(local, key);
         for d in self.dialers.iter_mut() {
-            if d.linked.is_none() && d.addr == Some(from) {
+            // A configured peer at this address is this link, unless it pins another key.
+            if d.linked.is_none() && d.addr == Some(from) && d.uri.key.is_none_or(|k| k == key) {
                 d.linked = Some(key);
                 d.failures = 0;
                 d.last_error = None;
@@ -390,8 +402,11 @@ impl Links {
         if let Some(idx) = peer.rekey_in_flight {
             self.initiating.remove(&idx);
         }
-        self.routes.remove(&peer.address);
-        self.routes.remove(&peer.subnet);
+        for owner in [peer.address, peer.subnet] {
+            if self.routes.get(&owner) == Some(key) {
+                self.routes.remove(&owner);
+            }
+        }
     }
 
     /// The pinned key of a configured peer at `addr`, if any.

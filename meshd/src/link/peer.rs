@@ -174,6 +174,14 @@ impl Dialer {
         }
     }
 
+    /// For a peer given by host name, forgets the resolved address so that the next attempt
+    /// resolves the name again (its address may have changed).
+    pub(crate) fn forget_resolved(&mut self) {
+        if self.uri.socket_addr().is_none() {
+            self.addr = None;
+        }
+    }
+
     /// Delay before the next attempt after `failures` failed ones: the first failure is
     /// retried at once (the attempt itself waited a second for an answer), then 1, 2, 4, 8 s,
     /// then the configured maximum.

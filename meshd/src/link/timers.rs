@@ -152,6 +152,7 @@ impl Links {
             d.linked = None;
             d.failures = 0;
             d.next_attempt = now;
+            d.forget_resolved();
         }
     }
 }
