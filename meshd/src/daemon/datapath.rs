@@ -74,7 +74,7 @@ impl TunToUdp {
         socks: &Sockets,
     ) -> io::Result<()> {
         let mut run: Option<GsoRun> = None;
-        let mut errors = 0;
+        let mut errors = ReadErrors::default();
         let mut result = Ok(());
         for _ in 0..BUDGET {
             let n = match tun.try_recv_multiple(
@@ -84,20 +84,15 @@ impl TunToUdp {
                 FRAME_HEADROOM,
             ) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    // One bad packet (tun-rs refuses some GSO layouts) is skipped; a device
-                    // that fails every read is gone, and spinning on it helps nobody.
-                    tracing::debug!("TUN read: {e}");
-                    errors += 1;
-                    if device_gone(&e) || errors == BUDGET {
-                        result = Err(e);
+                Err(e) => match errors.on(e, "TUN read") {
+                    Some(r) => {
+                        result = r;
                         break;
                     }
-                    continue;
-                }
+                    None => continue,
+                },
             };
-            errors = 0;
+            errors.reset();
             self.send_batch(n, links, socks, &mut run).await;
         }
         if let Some(r) = run {
@@ -160,12 +155,31 @@ impl TunToUdp {
     }
 }
 
-/// Errors after which a TUN or UDP descriptor will never work again.
-fn device_gone(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EBADFD | libc::EBADF | libc::ENODEV | libc::ENXIO | libc::EIO)
-    )
+/// Consecutive read errors within one pump. One bad packet (tun-rs refuses some GSO layouts)
+/// is skipped; a descriptor that is gone, or fails every read, ends the pump with an error
+/// instead of spinning.
+#[derive(Default)]
+struct ReadErrors(usize);
+
+impl ReadErrors {
+    /// What to do after `e`: `None` to read on, `Some(Ok)` to stop for now (nothing to read),
+    /// `Some(Err)` to give up on the descriptor.
+    fn on(&mut self, e: io::Error, what: &str) -> Option<io::Result<()>> {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Some(Ok(()));
+        }
+        tracing::debug!("{what}: {e}");
+        self.0 += 1;
+        let gone = matches!(
+            e.raw_os_error(),
+            Some(libc::EBADFD | libc::EBADF | libc::ENODEV | libc::ENXIO | libc::EIO)
+        );
+        (gone || self.0 == BUDGET).then_some(Err(e))
+    }
+
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
 }
 
 async fn flush(socks: &Sockets, contents: &[u8], run: &GsoRun) {
@@ -209,7 +223,7 @@ impl UdpToTun {
             return Ok(());
         };
         let mut count = 0;
-        let mut errors = 0;
+        let mut errors = ReadErrors::default();
         let mut result = Ok(());
         for _ in 0..BUDGET {
             let n = {
@@ -217,19 +231,16 @@ impl UdpToTun {
                     self.rx.iter_mut().map(|b| IoSliceMut::new(b)).collect();
                 match sock.try_recv(&mut iovs, &mut self.meta) {
                     Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        tracing::debug!("UDP receive: {e}");
-                        errors += 1;
-                        if device_gone(&e) || errors == BUDGET {
-                            result = Err(e);
+                    Err(e) => match errors.on(e, "UDP receive") {
+                        Some(r) => {
+                            result = r;
                             break;
                         }
-                        continue;
-                    }
+                        None => continue,
+                    },
                 }
             };
-            errors = 0;
+            errors.reset();
             let now = Instant::now();
             for (m, buf) in self.meta[..n].iter().zip(&self.rx) {
                 let from = canonical(m.addr);
