@@ -21,5 +21,16 @@
 //! ```
 
 pub mod address;
+pub mod codec;
+pub mod coords;
+pub mod dht;
+mod forward;
+pub mod record;
+pub mod router;
+pub mod tree;
+pub mod wire;
 
 pub use address::{AddrKind, KEY_LEN, OVERLAY_PREFIX, OVERLAY_PREFIX_LEN, SUBNET_PREFIX_LEN};
+pub use codec::Key;
+pub use coords::Coords;
+pub use router::{Drop, Event, Handled, PeerId, Route, Router, RouterConfig, Stats};

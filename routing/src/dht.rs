@@ -1,0 +1,449 @@
+//! Finding a destination: from an overlay address to its owner's key and coordinates.
+//!
+//! **Choice.** A Kademlia-style table over node ids, where a node's id is its overlay address
+//! (so an address *is* a lookup target, and a subnet's /64 prefix is a prefix of its owner's
+//! id). Each node keeps up to `bucket_size` contacts per bucket of XOR distance: about
+//! `bucket_size × log2(n)` signed node records, whatever the size of the network. A lookup is
+//! iterative: the source asks the closest contacts it knows for closer ones, at most
+//! `lookup_parallelism` requests at a time, each request tree-routed to the contact; it ends
+//! when a returned record's key owns the address, or when the closest known nodes have all
+//! answered. That is O(log n) requests, each touching the nodes on one tree path.
+//!
+//! **Why not Bloom filters along the tree** (Yggdrasil 0.5): a filter summarises a whole
+//! subtree, so near the root it holds most of the network and saturates; lookups there
+//! degrade towards broadcast. Here no node ever summarises more than its own table.
+//!
+//! **Trust.** Every record is signed by its key, and an answer counts only if the record's key
+//! owns the address looked up ([`crate::address::key_owns`]): a node cannot answer for an
+//! address not derived from its key. Results are cached for `route_ttl`, and dropped at once
+//! when traffic to them is reported broken.
+
+use crate::address::{self, AddrKind};
+use crate::codec::Key;
+use crate::coords::Coords;
+use crate::record::NodeRecord;
+use crate::router::{Event, Route, Router, RouterConfig};
+use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+/// A node's id: its node address as a number.
+pub fn id_of(key: &Key) -> u128 {
+    u128::from_be_bytes(address::node_address(key).octets())
+}
+
+/// The id a lookup for `addr` aims at, or `None` outside the overlay. For a subnet address:
+/// the owner's id starts with the subnet prefix, so aim at the prefix followed by zeros.
+pub fn target_of(addr: &Ipv6Addr) -> Option<u128> {
+    let o = addr.octets();
+    match address::classify(addr) {
+        AddrKind::Node => Some(u128::from_be_bytes(o)),
+        AddrKind::Subnet => {
+            let mut t = [0u8; 16];
+            t[0] = address::NODE_ADDR_BYTE;
+            t[1..8].copy_from_slice(&o[1..8]);
+            Some(u128::from_be_bytes(t))
+        }
+        AddrKind::Outside => None,
+    }
+}
+
+/// First self-lookup after the first contact, and the first interval between them.
+const FIRST_REFRESH: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+struct Contact {
+    rec: NodeRecord,
+    id: u128,
+    fails: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    New,
+    InFlight,
+    Answered,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Lookup {
+    target: u128,
+    /// The address being resolved (none for table refreshes).
+    addr: Option<Ipv6Addr>,
+    /// Candidates by XOR distance to the target.
+    short: BTreeMap<u128, (NodeRecord, Ask)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rpc {
+    lookup: u64,
+    dist: u128,
+    sent: Instant,
+}
+
+/// The lookup table and the lookups in progress.
+#[derive(Debug)]
+pub struct Dht {
+    id: u128,
+    k: usize,
+    buckets: Vec<Vec<Contact>>,
+    lookups: BTreeMap<u64, Lookup>,
+    rpcs: BTreeMap<u64, Rpc>,
+    next_lookup: u64,
+    next_refresh: Option<Instant>,
+    /// The interval of the next self-lookup: short at first (the table is empty and every
+    /// round fills it), doubling up to the configured refresh.
+    refresh_every: Duration,
+}
+
+impl Dht {
+    /// An empty table for the node with id `id`.
+    pub fn new(id: u128, k: usize) -> Self {
+        Dht {
+            id,
+            k,
+            buckets: vec![Vec::new(); 129],
+            lookups: BTreeMap::new(),
+            rpcs: BTreeMap::new(),
+            next_lookup: 1,
+            next_refresh: None,
+            refresh_every: FIRST_REFRESH,
+        }
+    }
+
+    /// Contacts held.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum()
+    }
+
+    /// No contacts.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn bucket(&self, id: u128) -> usize {
+        (self.id ^ id).leading_zeros() as usize
+    }
+
+    /// Adds or refreshes a verified contact. Returns false if there was no room.
+    fn insert(&mut self, rec: NodeRecord) -> bool {
+        let id = id_of(&rec.key);
+        if id == self.id {
+            return false;
+        }
+        let k = self.k;
+        let b = self.bucket(id);
+        let bucket = &mut self.buckets[b];
+        if let Some(c) = bucket.iter_mut().find(|c| c.rec.key == rec.key) {
+            if rec.seq >= c.rec.seq {
+                c.rec = rec;
+            }
+            c.fails = 0;
+            return true;
+        }
+        if bucket.len() < k {
+            bucket.push(Contact { rec, id, fails: 0 });
+            return true;
+        }
+        // Full: replace a contact that failed to answer, else keep the old ones (Kademlia's
+        // preference for long-lived contacts).
+        if let Some(c) = bucket.iter_mut().find(|c| c.fails > 0) {
+            *c = Contact { rec, id, fails: 0 };
+            return true;
+        }
+        false
+    }
+
+    fn failed(&mut self, key: &Key) {
+        let b = self.bucket(id_of(key));
+        if let Some(i) = self.buckets[b].iter().position(|c| c.rec.key == *key) {
+            self.buckets[b][i].fails += 1;
+            if self.buckets[b][i].fails >= 2 {
+                self.buckets[b].remove(i);
+            }
+        }
+    }
+
+    /// The `n` known records closest to `target`.
+    fn closest(&self, target: u128, n: usize) -> Vec<NodeRecord> {
+        let mut all: Vec<(u128, &NodeRecord)> = self
+            .buckets
+            .iter()
+            .flatten()
+            .map(|c| (c.id ^ target, &c.rec))
+            .collect();
+        all.sort_by_key(|(d, _)| *d);
+        all.into_iter().take(n).map(|(_, r)| r.clone()).collect()
+    }
+
+    /// The next instant a request times out or a refresh is due.
+    pub fn next_deadline(&self, cfg: &RouterConfig) -> Option<Instant> {
+        let rpc = self
+            .rpcs
+            .values()
+            .map(|r| r.sent + cfg.lookup_rpc_timeout)
+            .min();
+        match (rpc, self.next_refresh) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Router {
+    /// Learns a node record (checks its signature).
+    pub(crate) fn dht_learn(&mut self, now: Instant, rec: NodeRecord) {
+        if rec.key == self.key || !rec.verify() {
+            return;
+        }
+        if self.dht.next_refresh.is_none() {
+            // First contact: look ourselves up soon, to find our neighbourhood.
+            self.dht.next_refresh = Some(now + FIRST_REFRESH);
+        }
+        if let Some((c, _)) = self.coords_of.get(&rec.key)
+            && *c != rec.coords
+        {
+            self.coords_of.insert(rec.key, (rec.coords.clone(), now));
+        }
+        self.dht.insert(rec);
+    }
+
+    /// Our coordinates changed: tell our neighbourhood soon.
+    pub(crate) fn dht_position_changed(&mut self, now: Instant) {
+        let soon = now + Duration::from_millis(500);
+        if self.dht.next_refresh.is_some_and(|t| t > soon) {
+            self.dht.next_refresh = Some(soon);
+        }
+    }
+
+    /// The owner of `addr` if known; otherwise starts a lookup (reported by
+    /// [`Event::Resolved`]) and returns `None`.
+    pub fn resolve(&mut self, now: Instant, addr: &Ipv6Addr) -> Option<Key> {
+        let owner = address::owner_id(addr)?;
+        if let Some(r) = self.routes.get(&owner)
+            && now < r.updated + self.cfg.route_ttl
+        {
+            return Some(r.key);
+        }
+        let target = target_of(&owner)?;
+        if self.dht.lookups.values().any(|l| l.addr == Some(owner)) {
+            return None;
+        }
+        self.start_lookup(now, target, Some(owner));
+        None
+    }
+
+    /// Forgets the route to `addr` (and the coordinates of its owner).
+    pub fn forget(&mut self, addr: &Ipv6Addr) {
+        if let Some(owner) = address::owner_id(addr)
+            && let Some(r) = self.routes.remove(&owner)
+        {
+            self.coords_of.remove(&r.key);
+        }
+    }
+
+    fn start_lookup(&mut self, now: Instant, target: u128, addr: Option<Ipv6Addr>) {
+        self.stats.lookups += 1;
+        let lid = self.dht.next_lookup;
+        self.dht.next_lookup += 1;
+        let mut short = BTreeMap::new();
+        let mut seeds = self.dht.closest(target, self.cfg.bucket_size * 2);
+        seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
+        for r in seeds {
+            short.insert(id_of(&r.key) ^ target, (r, Ask::New));
+        }
+        // We might be the answer ourselves.
+        if let Some(a) = addr
+            && address::key_owns(&self.key, &a)
+        {
+            self.finish_found(now, a, self.node_record.clone());
+            return;
+        }
+        self.dht.lookups.insert(
+            lid,
+            Lookup {
+                target,
+                addr,
+                short,
+            },
+        );
+        self.lookup_step(now, lid);
+    }
+
+    /// Sends requests until `lookup_parallelism` are in flight, or ends the lookup.
+    fn lookup_step(&mut self, now: Instant, lid: u64) {
+        // Ask among the 2k closest candidates: tables are sparse while a network is young, and
+        // a slightly wider search finds the owner where a strict k would give up.
+        let k = self.cfg.bucket_size * 2;
+        loop {
+            let Some(l) = self.dht.lookups.get(&lid) else {
+                return;
+            };
+            let in_flight = l
+                .short
+                .values()
+                .filter(|(_, a)| *a == Ask::InFlight)
+                .count();
+            // Only the k closest candidates that have not failed matter.
+            let next = l
+                .short
+                .iter()
+                .filter(|(_, (_, a))| *a != Ask::Failed)
+                .take(k)
+                .find(|(_, (_, a))| *a == Ask::New)
+                .map(|(d, (r, _))| (*d, r.clone()));
+            match next {
+                Some((d, rec)) if in_flight < self.cfg.lookup_parallelism => {
+                    let target = l.target;
+                    let nonce = self.next_random();
+                    let body = RoutedBody::Find {
+                        nonce,
+                        target,
+                        requester: self.node_record.clone(),
+                    };
+                    self.stats.lookup_requests += 1;
+                    let sent = self.send_control(now, &rec.key, &rec.coords, body);
+                    let Some(l) = self.dht.lookups.get_mut(&lid) else {
+                        return;
+                    };
+                    if let Some(e) = l.short.get_mut(&d) {
+                        e.1 = if sent { Ask::InFlight } else { Ask::Failed };
+                    }
+                    if sent {
+                        self.dht.rpcs.insert(
+                            nonce,
+                            Rpc {
+                                lookup: lid,
+                                dist: d,
+                                sent: now,
+                            },
+                        );
+                    }
+                }
+                Some(_) => return, // enough in flight
+                None if in_flight > 0 => return,
+                None => {
+                    // Nothing left to ask: not found.
+                    if let Some(l) = self.dht.lookups.remove(&lid)
+                        && let Some(addr) = l.addr
+                    {
+                        self.events.push_back(Event::Resolved { addr, key: None });
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish_found(&mut self, now: Instant, addr: Ipv6Addr, rec: NodeRecord) {
+        self.coords_of.insert(rec.key, (rec.coords.clone(), now));
+        self.routes.insert(
+            addr,
+            Route {
+                key: rec.key,
+                coords: rec.coords,
+                updated: now,
+            },
+        );
+        self.events.push_back(Event::Resolved {
+            addr,
+            key: Some(rec.key),
+        });
+    }
+
+    pub(crate) fn on_find(
+        &mut self,
+        now: Instant,
+        h: &RoutedHeader,
+        nonce: u64,
+        target: u128,
+        requester: NodeRecord,
+    ) {
+        let reply_coords: Coords = if requester.key == h.src_key && requester.verify() {
+            let c = requester.coords.clone();
+            self.dht_learn(now, requester);
+            c
+        } else {
+            h.src_coords.to_coords()
+        };
+        let mut nodes = self
+            .dht
+            .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));
+        nodes.push(self.node_record.clone());
+        let body = RoutedBody::Found { nonce, nodes };
+        self.send_control(now, &h.src_key, &reply_coords, body);
+    }
+
+    pub(crate) fn on_found(&mut self, now: Instant, nonce: u64, nodes: Vec<NodeRecord>) {
+        let Some(rpc) = self.dht.rpcs.remove(&nonce) else {
+            return;
+        };
+        let lid = rpc.lookup;
+        let Some(target) = self.dht.lookups.get(&lid).map(|l| (l.target, l.addr)) else {
+            return;
+        };
+        if let Some(l) = self.dht.lookups.get_mut(&lid)
+            && let Some(e) = l.short.get_mut(&rpc.dist)
+        {
+            e.1 = Ask::Answered;
+        }
+        for rec in nodes {
+            if rec.key == self.key || !rec.verify() {
+                continue;
+            }
+            if let Some(addr) = target.1
+                && address::key_owns(&rec.key, &addr)
+            {
+                self.dht.lookups.remove(&lid);
+                self.dht_learn(now, rec.clone());
+                self.finish_found(now, addr, rec);
+                return;
+            }
+            let d = id_of(&rec.key) ^ target.0;
+            if let Some(l) = self.dht.lookups.get_mut(&lid) {
+                l.short.entry(d).or_insert((rec.clone(), Ask::New));
+            }
+            self.dht_learn(now, rec);
+        }
+        self.lookup_step(now, lid);
+    }
+
+    /// Request timeouts and periodic self-lookups.
+    pub(crate) fn dht_timers(&mut self, now: Instant) {
+        let timeout = self.cfg.lookup_rpc_timeout;
+        let expired: Vec<(u64, Rpc)> = self
+            .dht
+            .rpcs
+            .iter()
+            .filter(|(_, r)| now >= r.sent + timeout)
+            .map(|(n, r)| (*n, *r))
+            .collect();
+        for (nonce, rpc) in expired {
+            self.dht.rpcs.remove(&nonce);
+            let failed_key = self.dht.lookups.get_mut(&rpc.lookup).and_then(|l| {
+                let e = l.short.get_mut(&rpc.dist)?;
+                e.1 = Ask::Failed;
+                Some(e.0.key)
+            });
+            if let Some(k) = failed_key {
+                self.dht.failed(&k);
+            }
+            self.lookup_step(now, rpc.lookup);
+        }
+        if self.dht.next_refresh.is_some_and(|t| now >= t) {
+            self.dht.refresh_every = (self.dht.refresh_every * 2).min(self.cfg.table_refresh);
+            self.dht.next_refresh = Some(now + self.dht.refresh_every);
+            let own = self.dht.id;
+            if !self
+                .dht
+                .lookups
+                .values()
+                .any(|l| l.addr.is_none() && l.target == own)
+            {
+                self.start_lookup(now, own, None);
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Greedy forwarding by tree distance over all peers.
+//!
+//! A routed message names its destination's key and coordinates. Each node sends it to the
+//! peer (any peer, not only tree neighbours: links off the tree are shortcuts) whose
+//! coordinates are closest to the destination's, and only if that peer is **strictly closer**
+//! than both this node and the message's **watermark**, the smallest distance any node on its
+//! way has reached so far; the node then lowers the watermark to the peer's distance. The
+//! distance carried in the message therefore strictly decreases at every hop, which makes a
+//! loop impossible even while the tree is changing under the message. A direct peer that is
+//! the destination gets the message at once. When no peer qualifies, the message is dropped
+//! and the source is told (`BROKEN`), so it looks the destination up again.
+
+use crate::codec::Key;
+use crate::coords::{Coords, dist};
+use crate::router::{Drop, Event, Handled, PeerId, Router};
+use crate::wire::{self, NO_WATERMARK, RoutedBody, RoutedHeader, kind};
+use std::time::{Duration, Instant};
+
+/// Least time between two BROKEN notices to the same source.
+const BROKEN_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Router {
+    /// The peer to send a message for `dest_key` at `dest` to, and its distance to `dest`.
+    pub(crate) fn next_hop(
+        &self,
+        dest_key: &Key,
+        dest: &[u64],
+        watermark: u8,
+    ) -> Option<(PeerId, u8)> {
+        if let Some((id, _)) = self.peers.iter().find(|(_, p)| p.key == *dest_key) {
+            return Some((*id, 0));
+        }
+        let limit = dist(&self.coords.0, dest).min(watermark as u64);
+        let mut best: Option<(u64, u64, PeerId)> = None;
+        for (id, p) in &self.peers {
+            if p.root != Some(self.root) {
+                continue; // another tree's coordinates mean nothing here
+            }
+            let Some(c) = &p.coords else { continue };
+            let d = dist(&c.0, dest);
+            if d >= limit {
+                continue;
+            }
+            let cand = (d, p.cost(), *id);
+            if best.is_none_or(|b| cand < b) {
+                best = Some(cand);
+            }
+        }
+        best.map(|(d, _, id)| (id, d.min(NO_WATERMARK as u64 - 1) as u8))
+    }
+
+    /// Handles a routed message that arrived from `from` (or that we originate, `None`).
+    pub(crate) fn handle_routed(
+        &mut self,
+        now: Instant,
+        from: Option<PeerId>,
+        msg: &mut [u8],
+    ) -> Handled {
+        let Ok(h) = RoutedHeader::decode(msg) else {
+            return self.drop_count(Drop::Malformed);
+        };
+        if from.is_some() {
+            if h.hop_limit == 0 {
+                return self.drop_count(Drop::HopLimit);
+            }
+            msg[wire::HOP_LIMIT_AT] = h.hop_limit - 1;
+        }
+        if h.dest_key == self.key {
+            return self.local(now, &h, msg);
+        }
+        match self.next_hop(&h.dest_key, h.dest_coords.as_slice(), h.watermark) {
+            Some((peer, d)) => {
+                msg[wire::WATERMARK_AT] = d;
+                if from.is_some() {
+                    self.stats.forwarded += 1;
+                }
+                Handled::Forward(peer)
+            }
+            None => {
+                if matches!(h.kind, kind::TRAFFIC | kind::PING | kind::FIND) && from.is_some() {
+                    self.tell_broken(now, &h);
+                }
+                self.drop_count(Drop::NoRoute)
+            }
+        }
+    }
+
+    fn tell_broken(&mut self, now: Instant, h: &RoutedHeader) {
+        if self
+            .broken_sent
+            .get(&h.src_key)
+            .is_some_and(|t| now < *t + BROKEN_INTERVAL)
+        {
+            return;
+        }
+        if self.broken_sent.len() > 4096 {
+            self.broken_sent.clear();
+        }
+        self.broken_sent.insert(h.src_key, now);
+        let src = h.src_coords.to_coords();
+        self.send_control(
+            now,
+            &h.src_key,
+            &src,
+            RoutedBody::Broken { key: h.dest_key },
+        );
+    }
+
+    fn local(&mut self, now: Instant, h: &RoutedHeader, msg: &[u8]) -> Handled {
+        if h.kind == kind::TRAFFIC {
+            self.stats.delivered += 1;
+            return Handled::Deliver {
+                src: h.src_key,
+                body_at: h.body_at,
+            };
+        }
+        let Ok(body) = RoutedBody::decode(h.kind, &msg[h.body_at..]) else {
+            return self.drop_count(Drop::Malformed);
+        };
+        match body {
+            RoutedBody::Find {
+                nonce,
+                target,
+                requester,
+            } => {
+                self.on_find(now, h, nonce, target, requester);
+            }
+            RoutedBody::Found { nonce, nodes } => self.on_found(now, nonce, nodes),
+            RoutedBody::Broken { key } => {
+                // Only believe it for a destination we actually route to.
+                if self.coords_of.remove(&key).is_some() {
+                    self.routes.retain(|_, r| r.key != key);
+                    self.events.push_back(Event::PathBroken { key });
+                }
+            }
+            RoutedBody::Ping {
+                nonce,
+                initial_hops,
+            } => {
+                let hops = initial_hops.saturating_sub(h.hop_limit);
+                let src = h.src_coords.to_coords();
+                self.send_control(now, &h.src_key, &src, RoutedBody::Pong { nonce, hops });
+            }
+            RoutedBody::Pong { nonce, hops } => {
+                if let Some(sent) = self.pings.remove(&nonce) {
+                    let rtt = now.saturating_duration_since(sent);
+                    self.events.push_back(Event::Pong { nonce, hops, rtt });
+                }
+            }
+        }
+        Handled::Consumed
+    }
+
+    /// Sends a routed control message; false if there is no way to `dest`.
+    pub(crate) fn send_control(
+        &mut self,
+        now: Instant,
+        dest: &Key,
+        coords: &Coords,
+        body: RoutedBody,
+    ) -> bool {
+        let mut msg = Vec::with_capacity(160);
+        wire::encode_routed_header(
+            &mut msg,
+            body.kind(),
+            self.cfg.hop_limit,
+            dest,
+            &coords.0,
+            &self.key,
+            &self.coords.0,
+        );
+        body.encode(&mut msg);
+        if *dest == self.key {
+            self.handle_routed(now, None, &mut msg);
+            return true;
+        }
+        match self.handle_routed(now, None, &mut msg) {
+            Handled::Forward(peer) => {
+                self.send(peer, msg);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Builds a traffic message for `dest` carrying `payload` into `out` and returns the peer
+    /// to send it to, or `None` if `dest`'s coordinates are unknown or no peer leads there
+    /// (look it up with [`Router::resolve`]).
+    pub fn send_traffic(
+        &mut self,
+        now: Instant,
+        dest: &Key,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<PeerId> {
+        let (coords, _) = self.coords_of.get(dest)?;
+        out.clear();
+        wire::encode_routed_header(
+            out,
+            kind::TRAFFIC,
+            self.cfg.hop_limit,
+            dest,
+            &coords.0,
+            &self.key,
+            &self.coords.0,
+        );
+        out.extend_from_slice(payload);
+        match self.handle_routed(now, None, out) {
+            Handled::Forward(peer) => Some(peer),
+            _ => {
+                self.events.push_back(Event::PathBroken { key: *dest });
+                None
+            }
+        }
+    }
+
+    /// The source coordinates of a traffic message whose sender the caller has authenticated:
+    /// remembered as the way back to that sender.
+    pub fn confirm_source(&mut self, now: Instant, msg: &[u8]) {
+        let Ok(h) = RoutedHeader::decode(msg) else {
+            return;
+        };
+        let coords = h.src_coords.as_slice();
+        let fresh = match self.coords_of.get(&h.src_key) {
+            Some((c, _)) => c.0 != coords,
+            None => true,
+        };
+        if fresh {
+            self.coords_of
+                .insert(h.src_key, (Coords(coords.to_vec()), now));
+        }
+    }
+
+    /// Sends an overlay ping to `dest` (whose coordinates must be known); returns its nonce.
+    pub fn ping(&mut self, now: Instant, dest: &Key) -> Option<u64> {
+        let (coords, _) = self.coords_of.get(dest)?.clone();
+        let nonce = self.next_random();
+        let body = RoutedBody::Ping {
+            nonce,
+            initial_hops: self.cfg.hop_limit,
+        };
+        if !self.send_control(now, dest, &coords, body) {
+            return None;
+        }
+        if self.pings.len() > 1024 {
+            self.pings.clear();
+        }
+        self.pings.insert(nonce, now);
+        Some(nonce)
+    }
+}

@@ -1,0 +1,245 @@
+//! Signed records: where a node sits in the tree, and where a node can be reached.
+//!
+//! **Tree records.** A node's position is `(node, parent, seq, port)`: "`node` is the child of
+//! `parent`, which calls it `port`". Two signatures make it: the parent's over
+//! `(parent, node, seq, port)`, given when the child asks, then the node's over the whole,
+//! parent signature included. Nobody can claim a parent that did not accept them, nor put a
+//! node under a parent it did not choose. A root is its own parent and signs both halves.
+//! Following records from a node up to a root gives the node's coordinates; every step of the
+//! chain is checked.
+//!
+//! **Node records.** `(key, seq, coords)` signed by `key`: what a lookup returns, so that the
+//! answer to "where is the owner of this address" comes signed by that owner and is checked
+//! against its address.
+
+use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
+use crate::coords::Coords;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+const TREE_PARENT_TAG: &[u8] = b"planetary-lan/tree/parent/v1";
+const TREE_NODE_TAG: &[u8] = b"planetary-lan/tree/node/v1";
+const NODE_RECORD_TAG: &[u8] = b"planetary-lan/node-record/v1";
+
+/// Verifies an ed25519 signature strictly (no weak keys, no malleable signatures).
+pub fn verify(key: &Key, msg: &[u8], sig: &Sig) -> bool {
+    let Ok(vk) = VerifyingKey::from_bytes(key) else {
+        return false;
+    };
+    if vk.is_weak() {
+        return false;
+    }
+    vk.verify_strict(msg, &Signature::from_bytes(sig)).is_ok()
+}
+
+fn parent_message(parent: &Key, node: &Key, seq: u64, port: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TREE_PARENT_TAG.len() + 84);
+    m.extend_from_slice(TREE_PARENT_TAG);
+    m.extend_from_slice(parent);
+    m.extend_from_slice(node);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&port.to_be_bytes());
+    m
+}
+
+/// The parent's half of a tree record: its consent to having `node` as child at `port`.
+pub fn sign_as_parent(sk: &SigningKey, node: &Key, seq: u64, port: u64) -> Sig {
+    let parent = sk.verifying_key().to_bytes();
+    sk.sign(&parent_message(&parent, node, seq, port))
+        .to_bytes()
+}
+
+/// A node's signed position in the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TreeRecord {
+    /// The node.
+    pub node: Key,
+    /// Its parent (itself for a root).
+    pub parent: Key,
+    /// The node's sequence number; a higher one replaces a lower one.
+    pub seq: u64,
+    /// The port the parent gave the node (0 for a root).
+    pub port: u64,
+    /// The parent's signature over `(parent, node, seq, port)`.
+    pub parent_sig: Sig,
+    /// The node's signature over all of the above.
+    pub node_sig: Sig,
+}
+
+impl TreeRecord {
+    /// Is this node a root (its own parent)?
+    pub fn is_root(&self) -> bool {
+        self.node == self.parent
+    }
+
+    fn node_message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(TREE_NODE_TAG.len() + 180);
+        m.extend_from_slice(TREE_NODE_TAG);
+        m.extend_from_slice(&self.node);
+        m.extend_from_slice(&self.parent);
+        m.extend_from_slice(&self.seq.to_be_bytes());
+        m.extend_from_slice(&self.port.to_be_bytes());
+        m.extend_from_slice(&self.parent_sig);
+        m
+    }
+
+    /// Makes the node's half, given the parent's.
+    pub fn new(sk: &SigningKey, parent: Key, seq: u64, port: u64, parent_sig: Sig) -> Self {
+        let mut r = TreeRecord {
+            node: sk.verifying_key().to_bytes(),
+            parent,
+            seq,
+            port,
+            parent_sig,
+            node_sig: [0; 64],
+        };
+        r.node_sig = sk.sign(&r.node_message()).to_bytes();
+        r
+    }
+
+    /// A root's record: its own parent, port 0, both halves signed by itself.
+    pub fn root(sk: &SigningKey, seq: u64) -> Self {
+        let key = sk.verifying_key().to_bytes();
+        let psig = sign_as_parent(sk, &key, seq, 0);
+        Self::new(sk, key, seq, 0, psig)
+    }
+
+    /// Checks both signatures.
+    pub fn verify(&self) -> bool {
+        let pm = parent_message(&self.parent, &self.node, self.seq, self.port);
+        (self.parent != self.node || self.port == 0)
+            && verify(&self.parent, &pm, &self.parent_sig)
+            && verify(&self.node, &self.node_message(), &self.node_sig)
+    }
+
+    /// Appends the encoding.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.node);
+        out.extend_from_slice(&self.parent);
+        put_varint(out, self.seq);
+        put_varint(out, self.port);
+        out.extend_from_slice(&self.parent_sig);
+        out.extend_from_slice(&self.node_sig);
+    }
+
+    /// Reads a record (signatures not checked).
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(TreeRecord {
+            node: r.array()?,
+            parent: r.array()?,
+            seq: r.varint()?,
+            port: r.varint()?,
+            parent_sig: r.array()?,
+            node_sig: r.array()?,
+        })
+    }
+}
+
+/// Where a node can be reached, signed by the node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeRecord {
+    /// The node's key.
+    pub key: Key,
+    /// The node's sequence number for these records.
+    pub seq: u64,
+    /// The node's tree coordinates.
+    pub coords: Coords,
+    /// The node's signature.
+    pub sig: Sig,
+}
+
+impl NodeRecord {
+    fn message(key: &Key, seq: u64, coords: &Coords) -> Vec<u8> {
+        let mut m = Vec::with_capacity(NODE_RECORD_TAG.len() + 64);
+        m.extend_from_slice(NODE_RECORD_TAG);
+        m.extend_from_slice(key);
+        m.extend_from_slice(&seq.to_be_bytes());
+        coords.encode(&mut m);
+        m
+    }
+
+    /// Signs a record for ourselves.
+    pub fn new(sk: &SigningKey, seq: u64, coords: Coords) -> Self {
+        let key = sk.verifying_key().to_bytes();
+        let sig = sk.sign(&Self::message(&key, seq, &coords)).to_bytes();
+        NodeRecord {
+            key,
+            seq,
+            coords,
+            sig,
+        }
+    }
+
+    /// Checks the signature.
+    pub fn verify(&self) -> bool {
+        verify(
+            &self.key,
+            &Self::message(&self.key, self.seq, &self.coords),
+            &self.sig,
+        )
+    }
+
+    /// Appends the encoding.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key);
+        put_varint(out, self.seq);
+        self.coords.encode(out);
+        out.extend_from_slice(&self.sig);
+    }
+
+    /// Reads a record (signature not checked).
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(NodeRecord {
+            key: r.array()?,
+            seq: r.varint()?,
+            coords: Coords::decode(r)?,
+            sig: r.array()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sk(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    #[test]
+    fn tree_records_need_both_signatures() {
+        let (parent, child, other) = (sk(1), sk(2), sk(3));
+        let child_key = child.verifying_key().to_bytes();
+        let psig = sign_as_parent(&parent, &child_key, 7, 3);
+        let rec = TreeRecord::new(&child, parent.verifying_key().to_bytes(), 7, 3, psig);
+        assert!(rec.verify());
+        // A parent that did not sign.
+        let forged = TreeRecord::new(&child, other.verifying_key().to_bytes(), 7, 3, psig);
+        assert!(!forged.verify());
+        // Another port or seq than the parent agreed to.
+        let mut r = rec.clone();
+        r.port = 4;
+        assert!(!r.verify());
+        let mut r = rec.clone();
+        r.seq = 8;
+        assert!(!r.verify());
+        // Root records sign themselves.
+        assert!(TreeRecord::root(&parent, 1).verify());
+        let mut b = Vec::new();
+        rec.encode(&mut b);
+        let mut rd = Reader::new(&b);
+        assert_eq!(TreeRecord::decode(&mut rd), Ok(rec));
+        assert_eq!(rd.finish(), Ok(()));
+    }
+
+    #[test]
+    fn node_records_are_signed_by_their_key() {
+        let r = NodeRecord::new(&sk(5), 1, Coords(vec![1, 2]));
+        assert!(r.verify());
+        let mut bad = r.clone();
+        bad.coords = Coords(vec![1, 3]);
+        assert!(!bad.verify());
+        let mut b = Vec::new();
+        r.encode(&mut b);
+        assert_eq!(NodeRecord::decode(&mut Reader::new(&b)), Ok(r));
+    }
+}

@@ -1,0 +1,495 @@
+//! The router: one node's routing state and its sans-IO interface.
+//!
+//! ```text
+//!  peer_up / peer_down / peer_rtt ─┐
+//!  handle(now, from, message)  ────┼─► Router ──► Handled::{Forward, Deliver, Consumed, Dropped}
+//!  send_traffic(now, key, ...)  ───┤              poll_transmit() → (peer, message)
+//!  resolve(now, address) / ping ───┤              poll_event()    → lookups done, pongs, …
+//!  handle_timeout(now) ────────────┘              poll_timeout()  → when to call again
+//! ```
+//!
+//! The tree ([`crate::tree`]), greedy forwarding ([`crate::forward`]) and lookups
+//! ([`crate::dht`]) are `impl Router` blocks in their own files; this file holds the state they
+//! share and the public API.
+
+use crate::codec::Key;
+use crate::coords::Coords;
+use crate::dht::Dht;
+use crate::record::{NodeRecord, TreeRecord};
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+/// A direct peer, as the caller numbers it (for meshd: a link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+/// Tunables. Defaults suit meshd; simulations of large networks slow the periodic ones down.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The root re-signs its record this often, so that everyone can tell it is alive.
+    pub root_refresh: Duration,
+    /// A root not heard from (no newer record) for this long is presumed gone.
+    pub root_timeout: Duration,
+    /// Keys that may be root (`None`: any key). Everyone else ignores other roots.
+    pub eligible_roots: Option<BTreeSet<Key>>,
+    /// Keep the current parent unless another is cheaper by this fraction ...
+    pub switch_fraction: f64,
+    /// ... and by at least this much.
+    pub switch_min: Duration,
+    /// How often each link's RTT is probed.
+    pub rtt_probe: Duration,
+    /// Initial hop limit of routed messages.
+    pub hop_limit: u8,
+    /// Contacts per bucket of the lookup table.
+    pub bucket_size: usize,
+    /// Lookup requests in flight at once per lookup.
+    pub lookup_parallelism: usize,
+    /// A lookup request unanswered for this long counts as failed.
+    pub lookup_rpc_timeout: Duration,
+    /// How often the node looks itself up to keep its lookup table fresh.
+    pub table_refresh: Duration,
+    /// How long a lookup result is used before it is looked up again.
+    pub route_ttl: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            root_refresh: Duration::from_secs(2),
+            root_timeout: Duration::from_secs(6),
+            eligible_roots: None,
+            switch_fraction: 0.2,
+            switch_min: Duration::from_millis(2),
+            rtt_probe: Duration::from_secs(10),
+            hop_limit: 64,
+            bucket_size: 4,
+            lookup_parallelism: 3,
+            lookup_rpc_timeout: Duration::from_millis(1500),
+            table_refresh: Duration::from_secs(60),
+            route_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the router knows about one direct peer.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub key: Key,
+    /// The port we give this peer if it becomes our child.
+    pub port: u64,
+    /// Smoothed link RTT (our link cost to it).
+    pub rtt: Duration,
+    pub rtt_measured: bool,
+    /// Verified tree records it sent us, by node: its chain is the walk from its own record
+    /// up the parents to a root.
+    pub records: BTreeMap<Key, TreeRecord>,
+    /// Its chain (its record first, then up to its root), when complete.
+    pub chain: Vec<TreeRecord>,
+    /// What we sent it: node key → record seq, and our node record's seq.
+    pub sent: BTreeMap<Key, u64>,
+    pub sent_node_seq: Option<u64>,
+    /// Its root, when its chain is complete.
+    pub root: Option<Key>,
+    /// Our key is in its chain (it is below us): never our parent.
+    pub below_us: bool,
+    /// When we last asked it for a full announcement.
+    pub asked_full: Option<Instant>,
+    /// Its cost to its root, as it announced.
+    pub announced_cost: u64,
+    /// Digest of its chain as it announced; ours must match before we use it.
+    pub digest: u64,
+    /// Its coordinates (from its chain), if it has announced.
+    pub coords: Option<Coords>,
+    /// Its node record.
+    pub record: Option<NodeRecord>,
+    /// Outstanding RTT probe: nonce and when sent.
+    pub probe: Option<(u64, Instant)>,
+    pub next_probe: Instant,
+}
+
+/// Our latest attempt to change parent: asked `peer` to sign `seq`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SigRequest {
+    pub peer: PeerId,
+    pub seq: u64,
+    pub sent: Instant,
+}
+
+/// A cached lookup result.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The owner's key.
+    pub key: Key,
+    /// Where it was.
+    pub coords: Coords,
+    /// When the entry was made or refreshed.
+    pub updated: Instant,
+}
+
+/// What happened to a message given to [`Router::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Send the (rewritten) message to this peer.
+    Forward(PeerId),
+    /// A traffic payload for us: `message[body_at..]`, sent by `src`.
+    Deliver {
+        /// The sender's key as the header names it (unauthenticated: the payload's own
+        /// session says who really sent it).
+        src: Key,
+        /// Where the payload starts.
+        body_at: usize,
+    },
+    /// Handled inside the router (control message).
+    Consumed,
+    /// Dropped and counted.
+    Dropped(Drop),
+}
+
+/// Why a routing message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Could not be decoded.
+    Malformed,
+    /// A signature or chain did not check out.
+    BadSignature,
+    /// An older record than one already seen.
+    Replay,
+    /// A chain that loops, is too deep, or has a root that may not be root.
+    BadChain,
+    /// Hop limit reached.
+    HopLimit,
+    /// No peer is closer to the destination.
+    NoRoute,
+    /// A message from a peer we do not know.
+    UnknownPeer,
+}
+
+/// Things the caller may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A lookup of `addr` finished: the owner's key, or none found.
+    Resolved {
+        /// The address looked up.
+        addr: Ipv6Addr,
+        /// The owner, if found.
+        key: Option<Key>,
+    },
+    /// Traffic to `key` could not be delivered on the known path; it is being looked up again.
+    PathBroken {
+        /// The destination.
+        key: Key,
+    },
+    /// An overlay ping was answered.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+        /// Hops it took one way.
+        hops: u8,
+        /// Round trip.
+        rtt: Duration,
+    },
+    /// Our position in the tree changed.
+    TreeChanged,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Routed messages forwarded for others.
+    pub forwarded: u64,
+    /// Traffic delivered to us.
+    pub delivered: u64,
+    /// Drops by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// Announcements sent.
+    pub announcements_sent: u64,
+    /// Lookups started.
+    pub lookups: u64,
+    /// Lookup requests sent (each is a routed message).
+    pub lookup_requests: u64,
+    /// Control messages sent (all kinds).
+    pub control_sent: u64,
+    /// Control bytes sent.
+    pub control_bytes: u64,
+}
+
+/// The routing state of one node.
+pub struct Router {
+    pub(crate) cfg: RouterConfig,
+    pub(crate) sk: SigningKey,
+    pub(crate) key: Key,
+    pub(crate) rng: u64,
+    pub(crate) peers: BTreeMap<PeerId, Peer>,
+    pub(crate) next_port: u64,
+    // --- tree ---
+    pub(crate) seq: u64,
+    pub(crate) record: TreeRecord,
+    pub(crate) parent: Option<PeerId>,
+    pub(crate) coords: Coords,
+    pub(crate) root: Key,
+    /// Highest sequence number seen per key (replay protection, also for forgotten keys).
+    pub(crate) seqs: BTreeMap<Key, u64>,
+    /// When each known root's record last advanced.
+    pub(crate) root_heard: BTreeMap<Key, Instant>,
+    pub(crate) next_root_refresh: Instant,
+    pub(crate) sig_request: Option<SigRequest>,
+    pub(crate) node_record: NodeRecord,
+    pub(crate) node_seq: u64,
+    /// Records whose signatures were verified already (hash of the encoding).
+    pub(crate) verified: crate::tree::VerifiedCache,
+    // --- lookups and routes ---
+    pub(crate) dht: Dht,
+    pub(crate) routes: BTreeMap<Ipv6Addr, Route>,
+    pub(crate) coords_of: BTreeMap<Key, (Coords, Instant)>,
+    pub(crate) pings: BTreeMap<u64, Instant>,
+    pub(crate) broken_sent: BTreeMap<Key, Instant>,
+    // --- output ---
+    pub(crate) transmits: VecDeque<(PeerId, Vec<u8>)>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+}
+
+impl Router {
+    /// A router for the node with this ed25519 secret seed. `seq` must exceed any sequence
+    /// number this node used before (meshd passes milliseconds of wall-clock time); `seed`
+    /// drives nonces and jitter.
+    pub fn new(secret: &[u8; 32], cfg: RouterConfig, seq: u64, seed: u64, now: Instant) -> Self {
+        let sk = SigningKey::from_bytes(secret);
+        let key = sk.verifying_key().to_bytes();
+        let record = TreeRecord::root(&sk, seq);
+        let node_record = NodeRecord::new(&sk, seq, Coords::root());
+        let dht = Dht::new(crate::dht::id_of(&key), cfg.bucket_size);
+        let mut root_heard = BTreeMap::new();
+        root_heard.insert(key, now);
+        Router {
+            cfg,
+            key,
+            rng: seed ^ 0x2545_f491_4f6c_dd1d,
+            peers: BTreeMap::new(),
+            next_port: 1,
+            seq,
+            record,
+            parent: None,
+            coords: Coords::root(),
+            root: key,
+            seqs: BTreeMap::new(),
+            root_heard,
+            next_root_refresh: now,
+            sig_request: None,
+            node_record,
+            node_seq: seq,
+            verified: Default::default(),
+            dht,
+            routes: BTreeMap::new(),
+            coords_of: BTreeMap::new(),
+            pings: BTreeMap::new(),
+            broken_sent: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            sk,
+        }
+    }
+
+    /// This node's key.
+    pub fn key(&self) -> Key {
+        self.key
+    }
+
+    /// This node's coordinates.
+    pub fn coords(&self) -> &Coords {
+        &self.coords
+    }
+
+    /// The root of our tree.
+    pub fn root(&self) -> Key {
+        self.root
+    }
+
+    /// Our parent's key (ourselves if we are the root).
+    pub fn parent_key(&self) -> Key {
+        self.record.parent
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Cached lookup results.
+    pub fn routes(&self) -> impl Iterator<Item = (&Ipv6Addr, &Route)> {
+        self.routes.iter()
+    }
+
+    /// Direct peers: key, coordinates (if announced), link RTT.
+    pub fn peer_info(&self) -> impl Iterator<Item = (PeerId, Key, Option<&Coords>, Duration)> {
+        self.peers
+            .iter()
+            .map(|(id, p)| (*id, p.key, p.coords.as_ref(), p.rtt))
+    }
+
+    /// Routing state held: entries (peer chain records, lookup contacts, routes, coordinates)
+    /// and an estimate of their bytes.
+    pub fn state_size(&self) -> (usize, usize) {
+        let chain_records: usize = self.peers.values().map(|p| p.chain.len()).sum();
+        let contacts = self.dht.len();
+        let entries = chain_records
+            + contacts
+            + self.routes.len()
+            + self.coords_of.len()
+            + self.seqs.len()
+            + self.peers.len();
+        let bytes = chain_records * 210
+            + contacts * 140
+            + self.routes.len() * 96
+            + self.coords_of.len() * 64
+            + self.seqs.len() * 40
+            + self.peers.len() * 200;
+        (entries, bytes)
+    }
+
+    pub(crate) fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn send(&mut self, peer: PeerId, msg: Vec<u8>) {
+        self.stats.control_sent += 1;
+        self.stats.control_bytes += msg.len() as u64;
+        self.transmits.push_back((peer, msg));
+    }
+
+    pub(crate) fn drop_count(&mut self, d: Drop) -> Handled {
+        let name = match d {
+            Drop::Malformed => "malformed",
+            Drop::BadSignature => "bad_signature",
+            Drop::Replay => "stale_or_replayed",
+            Drop::BadChain => "bad_chain",
+            Drop::HopLimit => "hop_limit",
+            Drop::NoRoute => "no_route",
+            Drop::UnknownPeer => "unknown_peer",
+        };
+        *self.stats.dropped.entry(name).or_default() += 1;
+        Handled::Dropped(d)
+    }
+
+    /// The next message to send to a peer, if any.
+    pub fn poll_transmit(&mut self) -> Option<(PeerId, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// A new direct peer with this key (its link is up).
+    pub fn peer_up(&mut self, now: Instant, peer: PeerId, key: Key, rtt: Option<Duration>) {
+        let port = self.next_port;
+        self.next_port += 1;
+        self.peers.insert(
+            peer,
+            Peer {
+                key,
+                port,
+                rtt: rtt.unwrap_or(Duration::from_millis(10)),
+                rtt_measured: rtt.is_some(),
+                records: BTreeMap::new(),
+                chain: Vec::new(),
+                sent: BTreeMap::new(),
+                sent_node_seq: None,
+                root: None,
+                below_us: false,
+                asked_full: None,
+                announced_cost: 0,
+                digest: 0,
+                coords: None,
+                record: None,
+                probe: None,
+                next_probe: now,
+            },
+        );
+        self.announce_to(peer);
+    }
+
+    /// A direct peer went away.
+    pub fn peer_down(&mut self, now: Instant, peer: PeerId) {
+        if self.peers.remove(&peer).is_none() {
+            return;
+        }
+        if self.sig_request.is_some_and(|r| r.peer == peer) {
+            self.sig_request = None;
+        }
+        if self.parent == Some(peer) {
+            self.parent = None;
+        }
+        self.reselect(now);
+    }
+
+    /// The caller measured this peer's RTT (e.g. a handshake).
+    pub fn peer_rtt(&mut self, peer: PeerId, rtt: Duration) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.update_rtt(rtt);
+        }
+    }
+
+    /// Handles one routing message from a peer. Routed messages may be rewritten in place
+    /// (hop limit, watermark) for forwarding.
+    pub fn handle(&mut self, now: Instant, from: PeerId, msg: &mut [u8]) -> Handled {
+        let Some(&t) = msg.first() else {
+            return self.drop_count(Drop::Malformed);
+        };
+        if !self.peers.contains_key(&from) {
+            return self.drop_count(Drop::UnknownPeer);
+        }
+        if crate::wire::is_routed(t) {
+            self.handle_routed(now, Some(from), msg)
+        } else {
+            self.handle_peer_msg(now, from, msg)
+        }
+    }
+
+    /// The next instant [`Router::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_root_refresh;
+        if let Some(r) = &self.sig_request {
+            t = t.min(r.sent + self.cfg.lookup_rpc_timeout);
+        }
+        for p in self.peers.values() {
+            t = t.min(p.next_probe);
+        }
+        if let Some(d) = self.dht.next_deadline(&self.cfg) {
+            t = t.min(d);
+        }
+        Some(t)
+    }
+
+    /// Runs everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tree_timers(now);
+        self.probe_links(now);
+        self.dht_timers(now);
+    }
+}
+
+impl Peer {
+    pub(crate) fn update_rtt(&mut self, rtt: Duration) {
+        if self.rtt_measured {
+            // Smoothed like TCP's SRTT: 7/8 old, 1/8 new.
+            self.rtt = (self.rtt * 7 + rtt) / 8;
+        } else {
+            self.rtt = rtt;
+            self.rtt_measured = true;
+        }
+    }
+
+    /// Link cost in microseconds (at least 1).
+    pub(crate) fn cost(&self) -> u64 {
+        (self.rtt.as_micros() as u64).max(1)
+    }
+}

@@ -1,0 +1,492 @@
+//! The spanning tree: root election, parent choice, signed positions, coordinates.
+//!
+//! * **Root.** The lowest key among the roots our peers offer and our own, counting only keys
+//!   allowed to be root ([`RouterConfig::eligible_roots`]) and roots that are alive: the root
+//!   re-signs its record every `root_refresh`, and a root whose record has not advanced for
+//!   `root_timeout` is presumed gone (its last sequence number is remembered, so its old
+//!   records are never believed again).
+//! * **Parent.** Among peers in the best root's tree whose chain does not contain us, the one
+//!   with the lowest path cost (its announced cost to the root plus our link RTT to it). We
+//!   switch only for a cost lower by `switch_fraction` and `switch_min`, so that RTT jitter does
+//!   not make the tree flap. A new parent must sign us in ([`crate::record`]) before we use it.
+//! * **Chains.** A peer's records are verified (both signatures, sequence numbers never going
+//!   back, no loops, no ineligible root) before anything is derived from them. Its coordinates
+//!   are the ports along its chain.
+//!
+//! [`RouterConfig::eligible_roots`]: crate::RouterConfig::eligible_roots
+
+use crate::codec::Key;
+use crate::coords::{Coords, MAX_DEPTH};
+use crate::record::{NodeRecord, TreeRecord, sign_as_parent};
+use crate::router::{Drop, Event, Handled, PeerId, Router, SigRequest};
+use crate::wire::{MAX_ANNOUNCE, PeerMsg};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Signatures already checked (by the node signature, which covers the whole record).
+#[derive(Default)]
+pub struct VerifiedCache {
+    set: BTreeSet<[u8; 64]>,
+}
+
+impl VerifiedCache {
+    const MAX: usize = 8192;
+
+    fn check(&mut self, r: &TreeRecord) -> bool {
+        if self.set.contains(&r.node_sig) {
+            return true;
+        }
+        if !r.verify() {
+            return false;
+        }
+        if self.set.len() >= Self::MAX {
+            self.set.clear();
+        }
+        self.set.insert(r.node_sig);
+        true
+    }
+}
+
+impl Router {
+    fn eligible(&self, key: &Key) -> bool {
+        self.cfg
+            .eligible_roots
+            .as_ref()
+            .is_none_or(|s| s.contains(key))
+    }
+
+    fn root_alive(&self, root: &Key, now: Instant) -> bool {
+        *root == self.key
+            || self
+                .root_heard
+                .get(root)
+                .is_some_and(|t| now < *t + self.cfg.root_timeout)
+    }
+
+    /// Our chain: our record, then our parent's chain.
+    fn our_chain(&self) -> Vec<TreeRecord> {
+        let mut chain = vec![self.record.clone()];
+        if let Some(p) = self.parent.and_then(|p| self.peers.get(&p)) {
+            chain.extend(p.chain.iter().cloned());
+        }
+        chain
+    }
+
+    /// Our path cost to the root, in microseconds.
+    pub(crate) fn cost_to_root(&self) -> u64 {
+        match self.parent.and_then(|p| self.peers.get(&p)) {
+            Some(p) => p.announced_cost.saturating_add(p.cost()),
+            None => 0,
+        }
+    }
+
+    /// Sends `peer` the records of our chain it has not seen (all of them if `full`).
+    fn announce(&mut self, peer: PeerId, full: bool) {
+        let chain = self.our_chain();
+        let digest = crate::wire::chain_digest(&chain);
+        let cost = self.cost_to_root();
+        let node = self.node_record.clone();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if full {
+            p.sent.clear();
+            p.sent_node_seq = None;
+        }
+        let fresh: Vec<TreeRecord> = chain
+            .into_iter()
+            .filter(|r| p.sent.get(&r.node) != Some(&r.seq))
+            .collect();
+        let node = (p.sent_node_seq != Some(node.seq)).then_some(node);
+        if fresh.is_empty() && node.is_none() {
+            return;
+        }
+        for r in &fresh {
+            p.sent.insert(r.node, r.seq);
+        }
+        if let Some(n) = &node {
+            p.sent_node_seq = Some(n.seq);
+        }
+        // Parents before children, so that the receiver can complete the chain as it goes.
+        let mut fresh = fresh;
+        fresh.reverse();
+        let mut msgs: Vec<Vec<u8>> = fresh
+            .chunks(MAX_ANNOUNCE)
+            .map(|c| {
+                PeerMsg::Announce {
+                    cost,
+                    digest,
+                    records: c.to_vec(),
+                    node: None,
+                }
+                .encode()
+            })
+            .collect();
+        let last = PeerMsg::Announce {
+            cost,
+            digest,
+            records: vec![],
+            node,
+        }
+        .encode();
+        msgs.push(last);
+        for m in msgs {
+            self.stats.announcements_sent += 1;
+            self.send(peer, m);
+        }
+    }
+
+    pub(crate) fn announce_to(&mut self, peer: PeerId) {
+        self.announce(peer, false);
+    }
+
+    fn announce_all(&mut self) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.announce(id, false);
+        }
+    }
+
+    pub(crate) fn handle_peer_msg(&mut self, now: Instant, from: PeerId, msg: &[u8]) -> Handled {
+        let Ok(m) = PeerMsg::decode(msg) else {
+            return self.drop_count(Drop::Malformed);
+        };
+        match m {
+            PeerMsg::Announce {
+                cost,
+                digest,
+                records,
+                node,
+            } => self.on_announce(now, from, cost, digest, records, node),
+            PeerMsg::AnnounceReq => {
+                self.announce(from, true);
+                Handled::Consumed
+            }
+            PeerMsg::SigReq { seq } => {
+                let Some(p) = self.peers.get(&from) else {
+                    return Handled::Consumed;
+                };
+                let (key, port) = (p.key, p.port);
+                let sig = sign_as_parent(&self.sk, &key, seq, port);
+                self.send(from, PeerMsg::SigRes { seq, port, sig }.encode());
+                Handled::Consumed
+            }
+            PeerMsg::SigRes { seq, port, sig } => self.on_sig_res(now, from, seq, port, sig),
+            PeerMsg::PeerPing { nonce } => {
+                self.send(from, PeerMsg::PeerPong { nonce }.encode());
+                Handled::Consumed
+            }
+            PeerMsg::PeerPong { nonce } => {
+                if let Some(p) = self.peers.get_mut(&from)
+                    && let Some((n, sent)) = p.probe
+                    && n == nonce
+                {
+                    p.probe = None;
+                    p.update_rtt(now.saturating_duration_since(sent));
+                }
+                Handled::Consumed
+            }
+        }
+    }
+
+    fn on_announce(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        cost: u64,
+        digest: u64,
+        records: Vec<TreeRecord>,
+        node: Option<NodeRecord>,
+    ) -> Handled {
+        // Records older than ones already seen are skipped (the sender may simply be behind;
+        // the digest check below asks it for the rest), forged ones void the message.
+        let mut replayed = 0;
+        let records: Vec<TreeRecord> = records
+            .into_iter()
+            .filter(|r| {
+                let stale = self.seqs.get(&r.node).is_some_and(|s| r.seq < *s);
+                replayed += stale as usize;
+                !stale
+            })
+            .collect();
+        for _ in 0..replayed {
+            self.drop_count(Drop::Replay);
+        }
+        for r in &records {
+            if !self.verified.check(r) {
+                return self.drop_count(Drop::BadSignature);
+            }
+            if r.is_root() && !self.eligible(&r.node) {
+                return self.drop_count(Drop::BadChain);
+            }
+        }
+        let Some(peer_key) = self.peers.get(&from).map(|p| p.key) else {
+            return Handled::Consumed;
+        };
+        if let Some(n) = &node
+            && (n.key != peer_key || !n.verify())
+        {
+            return self.drop_count(Drop::BadSignature);
+        }
+        for r in &records {
+            let prev = self.seqs.insert(r.node, r.seq);
+            if r.is_root() && prev.is_none_or(|s| r.seq > s) {
+                self.root_heard.insert(r.node, now);
+            }
+        }
+        let Some(p) = self.peers.get_mut(&from) else {
+            return Handled::Consumed;
+        };
+        p.announced_cost = cost;
+        p.digest = digest;
+        for r in records {
+            if p.records.get(&r.node).is_none_or(|old| old.seq <= r.seq) {
+                p.records.insert(r.node, r);
+            }
+        }
+        if let Some(n) = node {
+            p.record = Some(n.clone());
+            self.dht_learn(now, n);
+        }
+        self.rebuild_chain(now, from);
+        Handled::Consumed
+    }
+
+    /// Walks the peer's records from its own up to a root. Incomplete: ask for everything
+    /// (at most once a second). Complete: derive its coordinates and reconsider our parent.
+    fn rebuild_chain(&mut self, now: Instant, from: PeerId) {
+        let our_key = self.key;
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
+        };
+        let mut chain: Vec<TreeRecord> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut at = p.key;
+        let complete = loop {
+            let Some(r) = p.records.get(&at) else {
+                break false;
+            };
+            if !seen.insert(at) || chain.len() > MAX_DEPTH {
+                break false; // a loop or an absurd depth: wait for better records
+            }
+            chain.push(r.clone());
+            if r.is_root() {
+                break true;
+            }
+            at = r.parent;
+        };
+        if !complete || crate::wire::chain_digest(&chain) != p.digest {
+            if p.asked_full
+                .is_none_or(|t| now >= t + Duration::from_secs(1))
+            {
+                p.asked_full = Some(now);
+                self.send(from, PeerMsg::AnnounceReq.encode());
+            }
+            return;
+        }
+        // Forget records no longer on its chain.
+        p.records.retain(|k, _| seen.contains(k));
+        let coords = Coords(
+            chain[..chain.len() - 1]
+                .iter()
+                .rev()
+                .map(|r| r.port)
+                .collect(),
+        );
+        let root = chain[chain.len() - 1].node;
+        let changed = p.coords.as_ref() != Some(&coords) || p.root != Some(root);
+        p.below_us = seen.contains(&our_key);
+        p.root = Some(root);
+        p.coords = Some(coords);
+        let chain_changed = p.chain != chain;
+        p.chain = chain;
+        if self.parent == Some(from) && chain_changed {
+            // Our parent moved (or its root re-signed): so do our chain and maybe coordinates.
+            self.update_position(now);
+        }
+        if changed || self.parent.is_none() || self.parent == Some(from) {
+            self.reselect(now);
+        }
+    }
+
+    /// Recomputes our root and coordinates from our parent's chain, and tells the peers.
+    fn update_position(&mut self, now: Instant) {
+        let (root, coords) = match self.parent.and_then(|p| self.peers.get(&p)) {
+            Some(p) => match (&p.root, &p.coords) {
+                (Some(r), Some(c)) => {
+                    let mut c = c.clone();
+                    c.0.push(self.record.port);
+                    (*r, c)
+                }
+                _ => return,
+            },
+            None => (self.key, Coords::root()),
+        };
+        let moved = coords != self.coords || root != self.root;
+        self.root = root;
+        if root != self.key && self.root_heard.get(&root).is_none() {
+            self.root_heard.insert(root, now);
+        }
+        if coords != self.coords {
+            self.coords = coords;
+            self.node_seq += 1;
+            self.node_record = NodeRecord::new(&self.sk, self.node_seq, self.coords.clone());
+        }
+        if moved {
+            self.events.push_back(Event::TreeChanged);
+            self.dht_position_changed(now);
+        }
+        self.announce_all();
+    }
+
+    /// Chooses the root and parent again (see the module doc).
+    pub(crate) fn reselect(&mut self, now: Instant) {
+        let mut best_root: Option<Key> = self.eligible(&self.key).then_some(self.key);
+        for p in self.peers.values() {
+            let (Some(r), Some(c)) = (p.root, &p.coords) else {
+                continue;
+            };
+            if p.below_us
+                || c.depth() >= MAX_DEPTH
+                || !self.eligible(&r)
+                || !self.root_alive(&r, now)
+            {
+                continue;
+            }
+            if best_root.is_none_or(|b| r < b) {
+                best_root = Some(r);
+            }
+        }
+        let Some(best_root) = best_root.filter(|r| *r != self.key) else {
+            // We are the best root, or no eligible root is in reach: be our own root.
+            if self.parent.is_some() || self.root != self.key || self.record.parent != self.key {
+                self.become_root(now);
+            }
+            return;
+        };
+        let path_cost = |p: &crate::router::Peer| p.announced_cost.saturating_add(p.cost());
+        let candidates = self.peers.iter().filter(|(_, p)| {
+            p.root == Some(best_root)
+                && !p.below_us
+                && p.coords.as_ref().is_some_and(|c| c.depth() < MAX_DEPTH)
+        });
+        let Some((&best, best_peer)) = candidates.min_by_key(|(id, p)| (path_cost(p), **id)) else {
+            return;
+        };
+        let best_cost = path_cost(best_peer);
+        if let Some(cur) = self.parent
+            && let Some(cp) = self.peers.get(&cur)
+            && cp.root == Some(best_root)
+            && !cp.below_us
+        {
+            let cur_cost = path_cost(cp);
+            let margin = ((cur_cost as f64 * self.cfg.switch_fraction) as u64)
+                .max(self.cfg.switch_min.as_micros() as u64);
+            if best == cur || best_cost.saturating_add(margin) >= cur_cost {
+                return; // keep the parent we have
+            }
+        }
+        if self.sig_request.is_some_and(|r| r.peer == best) {
+            return; // already asking it
+        }
+        self.seq = self.seq.max(self.seqs.get(&self.key).copied().unwrap_or(0)) + 1;
+        self.sig_request = Some(SigRequest {
+            peer: best,
+            seq: self.seq,
+            sent: now,
+        });
+        self.send(best, PeerMsg::SigReq { seq: self.seq }.encode());
+    }
+
+    fn on_sig_res(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        seq: u64,
+        port: u64,
+        sig: [u8; 64],
+    ) -> Handled {
+        let Some(req) = self.sig_request.filter(|r| r.peer == from && r.seq == seq) else {
+            return Handled::Consumed; // stale or unsolicited
+        };
+        let Some(parent_key) = self.peers.get(&from).map(|p| p.key) else {
+            return Handled::Consumed;
+        };
+        let record = TreeRecord::new(&self.sk, parent_key, req.seq, port, sig);
+        if !record.verify() {
+            self.sig_request = None;
+            return self.drop_count(Drop::BadSignature);
+        }
+        self.sig_request = None;
+        self.seqs.insert(self.key, record.seq);
+        self.record = record;
+        self.parent = Some(from);
+        self.update_position(now);
+        Handled::Consumed
+    }
+
+    fn become_root(&mut self, now: Instant) {
+        self.seq = self.seq.max(self.seqs.get(&self.key).copied().unwrap_or(0)) + 1;
+        self.record = TreeRecord::root(&self.sk, self.seq);
+        self.seqs.insert(self.key, self.seq);
+        self.parent = None;
+        self.sig_request = None;
+        self.root_heard.insert(self.key, now);
+        self.next_root_refresh = now + self.cfg.root_refresh;
+        self.update_position(now);
+    }
+
+    /// Root refresh (if we are root), dead-root detection, stuck signature requests.
+    pub(crate) fn tree_timers(&mut self, now: Instant) {
+        if let Some(r) = self.sig_request
+            && now >= r.sent + self.cfg.lookup_rpc_timeout
+        {
+            self.sig_request = None;
+            self.reselect(now);
+        }
+        if self.parent.is_none() {
+            if now >= self.next_root_refresh {
+                self.seq += 1;
+                self.record = TreeRecord::root(&self.sk, self.seq);
+                self.seqs.insert(self.key, self.seq);
+                self.root_heard.insert(self.key, now);
+                self.next_root_refresh = now + self.cfg.root_refresh;
+                self.announce_all();
+            }
+        } else {
+            let deadline = self
+                .root_heard
+                .get(&self.root)
+                .map_or(now, |t| *t + self.cfg.root_timeout);
+            if now >= deadline {
+                // Our root went quiet: leave it, and never believe its old records again.
+                self.parent = None;
+                self.reselect(now);
+            }
+            self.next_root_refresh = self
+                .root_heard
+                .get(&self.root)
+                .map_or(now + self.cfg.root_refresh, |t| *t + self.cfg.root_timeout)
+                .max(now + Duration::from_millis(1));
+        }
+    }
+
+    /// Sends RTT probes to peers that are due.
+    pub(crate) fn probe_links(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now >= p.next_probe)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let nonce = self.next_random();
+            let every = self.cfg.rtt_probe;
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.probe = Some((nonce, now));
+                p.next_probe = now + every;
+            }
+            self.send(id, PeerMsg::PeerPing { nonce }.encode());
+        }
+    }
+}

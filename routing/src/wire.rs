@@ -1,0 +1,559 @@
+//! Routing messages: those between two peers, and those routed across the tree.
+//!
+//! The first byte names the message. Peer messages travel one link:
+//!
+//! ```text
+//! ANNOUNCE (1)   cost (varint, µs to the root) | chain digest (8) | n (≤ 5) | n tree records |
+//!                0 or 1, then the sender's node record
+//! SIG_REQ  (2)   seq                         "please sign me as your child at this seq"
+//! SIG_RES  (3)   seq | port | parent signature
+//! PPING    (4)   nonce (8)                    link RTT probes, for link costs
+//! PPONG    (5)   nonce (8)
+//! ANN_REQ  (6)   (empty)                      "send me all your records again"
+//! ```
+//!
+//! A sender's chain (its record, its parent's, … up to the root) may not fit one datagram, so
+//! ANNOUNCE carries any subset of it, usually just the records the peer has not seen; the
+//! receiver keeps the records per peer and walks from the peer's record up to the root. The
+//! digest (of the keys and sequence numbers of the sender's whole chain) tells the receiver
+//! whether its walk matches what the sender holds; if not (a lost or reordered datagram), it
+//! asks for everything again with ANN_REQ.
+//!
+//! Routed messages share one header, then a body:
+//!
+//! ```text
+//! type | hop_limit (1) | watermark (1) | dest key (32) | dest coords | src key (32) | src coords | body
+//!
+//! TRAFFIC (16)  body: payload (opaque: meshd's end-to-end session messages)
+//! FIND    (17)  body: nonce (8) | target id (16) | requester's node record
+//! FOUND   (18)  body: nonce (8) | n | n node records
+//! BROKEN  (19)  body: key of the destination that could not be reached
+//! PING    (20)  body: nonce (8) | initial hop limit (1)
+//! PONG    (21)  body: nonce (8) | hops the ping took (1)
+//! ```
+//!
+//! The hop limit and the watermark sit at fixed offsets (1 and 2) so that a forwarding node
+//! rewrites them in place. Distances never exceed 2 × [`MAX_DEPTH`], so the watermark fits a
+//! byte; 255 means "none yet".
+
+use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
+use crate::coords::{Coords, MAX_DEPTH};
+use crate::record::{NodeRecord, TreeRecord};
+
+/// Message types.
+pub mod kind {
+    /// Tree announcement.
+    pub const ANNOUNCE: u8 = 1;
+    /// Parent signature request.
+    pub const SIG_REQ: u8 = 2;
+    /// Parent signature.
+    pub const SIG_RES: u8 = 3;
+    /// Link RTT probe.
+    pub const PPING: u8 = 4;
+    /// Link RTT answer.
+    pub const PPONG: u8 = 5;
+    /// Request for a full announcement.
+    pub const ANN_REQ: u8 = 6;
+    /// Routed payload.
+    pub const TRAFFIC: u8 = 16;
+    /// Lookup request.
+    pub const FIND: u8 = 17;
+    /// Lookup answer.
+    pub const FOUND: u8 = 18;
+    /// Path-broken feedback.
+    pub const BROKEN: u8 = 19;
+    /// Overlay ping.
+    pub const PING: u8 = 20;
+    /// Overlay ping answer.
+    pub const PONG: u8 = 21;
+}
+
+/// Offset of the hop limit in a routed message.
+pub const HOP_LIMIT_AT: usize = 1;
+/// Offset of the watermark in a routed message.
+pub const WATERMARK_AT: usize = 2;
+/// Watermark of a message no node has forwarded yet.
+pub const NO_WATERMARK: u8 = u8::MAX;
+/// Most node records in one FOUND.
+pub const MAX_FOUND: usize = 16;
+/// Most tree records in one ANNOUNCE (8 × 210 bytes stays under a datagram).
+pub const MAX_ANNOUNCE: usize = 5;
+
+/// A message between two peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerMsg {
+    /// Where the sender sits (part of it).
+    Announce {
+        /// The sender's path cost to its root, in microseconds.
+        cost: u64,
+        /// Digest of the sender's whole chain ([`chain_digest`]).
+        digest: u64,
+        /// Records of the sender's chain.
+        records: Vec<TreeRecord>,
+        /// The sender's node record (its coordinates, signed), if it changed.
+        node: Option<NodeRecord>,
+    },
+    /// Asks for every record again.
+    AnnounceReq,
+    /// Asks the receiver to sign the sender as its child.
+    SigReq {
+        /// The sender's new sequence number.
+        seq: u64,
+    },
+    /// The parent's signature.
+    SigRes {
+        /// The sequence number signed.
+        seq: u64,
+        /// The port the parent gives the child.
+        port: u64,
+        /// The signature.
+        sig: Sig,
+    },
+    /// RTT probe.
+    PeerPing {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// RTT answer.
+    PeerPong {
+        /// The probe's nonce.
+        nonce: u64,
+    },
+}
+
+impl PeerMsg {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        match self {
+            PeerMsg::Announce {
+                cost,
+                digest,
+                records,
+                node,
+            } => {
+                b.push(kind::ANNOUNCE);
+                put_varint(&mut b, *cost);
+                b.extend_from_slice(&digest.to_be_bytes());
+                put_varint(&mut b, records.len() as u64);
+                for r in records {
+                    r.encode(&mut b);
+                }
+                match node {
+                    Some(n) => {
+                        b.push(1);
+                        n.encode(&mut b);
+                    }
+                    None => b.push(0),
+                }
+            }
+            PeerMsg::AnnounceReq => b.push(kind::ANN_REQ),
+            PeerMsg::SigReq { seq } => {
+                b.push(kind::SIG_REQ);
+                put_varint(&mut b, *seq);
+            }
+            PeerMsg::SigRes { seq, port, sig } => {
+                b.push(kind::SIG_RES);
+                put_varint(&mut b, *seq);
+                put_varint(&mut b, *port);
+                b.extend_from_slice(sig);
+            }
+            PeerMsg::PeerPing { nonce } => {
+                b.push(kind::PPING);
+                b.extend_from_slice(&nonce.to_be_bytes());
+            }
+            PeerMsg::PeerPong { nonce } => {
+                b.push(kind::PPONG);
+                b.extend_from_slice(&nonce.to_be_bytes());
+            }
+        }
+        b
+    }
+
+    /// Decodes a peer message (signatures are checked by the tree, not here).
+    pub fn decode(b: &[u8]) -> Result<PeerMsg, DecodeError> {
+        let mut r = Reader::new(b);
+        let m = match r.u8()? {
+            kind::ANNOUNCE => {
+                let cost = r.varint()?;
+                let digest = u64::from_be_bytes(r.array()?);
+                let n = r.count(MAX_ANNOUNCE)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    records.push(TreeRecord::decode(&mut r)?);
+                }
+                let node = match r.u8()? {
+                    0 => None,
+                    1 => Some(NodeRecord::decode(&mut r)?),
+                    _ => return Err(DecodeError::UnknownType(kind::ANNOUNCE)),
+                };
+                PeerMsg::Announce {
+                    cost,
+                    digest,
+                    records,
+                    node,
+                }
+            }
+            kind::ANN_REQ => PeerMsg::AnnounceReq,
+            kind::SIG_REQ => PeerMsg::SigReq { seq: r.varint()? },
+            kind::SIG_RES => PeerMsg::SigRes {
+                seq: r.varint()?,
+                port: r.varint()?,
+                sig: r.array()?,
+            },
+            kind::PPING => PeerMsg::PeerPing {
+                nonce: u64::from_be_bytes(r.array()?),
+            },
+            kind::PPONG => PeerMsg::PeerPong {
+                nonce: u64::from_be_bytes(r.array()?),
+            },
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+/// Digest of a chain: which records, at which sequence numbers, in which order.
+pub fn chain_digest(chain: &[TreeRecord]) -> u64 {
+    use sha2::{Digest, Sha512};
+    let mut h = Sha512::new();
+    for r in chain {
+        h.update(r.node);
+        h.update(r.seq.to_be_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// Is this type byte a routed message?
+pub fn is_routed(t: u8) -> bool {
+    (kind::TRAFFIC..=kind::PONG).contains(&t)
+}
+
+/// Coordinates decoded onto the stack: no allocation on the forwarding path.
+#[derive(Clone, Copy)]
+pub struct CoordsBuf {
+    len: usize,
+    ports: [u64; MAX_DEPTH],
+}
+
+impl CoordsBuf {
+    /// The ports.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.ports[..self.len]
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let len = r.count(MAX_DEPTH)?;
+        let mut ports = [0u64; MAX_DEPTH];
+        for p in ports.iter_mut().take(len) {
+            *p = r.varint()?;
+        }
+        Ok(CoordsBuf { len, ports })
+    }
+
+    /// As owned coordinates.
+    pub fn to_coords(&self) -> Coords {
+        Coords(self.as_slice().to_vec())
+    }
+}
+
+impl std::fmt::Debug for CoordsBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
+}
+
+/// The header of a routed message, checked and decoded without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutedHeader {
+    /// The message type.
+    pub kind: u8,
+    /// Hops left.
+    pub hop_limit: u8,
+    /// Smallest tree distance to the destination reached so far.
+    pub watermark: u8,
+    /// Who it is for.
+    pub dest_key: Key,
+    /// Where the sender believed the destination to be.
+    pub dest_coords: CoordsBuf,
+    /// Who sent it.
+    pub src_key: Key,
+    /// Where the sender was.
+    pub src_coords: CoordsBuf,
+    /// Offset of the body.
+    pub body_at: usize,
+}
+
+impl RoutedHeader {
+    /// Decodes the header of a routed message.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let kind = r.u8()?;
+        if !is_routed(kind) {
+            return Err(DecodeError::UnknownType(kind));
+        }
+        let hop_limit = r.u8()?;
+        let watermark = r.u8()?;
+        let dest_key = r.array()?;
+        let dest_coords = CoordsBuf::decode(&mut r)?;
+        let src_key = r.array()?;
+        let src_coords = CoordsBuf::decode(&mut r)?;
+        Ok(RoutedHeader {
+            kind,
+            hop_limit,
+            watermark,
+            dest_key,
+            dest_coords,
+            src_key,
+            src_coords,
+            body_at: r.position(),
+        })
+    }
+}
+
+/// Appends a routed header.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_routed_header(
+    out: &mut Vec<u8>,
+    kind: u8,
+    hop_limit: u8,
+    dest_key: &Key,
+    dest_coords: &[u64],
+    src_key: &Key,
+    src_coords: &[u64],
+) {
+    out.push(kind);
+    out.push(hop_limit);
+    out.push(NO_WATERMARK);
+    out.extend_from_slice(dest_key);
+    put_varint(out, dest_coords.len() as u64);
+    for p in dest_coords {
+        put_varint(out, *p);
+    }
+    out.extend_from_slice(src_key);
+    put_varint(out, src_coords.len() as u64);
+    for p in src_coords {
+        put_varint(out, *p);
+    }
+}
+
+/// Bodies of routed control messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutedBody {
+    /// Lookup request.
+    Find {
+        /// Matches the answer to the request.
+        nonce: u64,
+        /// The id looked for.
+        target: u128,
+        /// The requester, so the receiver can answer and remember it.
+        requester: NodeRecord,
+    },
+    /// Lookup answer: the closest nodes to the target the answerer knows.
+    Found {
+        /// The request's nonce.
+        nonce: u64,
+        /// Node records.
+        nodes: Vec<NodeRecord>,
+    },
+    /// A message for this key was dropped: no way on from where it was.
+    Broken {
+        /// The unreachable destination.
+        key: Key,
+    },
+    /// Overlay ping.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+        /// The hop limit it started with.
+        initial_hops: u8,
+    },
+    /// Overlay ping answer.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+        /// Hops the ping took.
+        hops: u8,
+    },
+}
+
+impl RoutedBody {
+    /// The message type of this body.
+    pub fn kind(&self) -> u8 {
+        match self {
+            RoutedBody::Find { .. } => kind::FIND,
+            RoutedBody::Found { .. } => kind::FOUND,
+            RoutedBody::Broken { .. } => kind::BROKEN,
+            RoutedBody::Ping { .. } => kind::PING,
+            RoutedBody::Pong { .. } => kind::PONG,
+        }
+    }
+
+    /// Appends the body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            RoutedBody::Find {
+                nonce,
+                target,
+                requester,
+            } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.extend_from_slice(&target.to_be_bytes());
+                requester.encode(out);
+            }
+            RoutedBody::Found { nonce, nodes } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                put_varint(out, nodes.len() as u64);
+                for n in nodes {
+                    n.encode(out);
+                }
+            }
+            RoutedBody::Broken { key } => out.extend_from_slice(key),
+            RoutedBody::Ping {
+                nonce,
+                initial_hops,
+            } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.push(*initial_hops);
+            }
+            RoutedBody::Pong { nonce, hops } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.push(*hops);
+            }
+        }
+    }
+
+    /// Decodes the body of a routed control message of type `kind`.
+    pub fn decode(kind: u8, b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let m = match kind {
+            kind::FIND => RoutedBody::Find {
+                nonce: u64::from_be_bytes(r.array()?),
+                target: u128::from_be_bytes(r.array()?),
+                requester: NodeRecord::decode(&mut r)?,
+            },
+            kind::FOUND => {
+                let nonce = u64::from_be_bytes(r.array()?);
+                let n = r.count(MAX_FOUND)?;
+                let mut nodes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    nodes.push(NodeRecord::decode(&mut r)?);
+                }
+                RoutedBody::Found { nonce, nodes }
+            }
+            kind::BROKEN => RoutedBody::Broken { key: r.array()? },
+            kind::PING => RoutedBody::Ping {
+                nonce: u64::from_be_bytes(r.array()?),
+                initial_hops: r.u8()?,
+            },
+            kind::PONG => RoutedBody::Pong {
+                nonce: u64::from_be_bytes(r.array()?),
+                hops: r.u8()?,
+            },
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn peer_messages_roundtrip() {
+        let sk = SigningKey::from_bytes(&[1; 32]);
+        let msgs = [
+            PeerMsg::Announce {
+                cost: 1234,
+                digest: 99,
+                records: vec![TreeRecord::root(&sk, 9)],
+                node: Some(NodeRecord::new(&sk, 3, Coords::root())),
+            },
+            PeerMsg::Announce {
+                cost: 0,
+                digest: 0,
+                records: vec![],
+                node: None,
+            },
+            PeerMsg::AnnounceReq,
+            PeerMsg::SigReq { seq: 5 },
+            PeerMsg::SigRes {
+                seq: 5,
+                port: 2,
+                sig: [7; 64],
+            },
+            PeerMsg::PeerPing { nonce: 42 },
+            PeerMsg::PeerPong { nonce: 42 },
+        ];
+        for m in msgs {
+            assert_eq!(PeerMsg::decode(&m.encode()), Ok(m));
+        }
+        assert_eq!(PeerMsg::decode(&[99]), Err(DecodeError::UnknownType(99)));
+        assert_eq!(
+            PeerMsg::decode(&[kind::PPING, 1]),
+            Err(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn routed_header_roundtrips_with_fixed_offsets() {
+        let mut b = Vec::new();
+        encode_routed_header(
+            &mut b,
+            kind::TRAFFIC,
+            64,
+            &[1; 32],
+            &[1, 2, 300],
+            &[2; 32],
+            &[4],
+        );
+        b.extend_from_slice(b"payload");
+        let h = RoutedHeader::decode(&b).expect("valid");
+        assert_eq!(
+            (h.kind, h.hop_limit, h.watermark),
+            (kind::TRAFFIC, 64, NO_WATERMARK)
+        );
+        assert_eq!(b[HOP_LIMIT_AT], 64);
+        assert_eq!(b[WATERMARK_AT], NO_WATERMARK);
+        assert_eq!(h.dest_coords.as_slice(), &[1, 2, 300]);
+        assert_eq!(h.src_coords.as_slice(), &[4]);
+        assert_eq!(&b[h.body_at..], b"payload");
+        for cut in 0..h.body_at {
+            assert!(RoutedHeader::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn routed_bodies_roundtrip() {
+        let sk = SigningKey::from_bytes(&[2; 32]);
+        let rec = NodeRecord::new(&sk, 1, Coords(vec![3]));
+        for body in [
+            RoutedBody::Find {
+                nonce: 1,
+                target: 77,
+                requester: rec.clone(),
+            },
+            RoutedBody::Found {
+                nonce: 1,
+                nodes: vec![rec.clone(), rec],
+            },
+            RoutedBody::Broken { key: [9; 32] },
+            RoutedBody::Ping {
+                nonce: 3,
+                initial_hops: 64,
+            },
+            RoutedBody::Pong { nonce: 3, hops: 4 },
+        ] {
+            let mut b = Vec::new();
+            body.encode(&mut b);
+            assert_eq!(RoutedBody::decode(body.kind(), &b), Ok(body));
+        }
+    }
+}
