@@ -27,6 +27,7 @@ pub mod dht;
 mod forward;
 pub mod record;
 pub mod router;
+pub mod testnet;
 pub mod tree;
 pub mod wire;
 

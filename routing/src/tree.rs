@@ -324,7 +324,7 @@ impl Router {
         };
         let moved = coords != self.coords || root != self.root;
         self.root = root;
-        if root != self.key && self.root_heard.get(&root).is_none() {
+        if root != self.key && !self.root_heard.contains_key(&root) {
             self.root_heard.insert(root, now);
         }
         if coords != self.coords {

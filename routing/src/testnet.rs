@@ -1,38 +1,52 @@
-//! A virtual network of routing cores: quinn's two-endpoint `Pair`, generalised to N nodes on
-//! a graph. Links have a latency; a virtual clock jumps from event to event (a message arriving
-//! or a node's timer), so a minute of network time runs in milliseconds, and the same seed
-//! gives the same run.
-#![allow(dead_code)]
+//! A virtual network of routing cores, for tests: quinn's two-endpoint `Pair` generalised to N
+//! nodes on a graph. Links have a latency; a virtual clock jumps from event to event (a
+//! message arriving, a node's timer), so a minute of network time runs in milliseconds, and
+//! the same seed gives the same run. It drives the real [`Router`]; nothing here decides a
+//! route. (Large simulations use the `simulations` crate, which is built for scale.)
 
-use routing::wire::{RoutedHeader, kind};
-use routing::{Event, Handled, Key, PeerId, Router, RouterConfig};
+use crate::wire::{RoutedHeader, kind};
+use crate::{Event, Handled, Key, PeerId, Router, RouterConfig};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
+/// A message on a link: arrival, order, from, to, bytes.
+type InFlight = (Instant, u64, usize, usize, Vec<u8>);
+
+/// One simulated node.
 pub struct Node {
+    /// Its router.
     pub router: Router,
+    /// Its secret seed.
     pub secret: [u8; 32],
+    /// Its key.
     pub key: Key,
     /// Traffic delivered: (source key as the header says, payload, hops taken).
     pub delivered: Vec<(Key, Vec<u8>, u8)>,
+    /// Events it reported.
     pub events: Vec<Event>,
 }
 
+/// The network.
 pub struct Net {
+    /// Virtual time.
     pub now: Instant,
+    /// When the run started.
     pub start: Instant,
+    /// The nodes, sorted by key.
     pub nodes: Vec<Node>,
     /// Undirected links and their one-way latency.
     pub links: BTreeMap<(usize, usize), Duration>,
     /// Links that drop everything (cut by a test).
     pub cut: BTreeSet<(usize, usize)>,
-    queue: BinaryHeap<Reverse<(Instant, u64, usize, usize, Vec<u8>)>>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
+    /// The routers' configuration.
     pub cfg: RouterConfig,
     /// Every message sent on a link: (from, to, bytes), for attack tests.
     pub captured: Vec<(usize, usize, Vec<u8>)>,
+    /// Whether to fill `captured`.
     pub capture: bool,
 }
 
@@ -95,6 +109,7 @@ impl Net {
         net
     }
 
+    /// Links `a` and `b` with this one-way latency.
     pub fn connect(&mut self, a: usize, b: usize, latency: Duration) {
         self.links.insert(norm(a, b), latency);
         let (ka, kb) = (self.nodes[a].key, self.nodes[b].key);
@@ -132,6 +147,7 @@ impl Net {
         }
     }
 
+    /// Sends `msg` from `from` to its neighbour `to` (dropped if they are not linked).
     pub fn enqueue(&mut self, from: usize, to: usize, msg: Vec<u8>) {
         let Some(lat) = self.links.get(&norm(from, to)).copied() else {
             return;
@@ -147,6 +163,7 @@ impl Net {
             .push(Reverse((self.now + lat, self.seq, from, to, msg)));
     }
 
+    /// Moves what node `i` wants to send onto the links, and its events into `events`.
     pub fn collect(&mut self, i: usize) {
         while let Some((peer, msg)) = self.nodes[i].router.poll_transmit() {
             self.enqueue(i, peer.0 as usize, msg);
@@ -218,6 +235,7 @@ impl Net {
         true
     }
 
+    /// Runs the network for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         let mut guard = 0u64;
@@ -267,7 +285,7 @@ impl Net {
 
     /// Resolves `dst`'s address at `src` (running the network until the lookup ends).
     pub fn resolve(&mut self, src: usize, dst: usize) -> Option<Key> {
-        let addr = routing::address::node_address(&self.nodes[dst].key);
+        let addr = crate::address::node_address(&self.nodes[dst].key);
         let now = self.now;
         if let Some(k) = self.nodes[src].router.resolve(now, &addr) {
             return Some(k);
@@ -320,7 +338,7 @@ impl Net {
         dist[src] = Some(0);
         let mut q = VecDeque::from([src]);
         while let Some(u) = q.pop_front() {
-            for (&(a, b), _) in &self.links {
+            for &(a, b) in self.links.keys() {
                 if self.cut.contains(&(a, b)) {
                     continue;
                 }
@@ -341,15 +359,19 @@ impl Net {
     }
 }
 
+/// Graph generators (edge lists) for tests.
 pub mod graphs {
+    /// A path.
     pub fn line(n: usize) -> Vec<(usize, usize)> {
         (1..n).map(|i| (i - 1, i)).collect()
     }
+    /// A cycle.
     pub fn ring(n: usize) -> Vec<(usize, usize)> {
         let mut e = line(n);
         e.push((n - 1, 0));
         e
     }
+    /// A w × h grid.
     pub fn grid(w: usize, h: usize) -> Vec<(usize, usize)> {
         let mut e = Vec::new();
         for y in 0..h {
@@ -389,5 +411,5 @@ pub mod graphs {
     }
 }
 
-/// Keeps `kind` in scope for tests that inspect messages.
+/// The type byte of traffic messages, for tests that inspect captures.
 pub const TRAFFIC: u8 = kind::TRAFFIC;
