@@ -48,6 +48,10 @@ pub struct Net {
     pub captured: Vec<(usize, usize, Vec<u8>)>,
     /// Whether to fill `captured`.
     pub capture: bool,
+    /// Nodes each traffic payload passed through (filled when `trace` is set).
+    pub traces: BTreeMap<Vec<u8>, Vec<usize>>,
+    /// Whether to fill `traces`.
+    pub trace: bool,
 }
 
 /// A secret whose public key sorts by `rank` among the test's nodes (so tests know the root).
@@ -102,6 +106,8 @@ impl Net {
             cfg,
             captured: vec![],
             capture: false,
+            traces: BTreeMap::new(),
+            trace: false,
         };
         for &(a, b) in edges {
             net.connect(a, b, Duration::from_millis(5));
@@ -176,6 +182,16 @@ impl Net {
     /// Delivers `msg` to node `to` as if it came from `from` over their link.
     pub fn deliver(&mut self, from: usize, to: usize, mut msg: Vec<u8>) {
         let now = self.now;
+        if self.trace
+            && let Ok(h) = RoutedHeader::decode(&msg)
+            && h.kind == kind::TRAFFIC
+        {
+            let payload = msg[h.body_at..].to_vec();
+            self.traces
+                .entry(payload)
+                .or_insert_with(|| vec![from])
+                .push(to);
+        }
         let r = self.nodes[to]
             .router
             .handle(now, PeerId(from as u64), &mut msg);
