@@ -133,9 +133,9 @@ fn stopping_the_root_reforms_the_tree_and_restoring_brings_it_back() {
     assert_eq!(before, parents(&net), "every node has its old parent again");
     net.run_for(Duration::from_secs(3));
     assert!(all_pairs_deliver(&mut net, &[0, 1, 2, 3, 4, 5, 6]));
-    for d in 0..6 {
+    for (d, before) in paths_before.iter().enumerate() {
         assert!(net.send(6, d, format!("a{d}").as_bytes()).is_some());
         let after = &net.traces[format!("a{d}").as_bytes()];
-        assert_eq!(&paths_before[d], after, "path 6 -> {d} is the original one");
+        assert_eq!(before, after, "path 6 -> {d} is the original one");
     }
 }
