@@ -23,17 +23,22 @@ use crate::wire::{MAX_ANNOUNCE, PeerMsg};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// Signatures already checked (by the node signature, which covers the whole record).
+/// Records whose signatures were already checked, by a digest of the *whole* record (keying
+/// by the signature alone would let a known signature vouch for altered fields).
 #[derive(Default)]
 pub struct VerifiedCache {
-    set: BTreeSet<[u8; 64]>,
+    set: BTreeSet<[u8; 32]>,
 }
 
 impl VerifiedCache {
     const MAX: usize = 8192;
 
     fn check(&mut self, r: &TreeRecord) -> bool {
-        if self.set.contains(&r.node_sig) {
+        use sha2::{Digest, Sha512_256};
+        let mut enc = Vec::with_capacity(220);
+        r.encode(&mut enc);
+        let digest: [u8; 32] = Sha512_256::digest(&enc).into();
+        if self.set.contains(&digest) {
             return true;
         }
         if !r.verify() {
@@ -42,7 +47,7 @@ impl VerifiedCache {
         if self.set.len() >= Self::MAX {
             self.set.clear();
         }
-        self.set.insert(r.node_sig);
+        self.set.insert(digest);
         true
     }
 }

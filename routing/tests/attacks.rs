@@ -1,0 +1,278 @@
+//! Attacks on the routing core, on a virtual network: forged and replayed tree records, a false
+//! root, root grinding against configured root eligibility, and lookup answers for an address
+//! the answering key does not own.
+
+use ed25519_dalek::SigningKey;
+use routing::record::{NodeRecord, TreeRecord, sign_as_parent};
+use routing::testnet::Net;
+use routing::wire::{self, PeerMsg, RoutedBody, RoutedHeader, kind};
+use routing::{Drop, Event, Handled, PeerId, RouterConfig};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn topology() -> Vec<(usize, usize)> {
+    vec![
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (4, 0),
+        (0, 2),
+        (1, 3),
+        (4, 5),
+        (5, 6),
+    ]
+}
+
+fn ready(cfg: RouterConfig) -> Net {
+    let mut net = Net::new(7, &topology(), cfg, 23);
+    net.capture = true;
+    net.converge(Duration::from_secs(10)).expect("converges");
+    net.run_for(Duration::from_secs(3));
+    net
+}
+
+/// The records of the first captured announcement from `from` to `to` containing a root record.
+fn captured_root_announce(net: &Net, from: usize, to: usize) -> Vec<u8> {
+    net.captured
+        .iter()
+        .find(|(f, t, m)| {
+            *f == from
+                && *t == to
+                && m[0] == wire::kind::ANNOUNCE
+                && matches!(PeerMsg::decode(m), Ok(PeerMsg::Announce { ref records, .. })
+                    if records.iter().any(|r| r.is_root()))
+        })
+        .map(|(_, _, m)| m.clone())
+        .expect("an announcement was captured")
+}
+
+fn handle(net: &mut Net, from: usize, to: usize, mut msg: Vec<u8>) -> Handled {
+    let now = net.now;
+    net.nodes[to]
+        .router
+        .handle(now, PeerId(from as u64), &mut msg)
+}
+
+#[test]
+fn a_record_with_a_bad_signature_is_rejected() {
+    let mut net = ready(RouterConfig::default());
+    let coords = net.nodes[2].router.coords().clone();
+    // A genuine root record with a newer sequence number than the root signed: its
+    // signatures no longer match.
+    let PeerMsg::Announce { records, .. } =
+        PeerMsg::decode(&captured_root_announce(&net, 1, 2)).expect("decodes")
+    else {
+        unreachable!()
+    };
+    let mut rec = records
+        .into_iter()
+        .find(|r| r.is_root())
+        .expect("root record");
+    rec.seq += 1_000_000;
+    let msg = PeerMsg::Announce {
+        cost: 0,
+        digest: 0,
+        records: vec![rec],
+        node: None,
+    }
+    .encode();
+    assert_eq!(
+        handle(&mut net, 1, 2, msg),
+        Handled::Dropped(Drop::BadSignature)
+    );
+    assert_eq!(net.nodes[2].router.coords(), &coords);
+}
+
+#[test]
+fn a_forged_parent_is_rejected() {
+    let mut net = ready(RouterConfig::default());
+    // Node 5 claims to be a child of the root (node 0), which it is not linked to and which
+    // never signed it: it signs the parent half itself.
+    let attacker = SigningKey::from_bytes(&net.nodes[5].secret);
+    let root_key = net.nodes[0].key;
+    let fake_psig = sign_as_parent(&attacker, &net.nodes[5].key, 9_999_999, 1);
+    let forged = TreeRecord::new(&attacker, root_key, 9_999_999, 1, fake_psig);
+    assert!(!forged.verify());
+    let msg = PeerMsg::Announce {
+        cost: 0,
+        digest: 0,
+        records: vec![forged],
+        node: None,
+    }
+    .encode();
+    assert_eq!(
+        handle(&mut net, 5, 6, msg),
+        Handled::Dropped(Drop::BadSignature)
+    );
+    // Node 6 still sees 5 where it is.
+    let five = net.nodes[6]
+        .router
+        .peer_info()
+        .find(|p| p.0 == PeerId(5))
+        .and_then(|p| p.2.cloned());
+    assert_eq!(five.as_ref(), Some(net.nodes[5].router.coords()));
+}
+
+#[test]
+fn a_replayed_old_sequence_number_is_rejected() {
+    let mut net = ready(RouterConfig::default());
+    let old = captured_root_announce(&net, 1, 2);
+    net.run_for(Duration::from_secs(10)); // the root re-signs every 2 s
+    let before = net.nodes[2]
+        .router
+        .stats()
+        .dropped
+        .get("stale_or_replayed")
+        .copied()
+        .unwrap_or(0);
+    let coords = net.nodes[2].router.coords().clone();
+    handle(&mut net, 1, 2, old);
+    let after = net.nodes[2]
+        .router
+        .stats()
+        .dropped
+        .get("stale_or_replayed")
+        .copied()
+        .unwrap_or(0);
+    assert!(after > before, "the old root record was not refused");
+    net.run_for(Duration::from_secs(8)); // past the root timeout: a believed replay would show
+    assert_eq!(net.nodes[2].router.root(), net.nodes[0].key);
+    assert_eq!(net.nodes[2].router.coords(), &coords);
+}
+
+#[test]
+fn a_false_claim_of_a_lower_root_is_rejected() {
+    let mut net = ready(RouterConfig::default());
+    // A key lower than the real root's, which the attacker (node 6) does not hold.
+    let low = (0u64..)
+        .map(|i| {
+            let mut s = [7u8; 32];
+            s[..8].copy_from_slice(&i.to_le_bytes());
+            SigningKey::from_bytes(&s).verifying_key().to_bytes()
+        })
+        .find(|k| *k < net.nodes[0].key)
+        .expect("a lower key");
+    let attacker = SigningKey::from_bytes(&net.nodes[6].secret);
+    // A root record for `low`, signed by the attacker.
+    let mut fake = TreeRecord::root(&attacker, 9_999_999);
+    fake.node = low;
+    fake.parent = low;
+    assert!(!fake.verify());
+    let msg = PeerMsg::Announce {
+        cost: 0,
+        digest: 0,
+        records: vec![fake],
+        node: None,
+    }
+    .encode();
+    assert_eq!(
+        handle(&mut net, 6, 5, msg),
+        Handled::Dropped(Drop::BadSignature)
+    );
+    net.run_for(Duration::from_secs(3));
+    assert!(
+        net.nodes
+            .iter()
+            .all(|n| n.router.root() == net.nodes[0].key)
+    );
+}
+
+#[test]
+fn a_ground_lower_key_cannot_become_root_where_roots_are_configured() {
+    // Without a policy, the lowest key is root: that is what grinding exploits.
+    let net = ready(RouterConfig::default());
+    assert!(
+        net.nodes
+            .iter()
+            .all(|n| n.router.root() == net.nodes[0].key)
+    );
+    // With eligible roots configured (here: every key but node 0's), node 0 — holding the
+    // lowest key, as an attacker who ground one would — is ignored as root everywhere.
+    let keys: Vec<_> = routing::testnet::secrets(7, 23)
+        .iter()
+        .map(|s| SigningKey::from_bytes(s).verifying_key().to_bytes())
+        .collect();
+    let eligible: BTreeSet<_> = keys[1..].iter().copied().collect();
+    let cfg = RouterConfig {
+        eligible_roots: Some(eligible),
+        ..RouterConfig::default()
+    };
+    let mut net = Net::new(7, &topology(), cfg, 23);
+    net.run_for(Duration::from_secs(3));
+    let root = net.nodes[1].key;
+    assert!(
+        net.nodes.iter().all(|n| n.router.root() == root),
+        "the eligible root leads"
+    );
+    assert!(net.converged());
+    net.run_for(Duration::from_secs(3));
+    assert!(net.send(6, 2, b"still routes").is_some());
+}
+
+#[test]
+fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
+    let mut net = ready(RouterConfig::default());
+    net.captured.clear();
+    // Node 3 looks up node 6's address; node 5 (the attacker) answers first, offering itself,
+    // and a record of node 6's key with node 5's coordinates that it signed itself.
+    let target = routing::address::node_address(&net.nodes[6].key);
+    let now = net.now;
+    assert!(net.nodes[3].router.resolve(now, &target).is_none());
+    net.collect(3);
+    let (nonce, to_key) = net
+        .captured
+        .iter()
+        .filter(|(f, _, m)| *f == 3 && m[0] == kind::FIND)
+        .find_map(|(_, _, m)| {
+            let h = RoutedHeader::decode(m).ok()?;
+            match RoutedBody::decode(h.kind, &m[h.body_at..]).ok()? {
+                RoutedBody::Find { nonce, .. } => Some((nonce, h.dest_key)),
+                _ => None,
+            }
+        })
+        .expect("node 3 sent a lookup request");
+    let _ = to_key;
+    let attacker = SigningKey::from_bytes(&net.nodes[5].secret);
+    let own = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone());
+    let mut forged = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone());
+    forged.key = net.nodes[6].key; // claims to be node 6, but signed by node 5
+    let mut msg = Vec::new();
+    wire::encode_routed_header(
+        &mut msg,
+        kind::FOUND,
+        64,
+        &net.nodes[3].key,
+        &net.nodes[3].router.coords().0,
+        &net.nodes[5].key,
+        &net.nodes[5].router.coords().0,
+    );
+    RoutedBody::Found {
+        nonce,
+        nodes: vec![own, forged],
+    }
+    .encode(&mut msg);
+    // Delivered to node 3 by its neighbour 1, as if routed.
+    handle(&mut net, 1, 3, msg);
+    net.collect(3);
+    net.run_for(Duration::from_secs(3));
+    let resolved: Vec<_> = net.nodes[3]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resolved { addr, key } if *addr == target => Some(*key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        resolved,
+        vec![Some(net.nodes[6].key)],
+        "resolved to the real owner only"
+    );
+    assert!(
+        net.nodes[3]
+            .router
+            .routes()
+            .all(|(a, r)| *a != target || r.key == net.nodes[6].key)
+    );
+}
