@@ -50,6 +50,20 @@ enum Command {
     /// Add or remove peers at runtime.
     #[command(subcommand)]
     Peer(PeerCmd),
+    /// This node's place in the routing tree: root, parent, coordinates, depth, peers.
+    Tree,
+    /// Destinations looked up and cached: address, owner key, coordinates.
+    Routes,
+    /// End-to-end sessions with other nodes.
+    Sessions,
+    /// Ping an overlay address through the overlay itself: hops and round trip.
+    Ping {
+        /// The overlay address.
+        address: std::net::Ipv6Addr,
+        /// How many pings.
+        #[arg(short = 'c', long, default_value_t = 3)]
+        count: u32,
+    },
     /// Check, without a daemon, that an overlay address belongs to a public key.
     Verify {
         /// The overlay address (a node address or an address in a node's /64).
@@ -93,6 +107,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             address,
             public_key,
         } => return verify(address, public_key, cli.json),
+        Command::Ping { address, count } => return ping(&cli.socket, address, *count, cli.json),
+        Command::Tree => Request::Tree,
+        Command::Routes => Request::Routes,
+        Command::Sessions => Request::Sessions,
         Command::SelfInfo => Request::SelfInfo,
         Command::Peers => Request::Peers,
         Command::Status => Request::Status,
@@ -119,6 +137,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::Peers => table::peers(&serde_json::from_value::<Vec<PeerInfo>>(reply.data)?),
         Request::Status => table::status(&serde_json::from_value::<Status>(reply.data)?),
         Request::PeerAdd { .. } | Request::PeerRemove { .. } => table::done(&reply.data),
+        Request::Tree => table::tree(&serde_json::from_value(reply.data)?),
+        Request::Routes => table::routes(&serde_json::from_value::<Vec<_>>(reply.data)?),
+        Request::Sessions => table::sessions(&serde_json::from_value::<Vec<_>>(reply.data)?),
+        Request::Ping { .. } => String::new(),
     };
     print(&text)
 }
@@ -129,6 +151,50 @@ fn print(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
         _ => Ok(()),
     }
+}
+
+/// Overlay pings, one a second; prints each, then a summary (or a JSON list).
+fn ping(socket: &Path, addr: &std::net::Ipv6Addr, count: u32, json: bool) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    let mut ok = 0;
+    for i in 0..count {
+        if i > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let reply = call(
+            socket,
+            &Request::Ping {
+                address: addr.to_string(),
+            },
+        )?;
+        if !reply.ok {
+            bail!("{}", reply.error.unwrap_or_else(|| "ping failed".into()));
+        }
+        let line = match (reply.data.get("Reply"), reply.data.as_str()) {
+            (Some(r), _) => {
+                ok += 1;
+                let hops = r["hops"].as_u64().unwrap_or(0);
+                let rtt = r["rtt_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+                format!("reply from {addr}: hops={hops} time={rtt:.3} ms")
+            }
+            (_, Some("Unreachable")) => format!("{addr}: no node owns this address"),
+            _ => format!("{addr}: no answer within 3 s"),
+        };
+        if json {
+            results.push(reply.data);
+        } else {
+            print(&format!("{line}\n"))?;
+        }
+    }
+    if json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&results)?))?;
+    } else {
+        print(&format!("{count} sent, {ok} answered\n"))?;
+    }
+    if ok == 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Sends one request and reads one reply.

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use meshd::admin::{PeerInfo, SelfInfo, Status};
+use meshd::admin::{PeerInfo, RouteInfo, SelfInfo, Status, TreeInfo};
+use meshd::e2e::SessionInfo;
 
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -161,5 +162,106 @@ pub fn done(data: &serde_json::Value) -> String {
     if let Some(n) = data.get("note").and_then(|v| v.as_str()) {
         let _ = writeln!(o, "note: {n}");
     }
+    o
+}
+
+fn short(k: &str) -> String {
+    format!("{}…", &k[..16.min(k.len())])
+}
+
+fn coords(c: &[u64]) -> String {
+    let parts: Vec<String> = c.iter().map(|p| p.to_string()).collect();
+    format!("[{}]", parts.join(" "))
+}
+
+pub fn tree(t: &TreeInfo) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "root        {}{}",
+        t.root_address,
+        if t.is_root { " (this node)" } else { "" }
+    );
+    let _ = writeln!(o, "root key    {}", t.root);
+    let _ = writeln!(
+        o,
+        "parent      {}",
+        if t.is_root {
+            "-".to_string()
+        } else {
+            short(&t.parent)
+        }
+    );
+    let _ = writeln!(o, "coords      {}", coords(&t.coords));
+    let _ = writeln!(o, "depth       {}", t.depth);
+    let rows: Vec<Vec<String>> = t
+        .peers
+        .iter()
+        .map(|p| {
+            vec![
+                short(&p.public_key),
+                p.address.clone(),
+                p.coords.as_deref().map_or("-".into(), coords),
+                format!("{:.3} ms", p.rtt_us as f64 / 1000.0),
+                if p.parent {
+                    "parent".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(o);
+        print_table(&mut o, &["PEER", "ADDRESS", "COORDS", "RTT", ""], &rows);
+    }
+    o
+}
+
+pub fn routes(r: &[RouteInfo]) -> String {
+    let mut o = String::new();
+    if r.is_empty() {
+        let _ = writeln!(o, "no destinations looked up yet");
+        return o;
+    }
+    let rows: Vec<Vec<String>> = r
+        .iter()
+        .map(|x| {
+            vec![
+                x.address.clone(),
+                short(&x.public_key),
+                coords(&x.coords),
+                ago(Some(x.age_secs)),
+            ]
+        })
+        .collect();
+    print_table(&mut o, &["ADDRESS", "OWNER", "COORDS", "AGE"], &rows);
+    o
+}
+
+pub fn sessions(s: &[SessionInfo]) -> String {
+    let mut o = String::new();
+    if s.is_empty() {
+        let _ = writeln!(o, "no end-to-end sessions");
+        return o;
+    }
+    let rows: Vec<Vec<String>> = s
+        .iter()
+        .map(|x| {
+            vec![
+                short(&x.public_key),
+                x.address.clone(),
+                x.state.clone(),
+                ago(x.age_secs),
+                x.rx_packets.to_string(),
+                x.tx_packets.to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &mut o,
+        &["PEER", "ADDRESS", "STATE", "AGE", "RX PKTS", "TX PKTS"],
+        &rows,
+    );
     o
 }

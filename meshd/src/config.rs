@@ -11,6 +11,7 @@
 //! | `admin_group` | none | a group whose members may use the control socket (besides root) |
 //! | `log_level` | `info` | `error`, `warn`, `info`, `debug`, `trace` or a tracing filter; `RUST_LOG` wins |
 //! | `max_peers` | `1024` | most links at once; beyond, only configured peers may link |
+//! | `eligible_roots` | `[]` (any) | public keys allowed to be the root of the tree (see `docs/ROUTING.md`) |
 //! | `cipher` | `auto` | `auto`, `aes-256-gcm` or `chacha20-poly1305` (for links this node initiates) |
 //! | `tun.name` | `mesh0` | name of the TUN interface |
 //! | `tun.mtu` | `1420` | MTU of the TUN interface |
@@ -50,6 +51,8 @@ pub struct Config {
     pub cipher: String,
     /// Most links at once (configured peers always link).
     pub max_peers: usize,
+    /// Keys allowed to be root; empty means any.
+    pub eligible_roots: Vec<String>,
     /// TUN settings.
     pub tun: TunConfig,
 }
@@ -88,6 +91,7 @@ impl Default for Config {
             log_level: "info".into(),
             cipher: "auto".into(),
             max_peers: 1024,
+            eligible_roots: vec![],
             tun: TunConfig::default(),
         }
     }
@@ -127,6 +131,11 @@ cipher = "auto"
 # strangers cannot use up this node's memory; configured peers always link.
 max_peers = 1024
 
+# Keys (64 hex digits) allowed to be the root of the routing tree. Empty: any key, and the
+# lowest key wins, so whoever grinds a low key becomes root. List trusted, well-connected
+# nodes here (the same list on every node) to take that away. See docs/ROUTING.md.
+eligible_roots = []
+
 [tun]
 name = "mesh0"
 mtu = 1420
@@ -162,6 +171,7 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("listen")
                 .with_list_parse_key("peers")
+                .with_list_parse_key("eligible_roots")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -225,6 +235,22 @@ impl Config {
             .collect()
     }
 
+    /// The root eligibility set for the router (`None`: any key).
+    pub fn eligible_roots(&self) -> anyhow::Result<Option<std::collections::BTreeSet<[u8; 32]>>> {
+        if self.eligible_roots.is_empty() {
+            return Ok(None);
+        }
+        self.eligible_roots
+            .iter()
+            .map(|k| {
+                k.parse::<crate::identity::PublicKey>()
+                    .map(|k| k.0)
+                    .map_err(|e| anyhow::anyhow!("eligible_roots: {k:?}: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map(Some)
+    }
+
     /// The cipher for initiated links.
     pub fn suite(&self) -> anyhow::Result<crate::wire::Suite> {
         use crate::wire::Suite;
@@ -245,6 +271,7 @@ impl Config {
             bail!("listen: at least one listen URI is needed, e.g. udp://[::]:{DEFAULT_PORT}");
         }
         self.suite()?;
+        self.eligible_roots()?;
         if self.max_peers == 0 {
             bail!("max_peers: must be at least 1");
         }

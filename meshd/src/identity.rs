@@ -148,6 +148,11 @@ impl Identity {
         self.public.address()
     }
 
+    /// The ed25519 secret seed (the routing core signs with it).
+    pub fn secret_seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
     /// The X25519 private key Noise uses (derived, see the module doc).
     pub fn noise_private(&self) -> [u8; 32] {
         self.signing.to_scalar_bytes()

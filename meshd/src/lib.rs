@@ -29,8 +29,10 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod e2e;
 pub mod identity;
 pub mod link;
+pub mod node;
 pub mod noise;
 pub mod packet;
 pub mod replay;

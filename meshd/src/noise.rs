@@ -11,14 +11,52 @@
 //! **Suites**: see [`crate::wire::Suite`]. The prologue binds the suite byte and a version
 //! string, so the two ends agree on both or the handshake fails.
 
-use crate::wire::Suite;
+use crate::identity::PublicKey;
+use crate::wire::{HandshakePayload, Suite};
 use snow::{Builder, HandshakeState};
 
 const PROLOGUE: &[u8] = b"planetary-lan/link/v1";
+const E2E_PROLOGUE: &[u8] = b"planetary-lan/e2e/v1";
 
 fn builder(suite: Suite) -> Result<Builder<'static>, snow::Error> {
     let params = suite.noise_name().parse()?;
     Ok(Builder::new(params))
+}
+
+fn ik_builder(suite: Suite) -> Result<Builder<'static>, snow::Error> {
+    let params = suite.noise_name().replace("_XX_", "_IK_").parse()?;
+    Ok(Builder::new(params))
+}
+
+fn e2e_prologue(suite: Suite) -> Vec<u8> {
+    let mut p = E2E_PROLOGUE.to_vec();
+    p.push(suite.to_byte());
+    p
+}
+
+/// An end-to-end (IK) handshake towards `remote` (the destination's X25519 key, derived from
+/// the key a lookup returned). IK, because the source always knows the destination's key: one
+/// round trip, and the initiator's identity travels encrypted to the responder's key.
+pub fn ik_initiator(
+    private: &[u8; 32],
+    remote: &[u8; 32],
+    suite: Suite,
+) -> Result<HandshakeState, snow::Error> {
+    let p = e2e_prologue(suite);
+    ik_builder(suite)?
+        .local_private_key(private)?
+        .remote_public_key(remote)?
+        .prologue(&p)?
+        .build_initiator()
+}
+
+/// The destination's side of an end-to-end handshake.
+pub fn ik_responder(private: &[u8; 32], suite: Suite) -> Result<HandshakeState, snow::Error> {
+    let p = e2e_prologue(suite);
+    ik_builder(suite)?
+        .local_private_key(private)?
+        .prologue(&p)?
+        .build_responder()
 }
 
 fn prologue(suite: Suite) -> Vec<u8> {
@@ -65,4 +103,18 @@ pub fn preferred_suite() -> Suite {
         }
     }
     Suite::ChaChaPoly
+}
+
+/// Verifies the payload a peer sent inside a handshake (its ed25519 key) against the static
+/// key Noise authenticated, and returns the peer's identity.
+pub fn peer_identity(hs: &HandshakeState, payload: &[u8]) -> Result<PublicKey, &'static str> {
+    let p = HandshakePayload::parse(payload).map_err(|_| "bad handshake payload")?;
+    let key = PublicKey(p.public_key);
+    let expected = key
+        .noise_static()
+        .ok_or("handshake key is not a valid ed25519 key")?;
+    match hs.get_remote_static() {
+        Some(rs) if rs == expected.as_slice() => Ok(key),
+        _ => Err("handshake key does not match its Noise static key"),
+    }
 }

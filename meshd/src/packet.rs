@@ -71,6 +71,66 @@ impl Ipv6Header {
     }
 }
 
+/// ICMPv6 errors this node sends to its own TUN device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Icmp6Error {
+    /// Packet Too Big, with the MTU that fits (type 2).
+    PacketTooBig(u32),
+    /// Destination Unreachable: address unreachable (type 1, code 3).
+    AddressUnreachable,
+}
+
+/// Builds an ICMPv6 error about `original` (an IPv6 packet from the TUN device), as if sent by
+/// its destination, so that the local stack reacts (TCP lowers its segment size; ping prints
+/// the error). At most 1280 bytes, as RFC 4443 asks.
+pub fn icmp6_error(err: Icmp6Error, original: &[u8]) -> Option<Vec<u8>> {
+    let h = Ipv6Header::parse(original).ok()?;
+    if h.next_header == 58 && original.get(IPV6_HEADER_LEN).is_some_and(|t| *t < 128) {
+        return None; // never answer an ICMPv6 error with another
+    }
+    let (ty, code, param) = match err {
+        Icmp6Error::PacketTooBig(mtu) => (2u8, 0u8, mtu),
+        Icmp6Error::AddressUnreachable => (1, 3, 0),
+    };
+    let quoted = original
+        .len()
+        .min(h.total_len)
+        .min(1280 - IPV6_HEADER_LEN - 8);
+    let icmp_len = 8 + quoted;
+    let mut p = Vec::with_capacity(IPV6_HEADER_LEN + icmp_len);
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(icmp_len as u16).to_be_bytes());
+    p.push(58);
+    p.push(64);
+    p.extend_from_slice(&h.dst.octets());
+    p.extend_from_slice(&h.src.octets());
+    p.extend_from_slice(&[ty, code, 0, 0]);
+    p.extend_from_slice(&param.to_be_bytes());
+    p.extend_from_slice(&original[..quoted]);
+    let ck = icmp6_checksum(&h.dst, &h.src, &p[IPV6_HEADER_LEN..]);
+    p[IPV6_HEADER_LEN + 2..IPV6_HEADER_LEN + 4].copy_from_slice(&ck.to_be_bytes());
+    Some(p)
+}
+
+/// The ICMPv6 checksum (RFC 4443) of `msg` (with its checksum field zero).
+pub fn icmp6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, msg: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&(msg.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, 58]);
+    add(msg);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +144,23 @@ mod tests {
         p[8..24].copy_from_slice(&src.octets());
         p[24..40].copy_from_slice(&dst.octets());
         p
+    }
+
+    #[test]
+    fn icmp_errors_are_well_formed() {
+        let a: Ipv6Addr = "600::1".parse().expect("lit");
+        let b: Ipv6Addr = "600::2".parse().expect("lit");
+        let big = packet(a, b, 1400);
+        let e = icmp6_error(Icmp6Error::PacketTooBig(1300), &big).expect("error");
+        assert!(e.len() <= 1280);
+        let h = Ipv6Header::parse(&e).expect("valid IPv6");
+        assert_eq!((h.src, h.dst, h.next_header), (b, a, 58));
+        assert_eq!(&e[40..42], &[2, 0]);
+        assert_eq!(u32::from_be_bytes([e[44], e[45], e[46], e[47]]), 1300);
+        // The checksum verifies: summing with it included gives zero.
+        assert_eq!(icmp6_checksum(&b, &a, &e[40..]), 0);
+        // No error about an error.
+        assert_eq!(icmp6_error(Icmp6Error::AddressUnreachable, &e), None);
     }
 
     #[test]

@@ -310,8 +310,10 @@ impl HandshakePayload {
 
 /// Kinds of frame inside a transport message's plaintext. An empty plaintext is a keepalive.
 pub mod frame {
-    /// An IPv6 packet follows.
-    pub const IPV6: u8 = 1;
+    /// A routing message follows (the `routing` crate's wire format).
+    pub const ROUTING: u8 = 2;
+    /// The sender is closing the link (shutting down).
+    pub const CLOSE: u8 = 3;
 }
 
 #[cfg(test)]

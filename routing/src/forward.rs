@@ -183,9 +183,10 @@ impl Router {
         }
     }
 
-    /// Builds a traffic message for `dest` carrying `payload` into `out` and returns the peer
-    /// to send it to, or `None` if `dest`'s coordinates are unknown or no peer leads there
-    /// (look it up with [`Router::resolve`]).
+    /// Appends a traffic message for `dest` carrying `payload` to `out` (after whatever the
+    /// caller put there, such as a frame header) and returns the peer to send it to, or `None`
+    /// if `dest`'s coordinates are unknown or no peer leads there (look it up with
+    /// [`Router::resolve`]).
     pub fn send_traffic(
         &mut self,
         now: Instant,
@@ -194,7 +195,7 @@ impl Router {
         out: &mut Vec<u8>,
     ) -> Option<PeerId> {
         let (coords, _) = self.coords_of.get(dest)?;
-        out.clear();
+        let at = out.len();
         wire::encode_routed_header(
             out,
             kind::TRAFFIC,
@@ -205,13 +206,31 @@ impl Router {
             &self.coords.0,
         );
         out.extend_from_slice(payload);
-        match self.handle_routed(now, None, out) {
+        match self.handle_routed(now, None, &mut out[at..]) {
             Handled::Forward(peer) => Some(peer),
             _ => {
                 self.events.push_back(Event::PathBroken { key: *dest });
                 None
             }
         }
+    }
+
+    /// Length of the header of a traffic message to `dest`, if its coordinates are known: what
+    /// the path takes from each packet's room.
+    pub fn traffic_header_len(&self, dest: &Key) -> Option<usize> {
+        let (coords, _) = self.coords_of.get(dest)?;
+        let ports = |c: &[u64]| -> usize {
+            crate::codec::varint_len(c.len() as u64)
+                + c.iter()
+                    .map(|p| crate::codec::varint_len(*p))
+                    .sum::<usize>()
+        };
+        Some(3 + 32 + ports(&coords.0) + 32 + ports(&self.coords.0))
+    }
+
+    /// Whether `dest`'s coordinates are known.
+    pub fn knows(&self, dest: &Key) -> bool {
+        self.coords_of.contains_key(dest)
     }
 
     /// The source coordinates of a traffic message whose sender the caller has authenticated:

@@ -42,6 +42,17 @@ pub enum Request {
         /// `udp://HOST:PORT` (a `?key=` is ignored).
         uri: String,
     },
+    /// Our place in the routing tree.
+    Tree,
+    /// Cached lookup results.
+    Routes,
+    /// End-to-end sessions.
+    Sessions,
+    /// An overlay ping: answered with hops and round trip (see [`crate::node::PingOutcome`]).
+    Ping {
+        /// The overlay address.
+        address: String,
+    },
 }
 
 fn yes() -> bool {
@@ -134,6 +145,53 @@ pub struct PeerInfo {
     pub last_error: Option<String>,
 }
 
+/// Answer to `tree`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeInfo {
+    /// The root's key.
+    pub root: String,
+    /// The root's address.
+    pub root_address: String,
+    /// Whether this node is the root.
+    pub is_root: bool,
+    /// Our parent's key (our own if we are the root).
+    pub parent: String,
+    /// Our coordinates (ports from the root).
+    pub coords: Vec<u64>,
+    /// Our depth.
+    pub depth: usize,
+    /// Direct peers as the router sees them.
+    pub peers: Vec<TreePeer>,
+}
+
+/// A peer in `tree`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreePeer {
+    /// Its key.
+    pub public_key: String,
+    /// Its address.
+    pub address: String,
+    /// Its coordinates, once announced.
+    pub coords: Option<Vec<u64>>,
+    /// Link RTT in microseconds (the link cost).
+    pub rtt_us: u64,
+    /// Whether it is our parent.
+    pub parent: bool,
+}
+
+/// A row of `routes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteInfo {
+    /// The address (or subnet prefix) looked up.
+    pub address: String,
+    /// The owner's key.
+    pub public_key: String,
+    /// Where it was.
+    pub coords: Vec<u64>,
+    /// Seconds since the lookup.
+    pub age_secs: u64,
+}
+
 /// Answer to `status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -150,4 +208,13 @@ pub struct Status {
     pub dropped_from_network: u64,
     /// Counters (see [`crate::link::Counters`]).
     pub counters: serde_json::Value,
+    /// Routing: state held (entries, bytes) and counters.
+    #[serde(default)]
+    pub routing: serde_json::Value,
+    /// End-to-end session counters.
+    #[serde(default)]
+    pub e2e: serde_json::Value,
+    /// Node-level drops.
+    #[serde(default)]
+    pub local: serde_json::Value,
 }

@@ -2,10 +2,12 @@
 //! restarts.
 
 use super::Sockets;
-use crate::admin::{PeerInfo, Reply, Request, SelfInfo, Status};
+use crate::admin::{PeerInfo, Reply, Request, RouteInfo, SelfInfo, Status, TreeInfo, TreePeer};
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::identity::PublicKey;
 use crate::link::Links;
+use crate::node::Node;
 use crate::uri::PeerUri;
 use anyhow::Context;
 use std::io::Write;
@@ -93,10 +95,45 @@ impl Control<'_> {
     pub(super) fn handle(
         &self,
         req: Request,
-        links: &mut Links,
+        node: &mut Node,
         store: &mut PeerStore,
         socks: &Sockets,
     ) -> Reply {
+        let now = Instant::now();
+        match req {
+            Request::Tree => Reply::ok(tree_info(node)),
+            Request::Routes => Reply::ok(route_rows(node, now)),
+            Request::Sessions => Reply::ok(node.e2e.sessions(now)),
+            Request::Ping { .. } => Reply::err("ping is answered by the daemon loop"),
+            req => self.handle_links(req, node, store, socks),
+        }
+    }
+
+    fn handle_links(
+        &self,
+        req: Request,
+        node: &mut Node,
+        store: &mut PeerStore,
+        socks: &Sockets,
+    ) -> Reply {
+        let (entries, bytes) = node.router.state_size();
+        let routing = serde_json::json!({
+            "state_entries": entries,
+            "state_bytes": bytes,
+            "root": PublicKey(node.router.root()).to_string(),
+            "depth": node.router.coords().depth(),
+            "forwarded": node.router.stats().forwarded,
+            "delivered": node.router.stats().delivered,
+            "lookups": node.router.stats().lookups,
+            "lookup_requests": node.router.stats().lookup_requests,
+            "control_messages_sent": node.router.stats().control_sent,
+            "control_bytes_sent": node.router.stats().control_bytes,
+            "dropped": node.router.stats().dropped,
+        });
+        let e2e = serde_json::to_value(node.e2e.counters()).unwrap_or_default();
+        let node_counters = serde_json::to_value(node.counters()).unwrap_or_default();
+        let e2e_drops = node.e2e.counters().from_network();
+        let links = &mut node.links;
         match req {
             Request::SelfInfo => Reply::ok(self.self_info(socks)),
             Request::Peers => Reply::ok(peer_rows(links, Instant::now())),
@@ -107,8 +144,11 @@ impl Control<'_> {
                     uptime_secs: self.started.elapsed().as_secs(),
                     peers_up: links.peers().count(),
                     peers_configured: links.dialers().len(),
-                    dropped_from_network: c.dropped.from_network(),
+                    dropped_from_network: c.dropped.from_network() + e2e_drops,
                     counters: serde_json::to_value(c).unwrap_or_default(),
+                    routing,
+                    e2e,
+                    local: node_counters,
                 })
             }
             Request::PeerAdd { uri, persist } => {
@@ -142,6 +182,7 @@ impl Control<'_> {
                     ));
                 }
                 tracing::info!(peer = %uri.endpoint(), "peer removed");
+                let _ = &links;
                 let in_config = self
                     .config_peers
                     .iter()
@@ -152,6 +193,9 @@ impl Control<'_> {
                         .to_string()
                 });
                 Reply::ok(serde_json::json!({ "removed": uri.endpoint(), "note": note }))
+            }
+            Request::Tree | Request::Routes | Request::Sessions | Request::Ping { .. } => {
+                Reply::err("internal error: request routed to the wrong handler")
             }
         }
     }
@@ -225,4 +269,42 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
         });
     }
     rows
+}
+
+/// Answer to `meshctl tree`.
+pub fn tree_info(node: &Node) -> TreeInfo {
+    let r = &node.router;
+    let root = PublicKey(r.root());
+    let parent = r.parent_key();
+    TreeInfo {
+        root: root.to_string(),
+        root_address: root.address().to_string(),
+        is_root: r.root() == r.key(),
+        parent: PublicKey(parent).to_string(),
+        coords: r.coords().0.clone(),
+        depth: r.coords().depth(),
+        peers: r
+            .peer_info()
+            .map(|(_, k, c, rtt)| TreePeer {
+                public_key: PublicKey(k).to_string(),
+                address: PublicKey(k).address().to_string(),
+                coords: c.map(|c| c.0.clone()),
+                rtt_us: rtt.as_micros() as u64,
+                parent: k == parent && k != r.key(),
+            })
+            .collect(),
+    }
+}
+
+/// Answer to `meshctl routes`.
+pub fn route_rows(node: &Node, now: Instant) -> Vec<RouteInfo> {
+    node.router
+        .routes()
+        .map(|(a, r)| RouteInfo {
+            address: a.to_string(),
+            public_key: PublicKey(r.key).to_string(),
+            coords: r.coords.0.clone(),
+            age_secs: now.saturating_duration_since(r.updated).as_secs(),
+        })
+        .collect()
 }

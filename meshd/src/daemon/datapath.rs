@@ -1,16 +1,15 @@
-//! The data path: TUN → encrypt → UDP and UDP → decrypt → TUN, in batches.
+//! The data path: TUN → node → UDP and UDP → node → TUN (or UDP again, forwarding), in batches.
 //!
 //! One TUN read may return a 64 KB TCP super-packet (TSO); tun-rs splits it into MTU-sized
-//! packets, each is encrypted, and consecutive datagrams of equal size to the same peer leave in
-//! one GSO `sendmsg`. The other way, one `recvmmsg` returns up to 8 GRO-coalesced buffers of up to
-//! 64 datagrams each; every datagram is decrypted in place into a TUN buffer, and the batch is
-//! written with GRO coalescing, so the kernel sees few large TCP segments. No allocation per
-//! packet: every buffer here is reused.
+//! packets, the node encrypts and routes each, and consecutive datagrams of one size to one
+//! next hop leave in one GSO `sendmsg`. The other way, one `recvmmsg` returns up to 8
+//! GRO-coalesced buffers of up to 64 datagrams each; packets for this node are decrypted
+//! straight into TUN buffers and written with GRO coalescing, packets for others are
+//! re-encrypted for the next link and batched the same way. No allocation per packet.
 
 use super::Sockets;
-use crate::link::{FRAME_HEADROOM, Links, Recv, Send};
+use crate::node::{Inbound, Node, Outbound};
 use crate::udp::canonical;
-use crate::wire::TRANSPORT_OVERHEAD;
 use quinn_udp::RecvMeta;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -29,18 +28,11 @@ const TUN_BUF_CAPACITY: usize = 2 * VIRTIO_NET_HDR_LEN + 65_535;
 const MAX_TUN_BATCH: usize = 128;
 /// Most payload bytes one GSO send may carry: the total must fit one UDP datagram's length.
 const MAX_GSO_BYTES: usize = 65_000;
+/// Room reserved for one datagram in a GSO buffer.
+const SLOT: usize = 2048;
 
-/// Buffers for the TUN → UDP direction.
-pub struct TunToUdp {
-    original: Vec<u8>,
-    bufs: Vec<Vec<u8>>,
-    sizes: Vec<usize>,
-    out: Vec<u8>,
-    seg_cap: usize,
-}
-
-/// A run of datagrams of one size to one destination, waiting in `out`.
-struct GsoRun {
+/// A run of datagrams of one size to one destination.
+struct Run {
     to: SocketAddr,
     seg: usize,
     count: usize,
@@ -49,110 +41,71 @@ struct GsoRun {
     closed: bool,
 }
 
-impl TunToUdp {
-    /// Buffers for a TUN device of this MTU.
-    pub fn new(mtu: u16) -> Self {
-        let seg_cap = FRAME_HEADROOM + mtu as usize + 64;
-        TunToUdp {
-            original: vec![0; VIRTIO_NET_HDR_LEN + 65_535],
-            bufs: (0..IDEAL_BATCH_SIZE).map(|_| vec![0; seg_cap]).collect(),
-            sizes: vec![0; IDEAL_BATCH_SIZE],
-            out: vec![0; 64 * (seg_cap + TRANSPORT_OVERHEAD)],
-            seg_cap,
+/// Datagrams built in place and sent with GSO when they line up.
+pub struct GsoBatch {
+    out: Vec<u8>,
+    run: Option<Run>,
+}
+
+impl GsoBatch {
+    fn new() -> Self {
+        GsoBatch {
+            out: vec![0; 64 * SLOT],
+            run: None,
         }
     }
 
-    /// Reads what the TUN device has (up to the budget), encrypts and sends it. Datagrams from
-    /// successive reads join the same GSO send when they can (small packets such as TCP ACKs
-    /// come one per read), so a burst costs one `sendmsg`, not one per packet.
-    ///
-    /// Fails if the device itself failed (deleted, or erroring on every read).
-    pub async fn pump(
-        &mut self,
-        tun: &AsyncDevice,
-        links: &mut Links,
-        socks: &Sockets,
-    ) -> io::Result<()> {
-        let mut run: Option<GsoRun> = None;
-        let mut errors = ReadErrors::default();
-        let mut result = Ok(());
-        for _ in 0..BUDGET {
-            let n = match tun.try_recv_multiple(
-                &mut self.original,
-                &mut self.bufs,
-                &mut self.sizes,
-                FRAME_HEADROOM,
-            ) {
-                Ok(n) => n,
-                Err(e) => match errors.on(e, "TUN read") {
-                    Some(r) => {
-                        result = r;
-                        break;
-                    }
-                    None => continue,
-                },
-            };
-            errors.reset();
-            self.send_batch(n, links, socks, &mut run).await;
+    /// Where the next datagram is written; flushes first if the buffer is full.
+    async fn tail(&mut self, socks: &Sockets) -> &mut [u8] {
+        let at = self.run.as_ref().map_or(0, |r| r.len);
+        if at + SLOT > self.out.len() {
+            self.flush(socks).await;
         }
-        if let Some(r) = run {
-            flush(socks, &self.out[..r.len], &r).await;
-        }
-        result
+        let at = self.run.as_ref().map_or(0, |r| r.len);
+        &mut self.out[at..]
     }
 
-    /// Encrypts `n` packets into `out`, extending `run` or flushing it when they cannot join.
-    async fn send_batch(
-        &mut self,
-        n: usize,
-        links: &mut Links,
-        socks: &Sockets,
-        run: &mut Option<GsoRun>,
-    ) {
-        let now = Instant::now();
-        for i in 0..n {
-            let pkt_len = FRAME_HEADROOM + self.sizes[i].min(self.seg_cap - FRAME_HEADROOM);
-            let at = run.as_ref().map_or(0, |r| r.len);
-            if at + pkt_len + TRANSPORT_OVERHEAD > self.out.len()
-                && let Some(r) = run.take()
-            {
-                flush(socks, &self.out[..r.len], &r).await;
+    /// The datagram just written at the tail goes to `to`.
+    async fn commit(&mut self, socks: &Sockets, to: SocketAddr, len: usize) {
+        let max_segs = socks.max_gso_segments(&to);
+        let joins = self.run.as_ref().is_some_and(|r| {
+            r.to == to
+                && !r.closed
+                && len <= r.seg
+                && r.count < max_segs
+                && r.len + len <= MAX_GSO_BYTES
+        });
+        if joins {
+            if let Some(r) = self.run.as_mut() {
+                r.count += 1;
+                r.len += len;
+                r.closed = len < r.seg;
             }
-            let at = run.as_ref().map_or(0, |r| r.len);
-            let pkt = &mut self.bufs[i][..pkt_len];
-            let Send::Transmit { to, len } = links.encapsulate(now, pkt, &mut self.out[at..])
-            else {
-                continue;
-            };
-            let max_segs = socks.max_gso_segments(&to);
-            let joins = run.as_ref().is_some_and(|r| {
-                r.to == to
-                    && !r.closed
-                    && len <= r.seg
-                    && r.count < max_segs
-                    && r.len + len <= MAX_GSO_BYTES
-            });
-            if joins {
-                if let Some(r) = run.as_mut() {
-                    r.count += 1;
-                    r.len += len;
-                    r.closed = len < r.seg;
-                }
-                continue;
-            }
-            if let Some(r) = run.take() {
-                flush(socks, &self.out[..r.len], &r).await;
-                self.out.copy_within(r.len..r.len + len, 0);
-            }
-            *run = Some(GsoRun {
-                to,
-                seg: len,
-                count: 1,
-                len,
-                closed: false,
-            });
+            return;
+        }
+        if let Some(r) = self.run.take() {
+            send_run(socks, &self.out[..r.len], &r).await;
+            self.out.copy_within(r.len..r.len + len, 0);
+        }
+        self.run = Some(Run {
+            to,
+            seg: len,
+            count: 1,
+            len,
+            closed: false,
+        });
+    }
+
+    async fn flush(&mut self, socks: &Sockets) {
+        if let Some(r) = self.run.take() {
+            send_run(socks, &self.out[..r.len], &r).await;
         }
     }
+}
+
+async fn send_run(socks: &Sockets, contents: &[u8], run: &Run) {
+    let segment = (run.count > 1).then_some(run.seg);
+    socks.send(run.to, contents, segment).await;
 }
 
 /// Consecutive read errors within one pump. One bad packet (tun-rs refuses some GSO layouts)
@@ -182,17 +135,90 @@ impl ReadErrors {
     }
 }
 
-async fn flush(socks: &Sockets, contents: &[u8], run: &GsoRun) {
-    let segment = (run.count > 1).then_some(run.seg);
-    socks.send(run.to, contents, segment).await;
+/// Writes locally generated packets (ICMPv6 errors) to the TUN device.
+pub async fn write_local(tun: &AsyncDevice, node: &mut Node, gro: &mut GROTable) {
+    let mut bufs: Vec<Vec<u8>> = Vec::new();
+    while let Some(p) = node.poll_tun() {
+        let mut b = vec![0u8; VIRTIO_NET_HDR_LEN];
+        b.extend_from_slice(&p);
+        bufs.push(b);
+    }
+    if !bufs.is_empty()
+        && let Err(e) = tun.send_multiple(gro, &mut bufs, VIRTIO_NET_HDR_LEN).await
+    {
+        tracing::debug!("TUN write: {e}");
+    }
 }
 
-/// Buffers for the UDP → TUN direction.
+/// Buffers for the TUN → UDP direction.
+pub struct TunToUdp {
+    original: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    batch: GsoBatch,
+}
+
+impl TunToUdp {
+    /// Buffers for a TUN device of this MTU.
+    pub fn new(mtu: u16) -> Self {
+        let cap = mtu as usize + 64;
+        TunToUdp {
+            original: vec![0; VIRTIO_NET_HDR_LEN + 65_535],
+            bufs: (0..IDEAL_BATCH_SIZE).map(|_| vec![0; cap]).collect(),
+            sizes: vec![0; IDEAL_BATCH_SIZE],
+            batch: GsoBatch::new(),
+        }
+    }
+
+    /// Reads what the TUN device has (up to the budget), encrypts, routes and sends it.
+    /// Fails if the device itself failed.
+    pub async fn pump(
+        &mut self,
+        tun: &AsyncDevice,
+        node: &mut Node,
+        socks: &Sockets,
+    ) -> io::Result<()> {
+        let mut errors = ReadErrors::default();
+        let mut result = Ok(());
+        for _ in 0..BUDGET {
+            let n =
+                match tun.try_recv_multiple(&mut self.original, &mut self.bufs, &mut self.sizes, 0)
+                {
+                    Ok(n) => n,
+                    Err(e) => match errors.on(e, "TUN read") {
+                        Some(r) => {
+                            result = r;
+                            break;
+                        }
+                        None => continue,
+                    },
+                };
+            errors.reset();
+            let now = Instant::now();
+            for i in 0..n {
+                let len = self.sizes[i].min(self.bufs[i].len());
+                let out = self.batch.tail(socks).await;
+                if let Outbound::Datagram { to, len } =
+                    node.outbound(now, &self.bufs[i][..len], out)
+                {
+                    self.batch.commit(socks, to, len).await;
+                }
+            }
+        }
+        self.batch.flush(socks).await;
+        result
+    }
+}
+
+/// Buffers for the UDP → TUN (or forward) direction.
 pub struct UdpToTun {
     rx: Vec<Vec<u8>>,
     meta: Vec<RecvMeta>,
+    frame: Vec<u8>,
     tun_bufs: Vec<Vec<u8>>,
-    gro: GROTable,
+    /// Packets made by the node itself (ICMPv6 errors) go through here too.
+    pub gro: GROTable,
+    forward: GsoBatch,
 }
 
 impl Default for UdpToTun {
@@ -200,23 +226,22 @@ impl Default for UdpToTun {
         UdpToTun {
             rx: (0..RX_SLOTS).map(|_| vec![0; RX_SLOT_LEN]).collect(),
             meta: vec![RecvMeta::default(); RX_SLOTS],
+            frame: vec![0; RX_SLOT_LEN],
             tun_bufs: Vec::new(),
             gro: GROTable::default(),
+            forward: GsoBatch::new(),
         }
     }
 }
 
 impl UdpToTun {
-    /// Receives what socket `idx` has (up to the budget), decrypts it and writes it to the TUN.
-    /// Packets from successive receives are written together, so GRO coalesces as many TCP
-    /// segments as possible into one write (each write runs the kernel's TCP receive path).
-    ///
-    /// Fails if the socket itself failed (erroring on every receive).
+    /// Receives what socket `idx` has (up to the budget): packets for us go to the TUN device,
+    /// packets for others on to their next hop. Fails if the socket itself failed.
     pub async fn pump(
         &mut self,
         idx: usize,
         tun: &AsyncDevice,
-        links: &mut Links,
+        node: &mut Node,
         socks: &Sockets,
     ) -> io::Result<()> {
         let Some(sock) = socks.get(idx) else {
@@ -254,11 +279,23 @@ impl UdpToTun {
                     }
                     let tb = &mut self.tun_bufs[count];
                     tb.clear();
-                    tb.resize(VIRTIO_NET_HDR_LEN - FRAME_HEADROOM + dgram.len(), 0);
-                    let out = &mut tb[VIRTIO_NET_HDR_LEN - FRAME_HEADROOM..];
-                    if let Recv::Deliver { len } = links.handle_datagram(now, from, dgram, out) {
-                        tb.truncate(VIRTIO_NET_HDR_LEN + len);
-                        count += 1;
+                    tb.resize(VIRTIO_NET_HDR_LEN + dgram.len(), 0);
+                    let net_out = self.forward.tail(socks).await;
+                    let frame = &mut self.frame[..];
+                    match node.inbound(
+                        now,
+                        from,
+                        dgram,
+                        frame,
+                        &mut tb[VIRTIO_NET_HDR_LEN..],
+                        net_out,
+                    ) {
+                        Inbound::Tun { len } => {
+                            tb.truncate(VIRTIO_NET_HDR_LEN + len);
+                            count += 1;
+                        }
+                        Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
+                        Inbound::Done => {}
                     }
                 }
             }
@@ -268,7 +305,7 @@ impl UdpToTun {
             }
         }
         self.write_tun(tun, count).await;
-        super::flush_control(links, socks).await;
+        self.forward.flush(socks).await;
         result
     }
 

@@ -13,17 +13,23 @@ mod datapath;
 
 use crate::admin;
 use crate::config::Config;
+use crate::e2e::E2eConfig;
 use crate::identity::Identity;
-use crate::link::{Event, LinkConfig, Links};
+use crate::link::LinkConfig;
+use crate::node::{Node, NodeConfig};
 use crate::udp::UdpSock;
 use crate::uri::PeerUri;
 use anyhow::Context;
+use routing::RouterConfig;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+use tun_rs::AsyncDevice;
 
 pub use control::PeerStore;
 
@@ -96,11 +102,26 @@ impl Sockets {
     }
 }
 
-/// Sends every control datagram the core has queued.
-async fn flush_control(links: &mut Links, socks: &Sockets) {
-    while let Some(t) = links.poll_transmit() {
+/// Sends every control datagram the node has queued, and its packets for the local stack.
+async fn flush_control(
+    node: &mut Node,
+    socks: &Sockets,
+    tun: &AsyncDevice,
+    gro: &mut tun_rs::GROTable,
+) {
+    let now = Instant::now();
+    while let Some(t) = node.poll_transmit(now) {
         socks.send(t.to, &t.data, None).await;
     }
+    datapath::write_local(tun, node, gro).await;
+}
+
+/// Milliseconds since the Unix epoch: the first routing sequence number, so that it exceeds
+/// any this identity used before a restart.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
 }
 
 /// Runs the daemon until `shutdown` completes or a fatal error occurs.
@@ -127,16 +148,29 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         .await
         .context("cannot start the admin API")?;
 
-    let link_cfg = LinkConfig {
-        suite: cfg.suite()?,
-        max_peers: cfg.max_peers,
-        ..LinkConfig::default()
+    let suite = cfg.suite()?;
+    let node_cfg = NodeConfig {
+        link: LinkConfig {
+            suite,
+            max_peers: cfg.max_peers,
+            ..LinkConfig::default()
+        },
+        router: RouterConfig {
+            eligible_roots: cfg.eligible_roots()?,
+            ..RouterConfig::default()
+        },
+        e2e: E2eConfig {
+            suite,
+            ..E2eConfig::default()
+        },
     };
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).context("the operating system gave no random bytes")?;
-    let mut links = Links::new(
+    let mut node = Node::new(
         &identity,
-        link_cfg,
+        node_cfg,
+        &identity.secret_seed(),
+        wall_clock_ms(),
         u64::from_le_bytes(seed),
         Instant::now(),
     );
@@ -145,7 +179,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         anyhow::bail!("peers: {why}");
     }
     for uri in config_peers.iter().chain(store.peers()) {
-        links.add_peer(uri.clone(), Instant::now());
+        node.links.add_peer(uri.clone(), Instant::now());
     }
 
     let ctl = control::Control {
@@ -157,19 +191,25 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let (resolve_tx, mut resolve_rx) = mpsc::channel::<(PeerUri, Result<SocketAddr, String>)>(16);
     let mut tun_rx = datapath::TunToUdp::new(cfg.tun.mtu);
     let mut udp_rx = datapath::UdpToTun::default();
+    let mut pings: HashMap<u64, oneshot::Sender<admin::Reply>> = HashMap::new();
     let mut shutdown = pin!(shutdown);
     let mut last_sock = 0;
 
     loop {
         let now = Instant::now();
-        let mut deadline = links.poll_timeout();
+        let mut deadline = node.poll_timeout();
         if deadline.is_some_and(|t| t <= now) {
-            links.handle_timeout(now);
-            deadline = links.poll_timeout();
+            node.handle_timeout(now);
+            deadline = node.poll_timeout();
         }
-        flush_control(&mut links, &socks).await;
-        while let Some(Event::Resolve(uri)) = links.poll_event() {
+        flush_control(&mut node, &socks, &tun, &mut udp_rx.gro).await;
+        while let Some(uri) = node.poll_resolve() {
             tokio::spawn(resolve(uri, socks.families(), resolve_tx.clone()));
+        }
+        while let Some((ticket, outcome)) = node.poll_ping() {
+            if let Some(tx) = pings.remove(&ticket) {
+                let _ = tx.send(admin::Reply::ok(outcome));
+            }
         }
         let deadline = deadline.unwrap_or(now + Duration::from_secs(3600));
         let sleep = tokio::time::sleep_until(deadline.into());
@@ -177,7 +217,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             _ = &mut shutdown => break,
             r = tun.readable() => {
                 let r = match r {
-                    Ok(()) => tun_rx.pump(&tun, &mut links, &socks).await,
+                    Ok(()) => tun_rx.pump(&tun, &mut node, &socks).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = r {
@@ -189,20 +229,35 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             }
             i = socks.readable(last_sock) => {
                 last_sock = i;
-                if let Err(e) = udp_rx.pump(i, &tun, &mut links, &socks).await {
+                if let Err(e) = udp_rx.pump(i, &tun, &mut node, &socks).await {
                     let at = socks.get(i).map(|s| s.local_addr().to_string()).unwrap_or_default();
                     anyhow::bail!("the UDP socket {at} failed ({e}); exiting");
                 }
             }
-            _ = sleep => links.handle_timeout(Instant::now()),
+            _ = sleep => node.handle_timeout(Instant::now()),
             Some((req, reply)) = admin_rx.recv() => {
-                let r = ctl.handle(req, &mut links, &mut store, &socks);
-                let _ = reply.send(r);
+                match req {
+                    admin::Request::Ping { address } => match address.parse() {
+                        Ok(addr) => {
+                            let ticket = node.ping(Instant::now(), addr);
+                            pings.insert(ticket, reply);
+                        }
+                        Err(_) => {
+                            let _ = reply.send(admin::Reply::err(format!("{address:?} is not an IPv6 address")));
+                        }
+                    },
+                    req => {
+                        let r = ctl.handle(req, &mut node, &mut store, &socks);
+                        let _ = reply.send(r);
+                    }
+                }
             }
-            Some((uri, res)) = resolve_rx.recv() => links.resolved(&uri, res, Instant::now()),
+            Some((uri, res)) = resolve_rx.recv() => node.links.resolved(&uri, res, Instant::now()),
         }
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: telling the peers");
+    node.links.close_all(Instant::now());
+    flush_control(&mut node, &socks, &tun, &mut udp_rx.gro).await;
     Ok(())
 }
 

@@ -1,13 +1,13 @@
-//! The per-packet paths: decrypting a transport message into a packet for the TUN device, and
-//! encrypting a packet from the TUN device for its peer. Both write into buffers the caller
-//! owns and allocate nothing.
+//! The per-packet paths: decrypting a transport message into a frame for the layer above, and
+//! encrypting a frame for a peer. Both write into buffers the caller owns and allocate nothing.
+//!
+//! A frame is `kind (1) | body`: [`wire::frame::ROUTING`] carries a routing message,
+//! [`wire::frame::CLOSE`] says the peer is shutting the link down, and an empty plaintext is a
+//! keepalive.
 
-use super::{DropReason, FRAME_HEADROOM, Links, Recv, Send};
-use crate::identity::PublicKey;
-use crate::packet::Ipv6Header;
+use super::{DropReason, LinkId, Links, Recv, Send};
 use crate::session::SessionError;
 use crate::wire;
-use routing::address;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -26,7 +26,6 @@ impl Links {
         let Some(key) = self.sessions.get(&receiver).copied() else {
             return Recv::Dropped(DropReason::UnknownSession);
         };
-        let (me, my_subnet) = (self.address, self.subnet);
         let Some(peer) = self.peers.get_mut(&key) else {
             return Recv::Dropped(DropReason::UnknownSession);
         };
@@ -49,61 +48,43 @@ impl Links {
         if n == 0 {
             return Recv::Consumed; // keepalive
         }
-        if out[0] != wire::frame::IPV6 {
-            return Recv::Dropped(DropReason::BadFrame);
+        match out[0] {
+            wire::frame::ROUTING => {
+                peer.last_data_rx = Some(now);
+                peer.counters.rx_packets += 1;
+                Recv::Frame {
+                    link: peer.link,
+                    len: n,
+                }
+            }
+            wire::frame::CLOSE => {
+                self.remove_link(&key, "the peer closed the link");
+                self.relink_dialers(&key, now);
+                Recv::Consumed
+            }
+            _ => Recv::Dropped(DropReason::BadFrame),
         }
-        let Ok(h) = Ipv6Header::parse(&out[1..n]) else {
-            return Recv::Dropped(DropReason::BadFrame);
-        };
-        // The peer's addresses are derived once per link, not hashed per packet.
-        if !address::owner_id(&h.src).is_some_and(|o| o == peer.address || o == peer.subnet) {
-            tracing::debug!(peer = %key.short(), src = %h.src, "spoofed source address");
-            return Recv::Dropped(DropReason::Spoofed);
-        }
-        if !address::owner_id(&h.dst).is_some_and(|o| o == me || o == my_subnet) {
-            return Recv::Dropped(DropReason::NotForUs);
-        }
-        peer.last_data_rx = Some(now);
-        peer.counters.rx_packets += 1;
-        Recv::Deliver { len: h.total_len }
     }
 
-    /// Encrypts one IPv6 packet from the TUN device. `buf` holds [`FRAME_HEADROOM`] spare bytes
-    /// followed by the packet; the datagram is written to `out`, which needs
-    /// `buf.len() + wire::TRANSPORT_OVERHEAD` bytes.
-    pub fn encapsulate(&mut self, now: Instant, buf: &mut [u8], out: &mut [u8]) -> Send {
-        let r = self.encapsulate_inner(now, buf, out);
-        if let Send::Dropped(reason) = r {
-            self.counters.dropped.add(reason);
-        }
-        r
-    }
-
-    fn encapsulate_inner(&mut self, now: Instant, buf: &mut [u8], out: &mut [u8]) -> Send {
-        let Some(packet) = buf.get(FRAME_HEADROOM..) else {
-            return Send::Dropped(DropReason::BadLocalPacket);
-        };
-        let Ok(h) = Ipv6Header::parse(packet) else {
-            return Send::Dropped(DropReason::BadLocalPacket);
-        };
-        if h.dst.is_multicast() {
-            return Send::Dropped(DropReason::Multicast);
-        }
-        let Some(key) = address::owner_id(&h.dst)
-            .and_then(|o| self.routes.get(&o))
-            .copied()
-        else {
-            return Send::Dropped(DropReason::NoRoute);
+    /// Encrypts one frame (`kind | body`) for the peer on `link`; the datagram is written to
+    /// `out`, which needs `frame.len() + wire::TRANSPORT_OVERHEAD` bytes.
+    pub fn encapsulate(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        frame: &[u8],
+        out: &mut [u8],
+    ) -> Send {
+        let Some(key) = self.links.get(&link).copied() else {
+            return Send::Dropped(DropReason::NoLink);
         };
         let Some(peer) = self.peers.get_mut(&key) else {
-            return Send::Dropped(DropReason::NoRoute);
+            return Send::Dropped(DropReason::NoLink);
         };
         let to = peer.endpoint;
         let Some(session) = peer.send_session() else {
-            return Send::Dropped(DropReason::NoRoute);
+            return Send::Dropped(DropReason::NoLink);
         };
-        buf[0] = wire::frame::IPV6;
-        let frame = &buf[..FRAME_HEADROOM + h.total_len];
         match session.encrypt(frame, out) {
             Ok(n) => {
                 peer.last_tx = now;
@@ -113,12 +94,25 @@ impl Links {
                 self.counters.tx_datagrams += 1;
                 Send::Transmit { to, len: n }
             }
-            Err(_) => Send::Dropped(DropReason::NoRoute),
+            Err(_) => {
+                self.counters.dropped.add(DropReason::NoLink);
+                Send::Dropped(DropReason::NoLink)
+            }
         }
     }
 
-    /// Queues a keepalive (an empty transport message) to `key`.
-    pub(crate) fn send_keepalive(&mut self, key: &PublicKey, now: Instant) {
+    /// Queues a keepalive (an empty transport message) to the peer with this key.
+    pub(crate) fn send_keepalive(&mut self, key: &crate::identity::PublicKey, now: Instant) {
+        self.send_control_frame(key, &[], now);
+    }
+
+    /// Queues a frame as a control datagram (keepalives, close).
+    pub(crate) fn send_control_frame(
+        &mut self,
+        key: &crate::identity::PublicKey,
+        frame: &[u8],
+        now: Instant,
+    ) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
@@ -128,11 +122,21 @@ impl Links {
         let Some(session) = peer.send_session() else {
             return;
         };
-        let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD];
-        if let Ok(n) = session.encrypt(&[], &mut data) {
+        let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD + frame.len()];
+        if let Ok(n) = session.encrypt(frame, &mut data) {
             data.truncate(n);
             peer.counters.tx_bytes += n as u64;
             self.queue(to, data);
+        }
+    }
+
+    /// Tells every peer that this node is going away (so they need not wait for a timeout) and
+    /// drops every link.
+    pub fn close_all(&mut self, now: Instant) {
+        let keys: Vec<_> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.send_control_frame(&k, &[wire::frame::CLOSE], now);
+            self.remove_link(&k, "this node is shutting down");
         }
     }
 }

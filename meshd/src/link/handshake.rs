@@ -11,6 +11,7 @@
 
 use super::{DropReason, Event, Links, Recv};
 use crate::identity::PublicKey;
+use crate::noise::peer_identity;
 use crate::session::Session;
 use crate::wire::{self, HandshakePayload, Suite};
 use snow::HandshakeState;
@@ -46,20 +47,6 @@ pub struct Responding {
     pub(crate) suite: Suite,
     pub(crate) created: Instant,
     pub(crate) remote_index: u32,
-}
-
-/// Verifies the payload a peer sent inside the handshake against the static key Noise
-/// authenticated, and returns the peer's identity.
-fn peer_identity(hs: &HandshakeState, payload: &[u8]) -> Result<PublicKey, &'static str> {
-    let p = HandshakePayload::parse(payload).map_err(|_| "bad handshake payload")?;
-    let key = PublicKey(p.public_key);
-    let expected = key
-        .noise_static()
-        .ok_or("handshake key is not a valid ed25519 key")?;
-    match hs.get_remote_static() {
-        Some(rs) if rs == expected.as_slice() => Ok(key),
-        _ => Err("handshake key does not match its Noise static key"),
-    }
 }
 
 impl Links {
@@ -212,7 +199,8 @@ impl Links {
         };
         self.queue(from, buf);
         let session = Session::new(transport, receiver, sender, true, init.suite, now);
-        self.install_session(key, session, from, now);
+        let rtt = now.saturating_duration_since(init.sent);
+        self.install_session(key, session, from, now, Some(rtt));
         if let Some(p) = self.peers.get_mut(&key) {
             p.counters.rx_bytes += wire_len as u64;
         }
@@ -279,7 +267,7 @@ impl Links {
             resp.suite,
             now,
         );
-        self.install_session(key, session, from, now);
+        self.install_session(key, session, from, now, None);
         if let Some(p) = self.peers.get_mut(&key) {
             p.counters.rx_bytes += wire_len as u64;
         }

@@ -5,12 +5,16 @@
 //! does what it returns, following quinn-proto's contract:
 //!
 //! ```text
-//!   UDP datagram ──► handle_datagram(now, from, bytes, out) ──► Recv::Deliver ──► TUN
-//!   TUN packet   ──► encapsulate(now, buf, out)             ──► Send::Transmit ──► UDP
+//!   UDP datagram ──► handle_datagram(now, from, bytes, out) ──► Recv::Frame ──► router
+//!   router frame ──► encapsulate(now, link, frame, out)     ──► Send::Transmit ──► UDP
 //!   timer        ──► handle_timeout(now)        poll_timeout() ──► when to call it next
 //!   control      ──► poll_transmit() (handshakes, keepalives)  ──► UDP
-//!                    poll_event()    (host names to resolve)
+//!                    poll_event()    (links up and down, host names to resolve)
 //! ```
+//!
+//! A link is one authenticated peer key; its [`LinkId`] names it to the router for as long as
+//! it is up. The link layer does not look inside frames: addresses and who may send what are
+//! the end-to-end layer's business ([`crate::e2e`]).
 //!
 //! Data-path calls write into buffers the caller owns and return a result enum (as boringtun's
 //! `Tunn` does); only handshakes and keepalives allocate. Randomness (session indexes, jitter)
@@ -32,7 +36,7 @@ use crate::identity::{Identity, PublicKey};
 use crate::uri::PeerUri;
 use crate::wire::{self, Message, Suite};
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Timers and limits of the link layer. The defaults follow WireGuard's where one exists.
@@ -64,8 +68,10 @@ pub struct LinkConfig {
 impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
-            keepalive_interval: Duration::from_secs(5),
-            peer_timeout: Duration::from_secs(15),
+            // Short, so that routing notices a dead link (and goes around it) within seconds:
+            // an idle link costs one 29-byte datagram a second each way.
+            keepalive_interval: Duration::from_secs(1),
+            peer_timeout: Duration::from_secs(3),
             rekey_after: Duration::from_secs(120),
             reject_after: Duration::from_secs(180),
             handshake_timeout: Duration::from_secs(1),
@@ -87,12 +93,19 @@ pub struct Transmit {
     pub data: Vec<u8>,
 }
 
+/// Names one link (one authenticated peer) for as long as it is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
 /// What became of a received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recv {
-    /// An IPv6 packet for the TUN device is at `out[1..1 + len]` (`out[0]` holds the frame kind).
-    Deliver {
-        /// Length of the IPv6 packet.
+    /// A frame from the peer on `link` is at `out[..len]`: `out[0]` is its kind
+    /// ([`wire::frame`]), the rest its body.
+    Frame {
+        /// The link it came over.
+        link: LinkId,
+        /// Length of the frame, kind byte included.
         len: usize,
     },
     /// Handled (handshake or keepalive); nothing to deliver. Check [`Links::poll_transmit`].
@@ -101,7 +114,7 @@ pub enum Recv {
     Dropped(DropReason),
 }
 
-/// What became of a packet from the TUN device.
+/// What became of a frame to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Send {
     /// Send `out[..len]` to `to`.
@@ -120,22 +133,34 @@ pub enum Send {
 pub enum Event {
     /// Resolve this peer URI's host name and call [`Links::resolved`].
     Resolve(PeerUri),
+    /// A link came up.
+    LinkUp {
+        /// Its id.
+        link: LinkId,
+        /// The peer's key.
+        key: PublicKey,
+        /// The handshake's round trip, when we initiated it.
+        rtt: Option<Duration>,
+    },
+    /// A link went down.
+    LinkDown {
+        /// Its id.
+        link: LinkId,
+        /// The peer's key.
+        key: PublicKey,
+    },
 }
-
-/// Bytes to reserve before an IPv6 packet handed to [`Links::encapsulate`].
-pub const FRAME_HEADROOM: usize = 1;
 
 /// The link layer of one node.
 pub struct Links {
     pub(crate) public: PublicKey,
     pub(crate) noise_private: [u8; 32],
-    address: Ipv6Addr,
-    subnet: Ipv6Addr,
     pub(crate) cfg: LinkConfig,
     rng: u64,
     pub(crate) peers: HashMap<PublicKey, Peer>,
-    /// Owner id (node address or subnet prefix, see [`routing::address::owner_id`]) to peer.
-    routes: HashMap<Ipv6Addr, PublicKey>,
+    /// Link id to peer key.
+    pub(crate) links: HashMap<LinkId, PublicKey>,
+    next_link: u64,
     /// Local session index to peer.
     sessions: HashMap<u32, PublicKey>,
     pub(crate) initiating: HashMap<u32, handshake::Initiating>,
@@ -155,13 +180,12 @@ impl Links {
         Links {
             public,
             noise_private: identity.noise_private(),
-            address: public.address(),
-            subnet: public.subnet(),
             init_limiter: ratelimit::InitLimiter::new(cfg.init_limits, now),
             cfg,
             rng: seed ^ 0x6a09_e667_f3bc_c909,
             peers: HashMap::new(),
-            routes: HashMap::new(),
+            links: HashMap::new(),
+            next_link: 1,
             sessions: HashMap::new(),
             initiating: HashMap::new(),
             responding: HashMap::new(),
@@ -344,29 +368,22 @@ impl Links {
         session: crate::session::Session,
         from: SocketAddr,
         now: Instant,
+        rtt: Option<Duration>,
     ) {
         self.counters.handshakes_completed += 1;
         let local = session.local_index;
         let confirmed = session.confirmed;
-        let peer = self.peers.entry(key).or_insert_with(|| {
+        if !self.peers.contains_key(&key) {
             tracing::info!(peer = %key, address = %key.address(), endpoint = %from, "link up");
-            Peer::new(key, from, now)
-        });
-        if peer.sessions.is_empty() {
-            for owner in [peer.address, peer.subnet] {
-                // First come keeps a route: another key claiming the same subnet (a 2^56-hash
-                // collision) must not steal traffic meant for the first.
-                match self.routes.get(&owner) {
-                    Some(other) if *other != key => tracing::warn!(
-                        peer = %key, holder = %other, %owner,
-                        "two keys claim the same overlay prefix; keeping the first"
-                    ),
-                    _ => {
-                        self.routes.insert(owner, key);
-                    }
-                }
-            }
+            let link = LinkId(self.next_link);
+            self.next_link += 1;
+            self.links.insert(link, key);
+            self.peers.insert(key, Peer::new(key, link, from, now));
+            self.events.push_back(Event::LinkUp { link, key, rtt });
         }
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
         peer.endpoint = from;
         peer.last_rx = now;
         peer.last_handshake = now;
@@ -390,7 +407,7 @@ impl Links {
         }
     }
 
-    /// Tears down the link to `key` (sessions, routes), keeping configured dialers.
+    /// Tears down the link to `key`, keeping configured dialers.
     pub(crate) fn remove_link(&mut self, key: &PublicKey, why: &str) {
         let Some(peer) = self.peers.remove(key) else {
             return;
@@ -402,11 +419,11 @@ impl Links {
         if let Some(idx) = peer.rekey_in_flight {
             self.initiating.remove(&idx);
         }
-        for owner in [peer.address, peer.subnet] {
-            if self.routes.get(&owner) == Some(key) {
-                self.routes.remove(&owner);
-            }
-        }
+        self.links.remove(&peer.link);
+        self.events.push_back(Event::LinkDown {
+            link: peer.link,
+            key: *key,
+        });
     }
 
     /// The pinned key of a configured peer at `addr`, if any.

@@ -4,7 +4,7 @@ use super::LinkConfig;
 use crate::identity::PublicKey;
 use crate::session::Session;
 use crate::uri::PeerUri;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// At most this many sessions per peer: the current one, the previous one (packets in flight
@@ -39,9 +39,8 @@ pub struct PeerCounters {
 #[derive(Debug)]
 pub struct Peer {
     pub(crate) key: PublicKey,
-    /// `key`'s node address and subnet, derived once.
-    pub(crate) address: Ipv6Addr,
-    pub(crate) subnet: Ipv6Addr,
+    /// Its id, for the router.
+    pub(crate) link: super::LinkId,
     pub(crate) endpoint: SocketAddr,
     /// Oldest first.
     pub(crate) sessions: Vec<Session>,
@@ -58,11 +57,15 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(key: PublicKey, endpoint: SocketAddr, now: Instant) -> Self {
+    pub(crate) fn new(
+        key: PublicKey,
+        link: super::LinkId,
+        endpoint: SocketAddr,
+        now: Instant,
+    ) -> Self {
         Peer {
             key,
-            address: key.address(),
-            subnet: key.subnet(),
+            link,
             endpoint,
             sessions: Vec::new(),
             up_since: now,

@@ -20,19 +20,10 @@ pub enum DropReason {
     Refused,
     /// Too many handshakes at once; the newest was not answered.
     RateLimited,
-    /// A decrypted frame of an unknown kind, or not a valid IPv6 packet.
+    /// A decrypted frame of an unknown kind.
     BadFrame,
-    /// An inner source address that does not belong to the peer's key (spoofing).
-    Spoofed,
-    /// A packet from a peer for an address that is not ours.
-    NotForUs,
-    /// A packet from the TUN device for an address with no link.
-    NoRoute,
-    /// A packet from the TUN device that is not IPv6 or is malformed.
-    BadLocalPacket,
-    /// A multicast packet from the TUN device (the kernel's MLD and router solicitations): the
-    /// overlay carries unicast only.
-    Multicast,
+    /// A frame for a link that is not up (any more).
+    NoLink,
 }
 
 /// Counters of one node, serialised as-is into `meshctl status --json`.
@@ -67,16 +58,8 @@ pub struct DropCounters {
     pub rate_limited: u64,
     /// See [`DropReason::BadFrame`].
     pub bad_frame: u64,
-    /// See [`DropReason::Spoofed`].
-    pub spoofed_source: u64,
-    /// See [`DropReason::NotForUs`].
-    pub not_for_us: u64,
-    /// See [`DropReason::NoRoute`].
-    pub no_route: u64,
-    /// See [`DropReason::BadLocalPacket`].
-    pub bad_local_packet: u64,
-    /// See [`DropReason::Multicast`].
-    pub multicast: u64,
+    /// See [`DropReason::NoLink`].
+    pub no_link: u64,
 }
 
 impl DropCounters {
@@ -91,16 +74,12 @@ impl DropCounters {
             DropReason::Refused => &mut self.refused,
             DropReason::RateLimited => &mut self.rate_limited,
             DropReason::BadFrame => &mut self.bad_frame,
-            DropReason::Spoofed => &mut self.spoofed_source,
-            DropReason::NotForUs => &mut self.not_for_us,
-            DropReason::NoRoute => &mut self.no_route,
-            DropReason::BadLocalPacket => &mut self.bad_local_packet,
-            DropReason::Multicast => &mut self.multicast,
+            DropReason::NoLink => &mut self.no_link,
         };
         *c += 1;
     }
 
-    /// Drops of datagrams that came from the network (everything but local no-route/bad packets).
+    /// Drops of datagrams that came from the network.
     pub fn from_network(&self) -> u64 {
         self.malformed
             + self.unknown_session
@@ -110,7 +89,5 @@ impl DropCounters {
             + self.refused
             + self.rate_limited
             + self.bad_frame
-            + self.spoofed_source
-            + self.not_for_us
     }
 }

@@ -147,7 +147,7 @@ impl Links {
     }
 
     /// After the link to `key` went down, configured peers that led to it dial again at once.
-    fn relink_dialers(&mut self, key: &PublicKey, now: Instant) {
+    pub(crate) fn relink_dialers(&mut self, key: &PublicKey, now: Instant) {
         for d in self.dialers.iter_mut().filter(|d| d.linked == Some(*key)) {
             d.linked = None;
             d.failures = 0;

@@ -1,0 +1,712 @@
+//! End-to-end sessions: Noise IK between the source and the destination node, so that the
+//! nodes forwarding a packet see only ciphertext.
+//!
+//! ```text
+//!  TUN packet for key K ─► encrypt(now, K, packet) ─► Ready: DATA message ─► router ─► …
+//!                                                  └► Queued: handshake started (INIT via
+//!                                                     poll_transmit); packets wait, bounded
+//!  routed payload from K ─► handle(now, K, msg) ─► Deliver: IPv6 packet (source checked
+//!                                                  against K's addresses) ─► TUN
+//! ```
+//!
+//! Sans-IO like the link core: time comes in, messages to route come out of
+//! [`E2e::poll_transmit`] as `(destination key, bytes)`. The destination is named by key (the
+//! router's lookup turned the address into it), so the initiator always knows the responder's
+//! static key: IK takes one round trip and hides the initiator's identity from everyone but
+//! the responder. The responder checks that the key inside the handshake is the one the
+//! routing header claims, and every packet's source address is checked against the session's
+//! key. Sessions rekey after 120 s, are never used after 180 s, and do not depend on the path:
+//! a route change under a session changes nothing here.
+
+pub mod wire;
+
+use crate::identity::{Identity, PublicKey};
+use crate::noise;
+use crate::packet::Ipv6Header;
+use crate::session::{Session, SessionError};
+use crate::wire::{HandshakePayload, Suite};
+use routing::address;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+use wire::Msg;
+
+/// Timers and limits of end-to-end sessions.
+#[derive(Debug, Clone)]
+pub struct E2eConfig {
+    /// AEAD for sessions this node starts.
+    pub suite: Suite,
+    /// Rekey when the newest session is this old.
+    pub rekey_after: Duration,
+    /// Never use a session older than this.
+    pub reject_after: Duration,
+    /// Retry a handshake unanswered for this long ...
+    pub handshake_timeout: Duration,
+    /// ... this many times, then give up (queued packets are dropped).
+    pub handshake_attempts: u32,
+    /// Sent data and heard nothing for this long: handshake again (the other side may have
+    /// restarted and lost the session).
+    pub probe_after: Duration,
+    /// Packets queued per destination while a session is set up.
+    pub queue_per_remote: usize,
+    /// Most destinations tracked at once.
+    pub max_remotes: usize,
+}
+
+impl Default for E2eConfig {
+    fn default() -> Self {
+        E2eConfig {
+            suite: noise::preferred_suite(),
+            rekey_after: Duration::from_secs(120),
+            reject_after: Duration::from_secs(180),
+            handshake_timeout: Duration::from_secs(1),
+            handshake_attempts: 4,
+            probe_after: Duration::from_secs(3),
+            queue_per_remote: 64,
+            max_remotes: 4096,
+        }
+    }
+}
+
+/// Drops at the end-to-end layer, by reason.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct E2eCounters {
+    /// Messages that could not be parsed.
+    pub malformed: u64,
+    /// Data for a session index we do not have.
+    pub unknown_session: u64,
+    /// Data replayed or too old.
+    pub replay: u64,
+    /// Data whose tag did not verify.
+    pub decrypt_failed: u64,
+    /// Handshakes that failed or named another key than their routing header.
+    pub handshake_failed: u64,
+    /// Handshake inits beyond the rate limit.
+    pub rate_limited: u64,
+    /// A packet whose source address does not belong to the session's key.
+    pub spoofed_source: u64,
+    /// A packet for an address that is not ours.
+    pub not_for_us: u64,
+    /// Packets dropped from a full queue or when a handshake gave up.
+    pub queue_dropped: u64,
+    /// Sessions established.
+    pub sessions_established: u64,
+}
+
+impl E2eCounters {
+    /// Drops of messages that came from the network.
+    pub fn from_network(&self) -> u64 {
+        self.malformed
+            + self.unknown_session
+            + self.replay
+            + self.decrypt_failed
+            + self.handshake_failed
+            + self.rate_limited
+            + self.spoofed_source
+            + self.not_for_us
+    }
+}
+
+/// What became of a packet handed to [`E2e::encrypt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encrypt {
+    /// `out` holds a DATA message for the destination.
+    Ready,
+    /// Waiting for a session; the packet is queued and will come out of `poll_transmit`.
+    Queued,
+    /// Dropped (queue full), counted.
+    Dropped,
+}
+
+/// What became of a message handed to [`E2e::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// An IPv6 packet from `from` is in `out[..len]`, its source checked.
+    Deliver {
+        /// Its length.
+        len: usize,
+        /// The authenticated sender.
+        from: PublicKey,
+    },
+    /// A handshake message, handled.
+    Consumed,
+    /// Dropped and counted.
+    Dropped,
+}
+
+struct Pending {
+    index: u32,
+    hs: snow::HandshakeState,
+    sent: Instant,
+    attempts: u32,
+}
+
+struct Remote {
+    address: Ipv6Addr,
+    subnet: Ipv6Addr,
+    /// Oldest first, at most three.
+    sessions: Vec<Session>,
+    initiating: Option<Pending>,
+    queue: VecDeque<Vec<u8>>,
+    first_unanswered: Option<Instant>,
+    last_rx: Option<Instant>,
+    last_used: Instant,
+    rx_packets: u64,
+    tx_packets: u64,
+    rx_bytes: u64,
+    tx_bytes: u64,
+}
+
+impl Remote {
+    fn new(key: &PublicKey, now: Instant) -> Self {
+        Remote {
+            address: key.address(),
+            subnet: key.subnet(),
+            sessions: Vec::new(),
+            initiating: None,
+            queue: VecDeque::new(),
+            first_unanswered: None,
+            last_rx: None,
+            last_used: now,
+            rx_packets: 0,
+            tx_packets: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
+        }
+    }
+
+    fn send_session(&mut self, now: Instant, reject_after: Duration) -> Option<&mut Session> {
+        self.sessions
+            .iter_mut()
+            .rev()
+            .find(|s| now < s.created + reject_after)
+    }
+}
+
+/// One row of `meshctl sessions`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SessionInfo {
+    /// The remote node's key.
+    pub public_key: String,
+    /// Its address.
+    pub address: String,
+    /// `up`, or `handshaking` (packets queued).
+    pub state: String,
+    /// Seconds since the newest session was set up.
+    pub age_secs: Option<u64>,
+    /// Whether we started the newest session.
+    pub initiator: Option<bool>,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes received (IPv6 packets).
+    pub rx_bytes: u64,
+    /// Bytes sent (IPv6 packets).
+    pub tx_bytes: u64,
+    /// Packets waiting for the session.
+    pub queued: usize,
+}
+
+/// All end-to-end sessions of this node.
+pub struct E2e {
+    private: [u8; 32],
+    public: PublicKey,
+    address: Ipv6Addr,
+    subnet: Ipv6Addr,
+    cfg: E2eConfig,
+    rng: u64,
+    remotes: HashMap<PublicKey, Remote>,
+    /// Local index (sessions and our handshakes in flight) to remote key.
+    by_index: HashMap<u32, PublicKey>,
+    /// Handshake inits answered: global bucket, and per sender.
+    tokens: (f64, Instant),
+    per_key: BTreeMap<PublicKey, (f64, Instant)>,
+    transmits: VecDeque<(PublicKey, Vec<u8>)>,
+    counters: E2eCounters,
+}
+
+const INIT_BURST: f64 = 256.0;
+const INIT_RATE: f64 = 128.0;
+const KEY_BURST: f64 = 8.0;
+const KEY_RATE: f64 = 4.0;
+
+fn take(bucket: &mut (f64, Instant), now: Instant, rate: f64, burst: f64) -> bool {
+    let dt = now.saturating_duration_since(bucket.1).as_secs_f64();
+    bucket.1 = now;
+    bucket.0 = (bucket.0 + dt * rate).min(burst);
+    if bucket.0 >= 1.0 {
+        bucket.0 -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+impl E2e {
+    /// End-to-end sessions for `identity`; `seed` drives session indexes.
+    pub fn new(identity: &Identity, cfg: E2eConfig, seed: u64, now: Instant) -> Self {
+        let public = identity.public_key();
+        E2e {
+            private: identity.noise_private(),
+            public,
+            address: public.address(),
+            subnet: public.subnet(),
+            cfg,
+            rng: seed ^ 0x51_7cc1_b727_220a_95,
+            remotes: HashMap::new(),
+            by_index: HashMap::new(),
+            tokens: (INIT_BURST, now),
+            per_key: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            counters: E2eCounters::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &E2eCounters {
+        &self.counters
+    }
+
+    fn fresh_index(&mut self) -> u32 {
+        loop {
+            self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let i = (z ^ (z >> 31)) as u32;
+            if !self.by_index.contains_key(&i) {
+                return i;
+            }
+        }
+    }
+
+    fn remote(&mut self, key: &PublicKey, now: Instant) -> Option<&mut Remote> {
+        if !self.remotes.contains_key(key) {
+            if self.remotes.len() >= self.cfg.max_remotes {
+                self.evict_idle(now);
+                if self.remotes.len() >= self.cfg.max_remotes {
+                    return None;
+                }
+            }
+            self.remotes.insert(*key, Remote::new(key, now));
+        }
+        self.remotes.get_mut(key)
+    }
+
+    /// The next message to route: `(destination key, message)`.
+    pub fn poll_transmit(&mut self) -> Option<(PublicKey, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    /// Encrypts an IPv6 packet for `dest` into `out` (a DATA message), or queues it while a
+    /// session is set up.
+    pub fn encrypt(
+        &mut self,
+        now: Instant,
+        dest: &PublicKey,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Encrypt {
+        let (reject, rekey) = (self.cfg.reject_after, self.cfg.rekey_after);
+        let Some(r) = self.remote(dest, now) else {
+            self.counters.queue_dropped += 1;
+            return Encrypt::Dropped;
+        };
+        r.last_used = now;
+        if let Some(s) = r.send_session(now, reject) {
+            let due_rekey = now
+                >= s.created
+                    + rekey
+                    + if s.initiator {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(10)
+                    };
+            out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
+            if let Ok(n) = s.encrypt(packet, out) {
+                out.truncate(n);
+                r.tx_packets += 1;
+                r.tx_bytes += packet.len() as u64;
+                r.first_unanswered.get_or_insert(now);
+                if due_rekey && r.initiating.is_none() {
+                    self.start_handshake(now, dest);
+                }
+                return Encrypt::Ready;
+            }
+        }
+        let limit = self.cfg.queue_per_remote;
+        let Some(r) = self.remotes.get_mut(dest) else {
+            return Encrypt::Dropped;
+        };
+        if r.queue.len() >= limit {
+            r.queue.pop_front();
+            self.counters.queue_dropped += 1;
+        }
+        r.queue.push_back(packet.to_vec());
+        if r.initiating.is_none() {
+            self.start_handshake(now, dest);
+        }
+        Encrypt::Queued
+    }
+
+    fn start_handshake(&mut self, now: Instant, dest: &PublicKey) {
+        let Some(remote_static) = dest.noise_static() else {
+            return;
+        };
+        let suite = self.cfg.suite;
+        let Ok(mut hs) = noise::ik_initiator(&self.private, &remote_static, suite) else {
+            return;
+        };
+        let index = self.fresh_index();
+        let mut buf = vec![0u8; wire::INIT_LEN + 16];
+        buf[0] = wire::TYPE_INIT;
+        buf[1] = suite.to_byte();
+        buf[4..8].copy_from_slice(&index.to_be_bytes());
+        let payload = HandshakePayload {
+            public_key: self.public.0,
+        }
+        .emit();
+        let Ok(n) = hs.write_message(&payload, &mut buf[8..]) else {
+            return;
+        };
+        buf.truncate(8 + n);
+        let attempts = self
+            .remotes
+            .get(dest)
+            .and_then(|r| r.initiating.as_ref())
+            .map_or(0, |p| p.attempts);
+        if let Some(old) = self.remotes.get_mut(dest).and_then(|r| r.initiating.take()) {
+            self.by_index.remove(&old.index);
+        }
+        self.by_index.insert(index, *dest);
+        if let Some(r) = self.remotes.get_mut(dest) {
+            r.initiating = Some(Pending {
+                index,
+                hs,
+                sent: now,
+                attempts: attempts + 1,
+            });
+        }
+        self.transmits.push_back((*dest, buf));
+    }
+
+    /// Handles a message routed to us; `src` is the key the routing header names (the
+    /// handshake must prove it).
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        src: &PublicKey,
+        msg: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        match wire::parse(msg) {
+            Err(_) => {
+                self.counters.malformed += 1;
+                Received::Dropped
+            }
+            Ok(Msg::Init {
+                suite,
+                sender,
+                noise,
+            }) => self.on_init(now, src, suite, sender, noise),
+            Ok(Msg::Resp {
+                sender,
+                receiver,
+                noise,
+            }) => self.on_resp(now, receiver, sender, noise),
+            Ok(Msg::Data {
+                receiver,
+                counter,
+                ciphertext,
+            }) => self.on_data(now, receiver, counter, ciphertext, out),
+        }
+    }
+
+    fn admit(&mut self, now: Instant, src: &PublicKey) -> bool {
+        if self.per_key.len() > 4096 {
+            self.per_key.clear();
+        }
+        let b = self.per_key.entry(*src).or_insert((KEY_BURST, now));
+        take(b, now, KEY_RATE, KEY_BURST) && take(&mut self.tokens, now, INIT_RATE, INIT_BURST)
+    }
+
+    fn on_init(
+        &mut self,
+        now: Instant,
+        src: &PublicKey,
+        suite: Suite,
+        sender: u32,
+        noise_msg: &[u8],
+    ) -> Received {
+        if !self.admit(now, src) {
+            self.counters.rate_limited += 1;
+            return Received::Dropped;
+        }
+        let Ok(mut hs) = noise::ik_responder(&self.private, suite) else {
+            self.counters.handshake_failed += 1;
+            return Received::Dropped;
+        };
+        let mut payload = [0u8; 128];
+        let key = match hs.read_message(noise_msg, &mut payload) {
+            Ok(n) => noise::peer_identity(&hs, &payload[..n]),
+            Err(_) => Err("init did not decrypt"),
+        };
+        let key = match key {
+            Ok(k) if k == *src && k != self.public => k,
+            _ => {
+                self.counters.handshake_failed += 1;
+                return Received::Dropped;
+            }
+        };
+        let index = self.fresh_index();
+        let mut buf = vec![0u8; wire::RESP_LEN + 16];
+        buf[0] = wire::TYPE_RESP;
+        buf[4..8].copy_from_slice(&index.to_be_bytes());
+        buf[8..12].copy_from_slice(&sender.to_be_bytes());
+        let Ok(n) = hs.write_message(&[], &mut buf[12..]) else {
+            return Received::Dropped;
+        };
+        buf.truncate(12 + n);
+        let Ok(t) = hs.into_stateless_transport_mode() else {
+            return Received::Dropped;
+        };
+        let session = Session::new(t, index, sender, false, suite, now);
+        self.transmits.push_back((key, buf));
+        self.install(now, key, session);
+        Received::Consumed
+    }
+
+    fn on_resp(&mut self, now: Instant, receiver: u32, sender: u32, noise_msg: &[u8]) -> Received {
+        let Some(key) = self.by_index.get(&receiver).copied() else {
+            self.counters.unknown_session += 1;
+            return Received::Dropped;
+        };
+        let suite = self.cfg.suite;
+        let Some(r) = self.remotes.get_mut(&key) else {
+            return Received::Dropped;
+        };
+        let Some(p) = r.initiating.as_mut().filter(|p| p.index == receiver) else {
+            self.counters.unknown_session += 1;
+            return Received::Dropped;
+        };
+        let mut scratch = [0u8; 64];
+        if p.hs.read_message(noise_msg, &mut scratch).is_err() {
+            // Forged or corrupted: keep waiting for the real one (snow rolled back).
+            self.counters.handshake_failed += 1;
+            return Received::Dropped;
+        }
+        let Some(p) = r.initiating.take() else {
+            return Received::Dropped;
+        };
+        let Ok(t) = p.hs.into_stateless_transport_mode() else {
+            return Received::Dropped;
+        };
+        let session = Session::new(t, receiver, sender, true, suite, now);
+        self.install(now, key, session);
+        Received::Consumed
+    }
+
+    /// Adds a session and sends whatever was waiting for it.
+    fn install(&mut self, now: Instant, key: PublicKey, session: Session) {
+        self.counters.sessions_established += 1;
+        let local = session.local_index;
+        let Some(r) = self.remote(&key, now) else {
+            return;
+        };
+        r.sessions.push(session);
+        let mut gone = None;
+        if r.sessions.len() > 3 {
+            gone = Some(r.sessions.remove(0).local_index);
+        }
+        r.last_rx = Some(now);
+        r.first_unanswered = None;
+        let queued: Vec<Vec<u8>> = r.queue.drain(..).collect();
+        if let Some(g) = gone {
+            self.by_index.remove(&g);
+        }
+        self.by_index.insert(local, key);
+        tracing::debug!(peer = %key.short(), "end-to-end session up");
+        let mut out = Vec::new();
+        for pkt in queued {
+            if self.encrypt(now, &key, &pkt, &mut out) == Encrypt::Ready {
+                self.transmits.push_back((key, std::mem::take(&mut out)));
+            }
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        now: Instant,
+        receiver: u32,
+        counter: u64,
+        ct: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        let Some(key) = self.by_index.get(&receiver).copied() else {
+            self.counters.unknown_session += 1;
+            return Received::Dropped;
+        };
+        let (me, my_subnet) = (self.address, self.subnet);
+        let Some(r) = self.remotes.get_mut(&key) else {
+            return Received::Dropped;
+        };
+        let Some(s) = r.sessions.iter_mut().find(|s| s.local_index == receiver) else {
+            self.counters.unknown_session += 1;
+            return Received::Dropped;
+        };
+        let n = match s.decrypt(counter, ct, out) {
+            Ok(n) => n,
+            Err(SessionError::Replay) => {
+                self.counters.replay += 1;
+                return Received::Dropped;
+            }
+            Err(_) => {
+                self.counters.decrypt_failed += 1;
+                return Received::Dropped;
+            }
+        };
+        r.last_rx = Some(now);
+        r.first_unanswered = None;
+        let Ok(h) = Ipv6Header::parse(&out[..n]) else {
+            self.counters.malformed += 1;
+            return Received::Dropped;
+        };
+        if !address::owner_id(&h.src).is_some_and(|o| o == r.address || o == r.subnet) {
+            self.counters.spoofed_source += 1;
+            return Received::Dropped;
+        }
+        if !address::owner_id(&h.dst).is_some_and(|o| o == me || o == my_subnet) {
+            self.counters.not_for_us += 1;
+            return Received::Dropped;
+        }
+        r.rx_packets += 1;
+        r.rx_bytes += h.total_len as u64;
+        Received::Deliver {
+            len: h.total_len,
+            from: key,
+        }
+    }
+
+    fn evict_idle(&mut self, now: Instant) {
+        let idle = Duration::from_secs(300);
+        let gone: Vec<PublicKey> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.queue.is_empty() && now >= r.last_used + idle)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.forget(&k);
+        }
+    }
+
+    fn forget(&mut self, key: &PublicKey) {
+        if let Some(r) = self.remotes.remove(key) {
+            for s in &r.sessions {
+                self.by_index.remove(&s.local_index);
+            }
+            if let Some(p) = r.initiating {
+                self.by_index.remove(&p.index);
+            }
+        }
+    }
+
+    /// The next instant [`E2e::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for r in self.remotes.values() {
+            if let Some(p) = &r.initiating {
+                at(p.sent + self.cfg.handshake_timeout);
+            } else if let Some(t) = r.first_unanswered {
+                at(t + self.cfg.probe_after);
+            }
+            if let Some(s) = r.sessions.first() {
+                at(s.created + self.cfg.reject_after);
+            }
+        }
+        next
+    }
+
+    /// Handshake retries, probes of silent remotes, session expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let keys: Vec<PublicKey> = self.remotes.keys().copied().collect();
+        for key in keys {
+            let Some(r) = self.remotes.get_mut(&key) else {
+                continue;
+            };
+            let reject = self.cfg.reject_after;
+            let mut expired = Vec::new();
+            r.sessions.retain(|s| {
+                let keep = now < s.created + reject;
+                if !keep {
+                    expired.push(s.local_index);
+                }
+                keep
+            });
+            for i in expired {
+                self.by_index.remove(&i);
+            }
+            let Some(r) = self.remotes.get_mut(&key) else {
+                continue;
+            };
+            match &r.initiating {
+                Some(p) if now >= p.sent + self.cfg.handshake_timeout => {
+                    if p.attempts >= self.cfg.handshake_attempts {
+                        self.counters.queue_dropped += r.queue.len() as u64;
+                        r.queue.clear();
+                        r.first_unanswered = None;
+                        if let Some(p) = r.initiating.take() {
+                            self.by_index.remove(&p.index);
+                        }
+                        tracing::debug!(peer = %key.short(), "end-to-end handshake gave up");
+                    } else {
+                        self.start_handshake(now, &key);
+                    }
+                }
+                None if r
+                    .first_unanswered
+                    .is_some_and(|t| now >= t + self.cfg.probe_after) =>
+                {
+                    // Data went out and nothing came back: the other side may have lost the
+                    // session (a restart). Handshake again, keeping the old one meanwhile.
+                    r.first_unanswered = None;
+                    self.start_handshake(now, &key);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sessions, for `meshctl sessions`.
+    pub fn sessions(&self, now: Instant) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> = self
+            .remotes
+            .iter()
+            .map(|(k, r)| {
+                let newest = r.sessions.last();
+                SessionInfo {
+                    public_key: k.to_string(),
+                    address: k.address().to_string(),
+                    state: if newest.is_some() {
+                        "up"
+                    } else {
+                        "handshaking"
+                    }
+                    .into(),
+                    age_secs: newest.map(|s| now.saturating_duration_since(s.created).as_secs()),
+                    initiator: newest.map(|s| s.initiator),
+                    rx_packets: r.rx_packets,
+                    tx_packets: r.tx_packets,
+                    rx_bytes: r.rx_bytes,
+                    tx_bytes: r.tx_bytes,
+                    queued: r.queue.len(),
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.address.cmp(&b.address));
+        v
+    }
+}
