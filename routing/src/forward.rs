@@ -137,7 +137,8 @@ impl Router {
                 nonce,
                 initial_hops,
             } => {
-                let hops = initial_hops.saturating_sub(h.hop_limit);
+                // The hop limit as it arrived here (this hop already counted).
+                let hops = initial_hops.saturating_sub(msg[wire::HOP_LIMIT_AT]);
                 let src = h.src_coords.to_coords();
                 self.send_control(now, &h.src_key, &src, RoutedBody::Pong { nonce, hops });
             }

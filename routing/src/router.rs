@@ -318,9 +318,15 @@ impl Router {
         &self.stats
     }
 
-    /// Cached lookup results.
-    pub fn routes(&self) -> impl Iterator<Item = (&Ipv6Addr, &Route)> {
-        self.routes.iter()
+    /// Cached lookup results, with the owners' current coordinates.
+    pub fn routes(&self) -> impl Iterator<Item = (Ipv6Addr, Route)> + '_ {
+        self.routes.iter().map(|(a, r)| {
+            let mut r = r.clone();
+            if let Some((c, _)) = self.coords_of.get(&r.key) {
+                r.coords = c.clone();
+            }
+            (*a, r)
+        })
     }
 
     /// Direct peers: key, coordinates (if announced), link RTT.

@@ -273,6 +273,6 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
         net.nodes[3]
             .router
             .routes()
-            .all(|(a, r)| *a != target || r.key == net.nodes[6].key)
+            .all(|(a, r)| a != target || r.key == net.nodes[6].key)
     );
 }
