@@ -51,6 +51,10 @@ pub fn target_of(addr: &Ipv6Addr) -> Option<u128> {
 
 /// First self-lookup after the first contact, and the first interval between them.
 const FIRST_REFRESH: Duration = Duration::from_millis(200);
+/// A lookup with nobody to ask is retried this often ...
+const DEFER_STEP: Duration = Duration::from_millis(250);
+/// ... for this long, before it counts as not found.
+const DEFER_PATIENCE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Contact {
@@ -74,6 +78,9 @@ struct Lookup {
     addr: Option<Ipv6Addr>,
     /// Candidates by XOR distance to the target.
     short: BTreeMap<u128, (NodeRecord, Ask)>,
+    /// The freshest record of the owner seen, and whether we are asking the owner itself.
+    owner: Option<NodeRecord>,
+    confirming: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +88,10 @@ struct Rpc {
     lookup: u64,
     dist: u128,
     sent: Instant,
+    /// The key asked.
+    asked: Key,
+    /// Asked the owner itself, to confirm a record others gave us.
+    confirm: bool,
 }
 
 /// The lookup table and the lookups in progress.
@@ -93,6 +104,8 @@ pub struct Dht {
     rpcs: BTreeMap<u64, Rpc>,
     next_lookup: u64,
     next_refresh: Option<Instant>,
+    /// Lookups with nobody to ask yet: (retry at, address, first tried).
+    deferred: Vec<(Instant, Ipv6Addr, Instant)>,
     /// The interval of the next self-lookup: short at first (the table is empty and every
     /// round fills it), doubling up to the configured refresh.
     refresh_every: Duration,
@@ -109,6 +122,7 @@ impl Dht {
             rpcs: BTreeMap::new(),
             next_lookup: 1,
             next_refresh: None,
+            deferred: Vec::new(),
             refresh_every: FIRST_REFRESH,
         }
     }
@@ -185,10 +199,11 @@ impl Dht {
             .values()
             .map(|r| r.sent + cfg.lookup_rpc_timeout)
             .min();
-        match (rpc, self.next_refresh) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let deferred = self.deferred.iter().map(|d| d.0).min();
+        [rpc, self.next_refresh, deferred]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -227,11 +242,31 @@ impl Router {
         {
             return Some(r.key);
         }
+        // A direct peer needs no lookup.
+        if let Some(p) = self
+            .peers
+            .values()
+            .find(|p| address::key_owns(&p.key, &owner))
+        {
+            let (key, coords) = (p.key, p.coords.clone().unwrap_or_default());
+            self.coords_of.insert(key, (coords.clone(), now));
+            self.routes.insert(
+                owner,
+                Route {
+                    key,
+                    coords,
+                    updated: now,
+                },
+            );
+            return Some(key);
+        }
         let target = target_of(&owner)?;
-        if self.dht.lookups.values().any(|l| l.addr == Some(owner)) {
+        if self.dht.lookups.values().any(|l| l.addr == Some(owner))
+            || self.dht.deferred.iter().any(|d| d.1 == owner)
+        {
             return None;
         }
-        self.start_lookup(now, target, Some(owner));
+        self.start_lookup(now, target, Some(owner), None);
         None
     }
 
@@ -244,7 +279,14 @@ impl Router {
         }
     }
 
-    fn start_lookup(&mut self, now: Instant, target: u128, addr: Option<Ipv6Addr>) {
+    /// Starts a lookup; `first` is when an earlier, deferred attempt for it began.
+    fn start_lookup(
+        &mut self,
+        now: Instant,
+        target: u128,
+        addr: Option<Ipv6Addr>,
+        first: Option<Instant>,
+    ) {
         self.stats.lookups += 1;
         let lid = self.dht.next_lookup;
         self.dht.next_lookup += 1;
@@ -261,12 +303,25 @@ impl Router {
             self.finish_found(now, a, self.node_record.clone());
             return;
         }
+        // Nobody to ask yet (no peer has announced itself): try again shortly rather than
+        // report "not found" for an address that may well exist.
+        if short.is_empty()
+            && let Some(a) = addr
+        {
+            let first = first.unwrap_or(now);
+            if now < first + DEFER_PATIENCE {
+                self.dht.deferred.push((now + DEFER_STEP, a, first));
+                return;
+            }
+        }
         self.dht.lookups.insert(
             lid,
             Lookup {
                 target,
                 addr,
                 short,
+                owner: None,
+                confirming: false,
             },
         );
         self.lookup_step(now, lid);
@@ -318,6 +373,8 @@ impl Router {
                                 lookup: lid,
                                 dist: d,
                                 sent: now,
+                                asked: rec.key,
+                                confirm: false,
                             },
                         );
                     }
@@ -396,9 +453,23 @@ impl Router {
             if let Some(addr) = target.1
                 && address::key_owns(&rec.key, &addr)
             {
-                self.dht.lookups.remove(&lid);
                 self.dht_learn(now, rec.clone());
-                self.finish_found(now, addr, rec);
+                let Some(l) = self.dht.lookups.get_mut(&lid) else {
+                    return;
+                };
+                if l.owner.as_ref().is_none_or(|o| rec.seq > o.seq) {
+                    l.owner = Some(rec.clone());
+                }
+                if rpc.asked == rec.key || l.confirming {
+                    // The owner answered for itself: as fresh as it gets.
+                    if let Some(best) = self.dht.lookups.remove(&lid).and_then(|l| l.owner) {
+                        self.finish_found(now, addr, best);
+                    }
+                    return;
+                }
+                // Someone else's copy may predate a move of the owner: ask the owner itself.
+                l.confirming = true;
+                self.confirm_owner(now, lid, rec);
                 return;
             }
             let d = id_of(&rec.key) ^ target.0;
@@ -410,8 +481,51 @@ impl Router {
         self.lookup_step(now, lid);
     }
 
-    /// Request timeouts and periodic self-lookups.
+    /// Asks the owner found in someone else's answer for its own, current record.
+    fn confirm_owner(&mut self, now: Instant, lid: u64, rec: NodeRecord) {
+        let Some(target) = self.dht.lookups.get(&lid).map(|l| l.target) else {
+            return;
+        };
+        let nonce = self.next_random();
+        let body = RoutedBody::Find {
+            nonce,
+            target,
+            requester: self.node_record.clone(),
+        };
+        self.stats.lookup_requests += 1;
+        if self.send_control(now, &rec.key, &rec.coords, body) {
+            let asked = rec.key;
+            self.dht.rpcs.insert(
+                nonce,
+                Rpc {
+                    lookup: lid,
+                    dist: 0,
+                    sent: now,
+                    asked,
+                    confirm: true,
+                },
+            );
+        } else if let Some(l) = self.dht.lookups.remove(&lid)
+            && let (Some(addr), Some(best)) = (l.addr, l.owner)
+        {
+            self.finish_found(now, addr, best);
+        }
+    }
+
+    /// Request timeouts, deferred lookups and periodic self-lookups.
     pub(crate) fn dht_timers(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = self.dht.deferred.drain(..).partition(|d| now >= d.0);
+        self.dht.deferred = later;
+        for (_, addr, first) in due {
+            let Some(target) = target_of(&addr) else {
+                continue;
+            };
+            if now >= first + DEFER_PATIENCE {
+                self.events.push_back(Event::Resolved { addr, key: None });
+            } else {
+                self.start_lookup(now, target, Some(addr), Some(first));
+            }
+        }
         let timeout = self.cfg.lookup_rpc_timeout;
         let expired: Vec<(u64, Rpc)> = self
             .dht
@@ -422,6 +536,15 @@ impl Router {
             .collect();
         for (nonce, rpc) in expired {
             self.dht.rpcs.remove(&nonce);
+            if rpc.confirm {
+                // The owner did not answer at the coordinates we had: use the freshest copy.
+                if let Some(l) = self.dht.lookups.remove(&rpc.lookup)
+                    && let (Some(addr), Some(best)) = (l.addr, l.owner)
+                {
+                    self.finish_found(now, addr, best);
+                }
+                continue;
+            }
             let failed_key = self.dht.lookups.get_mut(&rpc.lookup).and_then(|l| {
                 let e = l.short.get_mut(&rpc.dist)?;
                 e.1 = Ask::Failed;
@@ -442,7 +565,7 @@ impl Router {
                 .values()
                 .any(|l| l.addr.is_none() && l.target == own)
             {
-                self.start_lookup(now, own, None);
+                self.start_lookup(now, own, None, None);
             }
         }
     }
