@@ -29,14 +29,27 @@ impl Net {
         let mut nodes = Vec::new();
         for i in 0..n {
             let id = Identity::from_seed(&[i as u8 + 40; 32]);
-            let node = Node::new(&id, NodeConfig::default(), &id.secret_seed(), 1000, i as u64, now);
+            let node = Node::new(
+                &id,
+                NodeConfig::default(),
+                &id.secret_seed(),
+                1000,
+                i as u64,
+                now,
+            );
             nodes.push((node, addr(i), id));
         }
         for i in 1..n {
             let uri = format!("udp://{}", addr(i)).parse().expect("uri");
             nodes[i - 1].0.links.add_peer(uri, now);
         }
-        Net { now, nodes, wire: VecDeque::new(), seen: vec![], tun: vec![] }
+        Net {
+            now,
+            nodes,
+            wire: VecDeque::new(),
+            seen: vec![],
+            tun: vec![],
+        }
     }
 
     fn index(&self, a: SocketAddr) -> Option<usize> {
@@ -62,11 +75,17 @@ impl Net {
             let Some(i) = self.index(to) else { continue };
             let (mut frame, mut tun, mut net) = (vec![0u8; 4096], vec![0u8; 4096], vec![0u8; 4096]);
             let now = self.now;
-            let r = self.nodes[i].0.inbound(now, from, &d, &mut frame, &mut tun, &mut net);
-            self.seen.push((i, frame[..d.len().min(frame.len())].to_vec()));
+            let r = self.nodes[i]
+                .0
+                .inbound(now, from, &d, &mut frame, &mut tun, &mut net);
+            self.seen
+                .push((i, frame[..d.len().min(frame.len())].to_vec()));
             match r {
                 Inbound::Tun { len } => self.tun.push((i, tun[..len].to_vec())),
-                Inbound::Forward { to, len } => self.wire.push_back((self.nodes[i].1, to, net[..len].to_vec())),
+                Inbound::Forward { to, len } => {
+                    self.wire
+                        .push_back((self.nodes[i].1, to, net[..len].to_vec()))
+                }
                 Inbound::Done => {}
             }
             self.collect();
@@ -134,15 +153,30 @@ fn a_packet_crosses_a_transit_node_that_sees_only_ciphertext() {
     net.run(Duration::from_millis(500));
     net.send(0, &pkt);
     net.run(Duration::from_millis(200));
-    let at_c: Vec<_> = net.tun.iter().filter(|(i, p)| *i == 2 && p == &pkt).collect();
+    let at_c: Vec<_> = net
+        .tun
+        .iter()
+        .filter(|(i, p)| *i == 2 && p == &pkt)
+        .collect();
     assert!(!at_c.is_empty(), "C never received the packet");
     // B forwarded it, and what B saw (after link decryption) never contains the payload.
     let b_frames: Vec<_> = net.seen.iter().filter(|(i, _)| *i == 1).collect();
     assert!(!b_frames.is_empty());
-    assert!(b_frames.iter().all(|(_, f)| !contains(f, SECRET)), "B saw the plaintext");
-    assert!(net.nodes[1].0.router.stats().forwarded > 0, "B did not forward");
+    assert!(
+        b_frames.iter().all(|(_, f)| !contains(f, SECRET)),
+        "B saw the plaintext"
+    );
+    assert!(
+        net.nodes[1].0.router.stats().forwarded > 0,
+        "B did not forward"
+    );
     // C saw it in clear only after end-to-end decryption: in its TUN packet, not its frames.
-    assert!(net.seen.iter().filter(|(i, _)| *i == 2).all(|(_, f)| !contains(f, SECRET)));
+    assert!(
+        net.seen
+            .iter()
+            .filter(|(i, _)| *i == 2)
+            .all(|(_, f)| !contains(f, SECRET))
+    );
 }
 
 #[test]
@@ -156,6 +190,9 @@ fn a_packet_whose_source_is_not_the_senders_is_refused() {
     net.run(Duration::from_millis(500));
     net.send(0, &pkt);
     net.run(Duration::from_millis(200));
-    assert!(net.tun.iter().all(|(i, p)| !(*i == 2 && p == &pkt)), "spoofed packet delivered");
+    assert!(
+        net.tun.iter().all(|(i, p)| !(*i == 2 && p == &pkt)),
+        "spoofed packet delivered"
+    );
     assert!(net.nodes[2].0.e2e.counters().spoofed_source > 0);
 }

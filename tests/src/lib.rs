@@ -12,8 +12,10 @@
 //!
 //! The binaries are built on first use with the same cargo profile as the test itself.
 
+pub mod mesh;
 pub mod node;
 
+pub use mesh::Mesh;
 pub use node::Node;
 
 use std::path::PathBuf;

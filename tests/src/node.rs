@@ -52,7 +52,10 @@ impl Node {
 
     /// Starts `meshd --config meshd.toml` in the namespace and waits for its admin socket.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "already running");
+        if let Some(mut c) = self.child.take() {
+            // A process that exited on its own (or was stopped): reap it first.
+            assert!(c.try_wait().ok().flatten().is_some(), "already running");
+        }
         let (meshd, _) = binaries();
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
@@ -84,6 +87,11 @@ impl Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// True while the daemon process lives.
