@@ -50,25 +50,20 @@ ALL_SYSTEMS=(meshd yggdrasil nebula)
 SYSTEMS=("${ALL_SYSTEMS[@]}")
 FORCE_BUILD=0
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-MESHD_BIN=${MESHD_BIN:-"$REPO_ROOT/target/release/meshd"}
-MESHCTL_BIN=${MESHCTL_BIN:-"$REPO_ROOT/target/release/meshctl"}
+# Shared helpers; also sets REPO_ROOT, MESHD_BIN, MESHCTL_BIN (overridable from
+# the environment), CLK_TCK, WORKDIR, CREATED_NS, STARTED_PIDS and WRAPPER_OF.
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" || exit 1
 
 VETH_A=10.199.0.1
 VETH_B=10.199.0.2
 NEBULA_NET=10.198.0          # nebula overlay /24, only inside the namespaces
 IPERF_PORT=5201
-CLK_TCK=$(getconf CLK_TCK)
 # Upper bound on the lifetime of any daemon we start (seconds): every daemon
 # runs under `timeout`, so nothing survives even if this script is SIGKILLed.
 DAEMON_LIFETIME=$((2 * DURATION + LINK_TIMEOUT + 120))
 
 TAG="plb$$"                  # unique prefix for namespaces and devices
-WORKDIR=""                   # temp dir, created in main
-CREATED_NS=()                # namespaces created by this run
-STARTED_PIDS=()              # pids of processes started by this run
-declare -A WRAPPER_OF=()     # daemon pid -> pid of its `timeout` wrapper
 
 # Per-system state, reset by reset_state.
 NS_A="" NS_B="" PID_A="" PID_B="" ADDR_B="" TUN_A="" TUN_B="" REASON=""
@@ -78,125 +73,13 @@ NS_A="" NS_B="" PID_A="" PID_B="" ADDR_B="" TUN_A="" TUN_B="" REASON=""
 declare -A RESULT=() UNAVAILABLE=()
 
 # ----------------------------------------------------------------- helpers --
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# fail REASON: remember why the current system could not be measured.
-fail() { REASON=$*; log "  -> $REASON"; return 1; }
-
+# (log, die, fail, calc, in_ns, kill_pid, delete_ns, cleanup, spawn, alive,
+# exit_status, cpu_ticks, status_kb, max, tail_log: see bench/lib.sh)
 usage() { sed -n '2,/^# Topology/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
-# Float arithmetic through awk: calc 'EXPR' (uses awk syntax).
-calc() { awk "BEGIN { printf \"%s\", $1 }"; }
-
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-# Kill one pid we started (TERM, then KILL after ~3 s).
-kill_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 30; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-}
-
-# Kill everything still running inside a namespace we created, then delete it.
-delete_ns() {
-    local ns=$1 pid
-    ip netns list 2>/dev/null | grep -qw -- "$ns" || return 0
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill_pid "$pid"; done
-    ip netns del "$ns" 2>/dev/null
-}
-
-cleanup() {
-    local rc=$? pid ns
-    trap - EXIT INT TERM
-    for pid in "${STARTED_PIDS[@]}"; do kill_pid "$pid"; done
-    for ns in "${CREATED_NS[@]}"; do delete_ns "$ns"; done
-    [[ -n $WORKDIR && -d $WORKDIR ]] && rm -rf -- "$WORKDIR"
-    exit "$rc"
-}
-
-# Start a command in a namespace in the background under `timeout` and store
-# the pid of the command itself in variable VAR (the child of `timeout`, which
-# `ip netns exec` replaced itself with). Output goes to LOGFILE.
-#   spawn VAR NS LOGFILE CMD...
-spawn() {
-    local var=$1 ns=$2 logf=$3 wrapper child i
-    shift 3
-    ip netns exec "$ns" timeout "$DAEMON_LIFETIME" "$@" >"$logf" 2>&1 </dev/null &
-    wrapper=$!
-    STARTED_PIDS+=("$wrapper")
-    for ((i = 0; i < 50; i++)); do
-        child=$(pgrep -P "$wrapper" | head -n1)
-        if [[ -n $child ]]; then
-            printf -v "$var" '%s' "$child"
-            WRAPPER_OF[$child]=$wrapper
-            return 0
-        fi
-        if ! kill -0 "$wrapper" 2>/dev/null; then
-            wait "$wrapper"
-            echo "exited at once with status $?" >>"$logf"
-            return 1
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-# Describe why a daemon is gone: "exited with status N" (after it exited).
-exit_status() {
-    local w=${WRAPPER_OF[$1]:-}
-    [[ -n $w ]] || { echo "exited"; return; }
-    wait "$w"
-    echo "exited with status $?"
-}
-
-alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
-
-# utime+stime of a pid, in clock ticks (fields 14 and 15 of /proc/PID/stat;
-# the comm field may contain spaces, so split after the last ')').
-cpu_ticks() {
-    local stat rest f
-    stat=$(<"/proc/$1/stat") || return 1
-    rest=${stat##*) }
-    read -r -a f <<<"$rest"
-    echo $((f[11] + f[12]))
-}
-
-# A field of /proc/PID/status in kB (VmHWM, VmRSS).
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-
-max() { if (($1 > $2)); then echo "$1"; else echo "$2"; fi; }
-
-# Last lines of a log as one line (colour codes stripped, at most 240 chars).
-tail_log() {
-    [[ -f $1 ]] || return 0
-    tail -n "${2:-3}" "$1" | sed -e 's/\x1b\[[0-9;]*m//g' | tr -s '\n' ' ' | sed 's/ *$//' | cut -c1-240
-}
-
 # ------------------------------------------------------------ dependencies --
-# Install missing Debian packages (waiting for a concurrent apt/dpkg lock).
-apt_install() {
-    local opts=(-y -q -o DPkg::Lock::Timeout=600)
-    log "installing: $*"
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get "${opts[@]}" install "$@" >/dev/null 2>&1 && return 0
-    timeout 600 apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null 2>&1
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get "${opts[@]}" install "$@" >/dev/null 2>&1
-}
-
 ensure_deps() {
-    local -A pkg_of=([iperf3]=iperf3 [ping]=iputils-ping [jq]=jq [ip]=iproute2 [pgrep]=procps)
-    local missing=() cmd
-    for cmd in "${!pkg_of[@]}"; do
-        command -v "$cmd" >/dev/null || missing+=("${pkg_of[$cmd]}")
-    done
-    if ((${#missing[@]})); then
-        apt_install "${missing[@]}" || die "could not install: ${missing[*]}"
-    fi
+    ensure_base_deps
     # The systems under comparison: a failure here only disables that row.
     if want yggdrasil && ! command -v yggdrasil >/dev/null; then apt_install yggdrasil; fi
     if want nebula && ! command -v nebula >/dev/null; then apt_install nebula; fi
@@ -334,39 +217,7 @@ EOF
     echo "$dir/meshd.toml"
 }
 
-# mctl NS SOCKET ARGS...: run meshctl (bounded) inside namespace NS.
-mctl() { in_ns "$1" timeout 5 "$MESHCTL_BIN" --socket "$2" "${@:3}"; }
-
-# Bounded wait until meshctl answers on SOCKET (run in namespace NS).
-wait_meshctl() {
-    local ns=$1 sock=$2 pid=$3 deadline=$((SECONDS + LINK_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        alive "$pid" || return 1
-        [[ -S $sock ]] && mctl "$ns" "$sock" self --json >/dev/null 2>&1 && return 0
-        sleep 0.3
-    done
-    return 1
-}
-
-ensure_meshd_built() {
-    local newer
-    if ((FORCE_BUILD == 0)) && [[ -x $MESHD_BIN && -x $MESHCTL_BIN ]]; then
-        newer=$(find "$REPO_ROOT"/{meshd,meshctl,routing} -name '*.rs' -newer "$MESHD_BIN" 2>/dev/null | head -n1)
-        [[ -z $newer ]] || log "  warning: ${newer#"$REPO_ROOT"/} is newer than $MESHD_BIN (use --build to rebuild)"
-        return 0
-    fi
-    command -v cargo >/dev/null || { fail "cargo not found, cannot build meshd"; return 1; }
-    log "  building meshd/meshctl (cargo build --release, bounded ${MESHD_BUILD_TIMEOUT}s)"
-    if ! (cd "$REPO_ROOT" && timeout "$MESHD_BUILD_TIMEOUT" cargo build --release -q -p meshd -p meshctl) \
-        >"$WORKDIR/cargo-build.log" 2>&1; then
-        fail "cargo build failed: $(grep -m1 -E '^error' "$WORKDIR/cargo-build.log" | cut -c1-160)"
-        return 1
-    fi
-    local b
-    for b in "$MESHD_BIN" "$MESHCTL_BIN"; do
-        [[ -x $b ]] || { fail "build succeeded but produced no ${b#"$REPO_ROOT"/}"; return 1; }
-    done
-}
+# (mctl, wait_meshctl, ensure_meshd_built: see bench/lib.sh)
 
 run_meshd() {
     local cfg_a cfg_b sock_a sock_b self_b state deadline
@@ -523,13 +374,8 @@ run_nebula() {
 
 # --------------------------------------------------------------- reporting --
 print_header() {
-    local cpu
-    cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     echo "# Planetary LAN overlay comparison"
-    echo "date:     $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-    echo "kernel:   $(uname -r)"
-    echo "nproc:    $(nproc)"
-    echo "cpu:      ${cpu:-unknown}"
+    print_machine_header
     echo "versions: meshd=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo 'no-commit')" \
         "yggdrasil=$(dpkg-query -W -f='${Version}' yggdrasil 2>/dev/null || echo '?')" \
         "nebula=$(dpkg-query -W -f='${Version}' nebula 2>/dev/null || echo '?')" \

@@ -1,69 +1,146 @@
-//! The link core's data path without syscalls: two `Links` linked in memory; packets of 1,400
-//! bytes are encapsulated by one and decrypted, checked and delivered by the other. Shows what
-//! the core costs per packet on top of the kernel.
+//! The whole node's data path without syscalls: three nodes in a line (A - B - C) in memory,
+//! 1,280-byte IPv6 packets from A to C. Per packet: A's outbound (end-to-end encryption,
+//! routing header, link encryption), B's forwarding (link decryption, greedy next hop, link
+//! encryption), C's inbound (link decryption, end-to-end decryption, source check).
 //!
 //! Run: `cargo bench -p meshd --bench datapath`. Prints figures; no pass/fail.
 
 use meshd::identity::Identity;
-use meshd::link::{FRAME_HEADROOM, LinkConfig, Links, Recv, Send};
-use meshd::wire::{Suite, TRANSPORT_OVERHEAD};
+use meshd::node::{Inbound, Node, NodeConfig, Outbound};
+use meshd::wire::Suite;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i as u8 + 1], 7820))
+}
+
+struct Line {
+    nodes: Vec<(Node, Identity)>,
+    now: Instant,
+}
+
+impl Line {
+    fn new(suite: Suite) -> Line {
+        let now = Instant::now();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let id = Identity::from_seed(&[i as u8 + 90; 32]);
+            let mut cfg = NodeConfig::default();
+            cfg.link.suite = suite;
+            cfg.e2e.suite = suite;
+            let node = Node::new(&id, cfg, &id.secret_seed(), 1000, i as u64, now);
+            nodes.push((node, id));
+        }
+        for i in 1..3 {
+            let uri = format!("udp://{}", addr(i)).parse().expect("uri");
+            nodes[i - 1].0.links.add_peer(uri, now);
+        }
+        Line { nodes, now }
+    }
+
+    /// Delivers every queued control datagram until the network is quiet.
+    fn settle(&mut self, d: Duration) {
+        let end = self.now + d;
+        let mut wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
+        while self.now < end {
+            self.now += Duration::from_millis(5);
+            let now = self.now;
+            for (i, (n, _)) in self.nodes.iter_mut().enumerate() {
+                if n.poll_timeout().is_some_and(|t| t <= now) {
+                    n.handle_timeout(now);
+                }
+                while let Some(t) = n.poll_transmit(now) {
+                    wire.push_back((addr(i), t.to, t.data));
+                }
+            }
+            while let Some((from, to, d)) = wire.pop_front() {
+                let Some(i) = (0..3).find(|i| addr(*i) == to) else {
+                    continue;
+                };
+                let (mut f, mut t, mut o) = (vec![0u8; 4096], vec![0u8; 4096], vec![0u8; 4096]);
+                if let Inbound::Forward { to, len } = self.nodes[i]
+                    .0
+                    .inbound(now, from, &d, &mut f, &mut t, &mut o)
+                {
+                    wire.push_back((addr(i), to, o[..len].to_vec()));
+                }
+                while let Some(t) = self.nodes[i].0.poll_transmit(now) {
+                    wire.push_back((addr(i), t.to, t.data));
+                }
+            }
+        }
+    }
+}
+
+fn packet(src: &Identity, dst: &Identity) -> Vec<u8> {
+    let mut p = vec![0u8; 1280];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&1240u16.to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.address().octets());
+    p[24..40].copy_from_slice(&dst.address().octets());
+    p
+}
 
 fn main() {
     for suite in [Suite::AesGcm, Suite::ChaChaPoly] {
-        let now = Instant::now();
-        let (ia, ib) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
-        let cfg = LinkConfig {
-            suite,
-            ..LinkConfig::default()
-        };
-        let mut a = Links::new(&ia, cfg.clone(), 1, now);
-        let mut b = Links::new(&ib, cfg, 2, now);
-        let a_addr: SocketAddr = "10.0.0.1:7820".parse().expect("literal");
-        let b_addr: SocketAddr = "10.0.0.2:7820".parse().expect("literal");
-        a.add_peer(format!("udp://{b_addr}").parse().expect("uri"), now);
-        a.handle_timeout(now);
-        let mut out = vec![0u8; 2048];
-        for _ in 0..3 {
-            while let Some(t) = a.poll_transmit() {
-                b.handle_datagram(now, a_addr, &t.data, &mut out);
-            }
-            while let Some(t) = b.poll_transmit() {
-                a.handle_datagram(now, b_addr, &t.data, &mut out);
-            }
-        }
-        // An IPv6 packet from A's address to B's, 1,400 bytes in all.
-        let mut pkt = vec![0u8; FRAME_HEADROOM + 1400];
-        let p = &mut pkt[FRAME_HEADROOM..];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&(1360u16).to_be_bytes());
-        p[6] = 17;
-        p[7] = 64;
-        p[8..24].copy_from_slice(&ia.address().octets());
-        p[24..40].copy_from_slice(&ib.address().octets());
-        let mut wire = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
-        let n = 300_000u64;
-        let (mut enc, mut dec) = (0.0, 0.0);
+        let mut line = Line::new(suite);
+        line.settle(Duration::from_secs(3));
+        let pkt = packet(&line.nodes[0].1, &line.nodes[2].1);
+        let (mut net, mut f, mut t, mut o) = (
+            vec![0u8; 4096],
+            vec![0u8; 4096],
+            vec![0u8; 4096],
+            vec![0u8; 4096],
+        );
+        // Warm up: lookup and end-to-end handshake.
+        let now = line.now;
+        let _ = line.nodes[0].0.outbound(now, &pkt, &mut net);
+        line.settle(Duration::from_millis(500));
+        let n = 200_000u32;
+        let (mut out_t, mut fwd_t, mut in_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let mut delivered = 0;
         for _ in 0..n {
-            let t = Instant::now();
-            let Send::Transmit { len, .. } = a.encapsulate(now, &mut pkt, &mut wire) else {
-                panic!("not sent")
+            let now = line.now;
+            let t0 = Instant::now();
+            let Outbound::Datagram { len, .. } = line.nodes[0].0.outbound(now, &pkt, &mut net)
+            else {
+                panic!("A did not send")
             };
+            let t1 = Instant::now();
+            let r = line.nodes[1]
+                .0
+                .inbound(now, addr(0), &net[..len], &mut f, &mut t, &mut o);
             let t2 = Instant::now();
-            let r = b.handle_datagram(now, a_addr, &wire[..len], &mut out);
+            let Inbound::Forward { len, .. } = r else {
+                panic!("B did not forward: {r:?}")
+            };
+            let r = line.nodes[2]
+                .0
+                .inbound(now, addr(1), &o[..len], &mut f, &mut t, &mut net);
             let t3 = Instant::now();
-            assert!(matches!(r, Recv::Deliver { len: 1400 }), "{r:?}");
-            enc += (t2 - t).as_secs_f64();
-            dec += (t3 - t2).as_secs_f64();
+            if matches!(r, Inbound::Tun { len: 1280 }) {
+                delivered += 1;
+            }
+            out_t += t1 - t0;
+            fwd_t += t2 - t1;
+            in_t += t3 - t2;
         }
+        assert_eq!(delivered, n, "not every packet arrived");
+        let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+        let gbps = |d: Duration| n as f64 * 1280.0 * 8.0 / d.as_secs_f64() / 1e9;
         println!(
-            "{:<18} encapsulate {:>5.0} ns/packet ({:.1} Gbit/s), receive {:>5.0} ns/packet ({:.1} Gbit/s)",
+            "{:<18} source {:>5.0} ns/packet ({:.1} Gbit/s) | transit {:>5.0} ns ({:.1} Gbit/s) | destination {:>5.0} ns ({:.1} Gbit/s)",
             suite.name(),
-            enc * 1e9 / n as f64,
-            n as f64 * 1400.0 * 8.0 / enc / 1e9,
-            dec * 1e9 / n as f64,
-            n as f64 * 1400.0 * 8.0 / dec / 1e9,
+            per(out_t),
+            gbps(out_t),
+            per(fwd_t),
+            gbps(fwd_t),
+            per(in_t),
+            gbps(in_t),
         );
     }
 }

@@ -402,14 +402,11 @@ impl Node {
                         let key = PublicKey(k);
                         let mut out = vec![0u8; MAX_DATAGRAM + 64];
                         for pkt in waiting {
-                            match self.outbound(now, &pkt, &mut out) {
-                                Outbound::Datagram { to, len } => {
-                                    self.transmits.push_back(Transmit {
-                                        to,
-                                        data: out[..len].to_vec(),
-                                    })
-                                }
-                                _ => {}
+                            if let Outbound::Datagram { to, len } =
+                                self.outbound(now, &pkt, &mut out)
+                            {
+                                let data = out[..len].to_vec();
+                                self.transmits.push_back(Transmit { to, data });
                             }
                         }
                         if let Some(q) = self.parked.remove(&key) {

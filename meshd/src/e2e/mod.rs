@@ -254,7 +254,7 @@ impl E2e {
             address: public.address(),
             subnet: public.subnet(),
             cfg,
-            rng: seed ^ 0x51_7cc1_b727_220a_95,
+            rng: seed ^ 0x517c_c1b7_2722_0a95,
             remotes: HashMap::new(),
             by_index: HashMap::new(),
             tokens: (INIT_BURST, now),
