@@ -17,6 +17,10 @@ REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
 MESHD_BIN=${MESHD_BIN:-"$REPO_ROOT/target/release/meshd"}
 MESHCTL_BIN=${MESHCTL_BIN:-"$REPO_ROOT/target/release/meshctl"}
 CLK_TCK=$(getconf CLK_TCK)
+# meshd reads every MESHD_<KEY> variable of its environment as a config key
+# ("unknown field `bin`" for MESHD_BIN): keep our own knobs out of the
+# environment of the daemons we start, as plain shell variables.
+export -n MESHD_BIN MESHCTL_BIN MESHD_BUILD_TIMEOUT 2>/dev/null
 
 WORKDIR=""                   # temp dir, created by the script
 CREATED_NS=()                # namespaces created by this run

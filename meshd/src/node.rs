@@ -521,6 +521,15 @@ impl Node {
         self.pump(now);
     }
 
+    /// The node is stopping: a root says farewell (so the tree re-forms at once), then every
+    /// link is closed. Send what `poll_transmit` returns afterwards.
+    pub fn shut_down(&mut self, now: Instant) {
+        self.router.retire(now);
+        self.pump(now);
+        self.links.close_all(now);
+        self.pump(now);
+    }
+
     /// Starts an overlay ping of `addr`; its outcome comes from [`Node::poll_ping`].
     pub fn ping(&mut self, now: Instant, addr: Ipv6Addr) -> u64 {
         let ticket = self.next_ticket;

@@ -148,6 +148,20 @@ impl Router {
                     self.events.push_back(Event::Pong { nonce, hops, rtt });
                 }
             }
+            RoutedBody::Notify { record } => {
+                // Only the node itself can say where it moved.
+                if record.key == h.src_key && record.verify() {
+                    // Someone we route to, or talked with lately (its entry may have just been
+                    // dropped by a BROKEN): take the new place at once.
+                    if self.coords_of.contains_key(&record.key)
+                        || self.talked_to.contains_key(&record.key)
+                    {
+                        self.coords_of
+                            .insert(record.key, (record.coords.clone(), now));
+                    }
+                    self.dht_learn(now, record);
+                }
+            }
         }
         Handled::Consumed
     }
@@ -197,6 +211,9 @@ impl Router {
     ) -> Option<PeerId> {
         let (coords, _) = self.coords_of.get(dest)?;
         let at = out.len();
+        if self.talked_to.len() < 4096 || self.talked_to.contains_key(dest) {
+            self.talked_to.insert(*dest, now);
+        }
         wire::encode_routed_header(
             out,
             kind::TRAFFIC,
@@ -240,6 +257,9 @@ impl Router {
         let Ok(h) = RoutedHeader::decode(msg) else {
             return;
         };
+        if self.talked_to.len() < 4096 || self.talked_to.contains_key(&h.src_key) {
+            self.talked_to.insert(h.src_key, now);
+        }
         let coords = h.src_coords.as_slice();
         let fresh = match self.coords_of.get(&h.src_key) {
             Some((c, _)) => c.0 != coords,
@@ -248,6 +268,24 @@ impl Router {
         if fresh {
             self.coords_of
                 .insert(h.src_key, (Coords(coords.to_vec()), now));
+        }
+    }
+
+    /// Tells every node we talked to in the last two minutes where we are now, so that traffic
+    /// to us does not wait for a `BROKEN` and a new lookup after we moved in the tree.
+    pub(crate) fn notify_moved(&mut self, now: Instant) {
+        let horizon = Duration::from_secs(120);
+        self.talked_to.retain(|_, t| now < *t + horizon);
+        let targets: Vec<(Key, Coords)> = self
+            .talked_to
+            .keys()
+            .filter_map(|k| self.coords_of.get(k).map(|(c, _)| (*k, c.clone())))
+            .collect();
+        for (k, c) in targets {
+            let body = RoutedBody::Notify {
+                record: self.node_record.clone(),
+            };
+            self.send_control(now, &k, &c, body);
         }
     }
 

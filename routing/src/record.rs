@@ -20,6 +20,9 @@ const TREE_PARENT_TAG: &[u8] = b"planetary-lan/tree/parent/v1";
 const TREE_NODE_TAG: &[u8] = b"planetary-lan/tree/node/v1";
 const NODE_RECORD_TAG: &[u8] = b"planetary-lan/node-record/v1";
 
+/// The port of a root's farewell record ([`TreeRecord::retired`]).
+pub const RETIRED: u64 = u64::MAX;
+
 /// Verifies an ed25519 signature strictly (no weak keys, no malleable signatures).
 pub fn verify(key: &Key, msg: &[u8], sig: &Sig) -> bool {
     let Ok(vk) = VerifyingKey::from_bytes(key) else {
@@ -96,6 +99,19 @@ impl TreeRecord {
         r
     }
 
+    /// A root's farewell: its own parent, port [`RETIRED`]. Whoever receives it knows the root
+    /// stopped (on purpose) and re-forms the tree at once instead of waiting for the timeout.
+    pub fn retired(sk: &SigningKey, seq: u64) -> Self {
+        let key = sk.verifying_key().to_bytes();
+        let psig = sign_as_parent(sk, &key, seq, RETIRED);
+        Self::new(sk, key, seq, RETIRED, psig)
+    }
+
+    /// Is this a root's farewell?
+    pub fn is_retired(&self) -> bool {
+        self.is_root() && self.port == RETIRED
+    }
+
     /// A root's record: its own parent, port 0, both halves signed by itself.
     pub fn root(sk: &SigningKey, seq: u64) -> Self {
         let key = sk.verifying_key().to_bytes();
@@ -106,7 +122,7 @@ impl TreeRecord {
     /// Checks both signatures.
     pub fn verify(&self) -> bool {
         let pm = parent_message(&self.parent, &self.node, self.seq, self.port);
-        (self.parent != self.node || self.port == 0)
+        (self.parent != self.node || self.port == 0 || self.port == RETIRED)
             && verify(&self.parent, &pm, &self.parent_sig)
             && verify(&self.node, &self.node_message(), &self.node_sig)
     }

@@ -233,6 +233,8 @@ pub struct Router {
     pub(crate) seqs: BTreeMap<Key, u64>,
     /// When each known root's record last advanced.
     pub(crate) root_heard: BTreeMap<Key, Instant>,
+    /// Roots that said farewell (until they come back with a newer record).
+    pub(crate) retired: std::collections::BTreeSet<Key>,
     pub(crate) next_root_refresh: Instant,
     pub(crate) sig_request: Option<SigRequest>,
     pub(crate) node_record: NodeRecord,
@@ -245,6 +247,8 @@ pub struct Router {
     pub(crate) coords_of: BTreeMap<Key, (Coords, Instant)>,
     pub(crate) pings: BTreeMap<u64, Instant>,
     pub(crate) broken_sent: BTreeMap<Key, Instant>,
+    /// Nodes we exchanged traffic with recently (told when we move).
+    pub(crate) talked_to: BTreeMap<Key, Instant>,
     // --- output ---
     pub(crate) transmits: VecDeque<(PeerId, Vec<u8>)>,
     pub(crate) events: VecDeque<Event>,
@@ -276,6 +280,7 @@ impl Router {
             root: key,
             seqs: BTreeMap::new(),
             root_heard,
+            retired: std::collections::BTreeSet::new(),
             next_root_refresh: now,
             sig_request: None,
             node_record,
@@ -286,6 +291,7 @@ impl Router {
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
             broken_sent: BTreeMap::new(),
+            talked_to: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),

@@ -287,6 +287,36 @@ impl Net {
         })
     }
 
+    /// Like [`Net::converged`], among the nodes `alive` only (the others are gone).
+    pub fn converged_among(&self, alive: &[usize]) -> bool {
+        let Some(&first) = alive.first() else {
+            return true;
+        };
+        let root = self.nodes[first].router.root();
+        let by_key: BTreeMap<Key, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.key, i))
+            .collect();
+        alive.iter().all(|&i| {
+            let r = &self.nodes[i].router;
+            if r.root() != root {
+                return false;
+            }
+            if r.key() == root {
+                return r.coords().depth() == 0;
+            }
+            let Some(&p) = by_key.get(&r.parent_key()) else {
+                return false;
+            };
+            let pc = self.nodes[p].router.coords();
+            alive.contains(&p)
+                && r.coords().depth() == pc.depth() + 1
+                && r.coords().0[..pc.depth()] == pc.0[..]
+        })
+    }
+
     /// Runs until converged (or `max` passes); returns the time it took.
     pub fn converge(&mut self, max: Duration) -> Option<Duration> {
         let start = self.now;

@@ -62,10 +62,42 @@ impl Router {
 
     fn root_alive(&self, root: &Key, now: Instant) -> bool {
         *root == self.key
-            || self
-                .root_heard
-                .get(root)
-                .is_some_and(|t| now < *t + self.cfg.root_timeout)
+            || (!self.retired.contains(root)
+                && self
+                    .root_heard
+                    .get(root)
+                    .is_some_and(|t| now < *t + self.cfg.root_timeout))
+    }
+
+    /// We are stopping: if we are the root, tell everyone, so the tree re-forms at once.
+    pub fn retire(&mut self, _now: Instant) {
+        if self.parent.is_some() {
+            return;
+        }
+        self.seq += 1;
+        let farewell = TreeRecord::retired(&self.sk, self.seq);
+        self.flood(&farewell, None);
+    }
+
+    /// Sends a record to every peer but `except`.
+    fn flood(&mut self, r: &TreeRecord, except: Option<PeerId>) {
+        let digest = crate::wire::chain_digest(&self.our_chain());
+        let cost = self.cost_to_root();
+        let ids: Vec<PeerId> = self
+            .peers
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != except)
+            .collect();
+        for id in ids {
+            let m = PeerMsg::Announce {
+                cost,
+                digest,
+                records: vec![r.clone()],
+                node: None,
+            };
+            self.send(id, m.encode());
+        }
     }
 
     /// Our chain: our record, then our parent's chain.
@@ -233,11 +265,29 @@ impl Router {
         {
             return self.drop_count(Drop::BadSignature);
         }
+        let mut farewells = Vec::new();
         for r in &records {
             let prev = self.seqs.insert(r.node, r.seq);
-            if r.is_root() && prev.is_none_or(|s| r.seq > s) {
+            let newer = prev.is_none_or(|s| r.seq > s);
+            if r.is_retired() {
+                if newer && self.retired.insert(r.node) {
+                    farewells.push(r.clone());
+                }
+            } else if r.is_root() && newer {
+                self.retired.remove(&r.node);
                 self.root_heard.insert(r.node, now);
             }
+        }
+        for f in &farewells {
+            // Pass it on once, then look for another root if it was ours.
+            self.flood(f, Some(from));
+        }
+        let records: Vec<TreeRecord> = records.into_iter().filter(|r| !r.is_retired()).collect();
+        if !farewells.is_empty() {
+            if farewells.iter().any(|f| f.node == self.root) {
+                self.parent = None;
+            }
+            self.reselect(now);
         }
         let Some(p) = self.peers.get_mut(&from) else {
             return Handled::Consumed;
@@ -340,6 +390,7 @@ impl Router {
         if moved {
             self.events.push_back(Event::TreeChanged);
             self.dht_position_changed(now);
+            self.notify_moved(now);
         }
         self.announce_all();
     }

@@ -30,6 +30,7 @@
 //! BROKEN  (19)  body: key of the destination that could not be reached
 //! PING    (20)  body: nonce (8) | initial hop limit (1)
 //! PONG    (21)  body: nonce (8) | hops the ping took (1)
+//! NOTIFY  (22)  body: the sender's new node record (sent to the nodes it talks to when it moves)
 //! ```
 //!
 //! The hop limit and the watermark sit at fixed offsets (1 and 2) so that a forwarding node
@@ -66,6 +67,8 @@ pub mod kind {
     pub const PING: u8 = 20;
     /// Overlay ping answer.
     pub const PONG: u8 = 21;
+    /// "I moved": the sender's new node record.
+    pub const NOTIFY: u8 = 22;
 }
 
 /// Offset of the hop limit in a routed message.
@@ -230,7 +233,7 @@ pub fn chain_digest(chain: &[TreeRecord]) -> u64 {
 
 /// Is this type byte a routed message?
 pub fn is_routed(t: u8) -> bool {
-    (kind::TRAFFIC..=kind::PONG).contains(&t)
+    (kind::TRAFFIC..=kind::NOTIFY).contains(&t)
 }
 
 /// Coordinates decoded onto the stack: no allocation on the forwarding path.
@@ -379,6 +382,11 @@ pub enum RoutedBody {
         /// Hops the ping took.
         hops: u8,
     },
+    /// The sender moved in the tree: its new record.
+    Notify {
+        /// Signed by the sender.
+        record: NodeRecord,
+    },
 }
 
 impl RoutedBody {
@@ -390,6 +398,7 @@ impl RoutedBody {
             RoutedBody::Broken { .. } => kind::BROKEN,
             RoutedBody::Ping { .. } => kind::PING,
             RoutedBody::Pong { .. } => kind::PONG,
+            RoutedBody::Notify { .. } => kind::NOTIFY,
         }
     }
 
@@ -424,6 +433,7 @@ impl RoutedBody {
                 out.extend_from_slice(&nonce.to_be_bytes());
                 out.push(*hops);
             }
+            RoutedBody::Notify { record } => record.encode(out),
         }
     }
 
@@ -453,6 +463,9 @@ impl RoutedBody {
             kind::PONG => RoutedBody::Pong {
                 nonce: u64::from_be_bytes(r.array()?),
                 hops: r.u8()?,
+            },
+            kind::NOTIFY => RoutedBody::Notify {
+                record: NodeRecord::decode(&mut r)?,
             },
             t => return Err(DecodeError::UnknownType(t)),
         };

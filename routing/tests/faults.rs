@@ -139,3 +139,36 @@ fn stopping_the_root_reforms_the_tree_and_restoring_brings_it_back() {
         assert_eq!(before, after, "path 6 -> {d} is the original one");
     }
 }
+
+#[test]
+fn a_root_that_stops_on_purpose_is_replaced_at_once() {
+    let mut net = ready();
+    let root = net.nodes[0].key;
+    let now = net.now;
+    net.nodes[0].router.retire(now);
+    net.collect(0);
+    net.run_for(Duration::from_millis(20));
+    net.kill(0);
+    let start = net.now;
+    let alive = [1, 2, 3, 4, 5, 6];
+    let mut reformed = None;
+    while net.now < start + Duration::from_secs(10) {
+        net.run_for(Duration::from_millis(20));
+        let r = net.nodes[1].router.root();
+        if r != root
+            && alive.iter().all(|&i| net.nodes[i].router.root() == r)
+            && net.converged_among(&alive)
+        {
+            reformed = Some(net.now - start);
+            break;
+        }
+    }
+    let took = reformed.expect("re-formed");
+    eprintln!("root retired: new tree after {took:?} (virtual)");
+    assert!(
+        took < Duration::from_secs(1),
+        "{took:?}: the farewell should spare the timeout"
+    );
+    let deadline = net.now + Duration::from_secs(5);
+    assert!(all_pairs_deliver_by(&mut net, &alive, deadline));
+}

@@ -19,6 +19,8 @@ pub struct Edge {
 
 /// A mesh of nodes.
 pub struct Mesh {
+    /// Each node's configured peers.
+    pub peers: Vec<Vec<String>>,
     /// The nodes (daemons started by [`Mesh::new`]).
     pub nodes: Vec<Node>,
     /// The links.
@@ -74,21 +76,44 @@ impl Mesh {
             node.start();
         }
         let ids: Vec<(Ipv6Addr, String)> = nodes.iter().map(|n| n.identity()).collect();
-        let mesh = Mesh {
+        let mut mesh = Mesh {
+            peers,
             addrs: ids.iter().map(|i| i.0).collect(),
             keys: ids.iter().map(|i| i.1.clone()).collect(),
             nodes,
             edges: es,
         };
-        for e in &mesh.edges {
+        mesh.wait_links();
+        mesh
+    }
+
+    fn wait_links(&mut self) {
+        for e in &self.edges {
             assert!(
-                mesh.nodes[e.a].wait_link_up(&mesh.keys[e.b], Duration::from_secs(10)),
+                self.nodes[e.a].wait_link_up(&self.keys[e.b], Duration::from_secs(10)),
                 "link {}-{} did not come up",
                 e.a,
                 e.b
             );
         }
-        mesh
+    }
+
+    /// Restarts every daemon with `eligible_roots` set to the keys of `nodes` (the same list
+    /// on every node, as an operator would configure it).
+    pub fn set_eligible_roots(&mut self, nodes: &[usize]) {
+        let keys: Vec<String> = nodes
+            .iter()
+            .map(|&i| format!("{:?}", self.keys[i]))
+            .collect();
+        let extra = format!("eligible_roots = [{}]", keys.join(", "));
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            node.kill9();
+            node.configure("udp://0.0.0.0:7820", &self.peers[i], &extra);
+        }
+        for node in self.nodes.iter_mut() {
+            node.start();
+        }
+        self.wait_links();
     }
 
     /// The node index of a public key.

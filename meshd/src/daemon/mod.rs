@@ -256,7 +256,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         }
     }
     tracing::info!("shutting down: telling the peers");
-    node.links.close_all(Instant::now());
+    node.shut_down(Instant::now());
     flush_control(&mut node, &socks, &tun, &mut udp_rx.gro).await;
     Ok(())
 }

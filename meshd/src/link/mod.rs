@@ -68,10 +68,10 @@ pub struct LinkConfig {
 impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
-            // Short, so that routing notices a dead link (and goes around it) within seconds:
-            // an idle link costs one 29-byte datagram a second each way.
-            keepalive_interval: Duration::from_secs(1),
-            peer_timeout: Duration::from_secs(3),
+            // Short, so that routing notices a dead link (and goes around it) within two
+            // seconds: an idle link costs two 29-byte datagrams a second each way.
+            keepalive_interval: Duration::from_millis(500),
+            peer_timeout: Duration::from_secs(2),
             rekey_after: Duration::from_secs(120),
             reject_after: Duration::from_secs(180),
             handshake_timeout: Duration::from_secs(1),
