@@ -55,6 +55,9 @@ pub struct Config {
     pub eligible_roots: Vec<String>,
     /// TUN settings.
     pub tun: TunConfig,
+    /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// The `[tun]` table.
@@ -93,8 +96,30 @@ impl Default for Config {
             max_peers: 1024,
             eligible_roots: vec![],
             tun: TunConfig::default(),
+            ignored_env: vec![],
         }
     }
+}
+
+/// The environment variable of every key: `MESHD_LOG_LEVEL`, `MESHD_TUN__NAME`, …
+fn known_env_keys() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(toml::Value::Table(t)) = toml::Value::try_from(Config::default()) {
+        for (k, v) in t {
+            match v {
+                toml::Value::Table(inner) => {
+                    for k2 in inner.keys() {
+                        out.push(format!("MESHD_{}__{}", k.to_uppercase(), k2.to_uppercase()));
+                    }
+                }
+                _ => out.push(format!("MESHD_{}", k.to_uppercase())),
+            }
+        }
+    }
+    // Keys whose default is absent (None) do not appear in the serialised defaults.
+    out.push("MESHD_IDENTITY_FILE".into());
+    out.push("MESHD_ADMIN_GROUP".into());
+    out
 }
 
 /// The file `meshd init-config` writes: every key, commented, with its default.
@@ -160,9 +185,20 @@ impl Config {
                 .with_context(|| format!("cannot read config file {}", f.display()))?;
             b = b.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
+        // Only variables that name a key: others (a script's own MESHD_SOMETHING) are reported,
+        // not fatal.
+        let known = known_env_keys();
+        let mut ignored = Vec::new();
         let env: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("MESHD_") && k != "MESHD_CONFIG")
+            .filter(|(k, _)| {
+                let ok = known.iter().any(|n| n == k);
+                if !ok {
+                    ignored.push(k.clone());
+                }
+                ok
+            })
             .collect();
         b = b.add_source(
             config::Environment::with_prefix("MESHD")
@@ -188,6 +224,8 @@ impl Config {
         }
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration in {where_}: {e}"))?;
+        ignored.sort();
+        cfg.ignored_env = ignored;
         Ok(cfg)
     }
 
@@ -363,6 +401,15 @@ mod tests {
             );
             assert!(e.contains(want), "{text}: {e}");
         }
+        // A variable that names no key is reported, not fatal.
+        std::fs::write(&f, "").expect("write");
+        let c = Config::load_with_env(
+            Some(&f),
+            env(&[("MESHD_BIN", "x"), ("MESHD_TUN__NAME", "q0")]),
+        )
+        .expect("loads");
+        assert_eq!(c.ignored_env, vec!["MESHD_BIN".to_string()]);
+        assert_eq!(c.tun.name, "q0");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

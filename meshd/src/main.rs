@@ -74,6 +74,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .with_ansi(ansi)
                 .init();
+            for v in &cfg.ignored_env {
+                tracing::warn!(
+                    "ignoring {v}: it names no configuration key (see `meshd init-config`)"
+                );
+            }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

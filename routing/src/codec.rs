@@ -91,6 +91,10 @@ impl<'a> Reader<'a> {
             }
             v |= part << (7 * i);
             if b & 0x80 == 0 {
+                // Only the shortest encoding is accepted: one byte string per value.
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::Varint);
+                }
                 return Ok(v);
             }
         }
@@ -140,6 +144,11 @@ mod tests {
             assert_eq!(r.finish(), Ok(()));
         }
         assert_eq!(Reader::new(&[0x80; 11]).varint(), Err(DecodeError::Varint));
+        assert_eq!(
+            Reader::new(&[0x80, 0x00]).varint(),
+            Err(DecodeError::Varint),
+            "non-minimal"
+        );
         assert_eq!(Reader::new(&[0x80]).varint(), Err(DecodeError::Truncated));
         let mut over = vec![0xff; 9];
         over.push(0x02);
