@@ -127,6 +127,16 @@ pub fn status(s: &Status) -> String {
         n("tx_datagrams")
     );
     let _ = writeln!(o, "handshakes  {} completed", n("handshakes_completed"));
+    let r = &s.routing;
+    let _ = writeln!(
+        o,
+        "routing     depth {}, {} state entries ({} bytes), {} forwarded, {} lookups",
+        r["depth"].as_u64().unwrap_or(0),
+        r["state_entries"].as_u64().unwrap_or(0),
+        r["state_bytes"].as_u64().unwrap_or(0),
+        r["forwarded"].as_u64().unwrap_or(0),
+        r["lookups"].as_u64().unwrap_or(0),
+    );
     let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
     if let Some(d) = c.get("dropped").and_then(|d| d.as_object()) {
         for (k, v) in d {

@@ -1,9 +1,17 @@
 //! # `routing`: the sans-IO routing core of Planetary LAN
 //!
-//! This crate owns *where things are* in the overlay. Today that is the mapping from a node's
-//! public key to its overlay addresses ([`address`]), which every other part of the system uses
-//! to check that an address belongs to a key. Next (issue 3) it grows the spanning-tree routing
-//! core: root election, signed tree positions, greedy forwarding over all peers, and key lookups.
+//! This crate owns *where things are* in the overlay and how to get there:
+//!
+//! * [`address`]: a node's overlay addresses from its public key, and the check anybody can run
+//!   that an address belongs to a key;
+//! * [`tree`]: root election, signed tree positions (node and parent both sign), coordinates,
+//!   parent choice by RTT cost without flapping, root liveness and farewells;
+//! * [`forward`]: greedy forwarding by tree distance over all peers,
+//!   made loop-free by a watermark, with feedback to the source when a path breaks;
+//! * [`dht`]: lookups from an address to the owner's key and coordinates, signed by the owner;
+//! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests.
+//!
+//! `docs/ROUTING.md` explains the design, its choices and its measured behaviour.
 //!
 //! ## The contract: sans-IO and deterministic
 //! This crate never opens a socket, never reads a clock, never spawns a thread or a task, and
@@ -24,7 +32,7 @@ pub mod address;
 pub mod codec;
 pub mod coords;
 pub mod dht;
-mod forward;
+pub mod forward;
 pub mod record;
 pub mod router;
 pub mod testnet;

@@ -64,3 +64,30 @@ fn random_graphs_converge_and_deliver() {
         check(&format!("random {seed}"), 24, graphs::random(24, 16, seed));
     }
 }
+
+#[test]
+fn the_same_inputs_give_the_same_run() {
+    let run = || {
+        let mut net = Net::new(20, &graphs::random(20, 12, 9), RouterConfig::default(), 31);
+        net.run_for(Duration::from_secs(8));
+        let hops = net.send(3, 17, b"determinism");
+        let state: Vec<_> = net
+            .nodes
+            .iter()
+            .map(|n| {
+                let s = n.router.stats();
+                (
+                    n.router.coords().clone(),
+                    n.router.parent_key(),
+                    s.control_sent,
+                    s.control_bytes,
+                    s.lookups,
+                )
+            })
+            .collect();
+        (hops, state)
+    };
+    let (a, b) = (run(), run());
+    assert!(a.0.is_some());
+    assert_eq!(a, b, "two runs with the same seed differ");
+}
