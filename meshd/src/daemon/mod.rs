@@ -1,5 +1,5 @@
 //! The daemon: sets up the identity, sockets, TUN device and control socket, then runs one
-//! event loop on one thread around the sans-IO [`Links`] core.
+//! event loop on one thread around the sans-IO [`Node`] (links, router, end-to-end sessions).
 //!
 //! Each turn of the loop waits for the first of: the TUN device readable, a UDP socket
 //! readable, the core's next timeout, a control request, a resolved host name, or shutdown. It

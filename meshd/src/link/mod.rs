@@ -316,8 +316,8 @@ impl Links {
         }
     }
 
-    /// Handles one received UDP datagram. An IPv6 packet to deliver is decrypted into `out`
-    /// (see [`Recv::Deliver`]); `out` must hold at least `datagram.len()` bytes.
+    /// Handles one received UDP datagram. A frame for the layer above is decrypted into `out`
+    /// (see [`Recv::Frame`]); `out` must hold at least `datagram.len()` bytes.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
