@@ -128,8 +128,7 @@ impl Router {
             RoutedBody::Found { nonce, nodes } => self.on_found(now, nonce, nodes),
             RoutedBody::Broken { key } => {
                 // Only believe it for a destination we actually route to.
-                if self.coords_of.remove(&key).is_some() {
-                    self.routes.retain(|_, r| r.key != key);
+                if self.forget_coords(&key) {
                     self.events.push_back(Event::PathBroken { key });
                 }
             }
@@ -227,6 +226,9 @@ impl Router {
         match self.handle_routed(now, None, &mut out[at..]) {
             Handled::Forward(peer) => Some(peer),
             _ => {
+                // Our own view says no peer leads there: the coordinates are stale. Forget
+                // them (as a BROKEN would) so that the caller's next resolve looks it up.
+                self.forget_coords(dest);
                 self.events.push_back(Event::PathBroken { key: *dest });
                 None
             }
@@ -244,6 +246,15 @@ impl Router {
                     .sum::<usize>()
         };
         Some(3 + 32 + ports(&coords.0) + 32 + ports(&self.coords.0))
+    }
+
+    /// Drops what we know of where `key` is; true if we knew.
+    pub(crate) fn forget_coords(&mut self, key: &Key) -> bool {
+        let known = self.coords_of.remove(key).is_some();
+        if known {
+            self.routes.retain(|_, r| r.key != *key);
+        }
+        known
     }
 
     /// Whether `dest`'s coordinates are known.

@@ -233,8 +233,7 @@ pub struct Router {
     pub(crate) seqs: BTreeMap<Key, u64>,
     /// When each known root's record last advanced.
     pub(crate) root_heard: BTreeMap<Key, Instant>,
-    /// Roots that said farewell (until they come back with a newer record).
-    pub(crate) retired: std::collections::BTreeSet<Key>,
+    /// When the root refreshes its record next (or, below a root, when it would time out).
     pub(crate) next_root_refresh: Instant,
     pub(crate) sig_request: Option<SigRequest>,
     pub(crate) node_record: NodeRecord,
@@ -280,7 +279,6 @@ impl Router {
             root: key,
             seqs: BTreeMap::new(),
             root_heard,
-            retired: std::collections::BTreeSet::new(),
             next_root_refresh: now,
             sig_request: None,
             node_record,
@@ -402,8 +400,10 @@ impl Router {
 
     /// A new direct peer with this key (its link is up).
     pub fn peer_up(&mut self, now: Instant, peer: PeerId, key: Key, rtt: Option<Duration>) {
-        let port = self.next_port;
-        self.next_port += 1;
+        // The lowest port no current peer holds, so that ports (and coordinates) stay short.
+        let used: BTreeSet<u64> = self.peers.values().map(|p| p.port).collect();
+        let port = (1..).find(|p| !used.contains(p)).unwrap_or(self.next_port);
+        self.next_port = self.next_port.max(port + 1);
         self.peers.insert(
             peer,
             Peer {

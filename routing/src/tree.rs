@@ -62,11 +62,10 @@ impl Router {
 
     fn root_alive(&self, root: &Key, now: Instant) -> bool {
         *root == self.key
-            || (!self.retired.contains(root)
-                && self
-                    .root_heard
-                    .get(root)
-                    .is_some_and(|t| now < *t + self.cfg.root_timeout))
+            || self
+                .root_heard
+                .get(root)
+                .is_some_and(|t| now < *t + self.cfg.root_timeout)
     }
 
     /// We are stopping: if we are the root, tell everyone, so the tree re-forms at once.
@@ -204,6 +203,13 @@ impl Router {
                     return Handled::Consumed;
                 };
                 let (key, port) = (p.key, p.port);
+                // Never sign in our own parent (a two-node loop), nor a peer we are asking to
+                // sign us in at the same moment, unless our key breaks the tie: of two peers
+                // asking each other, only the higher key signs.
+                let asking_it = self.sig_request.is_some_and(|r| r.peer == from);
+                if self.parent == Some(from) || (asking_it && self.key < key) {
+                    return self.drop_count(Drop::BadChain);
+                }
                 let sig = sign_as_parent(&self.sk, &key, seq, port);
                 self.send(from, PeerMsg::SigRes { seq, port, sig }.encode());
                 Handled::Consumed
@@ -270,11 +276,13 @@ impl Router {
             let prev = self.seqs.insert(r.node, r.seq);
             let newer = prev.is_none_or(|s| r.seq > s);
             if r.is_retired() {
-                if newer && self.retired.insert(r.node) {
+                // Only a root we know to be alive may retire, and only once: a farewell from
+                // an unknown key (anyone can mint one) is neither kept nor passed on.
+                if newer && r.node != self.key && self.root_alive(&r.node, now) {
+                    self.root_heard.remove(&r.node);
                     farewells.push(r.clone());
                 }
             } else if r.is_root() && newer {
-                self.retired.remove(&r.node);
                 self.root_heard.insert(r.node, now);
             }
         }
@@ -317,10 +325,14 @@ impl Router {
         let mut chain: Vec<TreeRecord> = Vec::new();
         let mut seen = BTreeSet::new();
         let mut at = p.key;
+        // Our key anywhere on its chain, complete or not, means it is below us (or claims to
+        // be): it must never be our parent.
+        let mut below_us = false;
         let complete = loop {
             let Some(r) = p.records.get(&at) else {
                 break false;
             };
+            below_us |= r.node == our_key || r.parent == our_key;
             if !seen.insert(at) || chain.len() > MAX_DEPTH {
                 break false; // a loop or an absurd depth: wait for better records
             }
@@ -329,6 +341,34 @@ impl Router {
                 break true;
             }
             at = r.parent;
+        };
+        if p.records.len() > 2 * (MAX_DEPTH + 1) {
+            // More records than any chain needs: keep only those on its chain so far.
+            p.records.retain(|k, _| seen.contains(k));
+        }
+        if below_us && !p.below_us {
+            p.below_us = true;
+            if self.parent == Some(from) {
+                // Our parent now hangs below us (both of us chose the other after a common
+                // ancestor left): leave it.
+                self.parent = None;
+                self.reselect(now);
+            }
+            let Some(p) = self.peers.get_mut(&from) else {
+                return;
+            };
+            if !complete {
+                if p.asked_full
+                    .is_none_or(|t| now >= t + Duration::from_secs(1))
+                {
+                    p.asked_full = Some(now);
+                    self.send(from, PeerMsg::AnnounceReq.encode());
+                }
+                return;
+            }
+        }
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
         };
         if !complete || crate::wire::chain_digest(&chain) != p.digest {
             if p.asked_full
@@ -350,7 +390,7 @@ impl Router {
         );
         let root = chain[chain.len() - 1].node;
         let changed = p.coords.as_ref() != Some(&coords) || p.root != Some(root);
-        p.below_us = seen.contains(&our_key);
+        p.below_us = below_us;
         p.root = Some(root);
         p.coords = Some(coords);
         let chain_changed = p.chain != chain;
@@ -368,20 +408,25 @@ impl Router {
     fn update_position(&mut self, now: Instant) {
         let (root, coords) = match self.parent.and_then(|p| self.peers.get(&p)) {
             Some(p) => match (&p.root, &p.coords) {
-                (Some(r), Some(c)) => {
+                (Some(r), Some(c)) if c.depth() < MAX_DEPTH => {
                     let mut c = c.clone();
                     c.0.push(self.record.port);
                     (*r, c)
+                }
+                (Some(_), Some(_)) => {
+                    // Our parent sank to the deepest depth allowed: we cannot hang below it.
+                    self.parent = None;
+                    self.reselect(now);
+                    return;
                 }
                 _ => return,
             },
             None => (self.key, Coords::root()),
         };
         let moved = coords != self.coords || root != self.root;
+        // (`root_heard` is not touched: only a root's own fresh record makes it alive, so a
+        // stale chain cannot bring back a root that retired or timed out.)
         self.root = root;
-        if root != self.key && !self.root_heard.contains_key(&root) {
-            self.root_heard.insert(root, now);
-        }
         if coords != self.coords {
             self.coords = coords;
             self.node_seq += 1;
@@ -465,7 +510,10 @@ impl Router {
         let Some(req) = self.sig_request.filter(|r| r.peer == from && r.seq == seq) else {
             return Handled::Consumed; // stale or unsolicited
         };
-        let Some(parent_key) = self.peers.get(&from).map(|p| p.key) else {
+        let Some(parent_key) = self.peers.get(&from).filter(|p| !p.below_us).map(|p| p.key) else {
+            // Gone, or it moved below us while we were asking.
+            self.sig_request = None;
+            self.reselect(now);
             return Handled::Consumed;
         };
         let record = TreeRecord::new(&self.sk, parent_key, req.seq, port, sig);
@@ -474,6 +522,12 @@ impl Router {
             return self.drop_count(Drop::BadSignature);
         }
         self.sig_request = None;
+        if self.seqs.get(&self.key).is_some_and(|s| *s > record.seq) {
+            // We signed a newer record of our own meanwhile: peers would take this one for a
+            // replay. Ask again with a fresh number.
+            self.reselect(now);
+            return Handled::Consumed;
+        }
         self.seqs.insert(self.key, record.seq);
         self.record = record;
         self.parent = Some(from);
@@ -493,6 +547,11 @@ impl Router {
     }
 
     /// Root refresh (if we are root), dead-root detection, stuck signature requests.
+    ///
+    /// Three states: *root* (no parent, our own root record), *child* (a parent signed us
+    /// in) and *detached* (our parent or root is gone and we are waiting for a new parent's
+    /// signature). A detached node signs nothing of its own, so that the record its new
+    /// parent signs is never older than one its peers already hold.
     pub(crate) fn tree_timers(&mut self, now: Instant) {
         if let Some(r) = self.sig_request
             && now >= r.sent + self.cfg.lookup_rpc_timeout
@@ -500,30 +559,68 @@ impl Router {
             self.sig_request = None;
             self.reselect(now);
         }
-        if self.parent.is_none() {
-            if now >= self.next_root_refresh {
-                self.seq += 1;
-                self.record = TreeRecord::root(&self.sk, self.seq);
-                self.seqs.insert(self.key, self.seq);
-                self.root_heard.insert(self.key, now);
-                self.next_root_refresh = now + self.cfg.root_refresh;
-                self.announce_all();
-            }
-        } else {
+        if self.parent.is_some() {
             let deadline = self
                 .root_heard
                 .get(&self.root)
                 .map_or(now, |t| *t + self.cfg.root_timeout);
             if now >= deadline {
-                // Our root went quiet: leave it, and never believe its old records again.
+                // Our root went quiet: leave it (its old records are never believed again).
+                self.root_heard.remove(&self.root);
                 self.parent = None;
                 self.reselect(now);
             }
+        }
+        if self.parent.is_none() && self.root != self.key && self.sig_request.is_none() {
+            // Detached with nobody to ask: stand alone until a parent turns up.
+            self.become_root(now);
+        }
+        if self.parent.is_none() && self.root == self.key {
+            if now >= self.next_root_refresh {
+                if self.sig_request.is_some() {
+                    // About to hang below another root: a refresh now would outdate the
+                    // record being signed. Look again shortly.
+                    self.next_root_refresh = now + Duration::from_millis(100);
+                } else {
+                    self.seq = self.seq.max(self.seqs.get(&self.key).copied().unwrap_or(0)) + 1;
+                    self.record = TreeRecord::root(&self.sk, self.seq);
+                    self.seqs.insert(self.key, self.seq);
+                    self.root_heard.insert(self.key, now);
+                    self.next_root_refresh = now + self.cfg.root_refresh;
+                    self.announce_all();
+                }
+            }
+        } else if self.parent.is_some() {
             self.next_root_refresh = self
                 .root_heard
                 .get(&self.root)
                 .map_or(now + self.cfg.root_refresh, |t| *t + self.cfg.root_timeout)
                 .max(now + Duration::from_millis(1));
+        } else {
+            // Detached: the pending signature request has its own deadline.
+            self.next_root_refresh = now + self.cfg.root_refresh;
+        }
+        self.prune_tree_state(now);
+    }
+
+    /// Bounds what strangers can make us remember: dead roots are forgotten after a while,
+    /// and sequence numbers of keys on no peer's chain once there are too many.
+    fn prune_tree_state(&mut self, now: Instant) {
+        const MAX_ROOTS: usize = 256;
+        const MAX_SEQS: usize = 16_384;
+        let keep_dead = self.cfg.root_timeout * 10;
+        if self.root_heard.len() > MAX_ROOTS {
+            let (key, root) = (self.key, self.root);
+            self.root_heard
+                .retain(|k, t| *k == key || *k == root || now < *t + keep_dead);
+        }
+        if self.seqs.len() > MAX_SEQS {
+            let mut live: BTreeSet<Key> = self.root_heard.keys().copied().collect();
+            live.insert(self.key);
+            for p in self.peers.values() {
+                live.extend(p.records.keys().copied());
+            }
+            self.seqs.retain(|k, _| live.contains(k));
         }
     }
 
