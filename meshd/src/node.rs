@@ -28,6 +28,8 @@ pub const MAX_DATAGRAM: usize = 1452;
 pub const MAX_ROUTING_MESSAGE: usize = MAX_DATAGRAM - wire::TRANSPORT_OVERHEAD - 1;
 /// Packets kept per destination while its address is looked up.
 const WAIT_PER_ADDRESS: usize = 32;
+/// Destinations with control messages parked until their coordinates are known.
+const MAX_PARKED_KEYS: usize = 1024;
 /// Give up on a lookup (and its waiting packets) after this long.
 const LOOKUP_PATIENCE: Duration = Duration::from_secs(5);
 /// An overlay ping unanswered after this long has failed.
@@ -276,6 +278,9 @@ impl Node {
     /// destination's coordinates are known.
     fn route_owned(&mut self, now: Instant, key: PublicKey, msg: Vec<u8>) {
         if !self.router.knows(&key.0) {
+            if self.parked.len() >= MAX_PARKED_KEYS && !self.parked.contains_key(&key) {
+                return;
+            }
             let q = self.parked.entry(key).or_default();
             if q.len() < WAIT_PER_ADDRESS {
                 q.push_back(msg);
@@ -329,8 +334,12 @@ impl Node {
                         Inbound::Tun { len: n }
                     }
                     Received::Consumed => {
-                        // A handshake: the key is proven, so is the way back.
-                        self.router.confirm_source(now, &frame[1..len]);
+                        // A handshake init proves the key but not that it is fresh (anyone
+                        // on a path could send it again): its way back is taken only when we
+                        // know none, never over one we have.
+                        if !self.router.knows(&src.0) {
+                            self.router.confirm_source(now, &frame[1..len]);
+                        }
                         Inbound::Done
                     }
                     Received::Dropped => Inbound::Done,
@@ -423,6 +432,7 @@ impl Node {
                         }
                     }
                     None => {
+                        self.parked.retain(|k, _| k.address() != addr);
                         for pkt in waiting {
                             self.counters.unreachable += 1;
                             if let Some(e) = icmp6_error(Icmp6Error::AddressUnreachable, &pkt) {

@@ -217,11 +217,7 @@ impl Router {
             // First contact: look ourselves up soon, to find our neighbourhood.
             self.dht.next_refresh = Some(now + FIRST_REFRESH);
         }
-        if let Some((c, _)) = self.coords_of.get(&rec.key)
-            && *c != rec.coords
-        {
-            self.coords_of.insert(rec.key, (rec.coords.clone(), now));
-        }
+        self.record_coords(now, &rec, false);
         self.dht.insert(rec);
     }
 
@@ -249,7 +245,8 @@ impl Router {
             .find(|p| address::key_owns(&p.key, &owner))
         {
             let (key, coords) = (p.key, p.coords.clone().unwrap_or_default());
-            self.coords_of.insert(key, (coords.clone(), now));
+            let seq = self.coords_of.get(&key).map_or(0, |l| l.seq);
+            self.set_coords(now, key, coords.clone(), seq);
             self.routes.insert(
                 owner,
                 Route {
@@ -395,7 +392,7 @@ impl Router {
     }
 
     fn finish_found(&mut self, now: Instant, addr: Ipv6Addr, rec: NodeRecord) {
-        self.coords_of.insert(rec.key, (rec.coords.clone(), now));
+        self.record_coords(now, &rec, true);
         self.routes.insert(
             addr,
             Route {
@@ -433,7 +430,18 @@ impl Router {
         self.send_control(now, &h.src_key, &reply_coords, body);
     }
 
-    pub(crate) fn on_found(&mut self, now: Instant, nonce: u64, nodes: Vec<NodeRecord>) {
+    pub(crate) fn on_found(
+        &mut self,
+        now: Instant,
+        from: &Key,
+        nonce: u64,
+        nodes: Vec<NodeRecord>,
+    ) {
+        // The answer must come from the node asked (by the header: not proof, but with
+        // unpredictable nonces, only a node on the request's path could answer instead).
+        if self.dht.rpcs.get(&nonce).is_none_or(|r| r.asked != *from) {
+            return;
+        }
         let Some(rpc) = self.dht.rpcs.remove(&nonce) else {
             return;
         };

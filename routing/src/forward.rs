@@ -125,7 +125,7 @@ impl Router {
             } => {
                 self.on_find(now, h, nonce, target, requester);
             }
-            RoutedBody::Found { nonce, nodes } => self.on_found(now, nonce, nodes),
+            RoutedBody::Found { nonce, nodes } => self.on_found(now, &h.src_key, nonce, nodes),
             RoutedBody::Broken { key } => {
                 // Only believe it for a destination we actually route to.
                 if self.forget_coords(&key) {
@@ -155,8 +155,7 @@ impl Router {
                     if self.coords_of.contains_key(&record.key)
                         || self.talked_to.contains_key(&record.key)
                     {
-                        self.coords_of
-                            .insert(record.key, (record.coords.clone(), now));
+                        self.record_coords(now, &record, true);
                     }
                     self.dht_learn(now, record);
                 }
@@ -208,7 +207,7 @@ impl Router {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<PeerId> {
-        let (coords, _) = self.coords_of.get(dest)?;
+        let coords = &self.coords_of.get(dest)?.coords;
         let at = out.len();
         if self.talked_to.len() < 4096 || self.talked_to.contains_key(dest) {
             self.talked_to.insert(*dest, now);
@@ -238,7 +237,7 @@ impl Router {
     /// Length of the header of a traffic message to `dest`, if its coordinates are known: what
     /// the path takes from each packet's room.
     pub fn traffic_header_len(&self, dest: &Key) -> Option<usize> {
-        let (coords, _) = self.coords_of.get(dest)?;
+        let coords = &self.coords_of.get(dest)?.coords;
         let ports = |c: &[u64]| -> usize {
             crate::codec::varint_len(c.len() as u64)
                 + c.iter()
@@ -246,6 +245,51 @@ impl Router {
                     .sum::<usize>()
         };
         Some(3 + 32 + ports(&coords.0) + 32 + ports(&self.coords.0))
+    }
+
+    /// Most destinations whose places we keep (the oldest learnt goes first).
+    pub(crate) const MAX_LOCATED: usize = 8192;
+
+    /// Remembers where `key` is, making room if the table is full.
+    pub(crate) fn set_coords(&mut self, now: Instant, key: Key, coords: Coords, seq: u64) {
+        if self.coords_of.len() >= Self::MAX_LOCATED && !self.coords_of.contains_key(&key) {
+            let oldest = self
+                .coords_of
+                .iter()
+                .min_by_key(|(_, l)| l.at)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.forget_coords(&k);
+            }
+        }
+        self.coords_of.insert(
+            key,
+            crate::router::Located {
+                coords,
+                at: now,
+                seq,
+            },
+        );
+    }
+
+    /// Takes the place a signed node record gives, unless we know a newer record of that node
+    /// (`insert`: even if we did not route to it yet). True if taken.
+    pub(crate) fn record_coords(
+        &mut self,
+        now: Instant,
+        rec: &crate::record::NodeRecord,
+        insert: bool,
+    ) -> bool {
+        match self.coords_of.get(&rec.key) {
+            // Older, or as old but the place came from its traffic since: not newer.
+            Some(l) if rec.seq < l.seq || (rec.seq == l.seq && l.coords != rec.coords) => false,
+            Some(l) if l.coords == rec.coords && l.seq == rec.seq => true,
+            None if !insert => false,
+            _ => {
+                self.set_coords(now, rec.key, rec.coords.clone(), rec.seq);
+                true
+            }
+        }
     }
 
     /// Drops what we know of where `key` is; true if we knew.
@@ -272,13 +316,12 @@ impl Router {
             self.talked_to.insert(h.src_key, now);
         }
         let coords = h.src_coords.as_slice();
-        let fresh = match self.coords_of.get(&h.src_key) {
-            Some((c, _)) => c.0 != coords,
-            None => true,
+        let (fresh, seq) = match self.coords_of.get(&h.src_key) {
+            Some(l) => (l.coords.0 != coords, l.seq),
+            None => (true, 0),
         };
         if fresh {
-            self.coords_of
-                .insert(h.src_key, (Coords(coords.to_vec()), now));
+            self.set_coords(now, h.src_key, Coords(coords.to_vec()), seq);
         }
     }
 
@@ -290,7 +333,7 @@ impl Router {
         let targets: Vec<(Key, Coords)> = self
             .talked_to
             .keys()
-            .filter_map(|k| self.coords_of.get(k).map(|(c, _)| (*k, c.clone())))
+            .filter_map(|k| self.coords_of.get(k).map(|l| (*k, l.coords.clone())))
             .collect();
         for (k, c) in targets {
             let body = RoutedBody::Notify {
@@ -302,7 +345,7 @@ impl Router {
 
     /// Sends an overlay ping to `dest` (whose coordinates must be known); returns its nonce.
     pub fn ping(&mut self, now: Instant, dest: &Key) -> Option<u64> {
-        let (coords, _) = self.coords_of.get(dest)?.clone();
+        let coords = self.coords_of.get(dest)?.coords.clone();
         let nonce = self.next_random();
         let body = RoutedBody::Ping {
             nonce,

@@ -96,6 +96,8 @@ pub(crate) struct Peer {
     pub below_us: bool,
     /// When we last asked it for a full announcement.
     pub asked_full: Option<Instant>,
+    /// When we last answered its request for a full announcement.
+    pub answered_full: Option<Instant>,
     /// Its cost to its root, as it announced.
     pub announced_cost: u64,
     /// Digest of its chain as it announced; ours must match before we use it.
@@ -115,6 +117,17 @@ pub(crate) struct SigRequest {
     pub peer: PeerId,
     pub seq: u64,
     pub sent: Instant,
+}
+
+/// Where a node we route to is, as far as we know.
+#[derive(Debug, Clone)]
+pub(crate) struct Located {
+    pub coords: Coords,
+    /// When this was learnt (the oldest entry goes first when the table is full).
+    pub at: Instant,
+    /// Sequence number of the signed node record it came from (0: from authenticated
+    /// traffic), so that an older record replayed by anyone cannot move it back.
+    pub seq: u64,
 }
 
 /// A cached lookup result.
@@ -221,6 +234,9 @@ pub struct Router {
     pub(crate) sk: SigningKey,
     pub(crate) key: Key,
     pub(crate) rng: u64,
+    /// Key of the nonce generator: nonces are a keyed hash of a counter, so that one nonce
+    /// seen on the wire tells nothing about the next.
+    pub(crate) nonce_key: [u8; 32],
     pub(crate) peers: BTreeMap<PeerId, Peer>,
     pub(crate) next_port: u64,
     // --- tree ---
@@ -243,7 +259,7 @@ pub struct Router {
     // --- lookups and routes ---
     pub(crate) dht: Dht,
     pub(crate) routes: BTreeMap<Ipv6Addr, Route>,
-    pub(crate) coords_of: BTreeMap<Key, (Coords, Instant)>,
+    pub(crate) coords_of: BTreeMap<Key, Located>,
     pub(crate) pings: BTreeMap<u64, Instant>,
     pub(crate) broken_sent: BTreeMap<Key, Instant>,
     /// Nodes we exchanged traffic with recently (told when we move).
@@ -270,6 +286,14 @@ impl Router {
             cfg,
             key,
             rng: seed ^ 0x2545_f491_4f6c_dd1d,
+            nonce_key: {
+                use sha2::{Digest, Sha512_256};
+                let mut h = Sha512_256::new();
+                h.update(b"planetary-lan routing nonces v1");
+                h.update(secret);
+                h.update(seed.to_le_bytes());
+                h.finalize().into()
+            },
             peers: BTreeMap::new(),
             next_port: 1,
             seq,
@@ -326,7 +350,7 @@ impl Router {
     pub fn routes(&self) -> impl Iterator<Item = (Ipv6Addr, Route)> + '_ {
         self.routes.iter().map(|(a, r)| {
             let mut r = r.clone();
-            if let Some((c, _)) = self.coords_of.get(&r.key) {
+            if let Some(Located { coords: c, .. }) = self.coords_of.get(&r.key) {
                 r.coords = c.clone();
             }
             (*a, r)
@@ -361,11 +385,15 @@ impl Router {
     }
 
     pub(crate) fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        use sha2::{Digest, Sha512_256};
+        self.rng = self.rng.wrapping_add(1);
+        let mut h = Sha512_256::new();
+        h.update(self.nonce_key);
+        h.update(self.rng.to_le_bytes());
+        let d = h.finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        u64::from_le_bytes(b)
     }
 
     pub(crate) fn send(&mut self, peer: PeerId, msg: Vec<u8>) {
@@ -418,6 +446,7 @@ impl Router {
                 root: None,
                 below_us: false,
                 asked_full: None,
+                answered_full: None,
                 announced_cost: 0,
                 digest: 0,
                 coords: None,

@@ -195,6 +195,17 @@ impl Router {
                 node,
             } => self.on_announce(now, from, cost, digest, records, node),
             PeerMsg::AnnounceReq => {
+                // A full announcement is our whole chain: at most one every 500 ms per peer
+                // (it asks at most once a second when it is behind).
+                let Some(p) = self.peers.get_mut(&from) else {
+                    return Handled::Consumed;
+                };
+                if p.answered_full
+                    .is_some_and(|t| now < t + Duration::from_millis(500))
+                {
+                    return self.drop_count(Drop::Replay);
+                }
+                p.answered_full = Some(now);
                 self.announce(from, true);
                 Handled::Consumed
             }

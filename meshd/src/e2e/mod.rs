@@ -176,11 +176,14 @@ impl Remote {
         }
     }
 
+    /// The newest session we may send on: not expired, and confirmed (a responder's session
+    /// is confirmed by the first message the initiator sends on it, so that a replayed
+    /// handshake init, which anyone on the path could send again, never takes the traffic).
     fn send_session(&mut self, now: Instant, reject_after: Duration) -> Option<&mut Session> {
         self.sessions
             .iter_mut()
             .rev()
-            .find(|s| now < s.created + reject_after)
+            .find(|s| s.confirmed && now < s.created + reject_after)
     }
 }
 
@@ -286,8 +289,19 @@ impl E2e {
         if !self.remotes.contains_key(key) {
             if self.remotes.len() >= self.cfg.max_remotes {
                 self.evict_idle(now);
-                if self.remotes.len() >= self.cfg.max_remotes {
-                    return None;
+            }
+            if self.remotes.len() >= self.cfg.max_remotes {
+                // Still full: the least recently used remote with nothing queued makes room
+                // (so that strangers' handshakes cannot lock us out of new destinations).
+                let lru = self
+                    .remotes
+                    .iter()
+                    .filter(|(_, r)| r.queue.is_empty())
+                    .min_by_key(|(_, r)| r.last_used)
+                    .map(|(k, _)| *k);
+                match lru {
+                    Some(k) => self.forget(&k),
+                    None => return None,
                 }
             }
             self.remotes.insert(*key, Remote::new(key, now));
@@ -424,12 +438,14 @@ impl E2e {
         }
     }
 
-    fn admit(&mut self, now: Instant, src: &PublicKey) -> bool {
+    /// Per-key limit on handshakes, charged only once the init proved its key (charged
+    /// before, anyone could spend a key's allowance by naming it in junk inits).
+    fn admit_key(&mut self, now: Instant, key: &PublicKey) -> bool {
         if self.per_key.len() > 4096 {
             self.per_key.clear();
         }
-        let b = self.per_key.entry(*src).or_insert((KEY_BURST, now));
-        take(b, now, KEY_RATE, KEY_BURST) && take(&mut self.tokens, now, INIT_RATE, INIT_BURST)
+        let b = self.per_key.entry(*key).or_insert((KEY_BURST, now));
+        take(b, now, KEY_RATE, KEY_BURST)
     }
 
     fn on_init(
@@ -440,7 +456,8 @@ impl E2e {
         sender: u32,
         noise_msg: &[u8],
     ) -> Received {
-        if !self.admit(now, src) {
+        // The global bucket bounds the Diffie-Hellman work strangers can cause.
+        if !take(&mut self.tokens, now, INIT_RATE, INIT_BURST) {
             self.counters.rate_limited += 1;
             return Received::Dropped;
         }
@@ -460,6 +477,10 @@ impl E2e {
                 return Received::Dropped;
             }
         };
+        if !self.admit_key(now, &key) {
+            self.counters.rate_limited += 1;
+            return Received::Dropped;
+        }
         let index = self.fresh_index();
         let mut buf = vec![0u8; wire::RESP_LEN + 16];
         buf[0] = wire::TYPE_RESP;
@@ -472,7 +493,8 @@ impl E2e {
         let Ok(t) = hs.into_stateless_transport_mode() else {
             return Received::Dropped;
         };
-        let session = Session::new(t, index, sender, false, suite, now);
+        let mut session = Session::new(t, index, sender, false, suite, now);
+        session.confirmed = false;
         self.transmits.push_back((key, buf));
         self.install(now, key, session);
         Received::Consumed
@@ -503,31 +525,75 @@ impl E2e {
         let Ok(t) = p.hs.into_stateless_transport_mode() else {
             return Received::Dropped;
         };
-        let session = Session::new(t, receiver, sender, true, suite, now);
+        let mut session = Session::new(t, receiver, sender, true, suite, now);
+        // The response proves the responder holds the keys.
+        session.confirmed = true;
+        let nothing_queued = self.remotes.get(&key).is_none_or(|r| r.queue.is_empty());
         self.install(now, key, session);
+        if nothing_queued {
+            // Confirm the session to the responder, which sends nothing on it until then.
+            self.send_keepalive(now, &key);
+        }
         Received::Consumed
+    }
+
+    fn send_keepalive(&mut self, now: Instant, key: &PublicKey) {
+        let reject = self.cfg.reject_after;
+        let Some(s) = self
+            .remotes
+            .get_mut(key)
+            .and_then(|r| r.send_session(now, reject))
+        else {
+            return;
+        };
+        let mut out = vec![0u8; wire::DATA_OVERHEAD];
+        if let Ok(n) = s.encrypt(&[], &mut out) {
+            out.truncate(n);
+            self.transmits.push_back((*key, out));
+        }
     }
 
     /// Adds a session and sends whatever was waiting for it.
     fn install(&mut self, now: Instant, key: PublicKey, session: Session) {
         self.counters.sessions_established += 1;
         let local = session.local_index;
+        let usable = session.confirmed;
         let Some(r) = self.remote(&key, now) else {
             return;
         };
-        r.sessions.push(session);
-        let mut gone = None;
-        if r.sessions.len() > 3 {
-            gone = Some(r.sessions.remove(0).local_index);
+        let mut gone = Vec::new();
+        if !usable {
+            // At most one responder session waits for confirmation: a newer init replaces
+            // it, and can never push out a session in use.
+            r.sessions.retain(|s| {
+                if !s.confirmed {
+                    gone.push(s.local_index);
+                }
+                s.confirmed
+            });
         }
-        r.last_rx = Some(now);
-        r.first_unanswered = None;
-        let queued: Vec<Vec<u8>> = r.queue.drain(..).collect();
-        if let Some(g) = gone {
+        r.sessions.push(session);
+        if r.sessions.len() > 3 {
+            gone.push(r.sessions.remove(0).local_index);
+        }
+        for g in gone {
             self.by_index.remove(&g);
         }
         self.by_index.insert(local, key);
-        tracing::debug!(peer = %key.short(), "end-to-end session up");
+        if usable {
+            tracing::debug!(peer = %key.short(), "end-to-end session up");
+            self.flush_queue(now, key);
+        }
+    }
+
+    /// A session became usable: sends what waited for it.
+    fn flush_queue(&mut self, now: Instant, key: PublicKey) {
+        let Some(r) = self.remotes.get_mut(&key) else {
+            return;
+        };
+        r.last_rx = Some(now);
+        r.first_unanswered = None;
+        let queued: Vec<Vec<u8>> = r.queue.drain(..).collect();
         let mut out = Vec::new();
         for pkt in queued {
             if self.encrypt(now, &key, &pkt, &mut out) == Encrypt::Ready {
@@ -569,6 +635,19 @@ impl E2e {
         };
         r.last_rx = Some(now);
         r.first_unanswered = None;
+        if !s.confirmed {
+            s.confirmed = true;
+            tracing::debug!(peer = %key.short(), "end-to-end session up");
+            if !r.queue.is_empty() {
+                self.flush_queue(now, key);
+            }
+        }
+        if n == 0 {
+            return Received::Consumed; // a keepalive that confirmed the session
+        }
+        let Some(r) = self.remotes.get_mut(&key) else {
+            return Received::Dropped;
+        };
         let Ok(h) = Ipv6Header::parse(&out[..n]) else {
             self.counters.malformed += 1;
             return Received::Dropped;
