@@ -232,7 +232,6 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
             }
         })
         .expect("node 3 sent a lookup request");
-    let _ = to_key;
     let attacker = SigningKey::from_bytes(&net.nodes[5].secret);
     let own = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone());
     let mut forged = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone());
@@ -244,7 +243,7 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
         64,
         &net.nodes[3].key,
         &net.nodes[3].router.coords().0,
-        &net.nodes[5].key,
+        &to_key, // poses as the node asked, with the right nonce
         &net.nodes[5].router.coords().0,
     );
     RoutedBody::Found {
@@ -275,4 +274,38 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
             .routes()
             .all(|(a, r)| a != target || r.key == net.nodes[6].key)
     );
+}
+
+#[test]
+fn an_old_record_cannot_move_a_destination_back() {
+    let mut net = ready(RouterConfig::default());
+    // Node 3 routes to node 6.
+    assert!(net.send(3, 6, b"first").is_some());
+    let target = routing::address::node_address(&net.nodes[6].key);
+    let place = |net: &Net| {
+        net.nodes[3]
+            .router
+            .routes()
+            .find(|(a, _)| *a == target)
+            .map(|(_, r)| r.coords)
+    };
+    let before = place(&net).expect("a route to node 6");
+    // A genuine but old record of node 6 (a lower sequence number than its current one, at a
+    // place it no longer is), sent to node 3 as a NOTIFY that names node 6 as its source.
+    let six = SigningKey::from_bytes(&net.nodes[6].secret);
+    let old = NodeRecord::new(&six, 999_999, net.nodes[1].router.coords().clone());
+    let mut msg = Vec::new();
+    wire::encode_routed_header(
+        &mut msg,
+        kind::NOTIFY,
+        64,
+        &net.nodes[3].key,
+        &net.nodes[3].router.coords().0,
+        &net.nodes[6].key,
+        &net.nodes[1].router.coords().0,
+    );
+    RoutedBody::Notify { record: old }.encode(&mut msg);
+    handle(&mut net, 1, 3, msg);
+    assert_eq!(place(&net), Some(before), "the old record moved node 6");
+    assert!(net.send(3, 6, b"still there").is_some());
 }
