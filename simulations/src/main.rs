@@ -1,0 +1,117 @@
+//! `simulations`: run a scenario (or a sweep of sizes) of the real routing core.
+
+use clap::{Parser, Subcommand};
+use simulations::{report, run, scenario::Scenario};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Discrete-event simulations of the Planetary LAN routing core")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario and print its summary.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Override the generator's node count.
+        #[arg(long)]
+        size: Option<usize>,
+        /// Override the seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where results go.
+        #[arg(long, default_value = "target/simulations")]
+        out: PathBuf,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run a scenario at several sizes and plot the figures against size.
+    Sweep {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Node counts, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sizes: Vec<usize>,
+        /// Override the seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where results go.
+        #[arg(long, default_value = "target/simulations")]
+        out: PathBuf,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Run {
+            scenario,
+            size,
+            seed,
+            out,
+            quiet,
+        } => {
+            let mut s = Scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                s.seed = seed;
+            }
+            let r = run::run(&s, size, quiet)?;
+            let stem = format!("{}-{}-s{}", s.name, r.nodes, s.seed);
+            report::write_run(&out, &stem, &r)?;
+            println!("{}", report::table(std::slice::from_ref(&r)));
+            println!(
+                "results: {}/{stem}.json; peak RSS {:.0} MiB",
+                out.display(),
+                peak_rss_mib().unwrap_or(0.0)
+            );
+        }
+        Cmd::Sweep {
+            scenario,
+            sizes,
+            seed,
+            out,
+            quiet,
+        } => {
+            let mut s = Scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                s.seed = seed;
+            }
+            let mut runs = Vec::new();
+            for n in sizes {
+                let r = run::run(&s, Some(n), quiet)?;
+                let stem = format!("{}-{}-s{}", s.name, r.nodes, s.seed);
+                report::write_run(&out, &stem, &r)?;
+                eprintln!("{}", report::table(std::slice::from_ref(&r)));
+                runs.push(r);
+            }
+            let stem = format!("{}-sweep-s{}", s.name, s.seed);
+            report::write_sweep(&out, &stem, &runs)?;
+            println!("{}", report::table(&runs));
+            println!(
+                "results: {}/{stem}.csv and .svg; peak RSS {:.0} MiB",
+                out.display(),
+                peak_rss_mib().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
+}
