@@ -210,7 +210,7 @@ impl Dht {
 impl Router {
     /// Learns a node record (checks its signature).
     pub(crate) fn dht_learn(&mut self, now: Instant, rec: NodeRecord) {
-        if rec.key == self.key || !rec.verify() {
+        if rec.key == self.key || !self.verified.check_node(&rec) {
             return;
         }
         if self.dht.next_refresh.is_none() {
@@ -415,13 +415,14 @@ impl Router {
         target: u128,
         requester: NodeRecord,
     ) {
-        let reply_coords: Coords = if requester.key == h.src_key && requester.verify() {
-            let c = requester.coords.clone();
-            self.dht_learn(now, requester);
-            c
-        } else {
-            h.src_coords.to_coords()
-        };
+        let reply_coords: Coords =
+            if requester.key == h.src_key && self.verified.check_node(&requester) {
+                let c = requester.coords.clone();
+                self.dht_learn(now, requester);
+                c
+            } else {
+                h.src_coords.to_coords()
+            };
         let mut nodes = self
             .dht
             .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));
@@ -455,7 +456,7 @@ impl Router {
             e.1 = Ask::Answered;
         }
         for rec in nodes {
-            if rec.key == self.key || !rec.verify() {
+            if rec.key == self.key || !self.verified.check_node(&rec) {
                 continue;
             }
             if let Some(addr) = target.1

@@ -149,7 +149,7 @@ impl Router {
             }
             RoutedBody::Notify { record } => {
                 // Only the node itself can say where it moved.
-                if record.key == h.src_key && record.verify() {
+                if record.key == h.src_key && self.verified.check_node(&record) {
                     // Someone we route to, or talked with lately (its entry may have just been
                     // dropped by a BROKEN): take the new place at once.
                     if self.coords_of.contains_key(&record.key)

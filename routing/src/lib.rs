@@ -43,3 +43,4 @@ pub use address::{AddrKind, KEY_LEN, OVERLAY_PREFIX, OVERLAY_PREFIX_LEN, SUBNET_
 pub use codec::Key;
 pub use coords::Coords;
 pub use router::{Drop, Event, Handled, PeerId, Route, Router, RouterConfig, Stats};
+pub use tree::SharedVerified;

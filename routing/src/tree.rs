@@ -28,21 +28,76 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct VerifiedCache {
     set: BTreeSet<[u8; 32]>,
+    shared: Option<SharedVerified>,
+}
+
+/// A set of records known to carry valid signatures, shared by many routers in one process
+/// (the simulator's thousands of nodes): each distinct record is verified once for all of
+/// them. Whether a signature is valid depends only on the bytes, so sharing changes no
+/// decision; meshd, with one router, has no use for it.
+#[derive(Clone, Default)]
+pub struct SharedVerified(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>);
+
+impl SharedVerified {
+    fn contains(&self, d: &[u8; 32]) -> bool {
+        self.0.lock().is_ok_and(|s| s.contains(d))
+    }
+
+    fn insert(&self, d: [u8; 32]) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(d);
+        }
+    }
+
+    /// Distinct records verified so far.
+    pub fn len(&self) -> usize {
+        self.0.lock().map_or(0, |s| s.len())
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Router {
+    /// Shares signature checks with other routers in this process (see [`SharedVerified`]).
+    pub fn share_verified(&mut self, shared: SharedVerified) {
+        self.verified.shared = Some(shared);
+    }
 }
 
 impl VerifiedCache {
     const MAX: usize = 8192;
 
     fn check(&mut self, r: &TreeRecord) -> bool {
-        use sha2::{Digest, Sha512_256};
         let mut enc = Vec::with_capacity(220);
+        enc.push(0);
         r.encode(&mut enc);
-        let digest: [u8; 32] = Sha512_256::digest(&enc).into();
+        self.check_encoded(&enc, || r.verify())
+    }
+
+    /// A node record's signature, checked once per distinct record (lookup answers carry the
+    /// same records again and again).
+    pub(crate) fn check_node(&mut self, r: &NodeRecord) -> bool {
+        let mut enc = Vec::with_capacity(140);
+        enc.push(1);
+        r.encode(&mut enc);
+        self.check_encoded(&enc, || r.verify())
+    }
+
+    fn check_encoded(&mut self, enc: &[u8], verify: impl FnOnce() -> bool) -> bool {
+        use sha2::{Digest, Sha512_256};
+        let digest: [u8; 32] = Sha512_256::digest(enc).into();
         if self.set.contains(&digest) {
             return true;
         }
-        if !r.verify() {
+        if self.shared.as_ref().is_some_and(|s| s.contains(&digest)) {
+            // Valid for another router of this process: no need to check again.
+        } else if !verify() {
             return false;
+        } else if let Some(s) = &self.shared {
+            s.insert(digest);
         }
         if self.set.len() >= Self::MAX {
             self.set.clear();
@@ -278,7 +333,7 @@ impl Router {
             return Handled::Consumed;
         };
         if let Some(n) = &node
-            && (n.key != peer_key || !n.verify())
+            && (n.key != peer_key || !self.verified.check_node(n))
         {
             return self.drop_count(Drop::BadSignature);
         }

@@ -135,8 +135,10 @@ impl Sim {
         let cfg = cfg(&keys);
         let mut nodes = Vec::with_capacity(g.n);
         let mut index = HashMap::with_capacity(g.n);
+        let shared = routing::SharedVerified::default();
         for (i, (secret, rseed)) in secrets.iter().enumerate() {
-            let router = Router::new(secret, cfg.clone(), 1_000_000, *rseed, start);
+            let mut router = Router::new(secret, cfg.clone(), 1_000_000, *rseed, start);
+            router.share_verified(shared.clone());
             index.insert(keys[i], i as u32);
             nodes.push(SimNode {
                 router,
