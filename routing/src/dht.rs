@@ -81,6 +81,9 @@ struct Lookup {
     /// The freshest record of the owner seen, and whether we are asking the owner itself.
     owner: Option<NodeRecord>,
     confirming: bool,
+    /// The owner did not answer at the place this record (sequence number) gives: only a
+    /// fresher copy is worth confirming.
+    unconfirmed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +107,8 @@ pub struct Dht {
     rpcs: BTreeMap<u64, Rpc>,
     next_lookup: u64,
     next_refresh: Option<Instant>,
+    /// We moved since the last self-lookup started.
+    moved: bool,
     /// Lookups with nobody to ask yet: (retry at, address, first tried).
     deferred: Vec<(Instant, Ipv6Addr, Instant)>,
     /// The interval of the next self-lookup: short at first (the table is empty and every
@@ -122,6 +127,7 @@ impl Dht {
             rpcs: BTreeMap::new(),
             next_lookup: 1,
             next_refresh: None,
+            moved: false,
             deferred: Vec::new(),
             refresh_every: FIRST_REFRESH,
         }
@@ -223,6 +229,7 @@ impl Router {
 
     /// Our coordinates changed: tell our neighbourhood soon.
     pub(crate) fn dht_position_changed(&mut self, now: Instant) {
+        self.dht.moved = true;
         let soon = now + Duration::from_millis(500);
         if self.dht.next_refresh.is_some_and(|t| t > soon) {
             self.dht.next_refresh = Some(soon);
@@ -319,6 +326,7 @@ impl Router {
                 short,
                 owner: None,
                 confirming: false,
+                unconfirmed: None,
             },
         );
         self.lookup_step(now, lid);
@@ -378,12 +386,17 @@ impl Router {
                 }
                 Some(_) => return, // enough in flight
                 None if in_flight > 0 => return,
+                None if l.confirming => return, // the owner's own answer decides
                 None => {
-                    // Nothing left to ask: not found.
+                    // Nothing left to ask: the freshest copy of the owner's record if any (it
+                    // could not be confirmed), else not found.
                     if let Some(l) = self.dht.lookups.remove(&lid)
                         && let Some(addr) = l.addr
                     {
-                        self.events.push_back(Event::Resolved { addr, key: None });
+                        match l.owner {
+                            Some(best) => self.finish_found(now, addr, best),
+                            None => self.events.push_back(Event::Resolved { addr, key: None }),
+                        }
                     }
                     return;
                 }
@@ -466,20 +479,30 @@ impl Router {
                 let Some(l) = self.dht.lookups.get_mut(&lid) else {
                     return;
                 };
-                if l.owner.as_ref().is_none_or(|o| rec.seq > o.seq) {
+                let newer = l.owner.as_ref().is_none_or(|o| rec.seq > o.seq);
+                if newer {
                     l.owner = Some(rec.clone());
                 }
-                if rpc.asked == rec.key || l.confirming {
+                if rpc.asked == rec.key {
                     // The owner answered for itself: as fresh as it gets.
                     if let Some(best) = self.dht.lookups.remove(&lid).and_then(|l| l.owner) {
                         self.finish_found(now, addr, best);
                     }
                     return;
                 }
-                // Someone else's copy may predate a move of the owner: ask the owner itself.
-                l.confirming = true;
-                self.confirm_owner(now, lid, rec);
-                return;
+                // Someone else's copy may predate a move of the owner: ask the owner itself,
+                // at the freshest place known (again, if a fresher copy turns up meanwhile).
+                // Other answers never end the lookup while the owner is being asked.
+                let fresher = l.unconfirmed.is_none_or(|u| rec.seq > u);
+                if fresher && (!l.confirming || newer) {
+                    l.confirming = true;
+                    self.confirm_owner(now, lid, rec);
+                    return;
+                }
+                if l.confirming {
+                    return;
+                }
+                continue;
             }
             let d = id_of(&rec.key) ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
@@ -546,12 +569,13 @@ impl Router {
         for (nonce, rpc) in expired {
             self.dht.rpcs.remove(&nonce);
             if rpc.confirm {
-                // The owner did not answer at the coordinates we had: use the freshest copy.
-                if let Some(l) = self.dht.lookups.remove(&rpc.lookup)
-                    && let (Some(addr), Some(best)) = (l.addr, l.owner)
-                {
-                    self.finish_found(now, addr, best);
+                // The owner did not answer at the place we had: that copy is stale. Go on
+                // with the lookup, towards the owner's neighbourhood, for a fresher one.
+                if let Some(l) = self.dht.lookups.get_mut(&rpc.lookup) {
+                    l.confirming = false;
+                    l.unconfirmed = l.owner.as_ref().map(|o| o.seq);
                 }
+                self.lookup_step(now, rpc.lookup);
                 continue;
             }
             let failed_key = self.dht.lookups.get_mut(&rpc.lookup).and_then(|l| {
@@ -565,15 +589,24 @@ impl Router {
             self.lookup_step(now, rpc.lookup);
         }
         if self.dht.next_refresh.is_some_and(|t| now >= t) {
-            self.dht.refresh_every = (self.dht.refresh_every * 2).min(self.cfg.table_refresh);
-            self.dht.next_refresh = Some(now + self.dht.refresh_every);
             let own = self.dht.id;
-            if !self
+            self.dht.refresh_every = (self.dht.refresh_every * 2).min(self.cfg.table_refresh);
+            if self
                 .dht
                 .lookups
                 .values()
                 .any(|l| l.addr.is_none() && l.target == own)
             {
+                // One is still running, with the record we had when it started: if we moved
+                // since, run another once it is done, so the move reaches our neighbourhood.
+                self.dht.next_refresh = Some(if self.dht.moved {
+                    now + Duration::from_millis(500)
+                } else {
+                    now + self.dht.refresh_every
+                });
+            } else {
+                self.dht.moved = false;
+                self.dht.next_refresh = Some(now + self.dht.refresh_every);
                 self.start_lookup(now, own, None, None);
             }
         }

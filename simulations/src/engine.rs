@@ -382,9 +382,9 @@ impl Sim {
 
     /// Sends one traffic message from `src` to `dst` *now*, walking it hop by hop through the
     /// routers (each hop decided by the router it reaches, as on the wire but without the
-    /// latency). Returns the hops taken if it arrived. `src` must know `dst`'s place (resolve
-    /// first); if not, `None`.
-    pub fn walk(&mut self, src: u32, dst: u32, payload: &[u8]) -> Option<u32> {
+    /// latency). Returns the hops taken and the path's one-way latency (ns) if it arrived.
+    /// `src` must know `dst`'s place (resolve first); if not, `None`.
+    pub fn walk(&mut self, src: u32, dst: u32, payload: &[u8]) -> Option<(u32, u64)> {
         let now = self.now();
         let key = self.keys[dst as usize];
         let mut msg = Vec::with_capacity(200);
@@ -395,9 +395,11 @@ impl Sim {
         let mut at = first?.0 as u32;
         let mut prev = src;
         let mut hops = 1;
+        let mut latency = 0;
         loop {
-            let up = self.links.get(&norm(prev, at)).is_some_and(|l| l.up);
-            if !up || !self.nodes[at as usize].alive {
+            let l = self.links.get(&norm(prev, at)).filter(|l| l.up)?;
+            latency += l.latency_ns;
+            if !self.nodes[at as usize].alive || hops > 255 {
                 return None;
             }
             let r = self.nodes[at as usize]
@@ -413,7 +415,7 @@ impl Sim {
                 Handled::Deliver { .. } => {
                     self.nodes[at as usize].router.confirm_source(now, &msg);
                     self.collect(at);
-                    return (at == dst).then_some(hops);
+                    return (at == dst).then_some((hops, latency));
                 }
                 _ => {
                     self.collect(at);

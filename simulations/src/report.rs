@@ -10,7 +10,7 @@ pub fn table(runs: &[Results]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| run | nodes | links | converged (s) | depth mean/max | stretch mean / p50 / p99 / max | hops mean | delivered | lookup ms p50 / p99 | nodes asked mean | lookup hops | state entries mean / max | state KB mean | ctrl msg/node/s | ctrl B/node/s | recovery (s) | wall (s) |"
+        "| run | nodes | links | converged (s) | depth mean/max | stretch mean / p50 / p99 / max | latency stretch mean | hops mean | delivered | lookup ms p50 / p99 | nodes asked mean | lookup hops | state entries mean / max | state KB mean | ctrl msg/node/s | ctrl B/node/s | recovery (s) | wall (s) |"
     );
     let _ = writeln!(
         s,
@@ -19,7 +19,7 @@ pub fn table(runs: &[Results]) -> String {
     for r in runs {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.1} / {:.0} | {:.3} / {:.2} / {:.2} / {:.2} | {:.2} | {:.1}% | {:.0} / {:.0} | {:.1} | {:.1} | {:.1} / {:.0} | {:.1} | {:.2} | {:.0} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {:.1} / {:.0} | {:.3} / {:.2} / {:.2} / {:.2} | {:.3} | {:.2} | {:.1}% | {:.0} / {:.0} | {:.1} | {:.1} | {:.1} / {:.0} | {:.1} | {:.2} | {:.0} | {} | {:.0} |",
             r.name,
             r.nodes,
             r.links,
@@ -30,6 +30,7 @@ pub fn table(runs: &[Results]) -> String {
             r.stretch.p50,
             r.stretch.p99,
             r.stretch.max,
+            r.latency_stretch.mean,
             r.hops.mean,
             r.delivered_fraction * 100.0,
             r.lookup_ms.p50,

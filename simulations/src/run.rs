@@ -92,6 +92,8 @@ pub struct Results {
     pub stretch: Summary,
     /// The stretch of each delivered packet, sorted (for the CDF).
     pub stretch_values: Vec<f64>,
+    /// Latency stretch: the path's latency over the lowest-latency path's.
+    pub latency_stretch: Summary,
     /// Routing state entries per node.
     pub state_entries: Summary,
     /// Routing state bytes per node.
@@ -189,28 +191,31 @@ fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     b
 }
 
-/// Shortest hop counts from `src` over live links (petgraph's Dijkstra with unit weights).
-fn shortest_from(g: &petgraph::graph::UnGraph<(), ()>, src: u32) -> HashMap<u32, u32> {
-    petgraph::algo::dijkstra(
-        g,
-        petgraph::graph::NodeIndex::new(src as usize),
-        None,
-        |_| 1u32,
-    )
-    .into_iter()
-    .map(|(k, d)| (k.index() as u32, d))
-    .collect()
+type LiveGraph = petgraph::graph::UnGraph<(), u64>;
+
+/// Shortest paths from `src` over live links (petgraph's Dijkstra): hop counts and latencies.
+fn shortest_from(g: &LiveGraph, src: u32) -> (HashMap<u32, u32>, HashMap<u32, u64>) {
+    let s = petgraph::graph::NodeIndex::new(src as usize);
+    let hops = petgraph::algo::dijkstra(g, s, None, |_| 1u32)
+        .into_iter()
+        .map(|(k, d)| (k.index() as u32, d))
+        .collect();
+    let lat = petgraph::algo::dijkstra(g, s, None, |e| *e.weight())
+        .into_iter()
+        .map(|(k, d)| (k.index() as u32, d))
+        .collect();
+    (hops, lat)
 }
 
-fn live_graph(sim: &Sim) -> petgraph::graph::UnGraph<(), ()> {
-    let mut edges: Vec<(u32, u32)> = sim
+fn live_graph(sim: &Sim) -> LiveGraph {
+    let mut edges: Vec<(u32, u32, u64)> = sim
         .links
         .iter()
         .filter(|((a, b), l)| l.up && sim.nodes[*a as usize].alive && sim.nodes[*b as usize].alive)
-        .map(|(k, _)| *k)
+        .map(|(k, l)| (k.0, k.1, l.latency_ns))
         .collect();
     edges.sort_unstable();
-    let mut g = petgraph::graph::UnGraph::<(), ()>::with_capacity(sim.nodes.len(), edges.len());
+    let mut g = LiveGraph::with_capacity(sim.nodes.len(), edges.len());
     for _ in 0..sim.nodes.len() {
         g.add_node(());
     }
@@ -279,9 +284,26 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             (m + st.control_sent, b + st.control_bytes)
         })
     };
+    let coords0: Vec<routing::Coords> = sim
+        .nodes
+        .iter()
+        .map(|n| n.router.coords().clone())
+        .collect();
     let (m0, b0) = control(&sim);
+    let bg0 = sim.carried.lookup_hops;
     sim.run_for(Duration::from_secs_f64(s.run.steady));
     let (m1, b1) = control(&sim);
+    if std::env::var("SIM_DEBUG").is_ok() {
+        let moved = sim
+            .nodes
+            .iter()
+            .zip(&coords0)
+            .filter(|(n, c)| n.router.coords() != *c)
+            .count();
+        eprintln!("moved during the steady window: {moved} of {}", g.n);
+    }
+    // Lookups nodes make on their own (table refreshes), per second: subtracted below.
+    let background_lookup_hops_s = (sim.carried.lookup_hops - bg0) as f64 / s.run.steady.max(1e-9);
     let per = (g.n as f64 * s.run.steady).max(1e-9);
     let control_msgs_per_node_s = (m1 - m0) as f64 / per;
     let control_bytes_per_node_s = (b1 - b0) as f64 / per;
@@ -337,30 +359,50 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             .filter(|x| *x > 0.0)
             .collect(),
     );
-    let lookup_hops_per_lookup = (sim.carried.lookup_hops - hops0) as f64 / needed.max(1) as f64;
+    let window = (sim.now_ns - t0) as f64 / 1e9;
+    let lookup_hops_per_lookup =
+        ((sim.carried.lookup_hops - hops0) as f64 - background_lookup_hops_s * window).max(0.0)
+            / needed.max(1) as f64;
     let resolved_fraction = found.iter().filter(|f| **f).count() as f64 / pairs.len().max(1) as f64;
 
     let live = live_graph(&sim);
     let (mut hops, mut shortest, mut stretch) = (Vec::new(), Vec::new(), Vec::new());
-    let mut dist_cache: HashMap<u32, HashMap<u32, u32>> = HashMap::new();
+    let mut lat_stretch = Vec::new();
     let mut delivered = 0;
     for (i, &(a, b)) in pairs.iter().enumerate() {
         if !found[i] {
             continue;
         }
-        let d = *dist_cache
-            .entry(a)
-            .or_insert_with(|| shortest_from(&live, a))
-            .get(&b)
-            .unwrap_or(&u32::MAX);
-        if let Some(h) = sim.walk(a, b, b"stretch probe") {
+        let (dh, dl) = shortest_from(&live, a);
+        let d = dh.get(&b).copied().unwrap_or(u32::MAX);
+        let l = dl.get(&b).copied().unwrap_or(u64::MAX);
+        if let Some((h, lat)) = sim.walk(a, b, b"stretch probe") {
             delivered += 1;
             hops.push(h as f64);
             shortest.push(d as f64);
             stretch.push(h as f64 / d.max(1) as f64);
+            lat_stretch.push(lat as f64 / l.max(1) as f64);
+        } else if std::env::var("SIM_DEBUG").is_ok() {
+            let key = sim.keys[b as usize];
+            let addr = address::node_address(&key);
+            let known = sim.nodes[a as usize]
+                .router
+                .routes()
+                .find(|(x, _)| *x == addr)
+                .map(|(_, r)| r.coords);
+            eprintln!(
+                "undelivered {a} -> {b} (resolved at {:?} ms after start): known {:?} actual {:?} src {:?} root {:?}/{:?}",
+                sim.resolved
+                    .get(&(a, addr))
+                    .map(|(t, _)| (t - t0) / 1_000_000),
+                known,
+                sim.nodes[b as usize].router.coords(),
+                sim.nodes[a as usize].router.coords(),
+                &sim.nodes[a as usize].router.root()[..3],
+                &sim.nodes[b as usize].router.root()[..3],
+            );
         }
     }
-    drop(dist_cache);
     let delivered_fraction = delivered as f64 / pairs.len().max(1) as f64;
 
     // 4. State per node.
@@ -399,6 +441,7 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         hops: Summary::of(hops),
         shortest: Summary::of(shortest),
         stretch: Summary::of(stretch.clone()),
+        latency_stretch: Summary::of(lat_stretch),
         stretch_values: {
             let mut v = stretch;
             v.sort_by(f64::total_cmp);
