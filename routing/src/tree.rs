@@ -420,18 +420,6 @@ impl Router {
                 self.parent = None;
                 self.reselect(now);
             }
-            let Some(p) = self.peers.get_mut(&from) else {
-                return;
-            };
-            if !complete {
-                if p.asked_full
-                    .is_none_or(|t| now >= t + Duration::from_secs(1))
-                {
-                    p.asked_full = Some(now);
-                    self.send(from, PeerMsg::AnnounceReq.encode());
-                }
-                return;
-            }
         }
         let Some(p) = self.peers.get_mut(&from) else {
             return;

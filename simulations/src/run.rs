@@ -493,7 +493,6 @@ fn play_events(
     let end = start + ((events.last().map_or(0.0, |e| e.at) + s.observe.duration) * 1e9) as u64;
     let mut series = Vec::new();
     let mut labels = components(sim);
-    let mut resolving: BTreeSet<usize> = BTreeSet::new();
     let pb = bar(
         (end - start) / every.as_nanos().max(1) as u64,
         "observing",
@@ -509,7 +508,7 @@ fn play_events(
         }
         let mut ok = 0;
         let mut total = 0;
-        for (i, &(a, b)) in pairs.iter().enumerate() {
+        for &(a, b) in pairs {
             let (la, lb) = (labels[a as usize], labels[b as usize]);
             if la == u32::MAX || la != lb {
                 continue; // failed, or cut off: no routing could reach it
@@ -519,14 +518,12 @@ fn play_events(
             if sim.nodes[a as usize].router.knows(&key) && sim.walk(a, b, b"reachability").is_some()
             {
                 ok += 1;
-                resolving.remove(&i);
                 continue;
             }
             // Not known, or the packet was lost: look it up again (as meshd would).
             let addr = address::node_address(&key);
             let now = sim.now();
             let _ = sim.nodes[a as usize].router.resolve(now, &addr);
-            resolving.insert(i);
             sim.collect(a);
         }
         let t = (sim.now_ns - start) as f64 / 1e9;
