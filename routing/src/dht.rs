@@ -133,6 +133,11 @@ impl Dht {
         }
     }
 
+    /// The contacts' keys (for tools and simulations).
+    pub fn contact_keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.buckets.iter().flatten().map(|c| c.rec.key)
+    }
+
     /// Contacts held.
     pub fn len(&self) -> usize {
         self.buckets.iter().map(Vec::len).sum()

@@ -341,6 +341,11 @@ impl Router {
         self.record.parent
     }
 
+    /// Keys in our lookup table.
+    pub fn contact_keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.dht.contact_keys()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -157,6 +157,12 @@ fn router_config(s: &Scenario, g: &Graph, keys_by_node: &[routing::Key]) -> Rout
     if let Some(x) = r.table_refresh {
         c.table_refresh = secs(x);
     }
+    if let Some(x) = r.bucket_size {
+        c.bucket_size = x.max(1);
+    }
+    if let Some(x) = r.lookup_parallelism {
+        c.lookup_parallelism = x.max(1);
+    }
     if let Some(k) = r
         .roots
         .as_deref()
@@ -371,6 +377,25 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
     let mut delivered = 0;
     for (i, &(a, b)) in pairs.iter().enumerate() {
         if !found[i] {
+            if std::env::var("SIM_DEBUG").is_ok() {
+                let addr = address::node_address(&sim.keys[b as usize]);
+                eprintln!(
+                    "unresolved {a} -> {b}: degree {} / {}, outcome {:?}",
+                    adj[a as usize].len(),
+                    adj[b as usize].len(),
+                    sim.resolved.get(&(a, addr)).map(|(t, k)| ((t - t0) / 1_000_000, k.is_some()))
+                );
+                let idb = routing::dht::id_of(&sim.keys[b as usize]);
+                let mut by: Vec<u32> = (0..g.n as u32).filter(|x| *x != b).collect();
+                by.sort_by_key(|x| routing::dht::id_of(&sim.keys[*x as usize]) ^ idb);
+                for x in by.iter().take(4) {
+                    let knows = sim.nodes[*x as usize].router.contact_keys().any(|k| k == sim.keys[b as usize]);
+                    let n = sim.nodes[*x as usize].router.contact_keys().count();
+                    eprintln!("   closest {x}: knows it {knows}, {n} contacts");
+                }
+                let nb = sim.nodes[b as usize].router.contact_keys().count();
+                eprintln!("   owner has {nb} contacts");
+            }
             continue;
         }
         let (dh, dl) = shortest_from(&live, a);

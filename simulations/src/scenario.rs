@@ -136,6 +136,10 @@ pub struct RouterSettings {
     pub table_refresh: Option<f64>,
     /// `any` or `best_connected:K`.
     pub roots: Option<String>,
+    /// `RouterConfig::bucket_size`.
+    pub bucket_size: Option<usize>,
+    /// `RouterConfig::lookup_parallelism`.
+    pub lookup_parallelism: Option<usize>,
 }
 
 /// Measurement settings.
