@@ -20,6 +20,7 @@
 //! and reads no clock for the simulation (only for the wall time it reports). Same scenario
 //! and seed, same results.
 
+pub mod diagnose;
 pub mod engine;
 pub mod report;
 pub mod rng;

@@ -250,6 +250,8 @@ fn components(sim: &Sim) -> Vec<u32> {
 /// Runs a scenario; `size` overrides the generator's node count.
 pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Results> {
     let wall = Instant::now();
+    // SIM_DEBUG=1 prints diagnostics of failed lookups and deliveries (see `diagnose`).
+    let debug = std::env::var_os("SIM_DEBUG").is_some();
     let g = graph(s, size)?;
     anyhow::ensure!(g.n >= 2, "the graph has fewer than two connected nodes");
     let adj = g.adjacency();
@@ -299,14 +301,8 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
     let bg0 = sim.carried.lookup_hops;
     sim.run_for(Duration::from_secs_f64(s.run.steady));
     let (m1, b1) = control(&sim);
-    if std::env::var("SIM_DEBUG").is_ok() {
-        let moved = sim
-            .nodes
-            .iter()
-            .zip(&coords0)
-            .filter(|(n, c)| n.router.coords() != *c)
-            .count();
-        eprintln!("moved during the steady window: {moved} of {}", g.n);
+    if debug {
+        crate::diagnose::moved(&sim, &coords0);
     }
     // Lookups nodes make on their own (table refreshes), per second: subtracted below.
     let background_lookup_hops_s = (sim.carried.lookup_hops - bg0) as f64 / s.run.steady.max(1e-9);
@@ -334,6 +330,9 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             None => pending.push(i),
         }
         sim.collect(a);
+    }
+    if debug {
+        crate::diagnose::nearest_neighbours(&sim, &adj);
     }
     let needed = pending.len();
     let pb = bar(needed as u64, "lookups", quiet);
@@ -377,24 +376,8 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
     let mut delivered = 0;
     for (i, &(a, b)) in pairs.iter().enumerate() {
         if !found[i] {
-            if std::env::var("SIM_DEBUG").is_ok() {
-                let addr = address::node_address(&sim.keys[b as usize]);
-                eprintln!(
-                    "unresolved {a} -> {b}: degree {} / {}, outcome {:?}",
-                    adj[a as usize].len(),
-                    adj[b as usize].len(),
-                    sim.resolved.get(&(a, addr)).map(|(t, k)| ((t - t0) / 1_000_000, k.is_some()))
-                );
-                let idb = routing::dht::id_of(&sim.keys[b as usize]);
-                let mut by: Vec<u32> = (0..g.n as u32).filter(|x| *x != b).collect();
-                by.sort_by_key(|x| routing::dht::id_of(&sim.keys[*x as usize]) ^ idb);
-                for x in by.iter().take(4) {
-                    let knows = sim.nodes[*x as usize].router.contact_keys().any(|k| k == sim.keys[b as usize]);
-                    let n = sim.nodes[*x as usize].router.contact_keys().count();
-                    eprintln!("   closest {x}: knows it {knows}, {n} contacts");
-                }
-                let nb = sim.nodes[b as usize].router.contact_keys().count();
-                eprintln!("   owner has {nb} contacts");
+            if debug {
+                crate::diagnose::unresolved(&sim, &adj, a, b, t0);
             }
             continue;
         }
@@ -407,25 +390,8 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             shortest.push(d as f64);
             stretch.push(h as f64 / d.max(1) as f64);
             lat_stretch.push(lat as f64 / l.max(1) as f64);
-        } else if std::env::var("SIM_DEBUG").is_ok() {
-            let key = sim.keys[b as usize];
-            let addr = address::node_address(&key);
-            let known = sim.nodes[a as usize]
-                .router
-                .routes()
-                .find(|(x, _)| *x == addr)
-                .map(|(_, r)| r.coords);
-            eprintln!(
-                "undelivered {a} -> {b} (resolved at {:?} ms after start): known {:?} actual {:?} src {:?} root {:?}/{:?}",
-                sim.resolved
-                    .get(&(a, addr))
-                    .map(|(t, _)| (t - t0) / 1_000_000),
-                known,
-                sim.nodes[b as usize].router.coords(),
-                sim.nodes[a as usize].router.coords(),
-                &sim.nodes[a as usize].router.root()[..3],
-                &sim.nodes[b as usize].router.root()[..3],
-            );
+        } else if debug {
+            crate::diagnose::undelivered(&sim, a, b, t0);
         }
     }
     let delivered_fraction = delivered as f64 / pairs.len().max(1) as f64;

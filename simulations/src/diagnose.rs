@@ -1,0 +1,165 @@
+//! Diagnostics printed with `SIM_DEBUG=1`: why a lookup or a packet failed. They read the
+//! routers' state from outside (contacts, coordinates) and change nothing.
+//!
+//! The main tool is an *oracle lookup*: Kademlia's iterative search run over the lookup tables
+//! as they stand, every node answering at once with its four contacts closest to the target.
+//! If the oracle cannot find a node either, the tables lack the information and no protocol
+//! execution could do better; if it can, the protocol's own lookup went wrong.
+
+use crate::engine::Sim;
+use routing::{Coords, address, dht::id_of};
+use std::collections::BTreeMap;
+
+fn id(sim: &Sim, x: u32) -> u128 {
+    id_of(&sim.keys[x as usize])
+}
+
+/// The oracle lookup from `from` for `target`: nodes asked, and whether `want` turned up.
+pub fn oracle(sim: &Sim, from: u32, target: u128, want: u32) -> (usize, bool, Option<u32>) {
+    let mut short: BTreeMap<u128, (u32, bool)> = BTreeMap::new();
+    for k in sim.nodes[from as usize].router.contact_keys() {
+        if let Some(&x) = sim.index.get(&k) {
+            short.insert(id(sim, x) ^ target, (x, false));
+        }
+    }
+    let mut asked = 0;
+    while let Some((d, x)) = short
+        .iter()
+        .take(8)
+        .find(|(_, (_, done))| !done)
+        .map(|(d, (x, _))| (*d, *x))
+    {
+        short.insert(d, (x, true));
+        asked += 1;
+        let mut cs: Vec<u32> = sim.nodes[x as usize]
+            .router
+            .contact_keys()
+            .filter_map(|k| sim.index.get(&k).copied())
+            .collect();
+        cs.sort_by_key(|c| id(sim, *c) ^ target);
+        for c in cs.into_iter().take(4) {
+            short.entry(id(sim, c) ^ target).or_insert((c, false));
+        }
+    }
+    let found = short.values().any(|(x, _)| *x == want);
+    let closest = short.values().map(|(x, _)| *x).find(|x| *x != want);
+    (asked, found, closest)
+}
+
+fn known_by(sim: &Sim, n: u32) -> usize {
+    let k = sim.keys[n as usize];
+    sim.nodes
+        .iter()
+        .filter(|m| m.router.contact_keys().any(|c| c == k))
+        .count()
+}
+
+/// Nodes whose coordinates changed since `before`.
+pub fn moved(sim: &Sim, before: &[Coords]) {
+    let moved = sim
+        .nodes
+        .iter()
+        .zip(before)
+        .filter(|(n, c)| n.router.coords() != *c)
+        .count();
+    eprintln!(
+        "moved during the steady window: {moved} of {}",
+        sim.nodes.len()
+    );
+}
+
+/// How many nodes know their nearest neighbour in key space (a healthy Kademlia: all), with
+/// an oracle self-lookup for the first few that do not.
+pub fn nearest_neighbours(sim: &Sim, adj: &[Vec<u32>]) {
+    let ids: Vec<u128> = sim.keys.iter().map(id_of).collect();
+    let mut sorted: Vec<(u128, u32)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (*x, i as u32))
+        .collect();
+    sorted.sort_unstable();
+    let (mut knows, mut shown) = (0, 0);
+    for (i, x) in ids.iter().enumerate() {
+        let pos = sorted.partition_point(|(y, _)| y < x);
+        let nearest = sorted[pos.saturating_sub(8)..(pos + 8).min(sorted.len())]
+            .iter()
+            .filter(|(_, n)| *n as usize != i)
+            .min_by_key(|(y, _)| y ^ x)
+            .map(|(_, n)| *n);
+        let Some(n) = nearest else { continue };
+        if sim.nodes[i]
+            .router
+            .contact_keys()
+            .any(|k| k == sim.keys[n as usize])
+        {
+            knows += 1;
+        } else if shown < 8 {
+            shown += 1;
+            let (asked, found, _) = oracle(sim, i as u32, *x, n);
+            eprintln!(
+                "  node {i} (degree {}) does not know its nearest {n} (degree {}, {} common bits); \
+                 {n} is known by {} nodes, {i} by {}; oracle self-lookup asked {asked}, found it: {found}",
+                adj[i].len(),
+                adj[n as usize].len(),
+                (ids[n as usize] ^ x).leading_zeros(),
+                known_by(sim, n),
+                known_by(sim, i as u32),
+            );
+        }
+    }
+    eprintln!(
+        "nodes that know their nearest neighbour in key space: {knows} of {}",
+        sim.nodes.len()
+    );
+}
+
+/// A lookup from `a` for `b` that found nothing.
+pub fn unresolved(sim: &Sim, adj: &[Vec<u32>], a: u32, b: u32, t0: u64) {
+    let addr = address::node_address(&sim.keys[b as usize]);
+    let target = id(sim, b);
+    let (asked, found, closest) = oracle(sim, a, target, b);
+    eprintln!(
+        "unresolved {a} -> {b} (degrees {} / {}), outcome {:?}; {b} known by {} nodes; oracle asked {asked}, found it: {found}",
+        adj[a as usize].len(),
+        adj[b as usize].len(),
+        sim.resolved
+            .get(&(a, addr))
+            .map(|(t, k)| ((t - t0) / 1_000_000, k.is_some())),
+        known_by(sim, b),
+    );
+    if let Some(x) = closest {
+        let p = (id(sim, x) ^ target).leading_zeros();
+        let in_bucket = sim.nodes[x as usize]
+            .router
+            .contact_keys()
+            .filter(|k| (id_of(k) ^ id(sim, x)).leading_zeros() == p)
+            .count();
+        let exist = (0..sim.nodes.len() as u32)
+            .filter(|c| *c != b && (id(sim, *c) ^ target).leading_zeros() > p)
+            .count();
+        eprintln!(
+            "   closest reached {x}: {p} common bits with the target; its bucket {p} holds {in_bucket}; \
+             other nodes closer to the target: {exist}"
+        );
+    }
+}
+
+/// A packet from `a` to `b` that did not arrive although the lookup succeeded.
+pub fn undelivered(sim: &Sim, a: u32, b: u32, t0: u64) {
+    let key = sim.keys[b as usize];
+    let addr = address::node_address(&key);
+    let known = sim.nodes[a as usize]
+        .router
+        .routes()
+        .find(|(x, _)| *x == addr)
+        .map(|(_, r)| r.coords);
+    eprintln!(
+        "undelivered {a} -> {b} (resolved at {:?} ms): known place {:?}, actual {:?}, source at {:?}",
+        sim.resolved
+            .get(&(a, addr))
+            .map(|(t, _)| (t - t0) / 1_000_000),
+        known,
+        sim.nodes[b as usize].router.coords(),
+        sim.nodes[a as usize].router.coords(),
+    );
+}
