@@ -98,12 +98,15 @@ pub fn nearest_neighbours(sim: &Sim, adj: &[Vec<u32>]) {
             let (asked, found, _) = oracle(sim, i as u32, *x, n);
             eprintln!(
                 "  node {i} (degree {}) does not know its nearest {n} (degree {}, {} common bits); \
-                 {n} is known by {} nodes, {i} by {}; oracle self-lookup asked {asked}, found it: {found}",
+                 {n} is known by {} nodes, {i} by {}; oracle self-lookup asked {asked}, found it: {found}; \
+                 {i} sent {} lookup requests and got {} answers",
                 adj[i].len(),
                 adj[n as usize].len(),
                 (ids[n as usize] ^ x).leading_zeros(),
                 known_by(sim, n),
                 known_by(sim, i as u32),
+                sim.nodes[i].router.stats().lookup_requests,
+                sim.found_received[i],
             );
         }
     }

@@ -102,6 +102,8 @@ pub struct Sim {
     pub resolved: HashMap<(u32, Ipv6Addr), (u64, Option<Key>)>,
     /// Events handled so far (a guard against runaway runs).
     pub events: u64,
+    /// Lookup answers (FOUND) that reached each node, for diagnostics.
+    pub found_received: Vec<u32>,
 }
 
 fn norm(a: u32, b: u32) -> (u32, u32) {
@@ -176,6 +178,7 @@ impl Sim {
             carried: Carried::default(),
             resolved: HashMap::new(),
             events: 0,
+            found_received: vec![0; g.n],
         };
         for &(a, b) in &g.edges {
             sim.link_up(a, b);
@@ -313,7 +316,11 @@ impl Sim {
             Handled::Deliver { .. } => {
                 self.nodes[to as usize].router.confirm_source(now, &data);
             }
-            _ => {}
+            _ => {
+                if data.first() == Some(&kind::FOUND) {
+                    self.found_received[to as usize] += 1;
+                }
+            }
         }
         self.collect(to);
     }
