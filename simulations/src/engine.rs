@@ -8,7 +8,7 @@
 
 use crate::rng::Rng;
 use crate::topology::Graph;
-use routing::wire::kind;
+use routing::wire::{RoutedBody, RoutedHeader, kind};
 use routing::{Event, Handled, Key, PeerId, Router, RouterConfig};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -104,6 +104,12 @@ pub struct Sim {
     pub events: u64,
     /// Lookup answers (FOUND) that reached each node, for diagnostics.
     pub found_received: Vec<u32>,
+    /// Lookups being measured: (source key, target). Their requests, and the answers to them
+    /// (by nonce), are counted hop by hop in `tracked_hops`.
+    pub tracked: std::collections::HashSet<(Key, u128)>,
+    tracked_nonces: std::collections::HashSet<u64>,
+    /// Link hops of the measured lookups' messages.
+    pub tracked_hops: u64,
 }
 
 fn norm(a: u32, b: u32) -> (u32, u32) {
@@ -179,6 +185,9 @@ impl Sim {
             resolved: HashMap::new(),
             events: 0,
             found_received: vec![0; g.n],
+            tracked: Default::default(),
+            tracked_nonces: Default::default(),
+            tracked_hops: 0,
         };
         for &(a, b) in &g.edges {
             sim.link_up(a, b);
@@ -306,6 +315,9 @@ impl Sim {
         self.carried.bytes += data.len() as u64;
         if matches!(data.first(), Some(&kind::FIND) | Some(&kind::FOUND)) {
             self.carried.lookup_hops += 1;
+            if !self.tracked.is_empty() {
+                self.track(&data);
+            }
         }
         let now = self.now();
         let r = self.nodes[to as usize]
@@ -323,6 +335,24 @@ impl Sim {
             }
         }
         self.collect(to);
+    }
+
+    fn track(&mut self, msg: &[u8]) {
+        let Ok(h) = RoutedHeader::decode(msg) else {
+            return;
+        };
+        match RoutedBody::decode(h.kind, &msg[h.body_at..]) {
+            Ok(RoutedBody::Find { nonce, target, .. })
+                if self.tracked.contains(&(h.src_key, target)) =>
+            {
+                self.tracked_nonces.insert(nonce);
+                self.tracked_hops += 1;
+            }
+            Ok(RoutedBody::Found { nonce, .. }) if self.tracked_nonces.contains(&nonce) => {
+                self.tracked_hops += 1;
+            }
+            _ => {}
+        }
     }
 
     /// Runs every event up to `until_ns` (virtual), then sets the clock there.

@@ -298,14 +298,11 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         .map(|n| n.router.coords().clone())
         .collect();
     let (m0, b0) = control(&sim);
-    let bg0 = sim.carried.lookup_hops;
     sim.run_for(Duration::from_secs_f64(s.run.steady));
     let (m1, b1) = control(&sim);
     if debug {
         crate::diagnose::moved(&sim, &coords0);
     }
-    // Lookups nodes make on their own (table refreshes), per second: subtracted below.
-    let background_lookup_hops_s = (sim.carried.lookup_hops - bg0) as f64 / s.run.steady.max(1e-9);
     let per = (g.n as f64 * s.run.steady).max(1e-9);
     let control_msgs_per_node_s = (m1 - m0) as f64 / per;
     let control_bytes_per_node_s = (b1 - b0) as f64 / per;
@@ -317,7 +314,12 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         .iter()
         .map(|(a, _)| sim.nodes[*a as usize].router.stats().lookup_requests)
         .collect();
-    let hops0 = sim.carried.lookup_hops;
+    for &(a, b) in &pairs {
+        let addr = address::node_address(&sim.keys[b as usize]);
+        if let Some(t) = routing::dht::target_of(&addr) {
+            sim.tracked.insert((sim.keys[a as usize], t));
+        }
+    }
     let t0 = sim.now_ns;
     let mut pending = Vec::new();
     let mut lookup_ms = Vec::new();
@@ -364,10 +366,8 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             .filter(|x| *x > 0.0)
             .collect(),
     );
-    let window = (sim.now_ns - t0) as f64 / 1e9;
-    let lookup_hops_per_lookup =
-        ((sim.carried.lookup_hops - hops0) as f64 - background_lookup_hops_s * window).max(0.0)
-            / needed.max(1) as f64;
+    let lookup_hops_per_lookup = sim.tracked_hops as f64 / needed.max(1) as f64;
+    sim.tracked.clear();
     let resolved_fraction = found.iter().filter(|f| **f).count() as f64 / pairs.len().max(1) as f64;
 
     let live = live_graph(&sim);
