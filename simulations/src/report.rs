@@ -64,8 +64,8 @@ pub fn write_run(out: &Path, stem: &str, r: &Results) -> anyhow::Result<()> {
         std::fs::write(out.join(format!("{stem}-reachability.csv")), csv)?;
         line_plot(
             &out.join(format!("{stem}-reachability.svg")),
-            &format!("{}: pairs that reach each other after the failure", r.name),
-            "seconds after the event",
+            &format!("{}: connected pairs that deliver", r.name),
+            "seconds since the observation began (events at their `at`)",
             "fraction of connected pairs",
             &[("reachable", r.reachability.clone())],
             (0.0, 1.02),
