@@ -11,41 +11,49 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// What every command takes.
+#[derive(clap::Args)]
+struct Common {
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    /// Override the seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where results go.
+    #[arg(long, default_value = "target/simulations")]
+    out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Common {
+    fn scenario(&self) -> anyhow::Result<Scenario> {
+        let mut s = Scenario::load(&self.scenario)?;
+        if let Some(seed) = self.seed {
+            s.seed = seed;
+        }
+        Ok(s)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one scenario and print its summary.
     Run {
-        /// The scenario file (TOML).
-        scenario: PathBuf,
+        #[command(flatten)]
+        common: Common,
         /// Override the generator's node count.
         #[arg(long)]
         size: Option<usize>,
-        /// Override the seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Where results go.
-        #[arg(long, default_value = "target/simulations")]
-        out: PathBuf,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
     },
     /// Run a scenario at several sizes and plot the figures against size.
     Sweep {
-        /// The scenario file (TOML).
-        scenario: PathBuf,
+        #[command(flatten)]
+        common: Common,
         /// Node counts, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         sizes: Vec<usize>,
-        /// Override the seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Where results go.
-        #[arg(long, default_value = "target/simulations")]
-        out: PathBuf,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
     },
 }
 
@@ -63,52 +71,34 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Run {
-            scenario,
-            size,
-            seed,
-            out,
-            quiet,
-        } => {
-            let mut s = Scenario::load(&scenario)?;
-            if let Some(seed) = seed {
-                s.seed = seed;
-            }
-            let r = run::run(&s, size, quiet)?;
+        Cmd::Run { common, size } => {
+            let s = common.scenario()?;
+            let r = run::run(&s, size, common.quiet)?;
             let stem = format!("{}-{}-s{}", s.name, r.nodes, s.seed);
-            report::write_run(&out, &stem, &r)?;
+            report::write_run(&common.out, &stem, &r)?;
             println!("{}", report::table(std::slice::from_ref(&r)));
             println!(
                 "results: {}/{stem}.json; peak RSS {:.0} MiB",
-                out.display(),
+                common.out.display(),
                 peak_rss_mib().unwrap_or(0.0)
             );
         }
-        Cmd::Sweep {
-            scenario,
-            sizes,
-            seed,
-            out,
-            quiet,
-        } => {
-            let mut s = Scenario::load(&scenario)?;
-            if let Some(seed) = seed {
-                s.seed = seed;
-            }
+        Cmd::Sweep { common, sizes } => {
+            let s = common.scenario()?;
             let mut runs = Vec::new();
             for n in sizes {
-                let r = run::run(&s, Some(n), quiet)?;
+                let r = run::run(&s, Some(n), common.quiet)?;
                 let stem = format!("{}-{}-s{}", s.name, r.nodes, s.seed);
-                report::write_run(&out, &stem, &r)?;
+                report::write_run(&common.out, &stem, &r)?;
                 eprintln!("{}", report::table(std::slice::from_ref(&r)));
                 runs.push(r);
             }
             let stem = format!("{}-sweep-s{}", s.name, s.seed);
-            report::write_sweep(&out, &stem, &runs)?;
+            report::write_sweep(&common.out, &stem, &runs)?;
             println!("{}", report::table(&runs));
             println!(
                 "results: {}/{stem}.csv and .svg; peak RSS {:.0} MiB",
-                out.display(),
+                common.out.display(),
                 peak_rss_mib().unwrap_or(0.0)
             );
         }
