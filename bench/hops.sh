@@ -525,23 +525,7 @@ print_results() {
 
 # -------------------------------------------------------------------- main --
 parse_args() {
-    local s
-    while (($#)); do
-        case $1 in
-            --only)
-                [[ $# -ge 2 ]] || die "--only needs a list, e.g. --only meshd,yggdrasil"
-                IFS=, read -r -a SYSTEMS <<<"$2"
-                shift 2
-                ;;
-            --only=*) IFS=, read -r -a SYSTEMS <<<"${1#--only=}"; shift ;;
-            --build) FORCE_BUILD=1; shift ;;
-            -h | --help) usage; exit 0 ;;
-            *) die "unknown argument: $1 (see --help)" ;;
-        esac
-    done
-    for s in "${SYSTEMS[@]}"; do
-        [[ " ${ALL_SYSTEMS[*]} " == *" $s "* ]] || die "unknown system '$s' (known: ${ALL_SYSTEMS[*]})"
-    done
+    parse_common_args "$@"
     if ! [[ $HOPS =~ ^[0-9]+$ ]] || ((HOPS < 1 || HOPS > 25)); then
         die "HOPS must be an integer from 1 to 25"
     fi

@@ -194,3 +194,25 @@ ensure_meshd_built() {
         [[ -x $b ]] || { fail "build succeeded but produced no ${b#"$REPO_ROOT"/}"; return 1; }
     done
 }
+
+# Options every bench script takes: --only LIST (sets SYSTEMS, checked against ALL_SYSTEMS),
+# --build (sets FORCE_BUILD), -h/--help (calls the script's usage).
+parse_common_args() {
+    local s
+    while (($#)); do
+        case $1 in
+            --only)
+                [[ $# -ge 2 ]] || die "--only needs a list, e.g. --only $(IFS=,; echo "${ALL_SYSTEMS[*]}")"
+                IFS=, read -r -a SYSTEMS <<<"$2"
+                shift 2
+                ;;
+            --only=*) IFS=, read -r -a SYSTEMS <<<"${1#--only=}"; shift ;;
+            --build) FORCE_BUILD=1; shift ;;
+            -h | --help) usage; exit 0 ;;
+            *) die "unknown argument: $1 (see --help)" ;;
+        esac
+    done
+    for s in "${SYSTEMS[@]}"; do
+        [[ " ${ALL_SYSTEMS[*]} " == *" $s "* ]] || die "unknown system '$s' (known: ${ALL_SYSTEMS[*]})"
+    done
+}

@@ -407,6 +407,22 @@ impl Net {
 
 /// Graph generators (edge lists) for tests.
 pub mod graphs {
+    /// The tests' small graph with cycles: a ring of 5 with two chords and a tail of 2
+    /// (0-1-2-3-4-0, 0-2, 1-3, 4-5-6), the topology of the namespace tests too.
+    pub fn ring5_chords_tail2() -> Vec<(usize, usize)> {
+        vec![
+            (0, 1),
+            (1, 2),
+            (2, 3),
+            (3, 4),
+            (4, 0),
+            (0, 2),
+            (1, 3),
+            (4, 5),
+            (5, 6),
+        ]
+    }
+
     /// A path.
     pub fn line(n: usize) -> Vec<(usize, usize)> {
         (1..n).map(|i| (i - 1, i)).collect()

@@ -4,28 +4,14 @@
 
 use ed25519_dalek::SigningKey;
 use routing::record::{NodeRecord, TreeRecord, sign_as_parent};
-use routing::testnet::Net;
+use routing::testnet::{Net, graphs};
 use routing::wire::{self, PeerMsg, RoutedBody, RoutedHeader, kind};
 use routing::{Drop, Event, Handled, PeerId, RouterConfig};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn topology() -> Vec<(usize, usize)> {
-    vec![
-        (0, 1),
-        (1, 2),
-        (2, 3),
-        (3, 4),
-        (4, 0),
-        (0, 2),
-        (1, 3),
-        (4, 5),
-        (5, 6),
-    ]
-}
-
 fn ready(cfg: RouterConfig) -> Net {
-    let mut net = Net::new(7, &topology(), cfg, 23);
+    let mut net = Net::new(7, &graphs::ring5_chords_tail2(), cfg, 23);
     net.capture = true;
     net.converge(Duration::from_secs(10)).expect("converges");
     net.run_for(Duration::from_secs(3));
@@ -198,7 +184,7 @@ fn a_ground_lower_key_cannot_become_root_where_roots_are_configured() {
         eligible_roots: Some(eligible),
         ..RouterConfig::default()
     };
-    let mut net = Net::new(7, &topology(), cfg, 23);
+    let mut net = Net::new(7, &graphs::ring5_chords_tail2(), cfg, 23);
     net.run_for(Duration::from_secs(3));
     let root = net.nodes[1].key;
     assert!(

@@ -3,26 +3,16 @@
 //! timeout on top, which the end-to-end tests measure).
 
 use routing::RouterConfig;
-use routing::testnet::Net;
+use routing::testnet::{Net, graphs};
 use std::time::Duration;
 
-/// A ring of 5 with two chords and a tail of 2: 0-1-2-3-4-0, 0-2, 1-3, 4-5-6.
-fn topology() -> Vec<(usize, usize)> {
-    vec![
-        (0, 1),
-        (1, 2),
-        (2, 3),
-        (3, 4),
-        (4, 0),
-        (0, 2),
-        (1, 3),
-        (4, 5),
-        (5, 6),
-    ]
-}
-
 fn ready() -> Net {
-    let mut net = Net::new(7, &topology(), RouterConfig::default(), 11);
+    let mut net = Net::new(
+        7,
+        &graphs::ring5_chords_tail2(),
+        RouterConfig::default(),
+        11,
+    );
     net.converge(Duration::from_secs(10)).expect("converges");
     net.run_for(Duration::from_secs(5));
     net.trace = true;
