@@ -23,6 +23,9 @@ pub enum DecodeError {
     /// A type byte this version does not know.
     #[error("unknown message type {0}")]
     UnknownType(u8),
+    /// A field outside its allowed range.
+    #[error("field out of range")]
+    Invalid,
     /// Bytes left over after a complete message.
     #[error("trailing bytes")]
     Trailing,

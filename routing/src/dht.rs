@@ -20,7 +20,7 @@
 
 use crate::address::{self, AddrKind};
 use crate::codec::Key;
-use crate::coords::Coords;
+use crate::coords::Place;
 use crate::record::NodeRecord;
 use crate::router::{Event, Route, Router, RouterConfig};
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
@@ -257,8 +257,12 @@ impl Router {
             .find(|p| address::key_owns(&p.key, &owner))
         {
             let (key, coords) = (p.key, p.coords.clone().unwrap_or_default());
+            let place = match &p.record {
+                Some(r) if r.place.at == coords => r.place.clone(),
+                _ => coords.clone().into(),
+            };
             let seq = self.coords_of.get(&key).map_or(0, |l| l.seq);
-            self.set_coords(now, key, coords.clone(), seq);
+            self.set_coords(now, key, place, seq);
             self.routes.insert(
                 owner,
                 Route {
@@ -369,7 +373,7 @@ impl Router {
                         requester: self.node_record.clone(),
                     };
                     self.stats.lookup_requests += 1;
-                    let sent = self.send_control(now, &rec.key, &rec.coords, body);
+                    let sent = self.send_control(now, &rec.key, &rec.place, body);
                     let Some(l) = self.dht.lookups.get_mut(&lid) else {
                         return;
                     };
@@ -415,7 +419,7 @@ impl Router {
             addr,
             Route {
                 key: rec.key,
-                coords: rec.coords,
+                coords: rec.place.at,
                 updated: now,
             },
         );
@@ -433,20 +437,20 @@ impl Router {
         target: u128,
         requester: NodeRecord,
     ) {
-        let reply_coords: Coords =
+        let reply_to: Place =
             if requester.key == h.src_key && self.verified.check_node(&requester) {
-                let c = requester.coords.clone();
+                let c = requester.place.clone();
                 self.dht_learn(now, requester);
                 c
             } else {
-                h.src_coords.to_coords()
+                h.src.to_place()
             };
         let mut nodes = self
             .dht
             .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));
         nodes.push(self.node_record.clone());
         let body = RoutedBody::Found { nonce, nodes };
-        self.send_control(now, &h.src_key, &reply_coords, body);
+        self.send_control(now, &h.src_key, &reply_to, body);
     }
 
     pub(crate) fn on_found(
@@ -530,7 +534,7 @@ impl Router {
             requester: self.node_record.clone(),
         };
         self.stats.lookup_requests += 1;
-        if self.send_control(now, &rec.key, &rec.coords, body) {
+        if self.send_control(now, &rec.key, &rec.place, body) {
             let asked = rec.key;
             self.dht.rpcs.insert(
                 nonce,

@@ -11,9 +11,9 @@
 //! and the source is told (`BROKEN`), so it looks the destination up again.
 
 use crate::codec::Key;
-use crate::coords::{Coords, dist};
+use crate::coords::{MAX_NEAR, Place};
 use crate::router::{Drop, Event, Handled, PeerId, Router};
-use crate::wire::{self, NO_WATERMARK, RoutedBody, RoutedHeader, kind};
+use crate::wire::{self, NO_WATERMARK, PlaceBuf, RoutedBody, RoutedHeader, kind};
 use std::time::{Duration, Instant};
 
 /// Least time between two BROKEN notices to the same source.
@@ -21,32 +21,58 @@ const BROKEN_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Router {
     /// The peer to send a message for `dest_key` at `dest` to, and its distance to `dest`.
+    ///
+    /// Only peers whose own (verified) coordinates are strictly closer qualify, and the
+    /// watermark is kept in that distance: what makes loops impossible rests on signed
+    /// chains alone. Among those peers, one whose place (its signed claim of its own
+    /// neighbours) is nearer still is preferred: a one-hop look-ahead that a lying peer can
+    /// use only to win among peers that are real progress anyway.
     pub(crate) fn next_hop(
         &self,
         dest_key: &Key,
-        dest: &[u64],
+        dest: &PlaceBuf,
         watermark: u8,
     ) -> Option<(PeerId, u8)> {
-        if let Some((id, _)) = self.peers.iter().find(|(_, p)| p.key == *dest_key) {
+        if let Some(id) = self.peer_by_key.get(dest_key) {
             return Some((*id, 0));
         }
-        let limit = dist(&self.coords.0, dest).min(watermark as u64);
-        let mut best: Option<(u64, u64, PeerId)> = None;
-        for (id, p) in &self.peers {
-            if p.root != Some(self.root) {
-                continue; // another tree's coordinates mean nothing here
+        let ours = &self.coords.0;
+        let limit = dest.dist(ours).min(watermark as u64);
+        // A child of ours is nearer only if a position of the place lies in its subtree: the
+        // ports below us on the way to those positions. (A hub has thousands of children;
+        // this spares computing each one's distance.)
+        let mut wanted = [0u64; 1 + MAX_NEAR];
+        let mut n_wanted = 0;
+        for q in std::iter::once(dest.at()).chain(dest.near().map(|(_, q)| q)) {
+            if q.len() > ours.len() && q.starts_with(ours) {
+                wanted[n_wanted] = q[ours.len()];
+                n_wanted += 1;
             }
+        }
+        let mut best: Option<(u64, u64, u64, PeerId)> = None;
+        let children = wanted[..n_wanted]
+            .iter()
+            .filter_map(|port| self.fwd.children.get(port));
+        for id in self.fwd.others.iter().chain(children) {
+            let Some(p) = self.peers.get(id) else {
+                continue;
+            };
             let Some(c) = &p.coords else { continue };
-            let d = dist(&c.0, dest);
+            let d = dest.dist(&c.0);
             if d >= limit {
                 continue;
             }
-            let cand = (d, p.cost(), *id);
+            let ahead = p
+                .ahead
+                .iter()
+                .map(|n| dest.dist(&n.0) + 1)
+                .fold(d, u64::min);
+            let cand = (ahead, d, p.cost(), *id);
             if best.is_none_or(|b| cand < b) {
                 best = Some(cand);
             }
         }
-        best.map(|(d, _, id)| (id, d.min(NO_WATERMARK as u64 - 1) as u8))
+        best.map(|(_, d, _, id)| (id, d.min(NO_WATERMARK as u64 - 1) as u8))
     }
 
     /// Handles a routed message that arrived from `from` (or that we originate, `None`).
@@ -59,6 +85,9 @@ impl Router {
         let Ok(h) = RoutedHeader::decode(msg) else {
             return self.drop_count(Drop::Malformed);
         };
+        if self.fwd.dirty {
+            self.rebuild_fwd();
+        }
         if from.is_some() {
             if h.hop_limit == 0 {
                 return self.drop_count(Drop::HopLimit);
@@ -68,7 +97,7 @@ impl Router {
         if h.dest_key == self.key {
             return self.local(now, &h, msg);
         }
-        match self.next_hop(&h.dest_key, h.dest_coords.as_slice(), h.watermark) {
+        match self.next_hop(&h.dest_key, &h.dest, h.watermark) {
             Some((peer, d)) => {
                 msg[wire::WATERMARK_AT] = d;
                 if from.is_some() {
@@ -85,6 +114,26 @@ impl Router {
         }
     }
 
+    /// Sorts the peers in our tree into our children (by port) and the others, after
+    /// anyone's place in the tree changed.
+    fn rebuild_fwd(&mut self) {
+        let ours = &self.coords.0;
+        self.fwd.children.clear();
+        self.fwd.others.clear();
+        for (id, p) in &self.peers {
+            if p.root != Some(self.root) {
+                continue; // another tree's coordinates mean nothing here
+            }
+            let Some(c) = &p.coords else { continue };
+            if c.0.len() == ours.len() + 1 && c.0.starts_with(ours) {
+                self.fwd.children.insert(c.0[ours.len()], *id);
+            } else {
+                self.fwd.others.push(*id);
+            }
+        }
+        self.fwd.dirty = false;
+    }
+
     fn tell_broken(&mut self, now: Instant, h: &RoutedHeader) {
         if self
             .broken_sent
@@ -97,7 +146,7 @@ impl Router {
             self.broken_sent.clear();
         }
         self.broken_sent.insert(h.src_key, now);
-        let src = h.src_coords.to_coords();
+        let src = h.src.to_place();
         self.send_control(
             now,
             &h.src_key,
@@ -138,7 +187,7 @@ impl Router {
             } => {
                 // The hop limit as it arrived here (this hop already counted).
                 let hops = initial_hops.saturating_sub(msg[wire::HOP_LIMIT_AT]);
-                let src = h.src_coords.to_coords();
+                let src = h.src.to_place();
                 self.send_control(now, &h.src_key, &src, RoutedBody::Pong { nonce, hops });
             }
             RoutedBody::Pong { nonce, hops } => {
@@ -169,7 +218,7 @@ impl Router {
         &mut self,
         now: Instant,
         dest: &Key,
-        coords: &Coords,
+        place: &Place,
         body: RoutedBody,
     ) -> bool {
         let mut msg = Vec::with_capacity(160);
@@ -178,9 +227,9 @@ impl Router {
             body.kind(),
             self.cfg.hop_limit,
             dest,
-            &coords.0,
+            place,
             &self.key,
-            &self.coords.0,
+            &self.node_record.place,
         );
         body.encode(&mut msg);
         if *dest == self.key {
@@ -207,7 +256,7 @@ impl Router {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<PeerId> {
-        let coords = &self.coords_of.get(dest)?.coords;
+        let place = &self.coords_of.get(dest)?.place;
         let at = out.len();
         if self.talked_to.len() < 4096 || self.talked_to.contains_key(dest) {
             self.talked_to.insert(*dest, now);
@@ -217,9 +266,9 @@ impl Router {
             kind::TRAFFIC,
             self.cfg.hop_limit,
             dest,
-            &coords.0,
+            place,
             &self.key,
-            &self.coords.0,
+            &self.node_record.place,
         );
         out.extend_from_slice(payload);
         match self.handle_routed(now, None, &mut out[at..]) {
@@ -237,21 +286,26 @@ impl Router {
     /// Length of the header of a traffic message to `dest`, if its coordinates are known: what
     /// the path takes from each packet's room.
     pub fn traffic_header_len(&self, dest: &Key) -> Option<usize> {
-        let coords = &self.coords_of.get(dest)?.coords;
-        let ports = |c: &[u64]| -> usize {
+        let dest = &self.coords_of.get(dest)?.place;
+        let coords = |c: &[u64]| -> usize {
             crate::codec::varint_len(c.len() as u64)
                 + c.iter()
                     .map(|p| crate::codec::varint_len(*p))
                     .sum::<usize>()
         };
-        Some(3 + 32 + ports(&coords.0) + 32 + ports(&self.coords.0))
+        let place = |p: &Place| -> usize {
+            coords(&p.at.0)
+                + crate::codec::varint_len(p.near.len() as u64)
+                + p.near.iter().map(|n| 1 + coords(&n.at.0)).sum::<usize>()
+        };
+        Some(3 + 32 + place(dest) + 32 + place(&self.node_record.place))
     }
 
     /// Most destinations whose places we keep (the oldest learnt goes first).
     pub(crate) const MAX_LOCATED: usize = 8192;
 
     /// Remembers where `key` is, making room if the table is full.
-    pub(crate) fn set_coords(&mut self, now: Instant, key: Key, coords: Coords, seq: u64) {
+    pub(crate) fn set_coords(&mut self, now: Instant, key: Key, place: Place, seq: u64) {
         if self.coords_of.len() >= Self::MAX_LOCATED && !self.coords_of.contains_key(&key) {
             let oldest = self
                 .coords_of
@@ -265,7 +319,7 @@ impl Router {
         self.coords_of.insert(
             key,
             crate::router::Located {
-                coords,
+                place,
                 at: now,
                 seq,
             },
@@ -282,11 +336,11 @@ impl Router {
     ) -> bool {
         match self.coords_of.get(&rec.key) {
             // Older, or as old but the place came from its traffic since: not newer.
-            Some(l) if rec.seq < l.seq || (rec.seq == l.seq && l.coords != rec.coords) => false,
-            Some(l) if l.coords == rec.coords && l.seq == rec.seq => true,
+            Some(l) if rec.seq < l.seq || (rec.seq == l.seq && l.place != rec.place) => false,
+            Some(l) if l.place == rec.place && l.seq == rec.seq => true,
             None if !insert => false,
             _ => {
-                self.set_coords(now, rec.key, rec.coords.clone(), rec.seq);
+                self.set_coords(now, rec.key, rec.place.clone(), rec.seq);
                 true
             }
         }
@@ -315,13 +369,13 @@ impl Router {
         if self.talked_to.len() < 4096 || self.talked_to.contains_key(&h.src_key) {
             self.talked_to.insert(h.src_key, now);
         }
-        let coords = h.src_coords.as_slice();
+        let place = h.src.to_place();
         let (fresh, seq) = match self.coords_of.get(&h.src_key) {
-            Some(l) => (l.coords.0 != coords, l.seq),
+            Some(l) => (l.place != place, l.seq),
             None => (true, 0),
         };
         if fresh {
-            self.set_coords(now, h.src_key, Coords(coords.to_vec()), seq);
+            self.set_coords(now, h.src_key, place, seq);
         }
     }
 
@@ -330,10 +384,10 @@ impl Router {
     pub(crate) fn notify_moved(&mut self, now: Instant) {
         let horizon = Duration::from_secs(120);
         self.talked_to.retain(|_, t| now < *t + horizon);
-        let targets: Vec<(Key, Coords)> = self
+        let targets: Vec<(Key, Place)> = self
             .talked_to
             .keys()
-            .filter_map(|k| self.coords_of.get(k).map(|l| (*k, l.coords.clone())))
+            .filter_map(|k| self.coords_of.get(k).map(|l| (*k, l.place.clone())))
             .collect();
         for (k, c) in targets {
             let body = RoutedBody::Notify {
@@ -345,13 +399,13 @@ impl Router {
 
     /// Sends an overlay ping to `dest` (whose coordinates must be known); returns its nonce.
     pub fn ping(&mut self, now: Instant, dest: &Key) -> Option<u64> {
-        let coords = self.coords_of.get(dest)?.coords.clone();
+        let place = self.coords_of.get(dest)?.place.clone();
         let nonce = self.next_random();
         let body = RoutedBody::Ping {
             nonce,
             initial_hops: self.cfg.hop_limit,
         };
-        if !self.send_control(now, dest, &coords, body) {
+        if !self.send_control(now, dest, &place, body) {
             return None;
         }
         if self.pings.len() > 1024 {

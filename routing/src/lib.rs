@@ -33,6 +33,7 @@ pub mod codec;
 pub mod coords;
 pub mod dht;
 pub mod forward;
+pub mod place;
 pub mod record;
 pub mod router;
 pub mod testnet;
@@ -41,6 +42,6 @@ pub mod wire;
 
 pub use address::{AddrKind, KEY_LEN, OVERLAY_PREFIX, OVERLAY_PREFIX_LEN, SUBNET_PREFIX_LEN};
 pub use codec::Key;
-pub use coords::Coords;
+pub use coords::{Coords, Place};
 pub use router::{Drop, Event, Handled, PeerId, Route, Router, RouterConfig, Stats};
 pub use tree::SharedVerified;

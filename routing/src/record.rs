@@ -13,12 +13,12 @@
 //! against its address.
 
 use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
-use crate::coords::Coords;
+use crate::coords::{Coords, Place};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 const TREE_PARENT_TAG: &[u8] = b"planetary-lan/tree/parent/v1";
 const TREE_NODE_TAG: &[u8] = b"planetary-lan/tree/node/v1";
-const NODE_RECORD_TAG: &[u8] = b"planetary-lan/node-record/v1";
+const NODE_RECORD_TAG: &[u8] = b"planetary-lan/node-record/v2";
 
 /// The port of a root's farewell record ([`TreeRecord::retired`]).
 pub const RETIRED: u64 = u64::MAX;
@@ -157,39 +157,44 @@ pub struct NodeRecord {
     pub key: Key,
     /// The node's sequence number for these records.
     pub seq: u64,
-    /// The node's tree coordinates.
-    pub coords: Coords,
+    /// Where the node can be reached: its tree coordinates and a few neighbours'.
+    pub place: Place,
     /// The node's signature.
     pub sig: Sig,
 }
 
 impl NodeRecord {
-    fn message(key: &Key, seq: u64, coords: &Coords) -> Vec<u8> {
+    fn message(key: &Key, seq: u64, place: &Place) -> Vec<u8> {
         let mut m = Vec::with_capacity(NODE_RECORD_TAG.len() + 64);
         m.extend_from_slice(NODE_RECORD_TAG);
         m.extend_from_slice(key);
         m.extend_from_slice(&seq.to_be_bytes());
-        coords.encode(&mut m);
+        place.encode(&mut m);
         m
     }
 
     /// Signs a record for ourselves.
-    pub fn new(sk: &SigningKey, seq: u64, coords: Coords) -> Self {
+    pub fn new(sk: &SigningKey, seq: u64, place: Place) -> Self {
         let key = sk.verifying_key().to_bytes();
-        let sig = sk.sign(&Self::message(&key, seq, &coords)).to_bytes();
+        let sig = sk.sign(&Self::message(&key, seq, &place)).to_bytes();
         NodeRecord {
             key,
             seq,
-            coords,
+            place,
             sig,
         }
+    }
+
+    /// The node's own tree coordinates.
+    pub fn coords(&self) -> &Coords {
+        &self.place.at
     }
 
     /// Checks the signature.
     pub fn verify(&self) -> bool {
         verify(
             &self.key,
-            &Self::message(&self.key, self.seq, &self.coords),
+            &Self::message(&self.key, self.seq, &self.place),
             &self.sig,
         )
     }
@@ -198,7 +203,7 @@ impl NodeRecord {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.key);
         put_varint(out, self.seq);
-        self.coords.encode(out);
+        self.place.encode(out);
         out.extend_from_slice(&self.sig);
     }
 
@@ -207,7 +212,7 @@ impl NodeRecord {
         Ok(NodeRecord {
             key: r.array()?,
             seq: r.varint()?,
-            coords: Coords::decode(r)?,
+            place: Place::decode(r)?,
             sig: r.array()?,
         })
     }
@@ -249,10 +254,10 @@ mod tests {
 
     #[test]
     fn node_records_are_signed_by_their_key() {
-        let r = NodeRecord::new(&sk(5), 1, Coords(vec![1, 2]));
+        let r = NodeRecord::new(&sk(5), 1, Coords(vec![1, 2]).into());
         assert!(r.verify());
         let mut bad = r.clone();
-        bad.coords = Coords(vec![1, 3]);
+        bad.place.at = Coords(vec![1, 3]);
         assert!(!bad.verify());
         let mut b = Vec::new();
         r.encode(&mut b);

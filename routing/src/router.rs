@@ -13,7 +13,7 @@
 //! share and the public API.
 
 use crate::codec::Key;
-use crate::coords::Coords;
+use crate::coords::{Coords, Place};
 use crate::dht::Dht;
 use crate::record::{NodeRecord, TreeRecord};
 use ed25519_dalek::SigningKey;
@@ -52,6 +52,11 @@ pub struct RouterConfig {
     pub table_refresh: Duration,
     /// How long a lookup result is used before it is looked up again.
     pub route_ttl: Duration,
+    /// Direct peers named in our place, so that traffic can reach us through a link off
+    /// the tree (see [`crate::Place`]; 0: none) ...
+    pub near: usize,
+    /// ... and peers' peers (two hops away). At most [`crate::coords::MAX_NEAR`] in all.
+    pub near2: usize,
 }
 
 impl Default for RouterConfig {
@@ -69,6 +74,8 @@ impl Default for RouterConfig {
             lookup_rpc_timeout: Duration::from_millis(1500),
             table_refresh: Duration::from_secs(60),
             route_ttl: Duration::from_secs(300),
+            near: 4,
+            near2: 8,
         }
     }
 }
@@ -106,9 +113,23 @@ pub(crate) struct Peer {
     pub coords: Option<Coords>,
     /// Its node record.
     pub record: Option<NodeRecord>,
+    /// The direct peers its record names, if the record is current (see `forward`).
+    pub ahead: Vec<Coords>,
     /// Outstanding RTT probe: nonce and when sent.
     pub probe: Option<(u64, Instant)>,
     pub next_probe: Instant,
+}
+
+/// The peers in our tree, sorted for forwarding: a message goes to a child of ours only if
+/// its destination lies below that child, so children are found by port, not scanned.
+#[derive(Debug, Default)]
+pub(crate) struct FwdIndex {
+    /// Out of date: rebuild before use.
+    pub dirty: bool,
+    /// Our children, by the port we gave them.
+    pub children: std::collections::HashMap<u64, PeerId>,
+    /// All other peers in our tree.
+    pub others: Vec<PeerId>,
 }
 
 /// Our latest attempt to change parent: asked `peer` to sign `seq`.
@@ -122,7 +143,7 @@ pub(crate) struct SigRequest {
 /// Where a node we route to is, as far as we know.
 #[derive(Debug, Clone)]
 pub(crate) struct Located {
-    pub coords: Coords,
+    pub place: Place,
     /// When this was learnt (the oldest entry goes first when the table is full).
     pub at: Instant,
     /// Sequence number of the signed node record it came from (0: from authenticated
@@ -238,6 +259,10 @@ pub struct Router {
     /// seen on the wire tells nothing about the next.
     pub(crate) nonce_key: [u8; 32],
     pub(crate) peers: BTreeMap<PeerId, Peer>,
+    /// Peers by key (a destination that is a direct peer gets its messages at once).
+    pub(crate) peer_by_key: BTreeMap<Key, PeerId>,
+    /// Peers sorted for forwarding (see `forward`).
+    pub(crate) fwd: FwdIndex,
     pub(crate) next_port: u64,
     // --- tree ---
     pub(crate) seq: u64,
@@ -254,6 +279,8 @@ pub struct Router {
     pub(crate) sig_request: Option<SigRequest>,
     pub(crate) node_record: NodeRecord,
     pub(crate) node_seq: u64,
+    /// When to reconsider our place (peers moved), if at all.
+    pub(crate) place_due: Option<Instant>,
     /// Records whose signatures were verified already (hash of the encoding).
     pub(crate) verified: crate::tree::VerifiedCache,
     // --- lookups and routes ---
@@ -278,7 +305,7 @@ impl Router {
         let sk = SigningKey::from_bytes(secret);
         let key = sk.verifying_key().to_bytes();
         let record = TreeRecord::root(&sk, seq);
-        let node_record = NodeRecord::new(&sk, seq, Coords::root());
+        let node_record = NodeRecord::new(&sk, seq, Coords::root().into());
         let dht = Dht::new(crate::dht::id_of(&key), cfg.bucket_size);
         let mut root_heard = BTreeMap::new();
         root_heard.insert(key, now);
@@ -295,6 +322,8 @@ impl Router {
                 h.finalize().into()
             },
             peers: BTreeMap::new(),
+            peer_by_key: BTreeMap::new(),
+            fwd: FwdIndex::default(),
             next_port: 1,
             seq,
             record,
@@ -307,6 +336,7 @@ impl Router {
             sig_request: None,
             node_record,
             node_seq: seq,
+            place_due: None,
             verified: Default::default(),
             dht,
             routes: BTreeMap::new(),
@@ -355,8 +385,8 @@ impl Router {
     pub fn routes(&self) -> impl Iterator<Item = (Ipv6Addr, Route)> + '_ {
         self.routes.iter().map(|(a, r)| {
             let mut r = r.clone();
-            if let Some(Located { coords: c, .. }) = self.coords_of.get(&r.key) {
-                r.coords = c.clone();
+            if let Some(Located { place, .. }) = self.coords_of.get(&r.key) {
+                r.coords = place.at.clone();
             }
             (*a, r)
         })
@@ -437,6 +467,8 @@ impl Router {
         let used: BTreeSet<u64> = self.peers.values().map(|p| p.port).collect();
         let port = (1..).find(|p| !used.contains(p)).unwrap_or(self.next_port);
         self.next_port = self.next_port.max(port + 1);
+        self.peer_by_key.entry(key).or_insert(peer);
+        self.fwd.dirty = true;
         self.peers.insert(
             peer,
             Peer {
@@ -456,6 +488,7 @@ impl Router {
                 digest: 0,
                 coords: None,
                 record: None,
+                ahead: Vec::new(),
                 probe: None,
                 next_probe: now,
             },
@@ -465,8 +498,16 @@ impl Router {
 
     /// A direct peer went away.
     pub fn peer_down(&mut self, now: Instant, peer: PeerId) {
-        if self.peers.remove(&peer).is_none() {
+        let Some(gone) = self.peers.remove(&peer) else {
             return;
+        };
+        self.fwd.dirty = true;
+        if self.peer_by_key.get(&gone.key) == Some(&peer) {
+            self.peer_by_key.remove(&gone.key);
+            // Another link to the same node, if any, takes over.
+            if let Some((id, _)) = self.peers.iter().find(|(_, p)| p.key == gone.key) {
+                self.peer_by_key.insert(gone.key, *id);
+            }
         }
         if self.sig_request.is_some_and(|r| r.peer == peer) {
             self.sig_request = None;
@@ -475,6 +516,7 @@ impl Router {
             self.parent = None;
         }
         self.reselect(now);
+        self.place_changed_soon(now);
     }
 
     /// The caller measured this peer's RTT (e.g. a handshake).
@@ -512,12 +554,16 @@ impl Router {
         if let Some(d) = self.dht.next_deadline(&self.cfg) {
             t = t.min(d);
         }
+        if let Some(d) = self.place_due {
+            t = t.min(d);
+        }
         Some(t)
     }
 
     /// Runs everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tree_timers(now);
+        self.place_timer(now);
         self.probe_links(now);
         self.dht_timers(now);
     }

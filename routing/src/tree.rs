@@ -373,11 +373,20 @@ impl Router {
                 p.records.insert(r.node, r);
             }
         }
-        if let Some(n) = node {
+        let mut place_changed = false;
+        if let Some(n) = node
+            && p.record.as_ref().is_none_or(|r| r.seq < n.seq)
+        {
+            place_changed = p.record.as_ref().is_none_or(|r| r.place != n.place);
             p.record = Some(n.clone());
             self.dht_learn(now, n);
         }
         self.rebuild_chain(now, from);
+        if place_changed {
+            // What this peer names around it is part of where we can be reached.
+            self.update_ahead(from);
+            self.place_changed_soon(now);
+        }
         Handled::Consumed
     }
 
@@ -444,6 +453,7 @@ impl Router {
         );
         let root = chain[chain.len() - 1].node;
         let changed = p.coords.as_ref() != Some(&coords) || p.root != Some(root);
+        self.fwd.dirty |= changed;
         p.below_us = below_us;
         p.root = Some(root);
         p.coords = Some(coords);
@@ -452,6 +462,11 @@ impl Router {
         if self.parent == Some(from) && chain_changed {
             // Our parent moved (or its root re-signed): so do our chain and maybe coordinates.
             self.update_position(now);
+        }
+        if changed {
+            // A neighbour moved: so may have where we can be reached.
+            self.update_ahead(from);
+            self.place_changed_soon(now);
         }
         if changed || self.parent.is_none() || self.parent == Some(from) {
             self.reselect(now);
@@ -478,14 +493,14 @@ impl Router {
             None => (self.key, Coords::root()),
         };
         let moved = coords != self.coords || root != self.root;
+        self.fwd.dirty |= moved;
         // (`root_heard` is not touched: only a root's own fresh record makes it alive, so a
         // stale chain cannot bring back a root that retired or timed out.)
         self.root = root;
         if coords != self.coords {
             self.coords = coords;
-            self.node_seq += 1;
-            self.node_record = NodeRecord::new(&self.sk, self.node_seq, self.coords.clone());
         }
+        self.refresh_place(now);
         if moved {
             self.events.push_back(Event::TreeChanged);
             self.dht_position_changed(now);

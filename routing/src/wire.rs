@@ -22,7 +22,7 @@
 //! Routed messages share one header, then a body:
 //!
 //! ```text
-//! type | hop_limit (1) | watermark (1) | dest key (32) | dest coords | src key (32) | src coords | body
+//! type | hop_limit (1) | watermark (1) | dest key (32) | dest place | src key (32) | src place | body
 //!
 //! TRAFFIC (16)  body: payload (opaque: meshd's end-to-end session messages)
 //! FIND    (17)  body: nonce (8) | target id (16) | requester's node record
@@ -38,7 +38,7 @@
 //! byte; 255 means "none yet".
 
 use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
-use crate::coords::{Coords, MAX_DEPTH};
+use crate::coords::{Coords, MAX_DEPTH, MAX_NEAR, MAX_NEAR_HOPS, MAX_PLACE_PORTS, Near, Place, dist};
 use crate::record::{NodeRecord, TreeRecord};
 
 /// Message types.
@@ -236,37 +236,95 @@ pub fn is_routed(t: u8) -> bool {
     (kind::TRAFFIC..=kind::NOTIFY).contains(&t)
 }
 
-/// Coordinates decoded onto the stack: no allocation on the forwarding path.
+/// A [`Place`] decoded onto the stack: no allocation on the forwarding path.
 #[derive(Clone, Copy)]
-pub struct CoordsBuf {
-    len: usize,
-    ports: [u64; MAX_DEPTH],
+pub struct PlaceBuf {
+    ports: [u64; MAX_PLACE_PORTS],
+    /// End of the node's own coordinates, then of each neighbour's.
+    ends: [u8; 1 + MAX_NEAR],
+    /// Hops of each neighbour (index 0 unused: the node itself).
+    hops: [u8; 1 + MAX_NEAR],
+    /// 1 + the number of neighbours.
+    n: usize,
 }
 
-impl CoordsBuf {
-    /// The ports.
-    pub fn as_slice(&self) -> &[u64] {
-        &self.ports[..self.len]
+impl PlaceBuf {
+    /// The node's own coordinates.
+    pub fn at(&self) -> &[u64] {
+        &self.ports[..self.ends[0] as usize]
+    }
+
+    /// The positions around it: hops from it, coordinates.
+    pub fn near(&self) -> impl Iterator<Item = (u8, &[u64])> {
+        (1..self.n).map(|i| {
+            (
+                self.hops[i],
+                &self.ports[self.ends[i - 1] as usize..self.ends[i] as usize],
+            )
+        })
+    }
+
+    /// Distance from a node at `c` to this place (as [`Place::dist`]).
+    pub fn dist(&self, c: &[u64]) -> u64 {
+        self.near()
+            .map(|(h, n)| dist(n, c) + h as u64)
+            .fold(dist(self.at(), c), u64::min)
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let len = r.count(MAX_DEPTH)?;
-        let mut ports = [0u64; MAX_DEPTH];
-        for p in ports.iter_mut().take(len) {
-            *p = r.varint()?;
+        let mut b = PlaceBuf {
+            ports: [0; MAX_PLACE_PORTS],
+            ends: [0; 1 + MAX_NEAR],
+            hops: [0; 1 + MAX_NEAR],
+            n: 0,
+        };
+        let mut len = 0;
+        let mut read = |r: &mut Reader<'_>, b: &mut PlaceBuf| -> Result<(), DecodeError> {
+            if b.n > 0 {
+                let h = r.u8()?;
+                if !(1..=MAX_NEAR_HOPS).contains(&h) {
+                    return Err(DecodeError::Invalid);
+                }
+                b.hops[b.n] = h;
+            }
+            let k = r.count(MAX_DEPTH)?;
+            if len + k > MAX_PLACE_PORTS {
+                return Err(DecodeError::TooMany);
+            }
+            for p in b.ports[len..len + k].iter_mut() {
+                *p = r.varint()?;
+            }
+            len += k;
+            b.ends[b.n] = len as u8;
+            b.n += 1;
+            Ok(())
+        };
+        read(r, &mut b)?;
+        let near = r.count(MAX_NEAR)?;
+        for _ in 0..near {
+            read(r, &mut b)?;
         }
-        Ok(CoordsBuf { len, ports })
+        Ok(b)
     }
 
-    /// As owned coordinates.
-    pub fn to_coords(&self) -> Coords {
-        Coords(self.as_slice().to_vec())
+    /// As an owned place.
+    pub fn to_place(&self) -> Place {
+        Place {
+            at: Coords(self.at().to_vec()),
+            near: self
+                .near()
+                .map(|(hops, n)| Near {
+                    hops,
+                    at: Coords(n.to_vec()),
+                })
+                .collect(),
+        }
     }
 }
 
-impl std::fmt::Debug for CoordsBuf {
+impl std::fmt::Debug for PlaceBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.as_slice())
+        write!(f, "{:?}", self.to_place())
     }
 }
 
@@ -282,11 +340,11 @@ pub struct RoutedHeader {
     /// Who it is for.
     pub dest_key: Key,
     /// Where the sender believed the destination to be.
-    pub dest_coords: CoordsBuf,
+    pub dest: PlaceBuf,
     /// Who sent it.
     pub src_key: Key,
     /// Where the sender was.
-    pub src_coords: CoordsBuf,
+    pub src: PlaceBuf,
     /// Offset of the body.
     pub body_at: usize,
 }
@@ -302,17 +360,17 @@ impl RoutedHeader {
         let hop_limit = r.u8()?;
         let watermark = r.u8()?;
         let dest_key = r.array()?;
-        let dest_coords = CoordsBuf::decode(&mut r)?;
+        let dest = PlaceBuf::decode(&mut r)?;
         let src_key = r.array()?;
-        let src_coords = CoordsBuf::decode(&mut r)?;
+        let src = PlaceBuf::decode(&mut r)?;
         Ok(RoutedHeader {
             kind,
             hop_limit,
             watermark,
             dest_key,
-            dest_coords,
+            dest,
             src_key,
-            src_coords,
+            src,
             body_at: r.position(),
         })
     }
@@ -325,23 +383,17 @@ pub fn encode_routed_header(
     kind: u8,
     hop_limit: u8,
     dest_key: &Key,
-    dest_coords: &[u64],
+    dest: &Place,
     src_key: &Key,
-    src_coords: &[u64],
+    src: &Place,
 ) {
     out.push(kind);
     out.push(hop_limit);
     out.push(NO_WATERMARK);
     out.extend_from_slice(dest_key);
-    put_varint(out, dest_coords.len() as u64);
-    for p in dest_coords {
-        put_varint(out, *p);
-    }
+    dest.encode(out);
     out.extend_from_slice(src_key);
-    put_varint(out, src_coords.len() as u64);
-    for p in src_coords {
-        put_varint(out, *p);
-    }
+    src.encode(out);
 }
 
 /// Bodies of routed control messages.
@@ -487,7 +539,7 @@ mod tests {
                 cost: 1234,
                 digest: 99,
                 records: vec![TreeRecord::root(&sk, 9)],
-                node: Some(NodeRecord::new(&sk, 3, Coords::root())),
+                node: Some(NodeRecord::new(&sk, 3, Coords::root().into())),
             },
             PeerMsg::Announce {
                 cost: 0,
@@ -523,9 +575,21 @@ mod tests {
             kind::TRAFFIC,
             64,
             &[1; 32],
-            &[1, 2, 300],
+            &Place {
+                at: Coords(vec![1, 2, 300]),
+                near: vec![
+                    Near {
+                        hops: 1,
+                        at: Coords(vec![7]),
+                    },
+                    Near {
+                        hops: 2,
+                        at: Coords(vec![1, 5]),
+                    },
+                ],
+            },
             &[2; 32],
-            &[4],
+            &Coords(vec![4]).into(),
         );
         b.extend_from_slice(b"payload");
         let h = RoutedHeader::decode(&b).expect("valid");
@@ -535,8 +599,15 @@ mod tests {
         );
         assert_eq!(b[HOP_LIMIT_AT], 64);
         assert_eq!(b[WATERMARK_AT], NO_WATERMARK);
-        assert_eq!(h.dest_coords.as_slice(), &[1, 2, 300]);
-        assert_eq!(h.src_coords.as_slice(), &[4]);
+        assert_eq!(h.dest.at(), &[1, 2, 300]);
+        assert_eq!(
+            h.dest.near().collect::<Vec<_>>(),
+            [(1, &[7][..]), (2, &[1, 5][..])]
+        );
+        assert_eq!(h.dest.dist(&[7, 1]), 2);
+        assert_eq!(h.dest.dist(&[1, 5]), 2);
+        assert_eq!(h.src.at(), &[4]);
+        assert_eq!(h.src.near().count(), 0);
         assert_eq!(&b[h.body_at..], b"payload");
         for cut in 0..h.body_at {
             assert!(RoutedHeader::decode(&b[..cut]).is_err(), "cut at {cut}");
@@ -546,7 +617,7 @@ mod tests {
     #[test]
     fn routed_bodies_roundtrip() {
         let sk = SigningKey::from_bytes(&[2; 32]);
-        let rec = NodeRecord::new(&sk, 1, Coords(vec![3]));
+        let rec = NodeRecord::new(&sk, 1, Coords(vec![3]).into());
         for body in [
             RoutedBody::Find {
                 nonce: 1,

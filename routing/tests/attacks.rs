@@ -219,8 +219,8 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
         })
         .expect("node 3 sent a lookup request");
     let attacker = SigningKey::from_bytes(&net.nodes[5].secret);
-    let own = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone());
-    let mut forged = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone());
+    let own = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone().into());
+    let mut forged = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone().into());
     forged.key = net.nodes[6].key; // claims to be node 6, but signed by node 5
     let mut msg = Vec::new();
     wire::encode_routed_header(
@@ -228,9 +228,9 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
         kind::FOUND,
         64,
         &net.nodes[3].key,
-        &net.nodes[3].router.coords().0,
+        &net.nodes[3].router.coords().clone().into(),
         &to_key, // poses as the node asked, with the right nonce
-        &net.nodes[5].router.coords().0,
+        &net.nodes[5].router.coords().clone().into(),
     );
     RoutedBody::Found {
         nonce,
@@ -279,16 +279,16 @@ fn an_old_record_cannot_move_a_destination_back() {
     // A genuine but old record of node 6 (a lower sequence number than its current one, at a
     // place it no longer is), sent to node 3 as a NOTIFY that names node 6 as its source.
     let six = SigningKey::from_bytes(&net.nodes[6].secret);
-    let old = NodeRecord::new(&six, 999_999, net.nodes[1].router.coords().clone());
+    let old = NodeRecord::new(&six, 999_999, net.nodes[1].router.coords().clone().into());
     let mut msg = Vec::new();
     wire::encode_routed_header(
         &mut msg,
         kind::NOTIFY,
         64,
         &net.nodes[3].key,
-        &net.nodes[3].router.coords().0,
+        &net.nodes[3].router.coords().clone().into(),
         &net.nodes[6].key,
-        &net.nodes[1].router.coords().0,
+        &net.nodes[1].router.coords().clone().into(),
     );
     RoutedBody::Notify { record: old }.encode(&mut msg);
     handle(&mut net, 1, 3, msg);

@@ -160,6 +160,12 @@ fn router_config(s: &Scenario, g: &Graph, keys_by_node: &[routing::Key]) -> Rout
     if let Some(x) = r.bucket_size {
         c.bucket_size = x.max(1);
     }
+    if let Some(x) = r.near {
+        c.near = x;
+    }
+    if let Some(x) = r.near2 {
+        c.near2 = x;
+    }
     if let Some(x) = r.lookup_parallelism {
         c.lookup_parallelism = x.max(1);
     }

@@ -21,6 +21,8 @@
 //! root_refresh = 2.0
 //! root_timeout = 6.0
 //! roots = "any"              # any | "best_connected:K": only the K highest-degree nodes may be root
+//! near = 4                   # peers named in each node's place (0: off; see routing::Place)
+//! near2 = 8                  # and peers' peers
 //!
 //! [run]
 //! converge_max = 120.0       # give up converging after this long (virtual seconds)
@@ -140,6 +142,10 @@ pub struct RouterSettings {
     pub bucket_size: Option<usize>,
     /// `RouterConfig::lookup_parallelism`.
     pub lookup_parallelism: Option<usize>,
+    /// `RouterConfig::near`: neighbours named in each node's place (0 turns it off).
+    pub near: Option<usize>,
+    /// `RouterConfig::near2`: peers' peers named in each node's place (0 turns it off).
+    pub near2: Option<usize>,
 }
 
 /// Measurement settings.

@@ -1,0 +1,126 @@
+//! Our [`Place`]: our coordinates and some positions around us, signed in our node record.
+//!
+//! Named first are direct peers in our tree that are neither our ancestors nor in our subtree
+//! (those add nothing to tree distance), then the peers *they* name (two hops from us), each
+//! time the shallowest first and, before any second one, one per branch of the root: a
+//! shallow position in a branch no other position reaches is a shortcut from far across the
+//! tree. The record is re-signed only when the place changes.
+
+use crate::codec::Key;
+use crate::coords::{Coords, MAX_NEAR, MAX_PLACE_PORTS, Near, Place};
+use crate::record::NodeRecord;
+use crate::router::Router;
+use std::time::{Duration, Instant};
+
+/// How long after a peer's change we reconsider our place.
+const PLACE_DELAY: Duration = Duration::from_millis(250);
+
+impl Router {
+    /// The place we would sign now.
+    fn current_place(&self) -> Place {
+        let ours = &self.coords.0;
+        let unrelated = |c: &Coords| !(c.0.starts_with(ours) || ours.starts_with(&c.0));
+        let mut one: Vec<(usize, Key, &Coords)> = Vec::new();
+        let mut two: Vec<(usize, Key, &Coords)> = Vec::new();
+        for p in self.peers.values() {
+            if p.root != Some(self.root) || p.below_us {
+                continue;
+            }
+            let Some(c) = p.coords.as_ref() else { continue };
+            if unrelated(c) {
+                one.push((c.depth(), p.key, c));
+            }
+            if let Some(r) = p.record.as_ref().filter(|r| r.place.at == *c) {
+                for n in r.place.near.iter().filter(|n| n.hops == 1) {
+                    if unrelated(&n.at) {
+                        two.push((n.at.depth(), p.key, &n.at));
+                    }
+                }
+            }
+        }
+        one.sort();
+        two.sort();
+        let mut place = Place::from(self.coords.clone());
+        let mut ports = place.at.depth();
+        let mut branches: Vec<Option<u64>> = vec![ours.first().copied()];
+        let want1 = self.cfg.near.min(MAX_NEAR);
+        let want2 = self.cfg.near2.min(MAX_NEAR - want1);
+        for (hops, cands, want) in [(1u8, &one, want1), (2, &two, want2)] {
+            let mut got = 0;
+            let mut taken = vec![false; cands.len()];
+            for pass in 0..2 {
+                for (i, (_, _, c)) in cands.iter().enumerate() {
+                    let branch = c.0.first().copied();
+                    if got >= want
+                        || taken[i]
+                        || ports + c.depth() > MAX_PLACE_PORTS
+                        || (pass == 0 && branches.contains(&branch))
+                        || place.near.iter().any(|n| n.at == **c)
+                    {
+                        continue;
+                    }
+                    taken[i] = true;
+                    branches.push(branch);
+                    ports += c.depth();
+                    got += 1;
+                    place.near.push(Near {
+                        hops,
+                        at: (*c).clone(),
+                    });
+                }
+            }
+        }
+        place
+    }
+
+    /// Peers moved or changed what they name: reconsider our place a little later, once for
+    /// a burst of changes (a node with thousands of peers would otherwise redo it for each).
+    pub(crate) fn place_changed_soon(&mut self, now: Instant) {
+        if self.place_due.is_none() {
+            self.place_due = Some(now + PLACE_DELAY);
+        }
+    }
+
+    pub(crate) fn place_timer(&mut self, now: Instant) {
+        if self.place_due.is_some_and(|t| now >= t) {
+            self.place_due = None;
+            if self.refresh_place(now) {
+                let ids: Vec<_> = self.peers.keys().copied().collect();
+                for id in ids {
+                    self.announce_to(id);
+                }
+            }
+        }
+    }
+
+    /// What `peer`'s record says of its direct peers, for the look-ahead of forwarding; only
+    /// while the record matches where its chain puts it.
+    pub(crate) fn update_ahead(&mut self, peer: crate::router::PeerId) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.ahead = match (&p.record, &p.coords) {
+            (Some(r), Some(c)) if r.place.at == *c => r
+                .place
+                .near
+                .iter()
+                .filter(|n| n.hops == 1)
+                .map(|n| n.at.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+    }
+
+    /// Re-signs our node record if our place changed. True if it did (the caller tells the
+    /// peers).
+    pub(crate) fn refresh_place(&mut self, _now: Instant) -> bool {
+        self.place_due = None;
+        let place = self.current_place();
+        if place == self.node_record.place {
+            return false;
+        }
+        self.node_seq += 1;
+        self.node_record = NodeRecord::new(&self.sk, self.node_seq, place);
+        true
+    }
+}
