@@ -16,6 +16,9 @@ use crate::router::{Drop, Event, Handled, PeerId, Router};
 use crate::wire::{self, NO_WATERMARK, PlaceBuf, RoutedBody, RoutedHeader, kind};
 use std::time::{Duration, Instant};
 
+/// How long traffic to a destination carries our whole place after it changed.
+const PLACE_RESEND: Duration = Duration::from_secs(2);
+
 /// Least time between two BROKEN notices to the same source.
 const BROKEN_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -43,17 +46,41 @@ impl Router {
         // this spares computing each one's distance.)
         let mut wanted = [0u64; 1 + MAX_NEAR];
         let mut n_wanted = 0;
-        for q in std::iter::once(dest.at()).chain(dest.near().map(|(_, q)| q)) {
+        // Likewise, another peer is nearer only if it shares a branch of the root with a
+        // position, or is shallow enough that going through the root is shorter for it.
+        let mut branches = [None; 1 + MAX_NEAR];
+        let mut n_branches = 0;
+        let mut via_root = u64::MAX;
+        let positions = std::iter::once((0, dest.at())).chain(dest.near());
+        for (h, q) in positions {
             if q.len() > ours.len() && q.starts_with(ours) {
                 wanted[n_wanted] = q[ours.len()];
                 n_wanted += 1;
             }
+            let b = q.first().copied();
+            if !branches[..n_branches].contains(&b) {
+                branches[n_branches] = b;
+                n_branches += 1;
+            }
+            via_root = via_root.min(q.len() as u64 + h as u64);
         }
+        // A peer in no position's branch, at depth `k`, is at `k + via_root`.
+        let shallow_below = limit.saturating_sub(via_root) as usize;
         let mut best: Option<(u64, u64, u64, PeerId)> = None;
         let children = wanted[..n_wanted]
             .iter()
             .filter_map(|port| self.fwd.children.get(port));
-        for id in self.fwd.others.iter().chain(children) {
+        let same_branch = branches[..n_branches]
+            .iter()
+            .filter_map(|b| b.and_then(|b| self.fwd.by_branch.get(&b)))
+            .flatten();
+        let shallow = self
+            .fwd
+            .by_depth
+            .iter()
+            .take_while(|(k, _)| *k < shallow_below)
+            .map(|(_, id)| id);
+        for id in same_branch.chain(shallow).chain(children) {
             let Some(p) = self.peers.get(id) else {
                 continue;
             };
@@ -119,7 +146,8 @@ impl Router {
     fn rebuild_fwd(&mut self) {
         let ours = &self.coords.0;
         self.fwd.children.clear();
-        self.fwd.others.clear();
+        self.fwd.by_branch.clear();
+        self.fwd.by_depth.clear();
         for (id, p) in &self.peers {
             if p.root != Some(self.root) {
                 continue; // another tree's coordinates mean nothing here
@@ -128,9 +156,13 @@ impl Router {
             if c.0.len() == ours.len() + 1 && c.0.starts_with(ours) {
                 self.fwd.children.insert(c.0[ours.len()], *id);
             } else {
-                self.fwd.others.push(*id);
+                if let Some(b) = c.0.first() {
+                    self.fwd.by_branch.entry(*b).or_default().push(*id);
+                }
+                self.fwd.by_depth.push((c.depth(), *id));
             }
         }
+        self.fwd.by_depth.sort_unstable();
         self.fwd.dirty = false;
     }
 
@@ -261,15 +293,39 @@ impl Router {
         if self.talked_to.len() < 4096 || self.talked_to.contains_key(dest) {
             self.talked_to.insert(*dest, now);
         }
-        wire::encode_routed_header(
-            out,
-            kind::TRAFFIC,
-            self.cfg.hop_limit,
-            dest,
-            place,
-            &self.key,
-            &self.node_record.place,
-        );
+        // Our whole place goes in the first packets after it changed (or for a while, to
+        // cover a loss), then only our coordinates: the receiver keeps the rest.
+        let full = self
+            .place_sent
+            .get(dest)
+            .is_none_or(|(seq, t)| *seq != self.node_seq || now < *t + PLACE_RESEND);
+        if full {
+            wire::encode_routed_header(
+                out,
+                kind::TRAFFIC,
+                self.cfg.hop_limit,
+                dest,
+                place,
+                &self.key,
+                &self.node_record.place,
+            );
+            if !self.place_sent.get(dest).is_some_and(|(s, _)| *s == self.node_seq) {
+                if self.place_sent.len() >= 4096 {
+                    self.place_sent.clear();
+                }
+                self.place_sent.insert(*dest, (self.node_seq, now));
+            }
+        } else {
+            wire::encode_routed_header_src_at(
+                out,
+                kind::TRAFFIC,
+                self.cfg.hop_limit,
+                dest,
+                place,
+                &self.key,
+                &self.coords,
+            );
+        }
         out.extend_from_slice(payload);
         match self.handle_routed(now, None, &mut out[at..]) {
             Handled::Forward(peer) => Some(peer),
@@ -371,6 +427,8 @@ impl Router {
         }
         let place = h.src.to_place();
         let (fresh, seq) = match self.coords_of.get(&h.src_key) {
+            // Only its coordinates, and they have not changed: keep what else we know.
+            Some(l) if place.near.is_empty() && l.place.at == place.at => (false, l.seq),
             Some(l) => (l.place != place, l.seq),
             None => (true, 0),
         };

@@ -120,16 +120,21 @@ pub(crate) struct Peer {
     pub next_probe: Instant,
 }
 
-/// The peers in our tree, sorted for forwarding: a message goes to a child of ours only if
-/// its destination lies below that child, so children are found by port, not scanned.
+/// The peers in our tree, sorted for forwarding, so that a node with thousands of peers does
+/// not compute each one's distance for every message: a child of ours is nearer only if a
+/// position of the destination lies below it (found by port), another peer only if it shares
+/// a branch of the root with a position (found by branch) or is shallow (found by depth).
 #[derive(Debug, Default)]
 pub(crate) struct FwdIndex {
     /// Out of date: rebuild before use.
     pub dirty: bool,
     /// Our children, by the port we gave them.
     pub children: std::collections::HashMap<u64, PeerId>,
-    /// All other peers in our tree.
-    pub others: Vec<PeerId>,
+    /// All other peers in our tree, by the branch of the root they are in (the first port
+    /// of their coordinates; the root itself is in none) ...
+    pub by_branch: std::collections::HashMap<u64, Vec<PeerId>>,
+    /// ... and by depth, shallowest first.
+    pub by_depth: Vec<(usize, PeerId)>,
 }
 
 /// Our latest attempt to change parent: asked `peer` to sign `seq`.
@@ -291,6 +296,9 @@ pub struct Router {
     pub(crate) broken_sent: BTreeMap<Key, Instant>,
     /// Nodes we exchanged traffic with recently (told when we move).
     pub(crate) talked_to: BTreeMap<Key, Instant>,
+    /// Which of our node sequence numbers traffic to a node carried our whole place for
+    /// first, and when.
+    pub(crate) place_sent: BTreeMap<Key, (u64, Instant)>,
     // --- output ---
     pub(crate) transmits: VecDeque<(PeerId, Vec<u8>)>,
     pub(crate) events: VecDeque<Event>,
@@ -344,6 +352,7 @@ impl Router {
             pings: BTreeMap::new(),
             broken_sent: BTreeMap::new(),
             talked_to: BTreeMap::new(),
+            place_sent: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -359,6 +368,11 @@ impl Router {
     /// This node's coordinates.
     pub fn coords(&self) -> &Coords {
         &self.coords
+    }
+
+    /// Where we can be reached: our coordinates and the positions around us we name.
+    pub fn place(&self) -> &Place {
+        &self.node_record.place
     }
 
     /// The root of our tree.

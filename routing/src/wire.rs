@@ -396,6 +396,28 @@ pub fn encode_routed_header(
     src.encode(out);
 }
 
+/// Appends a routed header whose source place names only the sender's coordinates (what a
+/// sender does once the destination has its whole place: traffic need not carry it in every
+/// packet).
+pub fn encode_routed_header_src_at(
+    out: &mut Vec<u8>,
+    kind: u8,
+    hop_limit: u8,
+    dest_key: &Key,
+    dest: &Place,
+    src_key: &Key,
+    src_at: &Coords,
+) {
+    out.push(kind);
+    out.push(hop_limit);
+    out.push(NO_WATERMARK);
+    out.extend_from_slice(dest_key);
+    dest.encode(out);
+    out.extend_from_slice(src_key);
+    src_at.encode(out);
+    put_varint(out, 0);
+}
+
 /// Bodies of routed control messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoutedBody {
