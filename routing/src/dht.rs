@@ -437,14 +437,14 @@ impl Router {
         target: u128,
         requester: NodeRecord,
     ) {
-        let reply_to: Place =
-            if requester.key == h.src_key && self.verified.check_node(&requester) {
-                let c = requester.place.clone();
-                self.dht_learn(now, requester);
-                c
-            } else {
-                h.src.to_place()
-            };
+        let reply_to: Place = if requester.key == h.src_key && self.verified.check_node(&requester)
+        {
+            let c = requester.place.clone();
+            self.dht_learn(now, requester);
+            c
+        } else {
+            h.src.to_place()
+        };
         let mut nodes = self
             .dht
             .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));

@@ -309,7 +309,11 @@ impl Router {
                 &self.key,
                 &self.node_record.place,
             );
-            if !self.place_sent.get(dest).is_some_and(|(s, _)| *s == self.node_seq) {
+            if self
+                .place_sent
+                .get(dest)
+                .is_none_or(|(s, _)| *s != self.node_seq)
+            {
                 if self.place_sent.len() >= 4096 {
                     self.place_sent.clear();
                 }

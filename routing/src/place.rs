@@ -21,7 +21,6 @@ impl Router {
         let ours = &self.coords.0;
         let unrelated = |c: &Coords| !(c.0.starts_with(ours) || ours.starts_with(&c.0));
         let mut one: Vec<(usize, Key, &Coords)> = Vec::new();
-        let mut two: Vec<(usize, Key, &Coords)> = Vec::new();
         for p in self.peers.values() {
             if p.root != Some(self.root) || p.below_us {
                 continue;
@@ -29,6 +28,27 @@ impl Router {
             let Some(c) = p.coords.as_ref() else { continue };
             if unrelated(c) {
                 one.push((c.depth(), p.key, c));
+            }
+        }
+        one.sort();
+        let mut place = Place::from(self.coords.clone());
+        let mut ports = place.at.depth();
+        let mut branches: Vec<Option<u64>> = vec![ours.first().copied()];
+        let want1 = self.cfg.near.min(MAX_NEAR);
+        let want2 = self.cfg.near2.min(MAX_NEAR - want1);
+        self.add_near(&mut place, &mut ports, &mut branches, 1, &one, want1);
+        // Two hops away only through a peer a message can find one hop from us: a peer named
+        // above, or a tree neighbour (parent or child, one tree hop from us). Otherwise a
+        // message that reached such a position could be stuck there.
+        let mut two: Vec<(usize, Key, &Coords)> = Vec::new();
+        for p in self.peers.values() {
+            if p.root != Some(self.root) {
+                continue;
+            }
+            let Some(c) = p.coords.as_ref() else { continue };
+            let named = place.near.iter().any(|n| n.at == *c);
+            if !named && c.dist(ours) != 1 {
+                continue;
             }
             if let Some(r) = p.record.as_ref().filter(|r| r.place.at == *c) {
                 for n in r.place.near.iter().filter(|n| n.hops == 1) {
@@ -38,39 +58,45 @@ impl Router {
                 }
             }
         }
-        one.sort();
         two.sort();
-        let mut place = Place::from(self.coords.clone());
-        let mut ports = place.at.depth();
-        let mut branches: Vec<Option<u64>> = vec![ours.first().copied()];
-        let want1 = self.cfg.near.min(MAX_NEAR);
-        let want2 = self.cfg.near2.min(MAX_NEAR - want1);
-        for (hops, cands, want) in [(1u8, &one, want1), (2, &two, want2)] {
-            let mut got = 0;
-            let mut taken = vec![false; cands.len()];
-            for pass in 0..2 {
-                for (i, (_, _, c)) in cands.iter().enumerate() {
-                    let branch = c.0.first().copied();
-                    if got >= want
-                        || taken[i]
-                        || ports + c.depth() > MAX_PLACE_PORTS
-                        || (pass == 0 && branches.contains(&branch))
-                        || place.near.iter().any(|n| n.at == **c)
-                    {
-                        continue;
-                    }
-                    taken[i] = true;
-                    branches.push(branch);
-                    ports += c.depth();
-                    got += 1;
-                    place.near.push(Near {
-                        hops,
-                        at: (*c).clone(),
-                    });
+        self.add_near(&mut place, &mut ports, &mut branches, 2, &two, want2);
+        place
+    }
+
+    /// Adds up to `want` of `cands` (sorted shallowest first) to `place` as `hops` away: one
+    /// per branch of the root not covered yet, then the shallowest of the rest.
+    fn add_near(
+        &self,
+        place: &mut Place,
+        ports: &mut usize,
+        branches: &mut Vec<Option<u64>>,
+        hops: u8,
+        cands: &[(usize, Key, &Coords)],
+        want: usize,
+    ) {
+        let mut got = 0;
+        let mut taken = vec![false; cands.len()];
+        for pass in 0..2 {
+            for (i, (_, _, c)) in cands.iter().enumerate() {
+                let branch = c.0.first().copied();
+                if got >= want
+                    || taken[i]
+                    || *ports + c.depth() > MAX_PLACE_PORTS
+                    || (pass == 0 && branches.contains(&branch))
+                    || place.near.iter().any(|n| n.at == **c)
+                {
+                    continue;
                 }
+                taken[i] = true;
+                branches.push(branch);
+                *ports += c.depth();
+                got += 1;
+                place.near.push(Near {
+                    hops,
+                    at: (*c).clone(),
+                });
             }
         }
-        place
     }
 
     /// Peers moved or changed what they name: reconsider our place a little later, once for

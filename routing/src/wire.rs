@@ -38,7 +38,9 @@
 //! byte; 255 means "none yet".
 
 use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
-use crate::coords::{Coords, MAX_DEPTH, MAX_NEAR, MAX_NEAR_HOPS, MAX_PLACE_PORTS, Near, Place, dist};
+use crate::coords::{
+    Coords, MAX_DEPTH, MAX_NEAR, MAX_NEAR_HOPS, MAX_PLACE_PORTS, Near, Place, dist,
+};
 use crate::record::{NodeRecord, TreeRecord};
 
 /// Message types.

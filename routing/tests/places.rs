@@ -67,7 +67,11 @@ fn places_shorten_paths_and_lose_nothing() {
 fn a_peer_lying_about_its_neighbours_wins_only_among_real_progress() {
     let mut net = net(RouterConfig::default(), 7);
     net.trace = true;
-    let coords: Vec<Coords> = net.nodes.iter().map(|n| n.router.coords().clone()).collect();
+    let coords: Vec<Coords> = net
+        .nodes
+        .iter()
+        .map(|n| n.router.coords().clone())
+        .collect();
     let n = net.nodes.len();
     // A source Y, a liar X among its peers (not its child: children off the way are never
     // even considered), a destination D three hops away or more, such that X is no nearer D
