@@ -373,7 +373,10 @@ impl Router {
                         requester: self.node_record.clone(),
                     };
                     self.stats.lookup_requests += 1;
-                    let sent = self.send_control(now, &rec.key, &rec.place, body);
+                    // To its coordinates only: a copy of its record may name positions around
+                    // it that are gone, and the owner's answer is what refreshes them.
+                    let sent =
+                        self.send_control(now, &rec.key, &Place::from(rec.place.at.clone()), body);
                     let Some(l) = self.dht.lookups.get_mut(&lid) else {
                         return;
                     };
@@ -534,7 +537,7 @@ impl Router {
             requester: self.node_record.clone(),
         };
         self.stats.lookup_requests += 1;
-        if self.send_control(now, &rec.key, &rec.place, body) {
+        if self.send_control(now, &rec.key, &Place::from(rec.place.at.clone()), body) {
             let asked = rec.key;
             self.dht.rpcs.insert(
                 nonce,
