@@ -439,6 +439,7 @@ impl Router {
         nonce: u64,
         target: u128,
         requester: NodeRecord,
+        msg: &[u8],
     ) {
         let reply_to: Place = if requester.key == h.src_key && self.verified.check_node(&requester)
         {
@@ -446,7 +447,10 @@ impl Router {
             self.dht_learn(now, requester);
             c
         } else {
-            h.src.to_place()
+            match h.src.to_place(msg) {
+                Ok(p) => p,
+                Err(_) => return,
+            }
         };
         let mut nodes = self
             .dht

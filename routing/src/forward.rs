@@ -124,7 +124,10 @@ impl Router {
         if h.dest_key == self.key {
             return self.local(now, &h, msg);
         }
-        match self.next_hop(&h.dest_key, &h.dest, h.watermark) {
+        let Ok(dest) = h.dest.buf(msg) else {
+            return self.drop_count(Drop::Malformed);
+        };
+        match self.next_hop(&h.dest_key, &dest, h.watermark) {
             Some((peer, d)) => {
                 msg[wire::WATERMARK_AT] = d;
                 if from.is_some() {
@@ -134,7 +137,7 @@ impl Router {
             }
             None => {
                 if matches!(h.kind, kind::TRAFFIC | kind::PING | kind::FIND) && from.is_some() {
-                    self.tell_broken(now, &h);
+                    self.tell_broken(now, &h, msg);
                 }
                 self.drop_count(Drop::NoRoute)
             }
@@ -166,7 +169,7 @@ impl Router {
         self.fwd.dirty = false;
     }
 
-    fn tell_broken(&mut self, now: Instant, h: &RoutedHeader) {
+    fn tell_broken(&mut self, now: Instant, h: &RoutedHeader, msg: &[u8]) {
         if self
             .broken_sent
             .get(&h.src_key)
@@ -178,7 +181,9 @@ impl Router {
             self.broken_sent.clear();
         }
         self.broken_sent.insert(h.src_key, now);
-        let src = h.src.to_place();
+        let Ok(src) = h.src.to_place(msg) else {
+            return;
+        };
         self.send_control(
             now,
             &h.src_key,
@@ -204,7 +209,7 @@ impl Router {
                 target,
                 requester,
             } => {
-                self.on_find(now, h, nonce, target, requester);
+                self.on_find(now, h, nonce, target, requester, msg);
             }
             RoutedBody::Found { nonce, nodes } => self.on_found(now, &h.src_key, nonce, nodes),
             RoutedBody::Broken { key } => {
@@ -219,8 +224,9 @@ impl Router {
             } => {
                 // The hop limit as it arrived here (this hop already counted).
                 let hops = initial_hops.saturating_sub(msg[wire::HOP_LIMIT_AT]);
-                let src = h.src.to_place();
-                self.send_control(now, &h.src_key, &src, RoutedBody::Pong { nonce, hops });
+                if let Ok(src) = h.src.to_place(msg) {
+                    self.send_control(now, &h.src_key, &src, RoutedBody::Pong { nonce, hops });
+                }
             }
             RoutedBody::Pong { nonce, hops } => {
                 if let Some(sent) = self.pings.remove(&nonce) {
@@ -429,14 +435,21 @@ impl Router {
         if self.talked_to.len() < 4096 || self.talked_to.contains_key(&h.src_key) {
             self.talked_to.insert(h.src_key, now);
         }
-        let place = h.src.to_place();
-        let (fresh, seq) = match self.coords_of.get(&h.src_key) {
-            // Only its coordinates, and they have not changed: keep what else we know.
-            Some(l) if place.near.is_empty() && l.place.at == place.at => (false, l.seq),
-            Some(l) => (l.place != place, l.seq),
-            None => (true, 0),
+        let seq = match self.coords_of.get(&h.src_key) {
+            // Only its coordinates, and they have not changed (what traffic carries most of
+            // the time): keep what else we know, and allocate nothing.
+            Some(l) if h.src.is_only(msg, &l.place.at.0) => return,
+            Some(l) => l.seq,
+            None => 0,
         };
-        if fresh {
+        let Ok(place) = h.src.to_place(msg) else {
+            return;
+        };
+        if self
+            .coords_of
+            .get(&h.src_key)
+            .is_none_or(|l| l.place != place)
+        {
             self.set_coords(now, h.src_key, place, seq);
         }
     }

@@ -324,6 +324,79 @@ impl PlaceBuf {
     }
 }
 
+/// Where a place lies in a routed message: checked when the header is decoded, read only when
+/// needed (a destination never needs the copy forwarding works on).
+#[derive(Debug, Clone, Copy)]
+pub struct PlaceAt {
+    start: usize,
+    end: usize,
+}
+
+impl PlaceAt {
+    /// Checks a place's encoding and notes where it lies.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let start = r.position();
+        let mut total = 0;
+        let mut coords = |r: &mut Reader<'_>| -> Result<(), DecodeError> {
+            let k = r.count(MAX_DEPTH)?;
+            total += k;
+            if total > MAX_PLACE_PORTS {
+                return Err(DecodeError::TooMany);
+            }
+            for _ in 0..k {
+                r.varint()?;
+            }
+            Ok(())
+        };
+        coords(r)?;
+        for _ in 0..r.count(MAX_NEAR)? {
+            if !(1..=MAX_NEAR_HOPS).contains(&r.u8()?) {
+                return Err(DecodeError::Invalid);
+            }
+            coords(r)?;
+        }
+        Ok(PlaceAt {
+            start,
+            end: r.position(),
+        })
+    }
+
+    fn reader<'m>(&self, msg: &'m [u8]) -> Result<Reader<'m>, DecodeError> {
+        msg.get(self.start..self.end)
+            .map(Reader::new)
+            .ok_or(DecodeError::Truncated)
+    }
+
+    /// The place, for forwarding (on the stack).
+    pub fn buf(&self, msg: &[u8]) -> Result<PlaceBuf, DecodeError> {
+        PlaceBuf::decode(&mut self.reader(msg)?)
+    }
+
+    /// The place, owned.
+    pub fn to_place(&self, msg: &[u8]) -> Result<Place, DecodeError> {
+        Place::decode(&mut self.reader(msg)?)
+    }
+
+    /// Whether the place names only the node's coordinates, and they are `at`.
+    pub fn is_only(&self, msg: &[u8], at: &[u64]) -> bool {
+        let Ok(mut r) = self.reader(msg) else {
+            return false;
+        };
+        let Ok(k) = r.count(MAX_DEPTH) else {
+            return false;
+        };
+        if k != at.len() {
+            return false;
+        }
+        for p in at {
+            if r.varint().ok() != Some(*p) {
+                return false;
+            }
+        }
+        r.count(MAX_NEAR).ok() == Some(0)
+    }
+}
+
 impl std::fmt::Debug for PlaceBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.to_place())
@@ -342,11 +415,11 @@ pub struct RoutedHeader {
     /// Who it is for.
     pub dest_key: Key,
     /// Where the sender believed the destination to be.
-    pub dest: PlaceBuf,
+    pub dest: PlaceAt,
     /// Who sent it.
     pub src_key: Key,
     /// Where the sender was.
-    pub src: PlaceBuf,
+    pub src: PlaceAt,
     /// Offset of the body.
     pub body_at: usize,
 }
@@ -362,9 +435,9 @@ impl RoutedHeader {
         let hop_limit = r.u8()?;
         let watermark = r.u8()?;
         let dest_key = r.array()?;
-        let dest = PlaceBuf::decode(&mut r)?;
+        let dest = PlaceAt::decode(&mut r)?;
         let src_key = r.array()?;
-        let src = PlaceBuf::decode(&mut r)?;
+        let src = PlaceAt::decode(&mut r)?;
         Ok(RoutedHeader {
             kind,
             hop_limit,
@@ -623,15 +696,21 @@ mod tests {
         );
         assert_eq!(b[HOP_LIMIT_AT], 64);
         assert_eq!(b[WATERMARK_AT], NO_WATERMARK);
-        assert_eq!(h.dest.at(), &[1, 2, 300]);
+        let dest = h.dest.buf(&b).expect("checked");
+        assert_eq!(dest.at(), &[1, 2, 300]);
         assert_eq!(
-            h.dest.near().collect::<Vec<_>>(),
+            dest.near().collect::<Vec<_>>(),
             [(1, &[7][..]), (2, &[1, 5][..])]
         );
-        assert_eq!(h.dest.dist(&[7, 1]), 2);
-        assert_eq!(h.dest.dist(&[1, 5]), 2);
-        assert_eq!(h.src.at(), &[4]);
-        assert_eq!(h.src.near().count(), 0);
+        assert_eq!(dest.dist(&[7, 1]), 2);
+        assert_eq!(dest.dist(&[1, 5]), 2);
+        assert_eq!(h.dest.to_place(&b).expect("checked").near.len(), 2);
+        let src = h.src.buf(&b).expect("checked");
+        assert_eq!(src.at(), &[4]);
+        assert_eq!(src.near().count(), 0);
+        assert!(h.src.is_only(&b, &[4]));
+        assert!(!h.src.is_only(&b, &[5]));
+        assert!(!h.dest.is_only(&b, &[1, 2, 300]));
         assert_eq!(&b[h.body_at..], b"payload");
         for cut in 0..h.body_at {
             assert!(RoutedHeader::decode(&b[..cut]).is_err(), "cut at {cut}");
