@@ -305,36 +305,26 @@ impl Router {
             .place_sent
             .get(dest)
             .is_none_or(|(seq, t)| *seq != self.node_seq || now < *t + PLACE_RESEND);
-        if full {
-            wire::encode_routed_header(
-                out,
-                kind::TRAFFIC,
-                self.cfg.hop_limit,
-                dest,
-                place,
-                &self.key,
-                &self.node_record.place,
-            );
-            if self
+        wire::encode_routed_header_src(
+            out,
+            kind::TRAFFIC,
+            self.cfg.hop_limit,
+            dest,
+            place,
+            &self.key,
+            &self.node_record.place,
+            full,
+        );
+        if full
+            && self
                 .place_sent
                 .get(dest)
                 .is_none_or(|(s, _)| *s != self.node_seq)
-            {
-                if self.place_sent.len() >= 4096 {
-                    self.place_sent.clear();
-                }
-                self.place_sent.insert(*dest, (self.node_seq, now));
+        {
+            if self.place_sent.len() >= 4096 {
+                self.place_sent.clear();
             }
-        } else {
-            wire::encode_routed_header_src_at(
-                out,
-                kind::TRAFFIC,
-                self.cfg.hop_limit,
-                dest,
-                place,
-                &self.key,
-                &self.coords,
-            );
+            self.place_sent.insert(*dest, (self.node_seq, now));
         }
         out.extend_from_slice(payload);
         match self.handle_routed(now, None, &mut out[at..]) {

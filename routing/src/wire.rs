@@ -462,26 +462,22 @@ pub fn encode_routed_header(
     src_key: &Key,
     src: &Place,
 ) {
-    out.push(kind);
-    out.push(hop_limit);
-    out.push(NO_WATERMARK);
-    out.extend_from_slice(dest_key);
-    dest.encode(out);
-    out.extend_from_slice(src_key);
-    src.encode(out);
+    encode_routed_header_src(out, kind, hop_limit, dest_key, dest, src_key, src, true);
 }
 
-/// Appends a routed header whose source place names only the sender's coordinates (what a
-/// sender does once the destination has its whole place: traffic need not carry it in every
-/// packet).
-pub fn encode_routed_header_src_at(
+/// Appends a routed header whose source place is whole, or (`whole` false) names only the
+/// sender's coordinates: what a sender does once the destination has its whole place, so that
+/// traffic need not carry it in every packet.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_routed_header_src(
     out: &mut Vec<u8>,
     kind: u8,
     hop_limit: u8,
     dest_key: &Key,
     dest: &Place,
     src_key: &Key,
-    src_at: &Coords,
+    src: &Place,
+    whole: bool,
 ) {
     out.push(kind);
     out.push(hop_limit);
@@ -489,8 +485,12 @@ pub fn encode_routed_header_src_at(
     out.extend_from_slice(dest_key);
     dest.encode(out);
     out.extend_from_slice(src_key);
-    src_at.encode(out);
-    put_varint(out, 0);
+    if whole {
+        src.encode(out);
+    } else {
+        src.at.encode(out);
+        put_varint(out, 0);
+    }
 }
 
 /// Bodies of routed control messages.
