@@ -10,17 +10,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tests::{Mesh, wait_until};
 
-const EDGES: &[(usize, usize)] = &[
-    (0, 1),
-    (1, 2),
-    (2, 3),
-    (3, 4),
-    (4, 0),
-    (0, 2),
-    (1, 3),
-    (4, 5),
-    (5, 6),
-];
+/// The routing tests' ring of five with two chords and a tail of two.
+fn edges() -> Vec<(usize, usize)> {
+    routing::testnet::graphs::ring5_chords_tail2()
+}
 
 /// The scenarios are timing-sensitive: one seven-daemon mesh at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -91,7 +84,7 @@ fn forwarded(m: &Mesh, i: usize) -> u64 {
 #[test]
 fn every_pair_reaches_every_other_and_tcp_crosses_three_hops() {
     let _g = serial();
-    let m = Mesh::new(7, EDGES);
+    let m = Mesh::new(7, &edges());
     let failed = all_pairs(
         &m,
         &[0, 1, 2, 3, 4, 5, 6],
@@ -168,7 +161,7 @@ fn every_pair_reaches_every_other_and_tcp_crosses_three_hops() {
 #[test]
 fn cutting_a_link_on_the_active_path_reroutes_within_5_seconds() {
     let _g = serial();
-    let m = Mesh::new(7, EDGES);
+    let m = Mesh::new(7, &edges());
     assert!(all_pairs(&m, &[6, 2], Instant::now() + Duration::from_secs(10)).is_empty());
     // Which of 0 and 3 carries 6 -> 2?
     let (f0, f3) = (forwarded(&m, 0), forwarded(&m, 3));
@@ -198,7 +191,7 @@ fn cutting_a_link_on_the_active_path_reroutes_within_5_seconds() {
 #[test]
 fn stopping_the_root_reforms_the_tree_within_10_seconds_and_restoring_brings_it_back() {
     let _g = serial();
-    let mut m = Mesh::new(7, EDGES);
+    let mut m = Mesh::new(7, &edges());
     // Nodes 4 and 5 are cut vertices: stopping either would split the network, whatever the
     // routing. Operators pick well-connected roots; so does this test, with eligible_roots.
     m.set_eligible_roots(&[0, 1, 2, 3]);
@@ -293,7 +286,7 @@ fn stopping_the_root_reforms_the_tree_within_10_seconds_and_restoring_brings_it_
 #[test]
 fn a_capture_at_the_middle_node_shows_no_plaintext() {
     let _g = serial();
-    let m = Mesh::new(7, EDGES);
+    let m = Mesh::new(7, &edges());
     // 6 -> 4 crosses 5 (the tail).
     assert!(all_pairs(&m, &[6, 4], Instant::now() + Duration::from_secs(10)).is_empty());
     assert_eq!(m.overlay_hops(6, 4), Some(2));
@@ -354,7 +347,7 @@ fn a_capture_at_the_middle_node_shows_no_plaintext() {
 #[test]
 fn killing_the_root_reforms_the_tree_within_10_seconds() {
     let _g = serial();
-    let mut m = Mesh::new(7, EDGES);
+    let mut m = Mesh::new(7, &edges());
     m.set_eligible_roots(&[0, 1, 2, 3]);
     let all: Vec<usize> = (0..7).collect();
     assert!(all_pairs(&m, &all, Instant::now() + Duration::from_secs(15)).is_empty());
