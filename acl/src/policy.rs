@@ -145,6 +145,18 @@ impl Policy {
         Policy::compile(Model::default(), "(none)").expect("the empty policy compiles")
     }
 
+    /// True if the policy allows everything (no rules, every default allow): callers may skip
+    /// all checks.
+    pub fn is_open(&self) -> bool {
+        self.model.rules.is_empty() && self.model.defaults.iter().all(|d| d.allows())
+    }
+
+    /// True if some rule or circle names an overlay address: classifying a key the policy does
+    /// not name then derives its addresses (a SHA-512), and callers should keep the result.
+    pub fn names_addresses(&self) -> bool {
+        !self.compiled.addr_tables.is_empty()
+    }
+
     /// The file name given at load.
     pub fn file(&self) -> &str {
         &self.file
@@ -277,12 +289,16 @@ impl Policy {
         }
     }
 
-    /// Which rule decides `action` for `who` (and the packet), and why. Worked out from the
-    /// rules as written, not from the tables, so it also checks them.
-    pub fn explain(&self, who: &Who, action: Action, packet: Option<(Proto, u16)>) -> Explanation {
+    /// Indexes of the rules of `action` whose subjects match `who` (and which cover the
+    /// packet, if one is given), and the circles `who` is in.
+    fn matching(
+        &self,
+        who: &Who,
+        action: Action,
+        packet: Option<(Proto, u16)>,
+    ) -> (Vec<usize>, Vec<String>) {
         let atoms = self.atoms_of(who);
         let circles = self.circles_of(&atoms);
-        let (proto, port) = packet.unwrap_or((Proto::Other, 0));
         let names = |s: &Subject| match s {
             Subject::Any => true,
             Subject::Key(k) => atoms.contains(&Atom::Key(*k)),
@@ -291,18 +307,39 @@ impl Policy {
             }
             Subject::Circle(n) => circles.iter().any(|c| c == n),
         };
-        let matching: Vec<usize> = self
+        let matching = self
             .model
             .rules
             .iter()
             .enumerate()
             .filter(|(_, r)| {
                 r.action == action
-                    && (!action.has_ports() || r.covers(proto, port))
+                    && packet.is_none_or(|(proto, port)| r.covers(proto, port))
                     && r.subjects.iter().any(|s| names(&s.value))
             })
             .map(|(i, _)| i)
             .collect();
+        (matching, circles)
+    }
+
+    /// The rules of `action` that name `who` (directly, through a circle, or as `any`),
+    /// whatever packets they cover.
+    pub fn rules_naming(&self, who: &Who, action: Action) -> Vec<RuleRef> {
+        self.matching(who, action, None)
+            .0
+            .into_iter()
+            .map(|i| self.rule_ref(i))
+            .collect()
+    }
+
+    /// Which rule decides `action` for `who` (and, for traffic and outbound, the packet; none
+    /// given means a packet of protocol `other`), and why. Worked out from the rules as
+    /// written, not from the tables, so it also checks them.
+    pub fn explain(&self, who: &Who, action: Action, packet: Option<(Proto, u16)>) -> Explanation {
+        let packet = action
+            .has_ports()
+            .then(|| packet.unwrap_or((Proto::Other, 0)));
+        let (matching, circles) = self.matching(who, action, packet);
         let first = |v: Verdict| {
             matching
                 .iter()

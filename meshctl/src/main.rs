@@ -8,6 +8,7 @@
 //! Errors (daemon not running, no permission, a refused request) are one line on stderr and a
 //! non-zero exit status.
 
+mod policy;
 mod table;
 
 use anyhow::{Context, bail};
@@ -64,6 +65,12 @@ enum Command {
         #[arg(short = 'c', long, default_value_t = 3)]
         count: u32,
     },
+    /// The circle policy: check a file, reload, show, explain a decision.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Circles of the policy: list, show, add or remove members (edits the policy file).
+    #[command(subcommand)]
+    Circle(CircleCmd),
     /// Check, without a daemon, that an overlay address belongs to a public key.
     Verify {
         /// The overlay address (a node address or an address in a node's /64).
@@ -90,6 +97,51 @@ enum PeerCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Check a policy file without a daemon: syntax, circles, cycles, and its own tests.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Read meshd's policy file again now (it is also reloaded when it changes).
+    Reload,
+    /// The policy in force: file, sizes, defaults, what it refused and dropped.
+    Show,
+    /// Which rule decides each action for a key or an address, and why.
+    Explain {
+        /// A public key or an overlay address.
+        who: String,
+        /// A packet to judge: tcp/22, udp/53, icmp.
+        packet: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CircleCmd {
+    /// Every circle, with its size.
+    List,
+    /// One circle: its members as written, and resolved.
+    Show {
+        /// The circle's name.
+        name: String,
+    },
+    /// Add a member (a key, an address or circle:NAME); creates the circle if needed.
+    Add {
+        /// The circle's name.
+        name: String,
+        /// A public key, an overlay address or circle:NAME.
+        member: String,
+    },
+    /// Remove a member.
+    Remove {
+        /// The circle's name.
+        name: String,
+        /// A public key, an overlay address or circle:NAME.
+        member: String,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     match run(&cli) {
@@ -108,6 +160,39 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             public_key,
         } => return verify(address, public_key, cli.json),
         Command::Ping { address, count } => return ping(&cli.socket, address, *count, cli.json),
+        Command::Policy(PolicyCmd::Check { file }) => {
+            let (report, ok) = policy::check(file)?;
+            if cli.json {
+                print(&format!(
+                    "{}\n",
+                    serde_json::json!({ "valid": ok, "report": report.trim_end() })
+                ))?;
+            } else if ok {
+                print(&report)?;
+            } else {
+                eprint!("{report}");
+            }
+            if !ok {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
+        Command::Policy(PolicyCmd::Reload) => Request::PolicyReload,
+        Command::Policy(PolicyCmd::Show) => Request::PolicyShow,
+        Command::Policy(PolicyCmd::Explain { who, packet }) => Request::PolicyExplain {
+            who: who.clone(),
+            packet: packet.clone(),
+        },
+        Command::Circle(CircleCmd::List) => Request::CircleList,
+        Command::Circle(CircleCmd::Show { name }) => Request::CircleShow { name: name.clone() },
+        Command::Circle(CircleCmd::Add { name, member }) => Request::CircleAdd {
+            name: name.clone(),
+            member: member.clone(),
+        },
+        Command::Circle(CircleCmd::Remove { name, member }) => Request::CircleRemove {
+            name: name.clone(),
+            member: member.clone(),
+        },
         Command::Tree => Request::Tree,
         Command::Routes => Request::Routes,
         Command::Sessions => Request::Sessions,
@@ -141,6 +226,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::Routes => table::routes(&serde_json::from_value::<Vec<_>>(reply.data)?),
         Request::Sessions => table::sessions(&serde_json::from_value::<Vec<_>>(reply.data)?),
         Request::Ping { .. } => String::new(),
+        Request::PolicyShow | Request::PolicyReload => {
+            policy::info(&serde_json::from_value(reply.data)?)
+        }
+        Request::PolicyExplain { .. } => {
+            policy::explain(&serde_json::from_value::<Vec<_>>(reply.data)?)
+        }
+        Request::CircleList => policy::circles(&serde_json::from_value::<Vec<_>>(reply.data)?),
+        Request::CircleShow { .. } => policy::circle(&serde_json::from_value(reply.data)?),
+        Request::CircleAdd { .. } | Request::CircleRemove { .. } => policy::edited(&reply.data),
     };
     print(&text)
 }

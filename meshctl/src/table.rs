@@ -137,6 +137,24 @@ pub fn status(s: &Status) -> String {
         r["forwarded"].as_u64().unwrap_or(0),
         r["lookups"].as_u64().unwrap_or(0),
     );
+    if let Some(f) = s.policy.get("file").and_then(|f| f.as_str()) {
+        let pc = &s.policy["counters"];
+        let n = |k: &str| pc.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "policy      {f}: {} links and {} sessions refused, {} packets dropped in, {} out",
+            n("links_refused"),
+            n("sessions_refused"),
+            n("dropped_in"),
+            n("dropped_out")
+        );
+        if s.policy.get("last_error").is_some_and(|e| !e.is_null()) {
+            let _ = writeln!(
+                o,
+                "            the last reload was REFUSED: see meshctl policy show"
+            );
+        }
+    }
     let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
     if let Some(d) = c.get("dropped").and_then(|d| d.as_object()) {
         for (k, v) in d {

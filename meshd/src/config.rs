@@ -12,6 +12,7 @@
 //! | `log_level` | `info` | `error`, `warn`, `info`, `debug`, `trace` or a tracing filter; `RUST_LOG` wins |
 //! | `max_peers` | `1024` | most links at once; beyond, only configured peers may link |
 //! | `eligible_roots` | `[]` (any) | public keys allowed to be the root of the tree (see `docs/ROUTING.md`) |
+//! | `policy_file` | none | the circle policy (see `docs/POLICY.md`); none: everything allowed |
 //! | `cipher` | `auto` | `auto`, `aes-256-gcm` or `chacha20-poly1305` (for links this node initiates) |
 //! | `tun.name` | `mesh0` | name of the TUN interface |
 //! | `tun.mtu` | `1420` | MTU of the TUN interface |
@@ -53,6 +54,8 @@ pub struct Config {
     pub max_peers: usize,
     /// Keys allowed to be root; empty means any.
     pub eligible_roots: Vec<String>,
+    /// The circle policy file; `None`: everything allowed.
+    pub policy_file: Option<PathBuf>,
     /// TUN settings.
     pub tun: TunConfig,
     /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
@@ -95,6 +98,7 @@ impl Default for Config {
             cipher: "auto".into(),
             max_peers: 1024,
             eligible_roots: vec![],
+            policy_file: None,
             tun: TunConfig::default(),
             ignored_env: vec![],
         }
@@ -119,6 +123,7 @@ fn known_env_keys() -> Vec<String> {
     // Keys whose default is absent (None) do not appear in the serialised defaults.
     out.push("MESHD_IDENTITY_FILE".into());
     out.push("MESHD_ADMIN_GROUP".into());
+    out.push("MESHD_POLICY_FILE".into());
     out
 }
 
@@ -160,6 +165,12 @@ max_peers = 1024
 # lowest key wins, so whoever grinds a low key becomes root. List trusted, well-connected
 # nodes here (the same list on every node) to take that away. See docs/ROUTING.md.
 eligible_roots = []
+
+# The circle policy: who may link with this node, send it packets (by protocol and port), be
+# the root of its tree, and whom it may send to. Reloaded by itself when the file changes (or
+# with `meshctl policy reload`); a file with errors is refused and the previous policy stays.
+# None: everything is allowed. See docs/POLICY.md.
+# policy_file = "/etc/meshd/policy.toml"
 
 [tun]
 name = "mesh0"
@@ -238,6 +249,9 @@ impl Config {
         fix(&mut self.state_dir);
         fix(&mut self.admin_socket);
         if let Some(p) = self.identity_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.policy_file.as_mut() {
             fix(p);
         }
     }

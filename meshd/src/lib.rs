@@ -30,6 +30,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod e2e;
+pub mod firewall;
 pub mod identity;
 pub mod link;
 pub mod node;

@@ -12,6 +12,7 @@
 //! ```
 
 use crate::e2e::{self, E2e, E2eConfig, Encrypt, Received};
+use crate::firewall::{Firewall, PolicyCounters};
 use crate::identity::{Identity, PublicKey};
 use crate::link::{self, LinkConfig, LinkId, Links, Recv, Transmit};
 use crate::packet::{Icmp6Error, Ipv6Header, icmp6_error};
@@ -131,6 +132,8 @@ pub struct Node {
     pub router: Router,
     /// End-to-end sessions.
     pub e2e: E2e,
+    /// The circle policy on the data path.
+    pub firewall: Firewall,
     address: Ipv6Addr,
     subnet: Ipv6Addr,
     /// Packets waiting for their destination's lookup, by owner id.
@@ -164,6 +167,7 @@ impl Node {
             links: Links::new(identity, cfg.link, seed, now),
             router: Router::new(secret, cfg.router, seq, seed.rotate_left(17), now),
             e2e: E2e::new(identity, cfg.e2e, seed.rotate_left(33), now),
+            firewall: Firewall::default(),
             address: public.address(),
             subnet: public.subnet(),
             waiting: HashMap::new(),
@@ -183,6 +187,41 @@ impl Node {
     /// Node-level counters.
     pub fn counters(&self) -> &NodeCounters {
         &self.counters
+    }
+
+    /// What the circle policy did (links refused come from the link layer).
+    pub fn policy_counters(&self) -> PolicyCounters {
+        PolicyCounters {
+            links_refused: self.links.counters().policy_refused,
+            ..self.firewall.counters()
+        }
+    }
+
+    /// Puts a circle policy in force, live: new links, sessions and packets are judged by it at
+    /// once; links and sessions it no longer allows are closed now; the tree drops a root it
+    /// no longer allows. Allowed traffic is not disturbed.
+    pub fn set_policy(&mut self, now: Instant, policy: std::sync::Arc<acl::Policy>) {
+        let open = policy.is_open();
+        self.firewall.set_policy(policy.clone());
+        let closed = self.links.set_policy(Some(policy.clone()), now);
+        let mut sessions = 0;
+        let remotes: Vec<PublicKey> = self.e2e.remotes().copied().collect();
+        for k in remotes {
+            if !self.firewall.session_allowed(&k) && self.e2e.close(&k) {
+                tracing::info!(peer = %k, "end-to-end session closed: the circle policy no longer allows it");
+                sessions += 1;
+            }
+        }
+        let c = self.firewall.counters_mut();
+        c.links_closed += closed;
+        c.sessions_closed += sessions;
+        let filter: Option<routing::RootFilter> = (!open).then(|| {
+            let p = policy.clone();
+            std::sync::Arc::new(move |k: &[u8; 32]| p.classify(k).root().allows())
+                as routing::RootFilter
+        });
+        self.router.set_root_filter(now, filter);
+        self.pump(now);
     }
 
     /// Largest IPv6 packet that fits the path to `key` (known coordinates assumed).
@@ -215,6 +254,12 @@ impl Node {
             return Outbound::Waiting;
         };
         let key = PublicKey(key);
+        if !self.firewall.check_out(now, &key, packet) {
+            if let Some(e) = icmp6_error(Icmp6Error::AdminProhibited, packet) {
+                self.tun_out.push_back(e);
+            }
+            return Outbound::Dropped;
+        }
         if self.router.knows(&key.0) {
             let mtu = self.path_mtu(&key);
             if packet.len() > mtu {
@@ -326,8 +371,19 @@ impl Node {
             Handled::Deliver { src, body_at } => {
                 let body = &frame[1 + body_at..len];
                 let src = PublicKey(src);
+                // Refused before any Diffie-Hellman: the claimed key is checked again against
+                // the handshake's proof, so a lie gains nothing.
+                if body.first() == Some(&e2e::wire::TYPE_INIT)
+                    && !self.firewall.session_allowed(&src)
+                {
+                    self.firewall.counters_mut().sessions_refused += 1;
+                    return Inbound::Done;
+                }
                 match self.e2e.handle(now, &src, body, tun_out) {
                     Received::Deliver { len: n, from } => {
+                        if !self.firewall.check_in(now, &from, &tun_out[..n]) {
+                            return Inbound::Done;
+                        }
                         if from == src {
                             self.router.confirm_source(now, &frame[1..len]);
                         }
@@ -504,6 +560,7 @@ impl Node {
     /// Runs whatever is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.links.handle_timeout(now);
+        self.firewall.expire(now);
         self.router.handle_timeout(now);
         self.e2e.handle_timeout(now);
         let stale: Vec<Ipv6Addr> = self

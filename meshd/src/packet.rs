@@ -78,6 +78,9 @@ pub enum Icmp6Error {
     PacketTooBig(u32),
     /// Destination Unreachable: address unreachable (type 1, code 3).
     AddressUnreachable,
+    /// Destination Unreachable: communication administratively prohibited (type 1, code 1):
+    /// the circle policy does not allow this packet.
+    AdminProhibited,
 }
 
 /// Builds an ICMPv6 error about `original` (an IPv6 packet from the TUN device), as if sent by
@@ -91,6 +94,7 @@ pub fn icmp6_error(err: Icmp6Error, original: &[u8]) -> Option<Vec<u8>> {
     let (ty, code, param) = match err {
         Icmp6Error::PacketTooBig(mtu) => (2u8, 0u8, mtu),
         Icmp6Error::AddressUnreachable => (1, 3, 0),
+        Icmp6Error::AdminProhibited => (1, 1, 0),
     };
     let quoted = original
         .len()

@@ -43,5 +43,5 @@ pub mod wire;
 pub use address::{AddrKind, KEY_LEN, OVERLAY_PREFIX, OVERLAY_PREFIX_LEN, SUBNET_PREFIX_LEN};
 pub use codec::Key;
 pub use coords::{Coords, Place};
-pub use router::{Drop, Event, Handled, PeerId, Route, Router, RouterConfig, Stats};
+pub use router::{Drop, Event, Handled, PeerId, RootFilter, Route, Router, RouterConfig, Stats};
 pub use tree::SharedVerified;

@@ -254,9 +254,14 @@ pub struct Stats {
     pub control_bytes: u64,
 }
 
+/// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`
+/// rules of its circle policy here. It must be pure and cheap (it runs for every record chain).
+pub type RootFilter = std::sync::Arc<dyn Fn(&Key) -> bool + Send + Sync>;
+
 /// The routing state of one node.
 pub struct Router {
     pub(crate) cfg: RouterConfig,
+    pub(crate) root_filter: Option<RootFilter>,
     pub(crate) sk: SigningKey,
     pub(crate) key: Key,
     pub(crate) rng: u64,
@@ -319,6 +324,7 @@ impl Router {
         root_heard.insert(key, now);
         Router {
             cfg,
+            root_filter: None,
             key,
             rng: seed ^ 0x2545_f491_4f6c_dd1d,
             nonce_key: {

@@ -113,6 +113,14 @@ impl Router {
             .eligible_roots
             .as_ref()
             .is_none_or(|s| s.contains(key))
+            && self.root_filter.as_ref().is_none_or(|f| f(key))
+    }
+
+    /// Sets (or clears) the [`RootFilter`](crate::router::RootFilter) and chooses the root
+    /// again at once: a root that no longer passes is left now, not at its next record.
+    pub fn set_root_filter(&mut self, now: Instant, filter: Option<crate::router::RootFilter>) {
+        self.root_filter = filter;
+        self.reselect(now);
     }
 
     fn root_alive(&self, root: &Key, now: Instant) -> bool {

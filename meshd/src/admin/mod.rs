@@ -53,6 +53,39 @@ pub enum Request {
         /// The overlay address.
         address: String,
     },
+    /// The circle policy in force: file, sizes, defaults, counters, last reload error.
+    PolicyShow,
+    /// Read the policy file again now.
+    PolicyReload,
+    /// Which rule decides each action for a key or address, and why.
+    PolicyExplain {
+        /// A public key or an overlay address.
+        who: String,
+        /// A packet to judge `traffic` and `outbound` for: `tcp/22`, `udp/53`, `icmp`.
+        #[serde(default)]
+        packet: Option<String>,
+    },
+    /// The circles of the policy.
+    CircleList,
+    /// One circle: its members as written and resolved.
+    CircleShow {
+        /// The circle's name.
+        name: String,
+    },
+    /// Add a member to a circle (creating the circle), editing the policy file.
+    CircleAdd {
+        /// The circle's name.
+        name: String,
+        /// A key, an overlay address or `circle:NAME`.
+        member: String,
+    },
+    /// Remove a member from a circle, editing the policy file.
+    CircleRemove {
+        /// The circle's name.
+        name: String,
+        /// A key, an overlay address or `circle:NAME`.
+        member: String,
+    },
 }
 
 fn yes() -> bool {
@@ -217,4 +250,62 @@ pub struct Status {
     /// Node-level drops.
     #[serde(default)]
     pub local: serde_json::Value,
+    /// The circle policy: file, counters (see [`PolicyInfo`]).
+    #[serde(default)]
+    pub policy: serde_json::Value,
+}
+
+/// Answer to `policy_show` (and part of `status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// The policy file (null: none configured, everything allowed).
+    pub file: Option<String>,
+    /// When the policy in force was loaded (Unix seconds).
+    pub loaded_unix: Option<u64>,
+    /// Circles defined.
+    pub circles: usize,
+    /// Rules.
+    pub rules: usize,
+    /// Tests the policy carries (all passed, or it would not be in force).
+    pub tests: usize,
+    /// The default verdict of each action.
+    pub defaults: Vec<(String, String)>,
+    /// Reloads since start.
+    pub reloads: u64,
+    /// Reloads refused (a bad file).
+    pub reload_failures: u64,
+    /// Why the last reload was refused, if it was (the policy in force is the previous one).
+    pub last_error: Option<String>,
+    /// What the policy did (see `meshd::firewall::PolicyCounters`).
+    pub counters: serde_json::Value,
+}
+
+/// One circle, for `circle_list` and `circle_show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CircleInfo {
+    /// Its name.
+    pub name: String,
+    /// The line it is defined on.
+    pub line: u32,
+    /// Members as written (keys, addresses, `circle:NAME`).
+    pub members: Vec<String>,
+    /// Everybody in it, nesting resolved.
+    pub resolved: Vec<String>,
+}
+
+/// One line of `policy_explain`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainRow {
+    /// `peer`, `traffic`, `root`, `outbound`.
+    pub action: String,
+    /// The packet judged (traffic and outbound).
+    pub packet: Option<String>,
+    /// `allow` or `deny`.
+    pub verdict: String,
+    /// The line of the deciding rule (null: the default decided).
+    pub rule_line: Option<u32>,
+    /// The reasoning.
+    pub reason: String,
+    /// The circles the identity is in.
+    pub circles: Vec<String>,
 }

@@ -149,6 +149,7 @@ impl Control<'_> {
                     routing,
                     e2e,
                     local: node_counters,
+                    policy: serde_json::Value::Null,
                 })
             }
             Request::PeerAdd { uri, persist } => {
@@ -194,9 +195,7 @@ impl Control<'_> {
                 });
                 Reply::ok(serde_json::json!({ "removed": uri.endpoint(), "note": note }))
             }
-            Request::Tree | Request::Routes | Request::Sessions | Request::Ping { .. } => {
-                Reply::err("internal error: request routed to the wrong handler")
-            }
+            _ => Reply::err("internal error: request routed to the wrong handler"),
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod control;
 mod datapath;
+pub mod policy;
 
 use crate::admin;
 use crate::config::Config;
@@ -135,6 +136,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     tracing::info!(public_key = %identity.public_key(), address = %identity.address(), "node identity");
 
     let mut store = PeerStore::open(&cfg.state_dir)?;
+    let (mut policy_file, policy) = policy::PolicyFile::open(cfg.policy_file.clone())?;
     let mut socks = Vec::new();
     for addr in cfg.listen_addrs()? {
         let s = UdpSock::bind(addr)?;
@@ -174,6 +176,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         u64::from_le_bytes(seed),
         Instant::now(),
     );
+    node.set_policy(Instant::now(), policy);
     let config_peers = cfg.peer_uris()?;
     if let Some(why) = config_peers.iter().find_map(|u| socks.unreachable(u)) {
         anyhow::bail!("peers: {why}");
@@ -194,6 +197,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let mut pings: HashMap<u64, oneshot::Sender<admin::Reply>> = HashMap::new();
     let mut shutdown = pin!(shutdown);
     let mut last_sock = 0;
+    // The policy file is looked at twice a second: a change is in force (and what it denies
+    // is torn down) within a second, whatever editor or tool wrote it.
+    let mut policy_poll = tokio::time::interval(Duration::from_millis(500));
+    policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let now = Instant::now();
@@ -235,6 +242,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 }
             }
             _ = sleep => node.handle_timeout(Instant::now()),
+            _ = policy_poll.tick() => {
+                if let Some(Ok(p)) = policy_file.poll() {
+                    policy::apply(&mut node, p);
+                }
+            }
             Some((req, reply)) = admin_rx.recv() => {
                 match req {
                     admin::Request::Ping { address } => match address.parse() {
@@ -246,8 +258,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                             let _ = reply.send(admin::Reply::err(format!("{address:?} is not an IPv6 address")));
                         }
                     },
+                    req @ (admin::Request::PolicyShow
+                    | admin::Request::PolicyReload
+                    | admin::Request::PolicyExplain { .. }
+                    | admin::Request::CircleList
+                    | admin::Request::CircleShow { .. }
+                    | admin::Request::CircleAdd { .. }
+                    | admin::Request::CircleRemove { .. }) => {
+                        let _ = reply.send(policy::answer(req, &mut node, &mut policy_file));
+                    }
                     req => {
-                        let r = ctl.handle(req, &mut node, &mut store, &socks);
+                        let status = req == admin::Request::Status;
+                        let mut r = ctl.handle(req, &mut node, &mut store, &socks);
+                        if status && let Some(d) = r.data.as_object_mut() {
+                            let info = policy_file.info(node.firewall.policy(), node.policy_counters());
+                            d.insert("policy".into(), serde_json::to_value(info).unwrap_or_default());
+                        }
                         let _ = reply.send(r);
                     }
                 }

@@ -759,6 +759,22 @@ impl E2e {
         }
     }
 
+    /// The remotes we have sessions (or handshakes) with.
+    pub fn remotes(&self) -> impl Iterator<Item = &PublicKey> {
+        self.remotes.keys()
+    }
+
+    /// Forgets every session and queued packet with `key` (the circle policy no longer allows
+    /// it). Returns whether there was anything.
+    pub fn close(&mut self, key: &PublicKey) -> bool {
+        let Some(r) = self.remotes.remove(key) else {
+            return false;
+        };
+        self.counters.queue_dropped += r.queue.len() as u64;
+        self.by_index.retain(|_, k| k != key);
+        true
+    }
+
     /// Sessions, for `meshctl sessions`.
     pub fn sessions(&self, now: Instant) -> Vec<SessionInfo> {
         let mut v: Vec<SessionInfo> = self

@@ -275,7 +275,7 @@ impl Links {
     }
 
     /// Why a handshake with `key` at `from` must not complete, if it must not.
-    fn refusal(&self, key: PublicKey, purpose: Purpose, from: SocketAddr) -> Option<String> {
+    fn refusal(&mut self, key: PublicKey, purpose: Purpose, from: SocketAddr) -> Option<String> {
         if key == self.public {
             return Some(format!("{from} is this node itself"));
         }
@@ -290,6 +290,10 @@ impl Links {
             Purpose::Dial(addr) => addr,
             Purpose::Rekey(_) => from,
         };
+        if let Some(why) = self.policy_refusal(&key) {
+            self.counters.policy_refused += 1;
+            return Some(why);
+        }
         if let Some((pin, uri)) = self.pin_for(addr)
             && pin != key
         {

@@ -171,6 +171,8 @@ pub struct Links {
     events: VecDeque<Event>,
     pub(crate) counters: Counters,
     pub(crate) init_limiter: ratelimit::InitLimiter,
+    /// The circle policy (`peer` rules); `None`: everyone may link.
+    pub(crate) policy: Option<std::sync::Arc<acl::Policy>>,
 }
 
 impl Links {
@@ -194,7 +196,38 @@ impl Links {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            policy: None,
         }
+    }
+
+    /// Puts a circle policy in force for new links, and closes the links of peers it denies.
+    /// Returns how many links were closed.
+    pub fn set_policy(&mut self, policy: Option<std::sync::Arc<acl::Policy>>, now: Instant) -> u64 {
+        self.policy = policy.filter(|p| !p.is_open());
+        let Some(p) = self.policy.clone() else {
+            return 0;
+        };
+        let denied: Vec<PublicKey> = self
+            .peers
+            .keys()
+            .filter(|k| !p.classify(&k.0).peer().allows())
+            .copied()
+            .collect();
+        for k in &denied {
+            self.send_control_frame(k, &[wire::frame::CLOSE], now);
+            self.remove_link(k, "the circle policy no longer allows this peer");
+        }
+        denied.len() as u64
+    }
+
+    /// Why the circle policy refuses a link with `key`, if it does.
+    pub(crate) fn policy_refusal(&self, key: &PublicKey) -> Option<String> {
+        let p = self.policy.as_ref()?;
+        if p.classify(&key.0).peer().allows() {
+            return None;
+        }
+        let e = p.explain(&acl::Who::Key(key.0), acl::Action::Peer, None);
+        Some(format!("the circle policy denies it: {}", e.reason))
     }
 
     /// This node's public key.

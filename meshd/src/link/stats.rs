@@ -35,6 +35,8 @@ pub struct Counters {
     pub tx_datagrams: u64,
     /// Handshakes completed (as initiator or responder).
     pub handshakes_completed: u64,
+    /// Handshakes refused because the circle policy denies the peer (`peer` rules).
+    pub policy_refused: u64,
     /// Drops by reason.
     pub dropped: DropCounters,
 }
