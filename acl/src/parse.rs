@@ -430,8 +430,8 @@ pub fn parse_subject(s: &str) -> Result<Subject, String> {
     if let Ok(a) = s.parse::<Ipv6Addr>() {
         if routing::address::owner_id(&a).is_none() {
             return Err(format!(
-                "{s:?} is not an overlay address (node addresses start with 2xx:, subnets \
-                 with 3xx:)"
+                "{s:?} is not an overlay address (node addresses start with 6xx:, subnets \
+                 with 7xx:)"
             ));
         }
         return Ok(Subject::Addr(a));

@@ -28,7 +28,8 @@ enum Command {
         /// Where to write; never overwrites an existing file.
         file: Option<PathBuf>,
     },
-    /// Check the configuration and print it as the daemon would use it.
+    /// Check the configuration (and the policy file it names) and print it as the daemon
+    /// would use it.
     CheckConfig,
 }
 
@@ -60,6 +61,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             let cfg = Config::load(cli.config.as_deref())?;
+            // The policy file is checked too: a start would fail on it.
+            meshd::daemon::policy::PolicyFile::open(cfg.policy_file.clone())?;
             print!("{}", toml::to_string(&cfg)?);
             Ok(())
         }

@@ -314,6 +314,10 @@ pub mod frame {
     pub const ROUTING: u8 = 2;
     /// The sender is closing the link (shutting down).
     pub const CLOSE: u8 = 3;
+    /// The sender refuses this link (its policy does not allow the receiver): sent once, on
+    /// the session the refused handshake made, so that it is authenticated; the receiver
+    /// stops using the link and dials again only after its back-off.
+    pub const REFUSED: u8 = 4;
 }
 
 #[cfg(test)]

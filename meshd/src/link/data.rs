@@ -5,6 +5,7 @@
 //! [`wire::frame::CLOSE`] says the peer is shutting the link down, and an empty plaintext is a
 //! keepalive.
 
+use super::handshake::Purpose;
 use super::{DropReason, LinkId, Links, Recv, Send};
 use crate::session::SessionError;
 use crate::wire;
@@ -37,6 +38,7 @@ impl Links {
             Err(SessionError::Replay) => return Recv::Dropped(DropReason::Replay),
             Err(_) => return Recv::Dropped(DropReason::Decrypt),
         };
+        let first = !session.confirmed;
         session.confirmed = true;
         peer.last_rx = now;
         peer.first_unanswered_tx = None;
@@ -45,6 +47,16 @@ impl Links {
             tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from, "peer moved");
             peer.endpoint = from;
         }
+        if first && (n == 0 || out[0] != wire::frame::REFUSED) {
+            // The peer answered on the new session: the link works, the back-off starts over.
+            for d in self.dialers.iter_mut().filter(|d| d.linked == Some(key)) {
+                d.failures = 0;
+                d.last_error = None;
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Recv::Dropped(DropReason::UnknownSession);
+        };
         if n == 0 {
             return Recv::Consumed; // keepalive
         }
@@ -60,6 +72,24 @@ impl Links {
             wire::frame::CLOSE => {
                 self.remove_link(&key, "the peer closed the link");
                 self.relink_dialers(&key, now);
+                Recv::Consumed
+            }
+            wire::frame::REFUSED => {
+                let why = "the peer refused the link (its circle policy, or a key it pinned for this \
+                           address, does not allow this node)";
+                self.remove_link(&key, why);
+                let addrs: Vec<SocketAddr> = self
+                    .dialers
+                    .iter()
+                    .filter(|d| d.linked == Some(key))
+                    .filter_map(|d| d.addr)
+                    .collect();
+                for d in self.dialers.iter_mut().filter(|d| d.linked == Some(key)) {
+                    d.linked = None;
+                }
+                for a in addrs {
+                    self.handshake_failed(Purpose::Dial(a), why, now);
+                }
                 Recv::Consumed
             }
             _ => Recv::Dropped(DropReason::BadFrame),

@@ -205,10 +205,10 @@ impl Links {
             p.counters.rx_bytes += wire_len as u64;
         }
         if let Purpose::Dial(addr) = init.purpose {
+            // Failures are forgotten once the peer answers on the session (it may still
+            // refuse the link at its end).
             for d in self.dialers.iter_mut().filter(|d| d.addr == Some(addr)) {
                 d.linked = Some(key);
-                d.failures = 0;
-                d.last_error = None;
             }
         }
         Recv::Consumed
@@ -244,6 +244,16 @@ impl Links {
         };
         if let Some(why) = self.refusal(key, Purpose::Dial(from), from) {
             tracing::warn!(%from, peer = %key, "refused inbound link: {why}");
+            // Tell the initiator, which already holds the keys: authenticated, so nobody else
+            // can make a node drop its links this way.
+            if let Ok(t) = resp.hs.into_stateless_transport_mode() {
+                let mut s = Session::new(t, receiver, resp.remote_index, false, resp.suite, now);
+                let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD + 1];
+                if let Ok(n) = s.encrypt(&[wire::frame::REFUSED], &mut data) {
+                    data.truncate(n);
+                    self.queue(from, data);
+                }
+            }
             return Recv::Dropped(DropReason::Refused);
         }
         if !self.peers.contains_key(&key)

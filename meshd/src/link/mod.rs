@@ -430,8 +430,12 @@ impl Links {
             // A configured peer at this address is this link, unless it pins another key.
             if d.linked.is_none() && d.addr == Some(from) && d.uri.key.is_none_or(|k| k == key) {
                 d.linked = Some(key);
-                d.failures = 0;
-                d.last_error = None;
+                // As responder the link is confirmed now; as initiator, once the peer answers
+                // on it (it may still refuse the link).
+                if confirmed {
+                    d.failures = 0;
+                    d.last_error = None;
+                }
             }
         }
         if confirmed {

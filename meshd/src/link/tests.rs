@@ -491,3 +491,55 @@ fn inbound_links_beyond_max_peers_are_refused_but_configured_peers_still_link() 
         "a configured peer links even beyond max_peers"
     );
 }
+
+#[test]
+fn a_peer_denied_by_the_circle_policy_is_refused_and_told_so() {
+    // A dials B; B's policy denies A as a peer. B refuses at the last handshake message and
+    // says so on the session A already holds: A drops the link at once and backs off, instead
+    // of believing in a link that never carries anything.
+    let mut p = Pair::new(None);
+    let a_key = identity(1).public_key();
+    let text = format!(
+        "[circles]\nblocked = [\"{a_key}\"]\n[[rules]]\naction = \"peer\"\ndeny = \"circle:blocked\"\n"
+    );
+    let policy = acl::Policy::load(&text, "b.toml").expect("policy");
+    let now = p.now;
+    p.b.links.set_policy(Some(std::sync::Arc::new(policy)), now);
+    p.run_for(Duration::from_secs(3));
+    assert!(!p.up());
+    assert!(
+        p.a.links.peers.is_empty(),
+        "A must not keep a half link: {:?} {:?} B: {:?}",
+        p.a.links.counters,
+        p.a.links.dialers()[0].last_error,
+        p.b.links.counters
+    );
+    assert!(p.b.links.counters.policy_refused > 0);
+    let d = &p.a.links.dialers()[0];
+    assert!(
+        d.last_error.as_deref().unwrap_or("").contains("refused"),
+        "{:?}",
+        d.last_error
+    );
+    assert!(d.failures > 0, "A backs off");
+    let attempts = p.b.links.counters.policy_refused;
+    p.run_for(Duration::from_secs(3));
+    assert!(
+        p.b.links.counters.policy_refused <= attempts + 3,
+        "A dials with back-off, not in a loop"
+    );
+    // Allowed again (live): a later dial links, and an established link of a newly denied
+    // peer is closed on both sides.
+    let open = acl::Policy::load("", "b.toml").expect("empty policy");
+    p.b.links.set_policy(Some(std::sync::Arc::new(open)), p.now);
+    p.run_for(Duration::from_secs(20));
+    assert!(p.up(), "linked once allowed");
+    let policy = acl::Policy::load(&text, "b.toml").expect("policy");
+    let now = p.now;
+    assert_eq!(
+        p.b.links.set_policy(Some(std::sync::Arc::new(policy)), now),
+        1
+    );
+    p.run_for(Duration::from_millis(100));
+    assert!(p.b.links.peers.is_empty() && p.a.links.peers.is_empty());
+}
