@@ -3,6 +3,10 @@
 //! routing header, link encryption), B's forwarding (link decryption, greedy next hop, link
 //! encryption), C's inbound (link decryption, end-to-end decryption, source check).
 //!
+//! The last line repeats AES-GCM with a circle policy of 10,000 identities and 1,000 rules on
+//! A (outbound rules, and a tracked flow for the replies) and on C (traffic rules): the cost
+//! of enforcement in the whole data path.
+//!
 //! Run: `cargo bench -p meshd --bench datapath`. Prints figures; no pass/fail.
 
 use meshd::identity::Identity;
@@ -85,9 +89,56 @@ fn packet(src: &Identity, dst: &Identity) -> Vec<u8> {
     p
 }
 
+/// 100 circles of 100 identities, 1,000 rules over ports; A and C are in the last circle,
+/// which may exchange UDP.
+fn big_policy(a: &Identity, c: &Identity) -> acl::Policy {
+    use std::fmt::Write as _;
+    let mut t = String::from("[defaults]\ntraffic = \"deny\"\noutbound = \"deny\"\n\n[circles]\n");
+    for g in 0..100u32 {
+        let _ = write!(t, "team{g} = [");
+        for m in 0..100u32 {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&(g * 100 + m).to_le_bytes());
+            let _ = write!(t, "\"{}\", ", Identity::from_seed(&seed).public_key());
+        }
+        t.push_str("]\n");
+    }
+    let _ = writeln!(t, "bench = [\"{}\", \"{}\"]\n", a.public_key(), c.public_key());
+    for r in 0..998u32 {
+        let (action, verdict) = match r % 10 {
+            0 => ("outbound", "deny"),
+            1..=3 => ("outbound", "allow"),
+            4 => ("traffic", "deny"),
+            _ => ("traffic", "allow"),
+        };
+        let port = 1000 + (r * 37) % 60000;
+        let _ = writeln!(
+            t,
+            "[[rules]]\naction = \"{action}\"\n{verdict} = \"circle:team{}\"\nports = [\"tcp/{port}\", \"udp/{}-{}\"]\n",
+            r % 100,
+            port,
+            port + 10
+        );
+    }
+    t.push_str("[[rules]]\naction = [\"traffic\", \"outbound\"]\nallow = \"circle:bench\"\nports = \"udp/0-999\"\n\n");
+    t.push_str("[[rules]]\naction = \"traffic\"\ndeny = \"circle:team7\"\n");
+    acl::Policy::load(&t, "bench.toml").expect("the bench policy loads")
+}
+
 fn main() {
-    for suite in [Suite::AesGcm, Suite::ChaChaPoly] {
+    for (suite, with_policy) in [
+        (Suite::AesGcm, false),
+        (Suite::ChaChaPoly, false),
+        (Suite::AesGcm, true),
+    ] {
         let mut line = Line::new(suite);
+        if with_policy {
+            let p = std::sync::Arc::new(big_policy(&line.nodes[0].1, &line.nodes[2].1));
+            let now = line.now;
+            for i in [0, 2] {
+                line.nodes[i].0.set_policy(now, p.clone());
+            }
+        }
         line.settle(Duration::from_secs(3));
         let pkt = packet(&line.nodes[0].1, &line.nodes[2].1);
         let (mut net, mut f, mut t, mut o) = (
@@ -133,8 +184,12 @@ fn main() {
         let per = |d: Duration| d.as_nanos() as f64 / n as f64;
         let gbps = |d: Duration| n as f64 * 1280.0 * 8.0 / d.as_secs_f64() / 1e9;
         println!(
-            "{:<18} source {:>5.0} ns/packet ({:.1} Gbit/s) | transit {:>5.0} ns ({:.1} Gbit/s) | destination {:>5.0} ns ({:.1} Gbit/s)",
-            suite.name(),
+            "{:<20} source {:>5.0} ns/packet ({:.1} Gbit/s) | transit {:>5.0} ns ({:.1} Gbit/s) | destination {:>5.0} ns ({:.1} Gbit/s)",
+            if with_policy {
+                format!("{} + policy", suite.name())
+            } else {
+                suite.name().to_string()
+            },
             per(out_t),
             gbps(out_t),
             per(fwd_t),

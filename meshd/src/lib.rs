@@ -17,12 +17,14 @@
 //! Modules, from the wire up: [`wire`] (datagram formats, checked parsing), [`replay`]
 //! (RFC 6479 window), [`noise`] (XX handshake set-up and cipher suites), [`session`] (one set of
 //! transport keys), [`link`] (all peers: handshakes, timers, data path), [`packet`] (IPv6
-//! header view), [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`],
+//! header view), [`firewall`] (the circle policy on the data path: verdicts, flow tracking),
+//! [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`],
 //! [`admin`] (the control socket protocol shared with `meshctl`), [`tun`] and [`udp`] (OS
 //! glue), [`daemon`] (the event loop).
 //!
 //! ## What it must not do
-//! No routing or policy logic lives here: those belong to `routing` and `acl`, which stay pure.
+//! No routing or policy logic lives here: those belong to `routing` and `acl`, which stay pure
+//! (`firewall` only asks `acl` for verdicts and remembers flows).
 //! The data path must not allocate per packet, and nothing received from the network may make it
 //! panic: every wire parser has a fuzz target in `meshd/fuzz`.
 

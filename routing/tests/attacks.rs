@@ -295,3 +295,32 @@ fn an_old_record_cannot_move_a_destination_back() {
     assert_eq!(place(&net), Some(before), "the old record moved node 6");
     assert!(net.send(3, 6, b"still there").is_some());
 }
+
+#[test]
+fn a_root_filter_set_live_drops_a_low_key_root_at_once() {
+    // The circle policy's root rules arrive as a filter, and may change while running: the
+    // tree leaves a root the filter no longer passes without waiting for its next record.
+    let mut net = ready(RouterConfig::default());
+    let intruder = net.nodes[0].key;
+    assert!(net.nodes.iter().all(|n| n.router.root() == intruder));
+    let now = net.now;
+    for n in net.nodes.iter_mut().skip(1) {
+        let f: routing::RootFilter = std::sync::Arc::new(move |k: &[u8; 32]| *k != intruder);
+        n.router.set_root_filter(now, Some(f));
+    }
+    net.run_for(Duration::from_secs(3));
+    let root = net.nodes[1].router.root();
+    assert_ne!(root, intruder);
+    assert!(
+        net.nodes.iter().skip(1).all(|n| n.router.root() == root),
+        "everyone but the intruder agrees on another root"
+    );
+    assert!(net.send(6, 2, b"still routes").is_some());
+    // Lifted: the lowest key leads again.
+    let now = net.now;
+    for n in net.nodes.iter_mut().skip(1) {
+        n.router.set_root_filter(now, None);
+    }
+    net.run_for(Duration::from_secs(3));
+    assert!(net.nodes.iter().all(|n| n.router.root() == intruder));
+}

@@ -73,3 +73,43 @@ fn refuses_an_exposed_or_corrupt_key_and_a_bad_config() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn refuses_to_start_with_a_broken_policy_file() {
+    // There is no previous policy to keep at start: the daemon stops with every problem,
+    // each with file, line and column; check-config says the same.
+    let dir = std::env::temp_dir().join(tests::unique("planetary-policy-start"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[circles]\nfamily = [\"circle:friends\"]\n\n[[rules]]\naction = \"traffic\"\nallow = \"circle:family\"\nports = \"tcp/70000\"\n",
+    )
+    .expect("write policy");
+    let cfg = "state_dir = \"state\"\nadmin_socket = \"admin.sock\"\npolicy_file = \"policy.toml\"\n\
+               listen = [\"udp://127.0.0.1:0\"]\n[tun]\nname = \"plstart1\"\n";
+    let (ok, err) = meshd_with(&dir, cfg);
+    assert!(!ok);
+    let file = dir.join("policy.toml").display().to_string();
+    assert!(err.contains(&format!("{file}:7:9:")) && err.contains("not a port"), "{err}");
+    assert!(err.contains("fix them, then start again"), "{err}");
+    let out = Command::new(&binaries().0)
+        .args(["check-config", "--config"])
+        .arg(dir.join("meshd.toml"))
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("{file}:7:9:")), "{err}");
+    // Once the port is fixed, the unknown circle is reported, with its place.
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[circles]\nfamily = [\"circle:friends\"]\n",
+    )
+    .expect("write policy");
+    let (ok, err) = meshd_with(&dir, cfg);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("{file}:2:11:")) && err.contains("unknown circle \"friends\""),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
