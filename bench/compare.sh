@@ -35,6 +35,10 @@
 #   peakRSS  max VmHWM of the two daemons at the end (MiB)
 #   idleRSS  max VmRSS of the two daemons right after the link came up (MiB)
 #   mtu      MTU of the overlay tun device in namespace A (defaults, not tuned)
+#
+# meshd_policy is meshd with a circle policy on both daemons: 10,000 identities
+# (overlay addresses) in 100 circles, 1,000 rules, defaults deny; A may send
+# tcp/5201 and icmp, B may receive them, and the replies pass as tracked flows.
 
 set -uo pipefail
 
@@ -46,7 +50,7 @@ LINK_TIMEOUT=${LINK_TIMEOUT:-20}
 MESHD_BUILD_TIMEOUT=${MESHD_BUILD_TIMEOUT:-1800}
 TUN_MTU=${TUN_MTU:-}
 
-ALL_SYSTEMS=(meshd yggdrasil nebula)
+ALL_SYSTEMS=(meshd meshd_policy yggdrasil nebula)
 SYSTEMS=("${ALL_SYSTEMS[@]}")
 FORCE_BUILD=0
 
@@ -210,6 +214,7 @@ listen = ["udp://0.0.0.0:7820"]
 peers = [$peers]
 admin_socket = "$dir/admin.sock"
 log_level = "info"
+${POLICY_FILE:+policy_file = \"$POLICY_FILE\"}
 
 [tun]
 name = "msh$side$$"
@@ -219,23 +224,68 @@ EOF
 
 # (mctl, wait_meshctl, ensure_meshd_built: see bench/lib.sh)
 
+# A circle policy of 10,000 identities (random overlay addresses) in 100 circles
+# and 1,000 rules that match neither daemon, then the rules the benchmark needs:
+# side A may send tcp/5201 and icmp, side B may receive them; everything else is
+# denied, so the replies in each direction pass only as tracked flows.
+meshd_policy_file() {
+    local side=$1 f="$WORKDIR/policy-$1.toml" g m r
+    {
+        echo '[defaults]'
+        echo 'traffic = "deny"'
+        echo 'outbound = "deny"'
+        echo '[circles]'
+        for ((g = 0; g < 100; g++)); do
+            printf 'team%d = [' "$g"
+            for ((m = 0; m < 100; m++)); do
+                printf '"6%02x:%x:%x:%x:%x:%x:%x:%x", ' $((RANDOM % 256)) $RANDOM $RANDOM \
+                    $RANDOM $RANDOM $RANDOM $RANDOM $((g * 100 + m))
+            done
+            echo ']'
+        done
+        for ((r = 0; r < 998; r++)); do
+            printf '[[rules]]\naction = "%s"\n%s = "circle:team%d"\nports = ["tcp/%d", "udp/%d-%d"]\n' \
+                "$( ((r % 3)) && echo traffic || echo outbound)" \
+                "$( ((r % 7)) && echo allow || echo deny)" $((r % 100)) \
+                $((1000 + r * 37 % 60000)) $((1000 + r * 37 % 60000)) $((1010 + r * 37 % 60000))
+        done
+        if [[ $side == A ]]; then
+            printf '[[rules]]\naction = "outbound"\nallow = "any"\nports = ["tcp/%d", "icmp"]\n' "$IPERF_PORT"
+        else
+            printf '[[rules]]\naction = "traffic"\nallow = "any"\nports = ["tcp/%d", "icmp"]\n' "$IPERF_PORT"
+        fi
+        echo '[[rules]]'
+        echo 'action = "traffic"'
+        echo 'deny = "circle:team3"'
+    } >"$f"
+    echo "$f"
+}
+
+run_meshd_policy() {
+    local pa pb
+    pa=$(meshd_policy_file A) && pb=$(meshd_policy_file B) || { fail "cannot write the policies"; return 1; }
+    # meshd_config reads POLICY_FILE; A's and B's files differ, so each side's
+    # config is written with its own.
+    POLICY_FILE=$pa POLICY_B=$pb run_meshd meshd_policy
+}
+
 run_meshd() {
-    local cfg_a cfg_b sock_a sock_b self_b state deadline
+    local sys=${1:-meshd} cfg_a cfg_b sock_a sock_b self_b state deadline
     ensure_meshd_built || return 1
     cfg_a=$(meshd_config A "\"udp://$VETH_B:7820\"")
-    cfg_b=$(meshd_config B "")
+    cfg_b=$(POLICY_FILE=${POLICY_B:-${POLICY_FILE:-}} meshd_config B "")
     sock_a="$WORKDIR/meshd-A/admin.sock" sock_b="$WORKDIR/meshd-B/admin.sock"
     TUN_A="mshA$$" TUN_B="mshB$$"
 
-    spawn PID_B "$NS_B" "$WORKDIR/meshd-b.log" "$MESHD_BIN" --config "$cfg_b" ||
-        { fail "meshd B did not start: $(tail_log "$WORKDIR/meshd-b.log")"; return 1; }
-    spawn PID_A "$NS_A" "$WORKDIR/meshd-a.log" "$MESHD_BIN" --config "$cfg_a" ||
-        { fail "meshd A did not start: $(tail_log "$WORKDIR/meshd-a.log")"; return 1; }
+    spawn PID_B "$NS_B" "$WORKDIR/$sys-b.log" "$MESHD_BIN" --config "$cfg_b" ||
+        { fail "meshd B did not start: $(tail_log "$WORKDIR/$sys-b.log")"; return 1; }
+    spawn PID_A "$NS_A" "$WORKDIR/$sys-a.log" "$MESHD_BIN" --config "$cfg_a" ||
+        { fail "meshd A did not start: $(tail_log "$WORKDIR/$sys-a.log")"; return 1; }
 
-    wait_meshctl "$NS_B" "$sock_b" "$PID_B" || { check_alive "$WORKDIR/meshd-a.log" "$WORKDIR/meshd-b.log" &&
-        fail "'meshctl self' on B did not answer in ${LINK_TIMEOUT}s: $(tail_log "$WORKDIR/meshd-b.log")"; return 1; }
-    wait_meshctl "$NS_A" "$sock_a" "$PID_A" || { check_alive "$WORKDIR/meshd-a.log" "$WORKDIR/meshd-b.log" &&
-        fail "'meshctl self' on A did not answer in ${LINK_TIMEOUT}s: $(tail_log "$WORKDIR/meshd-a.log")"; return 1; }
+    wait_meshctl "$NS_B" "$sock_b" "$PID_B" || { check_alive "$WORKDIR/$sys-a.log" "$WORKDIR/$sys-b.log" &&
+        fail "'meshctl self' on B did not answer in ${LINK_TIMEOUT}s: $(tail_log "$WORKDIR/$sys-b.log")"; return 1; }
+    wait_meshctl "$NS_A" "$sock_a" "$PID_A" || { check_alive "$WORKDIR/$sys-a.log" "$WORKDIR/$sys-b.log" &&
+        fail "'meshctl self' on A did not answer in ${LINK_TIMEOUT}s: $(tail_log "$WORKDIR/$sys-a.log")"; return 1; }
 
     self_b=$(mctl "$NS_B" "$sock_b" self --json)
     ADDR_B=$(jq -er '.address' <<<"$self_b" 2>/dev/null) ||
@@ -246,22 +296,22 @@ run_meshd() {
     deadline=$((SECONDS + LINK_TIMEOUT))
     state=""
     while ((SECONDS < deadline)); do
-        check_alive "$WORKDIR/meshd-a.log" "$WORKDIR/meshd-b.log" || return 1
+        check_alive "$WORKDIR/$sys-a.log" "$WORKDIR/$sys-b.log" || return 1
         state=$(mctl "$NS_A" "$sock_a" peers --json 2>/dev/null |
             jq -r '[.[] | .state] | join(",")' 2>/dev/null)
         [[ ,$state, == *,up,* ]] && break
         sleep 0.5
     done
     [[ ,$state, == *,up,* ]] ||
-        { fail "peer never 'up' on A (states: '${state}'): $(tail_log "$WORKDIR/meshd-a.log")"; return 1; }
+        { fail "peer never 'up' on A (states: '${state}'): $(tail_log "$WORKDIR/$sys-a.log")"; return 1; }
 
     wait_link "$ADDR_B" "peer up but no ping reply from $ADDR_B" \
-        "$WORKDIR/meshd-a.log" "$WORKDIR/meshd-b.log" || return 1
-    measure meshd || return 1
+        "$WORKDIR/$sys-a.log" "$WORKDIR/$sys-b.log" || return 1
+    measure "$sys" || return 1
 
     # Informational: the daemon's own byte counters after the run.
     mctl "$NS_A" "$sock_a" peers --json 2>/dev/null |
-        jq -r '.[] | "  meshd A peer \(.address): state=\(.state) tx_bytes=\(.tx_bytes) rx_bytes=\(.rx_bytes)"' \
+        jq -r '.[] | "  A peer \(.address): state=\(.state) tx_bytes=\(.tx_bytes) rx_bytes=\(.rx_bytes)"' \
             >&2 2>/dev/null || true
 }
 

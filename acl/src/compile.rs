@@ -184,6 +184,10 @@ impl PortMap {
         self.verdicts[i.saturating_sub(1)]
     }
 
+    pub(crate) fn all_allowed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.allows())
+    }
+
     fn any_allowed(&self) -> bool {
         self.verdicts.iter().any(|v| v.allows())
     }

@@ -67,9 +67,23 @@ pub fn add_member(text: &str, circle: &str, member: &str) -> Result<Option<Strin
     {
         return Ok(None);
     }
+    // The new member is laid out like the last one (on its own line if they are), and
+    // nothing else is touched: comments stay where they are.
+    let prefix = list
+        .iter()
+        .last()
+        .and_then(|v| v.decor().prefix())
+        .and_then(|p| p.as_str())
+        .map(|p| {
+            // Only the layout of the prefix (a newline and indentation), not a comment in it.
+            match p.rfind('\n') {
+                Some(i) => format!("\n{}", &p[i + 1..]),
+                None => p.to_string(),
+            }
+        });
     list.push(member);
-    if list.len() > 3 {
-        list.fmt();
+    if let (Some(p), Some(v)) = (prefix, list.iter_mut().last()) {
+        v.decor_mut().set_prefix(p);
     }
     Ok(Some(doc.to_string()))
 }
@@ -145,6 +159,24 @@ mod tests {
             add_member("[[", "a", K),
             Err(EditError::NotToml(_))
         ));
+    }
+
+    #[test]
+    fn a_commented_multi_line_list_keeps_its_comments() {
+        let text = format!(
+            "[circles]\nfamily = [\n  \"{K}\",  # Ana\n  \"600::1\",  # Ben\n  \"600::2\",  # Carl\n  \"600::3\",  # Dan\n]\n"
+        );
+        let t = add_member(&text, "family", "600::4")
+            .expect("add")
+            .expect("changed");
+        for name in ["# Ana", "# Ben", "# Carl", "# Dan"] {
+            assert!(t.contains(name), "{name} lost:\n{t}");
+        }
+        assert!(
+            t.contains("\n  \"600::4\""),
+            "laid out like the others:\n{t}"
+        );
+        crate::Policy::load(&t, "p.toml").expect("still valid");
     }
 
     #[test]

@@ -241,6 +241,9 @@ impl Cx<'_> {
             match k.get_ref().as_ref() {
                 "action" => {
                     saw_action = true;
+                    if matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()) {
+                        self.bad(v.span().start, "action = [] names no action; write peer, traffic, root or outbound");
+                    }
                     for (s, o) in self.strings(v, "action") {
                         match Action::parse(s) {
                             Some(a) => actions.push(a),
@@ -266,6 +269,12 @@ impl Cx<'_> {
                     verdicts.push((verdict, subjects, v.span().start));
                 }
                 "ports" => {
+                    if matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()) {
+                        self.bad(
+                            v.span().start,
+                            "ports = [] names no packet; omit ports for all of them",
+                        );
+                    }
                     for (s, o) in self.strings(v, "ports") {
                         match PortSpec::parse(s) {
                             Ok(p) => ports.push(p),

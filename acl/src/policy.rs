@@ -45,6 +45,19 @@ impl Class {
         self.0.ports[1][proto.index()].get(port)
     }
 
+    /// May this identity send us `proto` on every port? (For packets whose ports cannot be
+    /// read: non-first fragments.)
+    #[inline]
+    pub fn traffic_all(&self, proto: Proto) -> bool {
+        self.0.ports[0][proto.index()].all_allowed()
+    }
+
+    /// May we send this identity `proto` on every port?
+    #[inline]
+    pub fn outbound_all(&self, proto: Proto) -> bool {
+        self.0.ports[1][proto.index()].all_allowed()
+    }
+
     /// The verdict for `action` (the packet is ignored for peer and root).
     pub fn decide(&self, action: Action, proto: Proto, port: u16) -> Verdict {
         match action {
@@ -149,6 +162,11 @@ impl Policy {
     /// all checks.
     pub fn is_open(&self) -> bool {
         self.model.rules.is_empty() && self.model.defaults.iter().all(|d| d.allows())
+    }
+
+    /// True if some rule is about `action`.
+    pub fn has_rules(&self, action: Action) -> bool {
+        self.model.rules.iter().any(|r| r.action == action)
     }
 
     /// True if some rule or circle names an overlay address: classifying a key the policy does

@@ -578,10 +578,9 @@ impl Spec {
                 r.verdict.name(),
                 one_or_list(&subjects, 2)
             ));
+            // No ports means all of them (an empty list is refused: it reads as "none").
             if !ports.is_empty() {
                 t.push(format!("ports = {}", one_or_list(&ports, 4)));
-            } else if r.style & 16 != 0 && r.actions.iter().all(|a| a.has_ports()) {
-                t.push("ports = []");
             }
             if r.note {
                 t.push(format!("note = {}", quote(&format!("note {n}"))));

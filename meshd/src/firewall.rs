@@ -13,17 +13,21 @@
 //! reach their port 80. Replies need no rule: a packet that passes in one direction records its
 //! flow (only when the reverse direction would be denied, so permissive policies track
 //! nothing), and packets of that flow in the other direction pass until it has been idle for
-//! [`FLOW_IDLE_TCP`] (TCP) or [`FLOW_IDLE`] (UDP, ICMP echo). ICMPv6 error messages (Packet Too
-//! Big, Unreachable, Time Exceeded) always pass inside an existing session: path MTU discovery
-//! needs them, and they can only come from a node we already have a session with.
+//! [`FLOW_IDLE_TCP`] (TCP) or [`FLOW_IDLE`] (UDP, ICMP echo); a reload keeps a flow only if the
+//! side that opened it may still open it. ICMPv6 errors (types 1 to 4: Unreachable, Packet Too
+//! Big, Time Exceeded, Parameter Problem) pass when the packet they quote was exchanged with
+//! that node: path MTU discovery needs them.
 //!
-//! Non-first IPv6 fragments carry no ports: they count as protocol `other`.
+//! The whole extension header chain is walked, so no chain hides the transport header; a
+//! malformed packet is dropped. A packet whose ports cannot be read (a non-first fragment)
+//! passes only if every port of its protocol is allowed.
 
 use crate::identity::PublicKey;
 use crate::packet::{IPV6_HEADER_LEN, Ipv6Header};
 use acl::{Class, Policy, Proto};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +38,8 @@ pub const FLOW_IDLE: Duration = Duration::from_secs(120);
 /// Most flows tracked at once; beyond, new flows are not tracked (their replies are judged by
 /// the rules alone) and `flows_full` counts them.
 pub const MAX_FLOWS: usize = 65_536;
+/// Most flows tracked with one remote, so that one sender cannot fill the table for all.
+pub const MAX_FLOWS_PER_REMOTE: u32 = 4096;
 /// Identities whose class is kept (when the policy names addresses, classifying a key costs a
 /// hash).
 const MAX_CACHED: usize = 16_384;
@@ -68,79 +74,107 @@ pub struct Flow {
     pub src_port: u16,
     /// Destination port (the echo identifier for ICMP echo).
     pub dst_port: u16,
+    /// False when the ports cannot be read (a non-first fragment, a first fragment too short
+    /// to hold them): such a packet passes only if every port of its protocol is allowed.
+    pub ports_known: bool,
     /// Whether replies to it are tracked (TCP, UDP, ICMP echo request and reply).
     pub tracked: bool,
-    /// An ICMPv6 error message.
-    pub icmp_error: bool,
+    /// An ICMPv6 error (types 1 to 4) and the source and destination of the packet it quotes.
+    pub icmp_error: Option<(Ipv6Addr, Ipv6Addr)>,
+}
+
+/// Headers of the IPv6 extension chain this parser walks (hop-by-hop, routing, fragment,
+/// destination options, authentication, mobility, HIP, shim6).
+fn is_extension(n: u8) -> bool {
+    matches!(n, 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140)
 }
 
 impl Flow {
-    /// Reads protocol and ports from an IPv6 packet, walking extension headers.
-    pub fn of(packet: &[u8]) -> Flow {
-        let other = Flow {
-            proto: Proto::Other,
-            src_port: 0,
-            dst_port: 0,
-            tracked: false,
-            icmp_error: false,
-        };
-        let Ok(h) = Ipv6Header::parse(packet) else {
-            return other;
-        };
+    /// Reads protocol and ports from an IPv6 packet, walking the whole extension header chain
+    /// (however long: a chain cannot hide the transport header). `None`: malformed (a header
+    /// runs past the end, an ICMPv6 message without a type), which is dropped.
+    pub fn of(packet: &[u8]) -> Option<Flow> {
+        let h = Ipv6Header::parse(packet).ok()?;
+        let packet = packet.get(..h.total_len)?;
         let mut next = h.next_header;
         let mut at = IPV6_HEADER_LEN;
-        for _ in 0..8 {
-            match next {
-                // Hop-by-hop, routing, destination options: length in 8-byte units.
-                0 | 43 | 60 => {
-                    let (Some(&n), Some(&len)) = (packet.get(at), packet.get(at + 1)) else {
-                        return other;
-                    };
-                    next = n;
-                    at += 8 + 8 * usize::from(len);
-                }
-                // Fragment: only the first fragment has the upper-layer header.
+        let mut ports_known = true;
+        // Each header is at least 8 bytes, so this ends within the packet's length.
+        while is_extension(next) {
+            let n = *packet.get(at)?;
+            let len = *packet.get(at + 1)? as usize;
+            let size = match next {
                 44 => {
-                    let (Some(&n), Some(off)) = (packet.get(at), packet.get(at + 2..at + 4)) else {
-                        return other;
-                    };
+                    // Fragment: only the first fragment carries the upper-layer header.
+                    let off = packet.get(at + 2..at + 4)?;
                     if u16::from_be_bytes([off[0], off[1]]) & 0xfff8 != 0 {
-                        return other;
+                        ports_known = false;
+                        next = n;
+                        break;
                     }
-                    next = n;
-                    at += 8;
+                    8
                 }
-                _ => break,
+                51 => 4 * (len + 2),
+                _ => 8 + 8 * len,
+            };
+            if at + size > packet.len() {
+                return None;
             }
+            next = n;
+            at += size;
         }
         let l4 = packet.get(at..).unwrap_or(&[]);
-        let port = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-        match Proto::from_next_header(next) {
-            p @ (Proto::Tcp | Proto::Udp) => match (port(0), port(2)) {
-                (Some(s), Some(d)) => Flow {
-                    proto: p,
-                    src_port: s,
-                    dst_port: d,
-                    tracked: true,
-                    icmp_error: false,
-                },
-                _ => other,
+        let word = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let mut f = Flow {
+            proto: Proto::from_next_header(next),
+            src_port: 0,
+            dst_port: 0,
+            ports_known,
+            tracked: false,
+            icmp_error: None,
+        };
+        if !ports_known {
+            return Some(f);
+        }
+        match f.proto {
+            Proto::Tcp | Proto::Udp => match (word(0), word(2)) {
+                (Some(s), Some(d)) => {
+                    (f.src_port, f.dst_port, f.tracked) = (s, d, true);
+                }
+                _ => f.ports_known = false,
             },
             Proto::Icmp => {
-                let ty = l4.first().copied().unwrap_or(0);
-                let echo = ty == 128 || ty == 129;
-                let id = if echo { port(4).unwrap_or(0) } else { 0 };
-                Flow {
-                    proto: Proto::Icmp,
-                    src_port: id,
-                    dst_port: id,
-                    tracked: echo,
-                    icmp_error: ty < 128,
+                let ty = *l4.first()?;
+                match ty {
+                    128 | 129 => {
+                        let id = word(4)?;
+                        (f.src_port, f.dst_port, f.tracked) = (id, id, true);
+                    }
+                    1..=4 => {
+                        let q = l4.get(8..8 + IPV6_HEADER_LEN)?;
+                        let addr = |r: std::ops::Range<usize>| {
+                            let mut o = [0u8; 16];
+                            o.copy_from_slice(&q[r]);
+                            Ipv6Addr::from(o)
+                        };
+                        f.icmp_error = Some((addr(8..24), addr(24..40)));
+                    }
+                    _ => {}
                 }
             }
-            Proto::Other => other,
+            Proto::Other => {}
         }
+        Some(f)
     }
+}
+
+/// Which side opened a tracked flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    /// The remote (a packet in passed the traffic rules).
+    In,
+    /// This host (a packet out passed the outbound rules).
+    Out,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,10 +191,11 @@ pub struct Firewall {
     /// The empty policy: everything passes, nothing is looked at.
     open: bool,
     cache: HashMap<[u8; 32], Class>,
-    flows: HashMap<FlowKey, Instant>,
+    flows: HashMap<FlowKey, (Instant, Opened)>,
     per_key: HashMap<[u8; 32], u32>,
     counters: PolicyCounters,
     next_sweep: Option<Instant>,
+    next_full_sweep: Option<Instant>,
 }
 
 impl Default for Firewall {
@@ -180,6 +215,7 @@ impl Firewall {
             per_key: HashMap::new(),
             counters: PolicyCounters::default(),
             next_sweep: None,
+            next_full_sweep: None,
         }
     }
 
@@ -207,10 +243,13 @@ impl Firewall {
         self.policy = policy;
         self.cache.clear();
         let policy = self.policy.clone();
-        self.flows.retain(|f, _| {
+        self.flows.retain(|f, (_, opened)| {
+            // Kept only if the side that opened it may still open it.
             let c = policy.classify(&f.key);
-            // A tracked flow was opened by whichever side the rules allowed.
-            c.outbound(f.proto, f.remote).allows() || c.traffic(f.proto, f.local).allows()
+            match opened {
+                Opened::In => c.traffic(f.proto, f.local).allows(),
+                Opened::Out => c.outbound(f.proto, f.remote).allows(),
+            }
         });
         self.recount();
     }
@@ -250,26 +289,38 @@ impl Firewall {
         self.open || self.class(key).receives_any() || self.per_key.contains_key(&key.0)
     }
 
-    fn track(&mut self, now: Instant, f: FlowKey) {
+    fn track(&mut self, now: Instant, f: FlowKey, opened: Opened) {
         if let Some(t) = self.flows.get_mut(&f) {
-            *t = now;
+            t.0 = now;
+            return;
+        }
+        if self
+            .per_key
+            .get(&f.key)
+            .is_some_and(|n| *n >= MAX_FLOWS_PER_REMOTE)
+        {
+            self.counters.flows_full += 1;
             return;
         }
         if self.flows.len() >= MAX_FLOWS {
-            self.expire(now);
+            // A full sweep at most once a second: a full table costs nothing per packet.
+            if self.next_full_sweep.is_none_or(|t| now >= t) {
+                self.next_full_sweep = Some(now + Duration::from_secs(1));
+                self.sweep(now);
+            }
             if self.flows.len() >= MAX_FLOWS {
                 self.counters.flows_full += 1;
                 return;
             }
         }
-        self.flows.insert(f, now);
+        self.flows.insert(f, (now, opened));
         *self.per_key.entry(f.key).or_default() += 1;
     }
 
     fn tracked(&mut self, now: Instant, f: &FlowKey) -> bool {
         match self.flows.get_mut(f) {
-            Some(t) if now < *t + idle(f.proto) => {
-                *t = now;
+            Some(t) if now < t.0 + idle(f.proto) => {
+                t.0 = now;
                 true
             }
             _ => false,
@@ -281,11 +332,25 @@ impl Firewall {
         if self.open {
             return true;
         }
-        let f = Flow::of(packet);
-        if f.icmp_error {
-            return true;
+        let pass = self.judge_in(now, key, packet);
+        if !pass {
+            self.counters.dropped_in += 1;
         }
+        pass
+    }
+
+    fn judge_in(&mut self, now: Instant, key: &PublicKey, packet: &[u8]) -> bool {
+        let Some(f) = Flow::of(packet) else {
+            return false;
+        };
         let c = self.class(key);
+        if let Some((_, quoted_dst)) = f.icmp_error {
+            // An error about a packet we sent to this node (its stack answered it).
+            return routing::address::key_owns(&key.0, &quoted_dst);
+        }
+        if !f.ports_known {
+            return c.traffic_all(f.proto);
+        }
         let flow = FlowKey {
             key: key.0,
             proto: f.proto,
@@ -294,15 +359,11 @@ impl Firewall {
         };
         if c.traffic(f.proto, f.dst_port).allows() {
             if f.tracked && !c.outbound(f.proto, f.src_port).allows() {
-                self.track(now, flow);
+                self.track(now, flow, Opened::In);
             }
             return true;
         }
-        if f.tracked && self.tracked(now, &flow) {
-            return true;
-        }
-        self.counters.dropped_in += 1;
-        false
+        f.tracked && self.tracked(now, &flow)
     }
 
     /// Whether a packet from the TUN device may go to `key`. Counts drops.
@@ -310,11 +371,25 @@ impl Firewall {
         if self.open {
             return true;
         }
-        let f = Flow::of(packet);
-        if f.icmp_error {
-            return true;
+        let pass = self.judge_out(now, key, packet);
+        if !pass {
+            self.counters.dropped_out += 1;
         }
+        pass
+    }
+
+    fn judge_out(&mut self, now: Instant, key: &PublicKey, packet: &[u8]) -> bool {
+        let Some(f) = Flow::of(packet) else {
+            return false;
+        };
         let c = self.class(key);
+        if let Some((quoted_src, _)) = f.icmp_error {
+            // Our stack answers a packet this node sent us, which it may.
+            return routing::address::key_owns(&key.0, &quoted_src) && self.session_allowed(key);
+        }
+        if !f.ports_known {
+            return c.outbound_all(f.proto);
+        }
         let flow = FlowKey {
             key: key.0,
             proto: f.proto,
@@ -323,28 +398,29 @@ impl Firewall {
         };
         if c.outbound(f.proto, f.dst_port).allows() {
             if f.tracked && !c.traffic(f.proto, f.src_port).allows() {
-                self.track(now, flow);
+                self.track(now, flow, Opened::Out);
             }
             return true;
         }
-        if f.tracked && self.tracked(now, &flow) {
-            return true;
-        }
-        self.counters.dropped_out += 1;
-        false
+        f.tracked && self.tracked(now, &flow)
     }
 
-    /// Forgets idle flows; sweeps at most every 10 s (a full table is swept at once).
-    pub fn expire(&mut self, now: Instant) {
-        if self.next_sweep.is_some_and(|t| now < t) && self.flows.len() < MAX_FLOWS {
-            return;
-        }
-        self.next_sweep = Some(now + Duration::from_secs(10));
+    /// Forgets flows idle too long.
+    fn sweep(&mut self, now: Instant) {
         let before = self.flows.len();
-        self.flows.retain(|f, t| now < *t + idle(f.proto));
+        self.flows.retain(|f, t| now < t.0 + idle(f.proto));
         if self.flows.len() != before {
             self.recount();
         }
+    }
+
+    /// Forgets idle flows; called with every timer, sweeps at most every 10 s.
+    pub fn expire(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_sweep = Some(now + Duration::from_secs(10));
+        self.sweep(now);
     }
 }
 
@@ -362,14 +438,25 @@ mod tests {
 
     const A: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
 
-    fn tcp(sport: u16, dport: u16) -> Vec<u8> {
-        let mut p = vec![0u8; 60];
+    /// An IPv6 packet with `ext` destination-options headers, then `proto` with `l4` bytes.
+    fn packet(ext: usize, proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
         p[0] = 0x60;
-        p[4..6].copy_from_slice(&20u16.to_be_bytes());
-        p[6] = 6;
-        p[40..42].copy_from_slice(&sport.to_be_bytes());
-        p[42..44].copy_from_slice(&dport.to_be_bytes());
+        p[6] = if ext > 0 { 60 } else { proto };
+        for i in 0..ext {
+            p.extend_from_slice(&[if i + 1 == ext { proto } else { 60 }, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        p.extend_from_slice(l4);
+        let len = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&len.to_be_bytes());
         p
+    }
+
+    fn tcp(sport: u16, dport: u16) -> Vec<u8> {
+        let mut l4 = vec![0u8; 20];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        packet(0, 6, &l4)
     }
 
     fn fw(text: &str) -> (Firewall, PublicKey) {
@@ -399,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn outbound_flows_let_replies_in_and_reload_prunes() {
+    fn a_reload_keeps_a_flow_only_if_its_opener_still_may_open_it() {
         let (mut f, k) = fw("[defaults]\ntraffic = \"deny\"\n");
         let now = Instant::now();
         assert!(f.check_out(now, &k, &tcp(50000, 80)));
@@ -414,31 +501,104 @@ mod tests {
         f.set_policy(Arc::new(p));
         assert!(!f.check_in(now, &k, &tcp(80, 50000)));
         assert!(!f.session_allowed(&k));
+        // A flow the remote opened (ssh in) is not kept alive by outbound being allowed now.
+        let (mut f, k) = fw(&format!(
+            "default = \"deny\"\n[[rules]]\naction = \"traffic\"\nallow = \"{A}\"\nports = \"tcp/22\"\n"
+        ));
+        assert!(f.check_in(now, &k, &tcp(40000, 22)));
+        assert!(f.check_out(now, &k, &tcp(22, 40000)));
+        let p = Policy::load("[defaults]\ntraffic = \"deny\"\n", "t.toml").expect("policy");
+        f.set_policy(Arc::new(p));
+        assert!(
+            !f.check_in(now, &k, &tcp(40000, 22)),
+            "revoked ssh still passes"
+        );
     }
 
     #[test]
-    fn flow_parsing() {
-        let f = Flow::of(&tcp(1, 2));
-        assert_eq!(
-            (f.proto, f.src_port, f.dst_port, f.tracked),
-            (Proto::Tcp, 1, 2, true)
+    fn no_extension_chain_hides_the_port() {
+        let (mut f, k) = fw(&format!(
+            "[[rules]]\naction = \"traffic\"\ndeny = \"{A}\"\nports = \"tcp/22\"\n"
+        ));
+        let now = Instant::now();
+        let mut l4 = vec![0u8; 20];
+        l4[2..4].copy_from_slice(&22u16.to_be_bytes());
+        for ext in [0, 1, 8, 9, 100] {
+            assert!(!f.check_in(now, &k, &packet(ext, 6, &l4)), "{ext} headers");
+        }
+        l4[2..4].copy_from_slice(&23u16.to_be_bytes());
+        assert!(f.check_in(now, &k, &packet(9, 6, &l4)));
+        // A chain that runs past the end is dropped.
+        let mut p = packet(2, 6, &l4);
+        p.truncate(50);
+        p[4..6].copy_from_slice(&10u16.to_be_bytes());
+        assert!(!f.check_in(now, &k, &p));
+    }
+
+    #[test]
+    fn fragments_without_ports_need_the_whole_protocol() {
+        let mut frag = vec![0u8; 8 + 8];
+        frag[0] = 17;
+        frag[2..4].copy_from_slice(&8u16.to_be_bytes()); // offset 1: not the first
+        let p = packet(0, 44, &frag);
+        let now = Instant::now();
+        let (mut f, k) = fw(
+            "[defaults]\ntraffic = \"deny\"\n[[rules]]\naction = \"traffic\"\nallow = \"any\"\nports = \"udp/53\"\n",
         );
-        let mut frag = vec![0u8; 68];
-        frag[0] = 0x60;
-        frag[4..6].copy_from_slice(&28u16.to_be_bytes());
-        frag[6] = 44;
-        frag[40] = 6;
-        frag[42..44].copy_from_slice(&8u16.to_be_bytes()); // offset 1: not the first
-        assert_eq!(Flow::of(&frag).proto, Proto::Other);
-        frag[42..44].copy_from_slice(&0u16.to_be_bytes());
-        frag[48..50].copy_from_slice(&7u16.to_be_bytes());
-        frag[50..52].copy_from_slice(&22u16.to_be_bytes());
-        let f = Flow::of(&frag);
-        assert_eq!((f.proto, f.src_port, f.dst_port), (Proto::Tcp, 7, 22));
-        assert_eq!(Flow::of(&[1, 2, 3]).proto, Proto::Other);
-        let mut short = tcp(1, 2);
-        short.truncate(42);
-        short[4..6].copy_from_slice(&2u16.to_be_bytes());
-        assert_eq!(Flow::of(&short).proto, Proto::Other);
+        assert!(
+            !f.check_in(now, &k, &p),
+            "udp/53 only: a fragment of unknown port is dropped"
+        );
+        let (mut f, k) = fw(
+            "[defaults]\ntraffic = \"deny\"\n[[rules]]\naction = \"traffic\"\nallow = \"any\"\nports = \"udp\"\n",
+        );
+        assert!(f.check_in(now, &k, &p), "all of udp: it passes");
+        let fl = Flow::of(&p).expect("parses");
+        assert_eq!((fl.proto, fl.ports_known), (Proto::Udp, false));
+    }
+
+    #[test]
+    fn icmp_errors_pass_only_about_that_nodes_packets() {
+        let k: PublicKey = A.parse().expect("key");
+        let theirs = k.address();
+        let other: Ipv6Addr = "600::9".parse().expect("lit");
+        let ours: Ipv6Addr = "600::1".parse().expect("lit");
+        let error = |src: Ipv6Addr, dst: Ipv6Addr| {
+            let mut l4 = vec![1u8, 4, 0, 0, 0, 0, 0, 0];
+            let mut quoted = tcp(1, 2);
+            quoted[8..24].copy_from_slice(&src.octets());
+            quoted[24..40].copy_from_slice(&dst.octets());
+            l4.extend_from_slice(&quoted);
+            packet(0, 58, &l4)
+        };
+        let (mut f, k) = fw("default = \"deny\"\n");
+        let now = Instant::now();
+        assert!(f.check_in(now, &k, &error(ours, theirs)));
+        assert!(
+            !f.check_in(now, &k, &error(ours, other)),
+            "an error about a third party"
+        );
+        assert!(
+            !f.check_out(now, &k, &error(theirs, ours)),
+            "no session allowed with it"
+        );
+        let (mut f, k) = fw("[defaults]\noutbound = \"deny\"\n");
+        assert!(f.check_out(now, &k, &error(theirs, ours)));
+        assert!(!f.check_out(now, &k, &error(other, ours)));
+        assert!(
+            !f.check_in(now, &k, &packet(0, 58, &[])),
+            "ICMPv6 without a type"
+        );
+    }
+
+    #[test]
+    fn one_remote_cannot_fill_the_flow_table() {
+        let (mut f, k) = fw("[defaults]\noutbound = \"deny\"\n");
+        let now = Instant::now();
+        for port in 0..(MAX_FLOWS_PER_REMOTE as u16 + 100) {
+            assert!(f.check_in(now, &k, &tcp(port, 80)));
+        }
+        assert_eq!(f.counters().flows, MAX_FLOWS_PER_REMOTE as usize);
+        assert_eq!(f.counters().flows_full, 100);
     }
 }

@@ -212,10 +212,16 @@ impl Node {
                 sessions += 1;
             }
         }
+        // Packets queued for a session were judged by the previous policy.
+        let fw = &mut self.firewall;
+        self.e2e.filter_queued(|k, p| fw.check_out(now, k, p));
         let c = self.firewall.counters_mut();
         c.links_closed += closed;
         c.sessions_closed += sessions;
-        let filter: Option<routing::RootFilter> = (!open).then(|| {
+        let root_rules = !open
+            && (policy.has_rules(acl::Action::Root)
+                || !policy.model().defaults[acl::Action::Root.index()].allows());
+        let filter: Option<routing::RootFilter> = root_rules.then(|| {
             let p = policy.clone();
             std::sync::Arc::new(move |k: &[u8; 32]| p.classify(k).root().allows())
                 as routing::RootFilter

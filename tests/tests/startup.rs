@@ -90,7 +90,10 @@ fn refuses_to_start_with_a_broken_policy_file() {
     let (ok, err) = meshd_with(&dir, cfg);
     assert!(!ok);
     let file = dir.join("policy.toml").display().to_string();
-    assert!(err.contains(&format!("{file}:7:9:")) && err.contains("not a port"), "{err}");
+    assert!(
+        err.contains(&format!("{file}:7:9:")) && err.contains("not a port"),
+        "{err}"
+    );
     assert!(err.contains("fix them, then start again"), "{err}");
     let out = Command::new(&binaries().0)
         .args(["check-config", "--config"])
@@ -98,7 +101,10 @@ fn refuses_to_start_with_a_broken_policy_file() {
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains(&format!("{file}:7:9:")), "{err}");
+    assert!(
+        !out.status.success() && err.contains(&format!("{file}:7:9:")),
+        "{err}"
+    );
     // Once the port is fixed, the unknown circle is reported, with its place.
     std::fs::write(
         dir.join("policy.toml"),

@@ -197,7 +197,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let mut pings: HashMap<u64, oneshot::Sender<admin::Reply>> = HashMap::new();
     let mut shutdown = pin!(shutdown);
     let mut last_sock = 0;
-    // The policy file is looked at four times a second: a change is in force (and what it denies
+    // The policy file is looked at four times a second, and read once it holds still for one
+    // look (a file being written is not read half-way): a change is in force (and what it denies
     // is torn down) within a second, whatever editor or tool wrote it.
     let mut policy_poll = tokio::time::interval(Duration::from_millis(250));
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

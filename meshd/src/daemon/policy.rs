@@ -34,6 +34,9 @@ fn stamp(path: &Path) -> Option<Stamp> {
 pub struct PolicyFile {
     path: Option<PathBuf>,
     stamp: Option<Stamp>,
+    /// A change seen at the last poll, loaded once the file holds still for one more poll
+    /// (so that a file being written in place is not read half-way).
+    pending: Option<Option<Stamp>>,
     loaded_at: Option<SystemTime>,
     last_error: Option<String>,
     reloads: u64,
@@ -48,6 +51,14 @@ fn read(path: &Path) -> Result<(String, Option<Stamp>), String> {
 }
 
 fn load(path: &Path, text: &str) -> Result<Policy, String> {
+    // An empty file is far more often one caught while being written (or truncated by
+    // mistake) than a wish to allow everything, which `default = "allow"` says plainly.
+    if text.trim().is_empty() {
+        return Err(format!(
+            "{}: the policy file is empty; to allow everything, write default = \"allow\"",
+            path.display()
+        ));
+    }
     Policy::load(text, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
@@ -59,6 +70,7 @@ impl PolicyFile {
         let mut f = PolicyFile {
             path,
             stamp: None,
+            pending: None,
             loaded_at: None,
             last_error: None,
             reloads: 0,
@@ -77,14 +89,21 @@ impl PolicyFile {
         Ok((f, Arc::new(p)))
     }
 
-    /// If the file changed since it was last read, loads it again: `Some(Ok)` to put in force,
+    /// If the file changed since it was last read, and has not changed since the previous
+    /// poll, loads it again: `Some(Ok)` to put in force,
     /// `Some(Err)` if it was refused (the caller keeps the policy it has).
     pub fn poll(&mut self) -> Option<Result<Arc<Policy>, String>> {
         let path = self.path.as_ref()?;
         let st = stamp(path);
         if st == self.stamp {
+            self.pending = None;
             return None;
         }
+        if self.pending != Some(st) {
+            self.pending = Some(st);
+            return None;
+        }
+        self.pending = None;
         self.stamp = st;
         Some(self.reload())
     }

@@ -775,6 +775,16 @@ impl E2e {
         true
     }
 
+    /// Keeps, of the packets queued for a session, those `keep` accepts (the circle policy
+    /// changed since they were checked); counts the others as dropped.
+    pub fn filter_queued(&mut self, mut keep: impl FnMut(&PublicKey, &[u8]) -> bool) {
+        for (k, r) in self.remotes.iter_mut() {
+            let before = r.queue.len();
+            r.queue.retain(|p| keep(k, p));
+            self.counters.queue_dropped += (before - r.queue.len()) as u64;
+        }
+    }
+
     /// Sessions, for `meshctl sessions`.
     pub fn sessions(&self, now: Instant) -> Vec<SessionInfo> {
         let mut v: Vec<SessionInfo> = self

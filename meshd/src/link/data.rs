@@ -5,7 +5,6 @@
 //! [`wire::frame::CLOSE`] says the peer is shutting the link down, and an empty plaintext is a
 //! keepalive.
 
-use super::handshake::Purpose;
 use super::{DropReason, LinkId, Links, Recv, Send};
 use crate::session::SessionError;
 use crate::wire;
@@ -75,21 +74,10 @@ impl Links {
                 Recv::Consumed
             }
             wire::frame::REFUSED => {
-                let why = "the peer refused the link (its circle policy, or a key it pinned for this \
-                           address, does not allow this node)";
+                let why = "the peer refused the link (its circle policy, or a key it pinned for \
+                           this address, does not allow this node)";
                 self.remove_link(&key, why);
-                let addrs: Vec<SocketAddr> = self
-                    .dialers
-                    .iter()
-                    .filter(|d| d.linked == Some(key))
-                    .filter_map(|d| d.addr)
-                    .collect();
-                for d in self.dialers.iter_mut().filter(|d| d.linked == Some(key)) {
-                    d.linked = None;
-                }
-                for a in addrs {
-                    self.handshake_failed(Purpose::Dial(a), why, now);
-                }
+                self.unconfirmed_link_failed(&key, why, now);
                 Recv::Consumed
             }
             _ => Recv::Dropped(DropReason::BadFrame),

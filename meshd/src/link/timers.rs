@@ -124,9 +124,21 @@ impl Links {
             return;
         }
         if now >= peer.last_rx + cfg.peer_timeout {
+            let confirmed = peer.sessions.iter().any(|s| s.confirmed);
             let why = format!("nothing received for {:?}", cfg.peer_timeout);
             self.remove_link(key, &why);
-            self.relink_dialers(key, now);
+            if confirmed {
+                self.relink_dialers(key, now);
+            } else {
+                // The handshake completed but the peer never answered on the link: it refused
+                // us without saying so (max_peers, an older peer). Back off, do not loop.
+                self.unconfirmed_link_failed(
+                    key,
+                    "the peer completed the handshake but never answered (it may refuse this \
+                     node: its max_peers or policy)",
+                    now,
+                );
+            }
             return;
         }
         if peer.rekey_due(&cfg).is_some_and(|t| now >= t) {
@@ -143,6 +155,23 @@ impl Links {
             .is_some_and(|p| now >= p.keepalive_due(&cfg))
         {
             self.send_keepalive(key, now);
+        }
+    }
+
+    /// A link that never carried anything from the peer went down (or the peer refused it):
+    /// the configured peers that led to it count a failure and back off.
+    pub(crate) fn unconfirmed_link_failed(&mut self, key: &PublicKey, why: &str, now: Instant) {
+        let addrs: Vec<std::net::SocketAddr> = self
+            .dialers
+            .iter()
+            .filter(|d| d.linked == Some(*key))
+            .filter_map(|d| d.addr)
+            .collect();
+        for d in self.dialers.iter_mut().filter(|d| d.linked == Some(*key)) {
+            d.linked = None;
+        }
+        for a in addrs {
+            self.handshake_failed(super::handshake::Purpose::Dial(a), why, now);
         }
     }
 
