@@ -222,6 +222,8 @@ fn reaches(from: &Node, to: Ipv6Addr, timeout: Duration) -> bool {
 
 #[test]
 fn circles_gate_links_sessions_ports_and_the_root_live() {
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
     let mut net = setup();
     for i in [A, B, C, D] {
         net.nodes[i].start();
@@ -237,6 +239,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         );
     }
 
+    phase("links up");
     // C cannot link with A: refused at the handshake, and told so.
     assert!(
         wait_until(Duration::from_secs(10), || counter(a, "links_refused") > 0),
@@ -260,6 +263,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    phase("C refused");
     // B and D reach A; C reaches B but not A through B: A refuses its session.
     assert!(
         reaches(b, net.addrs[A], Duration::from_secs(10)),
@@ -282,6 +286,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
     );
     assert_eq!(c.ping(&net.addrs[A], 2, "0.3"), 0, "C reached A");
 
+    phase("reachability checked");
     // Ports: D may use tcp/22, not tcp/80.
     let stop = Arc::new(AtomicBool::new(false));
     serve(a, net.addrs[A], 22, stop.clone());
@@ -305,6 +310,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         "B cannot use tcp/80"
     );
 
+    phase("port rule checked");
     // The file is edited: D may use tcp/80 now, live.
     write_policy(a, &a_policy(&k, 2));
     let t0 = Instant::now();
@@ -335,6 +341,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         "the edit took {flip:?} to apply"
     );
 
+    phase("flip checked");
     // Broken files are refused with file and line; the previous policy stays.
     let good = a_policy(&k, 2);
     let broken = [
@@ -405,6 +412,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
     )
     .is_null()));
 
+    phase("broken files checked");
     // meshctl edits circles safely: validated, written keeping comments, reloaded.
     let out = a.ctl(&["circle", "add", "ops", &k[B]]);
     assert!(
@@ -441,6 +449,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         "{why}"
     );
 
+    phase("circle edits checked");
     // D is moved into the blocked circle: its link and session go within a second.
     assert!(reaches(d, net.addrs[A], Duration::from_secs(5)), "D lost A");
     let (closed_links, closed_sessions) =
@@ -474,6 +483,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         "B disturbed"
     );
 
+    phase("teardown checked");
     // The intruder: lowest key of all. C (no root rule) takes it as root; A, B, D do not.
     write_policy(a, &a_policy(&k, 2));
     net.nodes[I].start();
@@ -496,5 +506,6 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         std::thread::sleep(Duration::from_secs(1));
     }
     assert!(reaches(a, net.addrs[B], Duration::from_secs(5)), "A lost B");
+    phase("root rule checked");
     stop.store(true, Ordering::Relaxed);
 }
