@@ -8,7 +8,8 @@
 //!        I ─── B
 //! ```
 //!
-//! A allows {B, D} and denies {C}: C cannot link with A, nor reach it through B; B and D can.
+//! A allows {B, D} and denies {C}: C cannot link with A, nor reach it through B; B and D can;
+//! A may not send to C (outbound).
 //! A port rule lets D reach tcp/22 and not tcp/80, until the file is edited (live). Broken files
 //! are refused with file and line while the previous policy stays. Moving D into the blocked
 //! circle closes its link and session within a second. A root rule (on A, B and D) keeps I, the
@@ -95,6 +96,10 @@ deny = "circle:blocked"
 [[rules]]
 action = "root"
 deny = "circle:intruders"
+
+[[rules]]
+action = "outbound"
+deny = "circle:blocked"
 
 [[tests]]
 from = "circle:blocked"
@@ -285,6 +290,19 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
         "A's policy did not refuse C's session (sessions_refused stayed {refused})"
     );
     assert_eq!(c.ping(&net.addrs[A], 2, "0.3"), 0, "C reached A");
+    // Nor may A send to C: the local program is told at once (ICMPv6 prohibited).
+    let out =
+        a.ns.cmd("ping")
+            .args(["-6", "-n", "-c", "1", "-W", "2"])
+            .arg(net.addrs[C].to_string())
+            .output()
+            .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("prohibited"),
+        "{text}"
+    );
+    assert!(counter(a, "dropped_out") > 0, "no outbound drop counted");
 
     phase("reachability checked");
     // Ports: D may use tcp/22, not tcp/80.
@@ -367,7 +385,7 @@ fn circles_gate_links_sessions_ports_and_the_root_live() {
                 "to = \"icmp\"\nexpect = \"deny\"",
                 "to = \"icmp\"\nexpect = \"allow\"",
             ),
-            "policy.toml:27:",
+            "policy.toml:31:",
             "test failed",
         ),
     ];
