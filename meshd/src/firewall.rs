@@ -332,38 +332,11 @@ impl Firewall {
         if self.open {
             return true;
         }
-        let pass = self.judge_in(now, key, packet);
+        let pass = self.judge(now, key, packet, Opened::In);
         if !pass {
             self.counters.dropped_in += 1;
         }
         pass
-    }
-
-    fn judge_in(&mut self, now: Instant, key: &PublicKey, packet: &[u8]) -> bool {
-        let Some(f) = Flow::of(packet) else {
-            return false;
-        };
-        let c = self.class(key);
-        if let Some((_, quoted_dst)) = f.icmp_error {
-            // An error about a packet we sent to this node (its stack answered it).
-            return routing::address::key_owns(&key.0, &quoted_dst);
-        }
-        if !f.ports_known {
-            return c.traffic_all(f.proto);
-        }
-        let flow = FlowKey {
-            key: key.0,
-            proto: f.proto,
-            local: f.dst_port,
-            remote: f.src_port,
-        };
-        if c.traffic(f.proto, f.dst_port).allows() {
-            if f.tracked && !c.outbound(f.proto, f.src_port).allows() {
-                self.track(now, flow, Opened::In);
-            }
-            return true;
-        }
-        f.tracked && self.tracked(now, &flow)
     }
 
     /// Whether a packet from the TUN device may go to `key`. Counts drops.
@@ -371,34 +344,54 @@ impl Firewall {
         if self.open {
             return true;
         }
-        let pass = self.judge_out(now, key, packet);
+        let pass = self.judge(now, key, packet, Opened::Out);
         if !pass {
             self.counters.dropped_out += 1;
         }
         pass
     }
 
-    fn judge_out(&mut self, now: Instant, key: &PublicKey, packet: &[u8]) -> bool {
+    /// One packet, received from (`In`) or sent to (`Out`) `key`.
+    fn judge(&mut self, now: Instant, key: &PublicKey, packet: &[u8], way: Opened) -> bool {
         let Some(f) = Flow::of(packet) else {
             return false;
         };
         let c = self.class(key);
-        if let Some((quoted_src, _)) = f.icmp_error {
-            // Our stack answers a packet this node sent us, which it may.
-            return routing::address::key_owns(&key.0, &quoted_src) && self.session_allowed(key);
+        // This direction's rules, and the reverse direction's (for the replies).
+        let (this, reverse): (Rules, Rules) = match way {
+            Opened::In => (Class::traffic, Class::outbound),
+            Opened::Out => (Class::outbound, Class::traffic),
+        };
+        // Our port and theirs.
+        let (local, remote) = match way {
+            Opened::In => (f.dst_port, f.src_port),
+            Opened::Out => (f.src_port, f.dst_port),
+        };
+        if let Some((quoted_src, quoted_dst)) = f.icmp_error {
+            return match way {
+                // An error about a packet we sent to this node (its stack answered it).
+                Opened::In => routing::address::key_owns(&key.0, &quoted_dst),
+                // Our stack answers a packet this node sent us, which it may.
+                Opened::Out => {
+                    routing::address::key_owns(&key.0, &quoted_src) && self.session_allowed(key)
+                }
+            };
         }
         if !f.ports_known {
-            return c.outbound_all(f.proto);
+            return match way {
+                Opened::In => c.traffic_all(f.proto),
+                Opened::Out => c.outbound_all(f.proto),
+            };
         }
         let flow = FlowKey {
             key: key.0,
             proto: f.proto,
-            local: f.src_port,
-            remote: f.dst_port,
+            local,
+            remote,
         };
-        if c.outbound(f.proto, f.dst_port).allows() {
-            if f.tracked && !c.traffic(f.proto, f.src_port).allows() {
-                self.track(now, flow, Opened::Out);
+        if this(&c, f.proto, f.dst_port).allows() {
+            if f.tracked && !reverse(&c, f.proto, f.src_port).allows() {
+                self.track(now, flow, way);
             }
             return true;
         }
@@ -423,6 +416,9 @@ impl Firewall {
         self.sweep(now);
     }
 }
+
+/// The rules of one direction, as a function of a class.
+type Rules = fn(&Class, Proto, u16) -> acl::Verdict;
 
 fn idle(p: Proto) -> Duration {
     if p == Proto::Tcp {
