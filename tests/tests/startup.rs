@@ -119,3 +119,40 @@ fn refuses_to_start_with_a_broken_policy_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn meshctl_policy_check_needs_no_daemon() {
+    let dir = std::env::temp_dir().join(tests::unique("planetary-policy-check"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let f = dir.join("policy.toml");
+    let check = || {
+        let out = Command::new(&binaries().1)
+            .args(["policy", "check"])
+            .arg(&f)
+            .output()
+            .expect("run meshctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    std::fs::write(
+        &f,
+        "[circles]\nguests = []\nfamily = [\"circle:guests\"]\n\n[[rules]]\naction = \"traffic\"\ndeny = \"circle:guests\"\n\n[[tests]]\nfrom = \"any\"\nto = \"tcp/22\"\nexpect = \"allow\"\n",
+    )
+    .expect("write");
+    let (ok, text) = check();
+    assert!(
+        ok && text.contains("valid: 2 circles, 1 rules, 1 tests passed"),
+        "{text}"
+    );
+    std::fs::write(&f, "[circles]\na = [\"circle:b\"]\nb = [\"circle:a\"]\n").expect("write");
+    let (ok, text) = check();
+    let name = f.display().to_string();
+    assert!(
+        !ok && text.contains(&format!("{name}:")) && text.contains("contain each other"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
