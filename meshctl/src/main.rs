@@ -71,6 +71,9 @@ enum Command {
     /// Circles of the policy: list, show, add or remove members (edits the policy file).
     #[command(subcommand)]
     Circle(CircleCmd),
+    /// znets: private networks of a deployment for containers.
+    #[command(subcommand)]
+    Znet(ZnetCmd),
     /// Check, without a daemon, that an overlay address belongs to a public key.
     Verify {
         /// The overlay address (a node address or an address in a node's /64).
@@ -114,6 +117,63 @@ enum PolicyCmd {
         who: String,
         /// A packet to judge: tcp/22, udp/53, icmp.
         packet: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ZnetCmd {
+    /// Create a znet with this node as its first member; prints the manifest to hand on.
+    Create {
+        /// Its name (1-12 of a-z, 0-9, -).
+        name: String,
+        /// Its IPv4 /16.
+        #[arg(long)]
+        ipv4: String,
+        /// Its IPv6 /64.
+        #[arg(long)]
+        ipv6: Option<String>,
+        /// Write the manifest to this file too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Put a manifest in force on this node (join, or update after adding/removing members).
+    Join {
+        /// The manifest file.
+        file: PathBuf,
+    },
+    /// Leave a znet: its containers are detached, its namespace removed.
+    Leave {
+        /// The znet.
+        name: String,
+    },
+    /// The znets of this node.
+    List,
+    /// One znet: members, containers, counters.
+    Show {
+        /// The znet.
+        name: String,
+    },
+    /// Attach a container (a network namespace) to a znet.
+    Attach {
+        /// The znet.
+        name: String,
+        /// The container's network namespace (name or path).
+        #[arg(long)]
+        netns: String,
+        /// Its address (default: the first free one of this node's subnet).
+        #[arg(long)]
+        ip: Option<String>,
+        /// The interface inside the container.
+        #[arg(long)]
+        ifname: Option<String>,
+    },
+    /// Detach a container.
+    Detach {
+        /// The znet.
+        name: String,
+        /// The container's network namespace.
+        #[arg(long)]
+        netns: String,
     },
 }
 
@@ -193,6 +253,61 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             name: name.clone(),
             member: member.clone(),
         },
+        Command::Znet(ZnetCmd::Create {
+            name,
+            ipv4,
+            ipv6,
+            out,
+        }) => {
+            let reply = call(
+                &cli.socket,
+                &Request::ZnetCreate {
+                    name: name.clone(),
+                    ipv4: ipv4.clone(),
+                    ipv6: ipv6.clone(),
+                },
+            )?;
+            if !reply.ok {
+                bail!("{}", reply.error.unwrap_or_else(|| "meshd refused".into()));
+            }
+            let manifest = reply.data["manifest"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if let Some(f) = out {
+                std::fs::write(f, &manifest)
+                    .with_context(|| format!("cannot write {}", f.display()))?;
+            }
+            return if cli.json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&reply.data)?))
+            } else {
+                print(&manifest)
+            };
+        }
+        Command::Znet(ZnetCmd::Join { file }) => Request::ZnetJoin {
+            manifest: std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?,
+        },
+        Command::Znet(ZnetCmd::Leave { name }) => Request::ZnetLeave { name: name.clone() },
+        Command::Znet(ZnetCmd::List) => Request::ZnetList,
+        Command::Znet(ZnetCmd::Show { name }) => Request::ZnetShow { name: name.clone() },
+        Command::Znet(ZnetCmd::Attach {
+            name,
+            netns,
+            ip,
+            ifname,
+        }) => Request::ZnetAttach {
+            name: name.clone(),
+            netns: netns.clone(),
+            ip: ip.clone(),
+            ifname: ifname.clone(),
+            container_id: None,
+        },
+        Command::Znet(ZnetCmd::Detach { name, netns }) => Request::ZnetDetach {
+            name: name.clone(),
+            netns: Some(netns.clone()),
+            container_id: None,
+        },
         Command::Tree => Request::Tree,
         Command::Routes => Request::Routes,
         Command::Sessions => Request::Sessions,
@@ -235,6 +350,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::CircleList => policy::circles(&serde_json::from_value::<Vec<_>>(reply.data)?),
         Request::CircleShow { .. } => policy::circle(&serde_json::from_value(reply.data)?),
         Request::CircleAdd { .. } | Request::CircleRemove { .. } => policy::edited(&reply.data),
+        _ => format!("{}\n", serde_json::to_string_pretty(&reply.data)?),
     };
     print(&text)
 }

@@ -44,3 +44,4 @@ pub mod tun;
 pub mod udp;
 pub mod uri;
 pub mod wire;
+pub mod znet;

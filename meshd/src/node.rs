@@ -17,6 +17,7 @@ use crate::identity::{Identity, PublicKey};
 use crate::link::{self, LinkConfig, LinkId, Links, Recv, Transmit};
 use crate::packet::{Icmp6Error, Ipv6Header, icmp6_error};
 use crate::wire;
+use crate::znet::{self, Manifest, Znet};
 use routing::{Event as RouteEvent, Handled, PeerId, Router, RouterConfig, address};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -80,6 +81,13 @@ pub enum Inbound {
         /// Length.
         len: usize,
     },
+    /// A packet for znet `id`'s TUN device is in `tun_out[..len]`.
+    Znet {
+        /// The znet.
+        id: u64,
+        /// Length.
+        len: usize,
+    },
     /// Handled, nothing to pass on (control, or dropped and counted).
     Done,
 }
@@ -134,6 +142,10 @@ pub struct Node {
     pub e2e: E2e,
     /// The circle policy on the data path.
     pub firewall: Firewall,
+    /// znets this node is a member of, by id.
+    pub znets: std::collections::BTreeMap<u64, Znet>,
+    e2e_cfg: E2eConfig,
+    seed: u64,
     address: Ipv6Addr,
     subnet: Ipv6Addr,
     /// Packets waiting for their destination's lookup, by owner id.
@@ -166,8 +178,11 @@ impl Node {
         Node {
             links: Links::new(identity, cfg.link, seed, now),
             router: Router::new(secret, cfg.router, seq, seed.rotate_left(17), now),
-            e2e: E2e::new(identity, cfg.e2e, seed.rotate_left(33), now),
+            e2e: E2e::new(identity, cfg.e2e.clone(), seed.rotate_left(33), now),
             firewall: Firewall::default(),
+            znets: Default::default(),
+            e2e_cfg: cfg.e2e,
+            seed,
             address: public.address(),
             subnet: public.subnet(),
             waiting: HashMap::new(),
@@ -228,6 +243,80 @@ impl Node {
         });
         self.router.set_root_filter(now, filter);
         self.pump(now);
+    }
+
+    /// Puts a znet in force (or a new version of its manifest: nodes no longer members are
+    /// cut off at once). Fails if this node is not a member.
+    pub fn znet_up(
+        &mut self,
+        identity: &Identity,
+        manifest: Manifest,
+        now: Instant,
+    ) -> Result<(), String> {
+        if manifest.member(&identity.public_key()).is_none() {
+            return Err(format!(
+                "this node ({}) is not a member of znet {}; add it to the manifest's [[members]]",
+                identity.public_key(),
+                manifest.name
+            ));
+        }
+        if let Some(z) = self.znets.get_mut(&manifest.id) {
+            z.update(manifest);
+            return Ok(());
+        }
+        let seed = self.seed ^ manifest.id;
+        let id = manifest.id;
+        let z =
+            Znet::new(identity, manifest, self.e2e_cfg.clone(), seed, now).ok_or("not a member")?;
+        self.znets.insert(id, z);
+        Ok(())
+    }
+
+    /// Takes a znet down (its sessions are forgotten).
+    pub fn znet_down(&mut self, id: u64) -> bool {
+        self.znets.remove(&id).is_some()
+    }
+
+    /// Handles one packet from znet `id`'s TUN device.
+    pub fn znet_outbound(
+        &mut self,
+        now: Instant,
+        id: u64,
+        packet: &[u8],
+        net_out: &mut [u8],
+    ) -> Outbound {
+        let Some(z) = self.znets.get_mut(&id) else {
+            return Outbound::Dropped;
+        };
+        let Some(key) = z.destination(packet) else {
+            return Outbound::Dropped;
+        };
+        let mut ebuf = std::mem::take(&mut self.ebuf);
+        let r = match z.e2e.encrypt(now, &key, packet, &mut ebuf) {
+            Encrypt::Ready => {
+                z.counters.sent += 1;
+                let mut msg = Vec::with_capacity(ebuf.len() + znet::HEADER);
+                msg.push(znet::ZNET);
+                msg.extend_from_slice(&id.to_be_bytes());
+                msg.extend_from_slice(&ebuf);
+                if self.router.knows(&key.0) {
+                    match self.route(now, &key, &msg, net_out) {
+                        Some((to, len)) => Outbound::Datagram { to, len },
+                        None => Outbound::Dropped,
+                    }
+                } else {
+                    self.route_owned(now, key, msg);
+                    Outbound::Waiting
+                }
+            }
+            Encrypt::Queued => {
+                self.pump(now);
+                Outbound::Waiting
+            }
+            Encrypt::Dropped => Outbound::Dropped,
+        };
+        self.ebuf = ebuf;
+        r
     }
 
     /// Largest IPv6 packet that fits the path to `key` (known coordinates assumed).
@@ -377,6 +466,9 @@ impl Node {
             Handled::Deliver { src, body_at } => {
                 let body = &frame[1 + body_at..len];
                 let src = PublicKey(src);
+                if body.first() == Some(&znet::ZNET) {
+                    return self.znet_inbound(now, src, &frame[1..len], body_at, tun_out);
+                }
                 // Refused before any Diffie-Hellman: the claimed key is checked again against
                 // the handshake's proof, so a lie gains nothing.
                 if body.first() == Some(&e2e::wire::TYPE_INIT)
@@ -411,6 +503,55 @@ impl Node {
         }
     }
 
+    /// A routed message for a znet: the sender must be a member, the session the znet's, the
+    /// packet from the sender's subnet to ours.
+    fn znet_inbound(
+        &mut self,
+        now: Instant,
+        src: PublicKey,
+        routed: &[u8],
+        body_at: usize,
+        tun_out: &mut [u8],
+    ) -> Inbound {
+        let Some(body) = routed.get(body_at..) else {
+            return Inbound::Done;
+        };
+        let Some(id) = body
+            .get(1..znet::HEADER)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+        else {
+            return Inbound::Done;
+        };
+        let Some(z) = self.znets.get_mut(&id) else {
+            return Inbound::Done;
+        };
+        if !z.is_member(&src) {
+            z.counters.not_member += 1;
+            return Inbound::Done;
+        }
+        match z.e2e.handle(now, &src, &body[znet::HEADER..], tun_out) {
+            Received::Deliver { len, from } => {
+                if z.accept(&from, &tun_out[..len]) {
+                    if from == src && !self.router.knows(&src.0) {
+                        self.router.confirm_source(now, routed);
+                    }
+                    Inbound::Znet { id, len }
+                } else {
+                    Inbound::Done
+                }
+            }
+            Received::Consumed => {
+                if !self.router.knows(&src.0) {
+                    self.router.confirm_source(now, routed);
+                }
+                self.pump(now);
+                Inbound::Done
+            }
+            Received::Dropped => Inbound::Done,
+        }
+    }
+
     /// Moves events and control messages between the layers. Called by `poll_transmit`,
     /// `handle_timeout` and the accessors; cheap when there is nothing to do.
     fn pump(&mut self, now: Instant) {
@@ -435,6 +576,20 @@ impl Node {
             while let Some((key, msg)) = self.e2e.poll_transmit() {
                 busy = true;
                 self.route_owned(now, key, msg);
+            }
+            let mut zmsgs = Vec::new();
+            for (id, z) in self.znets.iter_mut() {
+                while let Some((key, msg)) = z.e2e.poll_transmit() {
+                    let mut m = Vec::with_capacity(msg.len() + znet::HEADER);
+                    m.push(znet::ZNET);
+                    m.extend_from_slice(&id.to_be_bytes());
+                    m.extend_from_slice(&msg);
+                    zmsgs.push((key, m));
+                }
+            }
+            for (key, m) in zmsgs {
+                busy = true;
+                self.route_owned(now, key, m);
             }
             while let Some((peer, msg)) = self.router.poll_transmit() {
                 busy = true;
@@ -551,6 +706,7 @@ impl Node {
             self.e2e.poll_timeout(),
         ]
         .into_iter()
+        .chain(self.znets.values().map(|z| z.e2e.poll_timeout()))
         .flatten()
         .min();
         let mut at = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
@@ -569,6 +725,9 @@ impl Node {
         self.firewall.expire(now);
         self.router.handle_timeout(now);
         self.e2e.handle_timeout(now);
+        for z in self.znets.values_mut() {
+            z.e2e.handle_timeout(now);
+        }
         let stale: Vec<Ipv6Addr> = self
             .waiting
             .iter()

@@ -23,14 +23,34 @@ fn builder(suite: Suite) -> Result<Builder<'static>, snow::Error> {
     Ok(Builder::new(params))
 }
 
-fn ik_builder(suite: Suite) -> Result<Builder<'static>, snow::Error> {
-    let params = suite.noise_name().replace("_XX_", "_IK_").parse()?;
-    Ok(Builder::new(params))
+/// What binds an end-to-end session to a znet: its id (in the prologue) and a pre-shared key
+/// derived from the znet's secret (Noise IKpsk2). A node without the secret can complete no
+/// handshake of that znet: it can neither read its traffic nor inject into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bind {
+    /// The znet id.
+    pub id: u64,
+    /// The pre-shared key.
+    pub psk: [u8; 32],
 }
 
-fn e2e_prologue(suite: Suite) -> Vec<u8> {
+fn ik_builder(suite: Suite, bind: Option<&Bind>) -> Result<Builder<'_>, snow::Error> {
+    let pattern = if bind.is_some() { "_IKpsk2_" } else { "_IK_" };
+    let params = suite.noise_name().replace("_XX_", pattern).parse()?;
+    let b = Builder::new(params);
+    match bind {
+        Some(z) => b.psk(2, &z.psk),
+        None => Ok(b),
+    }
+}
+
+fn e2e_prologue(suite: Suite, bind: Option<&Bind>) -> Vec<u8> {
     let mut p = E2E_PROLOGUE.to_vec();
     p.push(suite.to_byte());
+    if let Some(z) = bind {
+        p.extend_from_slice(b"/znet/");
+        p.extend_from_slice(&z.id.to_be_bytes());
+    }
     p
 }
 
@@ -41,9 +61,10 @@ pub fn ik_initiator(
     private: &[u8; 32],
     remote: &[u8; 32],
     suite: Suite,
+    bind: Option<&Bind>,
 ) -> Result<HandshakeState, snow::Error> {
-    let p = e2e_prologue(suite);
-    ik_builder(suite)?
+    let p = e2e_prologue(suite, bind);
+    ik_builder(suite, bind)?
         .local_private_key(private)?
         .remote_public_key(remote)?
         .prologue(&p)?
@@ -51,9 +72,13 @@ pub fn ik_initiator(
 }
 
 /// The destination's side of an end-to-end handshake.
-pub fn ik_responder(private: &[u8; 32], suite: Suite) -> Result<HandshakeState, snow::Error> {
-    let p = e2e_prologue(suite);
-    ik_builder(suite)?
+pub fn ik_responder(
+    private: &[u8; 32],
+    suite: Suite,
+    bind: Option<&Bind>,
+) -> Result<HandshakeState, snow::Error> {
+    let p = e2e_prologue(suite, bind);
+    ik_builder(suite, bind)?
         .local_private_key(private)?
         .prologue(&p)?
         .build_responder()

@@ -86,7 +86,7 @@ impl Net {
                     self.wire
                         .push_back((self.nodes[i].1, to, net[..len].to_vec()))
                 }
-                Inbound::Done => {}
+                Inbound::Znet { .. } | Inbound::Done => {}
             }
             self.collect();
         }

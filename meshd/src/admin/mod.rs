@@ -86,6 +86,62 @@ pub enum Request {
         /// A key, an overlay address or `circle:NAME`.
         member: String,
     },
+    /// Create a znet with this node as its first member: a fresh id and secret. Answers the
+    /// manifest (to add members to and hand to them).
+    ZnetCreate {
+        /// Its name.
+        name: String,
+        /// Its IPv4 /16, e.g. `10.50.0.0/16`.
+        ipv4: String,
+        /// Its IPv6 /64, if any.
+        #[serde(default)]
+        ipv6: Option<String>,
+    },
+    /// Put a znet manifest in force on this node (join, or update after an edit).
+    ZnetJoin {
+        /// The manifest's text (TOML).
+        manifest: String,
+    },
+    /// Leave a znet: detach its containers, remove its namespace and state.
+    ZnetLeave {
+        /// The znet's name.
+        name: String,
+    },
+    /// The znets of this node.
+    ZnetList,
+    /// One znet: members, attachments, counters.
+    ZnetShow {
+        /// The znet's name.
+        name: String,
+    },
+    /// Attach a container (a network namespace) to a znet.
+    ZnetAttach {
+        /// The znet's name.
+        name: String,
+        /// A namespace name (as `ip netns` names it) or path (`/proc/PID/ns/net`,
+        /// `/var/run/netns/NAME`).
+        netns: String,
+        /// The IPv4 address to give it (in this node's subnet); default: the first free one.
+        #[serde(default)]
+        ip: Option<String>,
+        /// The interface name inside the container (default `zn0`).
+        #[serde(default)]
+        ifname: Option<String>,
+        /// The container runtime's id (CNI), to detach by.
+        #[serde(default)]
+        container_id: Option<String>,
+    },
+    /// Detach a container from a znet.
+    ZnetDetach {
+        /// The znet's name.
+        name: String,
+        /// The namespace, as given to attach ...
+        #[serde(default)]
+        netns: Option<String>,
+        /// ... or the container id given to attach.
+        #[serde(default)]
+        container_id: Option<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -308,4 +364,63 @@ pub struct ExplainRow {
     pub reason: String,
     /// The circles the identity is in.
     pub circles: Vec<String>,
+}
+
+/// A container attached to a znet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The znet's name.
+    pub znet: String,
+    /// The namespace, as given.
+    pub netns: String,
+    /// The interface inside the container.
+    pub ifname: String,
+    /// Its IPv4 address.
+    pub ipv4: String,
+    /// Its IPv6 address, if the znet has IPv6.
+    pub ipv6: Option<String>,
+    /// The IPv4 gateway (this node's router for the znet).
+    pub gateway_v4: String,
+    /// The IPv6 gateway.
+    pub gateway_v6: Option<String>,
+    /// The znet's IPv4 range (routed through the gateway).
+    pub range_v4: String,
+    /// The znet's IPv6 range.
+    pub range_v6: Option<String>,
+    /// The container runtime's id, if one was given.
+    pub container_id: Option<String>,
+}
+
+/// A member of a znet, for `znet show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZnetMemberInfo {
+    /// Its key.
+    pub public_key: String,
+    /// Its IPv4 subnet.
+    pub subnet_v4: String,
+    /// Its IPv6 subnet.
+    pub subnet_v6: Option<String>,
+    /// Whether it is this node.
+    pub this_node: bool,
+}
+
+/// Answer to `znet_show` (and a row of `znet_list`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZnetInfo {
+    /// Name.
+    pub name: String,
+    /// Id (16 hex digits).
+    pub id: String,
+    /// IPv4 range.
+    pub ipv4: String,
+    /// IPv6 range.
+    pub ipv6: Option<String>,
+    /// The router namespace of this znet on this node.
+    pub router_netns: String,
+    /// Members.
+    pub members: Vec<ZnetMemberInfo>,
+    /// Containers attached on this node.
+    pub attachments: Vec<Attachment>,
+    /// Counters (see `meshd::znet::ZnetCounters`).
+    pub counters: serde_json::Value,
 }

@@ -243,6 +243,7 @@ impl UdpToTun {
         tun: &AsyncDevice,
         node: &mut Node,
         socks: &Sockets,
+        znets: &super::znets::Devices,
     ) -> io::Result<()> {
         let Some(sock) = socks.get(idx) else {
             return Ok(());
@@ -295,6 +296,10 @@ impl UdpToTun {
                             count += 1;
                         }
                         Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
+                        Inbound::Znet { id, len } => {
+                            let p = &tb[VIRTIO_NET_HDR_LEN..VIRTIO_NET_HDR_LEN + len];
+                            znets.write(id, p).await;
+                        }
                         Inbound::Done => {}
                     }
                 }

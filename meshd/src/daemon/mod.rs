@@ -11,6 +11,7 @@
 mod control;
 mod datapath;
 pub mod policy;
+pub mod znets;
 
 use crate::admin;
 use crate::config::Config;
@@ -177,6 +178,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         Instant::now(),
     );
     node.set_policy(Instant::now(), policy);
+    let (znet_tx, mut znet_rx) = mpsc::channel::<znets::FromZnet>(1024);
+    let mut znets = znets::Znets::new(&cfg.state_dir, znet_tx, &identity);
+    znets.restore(&mut node, &identity);
+    let mut znet_out = vec![0u8; 4096];
     let config_peers = cfg.peer_uris()?;
     if let Some(why) = config_peers.iter().find_map(|u| socks.unreachable(u)) {
         anyhow::bail!("peers: {why}");
@@ -237,12 +242,20 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             }
             i = socks.readable(last_sock) => {
                 last_sock = i;
-                if let Err(e) = udp_rx.pump(i, &tun, &mut node, &socks).await {
+                if let Err(e) = udp_rx.pump(i, &tun, &mut node, &socks, &znets.devices).await {
                     let at = socks.get(i).map(|s| s.local_addr().to_string()).unwrap_or_default();
                     anyhow::bail!("the UDP socket {at} failed ({e}); exiting");
                 }
             }
             _ = sleep => node.handle_timeout(Instant::now()),
+            Some((id, pkt)) = znet_rx.recv() => {
+                let now = Instant::now();
+                if let crate::node::Outbound::Datagram { to, len } =
+                    node.znet_outbound(now, id, &pkt, &mut znet_out)
+                {
+                    socks.send(to, &znet_out[..len], None).await;
+                }
+            }
             _ = policy_poll.tick() => {
                 if let Some(Ok(p)) = policy_file.poll() {
                     policy::apply(&mut node, p);
@@ -259,6 +272,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                             let _ = reply.send(admin::Reply::err(format!("{address:?} is not an IPv6 address")));
                         }
                     },
+                    req @ (admin::Request::ZnetCreate { .. }
+                    | admin::Request::ZnetJoin { .. }
+                    | admin::Request::ZnetLeave { .. }
+                    | admin::Request::ZnetList
+                    | admin::Request::ZnetShow { .. }
+                    | admin::Request::ZnetAttach { .. }
+                    | admin::Request::ZnetDetach { .. }) => {
+                        let _ = reply.send(znets::answer(req, &mut node, &identity, &mut znets));
+                    }
                     req @ (admin::Request::PolicyShow
                     | admin::Request::PolicyReload
                     | admin::Request::PolicyExplain { .. }

@@ -52,6 +52,10 @@ pub struct E2eConfig {
     pub queue_per_remote: usize,
     /// Most destinations tracked at once.
     pub max_remotes: usize,
+    /// Sessions of a znet (`None`: the overlay's own). A znet's sessions need its secret
+    /// (Noise IKpsk2), and carry IPv4 or IPv6 packets of private addresses, which the znet
+    /// layer checks instead of this one.
+    pub bind: Option<noise::Bind>,
 }
 
 impl Default for E2eConfig {
@@ -65,6 +69,7 @@ impl Default for E2eConfig {
             probe_after: Duration::from_secs(3),
             queue_per_remote: 64,
             max_remotes: 4096,
+            bind: None,
         }
     }
 }
@@ -370,7 +375,9 @@ impl E2e {
             return;
         };
         let suite = self.cfg.suite;
-        let Ok(mut hs) = noise::ik_initiator(&self.private, &remote_static, suite) else {
+        let Ok(mut hs) =
+            noise::ik_initiator(&self.private, &remote_static, suite, self.cfg.bind.as_ref())
+        else {
             return;
         };
         let index = self.fresh_index();
@@ -461,7 +468,7 @@ impl E2e {
             self.counters.rate_limited += 1;
             return Received::Dropped;
         }
-        let Ok(mut hs) = noise::ik_responder(&self.private, suite) else {
+        let Ok(mut hs) = noise::ik_responder(&self.private, suite, self.cfg.bind.as_ref()) else {
             self.counters.handshake_failed += 1;
             return Received::Dropped;
         };
@@ -648,6 +655,16 @@ impl E2e {
         let Some(r) = self.remotes.get_mut(&key) else {
             return Received::Dropped;
         };
+        if self.cfg.bind.is_some() {
+            // A znet packet: IPv4 or IPv6 of the znet's private ranges, checked by the znet.
+            if !matches!(out[0] >> 4, 4 | 6) {
+                self.counters.malformed += 1;
+                return Received::Dropped;
+            }
+            r.rx_packets += 1;
+            r.rx_bytes += n as u64;
+            return Received::Deliver { len: n, from: key };
+        }
         let Ok(h) = Ipv6Header::parse(&out[..n]) else {
             self.counters.malformed += 1;
             return Received::Dropped;
