@@ -194,3 +194,29 @@ pub fn binaries() -> &'static (PathBuf, PathBuf) {
         (profile_dir.join("meshd"), profile_dir.join("meshctl"))
     })
 }
+
+/// Router namespaces of znets, removed when this is dropped. A daemon started by the tests
+/// runs under `ip netns exec`, which gives it a mount namespace of its own, so the router
+/// namespaces it creates are mounted only there: once the daemon is gone, their files remain
+/// under /run/netns. Declare this before the nodes, so that it is dropped after them.
+#[derive(Default)]
+pub struct ZnetRouters(pub Vec<String>);
+
+impl ZnetRouters {
+    /// Records the router namespace of `znet` on `node`.
+    pub fn add(&mut self, node: &Node, znet: &str) {
+        let v = node.ctl_json(&["znet", "show", znet]);
+        if let Some(r) = v["router_netns"].as_str() {
+            self.0.push(r.to_string());
+        }
+    }
+}
+
+impl Drop for ZnetRouters {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+            let _ = std::fs::remove_file(format!("/run/netns/{n}"));
+        }
+    }
+}

@@ -57,19 +57,6 @@ fn in_daemon(node: &Node, args: &[&str]) -> std::process::Output {
         .expect("nsenter")
 }
 
-/// Removes the router namespaces the daemons leave (they are mounted in the daemons' mount
-/// namespaces, so only their files remain on the host once the daemons are gone).
-struct RouterNamespaces(Vec<String>);
-
-impl Drop for RouterNamespaces {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).output();
-            let _ = std::fs::remove_file(format!("/run/netns/{n}"));
-        }
-    }
-}
-
 /// One ping from namespace `ns` to `addr`, waiting up to a second.
 fn ping(ns: &Netns, addr: &str) -> bool {
     ns.cmd("ping")
@@ -145,7 +132,7 @@ fn with_member(manifest: &str, key: &str) -> String {
 fn znets_are_private_networks_across_nodes() {
     require_root();
     // Declared first, dropped last: after the daemons are gone.
-    let mut cleanup = RouterNamespaces(Vec::new());
+    let mut cleanup = tests::ZnetRouters::default();
     let mut n1 = Node::new("zn1");
     let mut n2 = Node::new("zn2");
     let mut n3 = Node::new("zn3");

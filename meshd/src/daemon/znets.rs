@@ -107,6 +107,19 @@ enum NsRef {
 
 impl NsRef {
     fn parse(s: &str) -> anyhow::Result<NsRef> {
+        // Names and paths go to `ip` as arguments: nothing that reads as an option.
+        let ok = !s.is_empty()
+            && !s.starts_with('-')
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./@:".contains(&b))
+            && !s.split('/').any(|c| c == "..");
+        if !ok {
+            bail!("{s:?} is not a namespace name or path (letters, digits, - _ . / : @)");
+        }
+        if s.contains('/') && !s.starts_with('/') {
+            bail!("namespace path {s:?} must be absolute");
+        }
         let r = if s.contains('/') {
             let p = PathBuf::from(s);
             // A namespace under /run/netns is known to `ip` by name.
