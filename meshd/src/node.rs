@@ -272,6 +272,13 @@ impl Node {
         Ok(())
     }
 
+    /// The next packet made here for a znet's TUN (ICMP errors): `(znet id, packet)`.
+    pub fn poll_znet_tun(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.znets
+            .iter_mut()
+            .find_map(|(id, z)| z.tun_out.pop_front().map(|p| (*id, p)))
+    }
+
     /// Takes a znet down (its sessions are forgotten).
     pub fn znet_down(&mut self, id: u64) -> bool {
         self.znets.remove(&id).is_some()
@@ -291,6 +298,15 @@ impl Node {
         let Some(key) = z.destination(packet) else {
             return Outbound::Dropped;
         };
+        if self.router.knows(&key.0) {
+            let header = self.router.traffic_header_len(&key.0).unwrap_or(200);
+            let mtu = MAX_ROUTING_MESSAGE
+                .saturating_sub(header + e2e::wire::DATA_OVERHEAD + znet::HEADER);
+            if packet.len() > mtu {
+                z.too_big(packet, mtu);
+                return Outbound::TooBig;
+            }
+        }
         let mut ebuf = std::mem::take(&mut self.ebuf);
         let r = match z.e2e.encrypt(now, &key, packet, &mut ebuf) {
             Encrypt::Ready => {

@@ -255,6 +255,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 {
                     socks.send(to, &znet_out[..len], None).await;
                 }
+                while let Some((id, p)) = node.poll_znet_tun() {
+                    znets.devices.write(id, &p).await;
+                }
             }
             _ = policy_poll.tick() => {
                 if let Some(Ok(p)) = policy_file.poll() {

@@ -32,8 +32,10 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tun_rs::AsyncDevice;
 
-/// MTU of a znet's TUN and veths: room for the znet header inside a routed packet.
-pub const ZNET_MTU: u16 = 1280;
+/// MTU of a znet's TUN and veths: the overlay's usual room (`tun.mtu` 1420) less the znet
+/// header. A path with less room (a deep tree) answers with ICMP "packet too big", and the
+/// containers' TCP adapts.
+pub const ZNET_MTU: u16 = 1400;
 
 /// The TUN devices of the znets, by id, for the data path.
 #[derive(Default, Clone)]

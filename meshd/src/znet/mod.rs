@@ -44,6 +44,9 @@ pub struct ZnetCounters {
     pub not_for_us: u64,
     /// Packets from a container for an address no member owns (dropped).
     pub no_member: u64,
+    /// Packets too big for the path, answered with ICMP "packet too big" (IPv4: fragmentation
+    /// needed) so that the container's TCP lowers its segment size.
+    pub too_big: u64,
 }
 
 /// One znet on this node.
@@ -55,6 +58,8 @@ pub struct Znet {
     me: PublicKey,
     /// Counters.
     pub counters: ZnetCounters,
+    /// Packets for this znet's TUN made here (ICMP errors for the containers).
+    pub tun_out: std::collections::VecDeque<Vec<u8>>,
 }
 
 /// The source and destination addresses of an IPv4 or IPv6 packet.
@@ -96,6 +101,7 @@ impl Znet {
             manifest,
             me,
             counters: ZnetCounters::default(),
+            tun_out: Default::default(),
         })
     }
 
@@ -153,8 +159,92 @@ impl Znet {
         true
     }
 
+    /// Answers a packet too big for the path with an ICMP error (so the container's TCP
+    /// adapts); `mtu` is the largest packet that fits.
+    pub fn too_big(&mut self, packet: &[u8], mtu: usize) {
+        self.counters.too_big += 1;
+        let reply = match packet.first().map(|b| b >> 4) {
+            Some(4) => icmp4_frag_needed(packet, mtu as u16),
+            Some(6) => crate::packet::icmp6_error(
+                crate::packet::Icmp6Error::PacketTooBig(mtu as u32),
+                packet,
+            ),
+            _ => None,
+        };
+        if let Some(r) = reply {
+            self.tun_out.push_back(r);
+        }
+    }
+
     /// Whether `key` is a member.
     pub fn is_member(&self, key: &PublicKey) -> bool {
         self.manifest.member(key).is_some()
+    }
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// ICMPv4 "fragmentation needed" (type 3, code 4) about `original`, as if from its
+/// destination (an address the router namespace routes back through the TUN, so that no
+/// source check drops it), when the original forbids fragmenting (DF); `None` otherwise
+/// (such a packet is dropped).
+pub fn icmp4_frag_needed(original: &[u8], mtu: u16) -> Option<Vec<u8>> {
+    if original.len() < 20 || original[0] >> 4 != 4 || original[6] & 0x40 == 0 {
+        return None;
+    }
+    if original[9] == 1 && original.get(20).is_some_and(|t| *t == 3) {
+        return None; // never an error about an error
+    }
+    let ihl = usize::from(original[0] & 0x0f) * 4;
+    let quoted = &original[..(ihl + 8).min(original.len())];
+    let total = 20 + 8 + quoted.len();
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 1;
+    p[12..16].copy_from_slice(&original[16..20]);
+    p[16..20].copy_from_slice(&original[12..16]);
+    let ck = checksum(&p[..20]);
+    p[10..12].copy_from_slice(&ck.to_be_bytes());
+    p[20] = 3;
+    p[21] = 4;
+    p[26..28].copy_from_slice(&mtu.to_be_bytes());
+    p[28..].copy_from_slice(quoted);
+    let ck = checksum(&p[20..]);
+    p[22..24].copy_from_slice(&ck.to_be_bytes());
+    Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frag_needed_is_well_formed() {
+        let mut orig = vec![0u8; 1400];
+        orig[0] = 0x45;
+        orig[6] = 0x40; // DF
+        orig[9] = 6;
+        orig[12..16].copy_from_slice(&[10, 50, 1, 2]);
+        orig[16..20].copy_from_slice(&[10, 50, 2, 2]);
+        let r = icmp4_frag_needed(&orig, 1300).expect("an error");
+        assert_eq!(checksum(&r[..20]), 0, "IPv4 header checksum");
+        assert_eq!(checksum(&r[20..]), 0, "ICMP checksum");
+        assert_eq!((r[20], r[21]), (3, 4));
+        assert_eq!(u16::from_be_bytes([r[26], r[27]]), 1300);
+        assert_eq!(&r[16..20], &[10, 50, 1, 2]);
+        orig[6] = 0;
+        assert_eq!(&r[12..16], &[10, 50, 2, 2]);
+        assert!(icmp4_frag_needed(&orig, 1300).is_none(), "no DF: no error");
     }
 }
