@@ -177,6 +177,7 @@ impl TunToUdp {
         tun: &AsyncDevice,
         node: &mut Node,
         socks: &Sockets,
+        znet: Option<u64>,
     ) -> io::Result<()> {
         let mut errors = ReadErrors::default();
         let mut result = Ok(());
@@ -198,9 +199,12 @@ impl TunToUdp {
             for i in 0..n {
                 let len = self.sizes[i].min(self.bufs[i].len());
                 let out = self.batch.tail(socks).await;
-                if let Outbound::Datagram { to, len } =
-                    node.outbound(now, &self.bufs[i][..len], out)
-                {
+                let packet = &self.bufs[i][..len];
+                let r = match znet {
+                    None => node.outbound(now, packet, out),
+                    Some(id) => node.znet_outbound(now, id, packet, out),
+                };
+                if let Outbound::Datagram { to, len } = r {
                     self.batch.commit(socks, to, len).await;
                 }
             }
@@ -219,6 +223,10 @@ pub struct UdpToTun {
     /// Packets made by the node itself (ICMPv6 errors) go through here too.
     pub gro: GROTable,
     forward: GsoBatch,
+    /// Packets for znets' TUNs, by znet (framed), written per batch with GRO.
+    znet_bufs: std::collections::HashMap<u64, (Vec<Vec<u8>>, GROTable)>,
+    /// Buffers given back after a znet batch, to refill the slots they came from.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Default for UdpToTun {
@@ -230,6 +238,8 @@ impl Default for UdpToTun {
             tun_bufs: Vec::new(),
             gro: GROTable::default(),
             forward: GsoBatch::new(),
+            znet_bufs: Default::default(),
+            spare: Vec::new(),
         }
     }
 }
@@ -297,8 +307,15 @@ impl UdpToTun {
                         }
                         Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
                         Inbound::Znet { id, len } => {
-                            let p = &tb[VIRTIO_NET_HDR_LEN..VIRTIO_NET_HDR_LEN + len];
-                            znets.write(id, p).await;
+                            // The header room is zero: no offload information. Moved out
+                            // whole (the slot gets a fresh buffer) and written per batch.
+                            tb.truncate(VIRTIO_NET_HDR_LEN + len);
+                            let fresh = self
+                                .spare
+                                .pop()
+                                .unwrap_or_else(|| Vec::with_capacity(TUN_BUF_CAPACITY));
+                            let b = std::mem::replace(tb, fresh);
+                            self.znet_bufs.entry(id).or_default().0.push(b);
                         }
                         Inbound::Done => {}
                     }
@@ -311,6 +328,12 @@ impl UdpToTun {
         }
         self.write_tun(tun, count).await;
         self.forward.flush(socks).await;
+        for (id, (bufs, gro)) in self.znet_bufs.iter_mut() {
+            if !bufs.is_empty() {
+                znets.write_batch(*id, gro, bufs).await;
+                self.spare.append(bufs);
+            }
+        }
         result
     }
 

@@ -178,10 +178,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         Instant::now(),
     );
     node.set_policy(Instant::now(), policy);
-    let (znet_tx, mut znet_rx) = mpsc::channel::<znets::FromZnet>(1024);
-    let mut znets = znets::Znets::new(&cfg.state_dir, znet_tx, &identity);
+    let mut znets = znets::Znets::new(&cfg.state_dir, &identity);
     znets.restore(&mut node, &identity);
-    let mut znet_out = vec![0u8; 4096];
+    let mut znet_rx = datapath::TunToUdp::new(znets::ZNET_MTU);
+    let mut last_znet = 0u64;
     let config_peers = cfg.peer_uris()?;
     if let Some(why) = config_peers.iter().find_map(|u| socks.unreachable(u)) {
         anyhow::bail!("peers: {why}");
@@ -225,12 +225,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             }
         }
         let deadline = deadline.unwrap_or(now + Duration::from_secs(3600));
+        // The znets' devices, for this turn (the admin branch may change the set).
+        let zdevs = znets.devices.clone();
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
             _ = &mut shutdown => break,
             r = tun.readable() => {
                 let r = match r {
-                    Ok(()) => tun_rx.pump(&tun, &mut node, &socks).await,
+                    Ok(()) => tun_rx.pump(&tun, &mut node, &socks, None).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = r {
@@ -248,15 +250,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 }
             }
             _ = sleep => node.handle_timeout(Instant::now()),
-            Some((id, pkt)) = znet_rx.recv() => {
-                let now = Instant::now();
-                if let crate::node::Outbound::Datagram { to, len } =
-                    node.znet_outbound(now, id, &pkt, &mut znet_out)
+            id = zdevs.readable(last_znet) => {
+                last_znet = id;
+                if let Some(dev) = zdevs.get(id)
+                    && let Err(e) = znet_rx.pump(&dev, &mut node, &socks, Some(id)).await
                 {
-                    socks.send(to, &znet_out[..len], None).await;
+                    tracing::warn!("the TUN device of a znet failed: {e}");
                 }
                 while let Some((id, p)) = node.poll_znet_tun() {
-                    znets.devices.write(id, &p).await;
+                    zdevs.write(id, &p).await;
                 }
             }
             _ = policy_poll.tick() => {

@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 use tun_rs::AsyncDevice;
 
 /// MTU of a znet's TUN and veths: the overlay's usual room (`tun.mtu` 1420) less the znet
@@ -37,28 +36,80 @@ use tun_rs::AsyncDevice;
 /// containers' TCP adapts.
 pub const ZNET_MTU: u16 = 1400;
 
-/// The TUN devices of the znets, by id, for the data path.
+/// The TUN devices of the znets, by id, for the data path (and whether each has offload: then
+/// every packet read or written starts with a virtio-net header).
 #[derive(Default, Clone)]
-pub struct Devices(HashMap<u64, Arc<AsyncDevice>>);
+pub struct Devices(HashMap<u64, (Arc<AsyncDevice>, bool)>);
 
 impl Devices {
-    /// Writes a packet to znet `id`'s TUN.
-    pub async fn write(&self, id: u64, packet: &[u8]) {
-        if let Some(d) = self.0.get(&id)
-            && let Err(e) = d.send(packet).await
-        {
+    /// Writes a packet to znet `id`'s TUN. `framed` starts with
+    /// [`tun_rs::VIRTIO_NET_HDR_LEN`] zero bytes (room for the header), then the packet.
+    pub async fn write_framed(&self, id: u64, framed: &[u8]) {
+        let Some((d, offload)) = self.0.get(&id) else {
+            return;
+        };
+        let p = if *offload {
+            framed
+        } else {
+            framed.get(tun_rs::VIRTIO_NET_HDR_LEN..).unwrap_or(&[])
+        };
+        if let Err(e) = d.send(p).await {
             tracing::debug!("znet TUN write: {e}");
         }
     }
-}
 
-/// A packet read from a znet's TUN.
-pub type FromZnet = (u64, Vec<u8>);
+    /// Writes framed packets to znet `id`'s TUN, coalescing them (GRO) when it has offload.
+    pub async fn write_batch(&self, id: u64, gro: &mut tun_rs::GROTable, bufs: &mut [Vec<u8>]) {
+        let Some((d, offload)) = self.0.get(&id) else {
+            return;
+        };
+        if *offload {
+            if let Err(e) = d.send_multiple(gro, bufs, tun_rs::VIRTIO_NET_HDR_LEN).await {
+                tracing::debug!("znet TUN write: {e}");
+            }
+            return;
+        }
+        for b in bufs.iter() {
+            self.write_framed(id, b).await;
+        }
+    }
+
+    /// Writes a packet (without header room) to znet `id`'s TUN.
+    pub async fn write(&self, id: u64, packet: &[u8]) {
+        let mut framed = vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN];
+        framed.extend_from_slice(packet);
+        self.write_framed(id, &framed).await;
+    }
+
+    /// Waits until one of the devices may be readable; returns its id (polling starts after
+    /// `last`, so a busy znet cannot starve the others). Never ready without devices.
+    pub async fn readable(&self, last: u64) -> u64 {
+        let mut ids: Vec<u64> = self.0.keys().copied().collect();
+        ids.sort_unstable();
+        let start = ids.iter().position(|i| *i > last).unwrap_or(0);
+        std::future::poll_fn(|cx| {
+            for k in 0..ids.len() {
+                let id = ids[(start + k) % ids.len()];
+                if let Some((d, _)) = self.0.get(&id)
+                    && d.poll_readable(cx).is_ready()
+                {
+                    return std::task::Poll::Ready(id);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// The device of znet `id`.
+    pub fn get(&self, id: u64) -> Option<Arc<AsyncDevice>> {
+        self.0.get(&id).map(|(d, _)| d.clone())
+    }
+}
 
 struct Up {
     manifest: Manifest,
     attachments: Vec<Attachment>,
-    reader: tokio::task::JoinHandle<()>,
 }
 
 /// The znets of this host.
@@ -67,7 +118,6 @@ pub struct Znets {
     up: BTreeMap<String, Up>,
     /// TUN devices for the data path.
     pub devices: Devices,
-    tx: mpsc::Sender<FromZnet>,
     me: Option<[u8; 32]>,
 }
 
@@ -197,12 +247,11 @@ impl Znets {
     }
 
     /// The znets recorded in `state_dir`, not yet brought up (see [`Znets::restore`]).
-    pub fn new(state_dir: &Path, tx: mpsc::Sender<FromZnet>, me: &Identity) -> Znets {
+    pub fn new(state_dir: &Path, me: &Identity) -> Znets {
         Znets {
             dir: state_dir.join("znets"),
             up: BTreeMap::new(),
             devices: Devices::default(),
-            tx,
             me: Some(me.public_key().0),
         }
     }
@@ -268,7 +317,7 @@ impl Znets {
             let _ = ip(&["netns", "del", &ns]);
         }
         ip(&["netns", "add", &ns])?;
-        let r = (|| -> anyhow::Result<Arc<AsyncDevice>> {
+        let r = (|| -> anyhow::Result<(Arc<AsyncDevice>, bool)> {
             let nsr = NsRef::Name(ns.clone());
             ip_in(&nsr, &["link", "set", "lo", "up"])?;
             run(Command::new("ip").args([
@@ -287,8 +336,8 @@ impl Znets {
                 "-qw",
                 "net.ipv6.conf.all.forwarding=1",
             ]))?;
-            let dev = open_tun_in(&ns)?;
-            Ok(Arc::new(dev))
+            let (dev, offload) = open_tun_in(&ns)?;
+            Ok((Arc::new(dev), offload))
         })();
         let dev = match r {
             Ok(d) => d,
@@ -302,27 +351,12 @@ impl Znets {
             bail!(e);
         }
         let id = manifest.id;
-        self.devices.0.insert(id, dev.clone());
-        let tx = self.tx.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            loop {
-                match dev.recv(&mut buf).await {
-                    Ok(n) => {
-                        if tx.send((id, buf[..n].to_vec())).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                }
-            }
-        });
+        self.devices.0.insert(id, dev);
         self.up.insert(
             name.clone(),
             Up {
                 manifest,
                 attachments: Vec::new(),
-                reader,
             },
         );
         self.set_routes(&name, identity)?;
@@ -436,7 +470,6 @@ impl Znets {
         let Some(up) = self.up.remove(name) else {
             bail!("there is no znet {name:?} here (meshctl znet list shows them)");
         };
-        up.reader.abort();
         self.devices.0.remove(&up.manifest.id);
         node.znet_down(up.manifest.id);
         for a in &up.attachments {
@@ -714,24 +747,36 @@ impl Znets {
 }
 
 /// Opens a TUN device named `zt0` inside namespace `ns` (a thread enters it for the call; the
-/// device stays in that namespace).
-fn open_tun_in(ns: &str) -> anyhow::Result<AsyncDevice> {
+/// device stays in that namespace), with TSO/GRO offload when the kernel allows it. Returns the
+/// device and whether offload is on.
+fn open_tun_in(ns: &str) -> anyhow::Result<(AsyncDevice, bool)> {
     let path = format!("/run/netns/{ns}");
-    let sync = std::thread::scope(|s| {
-        s.spawn(|| -> anyhow::Result<tun_rs::SyncDevice> {
+    let (sync, offload) = std::thread::scope(|s| {
+        s.spawn(|| -> anyhow::Result<(tun_rs::SyncDevice, bool)> {
             let f = std::fs::File::open(&path).with_context(|| format!("cannot open {path}"))?;
             nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
                 .with_context(|| format!("cannot enter namespace {ns}"))?;
-            tun_rs::DeviceBuilder::new()
-                .name("zt0")
-                .mtu(ZNET_MTU)
-                .build_sync()
-                .with_context(|| format!("cannot create the TUN device of namespace {ns}"))
+            let build = |offload: bool| {
+                tun_rs::DeviceBuilder::new()
+                    .name("zt0")
+                    .mtu(ZNET_MTU)
+                    .offload(offload)
+                    .build_sync()
+            };
+            match build(true) {
+                Ok(d) => Ok((d, true)),
+                Err(_) => build(false)
+                    .map(|d| (d, false))
+                    .with_context(|| format!("cannot create the TUN device of namespace {ns}")),
+            }
         })
         .join()
         .map_err(|_| anyhow::anyhow!("the thread creating the TUN panicked"))?
     })?;
-    AsyncDevice::new(sync).context("cannot make the znet TUN asynchronous")
+    Ok((
+        AsyncDevice::new(sync).context("cannot make the znet TUN asynchronous")?,
+        offload,
+    ))
 }
 
 /// Answers the znet requests.
