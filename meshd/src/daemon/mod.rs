@@ -3,8 +3,7 @@
 //!
 //! Each turn of the loop waits for the first of: the TUN device readable, a znet's TUN
 //! readable, a UDP socket readable, the core's next timeout, a control request, a resolved
-//! host name, the policy file's next look, or shutdown. It
-//! handles that, runs due timers (so a busy data path cannot starve them), and sends whatever
+//! host name, the policy file's next look, or shutdown. It handles that, runs due timers (so a busy data path cannot starve them), and sends whatever
 //! control datagrams the core queued. One thread keeps every state change ordered and lock-free;
 //! on two cores the other core is busy with the kernel and the applications anyway (see
 //! `docs/ARCHITECTURE.md` for the plan to scale out).
