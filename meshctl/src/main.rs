@@ -275,7 +275,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 .unwrap_or_default()
                 .to_string();
             if let Some(f) = out {
-                std::fs::write(f, &manifest)
+                // It holds the znet's secret: readable by its owner only.
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(f)
+                    .and_then(|mut h| h.write_all(manifest.as_bytes()))
                     .with_context(|| format!("cannot write {}", f.display()))?;
             }
             return if cli.json {

@@ -295,6 +295,9 @@ impl Node {
         let Some(z) = self.znets.get_mut(&id) else {
             return Outbound::Dropped;
         };
+        if !z.from_here(packet) {
+            return Outbound::Dropped;
+        }
         let Some(key) = z.destination(packet) else {
             return Outbound::Dropped;
         };

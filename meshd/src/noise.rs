@@ -24,7 +24,8 @@ fn builder(suite: Suite) -> Result<Builder<'static>, snow::Error> {
 }
 
 /// What binds an end-to-end session to a znet: its id (in the prologue) and a pre-shared key
-/// derived from the znet's secret (Noise IKpsk2). A node without the secret can complete no
+/// derived from the znet's secret (Noise IKpsk1: the psk is mixed in with the first message,
+/// so a responder refuses an init without it before answering). A node without the secret can complete no
 /// handshake of that znet: it can neither read its traffic nor inject into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bind {
@@ -35,11 +36,11 @@ pub struct Bind {
 }
 
 fn ik_builder(suite: Suite, bind: Option<&Bind>) -> Result<Builder<'_>, snow::Error> {
-    let pattern = if bind.is_some() { "_IKpsk2_" } else { "_IK_" };
+    let pattern = if bind.is_some() { "_IKpsk1_" } else { "_IK_" };
     let params = suite.noise_name().replace("_XX_", pattern).parse()?;
     let b = Builder::new(params);
     match bind {
-        Some(z) => b.psk(2, &z.psk),
+        Some(z) => b.psk(1, &z.psk),
         None => Ok(b),
     }
 }

@@ -1196,6 +1196,7 @@ mod tests {
             range_v4: "10.50.0.0/16".into(),
             range_v6: Some("fd00:5a31:7e2b:1::/64".into()),
             container_id: Some(container.into()),
+            ns_inode: None,
         }
     }
 

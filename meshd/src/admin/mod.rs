@@ -389,6 +389,10 @@ pub struct Attachment {
     pub range_v6: Option<String>,
     /// The container runtime's id, if one was given.
     pub container_id: Option<String>,
+    /// The namespace's inode when attached: a namespace path whose process is gone and whose
+    /// PID was reused names another namespace, which is then left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_inode: Option<u64>,
 }
 
 /// A member of a znet, for `znet show`.

@@ -23,6 +23,8 @@ const RX_SLOTS: usize = 8;
 /// Size of one GRO buffer (the kernel coalesces up to 64 KB).
 const RX_SLOT_LEN: usize = 65_536;
 /// Capacity of one TUN write buffer: a whole coalesced 64 KB segment and two headers.
+/// Spare TUN buffers kept for the znets' batches (each may hold 64 KB once GRO used it).
+const MAX_SPARE: usize = 2 * MAX_TUN_BATCH;
 const TUN_BUF_CAPACITY: usize = 2 * VIRTIO_NET_HDR_LEN + 65_535;
 /// Most packets decrypted before they are written to the TUN device.
 const MAX_TUN_BATCH: usize = 128;
@@ -315,7 +317,13 @@ impl UdpToTun {
                                 .pop()
                                 .unwrap_or_else(|| Vec::with_capacity(TUN_BUF_CAPACITY));
                             let b = std::mem::replace(tb, fresh);
-                            self.znet_bufs.entry(id).or_default().0.push(b);
+                            let (bufs, gro) = self.znet_bufs.entry(id).or_default();
+                            bufs.push(b);
+                            if bufs.len() >= MAX_TUN_BATCH {
+                                znets.write_batch(id, gro, bufs).await;
+                                self.spare.append(bufs);
+                                self.spare.truncate(MAX_SPARE);
+                            }
                         }
                         Inbound::Done => {}
                     }
@@ -332,6 +340,7 @@ impl UdpToTun {
             if !bufs.is_empty() {
                 znets.write_batch(*id, gro, bufs).await;
                 self.spare.append(bufs);
+                self.spare.truncate(MAX_SPARE);
             }
         }
         result

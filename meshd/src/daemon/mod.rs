@@ -255,7 +255,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 if let Some(dev) = zdevs.get(id)
                     && let Err(e) = znet_rx.pump(&dev, &mut node, &socks, Some(id)).await
                 {
-                    tracing::warn!("the TUN device of a znet failed: {e}");
+                    // Not read again (it would be ready forever); `znet leave` and a
+                    // restart clear it.
+                    tracing::error!("the TUN device of a znet failed ({e}); that znet is down until meshd restarts");
+                    znets.devices.remove(id);
                 }
                 while let Some((id, p)) = node.poll_znet_tun() {
                     zdevs.write(id, &p).await;

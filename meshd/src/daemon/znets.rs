@@ -101,6 +101,11 @@ impl Devices {
         .await
     }
 
+    /// Stops reading znet `id`'s device (it failed).
+    pub fn remove(&mut self, id: u64) {
+        self.0.remove(&id);
+    }
+
     /// The device of znet `id`.
     pub fn get(&self, id: u64) -> Option<Arc<AsyncDevice>> {
         self.0.get(&id).map(|(d, _)| d.clone())
@@ -174,18 +179,36 @@ impl NsRef {
         }
         let r = if s.contains('/') {
             let p = PathBuf::from(s);
-            // A namespace under /run/netns is known to `ip` by name.
-            match (p.parent(), p.file_name()) {
-                (Some(d), Some(f))
-                    if d == Path::new("/run/netns") || d == Path::new("/var/run/netns") =>
+            let parts: Vec<&str> = s.split('/').collect();
+            match parts.as_slice() {
+                // A namespace under /run/netns is known to `ip` by name.
+                ["", "run" | "var", ..]
+                    if p.parent().is_some_and(|d| {
+                        d == Path::new("/run/netns") || d == Path::new("/var/run/netns")
+                    }) =>
                 {
-                    NsRef::Name(f.to_string_lossy().into_owned())
+                    NsRef::Name(
+                        p.file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    )
                 }
-                _ => NsRef::Path(p),
+                ["", "proc", pid, "ns", "net"] if pid.bytes().all(|b| b.is_ascii_digit()) => {
+                    NsRef::Path(p)
+                }
+                _ => bail!(
+                    "namespace path {s:?}: give /run/netns/NAME, /var/run/netns/NAME or \
+                     /proc/PID/ns/net"
+                ),
             }
         } else {
             NsRef::Name(s.to_string())
         };
+        if let NsRef::Name(n) = &r
+            && n.starts_with("zn-")
+        {
+            bail!("{s:?} is a znet's router namespace, not a container");
+        }
         let exists = match &r {
             NsRef::Name(n) => Path::new("/run/netns").join(n).exists(),
             NsRef::Path(p) => p.exists(),
@@ -193,7 +216,33 @@ impl NsRef {
         if !exists {
             bail!("there is no network namespace {s:?} (`ip netns list` shows the named ones)");
         }
+        r.identity(s)?;
         Ok(r)
+    }
+
+    fn file(&self) -> PathBuf {
+        match self {
+            NsRef::Name(n) => Path::new("/run/netns").join(n),
+            NsRef::Path(p) => p.clone(),
+        }
+    }
+
+    /// The namespace's inode: checked to be a network namespace other than the host's (this
+    /// daemon's, or init's), so that nobody attaches the host itself.
+    fn identity(&self, shown: &str) -> anyhow::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(self.file())
+            .with_context(|| format!("cannot read namespace {shown:?}"))?;
+        let own =
+            std::fs::metadata("/proc/self/ns/net").context("cannot read /proc/self/ns/net")?;
+        if m.dev() != own.dev() {
+            bail!("{shown:?} is not a network namespace");
+        }
+        let init = std::fs::metadata("/proc/1/ns/net").map(|m| m.ino()).ok();
+        if m.ino() == own.ino() || Some(m.ino()) == init {
+            bail!("{shown:?} is the host's own network namespace, not a container's");
+        }
+        Ok(m.ino())
     }
 
     /// What `ip link … netns X` takes: a name or a PID.
@@ -241,6 +290,22 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a file that holds a znet's secret: mode 0600, atomically.
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(text.as_bytes()).and_then(|_| f.sync_all())?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 impl Znets {
     fn router_ns(&self, name: &str) -> String {
         router_ns_of(name, &self.me.unwrap_or([0; 32]))
@@ -270,6 +335,21 @@ impl Znets {
             })
             .collect();
         names.sort();
+        // Router namespaces of this node that no record names (a crash between creating one
+        // and recording it): removed.
+        let mine = self.router_ns("");
+        let suffix = mine.trim_start_matches("zn-").to_string();
+        if let Ok(rd) = std::fs::read_dir("/run/netns") {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if let Some(z) = n.strip_prefix("zn-").and_then(|r| r.strip_suffix(&suffix))
+                    && !names.iter().any(|k| k == z)
+                {
+                    tracing::warn!(netns = %n, "removing a router namespace no znet records");
+                    remove_router_ns(&n);
+                }
+            }
+        }
         for name in names {
             let r = (|| -> anyhow::Result<()> {
                 let text = std::fs::read_to_string(self.dir.join(format!("{name}.toml")))?;
@@ -281,6 +361,13 @@ impl Znets {
                     };
                 self.bring_up(node, identity, manifest)?;
                 for a in attach {
+                    let now_ino = NsRef::parse(&a.netns)
+                        .and_then(|n| n.identity(&a.netns))
+                        .ok();
+                    if a.ns_inode.is_some() && now_ino != a.ns_inode {
+                        tracing::warn!(znet = %name, netns = %a.netns, "container not re-attached: its namespace is gone (or the name now means another one)");
+                        continue;
+                    }
                     let r = self.attach_one(
                         &name,
                         &a.netns,
@@ -313,8 +400,10 @@ impl Znets {
         let name = manifest.name.clone();
         let ns = self.router_ns(&name);
         if Path::new("/run/netns").join(&ns).exists() {
-            // Left by a crash (or a daemon killed): start clean.
-            let _ = ip(&["netns", "del", &ns]);
+            // Left by a crash (or a daemon killed): start clean. The veths go first, at once
+            // (deleting a namespace frees its links only later, which would make the
+            // containers' old interfaces collide with the new ones).
+            remove_router_ns(&ns);
         }
         ip(&["netns", "add", &ns])?;
         let r = (|| -> anyhow::Result<(Arc<AsyncDevice>, bool)> {
@@ -359,7 +448,13 @@ impl Znets {
                 attachments: Vec::new(),
             },
         );
-        self.set_routes(&name, identity)?;
+        if let Err(e) = self.set_routes(&name, identity) {
+            self.up.remove(&name);
+            self.devices.0.remove(&id);
+            node.znet_down(id);
+            remove_router_ns(&ns);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -454,14 +549,23 @@ impl Znets {
                          use `meshctl znet leave {name}` instead"
                     );
                 }
+                // Recorded first: a change that is in force survives a restart.
+                std::fs::create_dir_all(&self.dir)
+                    .with_context(|| format!("cannot create {}", self.dir.display()))?;
+                write_secret(&self.dir.join(format!("{name}.toml")), &manifest.to_toml())?;
                 node.znet_up(identity, manifest.clone(), Instant::now())
                     .map_err(anyhow::Error::msg)?;
                 up.manifest = manifest;
+                self.set_routes(&name, identity)?;
             }
-            None => self.bring_up(node, identity, manifest)?,
+            None => {
+                self.bring_up(node, identity, manifest)?;
+                if let Err(e) = self.save(&name) {
+                    let _ = self.leave(node, &name);
+                    return Err(e.context("the znet was not recorded, so it was taken down again"));
+                }
+            }
         }
-        self.set_routes(&name, identity)?;
-        self.save(&name)?;
         self.info(node, &name)
     }
 
@@ -472,10 +576,11 @@ impl Znets {
         };
         self.devices.0.remove(&up.manifest.id);
         node.znet_down(up.manifest.id);
+        // Deleting the router side of each pair removes the container side too, wherever it
+        // is now: nothing runs inside a namespace that may since belong to someone else.
+        let rns = NsRef::Name(self.router_ns(name));
         for a in &up.attachments {
-            if let Ok(ns) = NsRef::parse(&a.netns) {
-                let _ = ip_in(&ns, &["link", "del", &a.ifname]);
-            }
+            let _ = ip_in(&rns, &["link", "del", &router_if(&a.netns)]);
         }
         let _ = ip(&["netns", "del", &self.router_ns(name)]);
         let _ = std::fs::remove_file(self.dir.join(format!("{name}.toml")));
@@ -667,6 +772,7 @@ impl Znets {
             range_v4: format!("{}/16", up.manifest.ipv4),
             range_v6: up.manifest.ipv6.map(|a| format!("{a}/64")),
             container_id,
+            ns_inode: ns.identity(netns).ok(),
         };
         if let Some(up) = self.up.get_mut(name) {
             up.attachments.push(a.clone());
@@ -744,6 +850,21 @@ impl Znets {
             .filter_map(|n| self.info(node, n).ok())
             .collect()
     }
+}
+
+/// Deletes a router namespace and, first, the veths in it.
+fn remove_router_ns(ns: &str) {
+    let nsr = NsRef::Name(ns.to_string());
+    if let Ok(out) = ip_in(&nsr, &["-o", "link", "show"]) {
+        for l in out.lines() {
+            let name = l.split(':').nth(1).map(str::trim).unwrap_or("");
+            let name = name.split('@').next().unwrap_or("");
+            if name.starts_with("zv") {
+                let _ = ip_in(&nsr, &["link", "del", name]);
+            }
+        }
+    }
+    let _ = ip(&["netns", "del", ns]);
 }
 
 /// Opens a TUN device named `zt0` inside namespace `ns` (a thread enters it for the call; the

@@ -53,7 +53,7 @@ pub struct E2eConfig {
     /// Most destinations tracked at once.
     pub max_remotes: usize,
     /// Sessions of a znet (`None`: the overlay's own). A znet's sessions need its secret
-    /// (Noise IKpsk2), and carry IPv4 or IPv6 packets of private addresses, which the znet
+    /// (Noise IKpsk1), and carry IPv4 or IPv6 packets of private addresses, which the znet
     /// layer checks instead of this one.
     pub bind: Option<noise::Bind>,
 }

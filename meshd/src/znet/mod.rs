@@ -3,7 +3,7 @@
 //! ```text
 //!  container ─veth─ router namespace of znet Z ─ TUN ─► meshd: Node::znet_outbound(Z, packet)
 //!     → member owning the destination subnet → Z's own end-to-end session with that member
-//!       (Noise IKpsk2: the psk comes from Z's secret, the prologue names Z) → routed → …
+//!       (Noise IKpsk1: the psk comes from Z's secret, the prologue names Z) → routed → …
 //!  … → Node::inbound: a ZNET message for Z from key K: K must be a member of Z, the session
 //!       must be Z's (psk), the packet's source must lie in K's subnet and its destination in
 //!       ours → Inbound::Znet → Z's TUN → router namespace → container
@@ -44,6 +44,8 @@ pub struct ZnetCounters {
     pub not_for_us: u64,
     /// Packets from a container for an address no member owns (dropped).
     pub no_member: u64,
+    /// Packets from a container whose source is not in this node's subnet (dropped).
+    pub spoofed: u64,
     /// Packets too big for the path, answered with ICMP "packet too big" (IPv4: fragmentation
     /// needed) so that the container's TCP lowers its segment size.
     pub too_big: u64,
@@ -120,6 +122,18 @@ impl Znet {
         self.manifest = manifest;
     }
 
+    /// Whether a packet from a local container has a source in this node's subnet (one
+    /// container cannot speak for another node's; the router namespace's reverse-path filter
+    /// keeps it from speaking for a neighbour). Counts what it refuses.
+    pub fn from_here(&mut self, packet: &[u8]) -> bool {
+        let ok = ip_ends(packet)
+            .is_some_and(|(src, _)| self.manifest.member(&self.me).is_some_and(|m| m.holds(src)));
+        if !ok {
+            self.counters.spoofed += 1;
+        }
+        ok
+    }
+
     /// The member a packet from a local container goes to, if any.
     pub fn destination(&mut self, packet: &[u8]) -> Option<PublicKey> {
         let (_, dst) = ip_ends(packet)?;
@@ -165,7 +179,9 @@ impl Znet {
         self.counters.too_big += 1;
         let reply = match packet.first().map(|b| b >> 4) {
             Some(4) => icmp4_frag_needed(packet, mtu as u16),
-            Some(6) => crate::packet::icmp6_error(
+            // IPv6 paths carry at least 1280 bytes; below that nothing helps (and Linux would
+            // raise the figure to 1280 anyway): the packet is dropped, counted.
+            Some(6) if mtu >= 1280 => crate::packet::icmp6_error(
                 crate::packet::Icmp6Error::PacketTooBig(mtu as u32),
                 packet,
             ),
@@ -201,10 +217,17 @@ pub fn icmp4_frag_needed(original: &[u8], mtu: u16) -> Option<Vec<u8>> {
     if original.len() < 20 || original[0] >> 4 != 4 || original[6] & 0x40 == 0 {
         return None;
     }
-    if original[9] == 1 && original.get(20).is_some_and(|t| *t == 3) {
+    let ihl = usize::from(original[0] & 0x0f) * 4;
+    if ihl < 20 || u16::from_be_bytes([original[6], original[7]]) & 0x1fff != 0 {
+        return None; // malformed, or not the first fragment
+    }
+    if original[9] == 1
+        && original
+            .get(ihl)
+            .is_some_and(|t| *t < 128 && *t != 0 && *t != 8)
+    {
         return None; // never an error about an error
     }
-    let ihl = usize::from(original[0] & 0x0f) * 4;
     let quoted = &original[..(ihl + 8).min(original.len())];
     let total = 20 + 8 + quoted.len();
     let mut p = vec![0u8; total];
@@ -228,6 +251,45 @@ pub fn icmp4_frag_needed(original: &[u8], mtu: u16) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_with_another_secret_completes_no_handshake() {
+        use crate::e2e::{E2eConfig, Received};
+        use crate::identity::Identity;
+        let (a, b) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let manifest = |secret: u8| {
+            Manifest::parse(&format!(
+                "name = \"z\"\nid = \"00000000000000aa\"\nsecret = \"{}\"\nipv4 = \"10.50.0.0/16\"\n\
+                 [[members]]\nkey = \"{}\"\n[[members]]\nkey = \"{}\"\n",
+                format!("{secret:02x}").repeat(32),
+                a.public_key(),
+                b.public_key()
+            ))
+            .expect("manifest")
+        };
+        let now = Instant::now();
+        let handshake = |sa: u8, sb: u8| {
+            let mut za = Znet::new(&a, manifest(sa), E2eConfig::default(), 1, now).expect("member");
+            let mut zb = Znet::new(&b, manifest(sb), E2eConfig::default(), 2, now).expect("member");
+            let mut pkt = vec![0u8; 20];
+            pkt[0] = 0x45;
+            let mut out = Vec::new();
+            let _ = za.e2e.encrypt(now, &b.public_key(), &pkt, &mut out);
+            let (_, init) = za.e2e.poll_transmit().expect("an init");
+            let mut buf = vec![0u8; 256];
+            zb.e2e.handle(now, &a.public_key(), &init, &mut buf)
+        };
+        assert_eq!(
+            handshake(7, 7),
+            Received::Consumed,
+            "same secret: the init is answered"
+        );
+        assert_eq!(
+            handshake(7, 8),
+            Received::Dropped,
+            "another secret: refused"
+        );
+    }
 
     #[test]
     fn frag_needed_is_well_formed() {
