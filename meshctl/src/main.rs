@@ -10,6 +10,7 @@
 
 mod policy;
 mod table;
+mod znet;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -358,6 +359,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::CircleList => policy::circles(&serde_json::from_value::<Vec<_>>(reply.data)?),
         Request::CircleShow { .. } => policy::circle(&serde_json::from_value(reply.data)?),
         Request::CircleAdd { .. } | Request::CircleRemove { .. } => policy::edited(&reply.data),
+        Request::ZnetList => znet::list(&serde_json::from_value::<Vec<_>>(reply.data)?),
+        Request::ZnetShow { .. } | Request::ZnetJoin { .. } => {
+            znet::show(&serde_json::from_value(reply.data)?)
+        }
+        Request::ZnetAttach { .. } => znet::attached(&serde_json::from_value(reply.data)?),
+        Request::ZnetDetach { .. } => "detached\n".to_string(),
         _ => format!("{}\n", serde_json::to_string_pretty(&reply.data)?),
     };
     print(&text)
