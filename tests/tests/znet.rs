@@ -260,6 +260,34 @@ fn znets_are_private_networks_across_nodes() {
         .expect("ping");
     assert!(!st.status.success(), "a container reached the overlay");
 
+    // No container speaks for another: not for a neighbour on its node (reverse-path
+    // filter), not for another node's subnet (counted as spoofed).
+    let sent = counter(&n1, "z1", "sent");
+    for fake in [ip1a.as_str(), "10.50.2.77"] {
+        ok(
+            c1b.cmd("ip")
+                .args(["addr", "add", &format!("{fake}/32"), "dev", "zn0"])
+                .output(),
+            "alias",
+        );
+        let st = c1b
+            .cmd("ping")
+            .args(["-n", "-q", "-c", "1", "-W", "1", "-I", fake, &ip2a])
+            .output()
+            .expect("ping");
+        assert!(!st.status.success(), "c1b sent as {fake}");
+        ok(
+            c1b.cmd("ip")
+                .args(["addr", "del", &format!("{fake}/32"), "dev", "zn0"])
+                .output(),
+            "alias",
+        );
+    }
+    assert!(
+        counter(&n1, "z1", "spoofed") > 0,
+        "no spoofed packet counted"
+    );
+
     // N3 forwards Z1's packets without reading them: the payload never shows in clear on
     // its links.
     let cap = n3

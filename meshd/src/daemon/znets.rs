@@ -409,22 +409,17 @@ impl Znets {
         let r = (|| -> anyhow::Result<(Arc<AsyncDevice>, bool)> {
             let nsr = NsRef::Name(ns.clone());
             ip_in(&nsr, &["link", "set", "lo", "up"])?;
-            run(Command::new("ip").args([
-                "netns",
-                "exec",
-                &ns,
-                "sysctl",
-                "-qw",
+            // Forwarding between the TUN and the veths; and a container may only send from
+            // its own address: strict reverse-path filtering on every veth (IPv4; the node
+            // checks the subnet for both families).
+            for setting in [
                 "net.ipv4.ip_forward=1",
-            ]))?;
-            run(Command::new("ip").args([
-                "netns",
-                "exec",
-                &ns,
-                "sysctl",
-                "-qw",
                 "net.ipv6.conf.all.forwarding=1",
-            ]))?;
+                "net.ipv4.conf.all.rp_filter=1",
+                "net.ipv4.conf.default.rp_filter=1",
+            ] {
+                run(Command::new("ip").args(["netns", "exec", &ns, "sysctl", "-qw", setting]))?;
+            }
             let (dev, offload) = open_tun_in(&ns)?;
             Ok((Arc::new(dev), offload))
         })();
