@@ -283,6 +283,11 @@ fn znets_are_private_networks_across_nodes() {
             "alias",
         );
     }
+    assert_eq!(
+        counter(&n1, "z1", "sent"),
+        sent,
+        "a spoofed packet left the node"
+    );
     assert!(
         counter(&n1, "z1", "spoofed") > 0,
         "no spoofed packet counted"
