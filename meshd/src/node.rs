@@ -161,7 +161,20 @@ pub struct Node {
     next_ticket: u64,
     counters: NodeCounters,
     links_events: VecDeque<crate::uri::PeerUri>,
+    peer_events: VecDeque<PeerEvent>,
 }
+
+/// A link to a peer came up or went down (for whoever embeds the node: logs, apps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerEvent {
+    /// The peer's key.
+    pub key: PublicKey,
+    /// Up (`true`) or down.
+    pub up: bool,
+}
+
+/// Most peer events kept for a reader that does not read them: the oldest go first.
+const MAX_PEER_EVENTS: usize = 256;
 
 impl Node {
     /// A node for `identity`. `seq` must exceed any routing sequence number this identity used
@@ -196,6 +209,7 @@ impl Node {
             next_ticket: 1,
             counters: NodeCounters::default(),
             links_events: VecDeque::new(),
+            peer_events: VecDeque::new(),
         }
     }
 
@@ -581,9 +595,11 @@ impl Node {
                 match e {
                     link::Event::LinkUp { link, key, rtt } => {
                         self.router.peer_up(now, PeerId(link.0), key.0, rtt);
+                        self.peer_event(key, true);
                     }
-                    link::Event::LinkDown { link, .. } => {
-                        self.router.peer_down(now, PeerId(link.0))
+                    link::Event::LinkDown { link, key } => {
+                        self.router.peer_down(now, PeerId(link.0));
+                        self.peer_event(key, false);
                     }
                     link::Event::Resolve(uri) => self.links_events.push_back(uri),
                 }
@@ -802,6 +818,18 @@ impl Node {
         });
         self.pump(now);
         ticket
+    }
+
+    fn peer_event(&mut self, key: PublicKey, up: bool) {
+        if self.peer_events.len() == MAX_PEER_EVENTS {
+            self.peer_events.pop_front();
+        }
+        self.peer_events.push_back(PeerEvent { key, up });
+    }
+
+    /// The next link that came up or went down (at most the last 256 are kept).
+    pub fn poll_peer_event(&mut self) -> Option<PeerEvent> {
+        self.peer_events.pop_front()
     }
 
     /// A finished ping: `(ticket, outcome)`.

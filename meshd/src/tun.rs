@@ -42,3 +42,69 @@ pub fn open(cfg: &TunConfig, addr: Ipv6Addr) -> anyhow::Result<(AsyncDevice, boo
     })?;
     Ok((dev, false))
 }
+
+/// Adopts a TUN descriptor that someone else opened and configured (Android's `VpnService`
+/// hands an app one: address, routes and MTU are set by the OS). meshd works on a duplicate it
+/// owns, so the caller keeps its own descriptor and closes it when it likes.
+///
+/// The descriptor must be open, must be a TUN (layer 3) device, and must carry bare packets
+/// (`IFF_NO_PI`, no `IFF_VNET_HDR`): anything else is refused with the reason.
+pub fn adopt(fd: std::os::fd::RawFd) -> anyhow::Result<AsyncDevice> {
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    if fd < 0 {
+        anyhow::bail!("{fd} is not a file descriptor (it must be 0 or more)");
+    }
+    // SAFETY: F_GETFD reads the descriptor's flags; any integer is a valid argument, and a
+    // closed one gives EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("descriptor {fd} is not open ({e}); pass the TUN descriptor the OS gave");
+    }
+    // SAFETY: an ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes the interface name and flags into the ifreq we own, which
+    // outlives the call.
+    let r = unsafe { libc::ioctl(fd, libc::TUNGETIFF, &mut req as *mut libc::ifreq) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // The OS forbids the query (an Android sandbox may): trust the caller.
+            Some(libc::EPERM | libc::EACCES) => {
+                tracing::debug!(
+                    "cannot check the TUN descriptor's flags ({e}); assuming IFF_TUN|IFF_NO_PI"
+                )
+            }
+            _ => anyhow::bail!("descriptor {fd} is not a TUN device ({e})"),
+        }
+    } else {
+        // SAFETY: TUNGETIFF succeeded, so it filled the flags member of the union.
+        let flags = i32::from(unsafe { req.ifr_ifru.ifru_flags });
+        if flags & libc::IFF_TUN == 0 {
+            anyhow::bail!("descriptor {fd} is a TAP device; a TUN (IFF_TUN) device is needed");
+        }
+        if flags & libc::IFF_NO_PI == 0 {
+            anyhow::bail!(
+                "descriptor {fd} carries packet information headers; open it with IFF_NO_PI"
+            );
+        }
+        if flags & libc::IFF_VNET_HDR != 0 {
+            anyhow::bail!(
+                "descriptor {fd} was opened with IFF_VNET_HDR, which meshd cannot adopt; open it without"
+            );
+        }
+    }
+    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor of the same open file; fd is open (checked
+    // above).
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("cannot duplicate descriptor {fd}: {e}");
+    }
+    // SAFETY: dup is a fresh descriptor nobody else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+    let raw = owned.into_raw_fd();
+    // SAFETY: raw is an open TUN descriptor without IFF_VNET_HDR and with IFF_NO_PI (checked
+    // above, or vouched for by the OS that handed it over), owned by nobody else: the device
+    // takes it over and closes it when dropped.
+    unsafe { AsyncDevice::from_fd(raw) }.with_context(|| format!("cannot use TUN descriptor {fd}"))
+}

@@ -8,13 +8,14 @@
 //! re-encrypted for the next link and batched the same way. No allocation per packet.
 
 use super::Sockets;
+use super::local::{Local, LocalIo};
 use crate::node::{Inbound, Node, Outbound};
 use crate::udp::canonical;
 use quinn_udp::RecvMeta;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::time::Instant;
-use tun_rs::{AsyncDevice, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 /// Read batches handled per wake-up before the loop looks at other work.
 const BUDGET: usize = 16;
@@ -137,8 +138,8 @@ impl ReadErrors {
     }
 }
 
-/// Writes locally generated packets (ICMPv6 errors) to the TUN device.
-pub async fn write_local(tun: &AsyncDevice, node: &mut Node, gro: &mut GROTable) {
+/// Writes locally generated packets (ICMPv6 errors) to the local stack.
+pub async fn write_local(tun: &Local, node: &mut Node, gro: &mut GROTable) {
     let mut bufs: Vec<Vec<u8>> = Vec::new();
     while let Some(p) = node.poll_tun() {
         let mut b = vec![0u8; VIRTIO_NET_HDR_LEN];
@@ -176,7 +177,7 @@ impl TunToUdp {
     /// Fails if the device itself failed.
     pub async fn pump(
         &mut self,
-        tun: &AsyncDevice,
+        tun: &impl LocalIo,
         node: &mut Node,
         socks: &Sockets,
         znet: Option<u64>,
@@ -252,7 +253,7 @@ impl UdpToTun {
     pub async fn pump(
         &mut self,
         idx: usize,
-        tun: &AsyncDevice,
+        tun: &Local,
         node: &mut Node,
         socks: &Sockets,
         znets: &super::znets::Devices,
@@ -346,7 +347,7 @@ impl UdpToTun {
         result
     }
 
-    async fn write_tun(&mut self, tun: &AsyncDevice, count: usize) {
+    async fn write_tun(&mut self, tun: &Local, count: usize) {
         if count == 0 {
             return;
         }

@@ -10,6 +10,7 @@
 
 mod control;
 mod datapath;
+pub mod local;
 pub mod policy;
 pub mod znets;
 
@@ -30,10 +31,68 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio::sync::oneshot;
-use tun_rs::AsyncDevice;
 
 pub use control::PeerStore;
+pub use local::{Local, PacketPort, PacketQueue, PushError};
+
+/// Answers one control request: the admin socket's connection, or an embedding app's call.
+pub type Responder = Box<dyn FnOnce(admin::Reply) + Send>;
+
+/// Something an embedding app hears about (see [`Host::on_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The node is up: sockets bound, local stack attached, identity known.
+    Ready {
+        /// The node's overlay address.
+        address: std::net::Ipv6Addr,
+        /// The node's public key.
+        public_key: crate::identity::PublicKey,
+    },
+    /// A link to a peer came up.
+    PeerUp(crate::identity::PublicKey),
+    /// A link to a peer went down.
+    PeerDown(crate::identity::PublicKey),
+}
+
+/// How the node meets its host: what the daemon makes for itself, or what an app embedding
+/// the node (`mobile-ffi`) gives it.
+pub struct Host {
+    /// The local stack; `None`: create the TUN device of `cfg.tun`.
+    pub local: Option<Local>,
+    /// Serve the admin socket `cfg.admin_socket`.
+    pub admin_socket: bool,
+    /// Control requests from the app, answered as the admin socket's are.
+    pub requests: Option<mpsc::Receiver<(admin::Request, Responder)>>,
+    /// Called on the node's thread with each [`Event`].
+    pub on_event: Option<Box<dyn FnMut(Event) + Send>>,
+    /// The identity, if the host loaded it already; `None`: the key file of `cfg`.
+    pub identity: Option<Identity>,
+}
+
+impl Host {
+    /// The daemon: its own TUN device and admin socket, the key file of the config.
+    pub fn daemon() -> Host {
+        Host {
+            local: None,
+            admin_socket: true,
+            requests: None,
+            on_event: None,
+            identity: None,
+        }
+    }
+}
+
+/// The next item of an optional channel; pending forever once there is none (so a closed
+/// channel does not wake the loop again and again).
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> T {
+    if let Some(r) = rx.as_mut()
+        && let Some(item) = r.recv().await
+    {
+        return item;
+    }
+    *rx = None;
+    std::future::pending().await
+}
 
 /// The UDP sockets of the node.
 pub struct Sockets(Vec<UdpSock>);
@@ -105,12 +164,7 @@ impl Sockets {
 }
 
 /// Sends every control datagram the node has queued, and its packets for the local stack.
-async fn flush_control(
-    node: &mut Node,
-    socks: &Sockets,
-    tun: &AsyncDevice,
-    gro: &mut tun_rs::GROTable,
-) {
+async fn flush_control(node: &mut Node, socks: &Sockets, tun: &Local, gro: &mut tun_rs::GROTable) {
     let now = Instant::now();
     while let Some(t) = node.poll_transmit(now) {
         socks.send(t.to, &t.data, None).await;
@@ -128,12 +182,34 @@ fn wall_clock_ms() -> u64 {
 
 /// Runs the daemon until `shutdown` completes or a fatal error occurs.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with(cfg, Host::daemon(), shutdown).await
+}
+
+/// Runs a node on `host` until `shutdown` completes or a fatal error occurs.
+pub async fn run_with(
+    mut cfg: Config,
+    host: Host,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let id_path = cfg.identity_path();
-    let (identity, created) = Identity::load_or_create(&id_path)?;
-    if created {
-        tracing::info!(file = %id_path.display(), "created a new node identity");
-    }
+    let Host {
+        local,
+        admin_socket,
+        requests: mut app_rx,
+        mut on_event,
+        identity,
+    } = host;
+    let identity = match identity {
+        Some(i) => i,
+        None => {
+            let id_path = cfg.identity_path();
+            let (identity, created) = Identity::load_or_create(&id_path)?;
+            if created {
+                tracing::info!(file = %id_path.display(), "created a new node identity");
+            }
+            identity
+        }
+    };
     tracing::info!(public_key = %identity.public_key(), address = %identity.address(), "node identity");
 
     let mut store = PeerStore::open(&cfg.state_dir)?;
@@ -145,11 +221,35 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         socks.push(s);
     }
     let socks = Sockets(socks);
-    let (tun, offload) = crate::tun::open(&cfg.tun, identity.address())?;
-    tracing::info!(tun = %cfg.tun.name, mtu = cfg.tun.mtu, offload, "TUN device up");
-    let (_admin, mut admin_rx) = admin::Server::bind(&cfg.admin_socket, cfg.admin_group.as_deref())
-        .await
-        .context("cannot start the admin API")?;
+    let tun = match local {
+        Some(local) => {
+            match &local {
+                Local::Tun(t) => {
+                    cfg.tun.name = t.name().unwrap_or_else(|_| "(adopted TUN)".into());
+                    tracing::info!(tun = %cfg.tun.name, mtu = cfg.tun.mtu, offload = local.offload(), "TUN device adopted");
+                }
+                Local::Packets(_) => {
+                    cfg.tun.name = "(packet mode)".into();
+                    tracing::info!(mtu = cfg.tun.mtu, "packet mode");
+                }
+            }
+            local
+        }
+        None => {
+            let (tun, offload) = crate::tun::open(&cfg.tun, identity.address())?;
+            tracing::info!(tun = %cfg.tun.name, mtu = cfg.tun.mtu, offload, "TUN device up");
+            Local::Tun(tun)
+        }
+    };
+    let (_admin, mut admin_rx) = match admin_socket {
+        true => {
+            let (server, rx) = admin::Server::bind(&cfg.admin_socket, cfg.admin_group.as_deref())
+                .await
+                .context("cannot start the admin API")?;
+            (Some(server), Some(rx))
+        }
+        false => (None, None),
+    };
 
     let suite = cfg.suite()?;
     let node_cfg = NodeConfig {
@@ -199,7 +299,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let (resolve_tx, mut resolve_rx) = mpsc::channel::<(PeerUri, Result<SocketAddr, String>)>(16);
     let mut tun_rx = datapath::TunToUdp::new(cfg.tun.mtu);
     let mut udp_rx = datapath::UdpToTun::default();
-    let mut pings: HashMap<u64, oneshot::Sender<admin::Reply>> = HashMap::new();
+    let mut pings: HashMap<u64, Responder> = HashMap::new();
+    if let Some(f) = on_event.as_mut() {
+        f(Event::Ready {
+            address: identity.address(),
+            public_key: identity.public_key(),
+        });
+    }
     let mut shutdown = pin!(shutdown);
     let mut last_sock = 0;
     // The policy file is looked at four times a second, and read once it holds still for one
@@ -220,8 +326,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             tokio::spawn(resolve(uri, socks.families(), resolve_tx.clone()));
         }
         while let Some((ticket, outcome)) = node.poll_ping() {
-            if let Some(tx) = pings.remove(&ticket) {
-                let _ = tx.send(admin::Reply::ok(outcome));
+            if let Some(reply) = pings.remove(&ticket) {
+                reply(admin::Reply::ok(outcome));
+            }
+        }
+        while let Some(e) = node.poll_peer_event() {
+            if let Some(f) = on_event.as_mut() {
+                f(if e.up {
+                    Event::PeerUp(e.key)
+                } else {
+                    Event::PeerDown(e.key)
+                });
             }
         }
         let deadline = deadline.unwrap_or(now + Duration::from_secs(3600));
@@ -237,7 +352,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 };
                 if let Err(e) = r {
                     anyhow::bail!(
-                        "the TUN device {} failed ({e}); was it deleted? exiting",
+                        "the TUN device {} failed ({e}); was it deleted or closed? exiting",
                         cfg.tun.name
                     );
                 }
@@ -253,7 +368,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             id = zdevs.readable(last_znet) => {
                 last_znet = id;
                 if let Some(dev) = zdevs.get(id)
-                    && let Err(e) = znet_rx.pump(&dev, &mut node, &socks, Some(id)).await
+                    && let Err(e) = znet_rx.pump(&*dev, &mut node, &socks, Some(id)).await
                 {
                     // Not read again (it would be ready forever); `znet leave` and a
                     // restart clear it.
@@ -269,7 +384,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                     policy::apply(&mut node, p);
                 }
             }
-            Some((req, reply)) = admin_rx.recv() => {
+            (req, reply) = async {
+                tokio::select! {
+                    (req, tx) = recv_opt(&mut admin_rx) => {
+                        let reply: Responder = Box::new(move |r| { let _ = tx.send(r); });
+                        (req, reply)
+                    }
+                    item = recv_opt(&mut app_rx) => item,
+                }
+            } => {
                 match req {
                     admin::Request::Ping { address } => match address.parse() {
                         Ok(addr) => {
@@ -277,7 +400,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                             pings.insert(ticket, reply);
                         }
                         Err(_) => {
-                            let _ = reply.send(admin::Reply::err(format!("{address:?} is not an IPv6 address")));
+                            reply(admin::Reply::err(format!("{address:?} is not an IPv6 address")));
                         }
                     },
                     req @ (admin::Request::ZnetCreate { .. }
@@ -287,7 +410,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                     | admin::Request::ZnetShow { .. }
                     | admin::Request::ZnetAttach { .. }
                     | admin::Request::ZnetDetach { .. }) => {
-                        let _ = reply.send(znets::answer(req, &mut node, &identity, &mut znets));
+                        reply(znets::answer(req, &mut node, &identity, &mut znets));
                     }
                     req @ (admin::Request::PolicyShow
                     | admin::Request::PolicyReload
@@ -296,7 +419,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                     | admin::Request::CircleShow { .. }
                     | admin::Request::CircleAdd { .. }
                     | admin::Request::CircleRemove { .. }) => {
-                        let _ = reply.send(policy::answer(req, &mut node, &mut policy_file));
+                        reply(policy::answer(req, &mut node, &mut policy_file));
                     }
                     req => {
                         let status = req == admin::Request::Status;
@@ -305,7 +428,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                             let info = policy_file.info(node.firewall.policy(), node.policy_counters());
                             d.insert("policy".into(), serde_json::to_value(info).unwrap_or_default());
                         }
-                        let _ = reply.send(r);
+                        reply(r);
                     }
                 }
             }
