@@ -49,8 +49,10 @@ pub fn open(cfg: &TunConfig, addr: Ipv6Addr) -> anyhow::Result<(AsyncDevice, boo
 ///
 /// The descriptor must be open, must be a TUN (layer 3) device, and must carry bare packets
 /// (`IFF_NO_PI`, no `IFF_VNET_HDR`): anything else is refused with the reason.
-pub fn adopt(fd: std::os::fd::RawFd) -> anyhow::Result<AsyncDevice> {
-    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+///
+/// Returns the duplicate; [`from_owned`] makes the device of it (inside the node's runtime).
+pub fn adopt(fd: std::os::fd::RawFd) -> anyhow::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{FromRawFd, OwnedFd};
     if fd < 0 {
         anyhow::bail!("{fd} is not a file descriptor (it must be 0 or more)");
     }
@@ -101,10 +103,15 @@ pub fn adopt(fd: std::os::fd::RawFd) -> anyhow::Result<AsyncDevice> {
         anyhow::bail!("cannot duplicate descriptor {fd}: {e}");
     }
     // SAFETY: dup is a fresh descriptor nobody else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
-    let raw = owned.into_raw_fd();
-    // SAFETY: raw is an open TUN descriptor without IFF_VNET_HDR and with IFF_NO_PI (checked
-    // above, or vouched for by the OS that handed it over), owned by nobody else: the device
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// The device of a descriptor [`adopt`] returned. Must run inside a tokio runtime.
+pub fn from_owned(fd: std::os::fd::OwnedFd) -> anyhow::Result<AsyncDevice> {
+    use std::os::fd::IntoRawFd;
+    let raw = fd.into_raw_fd();
+    // SAFETY: raw is an open TUN descriptor without IFF_VNET_HDR and with IFF_NO_PI (checked by
+    // `adopt`, or vouched for by the OS that handed it over), owned by nobody else: the device
     // takes it over and closes it when dropped.
-    unsafe { AsyncDevice::from_fd(raw) }.with_context(|| format!("cannot use TUN descriptor {fd}"))
+    unsafe { AsyncDevice::from_fd(raw) }.with_context(|| format!("cannot use TUN descriptor {raw}"))
 }

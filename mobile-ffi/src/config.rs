@@ -48,8 +48,12 @@ pub fn parse(json: &str) -> Result<Config, Error> {
                 .into(),
         ));
     }
-    let cfg: Config =
-        serde_json::from_value(value).map_err(|e| bad(format!("config_json: {e}")))?;
+    let cfg: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        bad(match e.path().to_string().as_str() {
+            "." => format!("config_json: {}", e.inner()),
+            path => format!("config_json: {path}: {}", e.inner()),
+        })
+    })?;
     if cfg.state_dir.is_relative() {
         return Err(bad(format!(
             "config_json: state_dir {:?} must be an absolute path",

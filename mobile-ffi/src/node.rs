@@ -6,7 +6,7 @@ use crate::callbacks::{EventSink, LogSink, PacketOut};
 use crate::error::{Error, PlStatus};
 use meshd::admin::{Reply, Request};
 use meshd::config::Config;
-use meshd::daemon::{self, Event, Host, Local, PacketPort, PacketQueue, Responder};
+use meshd::daemon::{self, Attach, Event, Host, PacketPort, PacketQueue, Responder};
 use meshd::identity::Identity;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,9 +154,9 @@ impl Node {
         }
         let (local, queue) = match mode {
             Mode::Fd(fd) => {
-                let dev = meshd::tun::adopt(fd)
+                let dup = meshd::tun::adopt(fd)
                     .map_err(|e| Error::new(PlStatus::PlErrBadDescriptor, format!("{e:#}")))?;
-                (Local::Tun(dev), None)
+                (Attach::TunFd(dup), None)
             }
             Mode::Packets(out) => {
                 let queue = PacketQueue::new(PACKET_QUEUE);
@@ -164,7 +164,7 @@ impl Node {
                     queue: queue.clone(),
                     sink: Box::new(move |p| out.deliver(p)),
                 };
-                (Local::Packets(port), Some(queue))
+                (Attach::Packets(port), Some(queue))
             }
         };
         let (req_tx, req_rx) = mpsc::channel(64);

@@ -210,14 +210,6 @@ impl Local {
             }
         }
     }
-
-    /// Whether this is a device with TSO/GRO (packets may be coalesced).
-    pub fn offload(&self) -> bool {
-        match self {
-            Local::Tun(t) => t.tcp_gso(),
-            Local::Packets(_) => false,
-        }
-    }
 }
 
 impl LocalIo for Local {

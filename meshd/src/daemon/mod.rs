@@ -35,6 +35,14 @@ use tokio::sync::mpsc;
 pub use control::PeerStore;
 pub use local::{Local, PacketPort, PacketQueue, PushError};
 
+/// The local stack an embedding app hands over.
+pub enum Attach {
+    /// A TUN descriptor (checked and duplicated by [`crate::tun::adopt`]).
+    TunFd(std::os::fd::OwnedFd),
+    /// Packet mode.
+    Packets(PacketPort),
+}
+
 /// Answers one control request: the admin socket's connection, or an embedding app's call.
 pub type Responder = Box<dyn FnOnce(admin::Reply) + Send>;
 
@@ -58,7 +66,7 @@ pub enum Event {
 /// the node (`mobile-ffi`) gives it.
 pub struct Host {
     /// The local stack; `None`: create the TUN device of `cfg.tun`.
-    pub local: Option<Local>,
+    pub local: Option<Attach>,
     /// Serve the admin socket `cfg.admin_socket`.
     pub admin_socket: bool,
     /// Control requests from the app, answered as the admin socket's are.
@@ -222,18 +230,16 @@ pub async fn run_with(
     }
     let socks = Sockets(socks);
     let tun = match local {
-        Some(local) => {
-            match &local {
-                Local::Tun(t) => {
-                    cfg.tun.name = t.name().unwrap_or_else(|_| "(adopted TUN)".into());
-                    tracing::info!(tun = %cfg.tun.name, mtu = cfg.tun.mtu, offload = local.offload(), "TUN device adopted");
-                }
-                Local::Packets(_) => {
-                    cfg.tun.name = "(packet mode)".into();
-                    tracing::info!(mtu = cfg.tun.mtu, "packet mode");
-                }
-            }
-            local
+        Some(Attach::TunFd(fd)) => {
+            let t = crate::tun::from_owned(fd)?;
+            cfg.tun.name = t.name().unwrap_or_else(|_| "(adopted TUN)".into());
+            tracing::info!(tun = %cfg.tun.name, mtu = cfg.tun.mtu, "TUN descriptor adopted");
+            Local::Tun(t)
+        }
+        Some(Attach::Packets(port)) => {
+            cfg.tun.name = "(packet mode)".into();
+            tracing::info!(mtu = cfg.tun.mtu, "packet mode");
+            Local::Packets(port)
         }
         None => {
             let (tun, offload) = crate::tun::open(&cfg.tun, identity.address())?;
