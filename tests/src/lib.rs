@@ -145,54 +145,65 @@ pub fn veth(a: &Netns, a_ip: &str, b: &Netns, b_ip: &str) -> (String, String) {
 pub fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINS.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .expect("target/<profile>");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|p| p.to_str())
-            .expect("profile name");
-        let profile = if profile == "debug" { "dev" } else { profile };
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        // Cargo gives a test process variables such as CARGO_MANIFEST_DIR; build scripts
-        // (ring's) watch them, so passing them on would rebuild everything every time.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CARGO_PKG_")
-                || [
-                    "CARGO_MANIFEST_DIR",
-                    "CARGO_MANIFEST_PATH",
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                    "CARGO_RUSTC_CURRENT_DIR",
-                ]
-                .contains(&k.as_str())
-            {
-                cmd.env_remove(k);
-            }
-        }
-        run(cmd
-            .current_dir(&workspace)
-            .env("CARGO_TARGET_DIR", target_dir)
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                profile,
-                "-p",
-                "meshd",
-                "-p",
-                "meshctl",
-            ]));
-        (profile_dir.join("meshd"), profile_dir.join("meshctl"))
+        let dir = cargo_build(&["meshd", "meshctl"]);
+        (dir.join("meshd"), dir.join("meshctl"))
     })
+}
+
+/// Path of the app library `libplanetary_lan.so` (crate `mobile-ffi`), built once per test
+/// process with this test's profile; its header is in `mobile-ffi/include`.
+pub fn mobile_library() -> &'static PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| cargo_build(&["mobile-ffi"]).join("libplanetary_lan.so"))
+}
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds `packages` with the profile this test was built with; returns `target/<profile>`.
+fn cargo_build(packages: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|p| p.to_str())
+        .expect("profile name");
+    let profile = if profile == "debug" { "dev" } else { profile };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // Cargo gives a test process variables such as CARGO_MANIFEST_DIR; build scripts
+    // (ring's) watch them, so passing them on would rebuild everything every time.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&k.as_str())
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(workspace())
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(["build", "--quiet", "--profile", profile]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    run(&mut cmd);
+    profile_dir.to_path_buf()
 }
 
 /// Router namespaces of znets, removed when this is dropped. A daemon started by the tests
