@@ -4,18 +4,21 @@
 
 use crate::config::TunConfig;
 use anyhow::Context;
+#[cfg(target_os = "linux")]
 use routing::OVERLAY_PREFIX_LEN;
 use std::net::Ipv6Addr;
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::AsyncDevice;
 
 /// Transmit queue of the TUN device, as for an Ethernet device.
+#[cfg(target_os = "linux")]
 const TX_QUEUE_LEN: u32 = 1000;
 
 /// Opens the TUN device `cfg.name` with address `addr`/7. Returns the device and whether
 /// offload is on.
+#[cfg(target_os = "linux")]
 pub fn open(cfg: &TunConfig, addr: Ipv6Addr) -> anyhow::Result<(AsyncDevice, bool)> {
     let build = |offload: bool| {
-        DeviceBuilder::new()
+        tun_rs::DeviceBuilder::new()
             .name(&cfg.name)
             .ipv6(addr, OVERLAY_PREFIX_LEN)
             .mtu(cfg.mtu)
@@ -41,6 +44,17 @@ pub fn open(cfg: &TunConfig, addr: Ipv6Addr) -> anyhow::Result<(AsyncDevice, boo
         )
     })?;
     Ok((dev, false))
+}
+
+/// Outside Linux meshd runs inside an app (`mobile-ffi`), on the descriptor or packet flow the
+/// OS gives the app: it creates no TUN device itself.
+#[cfg(not(target_os = "linux"))]
+pub fn open(cfg: &TunConfig, _addr: Ipv6Addr) -> anyhow::Result<(AsyncDevice, bool)> {
+    anyhow::bail!(
+        "cannot create TUN device {:?} on this platform: embed the node in an app \
+         (mobile-ffi) and hand it the OS's TUN descriptor or packet flow",
+        cfg.name
+    )
 }
 
 /// Adopts a TUN descriptor that someone else opened and configured (Android's `VpnService`

@@ -8,14 +8,13 @@
 //! re-encrypted for the next link and batched the same way. No allocation per packet.
 
 use super::Sockets;
-use super::local::{Local, LocalIo};
+use super::local::{GROTable, IDEAL_BATCH_SIZE, Local, LocalIo, VIRTIO_NET_HDR_LEN};
 use crate::node::{Inbound, Node, Outbound};
 use crate::udp::canonical;
 use quinn_udp::RecvMeta;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::time::Instant;
-use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 /// Read batches handled per wake-up before the loop looks at other work.
 const BUDGET: usize = 16;

@@ -11,7 +11,27 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
-use tun_rs::{AsyncDevice, GROTable};
+use tun_rs::AsyncDevice;
+
+#[cfg(target_os = "linux")]
+pub(crate) use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_offload::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+
+/// Outside Linux (Android's adopted descriptors, and packet mode anywhere) there is no TUN
+/// offload: nothing is coalesced, and the header room is kept only so that the data path's
+/// buffer layout is the same everywhere.
+#[cfg(not(target_os = "linux"))]
+mod no_offload {
+    /// Nothing to coalesce.
+    #[derive(Default)]
+    pub struct GROTable;
+    /// Packets read per batch.
+    pub const IDEAL_BATCH_SIZE: usize = 128;
+    /// Room before each packet in the data path's buffers (unused here).
+    pub const VIRTIO_NET_HDR_LEN: usize = 10;
+}
 
 /// A device the data path reads packets from and writes packets to, in batches.
 pub(crate) trait LocalIo {
@@ -34,6 +54,7 @@ pub(crate) trait LocalIo {
     ) -> io::Result<usize>;
 }
 
+#[cfg(target_os = "linux")]
 impl LocalIo for AsyncDevice {
     fn try_recv_multiple(
         &self,
@@ -52,6 +73,39 @@ impl LocalIo for AsyncDevice {
         offset: usize,
     ) -> io::Result<usize> {
         AsyncDevice::send_multiple(self, gro, bufs, offset).await
+    }
+}
+
+/// One packet per read and per write: tun-rs has no offload API outside Linux.
+#[cfg(not(target_os = "linux"))]
+impl LocalIo for AsyncDevice {
+    fn try_recv_multiple(
+        &self,
+        _original: &mut [u8],
+        bufs: &mut [Vec<u8>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        let (Some(buf), Some(size)) = (bufs.first_mut(), sizes.first_mut()) else {
+            return Ok(0);
+        };
+        let room = buf.get_mut(offset..).unwrap_or_default();
+        *size = self.try_recv(room)?;
+        Ok(1)
+    }
+
+    async fn send_multiple(
+        &self,
+        _gro: &mut GROTable,
+        bufs: &mut [Vec<u8>],
+        offset: usize,
+    ) -> io::Result<usize> {
+        for b in bufs.iter() {
+            if let Some(p) = b.get(offset..) {
+                self.send(p).await?;
+            }
+        }
+        Ok(bufs.len())
     }
 }
 

@@ -172,7 +172,7 @@ impl Sockets {
 }
 
 /// Sends every control datagram the node has queued, and its packets for the local stack.
-async fn flush_control(node: &mut Node, socks: &Sockets, tun: &Local, gro: &mut tun_rs::GROTable) {
+async fn flush_control(node: &mut Node, socks: &Sockets, tun: &Local, gro: &mut local::GROTable) {
     let now = Instant::now();
     while let Some(t) = node.poll_transmit(now) {
         socks.send(t.to, &t.data, None).await;
@@ -232,7 +232,14 @@ pub async fn run_with(
     let tun = match local {
         Some(Attach::TunFd(fd)) => {
             let t = crate::tun::from_owned(fd)?;
-            cfg.tun.name = t.name().unwrap_or_else(|_| "(adopted TUN)".into());
+            #[cfg(target_os = "linux")]
+            {
+                cfg.tun.name = t.name().unwrap_or_else(|_| "(adopted TUN)".into());
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                cfg.tun.name = "(adopted TUN)".into();
+            }
             tracing::info!(tun = %cfg.tun.name, mtu = cfg.tun.mtu, "TUN descriptor adopted");
             Local::Tun(t)
         }

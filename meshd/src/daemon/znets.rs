@@ -43,7 +43,7 @@ pub struct Devices(HashMap<u64, (Arc<AsyncDevice>, bool)>);
 
 impl Devices {
     /// Writes a packet to znet `id`'s TUN. `framed` starts with
-    /// [`tun_rs::VIRTIO_NET_HDR_LEN`] zero bytes (room for the header), then the packet.
+    /// [`super::local::VIRTIO_NET_HDR_LEN`] zero bytes (room for the header), then the packet.
     pub async fn write_framed(&self, id: u64, framed: &[u8]) {
         let Some((d, offload)) = self.0.get(&id) else {
             return;
@@ -51,7 +51,9 @@ impl Devices {
         let p = if *offload {
             framed
         } else {
-            framed.get(tun_rs::VIRTIO_NET_HDR_LEN..).unwrap_or(&[])
+            framed
+                .get(super::local::VIRTIO_NET_HDR_LEN..)
+                .unwrap_or(&[])
         };
         if let Err(e) = d.send(p).await {
             tracing::debug!("znet TUN write: {e}");
@@ -59,12 +61,24 @@ impl Devices {
     }
 
     /// Writes framed packets to znet `id`'s TUN, coalescing them (GRO) when it has offload.
-    pub async fn write_batch(&self, id: u64, gro: &mut tun_rs::GROTable, bufs: &mut [Vec<u8>]) {
+    pub async fn write_batch(
+        &self,
+        id: u64,
+        gro: &mut super::local::GROTable,
+        bufs: &mut [Vec<u8>],
+    ) {
         let Some((d, offload)) = self.0.get(&id) else {
             return;
         };
         if *offload {
-            if let Err(e) = d.send_multiple(gro, bufs, tun_rs::VIRTIO_NET_HDR_LEN).await {
+            if let Err(e) = super::local::LocalIo::send_multiple(
+                &**d,
+                gro,
+                bufs,
+                super::local::VIRTIO_NET_HDR_LEN,
+            )
+            .await
+            {
                 tracing::debug!("znet TUN write: {e}");
             }
             return;
@@ -76,7 +90,7 @@ impl Devices {
 
     /// Writes a packet (without header room) to znet `id`'s TUN.
     pub async fn write(&self, id: u64, packet: &[u8]) {
-        let mut framed = vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN];
+        let mut framed = vec![0u8; super::local::VIRTIO_NET_HDR_LEN];
         framed.extend_from_slice(packet);
         self.write_framed(id, &framed).await;
     }
@@ -865,6 +879,13 @@ fn remove_router_ns(ns: &str) {
 /// Opens a TUN device named `zt0` inside namespace `ns` (a thread enters it for the call; the
 /// device stays in that namespace), with TSO/GRO offload when the kernel allows it. Returns the
 /// device and whether offload is on.
+#[cfg(not(target_os = "linux"))]
+fn open_tun_in(_ns: &str) -> anyhow::Result<(AsyncDevice, bool)> {
+    anyhow::bail!("znets need Linux network namespaces; this platform has none")
+}
+
+/// As above, on Linux.
+#[cfg(target_os = "linux")]
 fn open_tun_in(ns: &str) -> anyhow::Result<(AsyncDevice, bool)> {
     let path = format!("/run/netns/{ns}");
     let (sync, offload) = std::thread::scope(|s| {
