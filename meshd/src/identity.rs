@@ -230,10 +230,32 @@ impl Identity {
             .with_context(|| format!("cannot write identity file {}", tmp.display()))?;
         drop(f);
         // A hard link fails if `path` appeared meanwhile: never replace an existing identity.
-        std::fs::hard_link(&tmp, path)
-            .with_context(|| format!("cannot create identity file {}", path.display()))?;
+        let linked = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
-        Ok(())
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(e).with_context(|| format!("cannot create identity file {}", path.display()))
+            }
+            // Some sandboxes (Android's SELinux policy for apps) forbid link(2): create the
+            // file exclusively instead. A crash mid-write leaves a short file, which `load`
+            // refuses with its path rather than silently replacing the key.
+            Err(_) => {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .with_context(|| format!("cannot create identity file {}", path.display()))?;
+                let written = f.write_all(pem.as_bytes()).and_then(|_| f.sync_all());
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(path);
+                    return Err(e)
+                        .with_context(|| format!("cannot write identity file {}", path.display()));
+                }
+                Ok(())
+            }
+        }
     }
 }
 

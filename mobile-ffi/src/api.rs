@@ -83,7 +83,10 @@ pub unsafe extern "C" fn pl_node_new(
     })
 }
 
-/// Stops the node if it runs, and forgets it. The handle is invalid afterwards.
+/// Stops the node if it runs, and forgets it. Once this returns `PL_OK` the handle is invalid
+/// and no callback runs any more: the app may free `ctx`. If the node's thread cannot finish
+/// (one of the app's callbacks has not returned within 5 s), returns `PL_ERR_TIMEOUT` and the
+/// handle stays valid: call again later.
 #[unsafe(no_mangle)]
 pub extern "C" fn pl_node_free(node: PlNode) -> PlStatus {
     guard(|| node::free(node))
@@ -91,9 +94,10 @@ pub extern "C" fn pl_node_free(node: PlNode) -> PlStatus {
 
 /// Starts the node on a TUN descriptor the OS gave the app (Android:
 /// `VpnService.Builder.establish().getFd()`), already given the node's address (`/7`) and the
-/// route `200::/7`. The node works on a duplicate: the app keeps and closes its own descriptor.
-/// Returns once the node is up (sockets bound); `PL_ERR_BAD_DESCRIPTOR` if `tun_fd` is closed
-/// or not a TUN device.
+/// route `200::/7`. The node works on a duplicate: the app keeps and closes its own descriptor
+/// (which shares the open file, so it is non-blocking from now on). Returns once the node is
+/// up (sockets bound, `ready` delivered); `PL_ERR_BAD_DESCRIPTOR` if `tun_fd` is closed or not
+/// a TUN device.
 #[unsafe(no_mangle)]
 pub extern "C" fn pl_node_start(node: PlNode, tun_fd: i32) -> PlStatus {
     guard(|| node::get(node)?.start(Mode::Fd(tun_fd)))
@@ -119,8 +123,10 @@ pub unsafe extern "C" fn pl_node_start_packet_mode(
 }
 
 /// Stops the node: tells its peers, closes its sockets and its duplicate of the TUN
-/// descriptor, and waits (at most 5 s) for its thread. `PL_ERR_NOT_RUNNING` if it was not
-/// running.
+/// descriptor, and waits (at most 5 s) for its thread; the `stopped` event has been delivered
+/// when it returns `PL_OK`. `PL_ERR_NOT_RUNNING` if it was not running. `PL_ERR_TIMEOUT` if the
+/// thread did not finish (one of the app's callbacks has not returned): callbacks may still
+/// run, and a later `pl_node_stop` or `pl_node_free` waits again.
 #[unsafe(no_mangle)]
 pub extern "C" fn pl_node_stop(node: PlNode) -> PlStatus {
     guard(|| node::get(node)?.stop())

@@ -3,8 +3,8 @@
 //! All callbacks run on the node's own thread, one at a time per node. They must return
 //! quickly (the node's data path waits for them), must not throw (C++ exceptions or
 //! Objective-C ones must be caught inside), and may call `pl_node_send_packet` but no function
-//! that waits for the node (`pl_node_status_json`, `pl_node_stop`, ...): those return
-//! `PL_ERR_WRONG_THREAD` there.
+//! that waits for a node (`pl_node_status_json`, `pl_node_stop`, `pl_node_free`, ... of this
+//! node or another): those return `PL_ERR_WRONG_THREAD` there.
 
 use std::ffi::{CString, c_char, c_void};
 

@@ -60,6 +60,19 @@ pub fn parse(json: &str) -> Result<Config, Error> {
             cfg.state_dir
         )));
     }
+    for (key, path) in [
+        ("identity_file", cfg.identity_file.as_ref()),
+        ("policy_file", cfg.policy_file.as_ref()),
+    ] {
+        if let Some(p) = path.filter(|p| p.is_relative()) {
+            return Err(bad(format!(
+                "config_json: {key} {p:?} must be an absolute path (an app's working directory \
+                 is not its own)"
+            )));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .map_err(|e| bad(format!("config_json: log_level {:?}: {e}", cfg.log_level)))?;
     if cfg.tun.mtu < 1280 {
         return Err(bad(format!(
             "config_json: tun.mtu {} is below IPv6's minimum of 1280",
@@ -106,5 +119,7 @@ mod tests {
         assert!(err(r#"{"state_dir": "/x", "bogus": 1}"#).contains("bogus"));
         assert!(err(r#"{"state_dir": "/x", "peers": ["nope"]}"#).contains("peers"));
         assert!(err(r#"{"state_dir": "/x", "tun": {"mtu": 500}}"#).contains("1280"));
+        assert!(err(r#"{"state_dir": "/x", "policy_file": "p.toml"}"#).contains("policy_file"));
+        assert!(err(r#"{"state_dir": "/x", "log_level": "=="}"#).contains("log_level"));
     }
 }

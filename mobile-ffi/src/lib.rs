@@ -39,6 +39,7 @@ pub mod config;
 pub mod error;
 mod logging;
 mod node;
+mod thread;
 
 pub use api::*;
 pub use callbacks::{PlEventCallback, PlLogCallback, PlPacketCallback};

@@ -1,17 +1,24 @@
 //! Nodes and their lifecycle: a registry of live handles (a handle is a number that is never
 //! reused, so a stale or made-up one is an error, not a crash), and one thread per running node
-//! with its own single-threaded tokio runtime around `meshd::daemon::run_with`.
+//! ([`crate::thread`]).
+//!
+//! A node moves through [`State`]s under its lock, and no call waits for the node while
+//! holding it: `start` marks the node `Starting`, lets go, and waits; `stop` marks it
+//! `Stopping`, lets go, and joins. Whoever arrives meanwhile gets an answer at once. Once
+//! `pl_node_free` has returned OK, the node's thread is gone, so no callback can see the app's
+//! `ctx` again.
 
 use crate::callbacks::{EventSink, LogSink, PacketOut};
 use crate::error::{Error, PlStatus};
+use crate::thread::{Thread, on_node_thread};
 use meshd::admin::{Reply, Request};
 use meshd::config::Config;
 use meshd::daemon::{self, Attach, Event, Host, PacketPort, PacketQueue, Responder};
 use meshd::identity::Identity;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::{JoinHandle, ThreadId};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,18 +44,33 @@ struct Running {
     requests: mpsc::Sender<(Request, Responder)>,
     queue: Option<Arc<PacketQueue>>,
     thread: JoinHandle<()>,
-    thread_id: ThreadId,
+    /// The loop has ended by itself (the `stopped` event is on its way or delivered).
+    exited: Arc<AtomicBool>,
+}
+
+/// Where a node is in its life.
+enum State {
+    Stopped,
+    /// `start` is waiting for the node to come up.
+    Starting,
+    Running(Running),
+    /// Its thread is being joined (`None`: by a `stop` in progress), or did not finish in time
+    /// (a callback of the app has not returned): callbacks may still run.
+    Stopping(Option<JoinHandle<()>>),
+    /// `pl_node_free` is done with it.
+    Freed,
 }
 
 /// One node: its configuration and identity (known from `pl_node_new` on, so the app can
 /// configure its VPN interface with the address before it starts the node), its callbacks,
-/// and its thread while it runs.
+/// its state, and the lock on its state directory.
 pub struct Node {
     cfg: Config,
     identity: Identity,
     log: Option<LogSink>,
     events: Option<EventSink>,
-    running: Mutex<Option<Running>>,
+    state: Mutex<State>,
+    _dir_lock: std::fs::File,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,8 +86,55 @@ fn registry() -> &'static Mutex<HashMap<u64, Arc<Node>>> {
 
 static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
 
+fn invalid_handle(handle: u64) -> Error {
+    Error::new(
+        PlStatus::PlErrInvalidHandle,
+        format!("{handle} is not a node handle (never made by pl_node_new, or already freed)"),
+    )
+}
+
+/// Locks `<state_dir>/node.lock` for as long as the node exists: two nodes on one state
+/// directory would share a key and overwrite each other's files.
+fn lock_state_dir(cfg: &Config) -> Result<std::fs::File, Error> {
+    let dir = &cfg.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::new(
+            PlStatus::PlErrIo,
+            format!("cannot create state_dir {}: {e}", dir.display()),
+        )
+    })?;
+    let path = dir.join("node.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            Error::new(
+                PlStatus::PlErrIo,
+                format!("cannot open {}: {e}", path.display()),
+            )
+        })?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            PlStatus::PlErrInvalidArgument,
+            format!(
+                "state_dir {} is in use by another node (of this process or another): give \
+                 each node its own state_dir",
+                dir.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
+            PlStatus::PlErrIo,
+            format!("cannot lock {}: {e}", path.display()),
+        )),
+    }
+}
+
 /// Makes a node and returns its handle.
 pub fn create(cfg: Config, log: Option<LogSink>, events: Option<EventSink>) -> Result<u64, Error> {
+    let dir_lock = lock_state_dir(&cfg)?;
     let path = cfg.identity_path();
     let (identity, _) = Identity::load_or_create(&path).map_err(|e| {
         Error::new(
@@ -81,7 +150,8 @@ pub fn create(cfg: Config, log: Option<LogSink>, events: Option<EventSink>) -> R
         identity,
         log,
         events,
-        running: Mutex::new(None),
+        state: Mutex::new(State::Stopped),
+        _dir_lock: dir_lock,
     });
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     lock(registry()).insert(handle, node);
@@ -90,27 +160,54 @@ pub fn create(cfg: Config, log: Option<LogSink>, events: Option<EventSink>) -> R
 
 /// The node of `handle`.
 pub fn get(handle: u64) -> Result<Arc<Node>, Error> {
-    lock(registry()).get(&handle).cloned().ok_or_else(|| {
-        Error::new(
-            PlStatus::PlErrInvalidHandle,
-            format!("{handle} is not a node handle (never made by pl_node_new, or already freed)"),
-        )
-    })
+    lock(registry())
+        .get(&handle)
+        .cloned()
+        .ok_or_else(|| invalid_handle(handle))
 }
 
-/// Stops (if running) and forgets the node of `handle`.
+/// Stops (if running) and forgets the node of `handle`. Fails, keeping the handle, when the
+/// node cannot be stopped now (being started, or a callback of the app has not returned).
 pub fn free(handle: u64) -> Result<(), Error> {
-    let node = lock(registry()).remove(&handle).ok_or_else(|| {
-        Error::new(
-            PlStatus::PlErrInvalidHandle,
-            format!("{handle} is not a node handle (never made by pl_node_new, or already freed)"),
-        )
-    })?;
+    on_other_thread()?;
+    let node = get(handle)?;
     match node.stop() {
-        Ok(()) => Ok(()),
-        Err(e) if e.status == PlStatus::PlErrNotRunning => Ok(()),
-        Err(e) => Err(e),
+        Ok(()) => {}
+        Err(e) if e.status == PlStatus::PlErrNotRunning => {}
+        Err(e) => return Err(e),
     }
+    {
+        let mut state = lock(&node.state);
+        match &*state {
+            State::Stopped => *state = State::Freed,
+            State::Freed => return Err(invalid_handle(handle)),
+            State::Starting | State::Running(_) => {
+                return Err(Error::new(
+                    PlStatus::PlErrAlreadyRunning,
+                    "the node is being started by another call; free it after pl_node_start \
+                     returns",
+                ));
+            }
+            State::Stopping(_) => return Err(stopping()),
+        }
+    }
+    lock(registry()).remove(&handle);
+    Ok(())
+}
+
+fn freed() -> Error {
+    Error::new(
+        PlStatus::PlErrInvalidHandle,
+        "this node handle was freed (by pl_node_free on another thread)",
+    )
+}
+
+fn stopping() -> Error {
+    Error::new(
+        PlStatus::PlErrTimeout,
+        "the node's thread has not finished yet (one of the app's callbacks has not returned); \
+         callbacks may still run, so keep ctx valid and call pl_node_stop or pl_node_free again",
+    )
 }
 
 fn event_json(e: &Event) -> serde_json::Value {
@@ -131,31 +228,90 @@ fn event_json(e: &Event) -> serde_json::Value {
     }
 }
 
+/// Joins `thread` if it finishes within `limit`; otherwise gives it back.
+fn join_within(thread: JoinHandle<()>, limit: Duration) -> Result<(), JoinHandle<()>> {
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return Err(thread);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = thread.join();
+    Ok(())
+}
+
 impl Node {
     /// The node's identity.
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
 
-    /// Starts the node's thread; returns once it is up (or failed to come up).
+    /// Starts the node's thread; returns once it is up (the `ready` event delivered) or failed
+    /// to come up.
     pub fn start(&self, mode: Mode) -> Result<(), Error> {
-        let mut running = lock(&self.running);
-        if let Some(r) = running.as_ref() {
-            if !r.thread.is_finished() {
-                return Err(Error::new(
-                    PlStatus::PlErrAlreadyRunning,
-                    "the node is running already; call pl_node_stop first",
-                ));
+        on_other_thread()?;
+        let leftover = {
+            let mut state = lock(&self.state);
+            match &*state {
+                State::Running(r) if !r.exited.load(Ordering::SeqCst) => {
+                    return Err(Error::new(
+                        PlStatus::PlErrAlreadyRunning,
+                        "the node is running already; call pl_node_stop first",
+                    ));
+                }
+                State::Starting => {
+                    return Err(Error::new(
+                        PlStatus::PlErrAlreadyRunning,
+                        "the node is being started by another call",
+                    ));
+                }
+                State::Stopping(None) => return Err(stopping()),
+                State::Stopping(Some(t)) if !t.is_finished() => return Err(stopping()),
+                State::Freed => return Err(freed()),
+                _ => {}
             }
-            // It stopped by itself (the `stopped` event said why): reap it and start anew.
-            if let Some(r) = running.take() {
-                let _ = r.thread.join();
+            // A node that stopped by itself (its `stopped` event said why) is reaped below.
+            match std::mem::replace(&mut *state, State::Starting) {
+                State::Running(r) => Some(r.thread),
+                State::Stopping(t) => t,
+                _ => None,
+            }
+        };
+        if let Some(t) = leftover
+            && let Err(t) = join_within(t, STOP_TIMEOUT)
+        {
+            *lock(&self.state) = State::Stopping(Some(t));
+            return Err(stopping());
+        }
+        let result = self.spawn(mode);
+        let mut state = lock(&self.state);
+        match result {
+            Ok(r) => {
+                *state = State::Running(r);
+                Ok(())
+            }
+            Err((e, thread)) => {
+                *state = match thread {
+                    Some(t) => State::Stopping(Some(t)),
+                    None => State::Stopped,
+                };
+                Err(e)
             }
         }
+    }
+
+    /// Makes the node's thread and waits for it to come up. On failure, gives back the thread
+    /// if it has not finished.
+    fn spawn(&self, mode: Mode) -> Result<Running, (Error, Option<JoinHandle<()>>)> {
         let (local, queue) = match mode {
             Mode::Fd(fd) => {
-                let dup = meshd::tun::adopt(fd)
-                    .map_err(|e| Error::new(PlStatus::PlErrBadDescriptor, format!("{e:#}")))?;
+                let dup = meshd::tun::adopt(fd).map_err(|e| {
+                    (
+                        Error::new(PlStatus::PlErrBadDescriptor, format!("{e:#}")),
+                        None,
+                    )
+                })?;
                 (Attach::TunFd(dup), None)
             }
             Mode::Packets(out) => {
@@ -170,86 +326,104 @@ impl Node {
         let (req_tx, req_rx) = mpsc::channel(64);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (up_tx, up_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let cfg = self.cfg.clone();
-        let identity = Identity::from_seed(&self.identity.secret_seed());
-        let log = self.log;
         let events = self.events;
         let up_on_ready = up_tx.clone();
         let on_event = Box::new(move |e: Event| {
-            if matches!(e, Event::Ready { .. }) {
-                let _ = up_on_ready.send(Ok(()));
-            }
             if let Some(sink) = events {
                 sink.emit(&event_json(&e));
             }
+            // After the app heard `ready`: `start` returns only then.
+            if matches!(e, Event::Ready { .. }) {
+                let _ = up_on_ready.send(Ok(()));
+            }
         });
-        let host = Host {
-            local: Some(local),
-            admin_socket: false,
-            requests: Some(req_rx),
-            on_event: Some(on_event),
-            identity: Some(identity),
+        let exited = Arc::new(AtomicBool::new(false));
+        let t = Thread {
+            host: Host {
+                local: Some(local),
+                admin_socket: false,
+                requests: Some(req_rx),
+                on_event: Some(on_event),
+                identity: Some(Identity::from_seed(&self.identity.secret_seed())),
+            },
+            log: self.log,
+            events,
+            stop: stop_rx,
+            up: up_tx,
+            queue: queue.clone(),
+            exited: exited.clone(),
         };
+        let cfg = self.cfg.clone();
         let thread = std::thread::Builder::new()
             .name("planetary-node".into())
-            .spawn(move || node_thread(cfg, host, log, events, stop_rx, up_tx))
-            .map_err(|e| Error::new(PlStatus::PlErrIo, format!("cannot start a thread: {e}")))?;
-        let thread_id = thread.thread().id();
+            .spawn(move || crate::thread::run(cfg, t))
+            .map_err(|e| {
+                (
+                    Error::new(PlStatus::PlErrIo, format!("cannot start a thread: {e}")),
+                    None,
+                )
+            })?;
         let outcome = match up_rx.recv_timeout(START_TIMEOUT) {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
                 "the node did not come up within {} s",
                 START_TIMEOUT.as_secs()
             )),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err("the node's thread ended without saying why (a bug, please report it)".into())
+            }
         };
         if let Err(why) = outcome {
             let _ = stop_tx.send(());
-            if let Some(q) = &queue {
-                q.close();
-            }
-            join_within(thread, STOP_TIMEOUT);
-            return Err(Error::new(PlStatus::PlErrStartFailed, why));
+            let left = join_within(thread, STOP_TIMEOUT).err();
+            return Err((Error::new(PlStatus::PlErrStartFailed, why), left));
         }
-        *running = Some(Running {
+        Ok(Running {
             shutdown: stop_tx,
             requests: req_tx,
             queue,
             thread,
-            thread_id,
-        });
-        Ok(())
+            exited,
+        })
     }
 
-    /// Stops the node and waits (boundedly) for its thread.
+    /// Stops the node and waits (at most [`STOP_TIMEOUT`]) for its thread.
     pub fn stop(&self) -> Result<(), Error> {
-        let r = {
-            let mut running = lock(&self.running);
-            if let Some(r) = running.as_ref() {
-                on_other_thread(r)?;
+        on_other_thread()?;
+        let (thread, by_itself) = {
+            let mut state = lock(&self.state);
+            match std::mem::replace(&mut *state, State::Stopping(None)) {
+                State::Running(r) => {
+                    let by_itself = r.exited.load(Ordering::SeqCst);
+                    let _ = r.shutdown.send(());
+                    (r.thread, by_itself)
+                }
+                State::Stopping(Some(t)) => (t, false),
+                other => {
+                    let e = match &other {
+                        State::Starting => Error::new(
+                            PlStatus::PlErrNotRunning,
+                            "the node is still starting (pl_node_start has not returned); \
+                             stop it after that",
+                        ),
+                        State::Stopping(None) => stopping(),
+                        State::Freed => freed(),
+                        _ => Error::new(
+                            PlStatus::PlErrNotRunning,
+                            "the node is not running (never started, or stopped already)",
+                        ),
+                    };
+                    *state = other;
+                    return Err(e);
+                }
             }
-            running.take()
         };
-        let Some(r) = r else {
-            return Err(Error::new(
-                PlStatus::PlErrNotRunning,
-                "the node is not running (never started, or stopped already)",
-            ));
-        };
-        let finished_by_itself = r.thread.is_finished();
-        let _ = r.shutdown.send(());
-        if let Some(q) = &r.queue {
-            q.close();
+        if let Err(t) = join_within(thread, STOP_TIMEOUT) {
+            *lock(&self.state) = State::Stopping(Some(t));
+            return Err(stopping());
         }
-        if !join_within(r.thread, STOP_TIMEOUT) {
-            return Err(Error::new(
-                PlStatus::PlErrTimeout,
-                format!(
-                    "the node's thread did not finish within {} s; it was left to finish alone",
-                    STOP_TIMEOUT.as_secs()
-                ),
-            ));
-        }
-        if finished_by_itself {
+        *lock(&self.state) = State::Stopped;
+        if by_itself {
             return Err(Error::new(
                 PlStatus::PlErrNotRunning,
                 "the node had stopped by itself already (see its `stopped` event)",
@@ -261,8 +435,8 @@ impl Node {
     /// Queues one packet (packet mode).
     pub fn send_packet(&self, packet: &[u8]) -> Result<(), Error> {
         let queue = {
-            let running = lock(&self.running);
-            let Some(r) = running.as_ref() else {
+            let state = lock(&self.state);
+            let State::Running(r) = &*state else {
                 return Err(not_running());
             };
             r.queue.clone().ok_or_else(|| {
@@ -297,12 +471,12 @@ impl Node {
 
     /// Asks the running node and waits (boundedly) for the answer.
     pub fn request(&self, req: Request) -> Result<serde_json::Value, Error> {
+        on_other_thread()?;
         let tx = {
-            let running = lock(&self.running);
-            let Some(r) = running.as_ref() else {
+            let state = lock(&self.state);
+            let State::Running(r) = &*state else {
                 return Err(not_running());
             };
-            on_other_thread(r)?;
             r.requests.clone()
         };
         let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel::<Reply>(1);
@@ -347,70 +521,15 @@ fn not_running() -> Error {
     )
 }
 
-fn on_other_thread(r: &Running) -> Result<(), Error> {
-    if std::thread::current().id() == r.thread_id {
+/// Refuses calls that wait for a node on a node's thread (inside a callback): the node would
+/// wait for itself, or two nodes for each other.
+fn on_other_thread() -> Result<(), Error> {
+    if on_node_thread() {
         return Err(Error::new(
             PlStatus::PlErrWrongThread,
-            "called from the node's own thread (inside a callback); this call waits for the \
-             node, so make it from another thread",
+            "called from inside a node's callback; this call waits for a node, so make it from \
+             another thread",
         ));
     }
     Ok(())
-}
-
-/// Joins `thread` if it finishes within `limit`; otherwise leaves it to finish alone.
-fn join_within(thread: JoinHandle<()>, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while !thread.is_finished() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = thread.join();
-    true
-}
-
-/// The node's thread: a single-threaded runtime around the daemon's loop, with the app's log
-/// callback as this thread's tracing subscriber.
-fn node_thread(
-    cfg: Config,
-    host: Host,
-    log: Option<LogSink>,
-    events: Option<EventSink>,
-    stop: oneshot::Receiver<()>,
-    up: std::sync::mpsc::Sender<Result<(), String>>,
-) {
-    let _log_guard = match log.map(|sink| crate::logging::subscriber(sink, &cfg.log_level)) {
-        Some(Ok(s)) => Some(tracing::subscriber::set_default(s)),
-        Some(Err(e)) => {
-            let _ = up.send(Err(format!("{e:#}")));
-            return;
-        }
-        None => None,
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = up.send(Err(format!("cannot start the node's runtime: {e}")));
-            return;
-        }
-    };
-    let result = rt.block_on(daemon::run_with(cfg, host, async {
-        let _ = stop.await;
-    }));
-    // Host name lookups run on tokio's blocking threads: do not wait for a slow resolver.
-    rt.shutdown_timeout(Duration::from_millis(200));
-    let error = result.as_ref().err().map(|e| format!("{e:#}"));
-    if let Some(e) = &error {
-        tracing::error!("the node stopped: {e}");
-        // Before `ready`, this is `start`'s error; after, nobody listens on `up` any more.
-        let _ = up.send(Err(e.clone()));
-    }
-    if let Some(sink) = events {
-        sink.emit(&serde_json::json!({ "event": "stopped", "error": error }));
-    }
 }

@@ -149,7 +149,7 @@ fn invalid_json_and_configs() {
     // A state_dir the app cannot write.
     let e = new_node(r#"{"state_dir": "/proc/no/such/dir"}"#, &r).unwrap_err();
     assert_eq!(e.0, PlStatus::PlErrIo, "{}", e.1);
-    assert!(e.1.contains("identity.key"), "{}", e.1);
+    assert!(e.1.contains("/proc/no/such/dir"), "{}", e.1);
 }
 
 #[test]
@@ -398,4 +398,127 @@ fn calls_that_wait_are_refused_inside_callbacks() {
     // From here both work.
     assert!(status(node).is_ok());
     assert_eq!(pl_node_free(node), PlStatus::PlOk);
+}
+
+#[test]
+fn two_nodes_on_one_state_dir_are_refused() {
+    let r = Arc::new(Reports::default());
+    let dir = state_dir("shared");
+    let a = new_node(&config(&dir), &r).unwrap();
+    let e = new_node(&config(&dir), &r).unwrap_err();
+    assert_eq!(e.0, PlStatus::PlErrInvalidArgument, "{}", e.1);
+    assert!(e.1.contains("in use by another node"), "{}", e.1);
+    assert_eq!(pl_node_free(a), PlStatus::PlOk);
+    // Once the first is freed, the directory is free again.
+    let b = new_node(&config(&dir), &r).unwrap();
+    assert_eq!(pl_node_free(b), PlStatus::PlOk);
+}
+
+static FREE_INSIDE: AtomicU64 = AtomicU64::new(0);
+static FREE_INSIDE_STATUS: AtomicI32 = AtomicI32::new(-1);
+
+unsafe extern "C" fn frees_inside(_ctx: *mut c_void, json: *const c_char) {
+    // SAFETY: a valid string for the call.
+    let j = unsafe { std::ffi::CStr::from_ptr(json) }.to_string_lossy();
+    if j.contains("\"ready\"") {
+        let s = pl_node_free(FREE_INSIDE.load(Ordering::SeqCst));
+        FREE_INSIDE_STATUS.store(s as i32, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn free_inside_a_callback_is_refused_and_keeps_the_handle() {
+    let json = CString::new(config(&state_dir("free-inside"))).unwrap();
+    let mut node: PlNode = 0;
+    // SAFETY: valid arguments.
+    let s = unsafe {
+        pl_node_new(
+            json.as_ptr(),
+            None,
+            Some(frees_inside),
+            std::ptr::null_mut(),
+            &mut node,
+        )
+    };
+    assert_eq!(s, PlStatus::PlOk);
+    FREE_INSIDE.store(node, Ordering::SeqCst);
+    let r = Arc::new(Reports::default());
+    start_packets(node, &r).unwrap();
+    assert_eq!(
+        FREE_INSIDE_STATUS.load(Ordering::SeqCst),
+        PlStatus::PlErrWrongThread as i32
+    );
+    assert!(status(node).is_ok(), "the handle must still work");
+    assert_eq!(pl_node_free(node), PlStatus::PlOk);
+}
+
+/// A log callback that blocks while the node shuts down (as an app's callback might, waiting on
+/// a lock the app holds while it calls pl_node_stop).
+static BLOCK_ON_SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CALLED_AFTER_FREE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FREED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+unsafe extern "C" fn slow_log(_ctx: *mut c_void, _level: i32, msg: *const c_char) {
+    if FREED.load(Ordering::SeqCst) {
+        CALLED_AFTER_FREE.store(true, Ordering::SeqCst);
+    }
+    // SAFETY: a valid string for the call.
+    let m = unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy();
+    if m.contains("shutting down") {
+        // Until the test lets go (at most 30 s).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while BLOCK_ON_SHUTDOWN.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+unsafe extern "C" fn watch_events(_ctx: *mut c_void, _json: *const c_char) {
+    if FREED.load(Ordering::SeqCst) {
+        CALLED_AFTER_FREE.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_stop_that_times_out_keeps_the_handle_until_the_thread_is_gone() {
+    let json = CString::new(config(&state_dir("slow"))).unwrap();
+    let mut node: PlNode = 0;
+    // SAFETY: valid arguments.
+    let s = unsafe {
+        pl_node_new(
+            json.as_ptr(),
+            Some(slow_log),
+            Some(watch_events),
+            std::ptr::null_mut(),
+            &mut node,
+        )
+    };
+    assert_eq!(s, PlStatus::PlOk);
+    let r = Arc::new(Reports::default());
+    start_packets(node, &r).unwrap();
+    BLOCK_ON_SHUTDOWN.store(true, Ordering::SeqCst);
+    let t = std::time::Instant::now();
+    expect(pl_node_stop(node), PlStatus::PlErrTimeout, "keep ctx valid");
+    assert!(t.elapsed() < std::time::Duration::from_secs(6));
+    // Neither a restart nor free goes ahead while the old thread may still call back.
+    let again = start_packets(node, &r).unwrap_err();
+    assert_eq!(again.0, PlStatus::PlErrTimeout, "{}", again.1);
+    expect(
+        pl_node_free(node),
+        PlStatus::PlErrTimeout,
+        "callbacks may still run",
+    );
+    assert!(
+        status(node).is_err(),
+        "the handle stays, the node does not run"
+    );
+    // Once the callback returns, free completes, and nothing calls back afterwards.
+    BLOCK_ON_SHUTDOWN.store(false, Ordering::SeqCst);
+    assert_eq!(pl_node_free(node), PlStatus::PlOk, "{}", last_error());
+    FREED.store(true, Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !CALLED_AFTER_FREE.load(Ordering::SeqCst),
+        "a callback ran after free returned"
+    );
 }

@@ -3,12 +3,15 @@
  * it the node's address (as VpnService.Builder does), hand the descriptor to pl_node_start,
  * wait for the link, then ping a meshd node through it.
  *
- * usage: tun_ping CONFIG_JSON TARGET_ADDRESS
- * Exit 0 when the ping was answered. Built and run by tests/tests/mobile.rs.
+ * usage: tun_ping CONFIG_JSON TARGET_ADDRESS [COMMAND]
+ * Exit 0 when the ping was answered (or, with COMMAND, when that shell command, run instead of
+ * the ping once the link is up, succeeded: bench/mobile.sh runs iperf3 so). Built and run by
+ * tests/tests/mobile.rs.
  */
 #include "planetary_lan.h"
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <stdio.h>
@@ -23,7 +26,7 @@ static void on_log(void *ctx, int32_t level, const char *message) {
     if (level <= 3) fprintf(stderr, "[log %d] %s\n", level, message);
 }
 
-static int ready;
+static _Atomic int ready;
 
 static void on_event(void *ctx, const char *event_json) {
     (void)ctx;
@@ -44,8 +47,8 @@ static void sleep_ms(long ms) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s CONFIG_JSON TARGET_ADDRESS\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s CONFIG_JSON TARGET_ADDRESS [COMMAND]\n", argv[0]);
         return 2;
     }
     fprintf(stderr, "libplanetary_lan %s\n", pl_version());
@@ -86,6 +89,10 @@ int main(int argc, char **argv) {
     int rc = 1;
     snprintf(cmd, sizeof cmd, "ping -6 -n -c 3 -i 0.2 -W 2 %s", argv[2]);
     for (int attempt = 0; attempt < 5 && rc != 0; attempt++) rc = system(cmd);
+    if (rc == 0 && argc == 4) {
+        rc = system(argv[3]);
+        printf(rc == 0 ? "COMMAND OK\n" : "COMMAND FAILED\n");
+    }
 
     char *status = NULL;
     if ((s = pl_node_status_json(node, &status)) != PL_OK) return fail("pl_node_status_json", s);
