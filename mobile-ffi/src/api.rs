@@ -5,7 +5,8 @@ use crate::callbacks::{
     Ctx, EventSink, LogSink, PacketOut, PlEventCallback, PlLogCallback, PlPacketCallback,
 };
 use crate::error::{Error, PlStatus, copy_last_error, guard};
-use crate::node::{self, Mode};
+use crate::node::Mode;
+use crate::registry as node;
 use meshd::admin::Request;
 use std::ffi::{CStr, CString, c_char, c_void};
 

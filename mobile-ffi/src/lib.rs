@@ -39,6 +39,7 @@ pub mod config;
 pub mod error;
 mod logging;
 mod node;
+mod registry;
 mod thread;
 
 pub use api::*;

@@ -1,6 +1,5 @@
-//! Nodes and their lifecycle: a registry of live handles (a handle is a number that is never
-//! reused, so a stale or made-up one is an error, not a crash), and one thread per running node
-//! ([`crate::thread`]).
+//! A node's lifecycle: start, stop, and the calls that need it running; one thread per running
+//! node ([`crate::thread`]). Handles live in [`crate::registry`].
 //!
 //! A node moves through [`State`]s under its lock, and no call waits for the node while
 //! holding it: `start` marks the node `Starting`, lets go, and waits; `stop` marks it
@@ -15,9 +14,8 @@ use meshd::admin::{Reply, Request};
 use meshd::config::Config;
 use meshd::daemon::{self, Attach, Event, Host, PacketPort, PacketQueue, Responder};
 use meshd::identity::Identity;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +37,7 @@ pub enum Mode {
     Packets(PacketOut),
 }
 
-struct Running {
+pub(crate) struct Running {
     shutdown: oneshot::Sender<()>,
     requests: mpsc::Sender<(Request, Responder)>,
     queue: Option<Arc<PacketQueue>>,
@@ -49,7 +47,7 @@ struct Running {
 }
 
 /// Where a node is in its life.
-enum State {
+pub(crate) enum State {
     Stopped,
     /// `start` is waiting for the node to come up.
     Starting,
@@ -65,144 +63,28 @@ enum State {
 /// configure its VPN interface with the address before it starts the node), its callbacks,
 /// its state, and the lock on its state directory.
 pub struct Node {
-    cfg: Config,
-    identity: Identity,
-    log: Option<LogSink>,
-    events: Option<EventSink>,
-    state: Mutex<State>,
-    _dir_lock: std::fs::File,
+    pub(crate) cfg: Config,
+    pub(crate) identity: Identity,
+    pub(crate) log: Option<LogSink>,
+    pub(crate) events: Option<EventSink>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) _dir_lock: std::fs::File,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here leaves the data consistent; a panic elsewhere must not
     // make the node unusable.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn registry() -> &'static Mutex<HashMap<u64, Arc<Node>>> {
-    static NODES: OnceLock<Mutex<HashMap<u64, Arc<Node>>>> = OnceLock::new();
-    NODES.get_or_init(Default::default)
-}
-
-static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
-
-fn invalid_handle(handle: u64) -> Error {
-    Error::new(
-        PlStatus::PlErrInvalidHandle,
-        format!("{handle} is not a node handle (never made by pl_node_new, or already freed)"),
-    )
-}
-
-/// Locks `<state_dir>/node.lock` for as long as the node exists: two nodes on one state
-/// directory would share a key and overwrite each other's files.
-fn lock_state_dir(cfg: &Config) -> Result<std::fs::File, Error> {
-    let dir = &cfg.state_dir;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::new(
-            PlStatus::PlErrIo,
-            format!("cannot create state_dir {}: {e}", dir.display()),
-        )
-    })?;
-    let path = dir.join("node.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| {
-            Error::new(
-                PlStatus::PlErrIo,
-                format!("cannot open {}: {e}", path.display()),
-            )
-        })?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
-            PlStatus::PlErrInvalidArgument,
-            format!(
-                "state_dir {} is in use by another node (of this process or another): give \
-                 each node its own state_dir",
-                dir.display()
-            ),
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
-            PlStatus::PlErrIo,
-            format!("cannot lock {}: {e}", path.display()),
-        )),
-    }
-}
-
-/// Makes a node and returns its handle.
-pub fn create(cfg: Config, log: Option<LogSink>, events: Option<EventSink>) -> Result<u64, Error> {
-    let dir_lock = lock_state_dir(&cfg)?;
-    let path = cfg.identity_path();
-    let (identity, _) = Identity::load_or_create(&path).map_err(|e| {
-        Error::new(
-            PlStatus::PlErrIo,
-            format!(
-                "cannot load or create the node's key {}: {e:#}",
-                path.display()
-            ),
-        )
-    })?;
-    let node = Arc::new(Node {
-        cfg,
-        identity,
-        log,
-        events,
-        state: Mutex::new(State::Stopped),
-        _dir_lock: dir_lock,
-    });
-    let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
-    lock(registry()).insert(handle, node);
-    Ok(handle)
-}
-
-/// The node of `handle`.
-pub fn get(handle: u64) -> Result<Arc<Node>, Error> {
-    lock(registry())
-        .get(&handle)
-        .cloned()
-        .ok_or_else(|| invalid_handle(handle))
-}
-
-/// Stops (if running) and forgets the node of `handle`. Fails, keeping the handle, when the
-/// node cannot be stopped now (being started, or a callback of the app has not returned).
-pub fn free(handle: u64) -> Result<(), Error> {
-    on_other_thread()?;
-    let node = get(handle)?;
-    match node.stop() {
-        Ok(()) => {}
-        Err(e) if e.status == PlStatus::PlErrNotRunning => {}
-        Err(e) => return Err(e),
-    }
-    {
-        let mut state = lock(&node.state);
-        match &*state {
-            State::Stopped => *state = State::Freed,
-            State::Freed => return Err(invalid_handle(handle)),
-            State::Starting | State::Running(_) => {
-                return Err(Error::new(
-                    PlStatus::PlErrAlreadyRunning,
-                    "the node is being started by another call; free it after pl_node_start \
-                     returns",
-                ));
-            }
-            State::Stopping(_) => return Err(stopping()),
-        }
-    }
-    lock(registry()).remove(&handle);
-    Ok(())
-}
-
-fn freed() -> Error {
+pub(crate) fn freed() -> Error {
     Error::new(
         PlStatus::PlErrInvalidHandle,
         "this node handle was freed (by pl_node_free on another thread)",
     )
 }
 
-fn stopping() -> Error {
+pub(crate) fn stopping() -> Error {
     Error::new(
         PlStatus::PlErrTimeout,
         "the node's thread has not finished yet (one of the app's callbacks has not returned); \
@@ -523,7 +405,7 @@ fn not_running() -> Error {
 
 /// Refuses calls that wait for a node on a node's thread (inside a callback): the node would
 /// wait for itself, or two nodes for each other.
-fn on_other_thread() -> Result<(), Error> {
+pub(crate) fn on_other_thread() -> Result<(), Error> {
     if on_node_thread() {
         return Err(Error::new(
             PlStatus::PlErrWrongThread,
