@@ -145,7 +145,7 @@ pub fn veth(a: &Netns, a_ip: &str, b: &Netns, b_ip: &str) -> (String, String) {
 pub fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINS.get_or_init(|| {
-        let dir = cargo_build(&["meshd", "meshctl"]);
+        let dir = cargo_build();
         (dir.join("meshd"), dir.join("meshctl"))
     })
 }
@@ -154,7 +154,7 @@ pub fn binaries() -> &'static (PathBuf, PathBuf) {
 /// process with this test's profile; its header is in `mobile-ffi/include`.
 pub fn mobile_library() -> &'static PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| cargo_build(&["mobile-ffi"]).join("libplanetary_lan.so"))
+    LIB.get_or_init(|| cargo_build().join("libplanetary_lan.so"))
 }
 
 /// The workspace's root directory.
@@ -162,8 +162,10 @@ pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds `packages` with the profile this test was built with; returns `target/<profile>`.
-fn cargo_build(packages: &[&str]) -> PathBuf {
+/// Builds what the tests run (meshd, meshctl, the app library) with the profile this test was
+/// built with; returns `target/<profile>`. Always the same set of packages, so that features
+/// unify the same way and the second build (from another test binary) finds everything fresh.
+fn cargo_build() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>
     let profile_dir = exe
@@ -199,7 +201,7 @@ fn cargo_build(packages: &[&str]) -> PathBuf {
     cmd.current_dir(workspace())
         .env("CARGO_TARGET_DIR", target_dir)
         .args(["build", "--quiet", "--profile", profile]);
-    for p in packages {
+    for p in ["meshd", "meshctl", "mobile-ffi"] {
         cmd.args(["-p", p]);
     }
     run(&mut cmd);
