@@ -27,6 +27,13 @@
 //!   `pl_node_send_packet` never waits (a full queue drops the packet, as a NIC would).
 //! - Callbacks run on the node's thread ([`callbacks`] says what they may do).
 //!
+//! ## Modules
+//! [`api`] (the C functions), [`error`] (status codes, the last error, the panic guard),
+//! [`config`] (the app's JSON configuration), [`callbacks`] (callback types and the context
+//! pointer), `registry` (handles, the state-directory lock), `node` (a node's states: start,
+//! stop, requests, packets), `thread` (the node's thread around the daemon loop), `logging`
+//! (the log callback as a per-thread tracing subscriber).
+//!
 //! ## What it must not do
 //! It holds no networking logic of its own: the node is `meshd`'s library, with the app's TUN
 //! descriptor or packet callback in place of the daemon's TUN device and the app's calls in
