@@ -452,30 +452,24 @@ fn free_inside_a_callback_is_refused_and_keeps_the_handle() {
     assert_eq!(pl_node_free(node), PlStatus::PlOk);
 }
 
-/// A log callback that blocks while the node shuts down (as an app's callback might, waiting on
-/// a lock the app holds while it calls pl_node_stop).
-static BLOCK_ON_SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// An event callback that blocks on `stopped` (as an app's callback might, waiting on a lock the
+/// app holds while it calls pl_node_stop), until the test lets go.
+static BLOCK_ON_STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static CALLED_AFTER_FREE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static FREED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-unsafe extern "C" fn slow_log(_ctx: *mut c_void, _level: i32, msg: *const c_char) {
+unsafe extern "C" fn blocks_on_stopped(_ctx: *mut c_void, json: *const c_char) {
     if FREED.load(Ordering::SeqCst) {
         CALLED_AFTER_FREE.store(true, Ordering::SeqCst);
     }
     // SAFETY: a valid string for the call.
-    let m = unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy();
-    if m.contains("shutting down") {
+    let j = unsafe { std::ffi::CStr::from_ptr(json) }.to_string_lossy();
+    if j.contains("\"stopped\"") {
         // Until the test lets go (at most 30 s).
         let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while BLOCK_ON_SHUTDOWN.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        while BLOCK_ON_STOPPED.load(Ordering::SeqCst) && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-    }
-}
-
-unsafe extern "C" fn watch_events(_ctx: *mut c_void, _json: *const c_char) {
-    if FREED.load(Ordering::SeqCst) {
-        CALLED_AFTER_FREE.store(true, Ordering::SeqCst);
     }
 }
 
@@ -487,8 +481,8 @@ fn a_stop_that_times_out_keeps_the_handle_until_the_thread_is_gone() {
     let s = unsafe {
         pl_node_new(
             json.as_ptr(),
-            Some(slow_log),
-            Some(watch_events),
+            None,
+            Some(blocks_on_stopped),
             std::ptr::null_mut(),
             &mut node,
         )
@@ -496,7 +490,7 @@ fn a_stop_that_times_out_keeps_the_handle_until_the_thread_is_gone() {
     assert_eq!(s, PlStatus::PlOk);
     let r = Arc::new(Reports::default());
     start_packets(node, &r).unwrap();
-    BLOCK_ON_SHUTDOWN.store(true, Ordering::SeqCst);
+    BLOCK_ON_STOPPED.store(true, Ordering::SeqCst);
     let t = std::time::Instant::now();
     expect(pl_node_stop(node), PlStatus::PlErrTimeout, "keep ctx valid");
     assert!(t.elapsed() < std::time::Duration::from_secs(6));
@@ -513,7 +507,7 @@ fn a_stop_that_times_out_keeps_the_handle_until_the_thread_is_gone() {
         "the handle stays, the node does not run"
     );
     // Once the callback returns, free completes, and nothing calls back afterwards.
-    BLOCK_ON_SHUTDOWN.store(false, Ordering::SeqCst);
+    BLOCK_ON_STOPPED.store(false, Ordering::SeqCst);
     assert_eq!(pl_node_free(node), PlStatus::PlOk, "{}", last_error());
     FREED.store(true, Ordering::SeqCst);
     std::thread::sleep(std::time::Duration::from_millis(200));
