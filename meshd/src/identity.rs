@@ -138,6 +138,11 @@ impl Identity {
         Identity { signing, public }
     }
 
+    /// The signing key (for announcements this node signs itself).
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
     /// The public key.
     pub fn public_key(&self) -> PublicKey {
         self.public

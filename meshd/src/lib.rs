@@ -31,6 +31,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod e2e;
 pub mod firewall;
 pub mod identity;
