@@ -23,6 +23,9 @@ pub enum Host {
     Ip(IpAddr),
     /// A DNS name, resolved when dialing.
     Name(String),
+    /// An IPv6 link-local address with the index of the interface it is on
+    /// (`[fe80::1%3]`): how LAN discovery names a neighbour.
+    Scoped(std::net::Ipv6Addr, u32),
 }
 
 /// A parsed `udp://HOST:PORT[?key=PUBKEY]`.
@@ -87,11 +90,22 @@ impl FromStr for PeerUri {
             let (h, p) = after
                 .split_once(']')
                 .ok_or_else(|| UriError::Host(s.into()))?;
+            let (h, zone) = match h.split_once('%') {
+                Some((h, z)) => (
+                    h,
+                    Some(z.parse::<u32>().map_err(|_| UriError::Host(s.into()))?),
+                ),
+                None => (h, None),
+            };
             let ip: std::net::Ipv6Addr = h.parse().map_err(|_| UriError::Host(s.into()))?;
             let p = p
                 .strip_prefix(':')
                 .ok_or_else(|| UriError::Port(s.into()))?;
-            (Host::Ip(IpAddr::V6(ip)), p)
+            let host = match zone {
+                Some(z) => Host::Scoped(ip, z),
+                None => Host::Ip(IpAddr::V6(ip)),
+            };
+            (host, p)
         } else {
             let (h, p) = authority
                 .rsplit_once(':')
@@ -152,6 +166,9 @@ impl PeerUri {
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self.host {
             Host::Ip(ip) => Some(SocketAddr::new(ip, self.port)),
+            Host::Scoped(ip, zone) => Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip, self.port, 0, zone,
+            ))),
             Host::Name(_) => None,
         }
     }
@@ -161,6 +178,7 @@ impl PeerUri {
         let host = match &self.host {
             Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
             Host::Ip(IpAddr::V4(ip)) => ip.to_string(),
+            Host::Scoped(ip, zone) => format!("[{ip}%{zone}]"),
             Host::Name(n) => n.clone(),
         };
         format!("udp://{host}:{}", self.port)
@@ -180,6 +198,19 @@ impl fmt::Display for PeerUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_local_addresses_keep_their_interface() {
+        let u: PeerUri = "udp://[fe80::1%3]:7820".parse().expect("scoped");
+        assert_eq!(u.host, Host::Scoped("fe80::1".parse().expect("ip"), 3));
+        let a = u.socket_addr().expect("address");
+        assert_eq!(a.to_string(), "[fe80::1%3]:7820");
+        assert_eq!(u.to_string(), "udp://[fe80::1%3]:7820");
+        assert_eq!(u.to_string().parse::<PeerUri>(), Ok(u));
+        // Interfaces are named by index; anything else is refused.
+        assert!("udp://[fe80::1%eth0]:7820".parse::<PeerUri>().is_err());
+        assert!("udp://[fe80::1%]:7820".parse::<PeerUri>().is_err());
+    }
 
     #[test]
     fn parses_the_forms_users_write() {

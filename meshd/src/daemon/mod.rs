@@ -461,7 +461,9 @@ async fn resolve(
     tx: mpsc::Sender<(PeerUri, Result<SocketAddr, String>)>,
 ) {
     let result = match &uri.host {
-        crate::uri::Host::Ip(ip) => Ok(SocketAddr::new(*ip, uri.port)),
+        crate::uri::Host::Ip(_) | crate::uri::Host::Scoped(..) => {
+            uri.socket_addr().ok_or_else(|| "no address".to_string())
+        }
         crate::uri::Host::Name(name) => {
             match tokio::net::lookup_host((name.as_str(), uri.port)).await {
                 Ok(addrs) => {
