@@ -155,9 +155,19 @@ pub unsafe extern "C" fn pl_node_send_packet(
     })
 }
 
-fn json_reply(node: PlNode, req: Request) -> Result<String, Error> {
-    let data = node::get(node)?.request(req)?;
-    Ok(data.to_string())
+/// Asks the node and writes its JSON answer to `*out_json`.
+///
+/// # Safety
+/// `out_json` is NULL or writable.
+unsafe fn json_reply(node: PlNode, req: Request, out_json: *mut *mut c_char) -> PlStatus {
+    guard(|| {
+        if out_json.is_null() {
+            return Err(null("out_json"));
+        }
+        let data = node::get(node)?.request(req)?;
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { put_string(out_json, "out_json", data.to_string()) }
+    })
 }
 
 /// The node's status as JSON (identity, uptime, links, counters, routing, policy): the same
@@ -167,14 +177,8 @@ fn json_reply(node: PlNode, req: Request) -> Result<String, Error> {
 /// `out_json` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pl_node_status_json(node: PlNode, out_json: *mut *mut c_char) -> PlStatus {
-    guard(|| {
-        if out_json.is_null() {
-            return Err(null("out_json"));
-        }
-        let s = json_reply(node, Request::Status)?;
-        // SAFETY: forwarded from this function's contract.
-        unsafe { put_string(out_json, "out_json", s) }
-    })
+    // SAFETY: forwarded from this function's contract.
+    unsafe { json_reply(node, Request::Status, out_json) }
 }
 
 /// The node's peers as a JSON array (one object per link or configured peer: key, address,
@@ -184,14 +188,8 @@ pub unsafe extern "C" fn pl_node_status_json(node: PlNode, out_json: *mut *mut c
 /// `out_json` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pl_node_peers_json(node: PlNode, out_json: *mut *mut c_char) -> PlStatus {
-    guard(|| {
-        if out_json.is_null() {
-            return Err(null("out_json"));
-        }
-        let s = json_reply(node, Request::Peers)?;
-        // SAFETY: forwarded from this function's contract.
-        unsafe { put_string(out_json, "out_json", s) }
-    })
+    // SAFETY: forwarded from this function's contract.
+    unsafe { json_reply(node, Request::Peers, out_json) }
 }
 
 /// Adds a peer (`udp://HOST:PORT[?key=PUBKEY]`) to the running node, kept in `state_dir`

@@ -101,17 +101,20 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<(), Error>) -> PlStatus {
             e.status
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!(
-                "internal error (a bug in Planetary LAN, please report it): {what}"
-            ));
+            set_last_error(&panic_message(panic.as_ref()));
             PlStatus::PlErrPanic
         }
     }
+}
+
+/// What a caught panic says, as the message an app sees.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("internal error (a bug in Planetary LAN, please report it): {what}")
 }
 
 #[cfg(test)]

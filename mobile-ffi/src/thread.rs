@@ -55,16 +55,7 @@ pub fn run(cfg: Config, t: Thread) {
     let error = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Some(format!(
-                "internal error (a bug in Planetary LAN, please report it): {what}"
-            ))
-        }
+        Err(panic) => Some(crate::error::panic_message(panic.as_ref())),
     };
     if let Some(q) = &queue {
         q.close();
