@@ -192,15 +192,13 @@ pub unsafe extern "C" fn pl_node_peers_json(node: PlNode, out_json: *mut *mut c_
     unsafe { json_reply(node, Request::Peers, out_json) }
 }
 
-/// Adds a peer (`udp://HOST:PORT[?key=PUBKEY]`) to the running node, kept in `state_dir`
-/// across restarts.
+/// Checks a peer URI argument and asks the node `req(uri)`.
 ///
 /// # Safety
 /// `uri` is NULL or a NUL-terminated string.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pl_node_add_peer(node: PlNode, uri: *const c_char) -> PlStatus {
+unsafe fn peer_request(node: PlNode, uri: *const c_char, req: fn(String) -> Request) -> PlStatus {
     guard(|| {
-        // SAFETY: forwarded from this function's contract.
+        // SAFETY: forwarded from the caller's contract.
         let uri = unsafe { str_arg(uri, "uri") }?.to_string();
         let n = node::get(node)?;
         if let Err(e) = uri.parse::<meshd::uri::PeerUri>() {
@@ -209,9 +207,19 @@ pub unsafe extern "C" fn pl_node_add_peer(node: PlNode, uri: *const c_char) -> P
                 format!("uri: {e}"),
             ));
         }
-        n.request(Request::PeerAdd { uri, persist: true })
-            .map(|_| ())
+        n.request(req(uri)).map(|_| ())
     })
+}
+
+/// Adds a peer (`udp://HOST:PORT[?key=PUBKEY]`) to the running node, kept in `state_dir`
+/// across restarts.
+///
+/// # Safety
+/// `uri` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pl_node_add_peer(node: PlNode, uri: *const c_char) -> PlStatus {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { peer_request(node, uri, |uri| Request::PeerAdd { uri, persist: true }) }
 }
 
 /// Removes a peer from the running node (and from `state_dir`), closing its link.
@@ -220,18 +228,8 @@ pub unsafe extern "C" fn pl_node_add_peer(node: PlNode, uri: *const c_char) -> P
 /// `uri` is NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pl_node_remove_peer(node: PlNode, uri: *const c_char) -> PlStatus {
-    guard(|| {
-        // SAFETY: forwarded from this function's contract.
-        let uri = unsafe { str_arg(uri, "uri") }?.to_string();
-        let n = node::get(node)?;
-        if let Err(e) = uri.parse::<meshd::uri::PeerUri>() {
-            return Err(Error::new(
-                PlStatus::PlErrInvalidArgument,
-                format!("uri: {e}"),
-            ));
-        }
-        n.request(Request::PeerRemove { uri }).map(|_| ())
-    })
+    // SAFETY: forwarded from this function's contract.
+    unsafe { peer_request(node, uri, |uri| Request::PeerRemove { uri }) }
 }
 
 /// The node's overlay address (e.g. `"203:…"`), known from `pl_node_new` on: give it to the
@@ -242,11 +240,8 @@ pub unsafe extern "C" fn pl_node_remove_peer(node: PlNode, uri: *const c_char) -
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pl_node_address(node: PlNode, out: *mut *mut c_char) -> PlStatus {
     guard(|| {
-        if out.is_null() {
-            return Err(null("out"));
-        }
         let a = node::get(node)?.identity().address().to_string();
-        // SAFETY: forwarded from this function's contract.
+        // SAFETY: forwarded from this function's contract (put_string refuses NULL).
         unsafe { put_string(out, "out", a) }
     })
 }
@@ -258,11 +253,8 @@ pub unsafe extern "C" fn pl_node_address(node: PlNode, out: *mut *mut c_char) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pl_node_public_key(node: PlNode, out: *mut *mut c_char) -> PlStatus {
     guard(|| {
-        if out.is_null() {
-            return Err(null("out"));
-        }
         let k = node::get(node)?.identity().public_key().to_string();
-        // SAFETY: forwarded from this function's contract.
+        // SAFETY: forwarded from this function's contract (put_string refuses NULL).
         unsafe { put_string(out, "out", k) }
     })
 }
