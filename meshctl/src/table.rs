@@ -80,6 +80,8 @@ pub fn peers(peers: &[PeerInfo]) -> String {
                     .map_or("?".into(), |k| format!("{}…", &k[..16.min(k.len())])),
                 p.address.clone().unwrap_or_else(|| "-".into()),
                 p.state.clone(),
+                p.transport.clone().unwrap_or_else(|| "-".into()),
+                p.origin.clone().unwrap_or_else(|| "-".into()),
                 p.endpoint
                     .clone()
                     .or_else(|| p.uri.clone())
@@ -97,6 +99,8 @@ pub fn peers(peers: &[PeerInfo]) -> String {
             "PUBLIC KEY",
             "ADDRESS",
             "STATE",
+            "VIA",
+            "ORIGIN",
             "ENDPOINT",
             "RX",
             "TX",
@@ -154,6 +158,27 @@ pub fn status(s: &Status) -> String {
                 "            the last reload was REFUSED: see meshctl policy show"
             );
         }
+    }
+    if let Some(ifs) = s.discovery.get("interfaces").and_then(|i| i.as_array()) {
+        let dc = &s.discovery["counters"];
+        let n = |k: &str| dc.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let names: Vec<&str> = ifs.iter().filter_map(|i| i.as_str()).collect();
+        let _ = writeln!(
+            o,
+            "discovery   on {}: {} neighbours found, {} denied by policy, {} forged and {} \
+             rate-limited announcements dropped",
+            if names.is_empty() {
+                "no interface yet".to_string()
+            } else {
+                names.join(", ")
+            },
+            n("new_neighbours"),
+            n("denied"),
+            n("bad_signature"),
+            n("rate_limited"),
+        );
+    } else {
+        let _ = writeln!(o, "discovery   off");
     }
     let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
     if let Some(d) = c.get("dropped").and_then(|d| d.as_object()) {

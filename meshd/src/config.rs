@@ -17,6 +17,9 @@
 //! | `tun.name` | `mesh0` | name of the TUN interface |
 //! | `tun.mtu` | `1420` | MTU of the TUN interface |
 //! | `tun.offload` | `true` | use TSO/GRO on the TUN device (falls back if the kernel refuses) |
+//! | `discovery.enabled` | `true` | announce this node and link with neighbours on the LAN (IPv6 link-local multicast) |
+//! | `discovery.interfaces` | `[]` (all) | interfaces to discover on; empty: every multicast interface that is up |
+//! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
 //!
 //! Environment: `MESHD_` + the key in capitals, with `__` between a table and its key:
 //! `MESHD_LOG_LEVEL=debug`, `MESHD_TUN__NAME=mesh1`, `MESHD_PEERS=udp://a:7820,udp://b:7820`.
@@ -58,6 +61,8 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// TUN settings.
     pub tun: TunConfig,
+    /// LAN discovery settings.
+    pub discovery: DiscoveryConfig,
     /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -73,6 +78,38 @@ pub struct TunConfig {
     pub mtu: u16,
     /// TSO/GRO.
     pub offload: bool,
+}
+
+/// The `[discovery]` table: LAN discovery by IPv6 link-local multicast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Announce and listen at all.
+    pub enabled: bool,
+    /// Interfaces to use; empty: every interface that is up and multicast-capable (never
+    /// loopback, meshd's own TUN or the znets' devices).
+    pub interfaces: Vec<String>,
+    /// Interfaces never to use, even if `interfaces` names them.
+    pub exclude: Vec<String>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            enabled: true,
+            interfaces: vec![],
+            exclude: vec![],
+        }
+    }
+}
+
+impl DiscoveryConfig {
+    /// Whether discovery may use the interface `name`.
+    pub fn allows(&self, name: &str) -> bool {
+        self.enabled
+            && !self.exclude.iter().any(|n| n == name)
+            && (self.interfaces.is_empty() || self.interfaces.iter().any(|n| n == name))
+    }
 }
 
 impl Default for TunConfig {
@@ -100,6 +137,7 @@ impl Default for Config {
             eligible_roots: vec![],
             policy_file: None,
             tun: TunConfig::default(),
+            discovery: DiscoveryConfig::default(),
             ignored_env: vec![],
         }
     }
@@ -177,6 +215,18 @@ name = "mesh0"
 mtu = 1420
 # TCP segmentation/receive offload on the TUN device; turned off by itself if the kernel refuses.
 offload = true
+
+# LAN discovery: every second this node announces its key (signed) to ff02::706c:616e port 7821
+# on each chosen interface, and links with the neighbours it hears, if the circle policy's
+# `peer` rules allow them. Their key is pinned; they are not saved, and are forgotten 10 s
+# after they fall silent.
+[discovery]
+enabled = true
+# Interfaces to use (names). Empty: every interface that is up and can multicast, except
+# loopback and meshd's own devices.
+interfaces = []
+# Interfaces never to use, e.g. ["eth0"] for a network you do not trust.
+exclude = []
 "#;
 
 impl Config {
@@ -219,6 +269,8 @@ impl Config {
                 .with_list_parse_key("listen")
                 .with_list_parse_key("peers")
                 .with_list_parse_key("eligible_roots")
+                .with_list_parse_key("discovery.interfaces")
+                .with_list_parse_key("discovery.exclude")
                 .try_parsing(true)
                 .source(Some(env)),
         );

@@ -141,5 +141,11 @@ impl UdpSock {
 /// The address a datagram came from, with IPv4-mapped IPv6 turned back into IPv4 so that it
 /// compares equal to the configured `udp://192.0.2.1:7820`.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+    match addr {
+        // A link-local peer keeps its interface (the scope); replies need it.
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_none() => SocketAddr::V6(
+            std::net::SocketAddrV6::new(*a.ip(), a.port(), 0, a.scope_id()),
+        ),
+        a => SocketAddr::new(a.ip().to_canonical(), a.port()),
+    }
 }

@@ -232,6 +232,13 @@ pub struct PeerInfo {
     pub cipher: Option<String>,
     /// Why the last dial failed.
     pub last_error: Option<String>,
+    /// Why this node links with it: `configured`, `discovered` (LAN), or `inbound` (it
+    /// dialed us).
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// The link's transport: `udp`, `tcp` or `quic`.
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 /// Answer to `tree`.
@@ -309,6 +316,9 @@ pub struct Status {
     /// The circle policy: file, counters (see [`PolicyInfo`]).
     #[serde(default)]
     pub policy: serde_json::Value,
+    /// LAN discovery: interfaces in use and counters (null: off).
+    #[serde(default)]
+    pub discovery: serde_json::Value,
 }
 
 /// Answer to `policy_show` (and part of `status`).

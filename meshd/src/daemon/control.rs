@@ -150,6 +150,7 @@ impl Control<'_> {
                     e2e,
                     local: node_counters,
                     policy: serde_json::Value::Null,
+                    discovery: serde_json::Value::Null,
                 })
             }
             Request::PeerAdd { uri, persist } => {
@@ -221,11 +222,9 @@ impl Control<'_> {
 pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
     let mut rows = Vec::new();
     for p in links.peers() {
-        let uri = links
-            .dialers()
-            .iter()
-            .find(|d| d.linked == Some(p.key))
-            .map(|d| d.uri.to_string());
+        let dialer = links.dialers().iter().find(|d| d.linked == Some(p.key));
+        let uri = dialer.map(|d| d.uri.to_string());
+        let origin = dialer.map_or("inbound", |d| d.origin.name());
         rows.push(PeerInfo {
             public_key: Some(p.key.to_string()),
             address: Some(p.key.address().to_string()),
@@ -240,6 +239,8 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
             last_handshake_secs: Some(now.saturating_duration_since(p.last_handshake).as_secs()),
             cipher: p.sessions.last().map(|s| s.suite.name().to_string()),
             last_error: None,
+            origin: Some(origin.into()),
+            transport: Some("udp".into()),
         });
     }
     for d in links.dialers() {
@@ -265,6 +266,8 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
             last_handshake_secs: None,
             cipher: None,
             last_error: d.last_error.clone(),
+            origin: Some(d.origin.name().into()),
+            transport: Some("udp".into()),
         });
     }
     rows

@@ -10,12 +10,14 @@
 
 mod control;
 mod datapath;
+pub mod lan;
 pub mod local;
 pub mod policy;
 pub mod znets;
 
 use crate::admin;
 use crate::config::Config;
+use crate::discovery;
 use crate::e2e::E2eConfig;
 use crate::identity::Identity;
 use crate::link::LinkConfig;
@@ -319,6 +321,16 @@ pub async fn run_with(
             public_key: identity.public_key(),
         });
     }
+    let mut lan = lan::Lan::open(
+        &cfg.discovery,
+        vec![cfg.tun.name.clone()],
+        &cfg.listen_addrs()?,
+        &identity,
+        wall_clock_ms().saturating_mul(1000),
+        Instant::now(),
+    );
+    let mut lan_tick = tokio::time::interval(discovery::INTERVAL);
+    lan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = pin!(shutdown);
     let mut last_sock = 0;
     // The policy file is looked at four times a second, and read once it holds still for one
@@ -392,6 +404,16 @@ pub async fn run_with(
                     zdevs.write(id, &p).await;
                 }
             }
+            _ = lan_tick.tick(), if lan.is_some() => {
+                if let Some(l) = lan.as_mut() {
+                    l.tick(&identity, Instant::now()).await;
+                }
+            }
+            _ = async { if let Some(l) = &lan { l.readable().await } else { std::future::pending().await } } => {
+                if let Some(l) = lan.as_mut() {
+                    l.receive(&mut node, Instant::now());
+                }
+            }
             _ = policy_poll.tick() => {
                 if let Some(Ok(p)) = policy_file.poll() {
                     policy::apply(&mut node, p);
@@ -440,6 +462,8 @@ pub async fn run_with(
                         if status && let Some(d) = r.data.as_object_mut() {
                             let info = policy_file.info(node.firewall.policy(), node.policy_counters());
                             d.insert("policy".into(), serde_json::to_value(info).unwrap_or_default());
+                            let lan = lan.as_ref().map(|l| l.info());
+                            d.insert("discovery".into(), serde_json::to_value(lan).unwrap_or_default());
                         }
                         reply(r);
                     }

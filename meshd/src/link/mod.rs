@@ -22,13 +22,15 @@
 //! system through snow.
 
 mod data;
+mod discovered;
 mod handshake;
 mod peer;
 mod ratelimit;
 mod stats;
 mod timers;
 
-pub use peer::{Dialer, Peer, PeerCounters};
+pub use discovered::{DISCOVERED_EXPIRY, Discovered, MAX_DISCOVERED};
+pub use peer::{Dialer, Origin, Peer, PeerCounters};
 pub use ratelimit::Limits;
 pub use stats::{Counters, DropCounters, DropReason};
 
@@ -293,11 +295,17 @@ impl Links {
     /// Adds a configured peer; the first dial happens on the next [`Links::handle_timeout`].
     /// Returns false if the same endpoint is already configured.
     pub fn add_peer(&mut self, uri: PeerUri, now: Instant) -> bool {
-        if self
+        if let Some(d) = self
             .dialers
-            .iter()
-            .any(|d| d.uri.endpoint() == uri.endpoint())
+            .iter_mut()
+            .find(|d| d.uri.endpoint() == uri.endpoint())
         {
+            // A neighbour found on the LAN that is now configured: keep it for good.
+            if d.origin != Origin::Configured {
+                d.origin = Origin::Configured;
+                d.uri = uri;
+                return true;
+            }
             return false;
         }
         self.dialers.push(Dialer::new(uri, now));

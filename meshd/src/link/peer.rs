@@ -144,10 +144,35 @@ impl Peer {
     }
 }
 
-/// A configured peer URI that this node keeps a link to.
+/// Why this node dials a peer URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// In the config, or added with `meshctl peer add`.
+    Configured,
+    /// Announced on the LAN ([`crate::discovery`]). Forgotten once the announcements stop
+    /// and the link is down.
+    Discovered {
+        /// When the last announcement was heard.
+        last_seen: Instant,
+    },
+}
+
+impl Origin {
+    /// `configured` or `discovered`, for `meshctl peers`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Origin::Configured => "configured",
+            Origin::Discovered { .. } => "discovered",
+        }
+    }
+}
+
+/// A peer URI that this node keeps a link to.
 #[derive(Debug)]
 pub struct Dialer {
     pub(crate) uri: PeerUri,
+    /// Why it is dialed.
+    pub(crate) origin: Origin,
     /// Resolved address (literal addresses are resolved at once).
     pub(crate) addr: Option<SocketAddr>,
     /// The key of the link this URI leads to, once it is up.
@@ -167,6 +192,7 @@ impl Dialer {
         let addr = uri.socket_addr();
         Dialer {
             uri,
+            origin: Origin::Configured,
             addr,
             linked: None,
             failures: 0,
@@ -175,6 +201,16 @@ impl Dialer {
             resolving: false,
             last_error: None,
         }
+    }
+
+    /// The URI.
+    pub fn uri(&self) -> &PeerUri {
+        &self.uri
+    }
+
+    /// Why it is dialed.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// For a peer given by host name, forgets the resolved address so that the next attempt

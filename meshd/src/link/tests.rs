@@ -543,3 +543,50 @@ fn a_peer_denied_by_the_circle_policy_is_refused_and_told_so() {
     p.run_for(Duration::from_millis(100));
     assert!(p.b.links.peers.is_empty() && p.a.links.peers.is_empty());
 }
+
+#[test]
+fn discovered_neighbours_link_and_are_forgotten_when_quiet() {
+    let mut p = Pair::new(None);
+    assert!(p.a.links.remove_peer(&uri(B_ADDR, None)));
+    let (ka, kb) = (identity(1).public_key(), identity(2).public_key());
+    let now = p.now;
+    assert_eq!(p.a.links.discovered(kb, B_ADDR, now), Discovered::New);
+    assert_eq!(p.b.links.discovered(ka, A_ADDR, now), Discovered::New);
+    assert_eq!(p.a.links.discovered(kb, B_ADDR, now), Discovered::Known);
+    assert_eq!(
+        p.a.links.discovered(ka, A_ADDR, now),
+        Discovered::Known,
+        "own key"
+    );
+    p.run_for(Duration::from_secs(1));
+    assert!(p.a.links.peers.contains_key(&kb) && p.b.links.peers.contains_key(&ka));
+    // Announcements stop and the neighbour dies: the link goes down, then it is forgotten.
+    p.blackhole = Some(B_ADDR);
+    p.run_for(Duration::from_secs(15));
+    assert!(!p.a.links.peers.contains_key(&kb));
+    assert!(
+        p.a.links.dialers().is_empty(),
+        "a quiet neighbour is forgotten"
+    );
+}
+
+#[test]
+fn discovery_respects_the_peer_policy_and_the_bound() {
+    let mut p = Pair::new(None);
+    let kb = identity(2).public_key();
+    let text = format!("[[rules]]\naction = \"peer\"\ndeny = \"{kb}\"\n");
+    let policy = acl::Policy::load(&text, "a.toml").expect("policy");
+    p.a.links
+        .set_policy(Some(std::sync::Arc::new(policy)), p.now);
+    let other: SocketAddr = "10.0.0.9:7820".parse().expect("addr");
+    assert_eq!(p.a.links.discovered(kb, other, p.now), Discovered::Denied);
+    let mut n = 0;
+    for i in 0..200u8 {
+        let key = identity(100u8.wrapping_add(i)).public_key();
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)), 7820);
+        if p.b.links.discovered(key, addr, p.now) == Discovered::New {
+            n += 1;
+        }
+    }
+    assert_eq!(n, MAX_DISCOVERED);
+}

@@ -29,6 +29,9 @@ impl Links {
                 at(d.next_attempt);
             }
         }
+        if let Some(t) = self.discovered_deadline() {
+            at(t);
+        }
         next
     }
 
@@ -40,6 +43,7 @@ impl Links {
     /// Does whatever is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire_handshakes(now);
+        self.expire_discovered(now);
         let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
         for key in keys {
             self.peer_timers(&key, now);
