@@ -20,7 +20,7 @@
 //! header view), [`firewall`] (the circle policy on the data path: verdicts, flow tracking),
 //! [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`],
 //! [`admin`] (the control socket protocol shared with `meshctl`), [`tun`] and [`udp`] (OS
-//! glue), [`daemon`] (the event loop).
+//! glue), [`quic_tls`] (TLS and transport settings of QUIC links), [`daemon`] (the event loop).
 //!
 //! ## What it must not do
 //! No routing or policy logic lives here: those belong to `routing` and `acl`, which stay pure
@@ -39,6 +39,8 @@ pub mod link;
 pub mod node;
 pub mod noise;
 pub mod packet;
+/// TLS for `quic://` links: the node's ed25519 key as the TLS identity, both ways.
+pub mod quic_tls;
 pub mod replay;
 pub mod session;
 pub mod tun;
