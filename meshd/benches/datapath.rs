@@ -13,11 +13,12 @@ use meshd::identity::Identity;
 use meshd::node::{Inbound, Node, NodeConfig, Outbound};
 use meshd::wire::Suite;
 use std::collections::VecDeque;
+use meshd::uri::Endpoint;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, i as u8 + 1], 7820))
+fn addr(i: usize) -> Endpoint {
+    Endpoint::udp(SocketAddr::from(([10, 0, 0, i as u8 + 1], 7820)))
 }
 
 struct Line {
@@ -38,7 +39,7 @@ impl Line {
             nodes.push((node, id));
         }
         for i in 1..3 {
-            let uri = format!("udp://{}", addr(i)).parse().expect("uri");
+            let uri = addr(i).to_string().parse().expect("uri");
             nodes[i - 1].0.links.add_peer(uri, now);
         }
         Line { nodes, now }
@@ -47,7 +48,7 @@ impl Line {
     /// Delivers every queued control datagram until the network is quiet.
     fn settle(&mut self, d: Duration) {
         let end = self.now + d;
-        let mut wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
+        let mut wire: VecDeque<(Endpoint, Endpoint, Vec<u8>)> = VecDeque::new();
         while self.now < end {
             self.now += Duration::from_millis(5);
             let now = self.now;

@@ -5,8 +5,8 @@
 //! |---|---|---|
 //! | `state_dir` | `/var/lib/meshd` | where the daemon keeps state (runtime-added peers) |
 //! | `identity_file` | `<state_dir>/identity.key` | the node's secret key (created on first start, mode 0600) |
-//! | `listen` | `["udp://[::]:7820"]` | sockets to listen on |
-//! | `peers` | `[]` | peers to link with: `udp://HOST:PORT[?key=PUBKEY]` |
+//! | `listen` | `["udp://[::]:7820"]` | where to accept links: `udp://`, `tcp://`, `quic://` ADDRESS:PORT |
+//! | `peers` | `[]` | peers to link with: `udp://`, `tcp://` or `quic://` HOST:PORT`[?key=PUBKEY]` |
 //! | `admin_socket` | `/run/meshd/admin.sock` | the control socket `meshctl` talks to |
 //! | `admin_group` | none | a group whose members may use the control socket (besides root) |
 //! | `log_level` | `info` | `error`, `warn`, `info`, `debug`, `trace` or a tracing filter; `RUST_LOG` wins |
@@ -177,11 +177,13 @@ state_dir = "/var/lib/meshd"
 # from it, so keep it (and back it up) to keep the address. Default: <state_dir>/identity.key
 # identity_file = "/var/lib/meshd/identity.key"
 
-# Where to accept links. udp://[::]:PORT listens on IPv6 and IPv4.
+# Where to accept links. udp://[::]:PORT listens on IPv6 and IPv4. Add tcp://[::]:7820 for
+# peers on networks that block UDP, and quic://[::]:7821 (a UDP port of its own) for QUIC.
 listen = ["udp://[::]:7820"]
 
-# Peers to link with: udp://HOST:PORT, optionally pinned to the key the peer must present:
-# udp://203.0.113.7:7820?key=<64 hex digits>. A pinned peer presenting another key is refused.
+# Peers to link with: udp://HOST:PORT (or tcp://, quic://), optionally pinned to the key the
+# peer must present: udp://203.0.113.7:7820?key=<64 hex digits>. A pinned peer presenting
+# another key is refused.
 peers = []
 
 # Control socket for meshctl; only root and admin_group may use it.
@@ -323,20 +325,46 @@ impl Config {
             .collect()
     }
 
-    /// Parsed listen addresses.
-    pub fn listen_addrs(&self) -> anyhow::Result<Vec<std::net::SocketAddr>> {
-        self.listen
+    /// Parsed listen URIs, every transport.
+    pub fn listen_endpoints(&self) -> anyhow::Result<Vec<crate::uri::Endpoint>> {
+        let eps = self
+            .listen
             .iter()
             .map(|l| {
                 let u: PeerUri = l.parse().map_err(|e| anyhow::anyhow!("listen: {e}"))?;
                 if u.key.is_some() {
                     bail!("listen: {l:?} has a ?key=, which only peers take");
                 }
-                u.socket_addr().ok_or_else(|| {
+                u.link_endpoint().ok_or_else(|| {
                     anyhow::anyhow!("listen: {l:?} must name an IP address, not a host name")
                 })
             })
-            .collect()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for q in eps.iter().filter(|e| e.scheme == crate::uri::Scheme::Quic) {
+            let clash = eps.iter().any(|u| {
+                u.scheme == crate::uri::Scheme::Udp
+                    && u.addr.port() == q.addr.port()
+                    && q.addr.port() != 0
+            });
+            if clash {
+                bail!(
+                    "listen: {q} and udp:// use the same UDP port {}; give QUIC a port of its \
+                     own, e.g. quic://[::]:7821",
+                    q.addr.port()
+                );
+            }
+        }
+        Ok(eps)
+    }
+
+    /// Parsed UDP listen addresses.
+    pub fn listen_addrs(&self) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+        Ok(self
+            .listen_endpoints()?
+            .into_iter()
+            .filter(|e| e.scheme == crate::uri::Scheme::Udp)
+            .map(|e| e.addr)
+            .collect())
     }
 
     /// The root eligibility set for the router (`None`: any key).
@@ -371,7 +399,7 @@ impl Config {
     /// Checks everything that can be checked without touching the system.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.peer_uris()?;
-        if self.listen_addrs()?.is_empty() {
+        if self.listen_endpoints()?.is_empty() {
             bail!("listen: at least one listen URI is needed, e.g. udp://[::]:{DEFAULT_PORT}");
         }
         self.suite()?;

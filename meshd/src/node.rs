@@ -16,12 +16,13 @@ use crate::firewall::{Firewall, PolicyCounters};
 use crate::identity::{Identity, PublicKey};
 use crate::link::{self, LinkConfig, LinkId, Links, Recv, Transmit};
 use crate::packet::{Icmp6Error, Ipv6Header, icmp6_error};
+use crate::uri::Endpoint;
 use crate::wire;
 use crate::znet::{self, Manifest, Znet};
 use routing::{Event as RouteEvent, Handled, PeerId, Router, RouterConfig, address};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 /// Largest UDP payload sent: fits a 1500-byte path over IPv6 (1500 - 40 - 8).
@@ -54,7 +55,7 @@ pub enum Outbound {
     /// Send `net_out[..len]` to `to`.
     Datagram {
         /// Where to.
-        to: SocketAddr,
+        to: Endpoint,
         /// Length.
         len: usize,
     },
@@ -77,7 +78,7 @@ pub enum Inbound {
     /// Forward: send `net_out[..len]` to `to`.
     Forward {
         /// Where to.
-        to: SocketAddr,
+        to: Endpoint,
         /// Length.
         len: usize,
     },
@@ -430,7 +431,7 @@ impl Node {
         key: &PublicKey,
         msg: &[u8],
         net_out: &mut [u8],
-    ) -> Option<(SocketAddr, usize)> {
+    ) -> Option<(Endpoint, usize)> {
         self.rbuf.clear();
         self.rbuf.push(wire::frame::ROUTING);
         let Some(peer) = self.router.send_traffic(now, &key.0, msg, &mut self.rbuf) else {
@@ -473,7 +474,7 @@ impl Node {
     pub fn inbound(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Endpoint,
         datagram: &[u8],
         frame: &mut [u8],
         tun_out: &mut [u8],

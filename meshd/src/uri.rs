@@ -1,4 +1,5 @@
-//! Peer and listen URIs: `udp://HOST:PORT[?key=PUBKEY]`.
+//! Peer and listen URIs: `udp://HOST:PORT[?key=PUBKEY]`, `tcp://…` and `quic://…`, and the
+//! [`Endpoint`] (transport and socket address) the link core sends to and hears from.
 //!
 //! `HOST` is an IPv4 address, an IPv6 address in brackets, or a DNS name. A peer URI may pin the
 //! key the peer must present (`?key=` followed by 64 hex digits); a pinned peer that presents
@@ -9,11 +10,58 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-/// The transports a URI can name. Only UDP exists today; TCP and QUIC come with issue 8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The transports a URI can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scheme {
     /// Noise over UDP datagrams.
     Udp,
+    /// Noise datagrams framed over TCP (for networks that block UDP).
+    Tcp,
+    /// Noise datagrams in QUIC datagrams (and on a stream when too big), inside a QUIC
+    /// connection whose TLS key is the node's key.
+    Quic,
+}
+
+impl Scheme {
+    /// `udp`, `tcp` or `quic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Udp => "udp",
+            Scheme::Tcp => "tcp",
+            Scheme::Quic => "quic",
+        }
+    }
+}
+
+/// Where a link datagram goes or came from: a transport and a socket address. For TCP and
+/// QUIC it names the connection (the remote's address and port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The transport.
+    pub scheme: Scheme,
+    /// The remote socket address.
+    pub addr: SocketAddr,
+}
+
+impl Endpoint {
+    /// A UDP endpoint.
+    pub fn udp(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            scheme: Scheme::Udp,
+            addr,
+        }
+    }
+
+    /// An endpoint of `scheme`.
+    pub fn new(scheme: Scheme, addr: SocketAddr) -> Endpoint {
+        Endpoint { scheme, addr }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme.name(), self.addr)
+    }
 }
 
 /// Where a URI points.
@@ -46,7 +94,7 @@ pub struct PeerUri {
 pub enum UriError {
     /// No `scheme://`, or an unknown scheme.
     #[error(
-        "unsupported scheme in {0:?}: use udp://HOST:PORT (tcp:// and quic:// are not available yet)"
+        "unsupported scheme in {0:?}: use udp://HOST:PORT, tcp://HOST:PORT or quic://HOST:PORT"
     )]
     Scheme(String),
     /// Missing or bad `:PORT`.
@@ -79,6 +127,8 @@ impl FromStr for PeerUri {
             .ok_or_else(|| UriError::Scheme(s.into()))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "udp" => Scheme::Udp,
+            "tcp" => Scheme::Tcp,
+            "quic" => Scheme::Quic,
             _ => return Err(UriError::Scheme(s.into())),
         };
         let (authority, query) = match rest.split_once('?') {
@@ -173,6 +223,11 @@ impl PeerUri {
         }
     }
 
+    /// The link endpoint, if the host is a literal address.
+    pub fn link_endpoint(&self) -> Option<Endpoint> {
+        self.socket_addr().map(|a| Endpoint::new(self.scheme, a))
+    }
+
     /// The same URI without its key: what identifies "this peer entry" regardless of pinning.
     pub fn endpoint(&self) -> String {
         let host = match &self.host {
@@ -181,7 +236,7 @@ impl PeerUri {
             Host::Scoped(ip, zone) => format!("[{ip}%{zone}]"),
             Host::Name(n) => n.clone(),
         };
-        format!("udp://{host}:{}", self.port)
+        format!("{}://{host}:{}", self.scheme.name(), self.port)
     }
 }
 
@@ -235,7 +290,7 @@ mod tests {
     fn rejects_with_a_reason() {
         for (s, want) in [
             ("10.0.0.2:7820", "scheme"),
-            ("tcp://10.0.0.2:7820", "scheme"),
+            ("http://10.0.0.2:7820", "scheme"),
             ("udp://10.0.0.2", "port"),
             ("udp://10.0.0.2:99999", "port"),
             ("udp://:7820", "host"),

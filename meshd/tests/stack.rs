@@ -5,22 +5,23 @@
 use meshd::identity::Identity;
 use meshd::node::{Inbound, Node, NodeConfig, Outbound};
 use std::collections::VecDeque;
+use meshd::uri::Endpoint;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 struct Net {
     now: Instant,
-    nodes: Vec<(Node, SocketAddr, Identity)>,
+    nodes: Vec<(Node, Endpoint, Identity)>,
     /// (from, to, datagram)
-    wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    wire: VecDeque<(Endpoint, Endpoint, Vec<u8>)>,
     /// Frames each node saw after link decryption: (node index, frame).
     seen: Vec<(usize, Vec<u8>)>,
     /// IPv6 packets each node's TUN received.
     tun: Vec<(usize, Vec<u8>)>,
 }
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, i as u8 + 1], 7820))
+fn addr(i: usize) -> Endpoint {
+    Endpoint::udp(SocketAddr::from(([10, 0, 0, i as u8 + 1], 7820)))
 }
 
 impl Net {
@@ -40,7 +41,7 @@ impl Net {
             nodes.push((node, addr(i), id));
         }
         for i in 1..n {
-            let uri = format!("udp://{}", addr(i)).parse().expect("uri");
+            let uri = addr(i).to_string().parse().expect("uri");
             nodes[i - 1].0.links.add_peer(uri, now);
         }
         Net {
@@ -52,7 +53,7 @@ impl Net {
         }
     }
 
-    fn index(&self, a: SocketAddr) -> Option<usize> {
+    fn index(&self, a: Endpoint) -> Option<usize> {
         self.nodes.iter().position(|n| n.1 == a)
     }
 

@@ -207,9 +207,10 @@ impl Control<'_> {
             address: key.address().to_string(),
             subnet: format!("{}/64", key.subnet()),
             listen: socks
-                .0
+                .udp
                 .iter()
                 .map(|s| format!("udp://{}", s.local_addr()))
+                .chain(socks.streams.listening.iter().map(|e| e.to_string()))
                 .collect(),
             tun: self.cfg.tun.name.clone(),
             mtu: self.cfg.tun.mtu,
@@ -240,7 +241,7 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
             cipher: p.sessions.last().map(|s| s.suite.name().to_string()),
             last_error: None,
             origin: Some(origin.into()),
-            transport: Some("udp".into()),
+            transport: Some(p.endpoint.scheme.name().into()),
         });
     }
     for d in links.dialers() {
@@ -267,7 +268,7 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
             cipher: None,
             last_error: d.last_error.clone(),
             origin: Some(d.origin.name().into()),
-            transport: Some("udp".into()),
+            transport: Some(d.uri.scheme.name().into()),
         });
     }
     rows

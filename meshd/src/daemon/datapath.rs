@@ -11,9 +11,9 @@ use super::Sockets;
 use super::local::{GROTable, IDEAL_BATCH_SIZE, Local, LocalIo, VIRTIO_NET_HDR_LEN};
 use crate::node::{Inbound, Node, Outbound};
 use crate::udp::canonical;
+use crate::uri::{Endpoint, Scheme};
 use quinn_udp::RecvMeta;
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Read batches handled per wake-up before the loop looks at other work.
@@ -35,7 +35,7 @@ const SLOT: usize = 2048;
 
 /// A run of datagrams of one size to one destination.
 struct Run {
-    to: SocketAddr,
+    to: Endpoint,
     seg: usize,
     count: usize,
     len: usize,
@@ -68,7 +68,13 @@ impl GsoBatch {
     }
 
     /// The datagram just written at the tail goes to `to`.
-    async fn commit(&mut self, socks: &Sockets, to: SocketAddr, len: usize) {
+    async fn commit(&mut self, socks: &Sockets, to: Endpoint, len: usize) {
+        if to.scheme != Scheme::Udp {
+            // A connection: handed over at once (the run before it keeps its place).
+            let at = self.run.as_ref().map_or(0, |r| r.len);
+            socks.streams.send(to, &self.out[at..at + len]);
+            return;
+        }
         let max_segs = socks.max_gso_segments(&to);
         let joins = self.run.as_ref().is_some_and(|r| {
             r.to == to
@@ -280,60 +286,35 @@ impl UdpToTun {
             };
             errors.reset();
             let now = Instant::now();
-            for (m, buf) in self.meta[..n].iter().zip(&self.rx) {
-                let from = canonical(m.addr);
+            let rx = std::mem::take(&mut self.rx);
+            let meta = std::mem::take(&mut self.meta);
+            for (m, buf) in meta[..n].iter().zip(&rx) {
+                let from = Endpoint::udp(canonical(m.addr));
                 let stride = if m.stride == 0 { m.len } else { m.stride };
                 for dgram in buf[..m.len.min(buf.len())].chunks(stride.max(1)) {
-                    if count == self.tun_bufs.len() {
-                        // GRO appends the segments of a flow to its first buffer, and tun-rs
-                        // coalesces only into a buffer with room for 64 KB: reserve it (pages
-                        // are touched only as far as they are used).
-                        self.tun_bufs.push(Vec::with_capacity(TUN_BUF_CAPACITY));
-                    }
-                    let tb = &mut self.tun_bufs[count];
-                    tb.clear();
-                    tb.resize(VIRTIO_NET_HDR_LEN + dgram.len(), 0);
-                    let net_out = self.forward.tail(socks).await;
-                    let frame = &mut self.frame[..];
-                    match node.inbound(
-                        now,
-                        from,
-                        dgram,
-                        frame,
-                        &mut tb[VIRTIO_NET_HDR_LEN..],
-                        net_out,
-                    ) {
-                        Inbound::Tun { len } => {
-                            tb.truncate(VIRTIO_NET_HDR_LEN + len);
-                            count += 1;
-                        }
-                        Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
-                        Inbound::Znet { id, len } => {
-                            // The header room is zero: no offload information. Moved out
-                            // whole (the slot gets a fresh buffer) and written per batch.
-                            tb.truncate(VIRTIO_NET_HDR_LEN + len);
-                            let fresh = self
-                                .spare
-                                .pop()
-                                .unwrap_or_else(|| Vec::with_capacity(TUN_BUF_CAPACITY));
-                            let b = std::mem::replace(tb, fresh);
-                            let (bufs, gro) = self.znet_bufs.entry(id).or_default();
-                            bufs.push(b);
-                            if bufs.len() >= MAX_TUN_BATCH {
-                                znets.write_batch(id, gro, bufs).await;
-                                self.spare.append(bufs);
-                                self.spare.truncate(MAX_SPARE);
-                            }
-                        }
-                        Inbound::Done => {}
-                    }
+                    self.one(&mut count, now, from, dgram, node, socks, znets)
+                        .await;
                 }
             }
+            self.rx = rx;
+            self.meta = meta;
             if count >= MAX_TUN_BATCH {
                 self.write_tun(tun, count).await;
                 count = 0;
             }
         }
+        self.finish(count, tun, socks, znets).await;
+        result
+    }
+
+    /// Writes what a batch left: TUN packets, forwarded datagrams, znets' packets.
+    async fn finish(
+        &mut self,
+        count: usize,
+        tun: &Local,
+        socks: &Sockets,
+        znets: &super::znets::Devices,
+    ) {
         self.write_tun(tun, count).await;
         self.forward.flush(socks).await;
         for (id, (bufs, gro)) in self.znet_bufs.iter_mut() {
@@ -343,7 +324,87 @@ impl UdpToTun {
                 self.spare.truncate(MAX_SPARE);
             }
         }
-        result
+    }
+
+    /// One link datagram from `from`: for this node (into the TUN batch), a znet, or on to
+    /// the next hop.
+    #[allow(clippy::too_many_arguments)]
+    async fn one(
+        &mut self,
+        count: &mut usize,
+        now: Instant,
+        from: Endpoint,
+        dgram: &[u8],
+        node: &mut Node,
+        socks: &Sockets,
+        znets: &super::znets::Devices,
+    ) {
+        if *count == self.tun_bufs.len() {
+            // GRO appends the segments of a flow to its first buffer, and tun-rs
+            // coalesces only into a buffer with room for 64 KB: reserve it (pages
+            // are touched only as far as they are used).
+            self.tun_bufs.push(Vec::with_capacity(TUN_BUF_CAPACITY));
+        }
+        let tb = &mut self.tun_bufs[*count];
+        tb.clear();
+        tb.resize(VIRTIO_NET_HDR_LEN + dgram.len(), 0);
+        let net_out = self.forward.tail(socks).await;
+        let frame = &mut self.frame[..];
+        match node.inbound(
+            now,
+            from,
+            dgram,
+            frame,
+            &mut tb[VIRTIO_NET_HDR_LEN..],
+            net_out,
+        ) {
+            Inbound::Tun { len } => {
+                tb.truncate(VIRTIO_NET_HDR_LEN + len);
+                *count += 1;
+            }
+            Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
+            Inbound::Znet { id, len } => {
+                // The header room is zero: no offload information. Moved out
+                // whole (the slot gets a fresh buffer) and written per batch.
+                tb.truncate(VIRTIO_NET_HDR_LEN + len);
+                let fresh = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(TUN_BUF_CAPACITY));
+                let b = std::mem::replace(tb, fresh);
+                let (bufs, gro) = self.znet_bufs.entry(id).or_default();
+                bufs.push(b);
+                if bufs.len() >= MAX_TUN_BATCH {
+                    znets.write_batch(id, gro, bufs).await;
+                    self.spare.append(bufs);
+                    self.spare.truncate(MAX_SPARE);
+                }
+            }
+            Inbound::Done => {}
+        }
+    }
+
+    /// Link datagrams that came over connections (TCP, QUIC), handled as a batch the way a
+    /// UDP batch is.
+    pub async fn frames(
+        &mut self,
+        frames: &[(Endpoint, Vec<u8>)],
+        tun: &Local,
+        node: &mut Node,
+        socks: &Sockets,
+        znets: &super::znets::Devices,
+    ) {
+        let mut count = 0;
+        let now = Instant::now();
+        for (from, dgram) in frames {
+            self.one(&mut count, now, *from, dgram, node, socks, znets)
+                .await;
+            if count >= MAX_TUN_BATCH {
+                self.write_tun(tun, count).await;
+                count = 0;
+            }
+        }
+        self.finish(count, tun, socks, znets).await;
     }
 
     async fn write_tun(&mut self, tun: &Local, count: usize) {

@@ -13,6 +13,7 @@ mod datapath;
 pub mod lan;
 pub mod local;
 pub mod policy;
+pub mod streams;
 pub mod znets;
 
 use crate::admin;
@@ -23,7 +24,7 @@ use crate::identity::Identity;
 use crate::link::LinkConfig;
 use crate::node::{Node, NodeConfig};
 use crate::udp::UdpSock;
-use crate::uri::PeerUri;
+use crate::uri::{Endpoint, PeerUri, Scheme};
 use anyhow::Context;
 use routing::RouterConfig;
 use std::collections::HashMap;
@@ -104,12 +105,16 @@ async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> T {
     std::future::pending().await
 }
 
-/// The UDP sockets of the node.
-pub struct Sockets(Vec<UdpSock>);
+/// The link transports of the node: UDP sockets, TCP and QUIC connections.
+pub struct Sockets {
+    pub(crate) udp: Vec<UdpSock>,
+    /// TCP and QUIC.
+    pub streams: streams::Streams,
+}
 
 impl Sockets {
     fn for_dest(&self, to: &SocketAddr) -> Option<&UdpSock> {
-        self.0.iter().find(|s| s.can_reach(to))
+        self.udp.iter().find(|s| s.can_reach(to))
     }
 
     /// Whether this node can send to IPv4 and to IPv6 addresses.
@@ -117,17 +122,24 @@ impl Sockets {
         let v4 = SocketAddr::from(([192, 0, 2, 1], 1));
         let v6 = SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 1));
         (
-            self.0.iter().any(|s| s.can_reach(&v4)),
-            self.0.iter().any(|s| s.can_reach(&v6)),
+            self.udp.iter().any(|s| s.can_reach(&v4)),
+            self.udp.iter().any(|s| s.can_reach(&v6)),
         )
     }
 
     /// Why this node cannot send to `uri`, if it cannot (an address of a family it has no
     /// socket for).
     pub fn unreachable(&self, uri: &PeerUri) -> Option<String> {
+        if uri.scheme != Scheme::Udp {
+            return None;
+        }
         let addr = uri.socket_addr()?;
-        let listen: Vec<String> = self.0.iter().map(|s| s.local_addr().to_string()).collect();
-        (!self.0.iter().any(|s| s.can_reach(&addr))).then(|| {
+        let listen: Vec<String> = self
+            .udp
+            .iter()
+            .map(|s| s.local_addr().to_string())
+            .collect();
+        (!self.udp.iter().any(|s| s.can_reach(&addr))).then(|| {
             format!(
                 "peer {} is {} but meshd listens only on {} (add a listen address of that \
                  family, e.g. udp://[::]:7820)",
@@ -139,14 +151,24 @@ impl Sockets {
     }
 
     fn get(&self, i: usize) -> Option<&UdpSock> {
-        self.0.get(i)
+        self.udp.get(i)
     }
 
-    fn max_gso_segments(&self, to: &SocketAddr) -> usize {
-        self.for_dest(to).map_or(1, |s| s.max_gso_segments())
+    fn max_gso_segments(&self, to: &Endpoint) -> usize {
+        match to.scheme {
+            Scheme::Udp => self.for_dest(&to.addr).map_or(1, |s| s.max_gso_segments()),
+            _ => 1,
+        }
     }
 
-    async fn send(&self, to: SocketAddr, contents: &[u8], segment: Option<usize>) {
+    async fn send(&self, to: Endpoint, contents: &[u8], segment: Option<usize>) {
+        if to.scheme != Scheme::Udp {
+            for d in contents.chunks(segment.unwrap_or(contents.len()).max(1)) {
+                self.streams.send(to, d);
+            }
+            return;
+        }
+        let to = to.addr;
         let Some(s) = self.for_dest(&to) else {
             tracing::debug!(%to, "no socket of this address family");
             return;
@@ -159,11 +181,11 @@ impl Sockets {
     /// Waits until one of the sockets may be readable; returns its index. Polling starts after
     /// the socket served last, so a busy socket cannot starve the others.
     async fn readable(&self, last: usize) -> usize {
-        let n = self.0.len();
+        let n = self.udp.len();
         std::future::poll_fn(|cx| {
             for k in 1..=n {
                 let i = (last + k) % n;
-                if self.0[i].poll_recv_ready(cx).is_ready() {
+                if self.udp[i].poll_recv_ready(cx).is_ready() {
                     return Poll::Ready(i);
                 }
             }
@@ -230,7 +252,17 @@ pub async fn run_with(
         tracing::info!(listen = %s.local_addr(), gso_segments = s.max_gso_segments(), "listening");
         socks.push(s);
     }
-    let socks = Sockets(socks);
+    let listen = cfg.listen_endpoints()?;
+    let wants_quic = cfg
+        .peer_uris()?
+        .iter()
+        .chain(store.peers())
+        .any(|u| u.scheme == Scheme::Quic);
+    let (streams, mut stream_rx) = streams::Streams::open(&listen, &identity, wants_quic).await?;
+    let socks = Sockets {
+        udp: socks,
+        streams,
+    };
     let tun = match local {
         Some(Attach::TunFd(fd)) => {
             let t = crate::tun::from_owned(fd)?;
@@ -404,6 +436,29 @@ pub async fn run_with(
                     zdevs.write(id, &p).await;
                 }
             }
+            Some(ev) = stream_rx.recv() => {
+                let mut frames = Vec::new();
+                let mut next = Some(ev);
+                while let Some(ev) = next.take() {
+                    match ev {
+                        streams::StreamEvent::Frame(from, data) => frames.push((from, data)),
+                        streams::StreamEvent::Up(ep, conn) => {
+                            if let Some(key) = socks.streams.up(ep, conn) {
+                                node.links.bind_endpoint(ep, key);
+                            }
+                        }
+                        streams::StreamEvent::Down(ep, id) => {
+                            if socks.streams.down(ep, id) {
+                                node.links.unbind_endpoint(&ep);
+                            }
+                        }
+                    }
+                    if frames.len() < 256 {
+                        next = stream_rx.try_recv().ok();
+                    }
+                }
+                udp_rx.frames(&frames, &tun, &mut node, &socks, &znets.devices).await;
+            }
             _ = lan_tick.tick(), if lan.is_some() => {
                 if let Some(l) = lan.as_mut() {
                     l.tick(&identity, Instant::now()).await;
@@ -475,6 +530,7 @@ pub async fn run_with(
     tracing::info!("shutting down: telling the peers");
     node.shut_down(Instant::now());
     flush_control(&mut node, &socks, &tun, &mut udp_rx.gro).await;
+    socks.streams.close().await;
     Ok(())
 }
 
@@ -484,6 +540,11 @@ async fn resolve(
     (v4, v6): (bool, bool),
     tx: mpsc::Sender<(PeerUri, Result<SocketAddr, String>)>,
 ) {
+    // Connections (TCP, QUIC) are made from either family whatever the UDP sockets are.
+    let (v4, v6) = match uri.scheme {
+        Scheme::Udp => (v4, v6),
+        _ => (true, true),
+    };
     let result = match &uri.host {
         crate::uri::Host::Ip(_) | crate::uri::Host::Scoped(..) => {
             uri.socket_addr().ok_or_else(|| "no address".to_string())

@@ -7,8 +7,8 @@
 
 use super::{DropReason, LinkId, Links, Recv, Send};
 use crate::session::SessionError;
+use crate::uri::Endpoint;
 use crate::wire;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 impl Links {
@@ -16,7 +16,7 @@ impl Links {
     pub(super) fn handle_transport(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Endpoint,
         receiver: u32,
         counter: u64,
         ciphertext: &[u8],
@@ -42,7 +42,7 @@ impl Links {
         peer.last_rx = now;
         peer.first_unanswered_tx = None;
         peer.counters.rx_bytes += wire_len as u64;
-        if peer.endpoint != from {
+        if peer.endpoint != from && self.bound_keys.get(&from).is_none_or(|k| *k == key) {
             tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from, "peer moved");
             peer.endpoint = from;
         }

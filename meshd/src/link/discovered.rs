@@ -33,7 +33,8 @@ impl Links {
         if key == self.public {
             return Discovered::Known;
         }
-        if let Some(d) = self.dialers.iter_mut().find(|d| d.addr == Some(addr)) {
+        let ep = crate::uri::Endpoint::udp(addr);
+        if let Some(d) = self.dialers.iter_mut().find(|d| d.addr == Some(ep)) {
             if let Origin::Discovered { last_seen } = &mut d.origin {
                 *last_seen = now;
             }

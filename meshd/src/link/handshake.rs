@@ -13,9 +13,9 @@ use super::{DropReason, Event, Links, Recv};
 use crate::identity::PublicKey;
 use crate::noise::peer_identity;
 use crate::session::Session;
+use crate::uri::Endpoint;
 use crate::wire::{self, HandshakePayload, Suite};
 use snow::HandshakeState;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Room for a handshake payload: a whole handshake datagram may be payload (extensions).
@@ -27,7 +27,7 @@ pub const RESPONDER_EXPIRY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     /// To reach the configured peer(s) at this address.
-    Dial(SocketAddr),
+    Dial(Endpoint),
     /// To replace or probe the sessions of an existing link.
     Rekey(PublicKey),
 }
@@ -36,7 +36,7 @@ pub enum Purpose {
 pub struct Initiating {
     pub(crate) hs: HandshakeState,
     pub(crate) suite: Suite,
-    pub(crate) to: SocketAddr,
+    pub(crate) to: Endpoint,
     pub(crate) sent: Instant,
     pub(crate) purpose: Purpose,
 }
@@ -60,7 +60,7 @@ impl Links {
     /// Sends a handshake Init to `to`; returns our index for it.
     pub(crate) fn start_handshake(
         &mut self,
-        to: SocketAddr,
+        to: Endpoint,
         purpose: Purpose,
         now: Instant,
     ) -> Option<u32> {
@@ -98,7 +98,7 @@ impl Links {
     }
 
     /// True if `from` is a configured peer's address or the endpoint of a link.
-    pub(crate) fn is_known_source(&self, from: SocketAddr) -> bool {
+    pub(crate) fn is_known_source(&self, from: Endpoint) -> bool {
         self.dialers.iter().any(|d| d.addr == Some(from))
             || self.peers.values().any(|p| p.endpoint == from)
     }
@@ -106,13 +106,13 @@ impl Links {
     pub(super) fn handle_init(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Endpoint,
         suite: Suite,
         sender: u32,
         noise: &[u8],
     ) -> Recv {
         let known = self.is_known_source(from);
-        if !self.init_limiter.admit(from, known, now) {
+        if !self.init_limiter.admit(from.addr, known, now) {
             return Recv::Dropped(DropReason::RateLimited);
         }
         let Ok(mut hs) = crate::noise::responder(&self.noise_private, suite) else {
@@ -155,7 +155,7 @@ impl Links {
     pub(super) fn handle_response(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Endpoint,
         sender: u32,
         receiver: u32,
         noise: &[u8],
@@ -217,7 +217,7 @@ impl Links {
     pub(super) fn handle_final(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Endpoint,
         receiver: u32,
         noise: &[u8],
         wire_len: usize,
@@ -285,7 +285,7 @@ impl Links {
     }
 
     /// Why a handshake with `key` at `from` must not complete, if it must not.
-    fn refusal(&mut self, key: PublicKey, purpose: Purpose, from: SocketAddr) -> Option<String> {
+    fn refusal(&mut self, key: PublicKey, purpose: Purpose, from: Endpoint) -> Option<String> {
         if key == self.public {
             return Some(format!("{from} is this node itself"));
         }
@@ -294,6 +294,14 @@ impl Links {
         {
             return Some(format!(
                 "peer at {from} presented key {key} but the link belongs to {expected}"
+            ));
+        }
+        if let Some(bound) = self.bound_keys.get(&from)
+            && *bound != key
+        {
+            return Some(format!(
+                "the connection {from} authenticated key {bound}, but the link handshake over \
+                 it presented key {key}"
             ));
         }
         let addr = match purpose {

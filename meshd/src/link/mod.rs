@@ -35,10 +35,10 @@ pub use ratelimit::Limits;
 pub use stats::{Counters, DropCounters, DropReason};
 
 use crate::identity::{Identity, PublicKey};
+use crate::uri::Endpoint;
 use crate::uri::PeerUri;
 use crate::wire::{self, Message, Suite};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Timers and limits of the link layer. The defaults follow WireGuard's where one exists.
@@ -90,7 +90,7 @@ impl Default for LinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Where to.
-    pub to: SocketAddr,
+    pub to: Endpoint,
     /// The datagram.
     pub data: Vec<u8>,
 }
@@ -122,7 +122,7 @@ pub enum Send {
     /// Send `out[..len]` to `to`.
     Transmit {
         /// Where to.
-        to: SocketAddr,
+        to: Endpoint,
         /// Datagram length.
         len: usize,
     },
@@ -175,6 +175,9 @@ pub struct Links {
     pub(crate) init_limiter: ratelimit::InitLimiter,
     /// The circle policy (`peer` rules); `None`: everyone may link.
     pub(crate) policy: Option<std::sync::Arc<acl::Policy>>,
+    /// Endpoints whose transport authenticated the remote node itself (a QUIC connection's
+    /// TLS key): a link over one must be with that very key.
+    pub(crate) bound_keys: HashMap<Endpoint, PublicKey>,
 }
 
 impl Links {
@@ -199,6 +202,7 @@ impl Links {
             events: VecDeque::new(),
             counters: Counters::default(),
             policy: None,
+            bound_keys: HashMap::new(),
         }
     }
 
@@ -230,6 +234,18 @@ impl Links {
         }
         let e = p.explain(&acl::Who::Key(key.0), acl::Action::Peer, None);
         Some(format!("the circle policy denies it: {}", e.reason))
+    }
+
+    /// The transport of `endpoint` authenticated the remote as `key` (a QUIC connection's
+    /// TLS key): handshakes over it must authenticate that same key, and no other peer's
+    /// link moves onto it.
+    pub fn bind_endpoint(&mut self, endpoint: Endpoint, key: PublicKey) {
+        self.bound_keys.insert(endpoint, key);
+    }
+
+    /// The connection behind `endpoint` is gone.
+    pub fn unbind_endpoint(&mut self, endpoint: &Endpoint) {
+        self.bound_keys.remove(endpoint);
     }
 
     /// This node's public key.
@@ -273,7 +289,7 @@ impl Links {
         }
     }
 
-    pub(crate) fn queue(&mut self, to: SocketAddr, data: Vec<u8>) {
+    pub(crate) fn queue(&mut self, to: Endpoint, data: Vec<u8>) {
         self.counters.tx_datagrams += 1;
         self.transmits.push_back(Transmit { to, data });
     }
@@ -333,7 +349,12 @@ impl Links {
     }
 
     /// The shell resolved (or failed to resolve) a host name asked for by [`Event::Resolve`].
-    pub fn resolved(&mut self, uri: &PeerUri, result: Result<SocketAddr, String>, now: Instant) {
+    pub fn resolved(
+        &mut self,
+        uri: &PeerUri,
+        result: Result<std::net::SocketAddr, String>,
+        now: Instant,
+    ) {
         let max = self.cfg.max_backoff;
         let Some(d) = self
             .dialers
@@ -345,7 +366,7 @@ impl Links {
         d.resolving = false;
         match result {
             Ok(addr) => {
-                d.addr = Some(addr);
+                d.addr = Some(Endpoint::new(d.uri.scheme, addr));
                 d.next_attempt = now;
             }
             Err(e) => {
@@ -362,7 +383,7 @@ impl Links {
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Endpoint,
         datagram: &[u8],
         out: &mut [u8],
     ) -> Recv {
@@ -407,7 +428,7 @@ impl Links {
         &mut self,
         key: PublicKey,
         session: crate::session::Session,
-        from: SocketAddr,
+        from: Endpoint,
         now: Instant,
         rtt: Option<Duration>,
     ) {
@@ -472,7 +493,7 @@ impl Links {
     }
 
     /// The pinned key of a configured peer at `addr`, if any.
-    pub(crate) fn pin_for(&self, addr: SocketAddr) -> Option<(PublicKey, &PeerUri)> {
+    pub(crate) fn pin_for(&self, addr: Endpoint) -> Option<(PublicKey, &PeerUri)> {
         self.dialers
             .iter()
             .filter(|d| d.addr == Some(addr))

@@ -3,8 +3,8 @@
 use super::LinkConfig;
 use crate::identity::PublicKey;
 use crate::session::Session;
+use crate::uri::Endpoint;
 use crate::uri::PeerUri;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// At most this many sessions per peer: the current one, the previous one (packets in flight
@@ -41,7 +41,7 @@ pub struct Peer {
     pub(crate) key: PublicKey,
     /// Its id, for the router.
     pub(crate) link: super::LinkId,
-    pub(crate) endpoint: SocketAddr,
+    pub(crate) endpoint: Endpoint,
     /// Oldest first.
     pub(crate) sessions: Vec<Session>,
     pub(crate) up_since: Instant,
@@ -60,7 +60,7 @@ impl Peer {
     pub(crate) fn new(
         key: PublicKey,
         link: super::LinkId,
-        endpoint: SocketAddr,
+        endpoint: Endpoint,
         now: Instant,
     ) -> Self {
         Peer {
@@ -174,7 +174,7 @@ pub struct Dialer {
     /// Why it is dialed.
     pub(crate) origin: Origin,
     /// Resolved address (literal addresses are resolved at once).
-    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) addr: Option<Endpoint>,
     /// The key of the link this URI leads to, once it is up.
     pub(crate) linked: Option<PublicKey>,
     pub(crate) failures: u32,
@@ -189,7 +189,7 @@ pub struct Dialer {
 
 impl Dialer {
     pub(crate) fn new(uri: PeerUri, now: Instant) -> Self {
-        let addr = uri.socket_addr();
+        let addr = uri.link_endpoint();
         Dialer {
             uri,
             origin: Origin::Configured,

@@ -2,10 +2,17 @@
 
 use super::*;
 use crate::identity::Identity;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use crate::uri::Scheme;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-const A_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 7820);
-const B_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 7820);
+const A_ADDR: Endpoint = Endpoint {
+    scheme: Scheme::Udp,
+    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 7820),
+};
+const B_ADDR: Endpoint = Endpoint {
+    scheme: Scheme::Udp,
+    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 7820),
+};
 
 struct Node {
     links: Links,
@@ -17,19 +24,19 @@ struct Pair {
     a: Node,
     b: Node,
     /// Datagrams in flight: (arrival, from, to, bytes).
-    wire: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    wire: Vec<(Instant, Endpoint, Endpoint, Vec<u8>)>,
     latency: Duration,
     /// Drop everything sent by this address (a dead or partitioned node).
-    blackhole: Option<SocketAddr>,
-    captured: Vec<(SocketAddr, Vec<u8>)>,
+    blackhole: Option<Endpoint>,
+    captured: Vec<(Endpoint, Vec<u8>)>,
 }
 
 fn identity(n: u8) -> Identity {
     Identity::from_seed(&[n; 32])
 }
 
-fn uri(addr: SocketAddr, key: Option<PublicKey>) -> PeerUri {
-    let mut s = format!("udp://{addr}");
+fn uri(addr: Endpoint, key: Option<PublicKey>) -> PeerUri {
+    let mut s = format!("{addr}");
     if let Some(k) = key {
         s.push_str(&format!("?key={k}"));
     }
@@ -59,7 +66,7 @@ impl Pair {
         }
     }
 
-    fn node(&mut self, addr: SocketAddr) -> &mut Node {
+    fn node(&mut self, addr: Endpoint) -> &mut Node {
         if addr == A_ADDR {
             &mut self.a
         } else {
@@ -123,7 +130,7 @@ impl Pair {
 
     /// Sends a routing frame carrying an IPv6 packet from node `from` to its peer; returns
     /// whether it left.
-    fn send(&mut self, from: SocketAddr, src: Ipv6Addr, dst: Ipv6Addr, payload: usize) -> bool {
+    fn send(&mut self, from: Endpoint, src: Ipv6Addr, dst: Ipv6Addr, payload: usize) -> bool {
         let now = self.now;
         let latency = self.latency;
         let mut buf = vec![wire::frame::ROUTING];
@@ -439,7 +446,7 @@ fn forged_handshake_messages_do_not_kill_a_handshake_in_flight() {
 }
 
 /// Exchanges queued datagrams between two cores until both are quiet.
-fn exchange(a: &mut Links, a_addr: SocketAddr, b: &mut Links, b_addr: SocketAddr, now: Instant) {
+fn exchange(a: &mut Links, a_addr: Endpoint, b: &mut Links, b_addr: Endpoint, now: Instant) {
     let mut out = vec![0u8; 2048];
     for _ in 0..10 {
         let mut moved = false;
@@ -465,8 +472,8 @@ fn inbound_links_beyond_max_peers_are_refused_but_configured_peers_still_link() 
         ..LinkConfig::default()
     };
     let mut hub = Links::new(&identity(10), cfg, 10, now);
-    let hub_addr: SocketAddr = "10.0.0.10:7820".parse().expect("literal");
-    let c_addr: SocketAddr = "10.0.0.3:7820".parse().expect("literal");
+    let hub_addr = Endpoint::udp("10.0.0.10:7820".parse().expect("literal"));
+    let c_addr = Endpoint::udp("10.0.0.3:7820".parse().expect("literal"));
     hub.add_peer(uri(c_addr, None), now); // C is configured on the hub
     let mut a = Links::new(&identity(1), LinkConfig::default(), 1, now);
     let mut b = Links::new(&identity(2), LinkConfig::default(), 2, now);
@@ -550,11 +557,14 @@ fn discovered_neighbours_link_and_are_forgotten_when_quiet() {
     assert!(p.a.links.remove_peer(&uri(B_ADDR, None)));
     let (ka, kb) = (identity(1).public_key(), identity(2).public_key());
     let now = p.now;
-    assert_eq!(p.a.links.discovered(kb, B_ADDR, now), Discovered::New);
-    assert_eq!(p.b.links.discovered(ka, A_ADDR, now), Discovered::New);
-    assert_eq!(p.a.links.discovered(kb, B_ADDR, now), Discovered::Known);
+    assert_eq!(p.a.links.discovered(kb, B_ADDR.addr, now), Discovered::New);
+    assert_eq!(p.b.links.discovered(ka, A_ADDR.addr, now), Discovered::New);
     assert_eq!(
-        p.a.links.discovered(ka, A_ADDR, now),
+        p.a.links.discovered(kb, B_ADDR.addr, now),
+        Discovered::Known
+    );
+    assert_eq!(
+        p.a.links.discovered(ka, A_ADDR.addr, now),
         Discovered::Known,
         "own key"
     );

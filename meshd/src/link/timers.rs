@@ -165,7 +165,7 @@ impl Links {
     /// A link that never carried anything from the peer went down (or the peer refused it):
     /// the configured peers that led to it count a failure and back off.
     pub(crate) fn unconfirmed_link_failed(&mut self, key: &PublicKey, why: &str, now: Instant) {
-        let addrs: Vec<std::net::SocketAddr> = self
+        let addrs: Vec<crate::uri::Endpoint> = self
             .dialers
             .iter()
             .filter(|d| d.linked == Some(*key))

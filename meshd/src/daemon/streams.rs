@@ -1,0 +1,509 @@
+//! Link transports over connections: `tcp://` and `quic://`. The link core sees datagrams and
+//! [`Endpoint`]s whatever the transport; this file turns them into connections and back.
+//!
+//! * **TCP**: each link datagram is framed as a 2-byte big-endian length and the datagram (the
+//!   Noise messages are the same as over UDP, so a TCP link is exactly as authenticated and
+//!   encrypted). For networks that block UDP.
+//! * **QUIC**: a quinn connection whose TLS identity is the node key ([`crate::quic_tls`]).
+//!   Link datagrams of the data path travel in QUIC datagrams when they fit the path
+//!   (`max_datagram_size`); handshakes and anything bigger go on one bidirectional stream,
+//!   framed as over TCP. The link core is told the key TLS authenticated
+//!   ([`crate::link::Links::bind_endpoint`]), so the Noise handshake over the connection
+//!   must present that same key.
+//!
+//! A connection is named by the remote's socket address: the address dialed, or the one an
+//! inbound connection came from. Connecting happens when the link core first sends to an
+//! endpoint that has no connection (its handshake waits for it, a few frames are kept);
+//! each connection has a reader task that hands frames to the event loop through one channel
+//! and a writer task fed by a bounded queue. A full queue drops, as a full UDP socket buffer
+//! would: the loop never waits for one slow connection.
+
+use crate::identity::{Identity, PublicKey};
+use crate::quic_tls;
+use crate::uri::{Endpoint, Scheme};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Frames queued per connection for its writer.
+const QUEUE: usize = 2048;
+/// Frames kept for a connection being set up.
+const PENDING: usize = 32;
+/// A failed connection attempt to an endpoint is not repeated sooner than this.
+const REDIAL: Duration = Duration::from_secs(1);
+/// Connecting gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a QUIC client writes first on its stream, so the server sees the stream at once.
+const QUIC_PREAMBLE: &[u8; 4] = b"PLQ1";
+/// Server name given to quinn (identity is the key; the name is not checked or sent).
+const SERVER_NAME: &str = "planetary-lan";
+
+/// What the connections tell the event loop.
+pub enum StreamEvent {
+    /// A link datagram arrived.
+    Frame(Endpoint, Vec<u8>),
+    /// A connection is up (dialed or accepted).
+    Up(Endpoint, Conn),
+    /// The connection `id` to this endpoint ended.
+    Down(Endpoint, u64),
+}
+
+/// One connection, as the event loop holds it.
+pub struct Conn {
+    id: u64,
+    tx: mpsc::Sender<Vec<u8>>,
+    quic: Option<quinn::Connection>,
+    /// The key the transport authenticated (QUIC), if any.
+    pub key: Option<PublicKey>,
+    inbound: bool,
+}
+
+struct Inner {
+    conns: HashMap<Endpoint, Conn>,
+    /// Being set up: when, and the frames waiting for it.
+    connecting: HashMap<Endpoint, (Instant, Vec<Vec<u8>>)>,
+    /// Last failed or started attempt per endpoint.
+    attempts: HashMap<Endpoint, Instant>,
+    /// Endpoints that were inbound connections: never dialed (their port is ephemeral).
+    was_inbound: HashMap<Endpoint, Instant>,
+    dropped: u64,
+}
+
+/// The TCP and QUIC connections of the node.
+pub struct Streams {
+    inner: Mutex<Inner>,
+    events: mpsc::Sender<StreamEvent>,
+    quic: Option<quinn::Endpoint>,
+    identity: Identity,
+    next_id: std::sync::atomic::AtomicU64,
+    /// Listening addresses, for `meshctl self`.
+    pub listening: Vec<Endpoint>,
+}
+
+impl Streams {
+    /// Starts listening on `listen` (TCP and QUIC endpoints only). QUIC gets an endpoint even
+    /// without a QUIC listen address once it is needed for dialing.
+    pub async fn open(
+        listen: &[Endpoint],
+        identity: &Identity,
+        need_quic_client: bool,
+    ) -> anyhow::Result<(Streams, mpsc::Receiver<StreamEvent>)> {
+        let (events, rx) = mpsc::channel(4096);
+        let mut listening = Vec::new();
+        let mut quic = None;
+        for ep in listen {
+            match ep.scheme {
+                Scheme::Udp => {}
+                Scheme::Tcp => {
+                    let l = tcp_listener(ep.addr).map_err(|e| {
+                        anyhow::anyhow!("cannot listen on tcp://{} ({e}); is another meshd or program using it?", ep.addr)
+                    })?;
+                    let local = l.local_addr()?;
+                    tracing::info!(listen = %Endpoint::new(Scheme::Tcp, local), "listening");
+                    listening.push(Endpoint::new(Scheme::Tcp, local));
+                    tokio::spawn(accept_tcp(l, events.clone()));
+                }
+                Scheme::Quic => {
+                    if quic.is_some() {
+                        anyhow::bail!("listen: only one quic:// address is supported");
+                    }
+                    let cfg = quic_tls::server_config(identity)?;
+                    let e = quinn::Endpoint::server(cfg, ep.addr).map_err(|e| {
+                        anyhow::anyhow!("cannot listen on quic://{} ({e}); is the port used by another socket (UDP links need a port of their own)?", ep.addr)
+                    })?;
+                    let local = e.local_addr()?;
+                    tracing::info!(listen = %Endpoint::new(Scheme::Quic, local), "listening");
+                    listening.push(Endpoint::new(Scheme::Quic, local));
+                    tokio::spawn(accept_quic(e.clone(), events.clone()));
+                    quic = Some(e);
+                }
+            }
+        }
+        if quic.is_none() && need_quic_client {
+            let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+            let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+            let mut e = quinn::Endpoint::client(v6).or_else(|_| quinn::Endpoint::client(v4))?;
+            e.set_default_client_config(quic_tls::client_config(identity, None)?);
+            quic = Some(e);
+        }
+        let s = Streams {
+            inner: Mutex::new(Inner {
+                conns: HashMap::new(),
+                connecting: HashMap::new(),
+                attempts: HashMap::new(),
+                was_inbound: HashMap::new(),
+                dropped: 0,
+            }),
+            events,
+            quic,
+            identity: Identity::from_seed(&identity.secret_seed()),
+            next_id: 1.into(),
+            listening,
+        };
+        Ok((s, rx))
+    }
+
+    /// Frames dropped because a connection's queue was full or it could not be set up.
+    pub fn dropped(&self) -> u64 {
+        self.inner.lock().map_or(0, |g| g.dropped)
+    }
+
+    /// The transport-authenticated key of the connection to `ep`, if any.
+    pub fn conn_key(&self, ep: &Endpoint) -> Option<PublicKey> {
+        self.inner.lock().ok()?.conns.get(ep)?.key
+    }
+
+    /// Sends one link datagram to `to` (TCP or QUIC), connecting first if needed.
+    pub fn send(&self, to: Endpoint, data: &[u8]) {
+        let Ok(mut g) = self.inner.lock() else {
+            return;
+        };
+        if let Some(c) = g.conns.get(&to) {
+            if let Some(q) = &c.quic
+                && data.first() == Some(&crate::wire::TYPE_TRANSPORT)
+                && q.max_datagram_size().is_some_and(|m| data.len() <= m)
+            {
+                if let Err(e) = q.send_datagram(Bytes::copy_from_slice(data)) {
+                    tracing::debug!(%to, "QUIC datagram: {e}");
+                    g.dropped += 1;
+                }
+                return;
+            }
+            if c.tx.try_send(data.to_vec()).is_err() {
+                g.dropped += 1;
+            }
+            return;
+        }
+        if let Some((_, pending)) = g.connecting.get_mut(&to) {
+            if pending.len() < PENDING {
+                pending.push(data.to_vec());
+            } else {
+                g.dropped += 1;
+            }
+            return;
+        }
+        let now = Instant::now();
+        if g.was_inbound.contains_key(&to) || g.attempts.get(&to).is_some_and(|t| now < *t + REDIAL)
+        {
+            g.dropped += 1;
+            return;
+        }
+        g.attempts.insert(to, now);
+        g.connecting.insert(to, (now, vec![data.to_vec()]));
+        let id = self.fresh_id();
+        let events = self.events.clone();
+        match to.scheme {
+            Scheme::Tcp => {
+                tokio::spawn(dial_tcp(to, id, events));
+            }
+            Scheme::Quic => match (&self.quic, quic_tls::client_config(&self.identity, None)) {
+                (Some(e), Ok(cfg)) => {
+                    tokio::spawn(dial_quic(e.clone(), cfg, to, id, events));
+                }
+                _ => {
+                    g.connecting.remove(&to);
+                    tracing::warn!(%to, "no QUIC endpoint to dial with");
+                }
+            },
+            Scheme::Udp => {
+                g.connecting.remove(&to);
+            }
+        }
+    }
+
+    fn fresh_id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A connection came up: keep it, send what waited for it. Returns the key its transport
+    /// authenticated, for the link core.
+    pub fn up(&self, ep: Endpoint, conn: Conn) -> Option<PublicKey> {
+        let Ok(mut g) = self.inner.lock() else {
+            return None;
+        };
+        let now = Instant::now();
+        if conn.inbound {
+            g.was_inbound
+                .retain(|_, t| now < *t + Duration::from_secs(600));
+            g.was_inbound.insert(ep, now);
+        }
+        let key = conn.key;
+        tracing::debug!(endpoint = %ep, inbound = conn.inbound, "connection up");
+        let pending = g.connecting.remove(&ep).map(|(_, p)| p).unwrap_or_default();
+        g.attempts.remove(&ep);
+        // A newer connection to the same endpoint replaces the old one.
+        g.conns.insert(ep, conn);
+        drop(g);
+        for p in pending {
+            self.send(ep, &p);
+        }
+        key
+    }
+
+    /// The connection `id` to `ep` ended (or never came up). Returns true if it was the
+    /// current one.
+    pub fn down(&self, ep: Endpoint, id: u64) -> bool {
+        let Ok(mut g) = self.inner.lock() else {
+            return false;
+        };
+        if g.conns.get(&ep).is_some_and(|c| c.id == id) {
+            g.conns.remove(&ep);
+            tracing::debug!(endpoint = %ep, "connection down");
+            return true;
+        }
+        if g.connecting.remove(&ep).is_some() {
+            tracing::debug!(endpoint = %ep, "connection failed");
+        }
+        false
+    }
+
+    /// Closes every connection (shutdown), after what was queued is written.
+    pub async fn close(&self) {
+        let conns: Vec<Conn> = match self.inner.lock() {
+            Ok(mut g) => g.conns.drain().map(|(_, c)| c).collect(),
+            Err(_) => return,
+        };
+        drop(conns);
+        // Writers end when their queue closes; give them a moment to flush.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(q) = &self.quic {
+            q.close(0u32.into(), b"shutdown");
+        }
+    }
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
+
+async fn accept_tcp(l: tokio::net::TcpListener, events: mpsc::Sender<StreamEvent>) {
+    static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 62);
+    loop {
+        match l.accept().await {
+            Ok((s, from)) => {
+                let ep = Endpoint::new(Scheme::Tcp, crate::udp::canonical(from));
+                let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                start_tcp(s, ep, id, true, events.clone()).await;
+            }
+            Err(e) => {
+                tracing::debug!("TCP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if events.is_closed() {
+            return;
+        }
+    }
+}
+
+async fn dial_tcp(to: Endpoint, id: u64, events: mpsc::Sender<StreamEvent>) {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to.addr)).await {
+        Ok(Ok(s)) => start_tcp(s, to, id, false, events).await,
+        Ok(Err(e)) => {
+            tracing::debug!(%to, "TCP connect: {e}");
+            let _ = events.send(StreamEvent::Down(to, id)).await;
+        }
+        Err(_) => {
+            tracing::debug!(%to, "TCP connect timed out");
+            let _ = events.send(StreamEvent::Down(to, id)).await;
+        }
+    }
+}
+
+async fn start_tcp(
+    s: tokio::net::TcpStream,
+    ep: Endpoint,
+    id: u64,
+    inbound: bool,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let _ = s.set_nodelay(true);
+    let (r, w) = s.into_split();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let conn = Conn {
+        id,
+        tx,
+        quic: None,
+        key: None,
+        inbound,
+    };
+    if events.send(StreamEvent::Up(ep, conn)).await.is_err() {
+        return;
+    }
+    tokio::spawn(write_frames(w, rx, ep));
+    tokio::spawn(read_frames(r, ep, id, events));
+}
+
+/// Writes queued frames, length-prefixed, coalescing what is queued into one write.
+async fn write_frames(
+    mut w: impl AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    ep: Endpoint,
+) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Some(f) = rx.recv().await {
+        buf.clear();
+        push_frame(&mut buf, &f);
+        while buf.len() < 60 * 1024 {
+            match rx.try_recv() {
+                Ok(f) => push_frame(&mut buf, &f),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = w.write_all(&buf).await {
+            tracing::debug!(%ep, "connection write: {e}");
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+fn push_frame(buf: &mut Vec<u8>, f: &[u8]) {
+    let len = u16::try_from(f.len()).unwrap_or(u16::MAX);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&f[..usize::from(len)]);
+}
+
+/// Reads length-prefixed frames until the connection ends, then reports it down.
+async fn read_frames(
+    r: impl AsyncRead + Unpin,
+    ep: Endpoint,
+    id: u64,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let mut r = tokio::io::BufReader::with_capacity(64 * 1024, r);
+    loop {
+        let len = match r.read_u16().await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => usize::from(n),
+        };
+        let mut f = vec![0u8; len];
+        if r.read_exact(&mut f).await.is_err() {
+            break;
+        }
+        if events.send(StreamEvent::Frame(ep, f)).await.is_err() {
+            return;
+        }
+    }
+    let _ = events.send(StreamEvent::Down(ep, id)).await;
+}
+
+async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamEvent>) {
+    static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 61);
+    while let Some(incoming) = e.accept().await {
+        let events = events.clone();
+        let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async move {
+            let from = incoming.remote_address();
+            let conn = match tokio::time::timeout(CONNECT_TIMEOUT, incoming).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::debug!(%from, "QUIC handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, conn.accept_bi()).await;
+            let Ok(Ok((send, mut recv))) = stream else {
+                conn.close(1u32.into(), b"no stream");
+                return;
+            };
+            let mut pre = [0u8; 4];
+            if recv.read_exact(&mut pre).await.is_err() || &pre != QUIC_PREAMBLE {
+                conn.close(1u32.into(), b"bad preamble");
+                return;
+            }
+            let ep = Endpoint::new(Scheme::Quic, crate::udp::canonical(conn.remote_address()));
+            start_quic(conn, send, recv, ep, id, true, events).await;
+        });
+    }
+}
+
+async fn dial_quic(
+    e: quinn::Endpoint,
+    cfg: quinn::ClientConfig,
+    to: Endpoint,
+    id: u64,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let attempt = async {
+        let conn = e
+            .connect_with(cfg, to.addr, SERVER_NAME)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(QUIC_PREAMBLE)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((conn, send, recv))
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok((conn, send, recv))) => start_quic(conn, send, recv, to, id, false, events).await,
+        Ok(Err(e)) => {
+            tracing::debug!(%to, "QUIC connect: {e}");
+            let _ = events.send(StreamEvent::Down(to, id)).await;
+        }
+        Err(_) => {
+            tracing::debug!(%to, "QUIC connect timed out");
+            let _ = events.send(StreamEvent::Down(to, id)).await;
+        }
+    }
+}
+
+async fn start_quic(
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    ep: Endpoint,
+    id: u64,
+    inbound: bool,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let Some(key) = quic_tls::peer_key(&conn) else {
+        conn.close(1u32.into(), b"no key");
+        return;
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let c = Conn {
+        id,
+        tx,
+        quic: Some(conn.clone()),
+        key: Some(key),
+        inbound,
+    };
+    if events.send(StreamEvent::Up(ep, c)).await.is_err() {
+        return;
+    }
+    tokio::spawn(write_frames(send, rx, ep));
+    // The stream's frames and the connection's datagrams both end up as frames; the
+    // connection ending ends both (the stream reader reports it).
+    let dgrams = events.clone();
+    let c2 = conn.clone();
+    tokio::spawn(async move {
+        while let Ok(d) = c2.read_datagram().await {
+            if dgrams
+                .send(StreamEvent::Frame(ep, d.to_vec()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    tokio::spawn(read_frames(recv, ep, id, events));
+}
