@@ -11,9 +11,9 @@
 
 use meshd::identity::Identity;
 use meshd::node::{Inbound, Node, NodeConfig, Outbound};
+use meshd::uri::Endpoint;
 use meshd::wire::Suite;
 use std::collections::VecDeque;
-use meshd::uri::Endpoint;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,8 @@
 
 use meshd::identity::Identity;
 use meshd::node::{Inbound, Node, NodeConfig, Outbound};
-use std::collections::VecDeque;
 use meshd::uri::Endpoint;
+use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 

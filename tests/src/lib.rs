@@ -14,6 +14,7 @@
 
 pub mod mesh;
 pub mod node;
+pub mod transfer;
 
 pub use mesh::Mesh;
 pub use node::Node;

@@ -47,17 +47,6 @@ fn linked_pair() -> (Node, Node) {
     (a, b)
 }
 
-/// Deterministic bytes that do not compress or repeat.
-fn fill(buf: &mut [u8], state: &mut u64) {
-    for chunk in buf.chunks_mut(8) {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        let b = state.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
-}
-
 #[test]
 fn ping_and_100_megabytes_over_tcp_arrive_intact() {
     let (a, b) = linked_pair();
@@ -72,54 +61,7 @@ fn ping_and_100_megabytes_over_tcp_arrive_intact() {
     assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "ping B→A failed");
 
     const TOTAL: usize = 100 * 1024 * 1024;
-    let listen = SocketAddr::new(b_addr.into(), 5001);
-    let listener =
-        b.ns.enter(move || TcpListener::bind(listen).expect("bind on B's overlay address"));
-    let receiver = b.ns.spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut n = 0usize;
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => {
-                    h.update(&buf[..k]);
-                    n += k;
-                }
-                Err(e) => panic!("receive failed after {n} bytes: {e}"),
-            }
-        }
-        (n, h.finalize().to_vec())
-    });
-    let started = Instant::now();
-    let sent = a.ns.enter(move || {
-        let mut s = TcpStream::connect_timeout(&listen, Duration::from_secs(5)).expect("connect");
-        s.set_write_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut state = 0x1234_5678_9abc_def1u64;
-        let mut left = TOTAL;
-        while left > 0 {
-            let k = left.min(buf.len());
-            fill(&mut buf[..k], &mut state);
-            s.write_all(&buf[..k]).expect("send");
-            h.update(&buf[..k]);
-            left -= k;
-        }
-        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
-        h.finalize().to_vec()
-    });
-    let (received, got) = receiver.join().expect("receiver thread");
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(received, TOTAL);
-    assert_eq!(
-        got, sent,
-        "SHA-256 of what arrived differs from what was sent"
-    );
+    let secs = tests::transfer::intact(&a, &b, TOTAL);
     eprintln!(
         "100 MiB over the overlay in {secs:.2} s ({:.0} Mbit/s, debug or release build as tested)",
         TOTAL as f64 * 8.0 / secs / 1e6

@@ -600,3 +600,20 @@ fn discovery_respects_the_peer_policy_and_the_bound() {
     }
     assert_eq!(n, MAX_DISCOVERED);
 }
+
+#[test]
+fn a_link_over_a_transport_bound_to_another_key_is_refused() {
+    // B's QUIC connection authenticated key 3, but the Noise handshake over it presents B's
+    // own key (2): A refuses the link.
+    let mut p = Pair::new(None);
+    p.a.links.bind_endpoint(B_ADDR, identity(3).public_key());
+    p.run_for(Duration::from_secs(2));
+    assert!(
+        p.a.links.peers.is_empty(),
+        "linked over a connection bound to another key"
+    );
+    // Bound to the right key, it links.
+    p.a.links.bind_endpoint(B_ADDR, identity(2).public_key());
+    p.run_for(Duration::from_secs(20));
+    assert!(p.a.links.peers.contains_key(&identity(2).public_key()));
+}

@@ -1,0 +1,118 @@
+//! Links over `quic://` and over `tcp://` (with every UDP datagram dropped by nftables): ping
+//! and a 100 MB transfer that arrives intact, and `meshctl peers` names the transport.
+
+use std::time::Duration;
+use tests::{Netns, Node, require_root, run, veth};
+
+const A_IP: &str = "10.96.0.1";
+const B_IP: &str = "10.96.0.2";
+
+/// Drops every UDP datagram in and out of `ns`.
+fn drop_udp(ns: &Netns) {
+    let rules = "table inet noudp {\n\
+        chain in { type filter hook input priority 0; meta l4proto udp counter drop; }\n\
+        chain out { type filter hook output priority 0; meta l4proto udp counter drop; }\n}\n";
+    let file = std::env::temp_dir().join(format!("{}.nft", ns.name));
+    std::fs::write(&file, rules).expect("write rules");
+    run(ns.cmd("nft").arg("-f").arg(&file));
+    let _ = std::fs::remove_file(file);
+}
+
+/// UDP datagrams the rules of `drop_udp` dropped in `ns`.
+fn udp_dropped(ns: &Netns) -> u64 {
+    let out = run(ns.cmd("nft").args(["-j", "list", "table", "inet", "noudp"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let mut n = 0;
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        for e in item["rule"]["expr"].as_array().into_iter().flatten() {
+            n += e["counter"]["packets"].as_u64().unwrap_or(0);
+        }
+    }
+    n
+}
+
+/// A and B on a veth, each listening on `listen`, B dialing A at `peer`; both up and linked.
+fn pair_over(listen: &str, peer: &str, no_udp: bool) -> (Node, Node) {
+    require_root();
+    let mut a = Node::new("ta");
+    let mut b = Node::new("tb");
+    veth(&a.ns, A_IP, &b.ns, B_IP);
+    if no_udp {
+        drop_udp(&a.ns);
+        drop_udp(&b.ns);
+    }
+    a.configure(listen, &[], "");
+    b.configure(listen, &[peer.to_string()], "");
+    a.start();
+    b.start();
+    let (_, ka) = a.identity();
+    let (_, kb) = b.identity();
+    assert!(
+        b.wait_link_up(&ka, Duration::from_secs(10)),
+        "B never linked over {peer}:\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(
+        a.wait_link_up(&kb, Duration::from_secs(5)),
+        "A:\n{}",
+        a.log()
+    );
+    (a, b)
+}
+
+fn transport_of(n: &Node, key: &str) -> String {
+    let rows = n.ctl_json(&["peers"]);
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["public_key"] == key && r["state"] == "up")
+        .map(|r| r["transport"].as_str().unwrap_or("?").to_string())
+        .unwrap_or_default()
+}
+
+fn ping_and_transfer(a: &Node, b: &Node, what: &str) {
+    let (a_addr, ka) = a.identity();
+    let (b_addr, kb) = b.identity();
+    assert_eq!(
+        a.ping(&b_addr, 5, "0.2"),
+        5,
+        "ping A→B over {what}:\n{}",
+        a.log()
+    );
+    assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "ping B→A over {what}");
+    const TOTAL: usize = 100 * 1024 * 1024;
+    let secs = tests::transfer::intact(a, b, TOTAL);
+    eprintln!(
+        "100 MiB over {what} in {secs:.2} s ({:.0} Mbit/s)",
+        TOTAL as f64 * 8.0 / secs / 1e6
+    );
+    assert_eq!(transport_of(a, &kb), what);
+    assert_eq!(transport_of(b, &ka), what);
+}
+
+#[test]
+fn a_pair_linked_only_by_quic_pings_and_moves_100_mb_intact() {
+    let (a, b) = pair_over("quic://0.0.0.0:7821", &format!("quic://{A_IP}:7821"), false);
+    ping_and_transfer(&a, &b, "quic");
+    // Nothing listens on plain UDP: the link can only be QUIC.
+    let listen = a.ctl_json(&["self"])["listen"].clone();
+    assert_eq!(
+        listen,
+        serde_json::json!(["quic://0.0.0.0:7821"]),
+        "{listen}"
+    );
+}
+
+#[test]
+fn a_pair_linked_only_by_tcp_with_udp_dropped_pings_and_moves_100_mb_intact() {
+    let (a, b) = pair_over("tcp://0.0.0.0:7820", &format!("tcp://{A_IP}:7820"), true);
+    ping_and_transfer(&a, &b, "tcp");
+    // The rules are in force: a UDP datagram from A is dropped (and counted).
+    let before = udp_dropped(&a.ns);
+    a.ns.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let _ = s.send_to(b"probe", format!("{B_IP}:9"));
+    });
+    assert!(udp_dropped(&a.ns) > before, "UDP was not dropped");
+}
