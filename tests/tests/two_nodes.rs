@@ -1,8 +1,6 @@
 //! Two devices on one Planetary LAN: link, ping, a 100 MB TCP transfer, restarts, key pins.
 
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 use tests::{Node, require_root, veth, wait_until};
 
