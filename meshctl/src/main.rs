@@ -400,7 +400,11 @@ fn ping(socket: &Path, addr: &std::net::Ipv6Addr, count: u32, json: bool) -> any
                 ok += 1;
                 let hops = r["hops"].as_u64().unwrap_or(0);
                 let rtt = r["rtt_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
-                format!("reply from {addr}: hops={hops} time={rtt:.3} ms")
+                let path = match r["direct"].as_str() {
+                    Some(via) => format!("direct via {via}"),
+                    None => "relayed".to_string(),
+                };
+                format!("reply from {addr}: hops={hops} time={rtt:.3} ms, {path}")
             }
             (_, Some("Unreachable")) => format!("{addr}: no node owns this address"),
             _ => format!("{addr}: no answer within 3 s"),

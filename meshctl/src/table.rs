@@ -180,6 +180,19 @@ pub fn status(s: &Status) -> String {
     } else {
         let _ = writeln!(o, "discovery   off");
     }
+    if let Some(eps) = s.nat.get("endpoints").and_then(|e| e.as_array()) {
+        let names: Vec<&str> = eps.iter().filter_map(|e| e.as_str()).collect();
+        let punches = s.nat["counters"]["punches"].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "nat         public endpoints {}; {punches} direct paths tried",
+            if names.is_empty() {
+                "unknown".to_string()
+            } else {
+                names.join(", ")
+            },
+        );
+    }
     let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
     if let Some(d) = c.get("dropped").and_then(|d| d.as_object()) {
         for (k, v) in d {

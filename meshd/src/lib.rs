@@ -36,6 +36,7 @@ pub mod e2e;
 pub mod firewall;
 pub mod identity;
 pub mod link;
+pub mod nat;
 pub mod node;
 pub mod noise;
 pub mod packet;

@@ -15,6 +15,7 @@ use crate::e2e::{self, E2e, E2eConfig, Encrypt, Received};
 use crate::firewall::{Firewall, PolicyCounters};
 use crate::identity::{Identity, PublicKey};
 use crate::link::{self, LinkConfig, LinkId, Links, Recv, Transmit};
+use crate::nat::{self, Nat};
 use crate::packet::{Icmp6Error, Ipv6Header, icmp6_error};
 use crate::uri::Endpoint;
 use crate::wire;
@@ -119,6 +120,9 @@ pub enum PingOutcome {
         hops: u8,
         /// Round trip in microseconds.
         rtt_us: u64,
+        /// The link to the destination when it is a direct peer (`udp://203.0.113.7:7820`);
+        /// `None`: relayed through other nodes.
+        direct: Option<String>,
     },
     /// Nobody owns the address (as far as the lookup found).
     Unreachable,
@@ -145,6 +149,8 @@ pub struct Node {
     pub firewall: Firewall,
     /// znets this node is a member of, by id.
     pub znets: std::collections::BTreeMap<u64, Znet>,
+    /// NAT traversal: observed endpoints, rounds of punching.
+    pub nat: Nat,
     e2e_cfg: E2eConfig,
     seed: u64,
     address: Ipv6Addr,
@@ -195,6 +201,7 @@ impl Node {
             e2e: E2e::new(identity, cfg.e2e.clone(), seed.rotate_left(33), now),
             firewall: Firewall::default(),
             znets: Default::default(),
+            nat: Nat::default(),
             e2e_cfg: cfg.e2e,
             seed,
             address: public.address(),
@@ -383,6 +390,9 @@ impl Node {
             return Outbound::Waiting;
         };
         let key = PublicKey(key);
+        if !self.links.peers.contains_key(&key) {
+            self.offer_endpoints(now, key);
+        }
         if !self.firewall.check_out(now, &key, packet) {
             if let Some(e) = icmp6_error(Icmp6Error::AdminProhibited, packet) {
                 self.tun_out.push_back(e);
@@ -485,6 +495,11 @@ impl Node {
             return Inbound::Done;
         };
         if frame[0] != wire::frame::ROUTING {
+            if frame[0] == wire::frame::OBSERVED
+                && let Some((addr, _)) = nat::get_addr(&frame[1..len])
+            {
+                self.nat.observed(addr, now);
+            }
             return Inbound::Done;
         }
         match self.router.handle(now, PeerId(link.0), &mut frame[1..len]) {
@@ -520,6 +535,13 @@ impl Node {
                             self.router.confirm_source(now, &frame[1..len]);
                         }
                         Inbound::Tun { len: n }
+                    }
+                    Received::Control { len: n, from } => {
+                        if from == src {
+                            let msg = tun_out[..n].to_vec();
+                            self.control(now, from, &msg);
+                        }
+                        Inbound::Done
                     }
                     Received::Consumed => {
                         // A handshake init proves the key but not that it is fresh (anyone
@@ -582,8 +604,50 @@ impl Node {
                 self.pump(now);
                 Inbound::Done
             }
-            Received::Dropped => Inbound::Done,
+            Received::Control { .. } | Received::Dropped => Inbound::Done,
         }
+    }
+
+    /// Sends this node's observed endpoints to `key` (not a direct peer) if they were not
+    /// sent lately: the first step of punching a direct path ([`crate::nat`]).
+    fn offer_endpoints(&mut self, now: Instant, key: PublicKey) {
+        if !self.nat.should_send(&key, now) {
+            return;
+        }
+        let msg = nat::endpoints_message(&self.nat.endpoints());
+        let mut out = Vec::new();
+        if self.e2e.encrypt(now, &key, &msg, &mut out) == Encrypt::Ready {
+            self.route_owned(now, key, out);
+        }
+    }
+
+    /// A message from the node `from` itself, over the end-to-end session.
+    fn control(&mut self, now: Instant, from: PublicKey, msg: &[u8]) {
+        let Some(endpoints) = nat::parse_endpoints(msg) else {
+            return;
+        };
+        if self.links.peers.contains_key(&from) {
+            return;
+        }
+        self.offer_endpoints(now, from);
+        if self.nat.should_punch(&from, now) {
+            let n = self.links.punch(from, &endpoints, now);
+            tracing::debug!(peer = %from.short(), endpoints = ?endpoints, dialed = n, "endpoints received");
+        }
+    }
+
+    /// Tells a peer where its datagrams come from (its public endpoint, when it is behind a
+    /// NAT).
+    fn report_observed(&mut self, now: Instant, key: PublicKey) {
+        let Some(ep) = self.links.peers.get(&key).map(|p| p.endpoint) else {
+            return;
+        };
+        if ep.scheme != crate::uri::Scheme::Udp {
+            return;
+        }
+        let mut f = vec![wire::frame::OBSERVED];
+        nat::put_addr(&mut f, &ep.addr);
+        self.links.send_control_frame(&key, &f, now);
     }
 
     /// Moves events and control messages between the layers. Called by `poll_transmit`,
@@ -597,6 +661,7 @@ impl Node {
                     link::Event::LinkUp { link, key, rtt } => {
                         self.router.peer_up(now, PeerId(link.0), key.0, rtt);
                         self.peer_event(key, true);
+                        self.report_observed(now, key);
                     }
                     link::Event::LinkDown { link, key } => {
                         self.router.peer_down(now, PeerId(link.0));
@@ -676,12 +741,17 @@ impl Node {
                                 self.route_owned(now, key, m);
                             }
                         }
+                        let mut pinged = false;
                         for p in self
                             .pings
                             .iter_mut()
                             .filter(|p| p.addr == addr && p.nonce.is_none())
                         {
                             p.nonce = self.router.ping(now, &k);
+                            pinged = true;
+                        }
+                        if pinged {
+                            self.offer_endpoints(now, key);
                         }
                     }
                     None => {
@@ -710,8 +780,19 @@ impl Node {
                 if let Some(i) = self.pings.iter().position(|p| p.nonce == Some(nonce)) {
                     let p = self.pings.remove(i);
                     let rtt_us = rtt.as_micros() as u64;
-                    self.ping_results
-                        .push_back((p.ticket, PingOutcome::Reply { hops, rtt_us }));
+                    let direct = self
+                        .router
+                        .resolve(now, &p.addr)
+                        .and_then(|k| self.links.peers.get(&PublicKey(k)))
+                        .map(|peer| peer.endpoint.to_string());
+                    self.ping_results.push_back((
+                        p.ticket,
+                        PingOutcome::Reply {
+                            hops,
+                            rtt_us,
+                            direct,
+                        },
+                    ));
                 }
             }
             RouteEvent::PathBroken { .. } | RouteEvent::TreeChanged => {}
@@ -808,7 +889,10 @@ impl Node {
             return ticket;
         };
         let nonce = match self.router.resolve(now, &owner) {
-            Some(k) => self.router.ping(now, &k),
+            Some(k) => {
+                self.offer_endpoints(now, PublicKey(k));
+                self.router.ping(now, &k)
+            }
             None => None,
         };
         self.pings.push(PingWait {

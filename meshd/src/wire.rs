@@ -318,6 +318,9 @@ pub mod frame {
     /// the session the refused handshake made, so that it is authenticated; the receiver
     /// stops using the link and dials again only after its back-off.
     pub const REFUSED: u8 = 4;
+    /// "I see you at this endpoint": family (4 or 6), address, port. Tells a node behind a
+    /// NAT its public endpoint ([`crate::nat`]).
+    pub const OBSERVED: u8 = 5;
 }
 
 #[cfg(test)]

@@ -319,6 +319,9 @@ pub struct Status {
     /// LAN discovery: interfaces in use and counters (null: off).
     #[serde(default)]
     pub discovery: serde_json::Value,
+    /// NAT traversal: this node's endpoints as its peers see them, and counters.
+    #[serde(default)]
+    pub nat: serde_json::Value,
 }
 
 /// Answer to `policy_show` (and part of `status`).

@@ -151,6 +151,7 @@ impl Control<'_> {
                     local: node_counters,
                     policy: serde_json::Value::Null,
                     discovery: serde_json::Value::Null,
+                    nat: serde_json::Value::Null,
                 })
             }
             Request::PeerAdd { uri, persist } => {

@@ -519,6 +519,12 @@ pub async fn run_with(
                             d.insert("policy".into(), serde_json::to_value(info).unwrap_or_default());
                             let lan = lan.as_ref().map(|l| l.info());
                             d.insert("discovery".into(), serde_json::to_value(lan).unwrap_or_default());
+                            let nat = serde_json::json!({
+                                "endpoints": node.nat.endpoints().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                                "counters": node.nat.counters,
+                                "stream_dropped": socks.streams.dropped(),
+                            });
+                            d.insert("nat".into(), nat);
                         }
                         reply(r);
                     }

@@ -124,11 +124,23 @@ pub enum Encrypt {
     Dropped,
 }
 
+/// First byte of a session payload that is a message for the node rather than an IP packet
+/// (an IP packet starts with its version, 4 or 6, in the high nibble).
+pub const CONTROL: u8 = 0x00;
+
 /// What became of a message handed to [`E2e::handle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
     /// An IPv6 packet from `from` is in `out[..len]`, its source checked.
     Deliver {
+        /// Its length.
+        len: usize,
+        /// The authenticated sender.
+        from: PublicKey,
+    },
+    /// A message for the node itself (first byte [`CONTROL`]) is in `out[..len]`; it came
+    /// from `from` over the session, so it is authenticated and private.
+    Control {
         /// Its length.
         len: usize,
         /// The authenticated sender.
@@ -664,6 +676,10 @@ impl E2e {
             r.rx_packets += 1;
             r.rx_bytes += n as u64;
             return Received::Deliver { len: n, from: key };
+        }
+        if out[0] == CONTROL {
+            // Not a packet: a message between the two nodes themselves (NAT traversal).
+            return Received::Control { len: n, from: key };
         }
         let Ok(h) = Ipv6Header::parse(&out[..n]) else {
             self.counters.malformed += 1;

@@ -80,6 +80,11 @@ impl Links {
                 self.unconfirmed_link_failed(&key, why, now);
                 Recv::Consumed
             }
+            // For the node (NAT traversal), like a routing frame.
+            wire::frame::OBSERVED => Recv::Frame {
+                link: peer.link,
+                len: n,
+            },
             _ => Recv::Dropped(DropReason::BadFrame),
         }
     }

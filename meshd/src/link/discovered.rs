@@ -1,6 +1,8 @@
-//! Neighbours found by LAN discovery ([`crate::discovery`]): dialed like configured peers,
-//! with their announced key pinned, but bounded in number, never persisted, subject to the
-//! circle policy's `peer` rules, and forgotten once their announcements stop.
+//! Peers this node dials without being told to: neighbours found by LAN discovery
+//! ([`crate::discovery`]) and endpoints a remote node gave for NAT traversal
+//! ([`crate::nat`]). Dialed like configured peers, with the key pinned, but bounded in number,
+//! never persisted, subject to the circle policy's `peer` rules, and forgotten once their
+//! announcements stop (or the punching round is over) while no link stands.
 
 use super::{Dialer, Links, Origin};
 use crate::identity::PublicKey;
@@ -13,6 +15,10 @@ use std::time::{Duration, Instant};
 pub const MAX_DISCOVERED: usize = 64;
 /// A neighbour not heard for this long, and not linked, is forgotten.
 pub const DISCOVERED_EXPIRY: Duration = Duration::from_secs(10);
+/// A punched endpoint that did not link within this long is forgotten.
+pub const PUNCH_EXPIRY: Duration = Duration::from_secs(12);
+/// Most punched endpoints dialed at once.
+pub const MAX_PUNCHED: usize = 64;
 
 /// What became of an announcement handed to [`Links::discovered`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +82,11 @@ impl Links {
         let mut i = 0;
         while i < self.dialers.len() {
             let d = &self.dialers[i];
-            let quiet = matches!(d.origin, Origin::Discovered { last_seen }
-                if now >= last_seen + DISCOVERED_EXPIRY);
+            let quiet = d.origin.expires().is_some_and(|t| now >= t);
             let linked = d.linked.is_some_and(|k| self.peers.contains_key(&k));
             if quiet && !linked {
                 let d = self.dialers.remove(i);
-                tracing::debug!(uri = %d.uri, "discovered neighbour went quiet; forgotten");
+                tracing::debug!(uri = %d.uri, origin = d.origin.name(), "not linked; forgotten");
                 if let Some(idx) = d.in_flight {
                     self.initiating.remove(&idx);
                 }
@@ -96,10 +101,51 @@ impl Links {
         self.dialers
             .iter()
             .filter(|d| !d.linked.is_some_and(|k| self.peers.contains_key(&k)))
-            .filter_map(|d| match d.origin {
-                Origin::Discovered { last_seen } => Some(last_seen + DISCOVERED_EXPIRY),
-                Origin::Configured => None,
-            })
+            .filter_map(|d| d.origin.expires())
             .min()
+    }
+
+    /// A remote node `key` (reached through the mesh) says it can be reached at `endpoints`:
+    /// dial them all, with its key pinned, for one round. Returns how many are dialed.
+    pub fn punch(&mut self, key: PublicKey, endpoints: &[SocketAddr], now: Instant) -> usize {
+        if key == self.public
+            || self.peers.contains_key(&key)
+            || self.policy_refusal(&key).is_some()
+        {
+            return 0;
+        }
+        let mut n = 0;
+        for addr in endpoints {
+            let ep = crate::uri::Endpoint::udp(*addr);
+            if let Some(d) = self.dialers.iter_mut().find(|d| d.addr == Some(ep)) {
+                if let Origin::Punched { last_seen } = &mut d.origin {
+                    *last_seen = now;
+                    d.next_attempt = now;
+                    d.failures = 0;
+                    n += 1;
+                }
+                continue;
+            }
+            let count = self
+                .dialers
+                .iter()
+                .filter(|d| matches!(d.origin, Origin::Punched { .. }))
+                .count();
+            if count >= MAX_PUNCHED {
+                break;
+            }
+            let uri = PeerUri {
+                scheme: Scheme::Udp,
+                host: Host::Ip(addr.ip()),
+                port: addr.port(),
+                key: Some(key),
+            };
+            tracing::info!(peer = %key, %uri, "punching a direct path");
+            let mut d = Dialer::new(uri, now);
+            d.origin = Origin::Punched { last_seen: now };
+            self.dialers.push(d);
+            n += 1;
+        }
+        n
     }
 }

@@ -29,7 +29,7 @@ mod ratelimit;
 mod stats;
 mod timers;
 
-pub use discovered::{DISCOVERED_EXPIRY, Discovered, MAX_DISCOVERED};
+pub use discovered::{DISCOVERED_EXPIRY, Discovered, MAX_DISCOVERED, MAX_PUNCHED, PUNCH_EXPIRY};
 pub use peer::{Dialer, Origin, Peer, PeerCounters};
 pub use ratelimit::Limits;
 pub use stats::{Counters, DropCounters, DropReason};

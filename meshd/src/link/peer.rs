@@ -155,6 +155,12 @@ pub enum Origin {
         /// When the last announcement was heard.
         last_seen: Instant,
     },
+    /// An endpoint a remote node told us over the mesh, dialed to punch through NATs
+    /// ([`crate::nat`]). Forgotten once the round is over and the link is down.
+    Punched {
+        /// When the last round started.
+        last_seen: Instant,
+    },
 }
 
 impl Origin {
@@ -163,6 +169,16 @@ impl Origin {
         match self {
             Origin::Configured => "configured",
             Origin::Discovered { .. } => "discovered",
+            Origin::Punched { .. } => "punched",
+        }
+    }
+
+    /// When a dialer of this origin is forgotten unless linked.
+    pub fn expires(&self) -> Option<Instant> {
+        match self {
+            Origin::Configured => None,
+            Origin::Discovered { last_seen } => Some(*last_seen + super::DISCOVERED_EXPIRY),
+            Origin::Punched { last_seen } => Some(*last_seen + super::PUNCH_EXPIRY),
         }
     }
 }
