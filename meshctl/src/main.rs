@@ -58,7 +58,7 @@ enum Command {
     Routes,
     /// End-to-end sessions with other nodes.
     Sessions,
-    /// Ping an overlay address through the overlay itself: hops and round trip.
+    /// Ping an overlay address through the overlay itself: hops, round trip, direct or relayed.
     Ping {
         /// The overlay address.
         address: std::net::Ipv6Addr,

@@ -20,7 +20,9 @@
 //! header view), [`firewall`] (the circle policy on the data path: verdicts, flow tracking),
 //! [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`],
 //! [`admin`] (the control socket protocol shared with `meshctl`), [`tun`] and [`udp`] (OS
-//! glue), [`quic_tls`] (TLS and transport settings of QUIC links), [`daemon`] (the event loop).
+//! glue), [`quic_tls`] (TLS and transport settings of QUIC links), [`discovery`] (signed LAN
+//! announcements), [`nat`] (observed endpoints and hole punching), [`daemon`] (the event loop,
+//! and the TCP/QUIC connections and multicast socket behind those).
 //!
 //! ## What it must not do
 //! No routing or policy logic lives here: those belong to `routing` and `acl`, which stay pure
