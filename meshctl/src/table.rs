@@ -82,10 +82,16 @@ pub fn peers(peers: &[PeerInfo]) -> String {
                 p.state.clone(),
                 p.transport.clone().unwrap_or_else(|| "-".into()),
                 p.origin.clone().unwrap_or_else(|| "-".into()),
-                p.endpoint
-                    .clone()
-                    .or_else(|| p.uri.clone())
-                    .unwrap_or_else(|| "-".into()),
+                match p.paths.len() {
+                    0 | 1 => p
+                        .endpoint
+                        .clone()
+                        .or_else(|| p.uri.clone())
+                        .unwrap_or_else(|| "-".into()),
+                    // Several paths: the one in use (with its measured round trip) and how
+                    // many others stand by (all of them in --json).
+                    n => format!("{} (+{} more)", p.paths[0], n - 1),
+                },
                 bytes(p.rx_bytes),
                 bytes(p.tx_bytes),
                 ago(p.last_handshake_secs),

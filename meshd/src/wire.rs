@@ -321,6 +321,11 @@ pub mod frame {
     /// "I see you at this endpoint": family (4 or 6), address, port. Tells a node behind a
     /// NAT its public endpoint ([`crate::nat`]).
     pub const OBSERVED: u8 = 5;
+    /// A path probe: nonce (8 bytes), answered over the path it came on
+    /// ([`crate::link::paths`]).
+    pub const PROBE: u8 = 6;
+    /// The answer to a [`PROBE`]: its nonce.
+    pub const PROBE_REPLY: u8 = 7;
 }
 
 #[cfg(test)]

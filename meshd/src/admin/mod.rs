@@ -239,6 +239,11 @@ pub struct PeerInfo {
     /// The link's transport: `udp`, `tcp` or `quic`.
     #[serde(default)]
     pub transport: Option<String>,
+    /// Every path the peer was heard on lately, the one in use first, with its measured
+    /// round trip and probe loss when it has several (`udp://198.51.100.7:7820 rtt 1.2 ms
+    /// loss 0%`).
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 /// Answer to `tree`.

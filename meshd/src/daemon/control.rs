@@ -220,6 +220,24 @@ impl Control<'_> {
     }
 }
 
+/// The paths of a link, the one in use first.
+fn path_lines(p: &crate::link::Peer) -> Vec<String> {
+    let mut paths: Vec<&crate::link::paths::Path> = p.paths().iter().collect();
+    paths.sort_by_key(|q| q.endpoint != p.endpoint());
+    paths
+        .iter()
+        .map(|q| match q.srtt {
+            Some(rtt) => format!(
+                "{} rtt {:.1} ms loss {:.0}%",
+                q.endpoint,
+                rtt.as_secs_f64() * 1000.0,
+                q.loss * 100.0
+            ),
+            None => q.endpoint.to_string(),
+        })
+        .collect()
+}
+
 /// One row per link, then one per configured peer that has no link.
 pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
     let mut rows = Vec::new();
@@ -243,6 +261,7 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
             last_error: None,
             origin: Some(origin.into()),
             transport: Some(p.endpoint.scheme.name().into()),
+            paths: path_lines(p),
         });
     }
     for d in links.dialers() {
@@ -270,6 +289,7 @@ pub fn peer_rows(links: &Links, now: Instant) -> Vec<PeerInfo> {
             last_error: d.last_error.clone(),
             origin: Some(d.origin.name().into()),
             transport: Some(d.uri.scheme.name().into()),
+            paths: Vec::new(),
         });
     }
     rows

@@ -42,10 +42,6 @@ impl Links {
         peer.last_rx = now;
         peer.first_unanswered_tx = None;
         peer.counters.rx_bytes += wire_len as u64;
-        if peer.endpoint != from && self.bound_keys.get(&from).is_none_or(|k| *k == key) {
-            tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from, "peer moved");
-            peer.endpoint = from;
-        }
         if first && (n == 0 || out[0] != wire::frame::REFUSED) {
             // The peer answered on the new session: the link works, the back-off starts over.
             for d in self.dialers.iter_mut().filter(|d| d.linked == Some(key)) {
@@ -53,6 +49,7 @@ impl Links {
                 d.last_error = None;
             }
         }
+        self.path_heard(&key, from, now);
         let Some(peer) = self.peers.get_mut(&key) else {
             return Recv::Dropped(DropReason::UnknownSession);
         };
@@ -78,6 +75,10 @@ impl Links {
                            this address, does not allow this node)";
                 self.remove_link(&key, why);
                 self.unconfirmed_link_failed(&key, why, now);
+                Recv::Consumed
+            }
+            wire::frame::PROBE | wire::frame::PROBE_REPLY => {
+                self.handle_probe(&key, from, &out[..n], now);
                 Recv::Consumed
             }
             // For the node (NAT traversal), like a routing frame.
@@ -142,6 +143,28 @@ impl Links {
         let to = peer.endpoint;
         // Even if this fails (an exhausted session), the keepalive is not due again at once.
         peer.last_tx = now;
+        let Some(session) = peer.send_session() else {
+            return;
+        };
+        let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD + frame.len()];
+        if let Ok(n) = session.encrypt(frame, &mut data) {
+            data.truncate(n);
+            peer.counters.tx_bytes += n as u64;
+            self.queue(to, data);
+        }
+    }
+
+    /// Queues a frame to the peer with this key over a given path (probes).
+    pub(crate) fn send_control_frame_to(
+        &mut self,
+        key: &crate::identity::PublicKey,
+        to: crate::uri::Endpoint,
+        frame: &[u8],
+        _now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
         let Some(session) = peer.send_session() else {
             return;
         };

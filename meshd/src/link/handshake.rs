@@ -100,7 +100,10 @@ impl Links {
     /// True if `from` is a configured peer's address or the endpoint of a link.
     pub(crate) fn is_known_source(&self, from: Endpoint) -> bool {
         self.dialers.iter().any(|d| d.addr == Some(from))
-            || self.peers.values().any(|p| p.endpoint == from)
+            || self
+                .peers
+                .values()
+                .any(|p| p.paths.iter().any(|q| q.endpoint == from))
     }
 
     pub(super) fn handle_init(

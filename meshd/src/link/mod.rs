@@ -24,6 +24,7 @@
 mod data;
 mod discovered;
 mod handshake;
+pub mod paths;
 mod peer;
 mod ratelimit;
 mod stats;
@@ -443,10 +444,10 @@ impl Links {
             self.peers.insert(key, Peer::new(key, link, from, now));
             self.events.push_back(Event::LinkUp { link, key, rtt });
         }
+        self.path_heard(&key, from, now);
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.endpoint = from;
         peer.last_rx = now;
         peer.last_handshake = now;
         peer.sessions.push(session);

@@ -42,6 +42,10 @@ pub struct Peer {
     /// Its id, for the router.
     pub(crate) link: super::LinkId,
     pub(crate) endpoint: Endpoint,
+    /// Every endpoint the peer was heard from lately ([`super::paths`]); `endpoint` is the
+    /// one in use.
+    pub(crate) paths: Vec<super::paths::Path>,
+    pub(crate) next_probe: Instant,
     /// Oldest first.
     pub(crate) sessions: Vec<Session>,
     pub(crate) up_since: Instant,
@@ -67,6 +71,8 @@ impl Peer {
             key,
             link,
             endpoint,
+            paths: vec![super::paths::Path::new(endpoint, now)],
+            next_probe: now,
             sessions: Vec::new(),
             up_since: now,
             last_rx: now,
@@ -78,6 +84,16 @@ impl Peer {
             next_rekey_attempt: now,
             counters: PeerCounters::default(),
         }
+    }
+
+    /// The endpoint in use.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// The paths it was heard on lately.
+    pub fn paths(&self) -> &[super::paths::Path] {
+        &self.paths
     }
 
     /// The session to send on: the newest one the peer is known to hold, else the newest.
@@ -139,6 +155,9 @@ impl Peer {
         }
         if let Some(oldest) = self.sessions.first() {
             d = d.min(oldest.created + cfg.reject_after);
+        }
+        if self.paths.len() >= 2 {
+            d = d.min(self.next_probe);
         }
         d
     }

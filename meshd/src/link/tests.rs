@@ -13,6 +13,15 @@ const B_ADDR: Endpoint = Endpoint {
     scheme: Scheme::Udp,
     addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 7820),
 };
+/// A second path between the two: A's and B's ends of it (say TCP over another network).
+const A2: Endpoint = Endpoint {
+    scheme: Scheme::Tcp,
+    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, 1)), 40000),
+};
+const B2: Endpoint = Endpoint {
+    scheme: Scheme::Tcp,
+    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, 2)), 7820),
+};
 
 struct Node {
     links: Links,
@@ -26,6 +35,10 @@ struct Pair {
     /// Datagrams in flight: (arrival, from, to, bytes).
     wire: Vec<(Instant, Endpoint, Endpoint, Vec<u8>)>,
     latency: Duration,
+    /// Latency of the second path (A2–B2).
+    latency2: Duration,
+    /// The second path drops everything.
+    cut2: bool,
     /// Drop everything sent by this address (a dead or partitioned node).
     blackhole: Option<Endpoint>,
     captured: Vec<(Endpoint, Vec<u8>)>,
@@ -61,28 +74,42 @@ impl Pair {
             },
             wire: vec![],
             latency: Duration::from_millis(10),
+            latency2: Duration::from_millis(10),
+            cut2: false,
             blackhole: None,
             captured: vec![],
         }
     }
 
     fn node(&mut self, addr: Endpoint) -> &mut Node {
-        if addr == A_ADDR {
+        if addr == A_ADDR || addr == A2 {
             &mut self.a
         } else {
             &mut self.b
         }
     }
 
+    /// Where a datagram from node `me` to `to` comes from: the same path's near end.
+    fn source(me: Endpoint, to: Endpoint) -> Endpoint {
+        match to {
+            t if t == A2 => B2,
+            t if t == B2 => A2,
+            _ => me,
+        }
+    }
+
     fn collect(&mut self) {
-        for from in [A_ADDR, B_ADDR] {
+        for me in [A_ADDR, B_ADDR] {
             let now = self.now;
-            let latency = self.latency;
-            while let Some(t) = self.node(from).links.poll_transmit() {
-                if self.blackhole != Some(from) {
-                    self.captured.push((from, t.data.clone()));
-                    self.wire.push((now + latency, from, t.to, t.data));
+            while let Some(t) = self.node(me).links.poll_transmit() {
+                let from = Self::source(me, t.to);
+                let second = from == A2 || from == B2;
+                if self.blackhole == Some(me) || (second && self.cut2) {
+                    continue;
                 }
+                let latency = if second { self.latency2 } else { self.latency };
+                self.captured.push((from, t.data.clone()));
+                self.wire.push((now + latency, from, t.to, t.data));
             }
         }
     }
@@ -106,7 +133,7 @@ impl Pair {
         let (due, later): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|w| w.0 <= now);
         self.wire = later;
         for (_, from, to, data) in due {
-            if to != A_ADDR && to != B_ADDR {
+            if ![A_ADDR, B_ADDR, A2, B2].contains(&to) {
                 continue;
             }
             let node = self.node(to);
@@ -616,4 +643,49 @@ fn a_link_over_a_transport_bound_to_another_key_is_refused() {
     p.a.links.bind_endpoint(B_ADDR, identity(2).public_key());
     p.run_for(Duration::from_secs(20));
     assert!(p.a.links.peers.contains_key(&identity(2).public_key()));
+}
+
+#[test]
+fn the_faster_of_two_paths_carries_the_link_and_losing_it_drops_no_session() {
+    let mut p = Pair::new(None);
+    p.latency = Duration::from_millis(20);
+    p.latency2 = Duration::from_millis(2);
+    let now = p.now;
+    p.a.links.add_peer(uri(B2, None), now);
+    p.run_for(Duration::from_secs(6));
+    let kb = identity(2).public_key();
+    let ka = identity(1).public_key();
+    let a_peer = &p.a.links.peers[&kb];
+    assert_eq!(a_peer.paths.len(), 2, "{:?}", a_peer.paths);
+    assert_eq!(a_peer.endpoint, B2, "A uses the 2 ms path");
+    assert_eq!(p.b.links.peers[&ka].endpoint, A2, "B uses the 2 ms path");
+    let link = a_peer.link;
+    let downs_before = count_link_downs(&mut p);
+    // The fast path dies: both move to the slow one within a few seconds, on the same link.
+    p.cut2 = true;
+    p.run_for(Duration::from_secs(4));
+    assert_eq!(p.a.links.peers[&kb].endpoint, B_ADDR);
+    assert_eq!(p.b.links.peers[&ka].endpoint, A_ADDR);
+    assert_eq!(p.a.links.peers[&kb].link, link, "the same link");
+    assert_eq!(count_link_downs(&mut p), downs_before, "no link went down");
+    // Traffic flows on the slow path.
+    assert!(p.send(A_ADDR, Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST, 100));
+    p.run_for(Duration::from_millis(100));
+    assert!(!p.b.delivered.is_empty());
+    // It heals, and is better again: the link goes back.
+    p.cut2 = false;
+    p.run_for(Duration::from_secs(6));
+    assert_eq!(p.a.links.peers[&kb].endpoint, B2);
+}
+
+fn count_link_downs(p: &mut Pair) -> usize {
+    let mut n = 0;
+    for node in [&mut p.a, &mut p.b] {
+        while let Some(e) = node.links.poll_event() {
+            if matches!(e, Event::LinkDown { .. }) {
+                n += 1;
+            }
+        }
+    }
+    n
 }

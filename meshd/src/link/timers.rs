@@ -36,7 +36,14 @@ impl Links {
     }
 
     fn wants_dial(&self, d: &Dialer) -> bool {
-        let linked = d.linked.is_some_and(|k| self.peers.contains_key(&k));
+        // Linked, and its endpoint is still one of the link's paths (a path that died is
+        // dialed again, so that it comes back when it heals).
+        let linked = d.linked.is_some_and(|k| {
+            self.peers.get(&k).is_some_and(|p| {
+                d.addr
+                    .is_none_or(|a| p.paths.iter().any(|q| q.endpoint == a))
+            })
+        });
         !linked && d.in_flight.is_none() && !d.resolving
     }
 
@@ -160,6 +167,7 @@ impl Links {
         {
             self.send_keepalive(key, now);
         }
+        self.path_timers(key, now);
     }
 
     /// A link that never carried anything from the peer went down (or the peer refused it):
