@@ -33,11 +33,18 @@ impl Node {
 
     /// Writes `meshd.toml`: listen on `listen`, link to `peers`, plus `extra` TOML lines.
     pub fn configure(&self, listen: &str, peers: &[String], extra: &str) {
+        self.configure_listen(&[listen], peers, extra);
+    }
+
+    /// As [`Node::configure`], with several listen URIs.
+    pub fn configure_listen(&self, listen: &[&str], peers: &[String], extra: &str) {
         let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
+        let listen: Vec<String> = listen.iter().map(|l| format!("{l:?}")).collect();
         let text = format!(
-            "state_dir = \"state\"\nlisten = [\"{listen}\"]\npeers = [{}]\n\
+            "state_dir = \"state\"\nlisten = [{}]\npeers = [{}]\n\
              admin_socket = \"admin.sock\"\nlog_level = \"meshd=debug\"\n{extra}\n\
              [tun]\nname = \"{}\"\n",
+            listen.join(", "),
             peers.join(", "),
             // Interface names are per namespace; a fixed one would do, a unique one reads better.
             &crate::unique("m")[..],

@@ -1,5 +1,6 @@
 //! Links over `quic://` and over `tcp://` (with every UDP datagram dropped by nftables): ping
-//! and a 100 MB transfer that arrives intact, and `meshctl peers` names the transport.
+//! and a 100 MB transfer that arrives intact, and `meshctl peers` names the transport. A link
+//! with a UDP and a TCP path moves to TCP when UDP is blocked, and back, on the same link.
 
 use std::time::Duration;
 use tests::{Netns, Node, require_root, run, veth};
@@ -115,4 +116,80 @@ fn a_pair_linked_only_by_tcp_with_udp_dropped_pings_and_moves_100_mb_intact() {
         let _ = s.send_to(b"probe", format!("{B_IP}:9"));
     });
     assert!(udp_dropped(&a.ns) > before, "UDP was not dropped");
+}
+
+fn up_row(n: &Node, key: &str) -> serde_json::Value {
+    n.ctl_json(&["peers"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["public_key"] == key && r["state"] == "up")
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_link_with_udp_and_tcp_paths_moves_to_tcp_when_udp_is_blocked_and_back() {
+    require_root();
+    let mut a = Node::new("pa");
+    let mut b = Node::new("pb");
+    veth(&a.ns, A_IP, &b.ns, B_IP);
+    let listen = ["udp://0.0.0.0:7820", "tcp://0.0.0.0:7820"];
+    a.configure_listen(&listen, &[], "");
+    b.configure_listen(
+        &listen,
+        &[format!("udp://{A_IP}:7820"), format!("tcp://{A_IP}:7820")],
+        "",
+    );
+    a.start();
+    b.start();
+    let (_, kb) = b.identity();
+    let (addr_a, ka) = a.identity();
+    let two_paths = tests::wait_until(Duration::from_secs(10), || {
+        let r = up_row(&b, &ka);
+        r["paths"].as_array().is_some_and(|p| p.len() == 2) && r["transport"] == "udp"
+    });
+    assert!(two_paths, "{}\n{}", up_row(&b, &ka), b.log());
+    let up_before = up_row(&b, &ka)["up_secs"].as_u64().unwrap_or(0);
+    // Pings every 100 ms for 10 s; UDP is blocked after 2 s.
+    let pinger =
+        b.ns.cmd("ping")
+            .args(["-6", "-n", "-q", "-c", "100", "-i", "0.1", "-W", "1"])
+            .arg(addr_a.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ping");
+    std::thread::sleep(Duration::from_secs(2));
+    drop_udp(&b.ns);
+    let moved = tests::wait_until(Duration::from_secs(6), || {
+        up_row(&b, &ka)["transport"] == "tcp" && up_row(&a, &kb)["transport"] == "tcp"
+    });
+    assert!(
+        moved,
+        "B: {}\nA: {}\n{}",
+        up_row(&b, &ka),
+        up_row(&a, &kb),
+        b.log()
+    );
+    let out = pinger.wait_with_output().expect("ping output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let received: u32 = text
+        .lines()
+        .find_map(|l| l.split(',').nth(1)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    eprintln!("across the move to TCP: {received}/100 replies");
+    assert!(received >= 70, "{text}");
+    // The same link all along: it did not go down and come back.
+    let row = up_row(&b, &ka);
+    assert!(
+        row["up_secs"].as_u64().unwrap_or(0) >= up_before + 9,
+        "{row}"
+    );
+    // UDP comes back, and so does the link to it.
+    run(b.ns.cmd("nft").args(["delete", "table", "inet", "noudp"]));
+    let back = tests::wait_until(Duration::from_secs(20), || {
+        up_row(&b, &ka)["transport"] == "udp"
+    });
+    assert!(back, "{}\n{}", up_row(&b, &ka), b.log());
+    assert_eq!(b.ping(&addr_a, 3, "0.2"), 3);
 }
