@@ -3,7 +3,7 @@
 # network namespaces on this machine, in one run, and print a table.
 #
 # Usage (as root, from anywhere):
-#   bench/compare.sh [--only meshd,yggdrasil,nebula] [--build] [-h|--help]
+#   bench/compare.sh [--only meshd,meshd_tcp,meshd_quic,yggdrasil,nebula] [--build] [-h|--help]
 #
 # Environment:
 #   DURATION=10             seconds per iperf3 run (two runs per system)
@@ -36,6 +36,8 @@
 #   idleRSS  max VmRSS of the two daemons right after the link came up (MiB)
 #   mtu      MTU of the overlay tun device in namespace A (defaults, not tuned)
 #
+# meshd_tcp and meshd_quic are meshd with the link over tcp:// and quic://.
+#
 # meshd_policy is meshd with a circle policy on both daemons: 10,000 identities
 # (overlay addresses) in 100 circles, 1,000 rules, defaults deny; A may send
 # tcp/5201 and icmp, B may receive them, and the replies pass as tracked flows.
@@ -50,7 +52,7 @@ LINK_TIMEOUT=${LINK_TIMEOUT:-20}
 MESHD_BUILD_TIMEOUT=${MESHD_BUILD_TIMEOUT:-1800}
 TUN_MTU=${TUN_MTU:-}
 
-ALL_SYSTEMS=(meshd meshd_policy yggdrasil nebula)
+ALL_SYSTEMS=(meshd meshd_policy meshd_tcp meshd_quic yggdrasil nebula)
 SYSTEMS=("${ALL_SYSTEMS[@]}")
 FORCE_BUILD=0
 
@@ -210,7 +212,7 @@ meshd_config() {
     cat >"$dir/meshd.toml" <<EOF
 identity_file = "$dir/identity.key"
 state_dir = "$dir/state"
-listen = ["udp://0.0.0.0:7820"]
+listen = ["${MESHD_LISTEN:-udp://0.0.0.0:7820}"]
 peers = [$peers]
 admin_socket = "$dir/admin.sock"
 log_level = "info"
@@ -269,10 +271,20 @@ run_meshd_policy() {
     POLICY_FILE=$pa POLICY_B=$pb run_meshd meshd_policy
 }
 
+# meshd with its link over TCP (Noise framed on one TCP connection) or over QUIC
+# (Noise in QUIC datagrams, TLS outside), instead of UDP.
+run_meshd_tcp() {
+    MESHD_LISTEN="tcp://0.0.0.0:7820" MESHD_PEER="tcp://$VETH_B:7820" run_meshd meshd_tcp
+}
+
+run_meshd_quic() {
+    MESHD_LISTEN="quic://0.0.0.0:7821" MESHD_PEER="quic://$VETH_B:7821" run_meshd meshd_quic
+}
+
 run_meshd() {
     local sys=${1:-meshd} cfg_a cfg_b sock_a sock_b self_b state deadline
     ensure_meshd_built || return 1
-    cfg_a=$(meshd_config A "\"udp://$VETH_B:7820\"")
+    cfg_a=$(meshd_config A "\"${MESHD_PEER:-udp://$VETH_B:7820}\"")
     cfg_b=$(POLICY_FILE=${POLICY_B:-${POLICY_FILE:-}} meshd_config B "")
     sock_a="$WORKDIR/meshd-A/admin.sock" sock_b="$WORKDIR/meshd-B/admin.sock"
     TUN_A="mshA$$" TUN_B="mshB$$"

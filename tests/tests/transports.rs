@@ -32,8 +32,9 @@ fn udp_dropped(ns: &Netns) -> u64 {
     n
 }
 
-/// A and B on a veth, each listening on `listen`, B dialing A at `peer`; both up and linked.
-fn pair_over(listen: &str, peer: &str, no_udp: bool) -> (Node, Node) {
+/// A and B on a veth, each listening on `listen`, B dialing A at `peer` (and A dialing B at
+/// `a_peer`, if given); both up and linked.
+fn pair_over(listen: &str, peer: &str, a_peer: Option<String>, no_udp: bool) -> (Node, Node) {
     require_root();
     let mut a = Node::new("ta");
     let mut b = Node::new("tb");
@@ -42,7 +43,7 @@ fn pair_over(listen: &str, peer: &str, no_udp: bool) -> (Node, Node) {
         drop_udp(&a.ns);
         drop_udp(&b.ns);
     }
-    a.configure(listen, &[], "");
+    a.configure(listen, &a_peer.into_iter().collect::<Vec<_>>(), "");
     b.configure(listen, &[peer.to_string()], "");
     a.start();
     b.start();
@@ -94,7 +95,13 @@ fn ping_and_transfer(a: &Node, b: &Node, what: &str) {
 
 #[test]
 fn a_pair_linked_only_by_quic_pings_and_moves_100_mb_intact() {
-    let (a, b) = pair_over("quic://0.0.0.0:7821", &format!("quic://{A_IP}:7821"), false);
+    // Both sides dial: two QUIC connections cross, and one is kept.
+    let (a, b) = pair_over(
+        "quic://0.0.0.0:7821",
+        &format!("quic://{A_IP}:7821"),
+        Some(format!("quic://{B_IP}:7821")),
+        false,
+    );
     ping_and_transfer(&a, &b, "quic");
     // Nothing listens on plain UDP: the link can only be QUIC.
     let listen = a.ctl_json(&["self"])["listen"].clone();
@@ -107,7 +114,12 @@ fn a_pair_linked_only_by_quic_pings_and_moves_100_mb_intact() {
 
 #[test]
 fn a_pair_linked_only_by_tcp_with_udp_dropped_pings_and_moves_100_mb_intact() {
-    let (a, b) = pair_over("tcp://0.0.0.0:7820", &format!("tcp://{A_IP}:7820"), true);
+    let (a, b) = pair_over(
+        "tcp://0.0.0.0:7820",
+        &format!("tcp://{A_IP}:7820"),
+        None,
+        true,
+    );
     ping_and_transfer(&a, &b, "tcp");
     // The rules are in force: a UDP datagram from A is dropped (and counted).
     let before = udp_dropped(&a.ns);

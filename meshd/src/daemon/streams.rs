@@ -227,7 +227,9 @@ impl Streams {
             return None;
         };
         let now = Instant::now();
-        if conn.inbound {
+        if conn.inbound && ep.scheme == Scheme::Tcp {
+            // A TCP connection comes from an ephemeral port; a QUIC one from the remote's
+            // listening socket, which may well be dialed later.
             g.was_inbound
                 .retain(|_, t| now < *t + Duration::from_secs(600));
             g.was_inbound.insert(ep, now);
@@ -236,6 +238,23 @@ impl Streams {
         tracing::debug!(endpoint = %ep, inbound = conn.inbound, "connection up");
         let pending = g.connecting.remove(&ep).map(|(_, p)| p).unwrap_or_default();
         g.attempts.remove(&ep);
+        // Two QUIC connections between the same two sockets (both sides dialed at once):
+        // both sides keep the one dialed by the lower key, and close the other.
+        if let (Some(old), Some(new_q)) = (g.conns.get(&ep), conn.quic.as_ref())
+            && let Some(old_q) = old.quic.as_ref()
+        {
+            let own = Some(self.identity.public_key());
+            let dialer = |c: &Conn| if c.inbound { c.key } else { own };
+            if dialer(old) <= dialer(&conn) {
+                new_q.close(2u32.into(), b"duplicate");
+                drop(g);
+                for p in pending {
+                    self.send(ep, &p);
+                }
+                return key;
+            }
+            old_q.close(2u32.into(), b"duplicate");
+        }
         // A newer connection to the same endpoint replaces the old one.
         g.conns.insert(ep, conn);
         drop(g);
