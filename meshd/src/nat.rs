@@ -30,6 +30,11 @@ pub const MAX_ENDPOINTS: usize = 4;
 pub const RESEND: Duration = Duration::from_secs(10);
 /// An observed endpoint not confirmed again for this long is dropped.
 const OBSERVED_TTL: Duration = Duration::from_secs(300);
+/// Every peer is told where it is seen this often (NAT mappings change; a roaming node keeps
+/// its links and would otherwise never hear its new endpoint).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(30);
+/// Reporters remembered.
+const MAX_REPORTERS: usize = 64;
 
 /// Encodes a socket address: family (4 or 6), address, port (big endian).
 pub fn put_addr(out: &mut Vec<u8>, a: &SocketAddr) {
@@ -113,8 +118,11 @@ pub fn parse_endpoints(b: &[u8]) -> Option<Vec<SocketAddr>> {
 /// NAT traversal state of a node.
 #[derive(Debug, Default)]
 pub struct Nat {
-    /// This node's endpoints as peers see them, newest last.
-    observed: Vec<(SocketAddr, Instant)>,
+    /// This node's endpoint as each peer sees it (one per peer, so that one lying peer
+    /// cannot crowd out what the others see), and when it said so.
+    observed: HashMap<PublicKey, (SocketAddr, Instant)>,
+    /// When every peer is next told where it is seen.
+    pub next_report: Option<Instant>,
     /// When ENDPOINTS last went to each remote.
     sent: HashMap<PublicKey, Instant>,
     /// When each remote's ENDPOINTS were last acted on.
@@ -135,23 +143,42 @@ pub struct NatCounters {
 }
 
 impl Nat {
-    /// A peer says it sees this node at `addr`.
-    pub fn observed(&mut self, addr: SocketAddr, now: Instant) {
+    /// The peer `reporter` says it sees this node at `addr`.
+    pub fn observed(&mut self, reporter: PublicKey, addr: SocketAddr, now: Instant) {
         let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         if !usable(&addr) {
             return;
         }
-        self.observed
-            .retain(|(a, t)| *a != addr && now < *t + OBSERVED_TTL);
-        self.observed.push((addr, now));
-        if self.observed.len() > MAX_ENDPOINTS {
-            self.observed.remove(0);
+        if self.observed.len() >= MAX_REPORTERS && !self.observed.contains_key(&reporter) {
+            self.observed.retain(|_, (_, t)| now < *t + OBSERVED_TTL);
+            let oldest = self
+                .observed
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest.filter(|_| self.observed.len() >= MAX_REPORTERS) {
+                self.observed.remove(&k);
+            }
         }
+        self.observed.insert(reporter, (addr, now));
     }
 
-    /// This node's observed endpoints, newest first.
-    pub fn endpoints(&self) -> Vec<SocketAddr> {
-        self.observed.iter().rev().map(|(a, _)| *a).collect()
+    /// This node's observed endpoints at `now`: those seen by the most peers first, then the
+    /// most recent; at most [`MAX_ENDPOINTS`].
+    pub fn endpoints(&self, now: Instant) -> Vec<SocketAddr> {
+        let mut by_addr: HashMap<SocketAddr, (usize, Instant)> = HashMap::new();
+        for (addr, t) in self
+            .observed
+            .values()
+            .filter(|(_, t)| now < *t + OBSERVED_TTL)
+        {
+            let e = by_addr.entry(*addr).or_insert((0, *t));
+            e.0 += 1;
+            e.1 = e.1.max(*t);
+        }
+        let mut v: Vec<(SocketAddr, (usize, Instant))> = by_addr.into_iter().collect();
+        v.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(b.1.1.cmp(&a.1.1)));
+        v.into_iter().take(MAX_ENDPOINTS).map(|(a, _)| a).collect()
     }
 
     /// Whether ENDPOINTS should go to `remote` now (and notes that it goes).
@@ -223,14 +250,26 @@ mod tests {
     fn observed_endpoints_are_bounded_and_rounds_are_rate_limited() {
         let mut n = Nat::default();
         let now = Instant::now();
+        let real = SocketAddr::from(([203, 0, 113, 7], 7820));
+        // Two honest peers see the real endpoint; one liar reports ten made-up ones.
+        n.observed(PublicKey([1; 32]), real, now);
+        n.observed(PublicKey([2; 32]), real, now);
         for i in 0..10u8 {
-            n.observed(SocketAddr::from(([198, 51, 100, i], 7820)), now);
+            let t = now + Duration::from_millis(u64::from(i) + 1);
+            n.observed(
+                PublicKey([3; 32]),
+                SocketAddr::from(([198, 51, 100, i], 7820)),
+                t,
+            );
         }
-        n.observed(SocketAddr::from(([198, 51, 100, 9], 7820)), now);
-        assert_eq!(n.endpoints().len(), MAX_ENDPOINTS);
+        let later = now + Duration::from_secs(1);
         assert_eq!(
-            n.endpoints()[0],
-            SocketAddr::from(([198, 51, 100, 9], 7820))
+            n.endpoints(later),
+            vec![real, SocketAddr::from(([198, 51, 100, 9], 7820))]
+        );
+        assert!(
+            n.endpoints(now + OBSERVED_TTL + Duration::from_secs(1))
+                .is_empty()
         );
         let k = PublicKey([7; 32]);
         assert!(n.should_send(&k, now));

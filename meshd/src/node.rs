@@ -390,14 +390,14 @@ impl Node {
             return Outbound::Waiting;
         };
         let key = PublicKey(key);
-        if !self.links.peers.contains_key(&key) {
-            self.offer_endpoints(now, key);
-        }
         if !self.firewall.check_out(now, &key, packet) {
             if let Some(e) = icmp6_error(Icmp6Error::AdminProhibited, packet) {
                 self.tun_out.push_back(e);
             }
             return Outbound::Dropped;
+        }
+        if !self.links.peers.contains_key(&key) {
+            self.offer_endpoints(now, key);
         }
         if self.router.knows(&key.0) {
             let mtu = self.path_mtu(&key);
@@ -497,8 +497,9 @@ impl Node {
         if frame[0] != wire::frame::ROUTING {
             if frame[0] == wire::frame::OBSERVED
                 && let Some((addr, _)) = nat::get_addr(&frame[1..len])
+                && let Some(reporter) = self.links.key_of(link)
             {
-                self.nat.observed(addr, now);
+                self.nat.observed(reporter, addr, now);
             }
             return Inbound::Done;
         }
@@ -611,10 +612,12 @@ impl Node {
     /// Sends this node's observed endpoints to `key` (not a direct peer) if they were not
     /// sent lately: the first step of punching a direct path ([`crate::nat`]).
     fn offer_endpoints(&mut self, now: Instant, key: PublicKey) {
-        if !self.nat.should_send(&key, now) {
+        // Only to nodes this one may link with (the circle policy's `peer` rules): nobody
+        // else learns this node's public address or gets to make it dial.
+        if self.links.policy_refusal(&key).is_some() || !self.nat.should_send(&key, now) {
             return;
         }
-        let msg = nat::endpoints_message(&self.nat.endpoints());
+        let msg = nat::endpoints_message(&self.nat.endpoints(now));
         let mut out = Vec::new();
         if self.e2e.encrypt(now, &key, &msg, &mut out) == Encrypt::Ready {
             self.route_owned(now, key, out);
@@ -662,6 +665,9 @@ impl Node {
                         self.router.peer_up(now, PeerId(link.0), key.0, rtt);
                         self.peer_event(key, true);
                         self.report_observed(now, key);
+                        self.nat
+                            .next_report
+                            .get_or_insert(now + nat::REPORT_INTERVAL);
                     }
                     link::Event::LinkDown { link, key } => {
                         self.router.peer_down(now, PeerId(link.0));
@@ -833,6 +839,9 @@ impl Node {
         for p in &self.pings {
             at(p.started + PING_TIMEOUT);
         }
+        if let Some(r) = self.nat.next_report {
+            at(r);
+        }
         t
     }
 
@@ -866,6 +875,13 @@ impl Node {
         });
         for t in done {
             self.ping_results.push_back((t, PingOutcome::Timeout));
+        }
+        if self.nat.next_report.is_some_and(|r| now >= r) {
+            let keys: Vec<PublicKey> = self.links.peers.keys().copied().collect();
+            for k in keys {
+                self.report_observed(now, k);
+            }
+            self.nat.next_report = Some(now + nat::REPORT_INTERVAL);
         }
         self.pump(now);
     }

@@ -135,6 +135,15 @@ fn nodes_behind_two_nats_punch_a_direct_path_and_keep_it_without_the_public_node
         wait_until(Duration::from_secs(6), || peer_row(&a, &kb).is_none()),
         "the broken direct link stayed up"
     );
+    // The tree may have to re-form around the lost link first (A or B may have been the
+    // other's parent): give it a few seconds, then every packet passes.
+    let lost = Instant::now();
+    let back = wait_until(Duration::from_secs(10), || a.ping(&addr_b, 1, "0.5") == 1);
+    assert!(back, "no way through P\n{}", a.log());
+    eprintln!(
+        "relayed through P again {:?} after the direct link went down",
+        lost.elapsed()
+    );
     assert_eq!(
         a.ping(&addr_b, 3, "0.2"),
         3,

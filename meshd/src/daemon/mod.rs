@@ -520,7 +520,7 @@ pub async fn run_with(
                             let lan = lan.as_ref().map(|l| l.info());
                             d.insert("discovery".into(), serde_json::to_value(lan).unwrap_or_default());
                             let nat = serde_json::json!({
-                                "endpoints": node.nat.endpoints().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                                "endpoints": node.nat.endpoints(Instant::now()).iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                                 "counters": node.nat.counters,
                                 "stream_dropped": socks.streams.dropped(),
                             });

@@ -111,6 +111,7 @@ impl Links {
         if key == self.public
             || self.peers.contains_key(&key)
             || self.policy_refusal(&key).is_some()
+            || self.peers.len() >= self.cfg.max_peers
         {
             return 0;
         }
@@ -126,12 +127,15 @@ impl Links {
                 }
                 continue;
             }
-            let count = self
+            let punched = |d: &&Dialer| matches!(d.origin, Origin::Punched { .. });
+            let count = self.dialers.iter().filter(punched).count();
+            let for_key = self
                 .dialers
                 .iter()
-                .filter(|d| matches!(d.origin, Origin::Punched { .. }))
+                .filter(punched)
+                .filter(|d| d.uri.key == Some(key))
                 .count();
-            if count >= MAX_PUNCHED {
+            if count >= MAX_PUNCHED || for_key >= crate::nat::MAX_ENDPOINTS {
                 break;
             }
             let uri = PeerUri {

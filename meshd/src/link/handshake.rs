@@ -99,7 +99,11 @@ impl Links {
 
     /// True if `from` is a configured peer's address or the endpoint of a link.
     pub(crate) fn is_known_source(&self, from: Endpoint) -> bool {
-        self.dialers.iter().any(|d| d.addr == Some(from))
+        // Only configured peers: endpoints learnt from the network (discovered, punched)
+        // must not earn the larger budget or a way past max_peers.
+        self.dialers
+            .iter()
+            .any(|d| d.addr == Some(from) && d.origin == super::Origin::Configured)
             || self
                 .peers
                 .values()
@@ -212,6 +216,10 @@ impl Links {
             // refuse the link at its end).
             for d in self.dialers.iter_mut().filter(|d| d.addr == Some(addr)) {
                 d.linked = Some(key);
+                // If the peer answered from another address than the one dialed, this
+                // dialer's endpoint is no path of the link, and it would dial again at once:
+                // not before this long (a path that died is dialed again the same way).
+                d.next_attempt = now + super::paths::REDIAL_PATH;
             }
         }
         Recv::Consumed

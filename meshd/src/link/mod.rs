@@ -249,6 +249,11 @@ impl Links {
         self.bound_keys.remove(endpoint);
     }
 
+    /// The key of the peer on `link`, while it is up.
+    pub fn key_of(&self, link: LinkId) -> Option<PublicKey> {
+        self.links.get(&link).copied()
+    }
+
     /// This node's public key.
     pub fn public_key(&self) -> PublicKey {
         self.public

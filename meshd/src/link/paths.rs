@@ -10,7 +10,8 @@
 //! from, which measures that path's round trip (smoothed) and loss (a moving average of
 //! unanswered probes). The link uses the path with the lowest `rtt × (1 + 4 × loss)` plus a
 //! small cost per transport (UDP before QUIC before TCP, which add head-of-line blocking),
-//! and changes only for one at least 25 % better, so that two similar paths do not flap. A
+//! and changes only for one at least 25 % and 0.5 ms better, and not within 5 s of the last
+//! change, so that two similar paths do not flap. A
 //! path that has been silent for [`PATH_SILENT`] is left at once (and forgotten after
 //! the peer timeout); a datagram from a new endpoint while the current path is silent moves
 //! the link there straight away, which is how a peer that roams (a new NAT mapping, a new
@@ -28,6 +29,14 @@ pub const MAX_PATHS: usize = 4;
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// A path that carried nothing for this long is not used.
 pub const PATH_SILENT: Duration = Duration::from_millis(1500);
+/// A peer URI whose endpoint is not a path of its (live) link is dialed again after this
+/// long: a path that died comes back when it heals, and a peer that answers from another
+/// address than the one dialed is not dialed in a loop.
+pub const REDIAL_PATH: Duration = Duration::from_secs(10);
+/// A link stays on a path at least this long unless that path falls silent.
+pub const MIN_DWELL: Duration = Duration::from_secs(5);
+/// A better path must be better by this much as well as by a quarter (milliseconds).
+const MIN_GAIN_MS: f64 = 0.5;
 
 /// One path to a peer.
 #[derive(Debug, Clone)]
@@ -106,6 +115,7 @@ impl Links {
         if current_silent {
             tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from, "peer moved");
             peer.endpoint = from;
+            peer.switched = now;
         }
     }
 
@@ -193,11 +203,14 @@ impl Links {
         });
         if let Some((score, ep)) = best
             && ep != current
-            && (!cur_alive || cur_score.is_none_or(|c| score < c * 0.75))
+            && (!cur_alive
+                || (now >= peer.switched + MIN_DWELL
+                    && cur_score.is_none_or(|c| score < c * 0.75 && score < c - MIN_GAIN_MS)))
         {
             tracing::info!(peer = %key.short(), from = %current, to = %ep,
                 score_ms = format!("{score:.2}"), "link moves to a better path");
             peer.endpoint = ep;
+            peer.switched = now;
         }
         let endpoints: Vec<Endpoint> = peer.paths.iter().map(|p| p.endpoint).collect();
         for ep in endpoints {

@@ -46,6 +46,8 @@ pub struct Peer {
     /// one in use.
     pub(crate) paths: Vec<super::paths::Path>,
     pub(crate) next_probe: Instant,
+    /// When `endpoint` last changed.
+    pub(crate) switched: Instant,
     /// Oldest first.
     pub(crate) sessions: Vec<Session>,
     pub(crate) up_since: Instant,
@@ -73,6 +75,7 @@ impl Peer {
             endpoint,
             paths: vec![super::paths::Path::new(endpoint, now)],
             next_probe: now,
+            switched: now,
             sessions: Vec::new(),
             up_since: now,
             last_rx: now,

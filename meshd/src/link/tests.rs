@@ -13,6 +13,11 @@ const B_ADDR: Endpoint = Endpoint {
     scheme: Scheme::Udp,
     addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 7820),
 };
+/// Another address of B's that it never answers from (multi-homed, privacy addresses).
+const B_ALIAS: Endpoint = Endpoint {
+    scheme: Scheme::Udp,
+    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 22)), 7820),
+};
 /// A second path between the two: A's and B's ends of it (say TCP over another network).
 const A2: Endpoint = Endpoint {
     scheme: Scheme::Tcp,
@@ -133,7 +138,7 @@ impl Pair {
         let (due, later): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|w| w.0 <= now);
         self.wire = later;
         for (_, from, to, data) in due {
-            if ![A_ADDR, B_ADDR, A2, B2].contains(&to) {
+            if ![A_ADDR, B_ADDR, A2, B2, B_ALIAS].contains(&to) {
                 continue;
             }
             let node = self.node(to);
@@ -688,4 +693,20 @@ fn count_link_downs(p: &mut Pair) -> usize {
         }
     }
     n
+}
+
+#[test]
+fn a_peer_answering_from_another_address_is_not_dialed_in_a_loop() {
+    let mut p = Pair::new(None);
+    assert!(p.a.links.remove_peer(&uri(B_ADDR, None)));
+    let now = p.now;
+    p.a.links.add_peer(uri(B_ALIAS, None), now);
+    p.run_for(Duration::from_secs(30));
+    assert!(p.a.links.peers.contains_key(&identity(2).public_key()));
+    let inits = p
+        .captured
+        .iter()
+        .filter(|(from, d)| *from == A_ADDR && d.first() == Some(&wire::TYPE_INIT))
+        .count();
+    assert!(inits <= 6, "{inits} handshake inits in 30 s");
 }
