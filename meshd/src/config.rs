@@ -218,7 +218,7 @@ mtu = 1420
 # TCP segmentation/receive offload on the TUN device; turned off by itself if the kernel refuses.
 offload = true
 
-# LAN discovery: every second this node announces its key (signed) to ff02::706c:616e port 7821
+# LAN discovery: every second this node announces its key (signed) to ff02::706c:616e port 7822
 # on each chosen interface, and links with the neighbours it hears, if the circle policy's
 # `peer` rules allow them. Their key is pinned; they are not saved, and are forgotten 10 s
 # after they fall silent.
@@ -346,6 +346,14 @@ impl Config {
                     && u.addr.port() == q.addr.port()
                     && q.addr.port() != 0
             });
+            if self.discovery.enabled && q.addr.is_ipv6() && q.addr.port() == crate::discovery::PORT
+            {
+                bail!(
+                    "listen: {q} uses UDP port {}, which LAN discovery listens on; give QUIC \
+                     another port, e.g. quic://[::]:7821",
+                    crate::discovery::PORT
+                );
+            }
             if clash {
                 bail!(
                     "listen: {q} and udp:// use the same UDP port {}; give QUIC a port of its \
@@ -484,6 +492,15 @@ mod tests {
             ("peers = [\"10.0.0.2:7820\"]", "peers"),
             ("listn = []", "listn"),
             ("[tun]\nmtu = 500", "tun.mtu"),
+            (
+                "listen = [\"quic://[::]:7822\"]",
+                "LAN discovery listens on",
+            ),
+            (
+                "listen = [\"udp://[::]:7821\", \"quic://[::]:7821\"]",
+                "same UDP port 7821",
+            ),
+            ("listen = [\"sctp://[::]:7821\"]", "unsupported scheme"),
             ("cipher = \"rot13\"", "cipher"),
             ("peers = 3", "peers"),
             ("this is not toml", "m.toml"),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 pub const GROUP: std::net::Ipv6Addr =
     std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0x706c, 0x616e);
 /// The UDP port announcements go to.
-pub const PORT: u16 = 7821;
+pub const PORT: u16 = 7822;
 /// The length of an announcement.
 pub const LEN: usize = 4 + 32 + 2 + 8 + 64;
 const MAGIC: &[u8; 4] = b"PLD1";
@@ -112,12 +112,16 @@ const SOURCE_RATE: (f64, f64) = (1.0, 4.0);
 /// All sources together: 50 a second, bursts of 100.
 const GLOBAL_RATE: (f64, f64) = (50.0, 100.0);
 
+/// An announcement older than the last one from its key is accepted again once the last was
+/// accepted this long ago.
+pub const RESET_AFTER: Duration = Duration::from_secs(30);
+
 /// The receiving side: checks announcements.
 pub struct Receiver {
     own: PublicKey,
     sources: HashMap<IpAddr, Bucket>,
     global: Bucket,
-    latest: HashMap<PublicKey, u64>,
+    latest: HashMap<PublicKey, (u64, Instant)>,
 }
 
 impl Receiver {
@@ -151,6 +155,10 @@ impl Receiver {
                 self.sources.remove(&ip);
             }
         }
+        // Cheap checks first, so that junk does not use up the budget of real neighbours.
+        if bytes.len() != LEN || &bytes[..4] != MAGIC {
+            return Err(Rejected::Malformed);
+        }
         let src = self.sources.entry(from.ip()).or_insert(Bucket {
             tokens: SOURCE_RATE.1,
             at: now,
@@ -159,9 +167,6 @@ impl Receiver {
             || !self.global.take(now, GLOBAL_RATE.0, GLOBAL_RATE.1)
         {
             return Err(Rejected::RateLimited);
-        }
-        if bytes.len() != LEN || &bytes[..4] != MAGIC {
-            return Err(Rejected::Malformed);
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(&bytes[4..36]);
@@ -173,7 +178,14 @@ impl Receiver {
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&bytes[38..46]);
         let seq = u64::from_be_bytes(seq);
-        if self.latest.get(&key).is_some_and(|&s| seq <= s) {
+        // Not newer than the last one, unless that was a while ago: a neighbour whose clock
+        // stepped back (no RTC, NTP) is heard again after [`RESET_AFTER`]. Replaying an older
+        // announcement gains nothing anyway: the key is pinned when dialing.
+        if self
+            .latest
+            .get(&key)
+            .is_some_and(|&(s, t)| seq <= s && now < t + RESET_AFTER)
+        {
             return Err(Rejected::Stale);
         }
         let mut sig = [0u8; 64];
@@ -192,7 +204,7 @@ impl Receiver {
                 self.latest.remove(&k);
             }
         }
-        self.latest.insert(key, seq);
+        self.latest.insert(key, (seq, now));
         Ok(Announcement { key, port, seq })
     }
 }
@@ -241,6 +253,9 @@ mod tests {
             Err(Rejected::Stale)
         );
         assert!(rx.handle(now, from(1), &announce(&a, 7820, 1001)).is_ok());
+        // A neighbour whose clock stepped back is heard again after a while.
+        let later = now + RESET_AFTER + Duration::from_secs(1);
+        assert!(rx.handle(later, from(1), &announce(&a, 7820, 5)).is_ok());
         // Our own is ignored.
         assert_eq!(
             rx.handle(now, from(2), &announce(&b, 7820, 5)),

@@ -59,7 +59,6 @@ use rustls::{
 };
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// ALPN of Planetary LAN links over QUIC.
 pub const ALPN: &[u8] = b"planetary-lan/1";
@@ -331,18 +330,20 @@ pub fn peer_key(conn: &quinn::Connection) -> Option<PublicKey> {
     }
 }
 
-/// The transport config both sides use: datagrams on (4 MiB buffered each way), keep-alive
-/// every second, 10 s idle timeout, MTU discovery from 1200 bytes, a few bidirectional streams
-/// (the link's control stream) and no unidirectional ones.
+/// The transport config both sides use: datagrams on (4 MiB buffered each way), a 10 s idle
+/// timeout and no QUIC keep-alive (a live link sends something every half second; a
+/// connection that carries no link any more is closed by the timeout), MTU discovery from 1200
+/// bytes, one bidirectional stream (the link's control stream) and no unidirectional ones (a
+/// peer cannot make this node buffer streams it never reads).
 pub fn transport_config() -> TransportConfig {
     let mut t = TransportConfig::default();
     t.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_BUFFER)
-        .keep_alive_interval(Some(Duration::from_secs(1)))
+        .keep_alive_interval(None)
         .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(10_000))))
         .initial_mtu(1200)
         .mtu_discovery_config(Some(MtuDiscoveryConfig::default()))
-        .max_concurrent_bidi_streams(VarInt::from_u32(4))
+        .max_concurrent_bidi_streams(VarInt::from_u32(1))
         .max_concurrent_uni_streams(VarInt::from_u32(0));
     t
 }

@@ -222,7 +222,7 @@ impl Lan {
     }
 }
 
-/// The discovery socket: `[::]:7821`, shared with other nodes on this host (each gets every
+/// The discovery socket: `[::]:7822`, shared with other nodes on this host (each gets every
 /// announcement), not looping our own back, hop limit 1 (link-local anyway).
 fn bind() -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};

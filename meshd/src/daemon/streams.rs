@@ -39,6 +39,11 @@ const REDIAL: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a QUIC client writes first on its stream, so the server sees the stream at once.
 const QUIC_PREAMBLE: &[u8; 4] = b"PLQ1";
+/// Most inbound connections (TCP and QUIC together) at once; beyond, new ones are closed.
+const MAX_INBOUND: usize = 256;
+/// A connection that carried nothing for this long is closed (a live link sends something
+/// every half second; QUIC's own idle timeout is the same).
+const IDLE: Duration = Duration::from_secs(10);
 /// Server name given to quinn (identity is the key; the name is not checked or sent).
 const SERVER_NAME: &str = "planetary-lan";
 
@@ -55,6 +60,7 @@ pub enum StreamEvent {
 /// One connection, as the event loop holds it.
 pub struct Conn {
     id: u64,
+    created: Instant,
     tx: mpsc::Sender<Vec<u8>>,
     quic: Option<quinn::Connection>,
     /// The key the transport authenticated (QUIC), if any.
@@ -64,8 +70,10 @@ pub struct Conn {
 
 struct Inner {
     conns: HashMap<Endpoint, Conn>,
-    /// Being set up: when, and the frames waiting for it.
-    connecting: HashMap<Endpoint, (Instant, Vec<Vec<u8>>)>,
+    /// Being set up: the attempt's id, and the frames waiting for it.
+    connecting: HashMap<Endpoint, (u64, Vec<Vec<u8>>)>,
+    /// The QUIC endpoint, made when first needed if there is no QUIC listener.
+    quic: Option<quinn::Endpoint>,
     /// Last failed or started attempt per endpoint.
     attempts: HashMap<Endpoint, Instant>,
     /// Endpoints that were inbound connections: never dialed (their port is ephemeral).
@@ -77,7 +85,6 @@ struct Inner {
 pub struct Streams {
     inner: Mutex<Inner>,
     events: mpsc::Sender<StreamEvent>,
-    quic: Option<quinn::Endpoint>,
     identity: Identity,
     next_id: std::sync::atomic::AtomicU64,
     /// Listening addresses, for `meshctl self`.
@@ -95,6 +102,7 @@ impl Streams {
         let (events, rx) = mpsc::channel(4096);
         let mut listening = Vec::new();
         let mut quic = None;
+        let inbound = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
         for ep in listen {
             match ep.scheme {
                 Scheme::Udp => {}
@@ -105,7 +113,7 @@ impl Streams {
                     let local = l.local_addr()?;
                     tracing::info!(listen = %Endpoint::new(Scheme::Tcp, local), "listening");
                     listening.push(Endpoint::new(Scheme::Tcp, local));
-                    tokio::spawn(accept_tcp(l, events.clone()));
+                    tokio::spawn(accept_tcp(l, events.clone(), inbound.clone()));
                 }
                 Scheme::Quic => {
                     if quic.is_some() {
@@ -118,28 +126,24 @@ impl Streams {
                     let local = e.local_addr()?;
                     tracing::info!(listen = %Endpoint::new(Scheme::Quic, local), "listening");
                     listening.push(Endpoint::new(Scheme::Quic, local));
-                    tokio::spawn(accept_quic(e.clone(), events.clone()));
+                    tokio::spawn(accept_quic(e.clone(), events.clone(), inbound.clone()));
                     quic = Some(e);
                 }
             }
         }
         if quic.is_none() && need_quic_client {
-            let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-            let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
-            let mut e = quinn::Endpoint::client(v6).or_else(|_| quinn::Endpoint::client(v4))?;
-            e.set_default_client_config(quic_tls::client_config(identity, None)?);
-            quic = Some(e);
+            quic = Some(quic_client()?);
         }
         let s = Streams {
             inner: Mutex::new(Inner {
                 conns: HashMap::new(),
                 connecting: HashMap::new(),
+                quic,
                 attempts: HashMap::new(),
                 was_inbound: HashMap::new(),
                 dropped: 0,
             }),
             events,
-            quic,
             identity: Identity::from_seed(&identity.secret_seed()),
             next_id: 1.into(),
             listening,
@@ -193,22 +197,31 @@ impl Streams {
             return;
         }
         g.attempts.insert(to, now);
-        g.connecting.insert(to, (now, vec![data.to_vec()]));
         let id = self.fresh_id();
+        g.connecting.insert(to, (id, vec![data.to_vec()]));
         let events = self.events.clone();
         match to.scheme {
             Scheme::Tcp => {
                 tokio::spawn(dial_tcp(to, id, events));
             }
-            Scheme::Quic => match (&self.quic, quic_tls::client_config(&self.identity, None)) {
-                (Some(e), Ok(cfg)) => {
-                    tokio::spawn(dial_quic(e.clone(), cfg, to, id, events));
+            Scheme::Quic => {
+                if g.quic.is_none() {
+                    // A quic:// peer added at runtime, with no QUIC listener: a client
+                    // endpoint of its own.
+                    match quic_client() {
+                        Ok(e) => g.quic = Some(e),
+                        Err(e) => tracing::warn!(%to, "cannot make a QUIC endpoint: {e}"),
+                    }
                 }
-                _ => {
-                    g.connecting.remove(&to);
-                    tracing::warn!(%to, "no QUIC endpoint to dial with");
+                match (&g.quic, quic_tls::client_config(&self.identity, None)) {
+                    (Some(e), Ok(cfg)) => {
+                        tokio::spawn(dial_quic(e.clone(), cfg, to, id, events));
+                    }
+                    _ => {
+                        g.connecting.remove(&to);
+                    }
                 }
-            },
+            }
             Scheme::Udp => {
                 g.connecting.remove(&to);
             }
@@ -230,8 +243,13 @@ impl Streams {
         if conn.inbound && ep.scheme == Scheme::Tcp {
             // A TCP connection comes from an ephemeral port; a QUIC one from the remote's
             // listening socket, which may well be dialed later.
-            g.was_inbound
-                .retain(|_, t| now < *t + Duration::from_secs(600));
+            if g.was_inbound.len() >= 4 * MAX_INBOUND {
+                g.was_inbound
+                    .retain(|_, t| now < *t + Duration::from_secs(600));
+                if g.was_inbound.len() >= 4 * MAX_INBOUND {
+                    g.was_inbound.clear();
+                }
+            }
             g.was_inbound.insert(ep, now);
         }
         let key = conn.key;
@@ -240,8 +258,12 @@ impl Streams {
         g.attempts.remove(&ep);
         // Two QUIC connections between the same two sockets (both sides dialed at once):
         // both sides keep the one dialed by the lower key, and close the other.
+        // (Only while the old one is young and open: one from before a restart of the peer
+        // is simply replaced.)
         if let (Some(old), Some(new_q)) = (g.conns.get(&ep), conn.quic.as_ref())
             && let Some(old_q) = old.quic.as_ref()
+            && old_q.close_reason().is_none()
+            && now < old.created + CONNECT_TIMEOUT
         {
             let own = Some(self.identity.public_key());
             let dialer = |c: &Conn| if c.inbound { c.key } else { own };
@@ -275,7 +297,8 @@ impl Streams {
             tracing::debug!(endpoint = %ep, "connection down");
             return true;
         }
-        if g.connecting.remove(&ep).is_some() {
+        if g.connecting.get(&ep).is_some_and(|(i, _)| *i == id) {
+            g.connecting.remove(&ep);
             tracing::debug!(endpoint = %ep, "connection failed");
         }
         false
@@ -290,10 +313,17 @@ impl Streams {
         drop(conns);
         // Writers end when their queue closes; give them a moment to flush.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(q) = &self.quic {
+        if let Some(q) = self.inner.lock().ok().and_then(|g| g.quic.clone()) {
             q.close(0u32.into(), b"shutdown");
         }
     }
+}
+
+/// A QUIC endpoint for dialing only.
+fn quic_client() -> anyhow::Result<quinn::Endpoint> {
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    Ok(quinn::Endpoint::client(v6).or_else(|_| quinn::Endpoint::client(v4))?)
 }
 
 fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -309,14 +339,24 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(s.into())
 }
 
-async fn accept_tcp(l: tokio::net::TcpListener, events: mpsc::Sender<StreamEvent>) {
+type Permits = std::sync::Arc<tokio::sync::Semaphore>;
+
+async fn accept_tcp(
+    l: tokio::net::TcpListener,
+    events: mpsc::Sender<StreamEvent>,
+    permits: Permits,
+) {
     static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 62);
     loop {
         match l.accept().await {
             Ok((s, from)) => {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::debug!(%from, "too many inbound connections; closed");
+                    continue;
+                };
                 let ep = Endpoint::new(Scheme::Tcp, crate::udp::canonical(from));
                 let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                start_tcp(s, ep, id, true, events.clone()).await;
+                start_tcp(s, ep, id, Some(permit), events.clone()).await;
             }
             Err(e) => {
                 tracing::debug!("TCP accept: {e}");
@@ -331,7 +371,7 @@ async fn accept_tcp(l: tokio::net::TcpListener, events: mpsc::Sender<StreamEvent
 
 async fn dial_tcp(to: Endpoint, id: u64, events: mpsc::Sender<StreamEvent>) {
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to.addr)).await {
-        Ok(Ok(s)) => start_tcp(s, to, id, false, events).await,
+        Ok(Ok(s)) => start_tcp(s, to, id, None, events).await,
         Ok(Err(e)) => {
             tracing::debug!(%to, "TCP connect: {e}");
             let _ = events.send(StreamEvent::Down(to, id)).await;
@@ -343,18 +383,23 @@ async fn dial_tcp(to: Endpoint, id: u64, events: mpsc::Sender<StreamEvent>) {
     }
 }
 
+/// An inbound connection holds a permit (see [`MAX_INBOUND`]) until it ends.
+type Permit = Option<tokio::sync::OwnedSemaphorePermit>;
+
 async fn start_tcp(
     s: tokio::net::TcpStream,
     ep: Endpoint,
     id: u64,
-    inbound: bool,
+    permit: Permit,
     events: mpsc::Sender<StreamEvent>,
 ) {
+    let inbound = permit.is_some();
     let _ = s.set_nodelay(true);
     let (r, w) = s.into_split();
     let (tx, rx) = mpsc::channel(QUEUE);
     let conn = Conn {
         id,
+        created: Instant::now(),
         tx,
         quic: None,
         key: None,
@@ -364,7 +409,7 @@ async fn start_tcp(
         return;
     }
     tokio::spawn(write_frames(w, rx, ep));
-    tokio::spawn(read_frames(r, ep, id, events));
+    tokio::spawn(read_frames(r, ep, id, events, permit));
 }
 
 /// Writes queued frames, length-prefixed, coalescing what is queued into one write.
@@ -397,18 +442,24 @@ fn push_frame(buf: &mut Vec<u8>, f: &[u8]) {
     buf.extend_from_slice(&f[..usize::from(len)]);
 }
 
-/// Reads length-prefixed frames until the connection ends, then reports it down.
+/// Reads length-prefixed frames until the connection ends (or is idle for [`IDLE`]), then
+/// reports it down.
 async fn read_frames(
     r: impl AsyncRead + Unpin,
     ep: Endpoint,
     id: u64,
     events: mpsc::Sender<StreamEvent>,
+    _permit: Permit,
 ) {
     let mut r = tokio::io::BufReader::with_capacity(64 * 1024, r);
     loop {
-        let len = match r.read_u16().await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => usize::from(n),
+        let len = match tokio::time::timeout(IDLE, r.read_u16()).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::debug!(%ep, "connection idle; closed");
+                break;
+            }
+            Ok(Ok(n)) => usize::from(n),
         };
         let mut f = vec![0u8; len];
         if r.read_exact(&mut f).await.is_err() {
@@ -421,9 +472,13 @@ async fn read_frames(
     let _ = events.send(StreamEvent::Down(ep, id)).await;
 }
 
-async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamEvent>) {
+async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamEvent>, permits: Permits) {
     static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 61);
     while let Some(incoming) = e.accept().await {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
         let events = events.clone();
         let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
@@ -442,12 +497,13 @@ async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamEvent>) {
                 return;
             };
             let mut pre = [0u8; 4];
-            if recv.read_exact(&mut pre).await.is_err() || &pre != QUIC_PREAMBLE {
+            let read = tokio::time::timeout(CONNECT_TIMEOUT, recv.read_exact(&mut pre)).await;
+            if !matches!(read, Ok(Ok(()))) || &pre != QUIC_PREAMBLE {
                 conn.close(1u32.into(), b"bad preamble");
                 return;
             }
             let ep = Endpoint::new(Scheme::Quic, crate::udp::canonical(conn.remote_address()));
-            start_quic(conn, send, recv, ep, id, true, events).await;
+            start_quic(conn, send, recv, ep, id, Some(permit), events).await;
         });
     }
 }
@@ -472,7 +528,7 @@ async fn dial_quic(
         Ok::<_, String>((conn, send, recv))
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(Ok((conn, send, recv))) => start_quic(conn, send, recv, to, id, false, events).await,
+        Ok(Ok((conn, send, recv))) => start_quic(conn, send, recv, to, id, None, events).await,
         Ok(Err(e)) => {
             tracing::debug!(%to, "QUIC connect: {e}");
             let _ = events.send(StreamEvent::Down(to, id)).await;
@@ -490,9 +546,10 @@ async fn start_quic(
     recv: quinn::RecvStream,
     ep: Endpoint,
     id: u64,
-    inbound: bool,
+    permit: Permit,
     events: mpsc::Sender<StreamEvent>,
 ) {
+    let inbound = permit.is_some();
     let Some(key) = quic_tls::peer_key(&conn) else {
         conn.close(1u32.into(), b"no key");
         return;
@@ -500,6 +557,7 @@ async fn start_quic(
     let (tx, rx) = mpsc::channel(QUEUE);
     let c = Conn {
         id,
+        created: Instant::now(),
         tx,
         quic: Some(conn.clone()),
         key: Some(key),
@@ -524,5 +582,34 @@ async fn start_quic(
             }
         }
     });
-    tokio::spawn(read_frames(recv, ep, id, events));
+    // The stream may be quiet while datagrams flow: its reader must not time out on its own.
+    tokio::spawn(read_quic_stream(recv, conn, ep, id, events, permit));
+}
+
+/// Reads the QUIC control stream until the connection ends (QUIC's idle timeout closes a
+/// connection that carries nothing), then reports it down.
+async fn read_quic_stream(
+    recv: quinn::RecvStream,
+    conn: quinn::Connection,
+    ep: Endpoint,
+    id: u64,
+    events: mpsc::Sender<StreamEvent>,
+    _permit: Permit,
+) {
+    let mut r = tokio::io::BufReader::with_capacity(16 * 1024, recv);
+    loop {
+        let len = match r.read_u16().await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => usize::from(n),
+        };
+        let mut f = vec![0u8; len];
+        if r.read_exact(&mut f).await.is_err() {
+            break;
+        }
+        if events.send(StreamEvent::Frame(ep, f)).await.is_err() {
+            return;
+        }
+    }
+    conn.close(0u32.into(), b"stream ended");
+    let _ = events.send(StreamEvent::Down(ep, id)).await;
 }

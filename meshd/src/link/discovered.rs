@@ -46,7 +46,13 @@ impl Links {
             }
             return Discovered::Known;
         }
-        if self.peers.contains_key(&key) {
+        // Linked already, over another path (the Internet, a relay's punched path): the LAN
+        // path is dialed too, and the better one carries the link ([`super::paths`]).
+        if self
+            .peers
+            .get(&key)
+            .is_some_and(|p| p.paths.iter().any(|q| q.endpoint == ep))
+        {
             return Discovered::Known;
         }
         if self.policy_refusal(&key).is_some() {
