@@ -5,16 +5,16 @@
 use libfuzzer_sys::fuzz_target;
 use meshd::identity::Identity;
 use meshd::link::{LinkConfig, Links, Recv};
-use std::net::SocketAddr;
+use meshd::uri::Endpoint;
 use std::time::{Duration, Instant};
 
-fn linked() -> (Links, SocketAddr, Instant) {
+fn linked() -> (Links, Endpoint, Instant) {
     let now = Instant::now();
-    let a_addr: SocketAddr = "10.0.0.1:7820".parse().unwrap();
-    let b_addr: SocketAddr = "10.0.0.2:7820".parse().unwrap();
+    let a_addr = Endpoint::udp("10.0.0.1:7820".parse().unwrap());
+    let b_addr = Endpoint::udp("10.0.0.2:7820".parse().unwrap());
     let mut a = Links::new(&Identity::from_seed(&[1; 32]), LinkConfig::default(), 1, now);
     let mut b = Links::new(&Identity::from_seed(&[2; 32]), LinkConfig::default(), 2, now);
-    a.add_peer(format!("udp://{b_addr}").parse().unwrap(), now);
+    a.add_peer(b_addr.to_string().parse().unwrap(), now);
     a.handle_timeout(now);
     let mut out = vec![0u8; 4096];
     for _ in 0..4 {
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         let d = &rest[3..3 + len];
         rest = &rest[3 + len..];
         let r = b.handle_datagram(now, from, d, &mut out);
-        assert!(!matches!(r, Recv::Deliver { .. }), "delivered a forged packet");
+        assert!(!matches!(r, Recv::Frame { .. }), "delivered a forged frame");
         b.handle_timeout(now);
         while b.poll_transmit().is_some() {}
     }
