@@ -33,9 +33,10 @@ fn peer_rows(n: &Node) -> Vec<serde_json::Value> {
 #[test]
 fn neighbours_on_a_shared_link_find_each_other_within_5_s_and_ping() {
     let (mut a, mut b, _, _) = lan_pair("", "");
+    // Timed from the first daemon's start: both start, find each other and link.
+    let started = Instant::now();
     a.start();
     b.start();
-    let started = Instant::now();
     let (addr_a, ka) = a.identity();
     let (addr_b, kb) = b.identity();
     let up =
