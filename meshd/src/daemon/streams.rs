@@ -39,7 +39,8 @@ const REDIAL: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a QUIC client writes first on its stream, so the server sees the stream at once.
 const QUIC_PREAMBLE: &[u8; 4] = b"PLQ1";
-/// Most inbound connections (TCP and QUIC together) at once; beyond, new ones are closed.
+/// Most inbound connections (TCP and QUIC together) at once; beyond, new ones are closed
+/// (and at most [`MAX_PER_IP`] from one address).
 const MAX_INBOUND: usize = 256;
 /// A connection that carried nothing for this long is closed (a live link sends something
 /// every half second; QUIC's own idle timeout is the same).
@@ -102,7 +103,7 @@ impl Streams {
         let (events, rx) = mpsc::channel(4096);
         let mut listening = Vec::new();
         let mut quic = None;
-        let inbound = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
+        let inbound = Permits::new();
         for ep in listen {
             match ep.scheme {
                 Scheme::Udp => {}
@@ -339,7 +340,60 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(s.into())
 }
 
-type Permits = std::sync::Arc<tokio::sync::Semaphore>;
+/// Inbound connection slots: [`MAX_INBOUND`] in all, [`MAX_PER_IP`] per remote address.
+#[derive(Clone)]
+struct Permits {
+    all: std::sync::Arc<tokio::sync::Semaphore>,
+    per_ip: std::sync::Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// Most inbound connections from one address.
+const MAX_PER_IP: usize = 8;
+
+impl Permits {
+    fn new() -> Permits {
+        Permits {
+            all: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND)),
+            per_ip: Default::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, if one is free.
+    fn take(&self, ip: std::net::IpAddr) -> Option<Slot> {
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        let mut m = self.per_ip.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            _all: all,
+            ip,
+            per_ip: self.per_ip.clone(),
+        })
+    }
+}
+
+/// An inbound connection's slot, given back when the connection ends.
+pub struct Slot {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    ip: std::net::IpAddr,
+    per_ip: std::sync::Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.per_ip.lock()
+            && let Some(n) = m.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
 
 async fn accept_tcp(
     l: tokio::net::TcpListener,
@@ -350,7 +404,7 @@ async fn accept_tcp(
     loop {
         match l.accept().await {
             Ok((s, from)) => {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                let Some(permit) = permits.take(from.ip().to_canonical()) else {
                     tracing::debug!(%from, "too many inbound connections; closed");
                     continue;
                 };
@@ -384,7 +438,7 @@ async fn dial_tcp(to: Endpoint, id: u64, events: mpsc::Sender<StreamEvent>) {
 }
 
 /// An inbound connection holds a permit (see [`MAX_INBOUND`]) until it ends.
-type Permit = Option<tokio::sync::OwnedSemaphorePermit>;
+type Permit = Option<Slot>;
 
 async fn start_tcp(
     s: tokio::net::TcpStream,
@@ -475,7 +529,7 @@ async fn read_frames(
 async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamEvent>, permits: Permits) {
     static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 61);
     while let Some(incoming) = e.accept().await {
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Some(permit) = permits.take(incoming.remote_address().ip().to_canonical()) else {
             incoming.refuse();
             continue;
         };
@@ -612,4 +666,32 @@ async fn read_quic_stream(
     }
     conn.close(0u32.into(), b"stream ended");
     let _ = events.send(StreamEvent::Down(ep, id)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_slots_are_bounded_per_address_and_in_all() {
+        let p = Permits::new();
+        let a: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+        let mut held: Vec<Slot> = (0..MAX_PER_IP).filter_map(|_| p.take(a)).collect();
+        assert_eq!(held.len(), MAX_PER_IP);
+        assert!(p.take(a).is_none(), "one address gets at most MAX_PER_IP");
+        held.pop();
+        assert!(p.take(a).is_some(), "a slot given back is free again");
+        let mut others = Vec::new();
+        for i in 0..MAX_INBOUND {
+            let ip = std::net::IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]);
+            if let Some(s) = p.take(ip) {
+                others.push(s);
+            }
+        }
+        assert_eq!(
+            others.len() + held.len(),
+            MAX_INBOUND,
+            "and MAX_INBOUND in all"
+        );
+    }
 }
