@@ -205,3 +205,20 @@ fn a_link_with_udp_and_tcp_paths_moves_to_tcp_when_udp_is_blocked_and_back() {
     assert!(back, "{}\n{}", up_row(&b, &ka), b.log());
     assert_eq!(b.ping(&addr_a, 3, "0.2"), 3);
 }
+
+#[test]
+fn a_tcp_peer_that_refuses_says_so_in_meshctl_peers() {
+    require_root();
+    let mut a = Node::new("tr");
+    a.configure("udp://0.0.0.0:7820", &["tcp://127.0.0.1:9".to_string()], "");
+    a.start();
+    let said = tests::wait_until(Duration::from_secs(6), || {
+        let rows = a.ctl_json(&["peers"]);
+        rows.as_array().into_iter().flatten().any(|r| {
+            r["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("TCP connect") && e.contains("refused"))
+        })
+    });
+    assert!(said, "{}\n{}", a.ctl_json(&["peers"]), a.log());
+}

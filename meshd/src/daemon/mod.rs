@@ -452,6 +452,10 @@ pub async fn run_with(
                                 node.links.unbind_endpoint(&ep);
                             }
                         }
+                        streams::StreamEvent::Failed(ep, id, why) => {
+                            socks.streams.down(ep, id);
+                            node.links.transport_failed(&ep, why);
+                        }
                     }
                     if frames.len() < 256 {
                         next = stream_rx.try_recv().ok();

@@ -56,6 +56,8 @@ pub enum StreamEvent {
     Up(Endpoint, Conn),
     /// The connection `id` to this endpoint ended.
     Down(Endpoint, u64),
+    /// Connecting (attempt `id`) to this endpoint failed, and why.
+    Failed(Endpoint, u64, String),
 }
 
 /// One connection, as the event loop holds it.
@@ -428,11 +430,13 @@ async fn dial_tcp(to: Endpoint, id: u64, events: mpsc::Sender<StreamEvent>) {
         Ok(Ok(s)) => start_tcp(s, to, id, None, events).await,
         Ok(Err(e)) => {
             tracing::debug!(%to, "TCP connect: {e}");
-            let _ = events.send(StreamEvent::Down(to, id)).await;
+            let why = format!("TCP connect: {e}");
+            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
         }
         Err(_) => {
             tracing::debug!(%to, "TCP connect timed out");
-            let _ = events.send(StreamEvent::Down(to, id)).await;
+            let why = "TCP connect: timed out".to_string();
+            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
         }
     }
 }
@@ -585,11 +589,13 @@ async fn dial_quic(
         Ok(Ok((conn, send, recv))) => start_quic(conn, send, recv, to, id, None, events).await,
         Ok(Err(e)) => {
             tracing::debug!(%to, "QUIC connect: {e}");
-            let _ = events.send(StreamEvent::Down(to, id)).await;
+            let why = format!("QUIC connect: {e}");
+            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
         }
         Err(_) => {
             tracing::debug!(%to, "QUIC connect timed out");
-            let _ = events.send(StreamEvent::Down(to, id)).await;
+            let why = "QUIC connect: timed out".to_string();
+            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
         }
     }
 }

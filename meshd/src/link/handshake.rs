@@ -361,6 +361,11 @@ impl Links {
                 let jitter = self.next_random();
                 for d in self.dialers.iter_mut().filter(|d| d.addr == Some(addr)) {
                     d.failures += 1;
+                    let why = match d.transport_error.take() {
+                        Some(t) if why == "no answer" => t,
+                        _ => why.to_string(),
+                    };
+                    let why = why.as_str();
                     let mut delay = super::Dialer::backoff(d.failures, max);
                     // Up to 10% jitter so that many nodes do not redial in lockstep.
                     delay += delay.mul_f64((jitter % 1000) as f64 / 10_000.0);

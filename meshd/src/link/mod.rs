@@ -244,6 +244,18 @@ impl Links {
         self.bound_keys.insert(endpoint, key);
     }
 
+    /// The transport could not connect to `endpoint` (TCP refused, QUIC handshake failed):
+    /// the configured peers there say so (`meshctl peers`) when their handshake times out.
+    pub fn transport_failed(&mut self, endpoint: &Endpoint, why: String) {
+        for d in self
+            .dialers
+            .iter_mut()
+            .filter(|d| d.addr == Some(*endpoint))
+        {
+            d.transport_error = Some(why.clone());
+        }
+    }
+
     /// The connection behind `endpoint` is gone.
     pub fn unbind_endpoint(&mut self, endpoint: &Endpoint) {
         self.bound_keys.remove(endpoint);

@@ -223,6 +223,9 @@ pub struct Dialer {
     pub(crate) resolving: bool,
     /// Why the last attempt failed, for `meshctl peers`.
     pub(crate) last_error: Option<String>,
+    /// Why the transport could not connect (TCP, QUIC), if it could not: said instead of
+    /// "no answer" when the handshake then times out.
+    pub(crate) transport_error: Option<String>,
 }
 
 impl Dialer {
@@ -238,6 +241,7 @@ impl Dialer {
             in_flight: None,
             resolving: false,
             last_error: None,
+            transport_error: None,
         }
     }
 
