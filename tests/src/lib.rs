@@ -17,7 +17,7 @@ pub mod node;
 pub mod transfer;
 
 pub use mesh::Mesh;
-pub use node::Node;
+pub use node::{Node, ping_received};
 
 use std::path::PathBuf;
 use std::process::Command;

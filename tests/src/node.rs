@@ -171,11 +171,10 @@ impl Node {
         std::fs::read_to_string(self.dir.join("meshd.log")).unwrap_or_default()
     }
 
-    /// Pings `addr` from this node's namespace: `count` echo requests `interval` apart.
-    /// Returns how many replies came back.
-    pub fn ping(&self, addr: &Ipv6Addr, count: u32, interval: &str) -> u32 {
-        let out = self
-            .ns
+    /// Starts `ping` from this node's namespace: `count` echo requests `interval` apart, each
+    /// waited for at most a second. Read the result with [`ping_received`].
+    pub fn spawn_ping(&self, addr: &Ipv6Addr, count: u32, interval: &str) -> Child {
+        self.ns
             .cmd("ping")
             .args([
                 "-6",
@@ -189,17 +188,32 @@ impl Node {
                 "1",
             ])
             .arg(addr.to_string())
-            .output()
-            .expect("run ping");
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find_map(|l| {
-                let l = l.trim();
-                l.contains("received")
-                    .then(|| l.split(',').nth(1)?.split_whitespace().next()?.parse().ok())?
-            })
-            .unwrap_or(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run ping")
     }
+
+    /// Pings `addr` from this node's namespace: `count` echo requests `interval` apart.
+    /// Returns how many replies came back.
+    pub fn ping(&self, addr: &Ipv6Addr, count: u32, interval: &str) -> u32 {
+        let out = self
+            .spawn_ping(addr, count, interval)
+            .wait_with_output()
+            .expect("run ping");
+        ping_received(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// How many replies `ping -q` reported in its summary (0 if it printed none).
+pub fn ping_received(stdout: &str) -> u32 {
+    stdout
+        .lines()
+        .find_map(|l| {
+            let l = l.trim();
+            l.contains("received")
+                .then(|| l.split(',').nth(1)?.split_whitespace().next()?.parse().ok())?
+        })
+        .unwrap_or(0)
 }
 
 impl Drop for Node {

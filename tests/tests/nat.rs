@@ -162,21 +162,12 @@ fn nodes_behind_two_nats_punch_a_direct_path_and_keep_it_without_the_public_node
     assert!(healed, "the direct path did not come back\nA:\n{}", a.log());
 
     // P goes away (killed, no goodbye): A and B keep talking over their own link.
-    let pinger =
-        a.ns.cmd("ping")
-            .args(["-6", "-n", "-q", "-c", "30", "-i", "0.2", "-W", "1"])
-            .arg(addr_b.to_string())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("ping");
+    let pinger = a.spawn_ping(&addr_b, 30, "0.2");
     std::thread::sleep(Duration::from_secs(1));
     p.kill9();
     let out = pinger.wait_with_output().expect("ping output");
     let text = String::from_utf8_lossy(&out.stdout);
-    let received: u32 = text
-        .lines()
-        .find_map(|l| l.split(',').nth(1)?.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let received = tests::ping_received(&text);
     let summary = text
         .lines()
         .find(|l| l.contains("received"))

@@ -164,13 +164,7 @@ fn a_link_with_udp_and_tcp_paths_moves_to_tcp_when_udp_is_blocked_and_back() {
     assert!(two_paths, "{}\n{}", up_row(&b, &ka), b.log());
     let up_before = up_row(&b, &ka)["up_secs"].as_u64().unwrap_or(0);
     // Pings every 100 ms for 10 s; UDP is blocked after 2 s.
-    let pinger =
-        b.ns.cmd("ping")
-            .args(["-6", "-n", "-q", "-c", "100", "-i", "0.1", "-W", "1"])
-            .arg(addr_a.to_string())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("ping");
+    let pinger = b.spawn_ping(&addr_a, 100, "0.1");
     std::thread::sleep(Duration::from_secs(2));
     drop_udp(&b.ns);
     let moved = tests::wait_until(Duration::from_secs(6), || {
@@ -185,10 +179,7 @@ fn a_link_with_udp_and_tcp_paths_moves_to_tcp_when_udp_is_blocked_and_back() {
     );
     let out = pinger.wait_with_output().expect("ping output");
     let text = String::from_utf8_lossy(&out.stdout);
-    let received: u32 = text
-        .lines()
-        .find_map(|l| l.split(',').nth(1)?.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let received = tests::ping_received(&text);
     eprintln!("across the move to TCP: {received}/100 replies");
     assert!(received >= 70, "{text}");
     // The same link all along: it did not go down and come back.

@@ -130,7 +130,7 @@ impl Links {
         self.send_control_frame(key, &[], now);
     }
 
-    /// Queues a frame as a control datagram (keepalives, close).
+    /// Queues a frame as a control datagram (keepalives, close) on the path in use.
     pub(crate) fn send_control_frame(
         &mut self,
         key: &crate::identity::PublicKey,
@@ -140,18 +140,10 @@ impl Links {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        let to = peer.endpoint;
         // Even if this fails (an exhausted session), the keepalive is not due again at once.
         peer.last_tx = now;
-        let Some(session) = peer.send_session() else {
-            return;
-        };
-        let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD + frame.len()];
-        if let Ok(n) = session.encrypt(frame, &mut data) {
-            data.truncate(n);
-            peer.counters.tx_bytes += n as u64;
-            self.queue(to, data);
-        }
+        let to = peer.endpoint;
+        self.send_control_frame_to(key, to, frame);
     }
 
     /// Queues a frame to the peer with this key over a given path (probes).
@@ -160,7 +152,6 @@ impl Links {
         key: &crate::identity::PublicKey,
         to: crate::uri::Endpoint,
         frame: &[u8],
-        _now: Instant,
     ) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;

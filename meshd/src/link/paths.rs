@@ -138,7 +138,7 @@ impl Links {
             let mut reply = [0u8; 9];
             reply[0] = wire::frame::PROBE_REPLY;
             reply[1..].copy_from_slice(&nonce.to_be_bytes());
-            self.send_control_frame_to(key, from, &reply, now);
+            self.send_control_frame_to(key, from, &reply);
             return;
         }
         let Some(peer) = self.peers.get_mut(key) else {
@@ -225,7 +225,7 @@ impl Links {
             {
                 p.probe = Some((nonce, now));
             }
-            self.send_control_frame_to(key, ep, &f, now);
+            self.send_control_frame_to(key, ep, &f);
         }
     }
 }
