@@ -2,9 +2,7 @@
 //! (0-2, 1-3) and a tail of two (4-5-6). Every pair reaches every other across up to four
 //! hops; TCP crosses three; links are cut with nftables and the root is stopped and restarted.
 
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -105,53 +103,7 @@ fn every_pair_reaches_every_other_and_tcp_crosses_three_hops() {
 
     // 100 MB of TCP from node 6 to node 0, three hops.
     const TOTAL: usize = 100 * 1024 * 1024;
-    let listen = SocketAddr::new(m.addrs[0].into(), 5001);
-    let listener = m.nodes[0]
-        .ns
-        .enter(move || TcpListener::bind(listen).expect("bind"));
-    let receiver = m.nodes[0].ns.spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let (mut h, mut n, mut buf) = (Sha256::new(), 0usize, vec![0u8; 256 * 1024]);
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => {
-                    h.update(&buf[..k]);
-                    n += k;
-                }
-                Err(e) => panic!("receive failed after {n} bytes: {e}"),
-            }
-        }
-        (n, h.finalize().to_vec())
-    });
-    let started = Instant::now();
-    let sent = m.nodes[6].ns.enter(move || {
-        let mut s = TcpStream::connect_timeout(&listen, Duration::from_secs(5)).expect("connect");
-        s.set_write_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let (mut h, mut buf, mut x) = (Sha256::new(), vec![0u8; 256 * 1024], 0x5151_7777u64);
-        let mut left = TOTAL;
-        while left > 0 {
-            let k = left.min(buf.len());
-            for c in buf[..k].chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
-            }
-            s.write_all(&buf[..k]).expect("send");
-            h.update(&buf[..k]);
-            left -= k;
-        }
-        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
-        h.finalize().to_vec()
-    });
-    let (n, got) = receiver.join().expect("receiver");
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(n, TOTAL);
-    assert_eq!(got, sent, "SHA-256 differs");
+    let secs = tests::transfer::intact(&m.nodes[6], &m.nodes[0], TOTAL);
     eprintln!(
         "100 MiB across 3 hops in {secs:.2} s ({:.0} Mbit/s)",
         TOTAL as f64 * 8.0 / secs / 1e6
