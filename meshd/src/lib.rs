@@ -31,6 +31,7 @@
 //! panic: every wire parser has a fuzz target in `meshd/fuzz`.
 
 pub mod admin;
+pub mod atomic_file;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
