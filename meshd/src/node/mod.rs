@@ -16,6 +16,9 @@
 //! datagrams, [`znet`] does the same for znets, [`pump`] moves events between the layers,
 //! [`punch`] offers endpoints for NAT traversal, [`timers`] runs what is due, [`ping`]
 //! measures overlay round trips. None of them reads a clock or touches a socket.
+//!
+//! `testnet` (tests, or the `testnet` feature) runs N whole nodes on a virtual network and
+//! clock; `model_test` checks them against a reference model with generated transitions.
 
 mod inbound;
 mod outbound;
@@ -24,6 +27,11 @@ mod pump;
 mod punch;
 mod timers;
 mod znet;
+
+#[cfg(test)]
+mod model_test;
+#[cfg(any(test, feature = "testnet"))]
+pub mod testnet;
 
 pub use ping::PingOutcome;
 use ping::PingWait;
