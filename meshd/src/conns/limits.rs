@@ -70,6 +70,7 @@ impl InboundSlots {
     }
 
     /// Inbound connections holding a slot.
+    #[cfg(test)]
     pub(crate) fn total(&self) -> usize {
         self.total
     }

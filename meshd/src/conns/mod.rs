@@ -517,7 +517,11 @@ impl Conns {
                 State::Opening { .. } => {
                     self.close(id, CloseReason::TimedOut);
                     if dial {
-                        self.dial_failed(ep, now, "connect: timed out".into());
+                        let why = match ep.scheme {
+                            Scheme::Quic => "QUIC connect: timed out",
+                            _ => "TCP connect: timed out",
+                        };
+                        self.dial_failed(ep, now, why.into());
                     }
                 }
                 State::Up { .. } => {
