@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod atomic_file;
 pub mod config;
+pub mod conns;
 pub mod daemon;
 pub mod discovery;
 pub mod e2e;

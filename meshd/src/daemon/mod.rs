@@ -38,6 +38,9 @@ use tokio::sync::mpsc;
 pub use control::PeerStore;
 pub use local::{Local, PacketPort, PacketQueue, PushError};
 
+/// Connection events (frames above all) handled per wake-up of the loop.
+const STREAM_BATCH: usize = 256;
+
 /// The local stack an embedding app hands over.
 pub enum Attach {
     /// A TUN descriptor (checked and duplicated by [`crate::tun::adopt`]).
@@ -436,28 +439,16 @@ pub async fn run_with(
                     zdevs.write(id, &p).await;
                 }
             }
-            Some(ev) = stream_rx.recv() => {
+            Some(ev) = streams::next_event(&mut stream_rx, socks.streams.poll_timeout()) => {
+                // A batch, like a UDP batch: the frames go through the data path together.
+                let now = Instant::now();
                 let mut frames = Vec::new();
                 let mut next = Some(ev);
+                let mut budget = STREAM_BATCH;
                 while let Some(ev) = next.take() {
-                    match ev {
-                        streams::StreamEvent::Frame(from, data) => frames.push((from, data)),
-                        streams::StreamEvent::Up(ep, conn) => {
-                            if let Some(key) = socks.streams.up(ep, conn) {
-                                node.links.bind_endpoint(ep, key);
-                            }
-                        }
-                        streams::StreamEvent::Down(ep, id) => {
-                            if socks.streams.down(ep, id) {
-                                node.links.unbind_endpoint(&ep);
-                            }
-                        }
-                        streams::StreamEvent::Failed(ep, id, why) => {
-                            socks.streams.down(ep, id);
-                            node.links.transport_failed(&ep, why);
-                        }
-                    }
-                    if frames.len() < 256 {
+                    socks.streams.handle(now, ev, &mut node.links, &mut frames);
+                    budget -= 1;
+                    if budget > 0 {
                         next = stream_rx.try_recv().ok();
                     }
                 }

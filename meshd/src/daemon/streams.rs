@@ -1,5 +1,7 @@
-//! Link transports over connections: `tcp://` and `quic://`. The link core sees datagrams and
-//! [`Endpoint`]s whatever the transport; this file turns them into connections and back.
+//! Link transports over connections, `tcp://` and `quic://`: the tokio part, which only moves
+//! bytes. Which connections exist (dial on first send, redial backoff, the crossing
+//! tie-break, idle close, frames kept meanwhile, inbound limits) is decided by the sans-IO
+//! [`Conns`] core; this file runs what it asks for and tells it what happened.
 //!
 //! * **TCP**: each link datagram is framed as a 2-byte big-endian length and the datagram (the
 //!   Noise messages are the same as over UDP, so a TCP link is exactly as authenticated and
@@ -8,90 +10,122 @@
 //!   Link datagrams of the data path travel in QUIC datagrams when they fit the path
 //!   (`max_datagram_size`); handshakes and anything bigger go on one bidirectional stream,
 //!   framed as over TCP. The link core is told the key TLS authenticated
-//!   ([`crate::link::Links::bind_endpoint`]), so the Noise handshake over the connection
-//!   must present that same key.
+//!   ([`crate::link::Links::bind_endpoint`], through [`crate::conns::Event::Bound`]).
 //!
-//! A connection is named by the remote's socket address: the address dialed, or the one an
-//! inbound connection came from. Connecting happens when the link core first sends to an
-//! endpoint that has no connection (its handshake waits for it, a few frames are kept);
-//! each connection has a reader task that hands frames to the event loop through one channel
-//! and a writer task fed by a bounded queue. A full queue drops, as a full UDP socket buffer
-//! would: the loop never waits for one slow connection.
+//! Tasks: one accept task per listener, one task per dial or QUIC accept being set up, and per
+//! connection a reader (frames to the loop through the one event channel) and a writer fed by
+//! a bounded queue that drops when full, as a full UDP socket buffer would: the loop never
+//! waits for one slow connection. Everything else happens on the loop, in [`Streams::send`]
+//! (the data path) and [`Streams::handle`] (the events); neither holds a lock, and neither
+//! awaits. The core's state sits in a `RefCell`: the loop is one thread, and no borrow lives
+//! across an `await`.
 
+use crate::conns::{Action, ConnId, Conns, Event, Send};
 use crate::identity::{Identity, PublicKey};
+use crate::link::Links;
 use crate::quic_tls;
 use crate::uri::{Endpoint, Scheme};
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 /// Frames queued per connection for its writer.
 const QUEUE: usize = 2048;
-/// Frames kept for a connection being set up.
-const PENDING: usize = 32;
-/// A failed connection attempt to an endpoint is not repeated sooner than this.
-const REDIAL: Duration = Duration::from_secs(1);
-/// Connecting gives up after this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events (frames above all) queued from the connection tasks for the loop.
+const EVENTS: usize = 4096;
+/// A write that makes no progress for this long ends its connection (the peer stopped
+/// reading, or is gone without a word).
+const WRITE_STALL: Duration = Duration::from_secs(10);
+/// Bytes a writer gathers from its queue into one write.
+const WRITE_BATCH: usize = 60 * 1024;
 /// What a QUIC client writes first on its stream, so the server sees the stream at once.
 const QUIC_PREAMBLE: &[u8; 4] = b"PLQ1";
-/// Most inbound connections (TCP and QUIC together) at once; beyond, new ones are closed
-/// (and at most [`MAX_PER_IP`] from one address).
-const MAX_INBOUND: usize = 256;
-/// A connection that carried nothing for this long is closed (a live link sends something
-/// every half second; QUIC's own idle timeout is the same).
-const IDLE: Duration = Duration::from_secs(10);
 /// Server name given to quinn (identity is the key; the name is not checked or sent).
 const SERVER_NAME: &str = "planetary-lan";
 
-/// What the connections tell the event loop.
+/// What the connection tasks tell the event loop (see [`next_event`]).
 pub enum StreamEvent {
-    /// A link datagram arrived.
-    Frame(Endpoint, Vec<u8>),
-    /// A connection is up (dialed or accepted).
-    Up(Endpoint, Conn),
-    /// The connection `id` to this endpoint ended.
-    Down(Endpoint, u64),
-    /// Connecting (attempt `id`) to this endpoint failed, and why.
-    Failed(Endpoint, u64, String),
+    /// A link datagram arrived on a connection.
+    Frame(ConnId, Vec<u8>),
+    /// A TCP listener accepted a connection.
+    AcceptedTcp(Endpoint, tokio::net::TcpStream),
+    /// The QUIC endpoint is asked for a connection.
+    IncomingQuic(Endpoint, Box<quinn::Incoming>),
+    /// A dial or a QUIC accept is set up.
+    Up(ConnId, Box<Transport>),
+    /// A connection ended.
+    Down(ConnId),
+    /// A dial or a QUIC accept failed, and why.
+    Failed(ConnId, String),
+    /// The connection manager's timer is due.
+    Timeout,
 }
 
-/// One connection, as the event loop holds it.
-pub struct Conn {
-    id: u64,
-    created: Instant,
-    tx: mpsc::Sender<Vec<u8>>,
-    quic: Option<quinn::Connection>,
-    /// The key the transport authenticated (QUIC), if any.
-    pub key: Option<PublicKey>,
-    inbound: bool,
+/// A connection set up, ready for its reader and writer.
+pub enum Transport {
+    /// A TCP stream.
+    Tcp(tokio::net::TcpStream),
+    /// A QUIC connection, its stream, and the key its TLS authenticated.
+    Quic {
+        /// The connection.
+        conn: quinn::Connection,
+        /// The stream's sending half.
+        send: quinn::SendStream,
+        /// The stream's receiving half.
+        recv: quinn::RecvStream,
+        /// The remote's key.
+        key: PublicKey,
+    },
+}
+
+/// The I/O side of one connection.
+enum Io {
+    /// Being dialed or accepted by this task.
+    Opening(AbortHandle),
+    /// Up: its writer's queue, its reader, and the QUIC connection.
+    Open {
+        tx: mpsc::Sender<Vec<u8>>,
+        reader: AbortHandle,
+        quic: Option<quinn::Connection>,
+    },
 }
 
 struct Inner {
-    conns: HashMap<Endpoint, Conn>,
-    /// Being set up: the attempt's id, and the frames waiting for it.
-    connecting: HashMap<Endpoint, (u64, Vec<Vec<u8>>)>,
+    core: Conns,
+    io: HashMap<ConnId, Io>,
     /// The QUIC endpoint, made when first needed if there is no QUIC listener.
     quic: Option<quinn::Endpoint>,
-    /// Last failed or started attempt per endpoint.
-    attempts: HashMap<Endpoint, Instant>,
-    /// Endpoints that were inbound connections: never dialed (their port is ephemeral).
-    was_inbound: HashMap<Endpoint, Instant>,
-    dropped: u64,
+    /// Frames dropped by a full writer queue or a refused QUIC datagram.
+    queue_dropped: u64,
 }
 
 /// The TCP and QUIC connections of the node.
 pub struct Streams {
-    inner: Mutex<Inner>,
+    inner: RefCell<Inner>,
     events: mpsc::Sender<StreamEvent>,
     identity: Identity,
-    next_id: std::sync::atomic::AtomicU64,
     /// Listening addresses, for `meshctl self`.
     pub listening: Vec<Endpoint>,
+}
+
+/// The next event of the connections, or [`StreamEvent::Timeout`] at `deadline`
+/// ([`Streams::poll_timeout`]).
+pub async fn next_event(
+    rx: &mut mpsc::Receiver<StreamEvent>,
+    deadline: Option<Instant>,
+) -> Option<StreamEvent> {
+    let Some(at) = deadline else {
+        return rx.recv().await;
+    };
+    tokio::select! {
+        ev = rx.recv() => ev,
+        _ = tokio::time::sleep_until(at.into()) => Some(StreamEvent::Timeout),
+    }
 }
 
 impl Streams {
@@ -102,10 +136,9 @@ impl Streams {
         identity: &Identity,
         need_quic_client: bool,
     ) -> anyhow::Result<(Streams, mpsc::Receiver<StreamEvent>)> {
-        let (events, rx) = mpsc::channel(4096);
+        let (events, rx) = mpsc::channel(EVENTS);
         let mut listening = Vec::new();
         let mut quic = None;
-        let inbound = Permits::new();
         for ep in listen {
             match ep.scheme {
                 Scheme::Udp => {}
@@ -116,7 +149,7 @@ impl Streams {
                     let local = l.local_addr()?;
                     tracing::info!(listen = %Endpoint::new(Scheme::Tcp, local), "listening");
                     listening.push(Endpoint::new(Scheme::Tcp, local));
-                    tokio::spawn(accept_tcp(l, events.clone(), inbound.clone()));
+                    tokio::spawn(accept_tcp(l, events.clone()));
                 }
                 Scheme::Quic => {
                     if quic.is_some() {
@@ -129,7 +162,7 @@ impl Streams {
                     let local = e.local_addr()?;
                     tracing::info!(listen = %Endpoint::new(Scheme::Quic, local), "listening");
                     listening.push(Endpoint::new(Scheme::Quic, local));
-                    tokio::spawn(accept_quic(e.clone(), events.clone(), inbound.clone()));
+                    tokio::spawn(accept_quic(e.clone(), events.clone()));
                     quic = Some(e);
                 }
             }
@@ -138,186 +171,250 @@ impl Streams {
             quic = Some(quic_client()?);
         }
         let s = Streams {
-            inner: Mutex::new(Inner {
-                conns: HashMap::new(),
-                connecting: HashMap::new(),
+            inner: RefCell::new(Inner {
+                core: Conns::new(identity.public_key()),
+                io: HashMap::new(),
                 quic,
-                attempts: HashMap::new(),
-                was_inbound: HashMap::new(),
-                dropped: 0,
+                queue_dropped: 0,
             }),
             events,
             identity: Identity::from_seed(&identity.secret_seed()),
-            next_id: 1.into(),
             listening,
         };
         Ok((s, rx))
     }
 
-    /// Frames dropped because a connection's queue was full or it could not be set up.
+    /// Frames dropped: by the connection manager (see its counters), by a full writer queue,
+    /// or refused as QUIC datagrams.
     pub fn dropped(&self) -> u64 {
-        self.inner.lock().map_or(0, |g| g.dropped)
+        let g = self.inner.borrow();
+        g.core.counters().dropped() + g.queue_dropped
     }
 
-    /// The transport-authenticated key of the connection to `ep`, if any.
-    pub fn conn_key(&self, ep: &Endpoint) -> Option<PublicKey> {
-        self.inner.lock().ok()?.conns.get(ep)?.key
+    /// When [`StreamEvent::Timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.borrow().core.poll_timeout()
     }
 
     /// Sends one link datagram to `to` (TCP or QUIC), connecting first if needed.
     pub fn send(&self, to: Endpoint, data: &[u8]) {
-        let Ok(mut g) = self.inner.lock() else {
-            return;
-        };
-        if let Some(c) = g.conns.get(&to) {
-            if let Some(q) = &c.quic
-                && data.first() == Some(&crate::wire::TYPE_TRANSPORT)
-                && q.max_datagram_size().is_some_and(|m| data.len() <= m)
-            {
-                if let Err(e) = q.send_datagram(Bytes::copy_from_slice(data)) {
-                    tracing::debug!(%to, "QUIC datagram: {e}");
-                    g.dropped += 1;
-                }
-                return;
-            }
-            if c.tx.try_send(data.to_vec()).is_err() {
-                g.dropped += 1;
-            }
-            return;
-        }
-        if let Some((_, pending)) = g.connecting.get_mut(&to) {
-            if pending.len() < PENDING {
-                pending.push(data.to_vec());
-            } else {
-                g.dropped += 1;
-            }
-            return;
-        }
         let now = Instant::now();
-        if g.was_inbound.contains_key(&to) || g.attempts.get(&to).is_some_and(|t| now < *t + REDIAL)
-        {
-            g.dropped += 1;
-            return;
+        let g = &mut *self.inner.borrow_mut();
+        if let Send::Write(id) = g.core.handle_send(now, to, data) {
+            g.write(id, data);
         }
-        g.attempts.insert(to, now);
-        let id = self.fresh_id();
-        g.connecting.insert(to, (id, vec![data.to_vec()]));
-        let events = self.events.clone();
-        match to.scheme {
-            Scheme::Tcp => {
-                tokio::spawn(dial_tcp(to, id, events));
+        self.run_actions(g, now);
+    }
+
+    /// Handles one event of the connections: frames for the link core go to `frames` (with
+    /// the endpoint the link core hears them from); bindings and failures go to `links`.
+    pub fn handle(
+        &self,
+        now: Instant,
+        ev: StreamEvent,
+        links: &mut Links,
+        frames: &mut Vec<(Endpoint, Vec<u8>)>,
+    ) {
+        let g = &mut *self.inner.borrow_mut();
+        match ev {
+            StreamEvent::Frame(id, data) => {
+                if let Some(from) = g.core.handle_frame(now, id) {
+                    frames.push((from, data));
+                }
             }
+            StreamEvent::AcceptedTcp(from, s) => match g.core.handle_inbound(now, from) {
+                Some(id) => {
+                    g.start(id, Transport::Tcp(s), &self.events);
+                    g.core.handle_up(now, id, None);
+                }
+                None => tracing::debug!(%from, "too many inbound connections; closed"),
+            },
+            StreamEvent::IncomingQuic(from, incoming) => match g.core.handle_inbound(now, from) {
+                Some(id) => {
+                    let task = tokio::spawn(accept_quic_conn(*incoming, id, self.events.clone()));
+                    g.io.insert(id, Io::Opening(task.abort_handle()));
+                }
+                None => {
+                    tracing::debug!(%from, "too many inbound connections; refused");
+                    incoming.refuse();
+                }
+            },
+            StreamEvent::Up(id, t) => {
+                let key = match &*t {
+                    Transport::Quic { key, .. } => Some(*key),
+                    Transport::Tcp(_) => None,
+                };
+                g.start(id, *t, &self.events);
+                g.core.handle_up(now, id, key);
+            }
+            StreamEvent::Down(id) => {
+                if let Some(io) = g.io.remove(&id) {
+                    io.close();
+                }
+                g.core.handle_down(now, id);
+            }
+            StreamEvent::Failed(id, why) => {
+                if let Some(io) = g.io.remove(&id) {
+                    io.close();
+                }
+                g.core.handle_dial_failed(now, id, why);
+            }
+            StreamEvent::Timeout => g.core.handle_timeout(now),
+        }
+        self.run_actions(g, now);
+        while let Some(e) = g.core.poll_event() {
+            match e {
+                Event::Bound { endpoint, key } => links.bind_endpoint(endpoint, key),
+                Event::Unbound { endpoint } => links.unbind_endpoint(&endpoint),
+                Event::DialFailed { endpoint, why } => links.transport_failed(&endpoint, why),
+            }
+        }
+    }
+
+    /// Carries out what the core asked for.
+    fn run_actions(&self, g: &mut Inner, now: Instant) {
+        while let Some(a) = g.core.poll_action() {
+            match a {
+                Action::Dial { id, to } => self.dial(g, now, id, to),
+                Action::Write { id, frame } => g.write(id, &frame),
+                Action::Close { id, why } => {
+                    tracing::debug!(id = id.0, ?why, "connection closed");
+                    if let Some(io) = g.io.remove(&id) {
+                        io.close();
+                    }
+                }
+            }
+        }
+    }
+
+    fn dial(&self, g: &mut Inner, now: Instant, id: ConnId, to: Endpoint) {
+        let events = self.events.clone();
+        let task = match to.scheme {
+            Scheme::Tcp => tokio::spawn(dial_tcp(to, id, events)),
             Scheme::Quic => {
                 if g.quic.is_none() {
                     // A quic:// peer added at runtime, with no QUIC listener: a client
                     // endpoint of its own.
                     match quic_client() {
                         Ok(e) => g.quic = Some(e),
-                        Err(e) => tracing::warn!(%to, "cannot make a QUIC endpoint: {e}"),
+                        Err(e) => {
+                            let why = format!("QUIC: cannot make a client endpoint ({e})");
+                            g.core.handle_dial_failed(now, id, why);
+                            return;
+                        }
                     }
                 }
-                match (&g.quic, quic_tls::client_config(&self.identity, None)) {
-                    (Some(e), Ok(cfg)) => {
-                        tokio::spawn(dial_quic(e.clone(), cfg, to, id, events));
+                let cfg = match quic_tls::client_config(&self.identity, None) {
+                    Ok(cfg) => cfg,
+                    Err(e) => {
+                        let why = format!("QUIC: cannot make the TLS configuration ({e})");
+                        g.core.handle_dial_failed(now, id, why);
+                        return;
                     }
-                    _ => {
-                        g.connecting.remove(&to);
-                    }
-                }
+                };
+                let Some(e) = g.quic.clone() else {
+                    return;
+                };
+                tokio::spawn(dial_quic(e, cfg, to, id, events))
             }
             Scheme::Udp => {
-                g.connecting.remove(&to);
+                g.core
+                    .handle_dial_failed(now, id, "not a connection".into());
+                return;
             }
-        }
-    }
-
-    fn fresh_id(&self) -> u64 {
-        self.next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// A connection came up: keep it, send what waited for it. Returns the key its transport
-    /// authenticated, for the link core.
-    pub fn up(&self, ep: Endpoint, conn: Conn) -> Option<PublicKey> {
-        let Ok(mut g) = self.inner.lock() else {
-            return None;
         };
-        let now = Instant::now();
-        if conn.inbound && ep.scheme == Scheme::Tcp {
-            // A TCP connection comes from an ephemeral port; a QUIC one from the remote's
-            // listening socket, which may well be dialed later.
-            if g.was_inbound.len() >= 4 * MAX_INBOUND {
-                g.was_inbound
-                    .retain(|_, t| now < *t + Duration::from_secs(600));
-                if g.was_inbound.len() >= 4 * MAX_INBOUND {
-                    g.was_inbound.clear();
-                }
-            }
-            g.was_inbound.insert(ep, now);
-        }
-        let key = conn.key;
-        tracing::debug!(endpoint = %ep, inbound = conn.inbound, "connection up");
-        let pending = g.connecting.remove(&ep).map(|(_, p)| p).unwrap_or_default();
-        g.attempts.remove(&ep);
-        // Two QUIC connections between the same two sockets (both sides dialed at once):
-        // both sides keep the one dialed by the lower key, and close the other.
-        // (Only while the old one is young and open: one from before a restart of the peer
-        // is simply replaced.)
-        if let (Some(old), Some(new_q)) = (g.conns.get(&ep), conn.quic.as_ref())
-            && let Some(old_q) = old.quic.as_ref()
-            && old_q.close_reason().is_none()
-            && now < old.created + CONNECT_TIMEOUT
-        {
-            let own = Some(self.identity.public_key());
-            let dialer = |c: &Conn| if c.inbound { c.key } else { own };
-            if dialer(old) <= dialer(&conn) {
-                new_q.close(2u32.into(), b"duplicate");
-                drop(g);
-                for p in pending {
-                    self.send(ep, &p);
-                }
-                return key;
-            }
-            old_q.close(2u32.into(), b"duplicate");
-        }
-        // A newer connection to the same endpoint replaces the old one.
-        g.conns.insert(ep, conn);
-        drop(g);
-        for p in pending {
-            self.send(ep, &p);
-        }
-        key
-    }
-
-    /// The connection `id` to `ep` ended (or never came up). Returns true if it was the
-    /// current one.
-    pub fn down(&self, ep: Endpoint, id: u64) -> bool {
-        let Ok(mut g) = self.inner.lock() else {
-            return false;
-        };
-        if g.conns.get(&ep).is_some_and(|c| c.id == id) {
-            g.conns.remove(&ep);
-            tracing::debug!(endpoint = %ep, "connection down");
-            return true;
-        }
-        if g.connecting.get(&ep).is_some_and(|(i, _)| *i == id) {
-            g.connecting.remove(&ep);
-            tracing::debug!(endpoint = %ep, "connection failed");
-        }
-        false
+        g.io.insert(id, Io::Opening(task.abort_handle()));
     }
 
     /// Closes every connection (shutdown), after what was queued is written.
     pub async fn close(&self) {
-        let conns: Vec<Conn> = match self.inner.lock() {
-            Ok(mut g) => g.conns.drain().map(|(_, c)| c).collect(),
-            Err(_) => return,
+        let (ios, quic) = {
+            let mut g = self.inner.borrow_mut();
+            g.core.close_all();
+            let ios: Vec<Io> = g.io.drain().map(|(_, io)| io).collect();
+            (ios, g.quic.clone())
         };
-        drop(conns);
+        for io in &ios {
+            match io {
+                Io::Opening(task) => task.abort(),
+                Io::Open { reader, .. } => reader.abort(),
+            }
+        }
         // Writers end when their queue closes; give them a moment to flush.
+        drop(ios);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(q) = self.inner.lock().ok().and_then(|g| g.quic.clone()) {
+        if let Some(q) = quic {
             q.close(0u32.into(), b"shutdown");
+        }
+    }
+}
+
+impl Inner {
+    /// Queues `data` for connection `id`'s writer (or sends it as a QUIC datagram).
+    fn write(&mut self, id: ConnId, data: &[u8]) {
+        let Some(Io::Open { tx, quic, .. }) = self.io.get(&id) else {
+            self.queue_dropped += 1;
+            return;
+        };
+        if let Some(q) = quic
+            && data.first() == Some(&crate::wire::TYPE_TRANSPORT)
+            && q.max_datagram_size().is_some_and(|m| data.len() <= m)
+        {
+            if let Err(e) = q.send_datagram(Bytes::copy_from_slice(data)) {
+                tracing::debug!(id = id.0, "QUIC datagram: {e}");
+                self.queue_dropped += 1;
+            }
+            return;
+        }
+        if tx.try_send(data.to_vec()).is_err() {
+            self.queue_dropped += 1;
+        }
+    }
+
+    /// Starts the reader and the writer of connection `id`.
+    fn start(&mut self, id: ConnId, t: Transport, events: &mpsc::Sender<StreamEvent>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let io = match t {
+            Transport::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                tokio::spawn(write_frames(w, rx, id, events.clone()));
+                let reader = tokio::spawn(read_frames(r, id, events.clone()));
+                Io::Open {
+                    tx,
+                    reader: reader.abort_handle(),
+                    quic: None,
+                }
+            }
+            Transport::Quic {
+                conn, send, recv, ..
+            } => {
+                tokio::spawn(write_frames(send, rx, id, events.clone()));
+                let reader = tokio::spawn(read_quic(conn.clone(), recv, id, events.clone()));
+                Io::Open {
+                    tx,
+                    reader: reader.abort_handle(),
+                    quic: Some(conn),
+                }
+            }
+        };
+        self.io.insert(id, io);
+    }
+}
+
+impl Io {
+    /// Stops it: a dial or accept is abandoned; a connection's writer writes what is queued
+    /// and ends, its reader stops, a QUIC connection is closed.
+    fn close(self) {
+        match self {
+            Io::Opening(task) => task.abort(),
+            Io::Open { tx, reader, quic } => {
+                drop(tx);
+                reader.abort();
+                if let Some(q) = quic {
+                    q.close(2u32.into(), b"closed");
+                }
+            }
         }
     }
 }
@@ -342,235 +439,87 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(s.into())
 }
 
-/// Inbound connection slots: [`MAX_INBOUND`] in all, [`MAX_PER_IP`] per remote address.
-#[derive(Clone)]
-struct Permits {
-    all: std::sync::Arc<tokio::sync::Semaphore>,
-    per_ip: std::sync::Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
-}
-
-/// Most inbound connections from one address.
-const MAX_PER_IP: usize = 8;
-
-impl Permits {
-    fn new() -> Permits {
-        Permits {
-            all: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND)),
-            per_ip: Default::default(),
-        }
-    }
-
-    /// A slot for a connection from `ip`, if one is free.
-    fn take(&self, ip: std::net::IpAddr) -> Option<Slot> {
-        let all = self.all.clone().try_acquire_owned().ok()?;
-        let mut m = self.per_ip.lock().ok()?;
-        let n = m.entry(ip).or_insert(0);
-        if *n >= MAX_PER_IP {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            _all: all,
-            ip,
-            per_ip: self.per_ip.clone(),
-        })
-    }
-}
-
-/// An inbound connection's slot, given back when the connection ends.
-pub struct Slot {
-    _all: tokio::sync::OwnedSemaphorePermit,
-    ip: std::net::IpAddr,
-    per_ip: std::sync::Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.per_ip.lock()
-            && let Some(n) = m.get_mut(&self.ip)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
-async fn accept_tcp(
-    l: tokio::net::TcpListener,
-    events: mpsc::Sender<StreamEvent>,
-    permits: Permits,
-) {
-    static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 62);
+/// Hands every accepted TCP connection to the loop, which keeps it or closes it.
+async fn accept_tcp(l: tokio::net::TcpListener, events: mpsc::Sender<StreamEvent>) {
     loop {
         match l.accept().await {
             Ok((s, from)) => {
-                let Some(permit) = permits.take(from.ip().to_canonical()) else {
-                    tracing::debug!(%from, "too many inbound connections; closed");
-                    continue;
-                };
                 let ep = Endpoint::new(Scheme::Tcp, crate::udp::canonical(from));
-                let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                start_tcp(s, ep, id, Some(permit), events.clone()).await;
+                if events.send(StreamEvent::AcceptedTcp(ep, s)).await.is_err() {
+                    return;
+                }
             }
             Err(e) => {
                 tracing::debug!("TCP accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        if events.is_closed() {
-            return;
-        }
     }
 }
 
-async fn dial_tcp(to: Endpoint, id: u64, events: mpsc::Sender<StreamEvent>) {
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to.addr)).await {
-        Ok(Ok(s)) => start_tcp(s, to, id, None, events).await,
-        Ok(Err(e)) => {
-            tracing::debug!(%to, "TCP connect: {e}");
-            let why = format!("TCP connect: {e}");
-            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
-        }
-        Err(_) => {
-            tracing::debug!(%to, "TCP connect timed out");
-            let why = "TCP connect: timed out".to_string();
-            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
-        }
-    }
-}
-
-/// An inbound connection holds a permit (see [`MAX_INBOUND`]) until it ends.
-type Permit = Option<Slot>;
-
-async fn start_tcp(
-    s: tokio::net::TcpStream,
-    ep: Endpoint,
-    id: u64,
-    permit: Permit,
-    events: mpsc::Sender<StreamEvent>,
-) {
-    let inbound = permit.is_some();
-    let _ = s.set_nodelay(true);
-    let (r, w) = s.into_split();
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let conn = Conn {
-        id,
-        created: Instant::now(),
-        tx,
-        quic: None,
-        key: None,
-        inbound,
-    };
-    if events.send(StreamEvent::Up(ep, conn)).await.is_err() {
-        return;
-    }
-    tokio::spawn(write_frames(w, rx, ep));
-    tokio::spawn(read_frames(r, ep, id, events, permit));
-}
-
-/// Writes queued frames, length-prefixed, coalescing what is queued into one write.
-async fn write_frames(
-    mut w: impl AsyncWrite + Unpin,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    ep: Endpoint,
-) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(f) = rx.recv().await {
-        buf.clear();
-        push_frame(&mut buf, &f);
-        while buf.len() < 60 * 1024 {
-            match rx.try_recv() {
-                Ok(f) => push_frame(&mut buf, &f),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = w.write_all(&buf).await {
-            tracing::debug!(%ep, "connection write: {e}");
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
-}
-
-fn push_frame(buf: &mut Vec<u8>, f: &[u8]) {
-    let len = u16::try_from(f.len()).unwrap_or(u16::MAX);
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(&f[..usize::from(len)]);
-}
-
-/// Reads length-prefixed frames until the connection ends (or is idle for [`IDLE`]), then
-/// reports it down.
-async fn read_frames(
-    r: impl AsyncRead + Unpin,
-    ep: Endpoint,
-    id: u64,
-    events: mpsc::Sender<StreamEvent>,
-    _permit: Permit,
-) {
-    let mut r = tokio::io::BufReader::with_capacity(64 * 1024, r);
-    loop {
-        let len = match tokio::time::timeout(IDLE, r.read_u16()).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Err(_) => {
-                tracing::debug!(%ep, "connection idle; closed");
-                break;
-            }
-            Ok(Ok(n)) => usize::from(n),
-        };
-        let mut f = vec![0u8; len];
-        if r.read_exact(&mut f).await.is_err() {
-            break;
-        }
-        if events.send(StreamEvent::Frame(ep, f)).await.is_err() {
-            return;
-        }
-    }
-    let _ = events.send(StreamEvent::Down(ep, id)).await;
-}
-
-async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamEvent>, permits: Permits) {
-    static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 61);
+/// Hands every incoming QUIC connection to the loop, which accepts it or refuses it.
+async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamEvent>) {
     while let Some(incoming) = e.accept().await {
-        let Some(permit) = permits.take(incoming.remote_address().ip().to_canonical()) else {
-            incoming.refuse();
-            continue;
-        };
-        let events = events.clone();
-        let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::spawn(async move {
-            let from = incoming.remote_address();
-            let conn = match tokio::time::timeout(CONNECT_TIMEOUT, incoming).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    tracing::debug!(%from, "QUIC handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, conn.accept_bi()).await;
-            let Ok(Ok((send, mut recv))) = stream else {
-                conn.close(1u32.into(), b"no stream");
-                return;
-            };
-            let mut pre = [0u8; 4];
-            let read = tokio::time::timeout(CONNECT_TIMEOUT, recv.read_exact(&mut pre)).await;
-            if !matches!(read, Ok(Ok(()))) || &pre != QUIC_PREAMBLE {
-                conn.close(1u32.into(), b"bad preamble");
-                return;
-            }
-            let ep = Endpoint::new(Scheme::Quic, crate::udp::canonical(conn.remote_address()));
-            start_quic(conn, send, recv, ep, id, Some(permit), events).await;
-        });
+        let ep = Endpoint::new(
+            Scheme::Quic,
+            crate::udp::canonical(incoming.remote_address()),
+        );
+        if events
+            .send(StreamEvent::IncomingQuic(ep, Box::new(incoming)))
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
+}
+
+/// Sets up an accepted QUIC connection: TLS, its stream, the preamble. (The core closes it if
+/// this takes too long.)
+async fn accept_quic_conn(
+    incoming: quinn::Incoming,
+    id: ConnId,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let attempt = async {
+        let conn = incoming.await.map_err(|e| format!("QUIC handshake: {e}"))?;
+        let Ok((send, mut recv)) = conn.accept_bi().await else {
+            conn.close(1u32.into(), b"no stream");
+            return Err("QUIC: no stream".to_string());
+        };
+        let mut pre = [0u8; 4];
+        if !matches!(recv.read_exact(&mut pre).await, Ok(())) || &pre != QUIC_PREAMBLE {
+            conn.close(1u32.into(), b"bad preamble");
+            return Err("QUIC: bad preamble".to_string());
+        }
+        quic_transport(conn, send, recv)
+    };
+    let ev = match attempt.await {
+        Ok(t) => StreamEvent::Up(id, Box::new(t)),
+        Err(why) => {
+            tracing::debug!(id = id.0, "inbound {why}");
+            StreamEvent::Failed(id, why)
+        }
+    };
+    let _ = events.send(ev).await;
+}
+
+async fn dial_tcp(to: Endpoint, id: ConnId, events: mpsc::Sender<StreamEvent>) {
+    let ev = match tokio::net::TcpStream::connect(to.addr).await {
+        Ok(s) => StreamEvent::Up(id, Box::new(Transport::Tcp(s))),
+        Err(e) => {
+            tracing::debug!(%to, "TCP connect: {e}");
+            StreamEvent::Failed(id, format!("TCP connect: {e}"))
+        }
+    };
+    let _ = events.send(ev).await;
 }
 
 async fn dial_quic(
     e: quinn::Endpoint,
     cfg: quinn::ClientConfig,
     to: Endpoint,
-    id: u64,
+    id: ConnId,
     events: mpsc::Sender<StreamEvent>,
 ) {
     let attempt = async {
@@ -583,121 +532,130 @@ async fn dial_quic(
         send.write_all(QUIC_PREAMBLE)
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((conn, send, recv))
+        quic_transport(conn, send, recv)
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(Ok((conn, send, recv))) => start_quic(conn, send, recv, to, id, None, events).await,
-        Ok(Err(e)) => {
+    let ev = match attempt.await {
+        Ok(t) => StreamEvent::Up(id, Box::new(t)),
+        Err(e) => {
             tracing::debug!(%to, "QUIC connect: {e}");
-            let why = format!("QUIC connect: {e}");
-            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
+            StreamEvent::Failed(id, format!("QUIC connect: {e}"))
         }
-        Err(_) => {
-            tracing::debug!(%to, "QUIC connect timed out");
-            let why = "QUIC connect: timed out".to_string();
-            let _ = events.send(StreamEvent::Failed(to, id, why)).await;
+    };
+    let _ = events.send(ev).await;
+}
+
+/// A QUIC connection set up, with the key its TLS authenticated.
+fn quic_transport(
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) -> Result<Transport, String> {
+    let Some(key) = quic_tls::peer_key(&conn) else {
+        conn.close(1u32.into(), b"no key");
+        return Err("QUIC: the peer presented no usable key".to_string());
+    };
+    Ok(Transport::Quic {
+        conn,
+        send,
+        recv,
+        key,
+    })
+}
+
+/// Writes queued frames, length-prefixed, coalescing what is queued into one write; reports
+/// the connection down if a write fails or stalls.
+async fn write_frames(
+    mut w: impl AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    id: ConnId,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let mut buf = Vec::with_capacity(WRITE_BATCH + 4096);
+    while let Some(f) = rx.recv().await {
+        buf.clear();
+        push_frame(&mut buf, &f);
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(f) => push_frame(&mut buf, &f),
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(WRITE_STALL, w.write_all(&buf)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(id = id.0, "connection write: {e}");
+                let _ = events.send(StreamEvent::Down(id)).await;
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(id = id.0, "connection write stalled");
+                let _ = events.send(StreamEvent::Down(id)).await;
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(WRITE_STALL, w.shutdown()).await;
+}
+
+/// Appends one frame (the core never hands over one longer than a 2-byte length).
+fn push_frame(buf: &mut Vec<u8>, f: &[u8]) {
+    let len = u16::try_from(f.len()).unwrap_or(u16::MAX);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&f[..usize::from(len)]);
+}
+
+/// Reads length-prefixed frames until the stream ends.
+async fn read_stream(
+    r: impl AsyncRead + Unpin,
+    capacity: usize,
+    id: ConnId,
+    events: &mpsc::Sender<StreamEvent>,
+) {
+    let mut r = tokio::io::BufReader::with_capacity(capacity, r);
+    loop {
+        let len = match r.read_u16().await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => usize::from(n),
+        };
+        let mut f = vec![0u8; len];
+        if r.read_exact(&mut f).await.is_err() {
+            return;
+        }
+        if events.send(StreamEvent::Frame(id, f)).await.is_err() {
+            return;
         }
     }
 }
 
-async fn start_quic(
+/// Reads a TCP connection until it ends, then reports it down.
+async fn read_frames(r: impl AsyncRead + Unpin, id: ConnId, events: mpsc::Sender<StreamEvent>) {
+    read_stream(r, 64 * 1024, id, &events).await;
+    let _ = events.send(StreamEvent::Down(id)).await;
+}
+
+/// Reads a QUIC connection's stream and datagrams until either ends, then closes it and
+/// reports it down. (The stream may be quiet while datagrams flow.)
+async fn read_quic(
     conn: quinn::Connection,
-    send: quinn::SendStream,
     recv: quinn::RecvStream,
-    ep: Endpoint,
-    id: u64,
-    permit: Permit,
+    id: ConnId,
     events: mpsc::Sender<StreamEvent>,
 ) {
-    let inbound = permit.is_some();
-    let Some(key) = quic_tls::peer_key(&conn) else {
-        conn.close(1u32.into(), b"no key");
-        return;
-    };
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let c = Conn {
-        id,
-        created: Instant::now(),
-        tx,
-        quic: Some(conn.clone()),
-        key: Some(key),
-        inbound,
-    };
-    if events.send(StreamEvent::Up(ep, c)).await.is_err() {
-        return;
-    }
-    tokio::spawn(write_frames(send, rx, ep));
-    // The stream's frames and the connection's datagrams both end up as frames; the
-    // connection ending ends both (the stream reader reports it).
-    let dgrams = events.clone();
-    let c2 = conn.clone();
-    tokio::spawn(async move {
-        while let Ok(d) = c2.read_datagram().await {
-            if dgrams
-                .send(StreamEvent::Frame(ep, d.to_vec()))
+    let datagrams = async {
+        while let Ok(d) = conn.read_datagram().await {
+            if events
+                .send(StreamEvent::Frame(id, d.to_vec()))
                 .await
                 .is_err()
             {
                 return;
             }
         }
-    });
-    // The stream may be quiet while datagrams flow: its reader must not time out on its own.
-    tokio::spawn(read_quic_stream(recv, conn, ep, id, events, permit));
-}
-
-/// Reads the QUIC control stream until the connection ends (QUIC's idle timeout closes a
-/// connection that carries nothing), then reports it down.
-async fn read_quic_stream(
-    recv: quinn::RecvStream,
-    conn: quinn::Connection,
-    ep: Endpoint,
-    id: u64,
-    events: mpsc::Sender<StreamEvent>,
-    _permit: Permit,
-) {
-    let mut r = tokio::io::BufReader::with_capacity(16 * 1024, recv);
-    loop {
-        let len = match r.read_u16().await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => usize::from(n),
-        };
-        let mut f = vec![0u8; len];
-        if r.read_exact(&mut f).await.is_err() {
-            break;
-        }
-        if events.send(StreamEvent::Frame(ep, f)).await.is_err() {
-            return;
-        }
+    };
+    tokio::select! {
+        _ = datagrams => {}
+        _ = read_stream(recv, 16 * 1024, id, &events) => {}
     }
     conn.close(0u32.into(), b"stream ended");
-    let _ = events.send(StreamEvent::Down(ep, id)).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inbound_slots_are_bounded_per_address_and_in_all() {
-        let p = Permits::new();
-        let a: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
-        let mut held: Vec<Slot> = (0..MAX_PER_IP).filter_map(|_| p.take(a)).collect();
-        assert_eq!(held.len(), MAX_PER_IP);
-        assert!(p.take(a).is_none(), "one address gets at most MAX_PER_IP");
-        held.pop();
-        assert!(p.take(a).is_some(), "a slot given back is free again");
-        let mut others = Vec::new();
-        for i in 0..MAX_INBOUND {
-            let ip = std::net::IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]);
-            if let Some(s) = p.take(ip) {
-                others.push(s);
-            }
-        }
-        assert_eq!(
-            others.len() + held.len(),
-            MAX_INBOUND,
-            "and MAX_INBOUND in all"
-        );
-    }
+    let _ = events.send(StreamEvent::Down(id)).await;
 }
