@@ -47,6 +47,7 @@ pub mod packet;
 pub mod quic_tls;
 pub mod replay;
 pub mod session;
+pub mod toolkit;
 pub mod tun;
 pub mod udp;
 pub mod uri;
