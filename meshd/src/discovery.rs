@@ -35,7 +35,7 @@ pub const GROUP: std::net::Ipv6Addr =
 pub const PORT: u16 = 7822;
 /// The length of an announcement.
 pub const LEN: usize = 4 + 32 + 2 + 8 + 64;
-const MAGIC: &[u8; 4] = b"PLD1";
+const MAGIC: &[u8; 4] = crate::codes::discovery::MAGIC;
 const DOMAIN: &[u8] = b"planetary-lan discovery v1\0";
 
 /// A checked announcement.

@@ -32,6 +32,7 @@
 
 pub mod admin;
 pub mod atomic_file;
+pub mod codes;
 pub mod config;
 pub mod daemon;
 pub mod discovery;

@@ -21,6 +21,7 @@
 mod timers;
 pub mod wire;
 
+use crate::codes;
 use crate::identity::{Identity, PublicKey};
 use crate::noise;
 use crate::packet::Ipv6Header;
@@ -142,7 +143,7 @@ pub enum Encrypt {
 
 /// First byte of a session payload that is a message for the node rather than an IP packet
 /// (an IP packet starts with its version, 4 or 6, in the high nibble).
-pub const CONTROL: u8 = 0x00;
+pub const CONTROL: u8 = crate::codes::session_payload::CONTROL;
 
 /// What became of a message handed to [`E2e::handle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +255,8 @@ pub struct SessionInfo {
 
 /// All end-to-end sessions of this node.
 pub struct E2e {
-    private: [u8; 32],
+    /// Wiped from memory when dropped.
+    private: zeroize::Zeroizing<[u8; 32]>,
     public: PublicKey,
     address: Ipv6Addr,
     subnet: Ipv6Addr,
@@ -701,7 +703,10 @@ impl E2e {
         };
         if self.cfg.bind.is_some() {
             // A znet packet: IPv4 or IPv6 of the znet's private ranges, checked by the znet.
-            if !matches!(out[0] >> 4, 4 | 6) {
+            if !matches!(
+                out[0] >> 4,
+                codes::session_payload::IPV4_NIBBLE | codes::session_payload::IPV6_NIBBLE
+            ) {
                 self.counters.malformed += 1;
                 return Received::Dropped;
             }

@@ -177,7 +177,8 @@ pub enum Event {
 /// The link layer of one node.
 pub struct Links {
     pub(crate) public: PublicKey,
-    pub(crate) noise_private: [u8; 32],
+    /// Wiped from memory when dropped.
+    pub(crate) noise_private: zeroize::Zeroizing<[u8; 32]>,
     pub(crate) cfg: LinkConfig,
     rng: crate::toolkit::rng::SplitMix64,
     pub(crate) peers: HashMap<PublicKey, Peer>,
