@@ -22,6 +22,7 @@
 //! hash-free comparisons per datagram, not a verification each.
 
 use crate::identity::{Identity, PublicKey};
+use crate::toolkit::bucket::{Bucket, Rate};
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,7 +35,7 @@ pub const GROUP: std::net::Ipv6Addr =
 pub const PORT: u16 = 7822;
 /// The length of an announcement.
 pub const LEN: usize = 4 + 32 + 2 + 8 + 64;
-const MAGIC: &[u8; 4] = b"PLD1";
+const MAGIC: &[u8; 4] = crate::codes::discovery::MAGIC;
 const DOMAIN: &[u8] = b"planetary-lan discovery v1\0";
 
 /// A checked announcement.
@@ -86,31 +87,12 @@ pub enum Rejected {
     Stale,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + dt * rate).min(burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return true;
-        }
-        false
-    }
-}
-
 /// Most sources remembered for rate limiting (the stalest go first beyond).
 const MAX_SOURCES: usize = 1024;
 /// Per source: one announcement a second, bursts of 4.
-const SOURCE_RATE: (f64, f64) = (1.0, 4.0);
+const SOURCE_RATE: Rate = Rate::new(1.0, 4.0);
 /// All sources together: 50 a second, bursts of 100.
-const GLOBAL_RATE: (f64, f64) = (50.0, 100.0);
+const GLOBAL_RATE: Rate = Rate::new(50.0, 100.0);
 
 /// An announcement older than the last one from its key is accepted again once the last was
 /// accepted this long ago.
@@ -130,10 +112,7 @@ impl Receiver {
         Receiver {
             own,
             sources: HashMap::new(),
-            global: Bucket {
-                tokens: GLOBAL_RATE.1,
-                at: now,
-            },
+            global: Bucket::full(GLOBAL_RATE.burst, now),
             latest: HashMap::new(),
         }
     }
@@ -149,7 +128,7 @@ impl Receiver {
             let stale = self
                 .sources
                 .iter()
-                .min_by_key(|(_, b)| b.at)
+                .min_by_key(|(_, b)| b.last_used())
                 .map(|(ip, _)| *ip);
             if let Some(ip) = stale {
                 self.sources.remove(&ip);
@@ -159,13 +138,11 @@ impl Receiver {
         if bytes.len() != LEN || &bytes[..4] != MAGIC {
             return Err(Rejected::Malformed);
         }
-        let src = self.sources.entry(from.ip()).or_insert(Bucket {
-            tokens: SOURCE_RATE.1,
-            at: now,
-        });
-        if !src.take(now, SOURCE_RATE.0, SOURCE_RATE.1)
-            || !self.global.take(now, GLOBAL_RATE.0, GLOBAL_RATE.1)
-        {
+        let src = self
+            .sources
+            .entry(from.ip())
+            .or_insert(Bucket::full(SOURCE_RATE.burst, now));
+        if !src.take(now, SOURCE_RATE) || !self.global.take(now, GLOBAL_RATE) {
             return Err(Rejected::RateLimited);
         }
         let mut key = [0u8; 32];

@@ -23,6 +23,7 @@ use std::net::Ipv6Addr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
+use zeroize::Zeroizing;
 
 /// A node's public key: an ed25519 public key, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -154,13 +155,13 @@ impl Identity {
     }
 
     /// The ed25519 secret seed (the routing core signs with it).
-    pub fn secret_seed(&self) -> [u8; 32] {
-        self.signing.to_bytes()
+    pub fn secret_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
     }
 
     /// The X25519 private key Noise uses (derived, see the module doc).
-    pub fn noise_private(&self) -> [u8; 32] {
-        self.signing.to_scalar_bytes()
+    pub fn noise_private(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_scalar_bytes())
     }
 
     /// Loads the identity from `path`, or creates it (mode 0600, parent directories 0700) if the
@@ -195,8 +196,10 @@ impl Identity {
                 path.display()
             );
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read identity file {}", path.display()))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read identity file {}", path.display()))?,
+        );
         let signing = SigningKey::from_pkcs8_pem(&text).map_err(|e| {
             anyhow::anyhow!(
                 "identity file {} is corrupt (expected a PKCS#8 PEM ed25519 private key: {e}); \
@@ -285,7 +288,7 @@ mod tests {
     #[test]
     fn derived_noise_key_matches_the_public_key() {
         let id = Identity::from_seed(&[9; 32]);
-        let secret = x25519_dalek::StaticSecret::from(id.noise_private());
+        let secret = x25519_dalek::StaticSecret::from(*id.noise_private());
         let public = x25519_dalek::PublicKey::from(&secret);
         assert_eq!(Some(public.to_bytes()), id.public_key().noise_static());
     }

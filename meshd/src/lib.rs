@@ -14,9 +14,11 @@
 //!              └────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Modules, from the wire up: [`wire`] (datagram formats, checked parsing), [`replay`]
+//! Modules, from the wire up: [`codes`] (every wire format's first-byte and kind codes),
+//! [`wire`] (datagram formats, checked parsing), [`replay`]
 //! (RFC 6479 window), [`noise`] (XX handshake set-up and cipher suites), [`session`] (one set of
-//! transport keys), [`link`] (all peers: handshakes, timers, data path), [`packet`] (IPv6
+//! transport keys), [`toolkit`] (what link and end-to-end sessions share: index allocation,
+//! token buckets, session lifetimes, the timer table), [`link`] (all peers: handshakes, timers, data path), [`packet`] (IPv6
 //! header view), [`firewall`] (the circle policy on the data path: verdicts, flow tracking),
 //! [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`],
 //! [`admin`] (the control socket protocol shared with `meshctl`), [`tun`] and [`udp`] (OS
@@ -32,6 +34,7 @@
 
 pub mod admin;
 pub mod atomic_file;
+pub mod codes;
 pub mod config;
 pub mod conns;
 pub mod daemon;
@@ -48,6 +51,7 @@ pub mod packet;
 pub mod quic_tls;
 pub mod replay;
 pub mod session;
+pub mod toolkit;
 pub mod tun;
 pub mod udp;
 pub mod uri;

@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Kind byte of an ENDPOINTS message (after [`crate::e2e::CONTROL`]).
-pub const ENDPOINTS: u8 = 1;
+pub const ENDPOINTS: u8 = crate::codes::control::ENDPOINTS;
 /// Most endpoints carried or remembered.
 pub const MAX_ENDPOINTS: usize = 4;
 /// ENDPOINTS to one remote at most this often (and again this often while traffic flows and

@@ -18,6 +18,8 @@ use snow::{Builder, HandshakeState};
 const PROLOGUE: &[u8] = b"planetary-lan/link/v1";
 const E2E_PROLOGUE: &[u8] = b"planetary-lan/e2e/v1";
 
+use zeroize::Zeroizing;
+
 fn builder(suite: Suite) -> Result<Builder<'static>, snow::Error> {
     let params = suite.noise_name().parse()?;
     Ok(Builder::new(params))
@@ -27,12 +29,21 @@ fn builder(suite: Suite) -> Result<Builder<'static>, snow::Error> {
 /// derived from the znet's secret (Noise IKpsk1: the psk is mixed in with the first message,
 /// so a responder refuses an init without it before answering). A node without the secret can complete no
 /// handshake of that znet: it can neither read its traffic nor inject into it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Bind {
     /// The znet id.
     pub id: u64,
-    /// The pre-shared key.
-    pub psk: [u8; 32],
+    /// The pre-shared key (wiped from memory when dropped).
+    pub psk: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Bind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the psk: configs are logged.
+        f.debug_struct("Bind")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn ik_builder(suite: Suite, bind: Option<&Bind>) -> Result<Builder<'_>, snow::Error> {

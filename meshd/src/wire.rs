@@ -23,14 +23,16 @@
 //! Parsing goes through [`parse`], which validates every length once and returns a borrowed view
 //! ([`Message`]); nothing here panics on any input (see `fuzz/`).
 
+use crate::codes;
+
 /// Type byte of a handshake init.
-pub const TYPE_INIT: u8 = 1;
+pub const TYPE_INIT: u8 = codes::datagram::INIT;
 /// Type byte of a handshake response.
-pub const TYPE_RESPONSE: u8 = 2;
+pub const TYPE_RESPONSE: u8 = codes::datagram::RESPONSE;
 /// Type byte of a handshake final message.
-pub const TYPE_FINAL: u8 = 3;
+pub const TYPE_FINAL: u8 = codes::datagram::FINAL;
 /// Type byte of a transport message.
-pub const TYPE_TRANSPORT: u8 = 4;
+pub const TYPE_TRANSPORT: u8 = codes::datagram::TRANSPORT;
 
 /// Length of the Noise part of a handshake init (the initiator's ephemeral key).
 pub const INIT_NOISE_LEN: usize = 32;
@@ -63,16 +65,16 @@ impl Suite {
     /// The wire byte.
     pub fn to_byte(self) -> u8 {
         match self {
-            Suite::AesGcm => 1,
-            Suite::ChaChaPoly => 2,
+            Suite::AesGcm => codes::suite::AES_GCM,
+            Suite::ChaChaPoly => codes::suite::CHACHA_POLY,
         }
     }
 
     /// From the wire byte.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
-            1 => Some(Suite::AesGcm),
-            2 => Some(Suite::ChaChaPoly),
+            codes::suite::AES_GCM => Some(Suite::AesGcm),
+            codes::suite::CHACHA_POLY => Some(Suite::ChaChaPoly),
             _ => None,
         }
     }
@@ -291,7 +293,7 @@ impl HandshakePayload {
         if b.len() < HANDSHAKE_PAYLOAD_LEN {
             return Err(PayloadError::Short(b.len()));
         }
-        if b[0] != 1 {
+        if b[0] != codes::HANDSHAKE_PAYLOAD_VERSION {
             return Err(PayloadError::Version(b[0]));
         }
         let mut public_key = [0u8; 32];
@@ -302,7 +304,7 @@ impl HandshakePayload {
     /// Encodes the payload.
     pub fn emit(&self) -> [u8; HANDSHAKE_PAYLOAD_LEN] {
         let mut out = [0u8; HANDSHAKE_PAYLOAD_LEN];
-        out[0] = 1;
+        out[0] = codes::HANDSHAKE_PAYLOAD_VERSION;
         out[1..].copy_from_slice(&self.public_key);
         out
     }
@@ -310,22 +312,24 @@ impl HandshakePayload {
 
 /// Kinds of frame inside a transport message's plaintext. An empty plaintext is a keepalive.
 pub mod frame {
+    use crate::codes::link_frame;
+
     /// A routing message follows (the `routing` crate's wire format).
-    pub const ROUTING: u8 = 2;
+    pub const ROUTING: u8 = link_frame::ROUTING;
     /// The sender is closing the link (shutting down).
-    pub const CLOSE: u8 = 3;
+    pub const CLOSE: u8 = link_frame::CLOSE;
     /// The sender refuses this link (its policy does not allow the receiver): sent once, on
     /// the session the refused handshake made, so that it is authenticated; the receiver
     /// stops using the link and dials again only after its back-off.
-    pub const REFUSED: u8 = 4;
+    pub const REFUSED: u8 = link_frame::REFUSED;
     /// "I see you at this endpoint": family (4 or 6), address, port. Tells a node behind a
     /// NAT its public endpoint ([`crate::nat`]).
-    pub const OBSERVED: u8 = 5;
+    pub const OBSERVED: u8 = link_frame::OBSERVED;
     /// A path probe: nonce (8 bytes), answered over the path it came on
     /// ([`crate::link::paths`]).
-    pub const PROBE: u8 = 6;
+    pub const PROBE: u8 = link_frame::PROBE;
     /// The answer to a [`PROBE`]: its nonce.
-    pub const PROBE_REPLY: u8 = 7;
+    pub const PROBE_REPLY: u8 = link_frame::PROBE_REPLY;
 }
 
 #[cfg(test)]

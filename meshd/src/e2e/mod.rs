@@ -18,12 +18,19 @@
 //! key. Sessions rekey after 120 s, are never used after 180 s, and do not depend on the path:
 //! a route change under a session changes nothing here.
 
+mod timers;
 pub mod wire;
 
+use crate::codes;
 use crate::identity::{Identity, PublicKey};
 use crate::noise;
 use crate::packet::Ipv6Header;
 use crate::session::{Session, SessionError};
+use crate::toolkit::bucket::{Bucket, Rate};
+use crate::toolkit::index;
+use crate::toolkit::lifetime::Lifetime;
+use crate::toolkit::rng::SplitMix64;
+use crate::toolkit::timer::TimerTable;
 use crate::wire::{HandshakePayload, Suite};
 use routing::address;
 use serde::Serialize;
@@ -56,6 +63,16 @@ pub struct E2eConfig {
     /// (Noise IKpsk1), and carry IPv4 or IPv6 packets of private addresses, which the znet
     /// layer checks instead of this one.
     pub bind: Option<noise::Bind>,
+}
+
+impl E2eConfig {
+    /// The rekey and expiry ages of sessions.
+    pub fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            rekey_after: self.rekey_after,
+            reject_after: self.reject_after,
+        }
+    }
 }
 
 impl Default for E2eConfig {
@@ -126,7 +143,7 @@ pub enum Encrypt {
 
 /// First byte of a session payload that is a message for the node rather than an IP packet
 /// (an IP packet starts with its version, 4 or 6, in the high nibble).
-pub const CONTROL: u8 = 0x00;
+pub const CONTROL: u8 = crate::codes::session_payload::CONTROL;
 
 /// What became of a message handed to [`E2e::handle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +169,10 @@ pub enum Received {
     Dropped,
 }
 
+/// Sessions kept per remote: the current one, the previous one (packets in flight during a
+/// rekey), and one more for crossing handshakes.
+const MAX_SESSIONS: usize = 3;
+
 struct Pending {
     index: u32,
     hs: snow::HandshakeState,
@@ -162,11 +183,13 @@ struct Pending {
 struct Remote {
     address: Ipv6Addr,
     subnet: Ipv6Addr,
-    /// Oldest first, at most three.
+    /// Oldest first, at most [`MAX_SESSIONS`].
     sessions: Vec<Session>,
     initiating: Option<Pending>,
     queue: VecDeque<Vec<u8>>,
     first_unanswered: Option<Instant>,
+    /// Where this remote is filed in [`E2e::timers`] (never later than [`Remote::deadline`]).
+    timer: Option<Instant>,
     last_rx: Option<Instant>,
     last_used: Instant,
     rx_packets: u64,
@@ -184,6 +207,7 @@ impl Remote {
             initiating: None,
             queue: VecDeque::new(),
             first_unanswered: None,
+            timer: None,
             last_rx: None,
             last_used: now,
             rx_packets: 0,
@@ -196,11 +220,11 @@ impl Remote {
     /// The newest session we may send on: not expired, and confirmed (a responder's session
     /// is confirmed by the first message the initiator sends on it, so that a replayed
     /// handshake init, which anyone on the path could send again, never takes the traffic).
-    fn send_session(&mut self, now: Instant, reject_after: Duration) -> Option<&mut Session> {
+    fn send_session(&mut self, now: Instant, life: Lifetime) -> Option<&mut Session> {
         self.sessions
             .iter_mut()
             .rev()
-            .find(|s| s.confirmed && now < s.created + reject_after)
+            .find(|s| s.confirmed && life.usable(s, now))
     }
 }
 
@@ -231,38 +255,33 @@ pub struct SessionInfo {
 
 /// All end-to-end sessions of this node.
 pub struct E2e {
-    private: [u8; 32],
+    /// Wiped from memory when dropped.
+    private: zeroize::Zeroizing<[u8; 32]>,
     public: PublicKey,
     address: Ipv6Addr,
     subnet: Ipv6Addr,
     cfg: E2eConfig,
-    rng: u64,
+    rng: SplitMix64,
     remotes: HashMap<PublicKey, Remote>,
     /// Local index (sessions and our handshakes in flight) to remote key.
     by_index: HashMap<u32, PublicKey>,
     /// Handshake inits answered: global bucket, and per sender.
-    tokens: (f64, Instant),
-    per_key: BTreeMap<PublicKey, (f64, Instant)>,
+    tokens: Bucket,
+    per_key: BTreeMap<PublicKey, Bucket>,
     transmits: VecDeque<(PublicKey, Vec<u8>)>,
     counters: E2eCounters,
+    /// When each remote next has work ([`timers`]).
+    timers: TimerTable<PublicKey>,
 }
 
-const INIT_BURST: f64 = 256.0;
-const INIT_RATE: f64 = 128.0;
-const KEY_BURST: f64 = 8.0;
-const KEY_RATE: f64 = 4.0;
-
-fn take(bucket: &mut (f64, Instant), now: Instant, rate: f64, burst: f64) -> bool {
-    let dt = now.saturating_duration_since(bucket.1).as_secs_f64();
-    bucket.1 = now;
-    bucket.0 = (bucket.0 + dt * rate).min(burst);
-    if bucket.0 >= 1.0 {
-        bucket.0 -= 1.0;
-        true
-    } else {
-        false
-    }
-}
+/// Handshake inits answered, all senders together: they cost Diffie-Hellman work.
+const INIT_RATE: Rate = Rate::new(128.0, 256.0);
+/// Handshake inits answered per sender key (charged once the init proved its key).
+const KEY_RATE: Rate = Rate::new(4.0, 8.0);
+/// Most per-key buckets kept; beyond, the table starts over.
+const MAX_KEY_BUCKETS: usize = 4096;
+/// A remote with nothing queued and unused for this long may be forgotten to make room.
+const IDLE_REMOTE: Duration = Duration::from_secs(300);
 
 impl E2e {
     /// End-to-end sessions for `identity`; `seed` drives session indexes.
@@ -274,13 +293,14 @@ impl E2e {
             address: public.address(),
             subnet: public.subnet(),
             cfg,
-            rng: seed ^ 0x517c_c1b7_2722_0a95,
+            rng: SplitMix64::new(seed, 0x517c_c1b7_2722_0a95),
             remotes: HashMap::new(),
             by_index: HashMap::new(),
-            tokens: (INIT_BURST, now),
+            tokens: Bucket::full(INIT_RATE.burst, now),
             per_key: BTreeMap::new(),
             transmits: VecDeque::new(),
             counters: E2eCounters::default(),
+            timers: TimerTable::default(),
         }
     }
 
@@ -290,15 +310,14 @@ impl E2e {
     }
 
     fn fresh_index(&mut self) -> u32 {
-        loop {
-            self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            let i = (z ^ (z >> 31)) as u32;
-            if !self.by_index.contains_key(&i) {
-                return i;
-            }
+        let by_index = &self.by_index;
+        index::fresh(&mut self.rng, |i| by_index.contains_key(&i))
+    }
+
+    /// Files the remote `key` under `at` if that is earlier than where it is filed.
+    fn file(&mut self, key: &PublicKey, at: Instant) {
+        if let Some(r) = self.remotes.get_mut(key) {
+            self.timers.lower(*key, &mut r.timer, at);
         }
     }
 
@@ -340,29 +359,35 @@ impl E2e {
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Encrypt {
-        let (reject, rekey) = (self.cfg.reject_after, self.cfg.rekey_after);
+        let life = self.cfg.lifetime();
+        let probe_after = self.cfg.probe_after;
         let Some(r) = self.remote(dest, now) else {
             self.counters.queue_dropped += 1;
             return Encrypt::Dropped;
         };
         r.last_used = now;
-        if let Some(s) = r.send_session(now, reject) {
-            let due_rekey = now
-                >= s.created
-                    + rekey
-                    + if s.initiator {
-                        Duration::ZERO
-                    } else {
-                        Duration::from_secs(10)
-                    };
+        if let Some(s) = r.send_session(now, life) {
+            let due_rekey = now >= life.rekey_at(s);
             out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
             if let Ok(n) = s.encrypt(packet, out) {
                 out.truncate(n);
                 r.tx_packets += 1;
                 r.tx_bytes += packet.len() as u64;
-                r.first_unanswered.get_or_insert(now);
+                let mut file_probe = None;
+                if r.first_unanswered.is_none() {
+                    r.first_unanswered = Some(now);
+                    // A probe is due if nothing comes back: file it unless an earlier
+                    // deadline is filed already (the usual case: no work per packet).
+                    let probe = now + probe_after;
+                    if r.timer.is_none_or(|t| t > probe) {
+                        file_probe = Some(probe);
+                    }
+                }
                 if due_rekey && r.initiating.is_none() {
                     self.start_handshake(now, dest);
+                }
+                if let Some(probe) = file_probe {
+                    self.file(dest, probe);
                 }
                 return Encrypt::Ready;
             }
@@ -414,6 +439,7 @@ impl E2e {
             self.by_index.remove(&old.index);
         }
         self.by_index.insert(index, *dest);
+        let retry = now + self.cfg.handshake_timeout;
         if let Some(r) = self.remotes.get_mut(dest) {
             r.initiating = Some(Pending {
                 index,
@@ -421,6 +447,7 @@ impl E2e {
                 sent: now,
                 attempts: attempts + 1,
             });
+            self.timers.lower(*dest, &mut r.timer, retry);
         }
         self.transmits.push_back((*dest, buf));
     }
@@ -460,11 +487,13 @@ impl E2e {
     /// Per-key limit on handshakes, charged only once the init proved its key (charged
     /// before, anyone could spend a key's allowance by naming it in junk inits).
     fn admit_key(&mut self, now: Instant, key: &PublicKey) -> bool {
-        if self.per_key.len() > 4096 {
+        if self.per_key.len() > MAX_KEY_BUCKETS {
             self.per_key.clear();
         }
-        let b = self.per_key.entry(*key).or_insert((KEY_BURST, now));
-        take(b, now, KEY_RATE, KEY_BURST)
+        self.per_key
+            .entry(*key)
+            .or_insert(Bucket::full(KEY_RATE.burst, now))
+            .take(now, KEY_RATE)
     }
 
     fn on_init(
@@ -476,7 +505,7 @@ impl E2e {
         noise_msg: &[u8],
     ) -> Received {
         // The global bucket bounds the Diffie-Hellman work strangers can cause.
-        if !take(&mut self.tokens, now, INIT_RATE, INIT_BURST) {
+        if !self.tokens.take(now, INIT_RATE) {
             self.counters.rate_limited += 1;
             return Received::Dropped;
         }
@@ -557,11 +586,11 @@ impl E2e {
     }
 
     fn send_keepalive(&mut self, now: Instant, key: &PublicKey) {
-        let reject = self.cfg.reject_after;
+        let life = self.cfg.lifetime();
         let Some(s) = self
             .remotes
             .get_mut(key)
-            .and_then(|r| r.send_session(now, reject))
+            .and_then(|r| r.send_session(now, life))
         else {
             return;
         };
@@ -577,6 +606,7 @@ impl E2e {
         self.counters.sessions_established += 1;
         let local = session.local_index;
         let usable = session.confirmed;
+        let life = self.cfg.lifetime();
         let Some(r) = self.remote(&key, now) else {
             return;
         };
@@ -592,13 +622,17 @@ impl E2e {
             });
         }
         r.sessions.push(session);
-        if r.sessions.len() > 3 {
+        if r.sessions.len() > MAX_SESSIONS {
             gone.push(r.sessions.remove(0).local_index);
         }
+        let expiry = r.sessions.first().map(|s| life.expires_at(s));
         for g in gone {
             self.by_index.remove(&g);
         }
         self.by_index.insert(local, key);
+        if let Some(t) = expiry {
+            self.file(&key, t);
+        }
         if usable {
             tracing::debug!(peer = %key.short(), "end-to-end session up");
             self.flush_queue(now, key);
@@ -669,7 +703,10 @@ impl E2e {
         };
         if self.cfg.bind.is_some() {
             // A znet packet: IPv4 or IPv6 of the znet's private ranges, checked by the znet.
-            if !matches!(out[0] >> 4, 4 | 6) {
+            if !matches!(
+                out[0] >> 4,
+                codes::session_payload::IPV4_NIBBLE | codes::session_payload::IPV6_NIBBLE
+            ) {
                 self.counters.malformed += 1;
                 return Received::Dropped;
             }
@@ -702,7 +739,7 @@ impl E2e {
     }
 
     fn evict_idle(&mut self, now: Instant) {
-        let idle = Duration::from_secs(300);
+        let idle = IDLE_REMOTE;
         let gone: Vec<PublicKey> = self
             .remotes
             .iter()
@@ -715,79 +752,13 @@ impl E2e {
     }
 
     fn forget(&mut self, key: &PublicKey) {
-        if let Some(r) = self.remotes.remove(key) {
+        if let Some(mut r) = self.remotes.remove(key) {
+            self.timers.set(*key, &mut r.timer, None);
             for s in &r.sessions {
                 self.by_index.remove(&s.local_index);
             }
             if let Some(p) = r.initiating {
                 self.by_index.remove(&p.index);
-            }
-        }
-    }
-
-    /// The next instant [`E2e::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
-        for r in self.remotes.values() {
-            if let Some(p) = &r.initiating {
-                at(p.sent + self.cfg.handshake_timeout);
-            } else if let Some(t) = r.first_unanswered {
-                at(t + self.cfg.probe_after);
-            }
-            if let Some(s) = r.sessions.first() {
-                at(s.created + self.cfg.reject_after);
-            }
-        }
-        next
-    }
-
-    /// Handshake retries, probes of silent remotes, session expiry.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let keys: Vec<PublicKey> = self.remotes.keys().copied().collect();
-        for key in keys {
-            let Some(r) = self.remotes.get_mut(&key) else {
-                continue;
-            };
-            let reject = self.cfg.reject_after;
-            let mut expired = Vec::new();
-            r.sessions.retain(|s| {
-                let keep = now < s.created + reject;
-                if !keep {
-                    expired.push(s.local_index);
-                }
-                keep
-            });
-            for i in expired {
-                self.by_index.remove(&i);
-            }
-            let Some(r) = self.remotes.get_mut(&key) else {
-                continue;
-            };
-            match &r.initiating {
-                Some(p) if now >= p.sent + self.cfg.handshake_timeout => {
-                    if p.attempts >= self.cfg.handshake_attempts {
-                        self.counters.queue_dropped += r.queue.len() as u64;
-                        r.queue.clear();
-                        r.first_unanswered = None;
-                        if let Some(p) = r.initiating.take() {
-                            self.by_index.remove(&p.index);
-                        }
-                        tracing::debug!(peer = %key.short(), "end-to-end handshake gave up");
-                    } else {
-                        self.start_handshake(now, &key);
-                    }
-                }
-                None if r
-                    .first_unanswered
-                    .is_some_and(|t| now >= t + self.cfg.probe_after) =>
-                {
-                    // Data went out and nothing came back: the other side may have lost the
-                    // session (a restart). Handshake again, keeping the old one meanwhile.
-                    r.first_unanswered = None;
-                    self.start_handshake(now, &key);
-                }
-                _ => {}
             }
         }
     }
@@ -800,9 +771,10 @@ impl E2e {
     /// Forgets every session and queued packet with `key` (the circle policy no longer allows
     /// it). Returns whether there was anything.
     pub fn close(&mut self, key: &PublicKey) -> bool {
-        let Some(r) = self.remotes.remove(key) else {
+        let Some(mut r) = self.remotes.remove(key) else {
             return false;
         };
+        self.timers.set(*key, &mut r.timer, None);
         self.counters.queue_dropped += r.queue.len() as u64;
         self.by_index.retain(|_, k| k != key);
         true

@@ -8,14 +8,15 @@
 //!           link transport message, and the same replay window)
 //! ```
 
-use crate::wire::{HANDSHAKE_PAYLOAD_LEN, Suite, TAG_LEN, TRANSPORT_OVERHEAD, TYPE_TRANSPORT};
+use crate::codes;
+use crate::wire::{HANDSHAKE_PAYLOAD_LEN, Suite, TAG_LEN, TRANSPORT_OVERHEAD};
 
 /// Type byte of an end-to-end handshake init.
-pub const TYPE_INIT: u8 = 1;
+pub const TYPE_INIT: u8 = codes::routed::E2E_INIT;
 /// Type byte of an end-to-end handshake response.
-pub const TYPE_RESP: u8 = 2;
+pub const TYPE_RESP: u8 = codes::routed::E2E_RESP;
 /// Type byte of end-to-end data (the link transport layout).
-pub const TYPE_DATA: u8 = TYPE_TRANSPORT;
+pub const TYPE_DATA: u8 = codes::routed::E2E_DATA;
 
 /// Length of an IK message 1: ephemeral, encrypted static, encrypted payload.
 pub const INIT_NOISE_LEN: usize = 32 + 32 + TAG_LEN + HANDSHAKE_PAYLOAD_LEN + TAG_LEN;

@@ -5,7 +5,7 @@
 //! [`wire::frame::CLOSE`] says the peer is shutting the link down, and an empty plaintext is a
 //! keepalive.
 
-use super::{DropReason, LinkId, Links, Recv, Send};
+use super::{DropReason, LinkId, Links, Recv, Send, Timer};
 use crate::session::SessionError;
 use crate::uri::Endpoint;
 use crate::wire;
@@ -59,6 +59,13 @@ impl Links {
         match out[0] {
             wire::frame::ROUTING => {
                 peer.last_data_rx = Some(now);
+                // A passive keepalive may now be due before what is filed (not with the
+                // default intervals: then this is one comparison).
+                let passive = now + super::peer::PASSIVE_KEEPALIVE;
+                if peer.timer.is_none_or(|t| t > passive) {
+                    self.timers
+                        .lower(Timer::Peer(key), &mut peer.timer, passive);
+                }
                 peer.counters.rx_packets += 1;
                 Recv::Frame {
                     link: peer.link,
@@ -112,7 +119,14 @@ impl Links {
         match session.encrypt(frame, out) {
             Ok(n) => {
                 peer.last_tx = now;
-                peer.first_unanswered_tx.get_or_insert(now);
+                if peer.first_unanswered_tx.is_none() {
+                    peer.first_unanswered_tx = Some(now);
+                    // A probe is due if nothing comes back; usually filed earlier already.
+                    let probe = now + super::peer::PROBE_AFTER;
+                    if peer.timer.is_none_or(|t| t > probe) {
+                        self.timers.lower(Timer::Peer(key), &mut peer.timer, probe);
+                    }
+                }
                 peer.counters.tx_bytes += n as u64;
                 peer.counters.tx_packets += 1;
                 self.counters.tx_datagrams += 1;

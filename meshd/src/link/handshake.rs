@@ -9,7 +9,7 @@
 //!   session (unconfirmed)                        session (confirmed) + keepalive
 //! ```
 
-use super::{DropReason, Event, Links, Recv};
+use super::{DropReason, Event, Links, Recv, Timer};
 use crate::identity::PublicKey;
 use crate::noise::peer_identity;
 use crate::session::Session;
@@ -39,6 +39,8 @@ pub struct Initiating {
     pub(crate) to: Endpoint,
     pub(crate) sent: Instant,
     pub(crate) purpose: Purpose,
+    /// Where it is filed in [`Links::timers`] (at `sent + handshake_timeout`).
+    pub(crate) timer: Option<Instant>,
 }
 
 /// A peer's handshake in flight (we sent Response).
@@ -91,8 +93,14 @@ impl Links {
                 to,
                 sent: now,
                 purpose,
+                timer: None,
             },
         );
+        if let Some(i) = self.initiating.get_mut(&index) {
+            let retry = now + self.cfg.handshake_timeout;
+            self.timers
+                .set(Timer::Handshake(index), &mut i.timer, Some(retry));
+        }
         self.queue(to, buf);
         Some(index)
     }
@@ -182,7 +190,7 @@ impl Links {
         let Some(mut init) = self.initiating.remove(&receiver) else {
             return Recv::Dropped(DropReason::Handshake);
         };
-        self.clear_in_flight(receiver);
+        self.clear_in_flight(receiver, init.purpose);
         let key = match peer_identity(&init.hs, &payload[..n]) {
             Ok(k) => k,
             Err(why) => {
@@ -336,20 +344,28 @@ impl Links {
         None
     }
 
-    fn clear_in_flight(&mut self, index: u32) {
-        for d in self
-            .dialers
-            .iter_mut()
-            .filter(|d| d.in_flight == Some(index))
-        {
-            d.in_flight = None;
-        }
-        for p in self
-            .peers
-            .values_mut()
-            .filter(|p| p.rekey_in_flight == Some(index))
-        {
-            p.rekey_in_flight = None;
+    pub(crate) fn clear_in_flight(&mut self, index: u32, purpose: Purpose) {
+        match purpose {
+            Purpose::Dial(_) => {
+                for d in self
+                    .dialers
+                    .iter_mut()
+                    .filter(|d| d.in_flight == Some(index))
+                {
+                    d.in_flight = None;
+                }
+            }
+            Purpose::Rekey(key) => {
+                if let Some(p) = self
+                    .peers
+                    .get_mut(&key)
+                    .filter(|p| p.rekey_in_flight == Some(index))
+                {
+                    // A rekey may be due again: file the peer for it.
+                    p.rekey_in_flight = None;
+                    self.refile_peer(&key);
+                }
+            }
         }
     }
 
@@ -381,6 +397,7 @@ impl Links {
                 if let Some(p) = self.peers.get_mut(&key) {
                     p.next_rekey_attempt = now + Duration::from_secs(1);
                 }
+                self.refile_peer(&key);
                 if why != "no answer" {
                     tracing::warn!(peer = %key, "rekey failed: {why}");
                 }

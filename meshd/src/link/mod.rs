@@ -36,6 +36,7 @@ pub use ratelimit::Limits;
 pub use stats::{Counters, DropCounters, DropReason};
 
 use crate::identity::{Identity, PublicKey};
+use crate::toolkit::timer::TimerTable;
 use crate::uri::Endpoint;
 use crate::uri::PeerUri;
 use crate::wire::{self, Message, Suite};
@@ -68,6 +69,16 @@ pub struct LinkConfig {
     pub max_peers: usize,
 }
 
+impl LinkConfig {
+    /// The rekey and expiry ages of sessions.
+    pub fn lifetime(&self) -> crate::toolkit::lifetime::Lifetime {
+        crate::toolkit::lifetime::Lifetime {
+            rekey_after: self.rekey_after,
+            reject_after: self.reject_after,
+        }
+    }
+}
+
 impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
@@ -94,6 +105,15 @@ pub struct Transmit {
     pub to: Endpoint,
     /// The datagram.
     pub data: Vec<u8>,
+}
+
+/// What a deadline in [`Links`]' timer table belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// A link's keepalives, timeout, rekey, session expiry and path probes.
+    Peer(PublicKey),
+    /// Our handshake in flight with this local index: its answer is overdue.
+    Handshake(u32),
 }
 
 /// Names one link (one authenticated peer) for as long as it is up.
@@ -157,9 +177,10 @@ pub enum Event {
 /// The link layer of one node.
 pub struct Links {
     pub(crate) public: PublicKey,
-    pub(crate) noise_private: [u8; 32],
+    /// Wiped from memory when dropped.
+    pub(crate) noise_private: zeroize::Zeroizing<[u8; 32]>,
     pub(crate) cfg: LinkConfig,
-    rng: u64,
+    rng: crate::toolkit::rng::SplitMix64,
     pub(crate) peers: HashMap<PublicKey, Peer>,
     /// Link id to peer key.
     pub(crate) links: HashMap<LinkId, PublicKey>,
@@ -173,6 +194,8 @@ pub struct Links {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) counters: Counters,
+    /// When each peer and each handshake of ours next has work ([`timers`]).
+    pub(crate) timers: TimerTable<Timer>,
     pub(crate) init_limiter: ratelimit::InitLimiter,
     /// The circle policy (`peer` rules); `None`: everyone may link.
     pub(crate) policy: Option<std::sync::Arc<acl::Policy>>,
@@ -190,7 +213,7 @@ impl Links {
             noise_private: identity.noise_private(),
             init_limiter: ratelimit::InitLimiter::new(cfg.init_limits, now),
             cfg,
-            rng: seed ^ 0x6a09_e667_f3bc_c909,
+            rng: crate::toolkit::rng::SplitMix64::new(seed, 0x6a09_e667_f3bc_c909),
             peers: HashMap::new(),
             links: HashMap::new(),
             next_link: 1,
@@ -202,6 +225,7 @@ impl Links {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            timers: TimerTable::default(),
             policy: None,
             bound_keys: HashMap::new(),
         }
@@ -287,24 +311,15 @@ impl Links {
     }
 
     pub(crate) fn next_random(&mut self) -> u64 {
-        // SplitMix64: small, fast, and good enough for indexes and jitter.
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     pub(crate) fn fresh_index(&mut self) -> u32 {
-        loop {
-            let i = self.next_random() as u32;
-            if !self.sessions.contains_key(&i)
-                && !self.initiating.contains_key(&i)
-                && !self.responding.contains_key(&i)
-            {
-                return i;
-            }
-        }
+        let (sessions, initiating, responding) =
+            (&self.sessions, &self.initiating, &self.responding);
+        crate::toolkit::index::fresh(&mut self.rng, |i| {
+            sessions.contains_key(&i) || initiating.contains_key(&i) || responding.contains_key(&i)
+        })
     }
 
     pub(crate) fn queue(&mut self, to: Endpoint, data: Vec<u8>) {
@@ -489,13 +504,15 @@ impl Links {
             // We are the responder: tell the initiator at once that we hold the keys.
             self.send_keepalive(&key, now);
         }
+        self.refile_peer(&key);
     }
 
     /// Tears down the link to `key`, keeping configured dialers.
     pub(crate) fn remove_link(&mut self, key: &PublicKey, why: &str) {
-        let Some(peer) = self.peers.remove(key) else {
+        let Some(mut peer) = self.peers.remove(key) else {
             return;
         };
+        self.timers.set(Timer::Peer(*key), &mut peer.timer, None);
         tracing::info!(peer = %key, address = %key.address(), "link down: {why}");
         for s in &peer.sessions {
             self.sessions.remove(&s.local_index);

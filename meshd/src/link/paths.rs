@@ -117,6 +117,8 @@ impl Links {
             peer.endpoint = from;
             peer.switched = now;
         }
+        // With a second path, probes are due.
+        self.refile_peer(key);
     }
 
     /// A `PROBE` or `PROBE_REPLY` frame (`kind | nonce`) from `key` over `from`.

@@ -18,9 +18,6 @@ pub const PROBE_AFTER: Duration = Duration::from_secs(3);
 /// A session we initiated that the peer has not used after this long is presumed lost
 /// (message 3 dropped): handshake again.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
-/// The responder of the current session rekeys this much later than the initiator would, so
-/// the two sides do not race.
-pub const RESPONDER_REKEY_DELAY: Duration = Duration::from_secs(10);
 
 /// Byte and packet counters of one link.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,6 +57,8 @@ pub struct Peer {
     pub(crate) rekey_in_flight: Option<u32>,
     pub(crate) next_rekey_attempt: Instant,
     pub(crate) counters: PeerCounters,
+    /// Where it is filed in the timer table (never later than [`Peer::deadline`]).
+    pub(crate) timer: Option<Instant>,
 }
 
 impl Peer {
@@ -86,6 +85,7 @@ impl Peer {
             rekey_in_flight: None,
             next_rekey_attempt: now,
             counters: PeerCounters::default(),
+            timer: None,
         }
     }
 
@@ -125,13 +125,7 @@ impl Peer {
             return None;
         }
         let s = self.newest()?;
-        let mut due = s.created
-            + cfg.rekey_after
-            + if s.initiator {
-                Duration::ZERO
-            } else {
-                RESPONDER_REKEY_DELAY
-            };
+        let mut due = cfg.lifetime().rekey_at(s);
         if s.initiator && !s.confirmed {
             due = due.min(s.created + CONFIRM_TIMEOUT);
         }
@@ -157,7 +151,7 @@ impl Peer {
             d = d.min(r);
         }
         if let Some(oldest) = self.sessions.first() {
-            d = d.min(oldest.created + cfg.reject_after);
+            d = d.min(cfg.lifetime().expires_at(oldest));
         }
         if self.paths.len() >= 2 {
             d = d.min(self.next_probe);

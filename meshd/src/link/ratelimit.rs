@@ -14,37 +14,10 @@
 //! An attacker who spoofs a known peer's exact address and port can still exhaust that peer's
 //! bucket; return-routability cookies (as WireGuard's) would close that and are future work.
 
+use crate::toolkit::bucket::{Bucket, Rate};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
-
-/// A token bucket.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(burst: f64, now: Instant) -> Self {
-        Bucket {
-            tokens: burst,
-            at: now,
-        }
-    }
-
-    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * rate).min(burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// Rates (per second) and bursts of the three kinds of bucket.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +85,7 @@ impl InitLimiter {
                 .known
                 .entry(from)
                 .or_insert_with(|| Bucket::full(l.known_burst, now))
-                .take(now, l.known_rate, l.known_burst);
+                .take(now, Rate::new(l.known_rate, l.known_burst));
         }
         if self.per_ip.len() >= MAX_TRACKED {
             self.per_ip.clear();
@@ -124,8 +97,10 @@ impl InitLimiter {
             .or_insert_with(|| Bucket::full(l.per_ip_burst, now));
         // Both must have a token; the per-address one is asked first so that one noisy
         // address does not drain the global bucket.
-        per_ip.take(now, l.per_ip_rate, l.per_ip_burst)
-            && self.global.take(now, l.global_rate, l.global_burst)
+        per_ip.take(now, Rate::new(l.per_ip_rate, l.per_ip_burst))
+            && self
+                .global
+                .take(now, Rate::new(l.global_rate, l.global_burst))
     }
 }
 

@@ -1,8 +1,19 @@
 //! Everything that happens because time passed: dial attempts and backoff, handshake
 //! retries, keepalives, rekeys, session expiry and peer timeouts.
+//!
+//! Peers and our handshakes in flight are filed in a
+//! [`TimerTable`](crate::toolkit::timer::TimerTable): a peer under an instant no later than
+//! [`Peer::deadline`](super::Peer), a handshake under the instant its answer is overdue.
+//! [`Links::handle_timeout`] pops only what is due, so an idle node with thousands of links
+//! does no work per link when nothing expires. Whoever makes a peer's deadline earlier files
+//! it again ([`Links::refile_peer`]); the data path does so only in the rare case the
+//! deadline moves earlier than what is filed (one comparison otherwise). Configured and
+//! discovered dialers (a few, bounded by the config and [`super::MAX_DISCOVERED`] /
+//! [`super::MAX_PUNCHED`]) are still scanned; half-open inbound handshakes expire in order
+//! from a queue.
 
 use super::handshake::{Purpose, RESPONDER_EXPIRY};
-use super::{Dialer, Links};
+use super::{Dialer, Links, Timer};
 use crate::identity::PublicKey;
 use std::time::Instant;
 
@@ -11,11 +22,10 @@ impl Links {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        for p in self.peers.values() {
-            at(p.deadline(&self.cfg));
-        }
-        for i in self.initiating.values() {
-            at(i.sent + self.cfg.handshake_timeout);
+        #[cfg(test)]
+        self.check_timers();
+        if let Some(t) = self.timers.next() {
+            at(t);
         }
         if let Some(oldest) = self
             .responding_order
@@ -49,11 +59,36 @@ impl Links {
 
     /// Does whatever is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.expire_handshakes(now);
+        let (mut peers, mut handshakes) = (Vec::new(), Vec::new());
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            // Stale entries (the owner is gone, or was filed again) are skipped.
+            match timer {
+                Timer::Peer(key) => {
+                    if let Some(p) = self.peers.get_mut(&key).filter(|p| p.timer == Some(at)) {
+                        p.timer = None;
+                        peers.push(key);
+                    }
+                }
+                Timer::Handshake(idx) => {
+                    if let Some(i) = self
+                        .initiating
+                        .get_mut(&idx)
+                        .filter(|i| i.timer == Some(at))
+                    {
+                        i.timer = None;
+                        handshakes.push(idx);
+                    }
+                }
+            }
+        }
+        self.expire_handshakes(&handshakes, now);
         self.expire_discovered(now);
-        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
-        for key in keys {
+        for key in peers {
             self.peer_timers(&key, now);
+            if let Some(p) = self.peers.get_mut(&key) {
+                let next = p.deadline(&self.cfg);
+                self.timers.set(Timer::Peer(key), &mut p.timer, Some(next));
+            }
         }
         for i in 0..self.dialers.len() {
             let d = &self.dialers[i];
@@ -74,26 +109,11 @@ impl Links {
         }
     }
 
-    fn expire_handshakes(&mut self, now: Instant) {
-        let timeout = self.cfg.handshake_timeout;
-        let expired: Vec<u32> = self
-            .initiating
-            .iter()
-            .filter(|(_, i)| now >= i.sent + timeout)
-            .map(|(idx, _)| *idx)
-            .collect();
-        for idx in expired {
+    /// Our handshakes `expired` (popped from the timer table) got no answer in time.
+    fn expire_handshakes(&mut self, expired: &[u32], now: Instant) {
+        for &idx in expired {
             if let Some(init) = self.initiating.remove(&idx) {
-                for d in self.dialers.iter_mut().filter(|d| d.in_flight == Some(idx)) {
-                    d.in_flight = None;
-                }
-                for p in self
-                    .peers
-                    .values_mut()
-                    .filter(|p| p.rekey_in_flight == Some(idx))
-                {
-                    p.rekey_in_flight = None;
-                }
+                self.clear_in_flight(idx, init.purpose);
                 tracing::debug!(to = %init.to, "handshake timed out");
                 self.handshake_failed(init.purpose, "no answer", now);
             }
@@ -115,17 +135,10 @@ impl Links {
             return;
         };
         // Sessions past their lifetime are never used again.
-        let mut expired = Vec::new();
-        peer.sessions.retain(|s| {
-            let keep = now < s.created + cfg.reject_after;
-            if !keep {
-                expired.push(s.local_index);
-            }
-            keep
+        let sessions = &mut self.sessions;
+        cfg.lifetime().drop_expired(&mut peer.sessions, now, |idx| {
+            sessions.remove(&idx);
         });
-        for idx in expired {
-            self.sessions.remove(&idx);
-        }
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
@@ -170,6 +183,36 @@ impl Links {
         self.path_timers(key, now);
     }
 
+    /// Files the peer `key` again after something made its deadline earlier (a new session,
+    /// a second path, a rekey that may be retried).
+    pub(crate) fn refile_peer(&mut self, key: &PublicKey) {
+        if let Some(p) = self.peers.get_mut(key) {
+            let d = p.deadline(&self.cfg);
+            self.timers.lower(Timer::Peer(*key), &mut p.timer, d);
+        }
+    }
+
+    /// Under test, on every `poll_timeout`: no peer is filed later than its deadline and every
+    /// handshake of ours is filed when its answer is overdue (else a timer would be missed).
+    #[cfg(test)]
+    fn check_timers(&self) {
+        for (k, p) in &self.peers {
+            let d = p.deadline(&self.cfg);
+            assert!(
+                p.timer.is_some_and(|t| t <= d),
+                "peer {k} filed at {:?}, due at {d:?}",
+                p.timer
+            );
+        }
+        for (idx, i) in &self.initiating {
+            assert_eq!(
+                i.timer,
+                Some(i.sent + self.cfg.handshake_timeout),
+                "handshake {idx}"
+            );
+        }
+    }
+
     /// A link that never carried anything from the peer went down (or the peer refused it):
     /// the configured peers that led to it count a failure and back off.
     pub(crate) fn unconfirmed_link_failed(&mut self, key: &PublicKey, why: &str, now: Instant) {
@@ -195,5 +238,59 @@ impl Links {
             d.next_attempt = now;
             d.forget_resolved();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LinkConfig, LinkId, Peer};
+    use super::*;
+    use crate::identity::Identity;
+    use crate::uri::Endpoint;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    /// 10,000 links filed as a handshake would file them (no sessions: only the timer work
+    /// is measured here).
+    fn idle_links(now: Instant) -> Links {
+        let id = Identity::from_seed(&[7; 32]);
+        let mut links = Links::new(&id, LinkConfig::default(), 1, now);
+        for i in 0..10_000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            let key = PublicKey(k);
+            let ep = Endpoint::udp(SocketAddr::from((
+                [192, 0, 2, 1],
+                1024 + (i % 60_000) as u16,
+            )));
+            let link = LinkId(u64::from(i) + 1);
+            links.links.insert(link, key);
+            links.peers.insert(key, Peer::new(key, link, ep, now));
+            links.refile_peer(&key);
+        }
+        links
+    }
+
+    #[test]
+    fn handle_timeout_costs_what_expires_not_what_exists() {
+        let now = Instant::now();
+        let mut links = idle_links(now);
+        assert_eq!(
+            links.poll_timeout(),
+            Some(now + LinkConfig::default().keepalive_interval)
+        );
+        // Nothing due: one look at the first entry, whatever the number of links.
+        links.timers.touched = 0;
+        links.handle_timeout(now + Duration::from_millis(100));
+        assert!(
+            links.timers.touched <= 2,
+            "touched {}",
+            links.timers.touched
+        );
+        assert_eq!(links.peers.len(), 10_000);
+        // Everything due: one entry per link, plus the look that finds nothing more.
+        links.timers.touched = 0;
+        links.handle_timeout(now + Duration::from_secs(1));
+        assert_eq!(links.timers.touched, 10_001);
     }
 }

@@ -21,6 +21,7 @@ use crate::identity::PublicKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use zeroize::Zeroizing;
 
 /// A checked manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +30,8 @@ pub struct Manifest {
     pub name: String,
     /// Id.
     pub id: u64,
-    /// The network secret.
-    pub secret: [u8; 32],
+    /// The network secret (wiped from memory when dropped).
+    pub secret: Zeroizing<[u8; 32]>,
     /// The IPv4 range (a /16).
     pub ipv4: Ipv4Addr,
     /// The IPv6 /64, if any.
@@ -183,7 +184,7 @@ impl Manifest {
         Ok(Manifest {
             name: raw.name,
             id,
-            secret,
+            secret: Zeroizing::new(secret),
             ipv4,
             ipv6,
             members,
@@ -211,12 +212,12 @@ impl Manifest {
     }
 
     /// The pre-shared key of the znet's sessions.
-    pub fn psk(&self) -> [u8; 32] {
+    pub fn psk(&self) -> Zeroizing<[u8; 32]> {
         let mut h = Sha256::new();
         h.update(b"planetary-lan/znet/v1");
         h.update(self.id.to_be_bytes());
-        h.update(self.secret);
-        h.finalize().into()
+        h.update(*self.secret);
+        Zeroizing::new(h.finalize().into())
     }
 
     /// The member `key`, if it is one.

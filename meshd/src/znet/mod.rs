@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 /// First byte of a routed payload that belongs to a znet: `ZNET | id (8 bytes) | e2e message`.
-pub const ZNET: u8 = 0x5a;
+pub const ZNET: u8 = crate::codes::routed::ZNET;
 /// Bytes before the end-to-end message.
 pub const HEADER: usize = 9;
 
