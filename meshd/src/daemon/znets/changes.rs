@@ -144,7 +144,7 @@ mod tests {
         let mut c = Changes::default();
         let mut attached: Vec<&str> = Vec::new();
         let mut results = Vec::new();
-        let mut run = |ns: &'static str, attached: &mut Vec<&str>| {
+        let run = |ns: &'static str, attached: &mut Vec<&str>| {
             if attached.contains(&ns) {
                 Err("already attached")
             } else {

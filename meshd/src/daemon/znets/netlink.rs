@@ -343,14 +343,13 @@ pub fn route(r: &Route) -> RouteMessage {
 mod tests {
     use super::*;
     use netlink_packet_core::{Emitable, Parseable};
-    use netlink_packet_route::link::LinkMessageBuffer;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// Emits a message and parses it back, as the kernel would read it.
     fn round_trip_link(m: &LinkMessage) -> LinkMessage {
         let mut buf = vec![0u8; m.buffer_len()];
         m.emit(&mut buf);
-        LinkMessage::parse(&LinkMessageBuffer::new(&buf)).expect("parses")
+        LinkMessage::parse(&buf[..]).expect("parses")
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn create(name: &str) -> io::Result<()> {
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(0o000)
         .open(&file)
         .map_err(|e| named(e, "cannot create", &file.display().to_string()))?;
     let r = std::thread::scope(|s| {
