@@ -58,6 +58,22 @@ use tokio::sync::mpsc;
 use tun_rs::AsyncDevice;
 use worker::Worker;
 
+/// How often restoring a container retries while its old interface is still there.
+const RESTORE_RETRIES: u32 = 100;
+/// The pause between two tries (so at most two seconds in all).
+const RESTORE_RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether creating a container's veth failed because an interface of that name is there.
+fn interface_exists(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<plumbing::PlumbError>(),
+            Some(plumbing::PlumbError::Veth { source, .. })
+                if source.raw_os_error() == Some(libc::EEXIST)
+        )
+    })
+}
+
 /// A change waiting or in flight, and who to answer (nobody for the daemon's own clean-ups).
 struct Pending {
     change: Change,
@@ -167,14 +183,26 @@ impl Znets {
                 tracing::warn!(znet = %name, netns = %a.netns, "container not re-attached: its namespace is gone (or the name now means another one)");
                 continue;
             }
-            let r = jobs::attach(
-                &self.ctx,
-                &up,
-                &a.netns,
-                Some(&a.ipv4),
-                &a.ifname,
-                a.container_id.clone(),
-            );
+            // After a crash the container's old end goes only once the kernel has freed the
+            // old router namespace (a moment later): wait for it, a bounded time.
+            let mut tries = 0;
+            let r = loop {
+                let r = jobs::attach(
+                    &self.ctx,
+                    &up,
+                    &a.netns,
+                    Some(&a.ipv4),
+                    &a.ifname,
+                    a.container_id.clone(),
+                );
+                match r {
+                    Err(e) if tries < RESTORE_RETRIES && interface_exists(&e) => {
+                        tries += 1;
+                        std::thread::sleep(RESTORE_RETRY_EVERY);
+                    }
+                    r => break r,
+                }
+            };
             match r {
                 Ok(a) => up.attachments.push(a),
                 Err(e) => {
