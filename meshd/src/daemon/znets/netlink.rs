@@ -264,13 +264,12 @@ pub fn destination(r: &RouteMessage) -> Option<(IpAddr, u8)> {
 }
 
 /// A veth pair: `name` in the namespace of descriptor `ns`, `peer` in that of `peer_ns`,
-/// both with `mtu` and up. The kernel creates each end in its namespace directly
-/// (`IFLA_NET_NS_FD`), so no name ever collides in the namespace that asked.
+/// both with `mtu`. The kernel creates each end in its namespace directly (`IFLA_NET_NS_FD`),
+/// so no name ever collides in the namespace that asked. The ends come up down: bring each up
+/// from inside its namespace (the kernel refuses `IFF_UP` here, with `ENOTCONN`).
 pub fn veth(name: &str, ns: RawFd, peer: &str, peer_ns: RawFd, mtu: u16) -> LinkMessage {
     let end = |n: &str, fd: RawFd| {
         let mut m = LinkMessage::default();
-        m.header.flags = LinkFlags::Up;
-        m.header.change_mask = LinkFlags::Up;
         m.attributes.push(LinkAttribute::IfName(n.to_string()));
         m.attributes.push(LinkAttribute::Mtu(u32::from(mtu)));
         m.attributes.push(LinkAttribute::NetNsFd(fd));
@@ -353,9 +352,8 @@ mod tests {
     }
 
     #[test]
-    fn veth_puts_each_end_in_its_namespace_with_mtu_and_up() {
+    fn veth_puts_each_end_in_its_namespace_with_its_mtu() {
         let m = round_trip_link(&veth("zv01020304", 7, "zn0", 9, 1400));
-        assert!(m.header.flags.contains(LinkFlags::Up));
         assert!(
             m.attributes
                 .contains(&LinkAttribute::IfName("zv01020304".into()))
@@ -384,7 +382,6 @@ mod tests {
         );
         assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(9)));
         assert!(peer.attributes.contains(&LinkAttribute::Mtu(1400)));
-        assert!(peer.header.change_mask.contains(LinkFlags::Up));
     }
 
     #[test]

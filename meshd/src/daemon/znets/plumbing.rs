@@ -29,17 +29,17 @@ pub const TUN_NAME: &str = "zt0";
 #[derive(Debug, thiserror::Error)]
 pub enum PlumbError {
     /// Creating, entering or setting up a namespace.
-    #[error("namespace {ns}: {source}")]
+    #[error("namespace {ns}: {cause}")]
     Namespace {
         /// The namespace.
         ns: String,
         /// What the system said.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Creating the veth pair (and moving its ends into their namespaces).
     #[error(
         "cannot create veth {router_if} in namespace {router_ns} with its peer {ifname} in \
-         namespace {container_ns}: {source}"
+         namespace {container_ns}: {cause}"
     )]
     Veth {
         /// The router end.
@@ -51,10 +51,10 @@ pub enum PlumbError {
         /// The container's namespace.
         container_ns: String,
         /// What the kernel said.
-        source: io::Error,
+        cause: io::Error,
     },
     /// A step on one interface.
-    #[error("cannot {step} on {ifname} in namespace {ns}: {source}")]
+    #[error("cannot {step} on {ifname} in namespace {ns}: {cause}")]
     Link {
         /// What was being done (`add address 10.50.1.1/32`, `bring up`, ...).
         step: String,
@@ -63,7 +63,7 @@ pub enum PlumbError {
         /// Its namespace.
         ns: String,
         /// What the kernel said.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -74,17 +74,17 @@ fn link_err(
     ns: &str,
 ) -> impl FnOnce(io::Error) -> PlumbError {
     let (step, ifname, ns) = (step.into(), ifname.to_string(), ns.to_string());
-    move |source| PlumbError::Link {
+    move |cause| PlumbError::Link {
         step,
         ifname,
         ns,
-        source,
+        cause,
     }
 }
 
 fn ns_err(ns: &str) -> impl FnOnce(io::Error) -> PlumbError {
     let ns = ns.to_string();
-    move |source| PlumbError::Namespace { ns, source }
+    move |cause| PlumbError::Namespace { ns, cause }
 }
 
 /// The index of `ifname` in the namespace of `rt`.
@@ -233,19 +233,22 @@ pub fn attach(
         cfile.as_raw_fd(),
         ZNET_MTU,
     ))
-    .map_err(|source| PlumbError::Veth {
+    .map_err(|cause| PlumbError::Veth {
         router_if: rif.clone(),
         router_ns: rns.to_string(),
         ifname: p.ifname.to_string(),
         container_ns: shown.to_string(),
-        source,
+        cause,
     })?;
     let r = (|| -> Result<(), PlumbError> {
         let mut rt = netns::rtnl_in(&netns::path_of(rns), rns).map_err(ns_err(rns))?;
         let mut ct = netns::rtnl_in(&ns.file(), shown).map_err(ns_err(shown))?;
         let ri = index(&mut rt, &rif, rns)?;
+        rt.set_up(&rif).map_err(link_err("bring up", &rif, rns))?;
         ct.set_up("lo").map_err(link_err("bring up", "lo", shown))?;
         let ci = index(&mut ct, p.ifname, shown)?;
+        ct.set_up(p.ifname)
+            .map_err(link_err("bring up", p.ifname, shown))?;
         let addr = |rt: &mut Rtnl, i: u32, ifname: &str, ns: &str, a: IpAddr, len: u8| {
             rt.add_address(i, a, len).map_err(link_err(
                 format!("add address {a}/{len}"),
