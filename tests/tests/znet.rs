@@ -474,3 +474,97 @@ fn znets_are_private_networks_across_nodes() {
     let netns = ok(Command::new("ip").args(["netns", "list"]).output(), "netns");
     assert!(!netns.contains(&rns), "{netns}");
 }
+
+/// Changes to a znet are made one after the other, off the daemon's event loop: the same
+/// container attached twice at once is attached once (the other attach is refused, nothing
+/// half-made is left), and a leave racing an attach leaves nothing behind.
+#[test]
+fn concurrent_changes_are_serialized() {
+    require_root();
+    let mut cleanup = tests::ZnetRouters::default();
+    let mut n = Node::new("zc1");
+    n.configure("udp://0.0.0.0:7820", &[], "");
+    n.start();
+    ok(
+        n.ctl(&["znet", "create", "zc", "--ipv4", "10.60.0.0/16"]),
+        "create zc",
+    );
+    cleanup.add(&n, "zc");
+    let rns = n.ctl_json(&["znet", "show", "zc"])["router_netns"]
+        .as_str()
+        .expect("router_netns")
+        .to_string();
+
+    // The same container, twice at once.
+    let c = Netns::new("cc");
+    let outs: Vec<std::process::Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| n.ctl(&["znet", "attach", "zc", "--netns", &c.name, "--json"])))
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    let done: Vec<&std::process::Output> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(
+        done.len(),
+        1,
+        "exactly one attach succeeds: {:?}",
+        outs.iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect::<Vec<_>>()
+    );
+    let refused = outs
+        .iter()
+        .find(|o| !o.status.success())
+        .expect("one refused");
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(e.contains("already attached"), "{e}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&done[0].stdout).expect("attach answers JSON");
+    let ip = v["ipv4"].as_str().expect("ipv4").to_string();
+    assert_eq!(ip, "10.60.1.2");
+    // The state: one attachment, one veth, one interface with the address in the container.
+    let shown = n.ctl_json(&["znet", "show", "zc"]);
+    let atts = shown["attachments"].as_array().expect("attachments");
+    assert_eq!(atts.len(), 1, "{shown}");
+    let links = ok(
+        in_daemon(&n, &["ip", "-n", &rns, "-o", "link", "show"]),
+        "links",
+    );
+    assert_eq!(
+        links.lines().filter(|l| l.contains(": zv")).count(),
+        1,
+        "{links}"
+    );
+    let a = ok(
+        c.cmd("ip").args(["-4", "-o", "addr", "show"]).output(),
+        "addr",
+    );
+    assert_eq!(a.matches(&format!("{ip}/32")).count(), 1, "{a}");
+    // znet list and show answer while a change is in flight, and the state stays whole.
+    assert!(
+        n.ctl_json(&["znet", "list"])
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+    );
+
+    // A leave racing an attach: whichever goes first, nothing is left behind.
+    let c2 = Netns::new("cc2");
+    let (att, leave) = std::thread::scope(|s| {
+        let a = s.spawn(|| n.ctl(&["znet", "attach", "zc", "--netns", &c2.name]));
+        let l = s.spawn(|| n.ctl(&["znet", "leave", "zc"]));
+        (a.join().expect("thread"), l.join().expect("thread"))
+    });
+    ok(leave, "leave");
+    if !att.status.success() {
+        let e = String::from_utf8_lossy(&att.stderr);
+        assert!(e.contains("no znet"), "{e}");
+    }
+    let gone = n.ctl(&["znet", "show", "zc"]);
+    assert!(!gone.status.success(), "znet still shown after leave");
+    for ns in [&c, &c2] {
+        let l = ok(ns.cmd("ip").args(["-o", "link", "show"]).output(), "links");
+        assert!(!l.contains("zn0"), "{}: {l}", ns.name);
+    }
+    let netns = ok(Command::new("ip").args(["netns", "list"]).output(), "netns");
+    assert!(!netns.contains(&rns), "{netns}");
+}

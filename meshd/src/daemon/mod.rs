@@ -330,6 +330,7 @@ pub async fn run_with(
     node.set_policy(Instant::now(), policy);
     let mut znets = znets::Znets::new(&cfg.state_dir, &identity);
     znets.restore(&mut node, &identity);
+    let mut znet_done = znets.start()?;
     let mut znet_rx = datapath::TunToUdp::new(znets::ZNET_MTU);
     let mut last_znet = 0u64;
     let config_peers = cfg.peer_uris()?;
@@ -495,7 +496,7 @@ pub async fn run_with(
                     | admin::Request::ZnetShow { .. }
                     | admin::Request::ZnetAttach { .. }
                     | admin::Request::ZnetDetach { .. }) => {
-                        reply(znets::answer(req, &mut node, &identity, &mut znets));
+                        znets::answer(req, &node, &mut znets, reply);
                     }
                     req @ (admin::Request::PolicyShow
                     | admin::Request::PolicyReload
@@ -526,6 +527,8 @@ pub async fn run_with(
                 }
             }
             Some((uri, res)) = resolve_rx.recv() => node.links.resolved(&uri, res, Instant::now()),
+            // A znet change the worker made (off the loop): applied to the node, answered.
+            Some(done) = znet_done.recv() => znets.finished(done, &mut node, &identity),
         }
     }
     tracing::info!("shutting down: telling the peers");
