@@ -216,3 +216,32 @@ parse_common_args() {
         [[ " ${ALL_SYSTEMS[*]} " == *" $s "* ]] || die "unknown system '$s' (known: ${ALL_SYSTEMS[*]})"
     done
 }
+
+# ----------------------------------------------------------------- policy ---
+# write_big_policy FILE SEED: a circle policy of 10,000 identities (overlay
+# addresses drawn from SEED) in 100 circles and 998 rules that match neither
+# daemon of a benchmark, with traffic and outbound denied by default. The caller
+# appends the rules its measurement needs (the shape of compare.sh's
+# meshd_policy, written by awk in well under a second).
+write_big_policy() {
+    local file=$1 seed=$2
+    awk -v seed="$seed" 'BEGIN {
+        srand(seed)
+        print "[defaults]"; print "traffic = \"deny\""; print "outbound = \"deny\""
+        print "[circles]"
+        for (g = 0; g < 100; g++) {
+            line = "team" g " = ["
+            for (m = 0; m < 100; m++) {
+                line = line sprintf("\"6%02x:%x:%x:%x:%x:%x:%x:%x\", ", int(rand() * 256),
+                    int(rand() * 65536), int(rand() * 65536), int(rand() * 65536),
+                    int(rand() * 65536), int(rand() * 65536), int(rand() * 65536), g * 100 + m)
+            }
+            print line "]"
+        }
+        for (r = 0; r < 998; r++) {
+            port = 1000 + (r * 37) % 60000
+            printf "[[rules]]\naction = \"%s\"\n%s = \"circle:team%d\"\nports = [\"tcp/%d\", \"udp/%d-%d\"]\n",
+                (r % 3) ? "traffic" : "outbound", (r % 7) ? "allow" : "deny", r % 100, port, port, port + 10
+        }
+    }' >"$file"
+}

@@ -1,7 +1,8 @@
-//! Answers control requests from the daemon's state, and keeps peers added at runtime across
-//! restarts.
+//! Answers control requests from the daemon's state (peers added at runtime are kept across
+//! restarts by [`super::peer_store`]).
 
 use super::Sockets;
+use super::peer_store::PeerStore;
 use crate::admin::{PeerInfo, Reply, Request, RouteInfo, SelfInfo, Status, TreeInfo, TreePeer};
 use crate::config::Config;
 use crate::identity::Identity;
@@ -9,79 +10,7 @@ use crate::identity::PublicKey;
 use crate::link::Links;
 use crate::node::Node;
 use crate::uri::PeerUri;
-use anyhow::Context;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Peers added with `meshctl peer add`, kept in `<state_dir>/peers.json`.
-pub struct PeerStore {
-    path: PathBuf,
-    peers: Vec<PeerUri>,
-}
-
-impl PeerStore {
-    /// Loads the store (an absent file is an empty store).
-    pub fn open(state_dir: &Path) -> anyhow::Result<PeerStore> {
-        let path = state_dir.join("peers.json");
-        let peers = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let list: Vec<String> = serde_json::from_str(&text).with_context(|| {
-                    format!(
-                        "{} is corrupt (expected a JSON list of peer URIs); fix or delete it",
-                        path.display()
-                    )
-                })?;
-                list.iter()
-                    .map(|s| {
-                        s.parse()
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-                    })
-                    .collect::<anyhow::Result<_>>()?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        Ok(PeerStore { path, peers })
-    }
-
-    /// The stored peers.
-    pub fn peers(&self) -> &[PeerUri] {
-        &self.peers
-    }
-
-    fn save(&self) -> anyhow::Result<()> {
-        let list: Vec<String> = self.peers.iter().map(|p| p.to_string()).collect();
-        let text = serde_json::to_string_pretty(&list)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(text.as_bytes()).and_then(|_| f.sync_all())?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
-        Ok(())
-    }
-
-    fn add(&mut self, uri: PeerUri) -> anyhow::Result<()> {
-        self.peers.retain(|p| p.endpoint() != uri.endpoint());
-        self.peers.push(uri);
-        self.save()
-    }
-
-    fn remove(&mut self, uri: &PeerUri) -> anyhow::Result<bool> {
-        let before = self.peers.len();
-        self.peers.retain(|p| p.endpoint() != uri.endpoint());
-        if self.peers.len() == before {
-            return Ok(false);
-        }
-        self.save()?;
-        Ok(true)
-    }
-}
 
 /// What the control handler needs besides the link core.
 pub struct Control<'a> {

@@ -8,11 +8,14 @@
 //! on two cores the other core is busy with the kernel and the applications anyway (see
 //! `docs/ARCHITECTURE.md` for the plan to scale out).
 
+mod blocking;
 mod control;
 mod datapath;
 pub mod lan;
 pub mod local;
+mod peer_store;
 pub mod policy;
+mod policy_worker;
 pub mod streams;
 pub mod znets;
 
@@ -35,8 +38,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-pub use control::PeerStore;
 pub use local::{Local, PacketPort, PacketQueue, PushError};
+pub use peer_store::PeerStore;
 
 /// Connection events (frames above all) handled per wake-up of the loop.
 const STREAM_BATCH: usize = 256;
@@ -465,11 +468,9 @@ pub async fn run_with(
                     l.receive(&mut node, Instant::now());
                 }
             }
-            _ = policy_poll.tick() => {
-                if let Some(Ok(p)) = policy_file.poll() {
-                    policy::apply(&mut node, p);
-                }
-            }
+            _ = policy_poll.tick() => policy_file.poll(&mut node),
+            done = policy_file.done() => policy_file.finish(done, &mut node),
+            saved = store.saved() => store.finish(saved),
             (req, reply) = async {
                 tokio::select! {
                     (req, tx) = recv_opt(&mut admin_rx) => {
@@ -505,7 +506,7 @@ pub async fn run_with(
                     | admin::Request::CircleShow { .. }
                     | admin::Request::CircleAdd { .. }
                     | admin::Request::CircleRemove { .. }) => {
-                        reply(policy::answer(req, &mut node, &mut policy_file));
+                        policy_file.request(req, reply, &mut node);
                     }
                     req => {
                         let status = req == admin::Request::Status;
@@ -522,7 +523,8 @@ pub async fn run_with(
                             });
                             d.insert("nat".into(), nat);
                         }
-                        reply(r);
+                        // A peer change is answered once it is saved (off the loop).
+                        store.answer(r, reply);
                     }
                 }
             }

@@ -2,33 +2,27 @@
 //! when it changes or on request (a bad file is refused and the policy in force stays), and
 //! edited on behalf of `meshctl circle add/remove` (checked before it is written, written
 //! atomically, then put in force).
+//!
+//! Reads, compiles and writes run on the policy worker thread ([`super::policy_worker`]), never
+//! on the event loop: a request that changes the policy is queued, and answered when the
+//! compiled policy comes back and is in force ([`PolicyFile::finish`]). This file owns the
+//! file's state (stamp, counters, last error) and the answers; it must not block.
+//!
+//! ```text
+//!  meshctl policy reload / circle add ─▶ request ─▶ Queue ─▶ worker: read, edit, write, compile
+//!  poller (file changed, queue idle)  ─▶ poll ───────┘                     │
+//!  reply ◀── finish: node.set_policy, counters ◀── done() ◀────────────────┘
+//! ```
 
-use crate::admin::PolicyInfo;
+use super::Responder;
+use super::blocking::{Refused, Worker};
+use super::policy_worker::{self as work, CircleEdit, Outcome, Queue, Stamp, Task, stamp};
+use crate::admin::{PolicyInfo, Reply, Request};
+use crate::node::Node;
 use acl::Policy;
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-/// What identifies a version of the file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    mtime_ns: i128,
-    ctime_ns: i128,
-    len: u64,
-    ino: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        len: m.len(),
-        ino: m.ino(),
-    })
-}
+use std::time::{Instant, SystemTime};
 
 /// The configured policy file and what became of it.
 pub struct PolicyFile {
@@ -41,31 +35,17 @@ pub struct PolicyFile {
     last_error: Option<String>,
     reloads: u64,
     failures: u64,
+    queue: Queue<Responder>,
+    /// Runs the jobs; `None` without a file.
+    worker: Option<Worker<Task, Outcome>>,
 }
 
-fn read(path: &Path) -> Result<(String, Option<Stamp>), String> {
-    let st = stamp(path);
-    std::fs::read_to_string(path)
-        .map(|t| (t, st))
-        .map_err(|e| format!("cannot read the policy file {}: {e}", path.display()))
-}
-
-fn load(path: &Path, text: &str) -> Result<Policy, String> {
-    // An empty file is far more often one caught while being written (or truncated by
-    // mistake) than a wish to allow everything, which `default = "allow"` says plainly.
-    if text.trim().is_empty() {
-        return Err(format!(
-            "{}: the policy file is empty; to allow everything, write default = \"allow\"",
-            path.display()
-        ));
-    }
-    Policy::load(text, &path.display().to_string()).map_err(|e| e.to_string())
-}
+const NO_FILE: &str = "no policy file is configured; set policy_file in meshd's config file";
 
 impl PolicyFile {
     /// Loads the configured file (none: everything allowed). An error here stops the daemon:
     /// there is no previous policy to keep, and starting without the one configured would
-    /// open what it closes.
+    /// open what it closes. This first load blocks: it happens before the event loop runs.
     pub fn open(path: Option<PathBuf>) -> anyhow::Result<(PolicyFile, Arc<Policy>)> {
         let mut f = PolicyFile {
             path,
@@ -75,100 +55,177 @@ impl PolicyFile {
             last_error: None,
             reloads: 0,
             failures: 0,
+            queue: Queue::default(),
+            worker: None,
         };
         let Some(path) = f.path.clone() else {
             return Ok((f, Arc::new(Policy::allow_all())));
         };
-        let (text, st) = read(&path).map_err(anyhow::Error::msg)?;
-        let p = load(&path, &text).map_err(|e| {
+        let (text, st) = work::read(&path).map_err(anyhow::Error::msg)?;
+        let p = work::load(&path, &text).map_err(|e| {
             anyhow::anyhow!("the policy file has errors (fix them, then start again):\n{e}")
         })?;
         f.stamp = st;
         f.loaded_at = Some(SystemTime::now());
         tracing::info!(file = %path.display(), circles = p.model().circles.len(), rules = p.model().rules.len(), tests = p.model().tests.len(), "circle policy loaded");
+        // One job runs at a time (the queue sees to it): room for one is enough.
+        f.worker = Some(Worker::new("meshd-policy", 1, move |task| {
+            work::run(&path, task)
+        }));
         Ok((f, Arc::new(p)))
     }
 
-    /// If the file changed since it was last read, and has not changed since the previous
-    /// poll, loads it again: `Some(Ok)` to put in force,
-    /// `Some(Err)` if it was refused (the caller keeps the policy it has).
-    pub fn poll(&mut self) -> Option<Result<Arc<Policy>, String>> {
-        let path = self.path.as_ref()?;
+    /// Looks at the file: if it changed since it was last read, and has not changed since the
+    /// previous look, and no job runs or waits, starts a reload (a refused file keeps the
+    /// policy in force). While a job runs the file is not looked at: the change is seen once
+    /// it is done.
+    pub fn poll(&mut self, node: &mut Node) {
+        let Some(path) = self.path.as_ref() else {
+            return;
+        };
+        if self.queue.busy() {
+            return;
+        }
         let st = stamp(path);
         if st == self.stamp {
             self.pending = None;
-            return None;
+            return;
         }
         if self.pending != Some(st) {
             self.pending = Some(st);
-            return None;
+            return;
         }
         self.pending = None;
         self.stamp = st;
-        Some(self.reload())
+        let next = self.queue.file_changed();
+        self.launch(next, node);
     }
 
-    /// Loads the file again now.
-    pub fn reload(&mut self) -> Result<Arc<Policy>, String> {
-        let Some(path) = self.path.clone() else {
-            return Err(
-                "no policy file is configured; set policy_file in meshd's config file".into(),
-            );
+    /// Takes a policy or circle request: answered at once if it only reads; queued for the
+    /// worker if it changes the policy, and answered once the result is in force.
+    pub fn request(&mut self, req: Request, reply: Responder, node: &mut Node) {
+        let task = match req {
+            Request::PolicyReload => Task::Reload,
+            Request::CircleAdd { name, member } => Task::Edit(CircleEdit::Add {
+                circle: name,
+                member,
+            }),
+            Request::CircleRemove { name, member } => Task::Edit(CircleEdit::Remove {
+                circle: name,
+                member,
+            }),
+            req => return reply(answer(req, node, self)),
         };
-        let r = read(&path).and_then(|(text, st)| {
-            self.stamp = st;
-            load(&path, &text)
-        });
-        self.settle(r)
+        if self.path.is_none() {
+            return reply(Reply::err(match task {
+                Task::Reload => NO_FILE.to_string(),
+                Task::Edit(_) => format!(
+                    "{NO_FILE} (for example policy_file = \"/etc/meshd/policy.toml\") and restart meshd"
+                ),
+            }));
+        }
+        match self.queue.push(task, reply) {
+            Ok(next) => self.launch(next, node),
+            Err(reply) => reply(Reply::err(format!(
+                "{} policy changes are waiting already; try again when they are done",
+                work::MAX_WAITING
+            ))),
+        }
     }
 
-    fn settle(&mut self, r: Result<Policy, String>) -> Result<Arc<Policy>, String> {
-        match r {
-            Ok(p) => {
-                self.reloads += 1;
-                self.loaded_at = Some(SystemTime::now());
-                self.last_error = None;
-                tracing::info!(
-                    circles = p.model().circles.len(),
-                    rules = p.model().rules.len(),
-                    "circle policy reloaded"
-                );
-                Ok(Arc::new(p))
-            }
-            Err(e) => {
-                self.failures += 1;
-                tracing::error!("policy file refused, the previous policy stays in force:\n{e}");
-                self.last_error = Some(e.clone());
-                Err(format!("{e}\n(the previous policy stays in force)"))
+    /// The next finished job (pending forever without a file).
+    pub async fn done(&mut self) -> Outcome {
+        match self.worker.as_mut() {
+            Some(w) => w.done().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A job is done: puts its policy in force, answers who waited, starts the next job.
+    pub fn finish(&mut self, outcome: Outcome, node: &mut Node) {
+        let next = self.settle(outcome, node);
+        self.launch(next, node);
+    }
+
+    /// Hands `next` (and, if it cannot run, the jobs after it) to the worker.
+    fn launch(&mut self, mut next: Option<Task>, node: &mut Node) {
+        while let Some(task) = next.take() {
+            let Some(worker) = self.worker.as_mut() else {
+                next = self.settle(Outcome::not_run(task, NO_FILE.into()), node);
+                continue;
+            };
+            match worker.submit(task) {
+                Ok(()) => return,
+                // Not reached (one job at a time); answered rather than lost.
+                Err(Refused::Full(task)) => {
+                    let why = "internal error: the policy worker is busy; try again".to_string();
+                    next = self.settle(Outcome::not_run(task, why), node);
+                }
+                Err(Refused::Gone(task, why)) => {
+                    next = self.settle(Outcome::not_run(task, why), node);
+                }
             }
         }
     }
 
-    /// Applies `edit` to the file's text; the result is checked (parsed, compiled, its tests
-    /// run) before it is written, then written atomically and returned for putting in force.
-    /// `Ok(None)`: nothing to change.
-    pub fn edit(
-        &mut self,
-        edit: impl FnOnce(&str) -> Result<Option<String>, acl::edit::EditError>,
-    ) -> Result<Option<Arc<Policy>>, String> {
-        let Some(path) = self.path.clone() else {
-            return Err(
-                "no policy file is configured; set policy_file in meshd's config file \
-                 (for example policy_file = \"/etc/meshd/policy.toml\") and restart meshd"
-                    .into(),
-            );
+    /// Applies what a job came to and answers those who waited; returns the next job.
+    fn settle(&mut self, o: Outcome, node: &mut Node) -> Option<Task> {
+        let (waiters, next) = self.queue.finished();
+        if let Some(st) = o.stamp {
+            self.stamp = st;
+        }
+        let compile_ms = o.took.as_secs_f64() * 1000.0;
+        let reply = match (o.task, o.result) {
+            (Task::Reload, Ok(Some(p))) => {
+                let p = self.put_in_force(p, node, compile_ms);
+                Reply::ok(self.info(&p, node.policy_counters()))
+            }
+            (Task::Reload, Ok(None)) => {
+                Reply::ok(self.info(node.firewall.policy(), node.policy_counters()))
+            }
+            (Task::Reload, Err(e)) => {
+                self.failures += 1;
+                tracing::error!("policy file refused, the previous policy stays in force:\n{e}");
+                self.last_error = Some(e.clone());
+                Reply::err(format!("{e}\n(the previous policy stays in force)"))
+            }
+            (Task::Edit(edit), Ok(Some(p))) => {
+                let what = edit.describe();
+                let p = self.put_in_force(p, node, compile_ms);
+                tracing::info!("{what}");
+                Reply::ok(serde_json::json!({
+                    "done": what,
+                    "policy": self.info(&p, node.policy_counters()),
+                }))
+            }
+            (Task::Edit(edit), Ok(None)) => Reply::ok(serde_json::json!({
+                "done": format!("nothing to change: {} already", edit.describe()),
+            })),
+            (Task::Edit(_), Err(e)) => Reply::err(e),
         };
-        let (text, _) = read(&path)?;
-        let Some(new) = edit(&text).map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        let p = load(&path, &new).map_err(|e| {
-            format!("the change would make the policy invalid, so the file was not changed:\n{e}")
-        })?;
-        write_atomically(&path, &new)
-            .map_err(|e| format!("cannot write the policy file {}: {e}", path.display()))?;
-        self.stamp = stamp(&path);
-        self.settle(Ok(p)).map(Some)
+        for w in waiters {
+            w(reply.clone());
+        }
+        next
+    }
+
+    fn put_in_force(&mut self, p: Policy, node: &mut Node, compile_ms: f64) -> Arc<Policy> {
+        self.reloads += 1;
+        self.loaded_at = Some(SystemTime::now());
+        self.last_error = None;
+        let (circles, rules) = (p.model().circles.len(), p.model().rules.len());
+        let p = Arc::new(p);
+        let t0 = Instant::now();
+        node.set_policy(t0, p.clone());
+        let apply_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            circles,
+            rules,
+            compile_ms = format!("{compile_ms:.1}"),
+            apply_ms = format!("{apply_ms:.2}"),
+            "circle policy reloaded"
+        );
+        p
     }
 
     /// For `meshctl policy show` and `status`.
@@ -200,39 +257,9 @@ impl PolicyFile {
     }
 }
 
-/// Writes `text` to a temporary file beside `path`, syncs it, keeps the old file's mode, and
-/// renames it over `path`: readers see the old file or the new one, never a mix.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.meshd-tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    if let Ok(m) = std::fs::metadata(path) {
-        f.set_permissions(m.permissions())?;
-    }
-    let r = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
-    if let Err(e) = r {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path)
-}
-
-/// Puts `policy` in force on `node`.
-pub fn apply(node: &mut crate::node::Node, policy: Arc<Policy>) {
-    node.set_policy(std::time::Instant::now(), policy);
-}
-
-/// Answers the policy and circle requests.
-pub fn answer(
-    req: crate::admin::Request,
-    node: &mut crate::node::Node,
-    pf: &mut PolicyFile,
-) -> crate::admin::Reply {
-    use crate::admin::{CircleInfo, ExplainRow, Reply, Request};
+/// Answers the policy and circle requests that only read.
+fn answer(req: Request, node: &Node, pf: &PolicyFile) -> Reply {
+    use crate::admin::{CircleInfo, ExplainRow};
     let policy = node.firewall.policy().clone();
     let circle = |p: &Policy, name: &str| -> Option<CircleInfo> {
         let c = p.model().circles.iter().find(|c| c.name == name)?;
@@ -248,31 +275,8 @@ pub fn answer(
                 .collect(),
         })
     };
-    let edited = |node: &mut crate::node::Node,
-                  pf: &PolicyFile,
-                  r: Result<Option<Arc<Policy>>, String>,
-                  what: String| match r {
-        Ok(Some(p)) => {
-            apply(node, p.clone());
-            tracing::info!("{what}");
-            Reply::ok(
-                serde_json::json!({ "done": what, "policy": pf.info(&p, node.policy_counters()) }),
-            )
-        }
-        Ok(None) => {
-            Reply::ok(serde_json::json!({ "done": format!("nothing to change: {what} already") }))
-        }
-        Err(e) => Reply::err(e),
-    };
     match req {
         Request::PolicyShow => Reply::ok(pf.info(&policy, node.policy_counters())),
-        Request::PolicyReload => match pf.reload() {
-            Ok(p) => {
-                apply(node, p.clone());
-                Reply::ok(pf.info(&p, node.policy_counters()))
-            }
-            Err(e) => Reply::err(e),
-        },
         Request::PolicyExplain { who, packet } => {
             let who = match who.parse::<crate::identity::PublicKey>() {
                 Ok(k) => acl::Who::Key(k.0),
@@ -343,14 +347,6 @@ pub fn answer(
                 "there is no circle {name:?} (meshctl circle list shows them)"
             )),
         },
-        Request::CircleAdd { name, member } => {
-            let r = pf.edit(|t| acl::edit::add_member(t, &name, &member));
-            edited(node, pf, r, format!("{member} is in circle {name}"))
-        }
-        Request::CircleRemove { name, member } => {
-            let r = pf.edit(|t| acl::edit::remove_member(t, &name, &member).map(Some));
-            edited(node, pf, r, format!("{member} removed from circle {name}"))
-        }
         _ => Reply::err("internal error: request routed to the wrong handler"),
     }
 }
