@@ -36,7 +36,17 @@ impl Worker {
             .name("meshd-znets".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    let r = jobs::run(&ctx, &job.state, job.change);
+                    // A bug in a job must not leave its request (and every one behind it)
+                    // waiting forever: it is answered as an internal error.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        jobs::run(&ctx, &job.state, job.change)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "internal error: the znet change panicked (see the log); the znet \
+                             may be half set up: leave and join it again"
+                        ))
+                    });
                     if done_tx.blocking_send(Done(r)).is_err() {
                         break;
                     }
