@@ -195,7 +195,7 @@ impl PolicyFile {
             reloads: self.reloads,
             reload_failures: self.failures,
             last_error: self.last_error.clone(),
-            counters: serde_json::to_value(counters).unwrap_or_default(),
+            counters: crate::admin::policy_counters(&counters),
         }
     }
 }
@@ -232,7 +232,7 @@ pub fn answer(
     node: &mut crate::node::Node,
     pf: &mut PolicyFile,
 ) -> crate::admin::Reply {
-    use crate::admin::{CircleInfo, ExplainRow, Reply, Request};
+    use crate::admin::{CircleEdited, CircleInfo, ExplainRow, Reply, Request};
     let policy = node.firewall.policy().clone();
     let circle = |p: &Policy, name: &str| -> Option<CircleInfo> {
         let c = p.model().circles.iter().find(|c| c.name == name)?;
@@ -255,13 +255,15 @@ pub fn answer(
         Ok(Some(p)) => {
             apply(node, p.clone());
             tracing::info!("{what}");
-            Reply::ok(
-                serde_json::json!({ "done": what, "policy": pf.info(&p, node.policy_counters()) }),
-            )
+            Reply::ok(CircleEdited {
+                done: what,
+                policy: Some(pf.info(&p, node.policy_counters())),
+            })
         }
-        Ok(None) => {
-            Reply::ok(serde_json::json!({ "done": format!("nothing to change: {what} already") }))
-        }
+        Ok(None) => Reply::ok(CircleEdited {
+            done: format!("nothing to change: {what} already"),
+            policy: None,
+        }),
         Err(e) => Reply::err(e),
     };
     match req {

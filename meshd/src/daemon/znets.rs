@@ -829,7 +829,7 @@ impl Znets {
         let counters = node
             .znets
             .get(&m.id)
-            .and_then(|z| serde_json::to_value(&z.counters).ok())
+            .map(|z| crate::admin::znet_counters(&z.counters))
             .unwrap_or_default();
         Ok(ZnetInfo {
             name: m.name.clone(),
@@ -955,14 +955,17 @@ pub fn answer(
                 .get(&name)
                 .map(|u| u.manifest.to_toml())
                 .unwrap_or_default();
-            Ok(serde_json::json!({ "manifest": manifest, "znet": info }))
+            Ok(serde_json::to_value(crate::admin::ZnetCreated {
+                manifest,
+                znet: info,
+            })?)
         }
         Request::ZnetJoin { manifest } => Ok(serde_json::to_value(
             znets.join(node, identity, &manifest)?,
         )?),
         Request::ZnetLeave { name } => {
             znets.leave(node, &name)?;
-            Ok(serde_json::json!({ "left": name }))
+            Ok(serde_json::to_value(crate::admin::ZnetLeft { left: name })?)
         }
         Request::ZnetList => Ok(serde_json::to_value(znets.list(node))?),
         Request::ZnetShow { name } => Ok(serde_json::to_value(znets.info(node, &name)?)?),
