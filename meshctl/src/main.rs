@@ -1,22 +1,29 @@
 //! # `meshctl`: the command-line client of `meshd`
 //!
 //! It owns the user-facing presentation of the admin API: it sends one JSON request per command
-//! over `meshd`'s Unix socket ([`meshd::admin`]) and prints the reply as a table, or as JSON with
-//! `--json` for scripts. It keeps no state and never talks to the network; the only command that
-//! works without a daemon is `verify`, which checks offline that an address belongs to a key.
+//! over `meshd`'s Unix socket (the types of the `api` crate) and prints the reply as a table, or
+//! as JSON with `--json` for scripts. Every reply is read into its `api` struct, so the tables
+//! name each field they show. It keeps no state and never talks to the network; the commands
+//! that work without a daemon are `verify` (an address belongs to a key) and `policy check`.
+//! It does not link the daemon: no tokio, no crypto stack beyond checking a key.
 //!
-//! Errors (daemon not running, no permission, a refused request) are one line on stderr and a
-//! non-zero exit status.
+//! Errors are `error: MESSAGE` on stderr, then `hint: …` on a second line when meshd gave one
+//! (daemon not running and no permission are one line), and a non-zero exit status.
 
 mod policy;
 mod table;
+mod verify;
 mod znet;
 
 use anyhow::{Context, bail};
+use api::{
+    Attachment, CircleEdited, CircleInfo, ExplainRow, PeerInfo, PingOutcome, PolicyCheck, Reply,
+    Request, RouteInfo, SessionInfo, ZnetCreated, ZnetInfo, ZnetLeft,
+};
 use clap::{Parser, Subcommand};
-use meshd::admin::{PeerInfo, Reply, Request, SelfInfo, Status};
-use meshd::identity::PublicKey;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -208,7 +215,15 @@ fn main() {
     match run(&cli) {
         Ok(()) => {}
         Err(e) => {
-            eprintln!("meshctl: {e:#}");
+            match e.downcast_ref::<api::Error>() {
+                Some(refused) => {
+                    eprintln!("error: {}", refused.message);
+                    if let Some(hint) = &refused.hint {
+                        eprintln!("hint: {hint}");
+                    }
+                }
+                None => eprintln!("error: {e:#}"),
+            }
             std::process::exit(1);
         }
     }
@@ -224,10 +239,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCmd::Check { file }) => {
             let (report, ok) = policy::check(file)?;
             if cli.json {
-                print(&format!(
-                    "{}\n",
-                    serde_json::json!({ "valid": ok, "report": report.trim_end() })
-                ))?;
+                let check = PolicyCheck {
+                    valid: ok,
+                    report: report.trim_end().to_string(),
+                };
+                print(&format!("{}\n", serde_json::to_value(check)?))?;
             } else if ok {
                 print(&report)?;
             } else {
@@ -260,21 +276,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ipv6,
             out,
         }) => {
-            let reply = call(
+            let created: ZnetCreated = call(
                 &cli.socket,
                 &Request::ZnetCreate {
                     name: name.clone(),
                     ipv4: ipv4.clone(),
                     ipv6: ipv6.clone(),
                 },
-            )?;
-            if !reply.ok {
-                bail!("{}", reply.error.unwrap_or_else(|| "meshd refused".into()));
-            }
-            let manifest = reply.data["manifest"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            )?
+            .decode()?;
+            let manifest = &created.manifest;
             if let Some(f) = out {
                 // It holds the znet's secret: readable by its owner only.
                 use std::os::unix::fs::OpenOptionsExt;
@@ -288,9 +299,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", f.display()))?;
             }
             return if cli.json {
-                print(&format!("{}\n", serde_json::to_string_pretty(&reply.data)?))
+                print(&pretty(&created)?)
             } else {
-                print(&manifest)
+                print(manifest)
             };
         }
         Command::Znet(ZnetCmd::Join { file }) => Request::ZnetJoin {
@@ -330,44 +341,57 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Peer(PeerCmd::Remove { uri }) => Request::PeerRemove { uri: uri.clone() },
     };
     let reply = call(&cli.socket, &req)?;
-    if !reply.ok {
-        bail!(
-            "{}",
-            reply
-                .error
-                .unwrap_or_else(|| "meshd refused the request".into())
-        );
-    }
-    if cli.json {
-        return print(&format!("{}\n", serde_json::to_string_pretty(&reply.data)?));
-    }
-    let text = match req {
-        Request::SelfInfo => table::self_info(&serde_json::from_value::<SelfInfo>(reply.data)?),
-        Request::Peers => table::peers(&serde_json::from_value::<Vec<PeerInfo>>(reply.data)?),
-        Request::Status => table::status(&serde_json::from_value::<Status>(reply.data)?),
-        Request::PeerAdd { .. } | Request::PeerRemove { .. } => table::done(&reply.data),
-        Request::Tree => table::tree(&serde_json::from_value(reply.data)?),
-        Request::Routes => table::routes(&serde_json::from_value::<Vec<_>>(reply.data)?),
-        Request::Sessions => table::sessions(&serde_json::from_value::<Vec<_>>(reply.data)?),
-        Request::Ping { .. } => String::new(),
-        Request::PolicyShow | Request::PolicyReload => {
-            policy::info(&serde_json::from_value(reply.data)?)
-        }
+    let json = cli.json;
+    match req {
+        Request::SelfInfo => show(reply, json, table::self_info),
+        Request::Peers => show(reply, json, |p: &Vec<PeerInfo>| table::peers(p)),
+        Request::Status => show(reply, json, table::status),
+        Request::PeerAdd { .. } => show(reply, json, table::added),
+        Request::PeerRemove { .. } => show(reply, json, table::removed),
+        Request::Tree => show(reply, json, table::tree),
+        Request::Routes => show(reply, json, |r: &Vec<RouteInfo>| table::routes(r)),
+        Request::Sessions => show(reply, json, |s: &Vec<SessionInfo>| table::sessions(s)),
+        Request::PolicyShow | Request::PolicyReload => show(reply, json, policy::info),
         Request::PolicyExplain { .. } => {
-            policy::explain(&serde_json::from_value::<Vec<_>>(reply.data)?)
+            show(reply, json, |r: &Vec<ExplainRow>| policy::explain(r))
         }
-        Request::CircleList => policy::circles(&serde_json::from_value::<Vec<_>>(reply.data)?),
-        Request::CircleShow { .. } => policy::circle(&serde_json::from_value(reply.data)?),
-        Request::CircleAdd { .. } | Request::CircleRemove { .. } => policy::edited(&reply.data),
-        Request::ZnetList => znet::list(&serde_json::from_value::<Vec<_>>(reply.data)?),
-        Request::ZnetShow { .. } | Request::ZnetJoin { .. } => {
-            znet::show(&serde_json::from_value(reply.data)?)
+        Request::CircleList => show(reply, json, |c: &Vec<CircleInfo>| policy::circles(c)),
+        Request::CircleShow { .. } => show(reply, json, policy::circle),
+        Request::CircleAdd { .. } | Request::CircleRemove { .. } => {
+            show(reply, json, |e: &CircleEdited| format!("{}\n", e.done))
         }
-        Request::ZnetAttach { .. } => znet::attached(&serde_json::from_value(reply.data)?),
-        Request::ZnetDetach { .. } => "detached\n".to_string(),
-        _ => format!("{}\n", serde_json::to_string_pretty(&reply.data)?),
-    };
-    print(&text)
+        Request::ZnetList => show(reply, json, |z: &Vec<ZnetInfo>| znet::list(z)),
+        Request::ZnetShow { .. } | Request::ZnetJoin { .. } => show(reply, json, znet::show),
+        Request::ZnetAttach { .. } => show(reply, json, znet::attached),
+        Request::ZnetDetach { .. } => show(reply, json, |_: &Attachment| "detached\n".into()),
+        Request::ZnetLeave { .. } => show(reply, json, |l: &ZnetLeft| format!("left {}\n", l.left)),
+        // Answered above.
+        Request::Ping { .. } | Request::ZnetCreate { .. } => Ok(()),
+    }
+}
+
+/// Reads the reply's data as a `T` (or its error), and prints it: as JSON with `--json`, else
+/// as `text` makes it.
+fn show<T: DeserializeOwned + Serialize>(
+    reply: Reply,
+    json: bool,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    let data: T = reply.decode()?;
+    if json {
+        print(&pretty(&data)?)
+    } else {
+        print(&text(&data))
+    }
+}
+
+/// Indented JSON with the keys in order, and a newline.
+fn pretty(v: &impl Serialize) -> anyhow::Result<String> {
+    // Through a `Value`, whose keys are sorted: the order `--json` always printed.
+    Ok(format!(
+        "{}\n",
+        serde_json::to_string_pretty(&serde_json::to_value(v)?)?
+    ))
 }
 
 /// Prints to stdout; a reader that went away (`meshctl peers | head -1`) is not an error.
@@ -386,37 +410,38 @@ fn ping(socket: &Path, addr: &std::net::Ipv6Addr, count: u32, json: bool) -> any
         if i > 0 {
             std::thread::sleep(Duration::from_secs(1));
         }
-        let reply = call(
+        let outcome: PingOutcome = call(
             socket,
             &Request::Ping {
                 address: addr.to_string(),
             },
-        )?;
-        if !reply.ok {
-            bail!("{}", reply.error.unwrap_or_else(|| "ping failed".into()));
-        }
-        let line = match (reply.data.get("Reply"), reply.data.as_str()) {
-            (Some(r), _) => {
+        )?
+        .decode()?;
+        let line = match &outcome {
+            PingOutcome::Reply {
+                hops,
+                rtt_us,
+                direct,
+            } => {
                 ok += 1;
-                let hops = r["hops"].as_u64().unwrap_or(0);
-                let rtt = r["rtt_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
-                let path = match r["direct"].as_str() {
+                let rtt = *rtt_us as f64 / 1000.0;
+                let path = match direct {
                     Some(via) => format!("direct via {via}"),
                     None => "relayed".to_string(),
                 };
                 format!("reply from {addr}: hops={hops} time={rtt:.3} ms, {path}")
             }
-            (_, Some("Unreachable")) => format!("{addr}: no node owns this address"),
-            _ => format!("{addr}: no answer within 3 s"),
+            PingOutcome::Unreachable => format!("{addr}: no node owns this address"),
+            PingOutcome::Timeout => format!("{addr}: no answer within 3 s"),
         };
         if json {
-            results.push(reply.data);
+            results.push(outcome);
         } else {
             print(&format!("{line}\n"))?;
         }
     }
     if json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&results)?))?;
+        print(&pretty(&results)?)?;
     } else {
         print(&format!("{count} sent, {ok} answered\n"))?;
     }
@@ -425,6 +450,9 @@ fn ping(socket: &Path, addr: &std::net::Ipv6Addr, count: u32, json: bool) -> any
     }
     Ok(())
 }
+
+/// The longest answer read from meshd (a `status` or `peers` of a large node is well under).
+const MAX_ANSWER: u64 = 16 << 20;
 
 /// Sends one request and reads one reply.
 fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
@@ -447,7 +475,7 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
         .write_all(&line)
         .context("cannot send the request to meshd")?;
     let mut answer = String::new();
-    BufReader::new(&stream)
+    BufReader::new((&stream).take(MAX_ANSWER))
         .read_line(&mut answer)
         .context("meshd did not answer (timed out or closed the connection)")?;
     if answer.is_empty() {
@@ -457,30 +485,19 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
 }
 
 fn verify(address: &std::net::Ipv6Addr, key: &str, json: bool) -> anyhow::Result<()> {
-    let key: PublicKey = key
-        .parse()
-        .map_err(|e| anyhow::anyhow!("public key: {e}"))?;
-    let owns = routing::address::key_owns(&key.0, address);
+    let v = verify::check(address, key).map_err(|e| anyhow::anyhow!("public key: {e}"))?;
     let text = if json {
-        let v = serde_json::json!({
-            "address": address.to_string(),
-            "public_key": key.to_string(),
-            "belongs": owns,
-            "node_address": key.address().to_string(),
-            "subnet": format!("{}/64", key.subnet()),
-        });
-        format!("{v}\n")
-    } else if owns {
-        format!("{address} belongs to {key}\n")
+        format!("{}\n", serde_json::to_value(&v)?)
+    } else if v.belongs {
+        format!("{address} belongs to {}\n", v.public_key)
     } else {
         format!(
-            "{address} does NOT belong to {key} (its address is {}, its subnet {}/64)\n",
-            key.address(),
-            key.subnet()
+            "{address} does NOT belong to {} (its address is {}, its subnet {})\n",
+            v.public_key, v.node_address, v.subnet
         )
     };
     print(&text)?;
-    if !owns {
+    if !v.belongs {
         std::process::exit(2);
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `meshctl policy …` and `meshctl circle …`: output of the circle policy commands, and the one
 //! that needs no daemon, `policy check FILE`.
 
-use meshd::admin::{CircleInfo, ExplainRow, PolicyInfo};
+use api::{CircleInfo, ExplainRow, PolicyInfo};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -59,11 +59,9 @@ pub fn info(p: &PolicyInfo) -> String {
             let _ = writeln!(o, "  {l}");
         }
     }
-    if let Some(c) = p.counters.as_object() {
-        let _ = writeln!(o, "enforced");
-        for (k, v) in c {
-            let _ = writeln!(o, "  {:<18}{}", k.replace('_', " "), v);
-        }
+    let _ = writeln!(o, "enforced");
+    for (k, v) in p.counters.entries() {
+        let _ = writeln!(o, "  {:<18}{v}", k.replace('_', " "));
     }
     o
 }
@@ -121,11 +119,4 @@ pub fn circle(c: &CircleInfo) -> String {
         }
     }
     o
-}
-
-pub fn edited(data: &serde_json::Value) -> String {
-    format!(
-        "{}\n",
-        data.get("done").and_then(|v| v.as_str()).unwrap_or("done")
-    )
 }

@@ -2,8 +2,7 @@
 
 use std::fmt::Write as _;
 
-use meshd::admin::{PeerInfo, RouteInfo, SelfInfo, Status, TreeInfo};
-use meshd::e2e::SessionInfo;
+use api::{PeerAdded, PeerInfo, PeerRemoved, RouteInfo, SelfInfo, SessionInfo, Status, TreeInfo};
 
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -129,109 +128,85 @@ pub fn status(s: &Status) -> String {
         s.peers_up, s.peers_configured
     );
     let c = &s.counters;
-    let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     let _ = writeln!(
         o,
         "datagrams   {} received, {} sent",
-        n("rx_datagrams"),
-        n("tx_datagrams")
+        c.rx_datagrams, c.tx_datagrams
     );
-    let _ = writeln!(o, "handshakes  {} completed", n("handshakes_completed"));
+    let _ = writeln!(o, "handshakes  {} completed", c.handshakes_completed);
     let r = &s.routing;
     let _ = writeln!(
         o,
         "routing     depth {}, {} state entries ({} bytes), {} forwarded, {} lookups",
-        r["depth"].as_u64().unwrap_or(0),
-        r["state_entries"].as_u64().unwrap_or(0),
-        r["state_bytes"].as_u64().unwrap_or(0),
-        r["forwarded"].as_u64().unwrap_or(0),
-        r["lookups"].as_u64().unwrap_or(0),
+        r.depth, r.state_entries, r.state_bytes, r.forwarded, r.lookups,
     );
-    if let Some(f) = s.policy.get("file").and_then(|f| f.as_str()) {
-        let pc = &s.policy["counters"];
-        let n = |k: &str| pc.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    if let Some(f) = &s.policy.file {
+        let pc = &s.policy.counters;
         let _ = writeln!(
             o,
             "policy      {f}: {} links and {} sessions refused, {} packets dropped in, {} out",
-            n("links_refused"),
-            n("sessions_refused"),
-            n("dropped_in"),
-            n("dropped_out")
+            pc.links_refused, pc.sessions_refused, pc.dropped_in, pc.dropped_out
         );
-        if s.policy.get("last_error").is_some_and(|e| !e.is_null()) {
+        if s.policy.last_error.is_some() {
             let _ = writeln!(
                 o,
                 "            the last reload was REFUSED: see meshctl policy show"
             );
         }
     }
-    if let Some(ifs) = s.discovery.get("interfaces").and_then(|i| i.as_array()) {
-        let dc = &s.discovery["counters"];
-        let n = |k: &str| dc.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        let names: Vec<&str> = ifs.iter().filter_map(|i| i.as_str()).collect();
+    if let Some(d) = &s.discovery {
+        let dc = &d.counters;
         let _ = writeln!(
             o,
             "discovery   on {}: {} neighbours found, {} denied by policy, {} forged and {} \
              rate-limited announcements dropped",
-            if names.is_empty() {
+            if d.interfaces.is_empty() {
                 "no interface yet".to_string()
             } else {
-                names.join(", ")
+                d.interfaces.join(", ")
             },
-            n("new_neighbours"),
-            n("denied"),
-            n("bad_signature"),
-            n("rate_limited"),
+            dc.new_neighbours,
+            dc.denied,
+            dc.bad_signature,
+            dc.rate_limited,
         );
     } else {
         let _ = writeln!(o, "discovery   off");
     }
-    if let Some(eps) = s.nat.get("endpoints").and_then(|e| e.as_array()) {
-        let names: Vec<&str> = eps.iter().filter_map(|e| e.as_str()).collect();
-        let punches = s.nat["counters"]["punches"].as_u64().unwrap_or(0);
-        let _ = writeln!(
-            o,
-            "nat         public endpoints {}; {punches} direct paths tried",
-            if names.is_empty() {
-                "unknown".to_string()
-            } else {
-                names.join(", ")
-            },
-        );
-    }
+    let _ = writeln!(
+        o,
+        "nat         public endpoints {}; {} direct paths tried",
+        if s.nat.endpoints.is_empty() {
+            "unknown".to_string()
+        } else {
+            s.nat.endpoints.join(", ")
+        },
+        s.nat.counters.punches,
+    );
     let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
-    if let Some(d) = c.get("dropped").and_then(|d| d.as_object()) {
-        for (k, v) in d {
-            let v = v.as_u64().unwrap_or(0);
-            if v > 0 {
-                let _ = writeln!(o, "  {:<18}{v}", k.replace('_', " "));
-            }
+    for (k, v) in c.dropped.entries() {
+        if v > 0 {
+            let _ = writeln!(o, "  {:<18}{v}", k.replace('_', " "));
         }
     }
     o
 }
 
-pub fn done(data: &serde_json::Value) -> String {
-    let mut o = String::new();
-    if let Some(u) = data.get("added").and_then(|v| v.as_str()) {
-        let persistent = data
-            .get("persistent")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        let _ = writeln!(
-            o,
-            "added {u}{}",
-            if persistent {
-                ""
-            } else {
-                " (until meshd restarts)"
-            }
-        );
-    }
-    if let Some(u) = data.get("removed").and_then(|v| v.as_str()) {
-        let _ = writeln!(o, "removed {u}");
-    }
-    if let Some(n) = data.get("note").and_then(|v| v.as_str()) {
+pub fn added(a: &PeerAdded) -> String {
+    format!(
+        "added {}{}\n",
+        a.added,
+        if a.persistent {
+            ""
+        } else {
+            " (until meshd restarts)"
+        }
+    )
+}
+
+pub fn removed(r: &PeerRemoved) -> String {
+    let mut o = format!("removed {}\n", r.removed);
+    if let Some(n) = &r.note {
         let _ = writeln!(o, "note: {n}");
     }
     o

@@ -1,6 +1,6 @@
 //! `meshctl znet …` output.
 
-use meshd::admin::{Attachment, ZnetInfo};
+use api::{Attachment, ZnetInfo};
 use std::fmt::Write as _;
 
 pub fn list(z: &[ZnetInfo]) -> String {
@@ -62,13 +62,13 @@ pub fn show(x: &ZnetInfo) -> String {
     for a in &x.attachments {
         let _ = writeln!(o, "  {:<16} {:<24} {}", a.ipv4, a.netns, a.ifname);
     }
-    if let Some(c) = x.counters.as_object() {
-        let parts: Vec<String> = c
-            .iter()
-            .map(|(k, v)| format!("{} {}", k.replace('_', " "), v))
-            .collect();
-        let _ = writeln!(o, "counters    {}", parts.join(", "));
-    }
+    let parts: Vec<String> = x
+        .counters
+        .entries()
+        .iter()
+        .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
+        .collect();
+    let _ = writeln!(o, "counters    {}", parts.join(", "));
     o
 }
 

@@ -7,7 +7,7 @@ use crate::callbacks::{
 use crate::error::{Error, PlStatus, copy_last_error, guard};
 use crate::node::Mode;
 use crate::registry as node;
-use meshd::admin::Request;
+use api::{PeerInfo, Request, Status};
 use std::ffi::{CStr, CString, c_char, c_void};
 
 /// A node handle: a number that names one node from `pl_node_new` until `pl_node_free`. It is
@@ -155,18 +155,29 @@ pub unsafe extern "C" fn pl_node_send_packet(
     })
 }
 
-/// Asks the node and writes its JSON answer to `*out_json`.
+/// Asks the node, reads its answer as a `T` (the `api` type the app's JSON documents), and
+/// writes it as JSON to `*out_json`.
 ///
 /// # Safety
 /// `out_json` is NULL or writable.
-unsafe fn json_reply(node: PlNode, req: Request, out_json: *mut *mut c_char) -> PlStatus {
+unsafe fn json_reply<T: serde::de::DeserializeOwned + serde::Serialize>(
+    node: PlNode,
+    req: Request,
+    out_json: *mut *mut c_char,
+) -> PlStatus {
     guard(|| {
         if out_json.is_null() {
             return Err(null("out_json"));
         }
-        let data = node::get(node)?.request(req)?;
+        let data: T = node::get(node)?.request_as(req)?;
+        // Through a `Value`: its keys are sorted, as `meshctl --json` prints them.
+        let text = serde_json::to_value(&data)
+            .map(|v| v.to_string())
+            .map_err(|e| {
+                Error::new(PlStatus::PlErrRefused, format!("a bug: cannot encode: {e}"))
+            })?;
         // SAFETY: forwarded from the caller's contract.
-        unsafe { put_string(out_json, "out_json", data.to_string()) }
+        unsafe { put_string(out_json, "out_json", text) }
     })
 }
 
@@ -178,7 +189,7 @@ unsafe fn json_reply(node: PlNode, req: Request, out_json: *mut *mut c_char) -> 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pl_node_status_json(node: PlNode, out_json: *mut *mut c_char) -> PlStatus {
     // SAFETY: forwarded from this function's contract.
-    unsafe { json_reply(node, Request::Status, out_json) }
+    unsafe { json_reply::<Status>(node, Request::Status, out_json) }
 }
 
 /// The node's peers as a JSON array (one object per link or configured peer: key, address,
@@ -189,7 +200,7 @@ pub unsafe extern "C" fn pl_node_status_json(node: PlNode, out_json: *mut *mut c
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pl_node_peers_json(node: PlNode, out_json: *mut *mut c_char) -> PlStatus {
     // SAFETY: forwarded from this function's contract.
-    unsafe { json_reply(node, Request::Peers, out_json) }
+    unsafe { json_reply::<Vec<PeerInfo>>(node, Request::Peers, out_json) }
 }
 
 /// Checks a peer URI argument and asks the node `req(uri)`.

@@ -10,7 +10,7 @@
 use crate::callbacks::{EventSink, LogSink, PacketOut};
 use crate::error::{Error, PlStatus};
 use crate::thread::{Thread, on_node_thread};
-use meshd::admin::{Reply, Request};
+use api::{Reply, Request};
 use meshd::config::Config;
 use meshd::daemon::{self, Attach, Event, Host, PacketPort, PacketQueue, Responder};
 use meshd::identity::Identity;
@@ -385,14 +385,28 @@ impl Node {
                 ),
                 std::sync::mpsc::RecvTimeoutError::Disconnected => not_running(),
             })?;
-        match reply.ok {
-            true => Ok(reply.data),
-            false => Err(Error::new(
-                PlStatus::PlErrRefused,
-                reply.error.unwrap_or_else(|| "refused".into()),
-            )),
-        }
+        reply.into_result().map_err(refused)
     }
+
+    /// [`Node::request`], its answer read as a `T`.
+    pub fn request_as<T: serde::de::DeserializeOwned>(&self, req: Request) -> Result<T, Error> {
+        let data = self.request(req)?;
+        serde_json::from_value(data).map_err(|e| {
+            Error::new(
+                PlStatus::PlErrRefused,
+                format!("a bug: the node's answer does not match the library's types: {e}"),
+            )
+        })
+    }
+}
+
+/// The node refused a request: its message, and its hint after a semicolon.
+fn refused(e: api::Error) -> Error {
+    let message = match e.hint {
+        Some(hint) => format!("{}; {hint}", e.message),
+        None => e.message,
+    };
+    Error::new(PlStatus::PlErrRefused, message)
 }
 
 fn not_running() -> Error {

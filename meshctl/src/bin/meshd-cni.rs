@@ -2,7 +2,7 @@
 //!
 //! A container runtime (containerd, CRI-O, podman with CNI, `cnitool`) runs this binary to put
 //! a container on a znet; the plugin asks the local `meshd` over its admin socket to do the work
-//! (`znet_attach`, `znet_detach`, `znet_show`, see [`meshd::admin`]). It keeps no state of its
+//! (`znet_attach`, `znet_detach`, `znet_show`, see the `api` crate). It keeps no state of its
 //! own: meshd creates the veth pair, picks the address and installs the routes.
 //!
 //! It implements CNI spec 1.0.0 (and answers for 0.3.0, 0.3.1 and 0.4.0):
@@ -61,7 +61,7 @@
 //! permission on the socket, an answer the plugin does not understand), 102 `CHECK` found the
 //! attachment missing or different, 110 internal error.
 
-use meshd::admin::{Attachment, Reply, Request};
+use api::{Attachment, Reply, Request};
 use serde_json::{Map, Value, json};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, ErrorKind, IsTerminal, Read, Write};
@@ -510,13 +510,12 @@ fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Value, CallEr
             "meshd sent an answer the plugin does not understand: {e}"
         ))
     })?;
-    if reply.ok {
-        Ok(reply.data)
-    } else {
-        Err(CallError::Refused(
-            reply.error.unwrap_or_else(|| "no reason given".into()),
-        ))
-    }
+    reply.into_result().map_err(|e| {
+        CallError::Refused(match e.hint {
+            Some(hint) => format!("{} ({hint})", e.message),
+            None => e.message,
+        })
+    })
 }
 
 /// The CNI error for a failed request meant to `what`.
@@ -547,15 +546,24 @@ enum Lookup {
     Found(Box<Attachment>),
 }
 
-/// The names in a `znet_list` answer (rows with a `name`).
-fn znet_names(data: &Value) -> Result<Vec<String>, CallError> {
-    data.as_array()
-        .and_then(|rows| {
-            rows.iter()
-                .map(|r| r.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-        })
-        .ok_or_else(|| CallError::Failed(format!("unexpected znet_list answer: {data}")))
+/// The part of an [`api::ZnetInfo`] the plugin reads: a partial view, so that an answer with
+/// fields this plugin does not know (a newer meshd) still works. The field names are the
+/// `api` crate's, pinned by its `json_keys` test.
+#[derive(Debug, serde::Deserialize)]
+struct ZnetView {
+    /// The znet's name.
+    name: Option<String>,
+    /// Its attachments on this node.
+    attachments: Option<Vec<Attachment>>,
+}
+
+/// The names in a `znet_list` answer.
+fn znet_names(data: Value) -> Result<Vec<String>, CallError> {
+    let text = data.to_string();
+    serde_json::from_value::<Vec<ZnetView>>(data)
+        .ok()
+        .and_then(|rows| rows.into_iter().map(|r| r.name).collect::<Option<Vec<_>>>())
+        .ok_or_else(|| CallError::Failed(format!("unexpected znet_list answer: {text}")))
 }
 
 /// Finds the attachment `(container_id, ifname)` of `znet`.
@@ -572,7 +580,7 @@ fn find_attachment(
         Ok(d) => d,
         Err(CallError::Refused(msg)) => {
             // Most likely an unknown znet; the list tells without reading the message.
-            let names = znet_names(&call(socket, &Request::ZnetList, TIMEOUT)?)?;
+            let names = znet_names(call(socket, &Request::ZnetList, TIMEOUT)?)?;
             return if names.iter().any(|n| n == znet) {
                 Err(CallError::Refused(msg))
             } else {
@@ -582,14 +590,11 @@ fn find_attachment(
         Err(e) => return Err(e),
     };
     // Only `attachments` of the `ZnetInfo` is needed; the rest is left unparsed.
-    let attachments: Vec<Attachment> = data
-        .get("attachments")
-        .cloned()
-        .ok_or_else(|| CallError::Failed(format!("znet_show answered no attachments: {data}")))
-        .and_then(|a| {
-            serde_json::from_value(a)
-                .map_err(|e| CallError::Failed(format!("unexpected znet_show answer: {e}")))
-        })?;
+    let text = data.to_string();
+    let attachments = serde_json::from_value::<ZnetView>(data)
+        .map_err(|e| CallError::Failed(format!("unexpected znet_show answer: {e}")))?
+        .attachments
+        .ok_or_else(|| CallError::Failed(format!("znet_show answered no attachments: {text}")))?;
     Ok(attachments
         .into_iter()
         .find(|a| a.container_id.as_deref() == Some(container_id) && a.ifname == ifname)

@@ -1,6 +1,6 @@
 //! The control socket: accepts `meshctl` connections and hands each request to the daemon loop.
 
-use super::{Reply, Request};
+use super::{Error, Reply, Request};
 use anyhow::{Context, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -123,17 +123,22 @@ async fn serve(stream: UnixStream, tx: mpsc::Sender<AdminRequest>) {
         }
         let too_long = line.len() > MAX_LINE;
         let reply = if too_long {
-            Reply::err(format!("request longer than {MAX_LINE} bytes"))
+            Reply::error(Error::bad_request(format!(
+                "request longer than {MAX_LINE} bytes"
+            )))
         } else {
             match serde_json::from_slice::<Request>(&line) {
-                Err(e) => Reply::err(format!("bad request: {e}")),
+                Err(e) => Reply::error(
+                    Error::bad_request(format!("bad request: {e}"))
+                        .with_hint("meshctl and meshd should come from the same release"),
+                ),
                 Ok(req) => {
                     let (rtx, rrx) = oneshot::channel();
+                    let down = || Reply::error(Error::unavailable("meshd is shutting down"));
                     if tx.send((req, rtx)).await.is_err() {
-                        Reply::err("meshd is shutting down")
+                        down()
                     } else {
-                        rrx.await
-                            .unwrap_or_else(|_| Reply::err("meshd is shutting down"))
+                        rrx.await.unwrap_or_else(|_| down())
                     }
                 }
             }

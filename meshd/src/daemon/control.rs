@@ -3,7 +3,12 @@
 
 use super::Sockets;
 use super::peer_store::PeerStore;
-use crate::admin::{PeerInfo, Reply, Request, RouteInfo, SelfInfo, Status, TreeInfo, TreePeer};
+use super::lan::Lan;
+use super::policy::PolicyFile;
+use crate::admin::{
+    self, Error, NatInfo, PeerAdded, PeerInfo, PeerRemoved, Reply, Request, RouteInfo, RoutingInfo,
+    SelfInfo, Status, TreeInfo, TreePeer,
+};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::identity::PublicKey;
@@ -20,6 +25,14 @@ pub struct Control<'a> {
     pub(super) config_peers: Vec<PeerUri>,
 }
 
+/// What `status` reports that the daemon loop, not the node, holds.
+pub(super) struct StatusSources<'a> {
+    /// The policy file (its name, reloads, last error).
+    pub policy_file: &'a PolicyFile,
+    /// LAN discovery, if on.
+    pub lan: Option<&'a Lan>,
+}
+
 impl Control<'_> {
     pub(super) fn handle(
         &self,
@@ -27,107 +40,136 @@ impl Control<'_> {
         node: &mut Node,
         store: &mut PeerStore,
         socks: &Sockets,
+        sources: &StatusSources<'_>,
     ) -> Reply {
         let now = Instant::now();
         match req {
             Request::Tree => Reply::ok(tree_info(node)),
             Request::Routes => Reply::ok(route_rows(node, now)),
-            Request::Sessions => Reply::ok(node.e2e.sessions(now)),
-            Request::Ping { .. } => Reply::err("ping is answered by the daemon loop"),
-            req => self.handle_links(req, node, store, socks),
+            Request::Sessions => Reply::ok(
+                node.e2e
+                    .sessions(now)
+                    .into_iter()
+                    .map(admin::session_info)
+                    .collect::<Vec<_>>(),
+            ),
+            Request::SelfInfo => Reply::ok(self.self_info(socks)),
+            Request::Peers => Reply::ok(peer_rows(&node.links, now)),
+            Request::Status => Reply::ok(self.status(node, socks, sources, now)),
+            Request::PeerAdd { uri, persist } => {
+                Reply::from(self.peer_add(&uri, persist, node, store, socks))
+            }
+            Request::PeerRemove { uri } => Reply::from(self.peer_remove(&uri, node, store)),
+            _ => Reply::error(Error::internal(
+                "internal error: request routed to the wrong handler",
+            )),
         }
     }
 
-    fn handle_links(
+    fn status(
         &self,
-        req: Request,
+        node: &Node,
+        socks: &Sockets,
+        sources: &StatusSources<'_>,
+        now: Instant,
+    ) -> Status {
+        let links = &node.links;
+        let c = links.counters();
+        Status {
+            node: self.self_info(socks),
+            uptime_secs: self.started.elapsed().as_secs(),
+            peers_up: links.peers().count(),
+            peers_configured: links.dialers().len(),
+            dropped_from_network: c.dropped.from_network() + node.e2e.counters().from_network(),
+            counters: admin::link_counters(c),
+            routing: routing_info(node),
+            e2e: admin::e2e_counters(node.e2e.counters()),
+            local: admin::node_counters(node.counters()),
+            policy: sources
+                .policy_file
+                .info(node.firewall.policy(), node.policy_counters()),
+            discovery: sources.lan.map(|l| admin::discovery_info(&l.info())),
+            nat: NatInfo {
+                endpoints: node
+                    .nat
+                    .endpoints(now)
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+                counters: admin::nat_counters(&node.nat.counters),
+                stream_dropped: socks.streams.dropped(),
+            },
+        }
+    }
+
+    fn peer_add(
+        &self,
+        uri: &str,
+        persist: bool,
         node: &mut Node,
         store: &mut PeerStore,
         socks: &Sockets,
-    ) -> Reply {
-        let (entries, bytes) = node.router.state_size();
-        let routing = serde_json::json!({
-            "state_entries": entries,
-            "state_bytes": bytes,
-            "root": PublicKey(node.router.root()).to_string(),
-            "depth": node.router.coords().depth(),
-            "forwarded": node.router.stats().forwarded,
-            "delivered": node.router.stats().delivered,
-            "lookups": node.router.stats().lookups,
-            "lookup_requests": node.router.stats().lookup_requests,
-            "control_messages_sent": node.router.stats().control_sent,
-            "control_bytes_sent": node.router.stats().control_bytes,
-            "dropped": node.router.stats().dropped,
-        });
-        let e2e = serde_json::to_value(node.e2e.counters()).unwrap_or_default();
-        let node_counters = serde_json::to_value(node.counters()).unwrap_or_default();
-        let e2e_drops = node.e2e.counters().from_network();
-        let links = &mut node.links;
-        match req {
-            Request::SelfInfo => Reply::ok(self.self_info(socks)),
-            Request::Peers => Reply::ok(peer_rows(links, Instant::now())),
-            Request::Status => {
-                let c = links.counters();
-                Reply::ok(Status {
-                    node: self.self_info(socks),
-                    uptime_secs: self.started.elapsed().as_secs(),
-                    peers_up: links.peers().count(),
-                    peers_configured: links.dialers().len(),
-                    dropped_from_network: c.dropped.from_network() + e2e_drops,
-                    counters: serde_json::to_value(c).unwrap_or_default(),
-                    routing,
-                    e2e,
-                    local: node_counters,
-                    policy: serde_json::Value::Null,
-                    discovery: serde_json::Value::Null,
-                    nat: serde_json::Value::Null,
-                })
-            }
-            Request::PeerAdd { uri, persist } => {
-                let uri: PeerUri = match uri.parse() {
-                    Ok(u) => u,
-                    Err(e) => return Reply::err(e.to_string()),
-                };
-                if let Some(why) = socks.unreachable(&uri) {
-                    return Reply::err(why);
-                }
-                if !links.add_peer(uri.clone(), Instant::now()) {
-                    return Reply::err(format!("{} is already a peer", uri.endpoint()));
-                }
-                if persist && let Err(e) = store.add(uri.clone()) {
-                    return Reply::err(format!("peer added, but not saved for restarts: {e:#}"));
-                }
-                tracing::info!(peer = %uri, persist, "peer added");
-                Reply::ok(serde_json::json!({ "added": uri.to_string(), "persistent": persist }))
-            }
-            Request::PeerRemove { uri } => {
-                let uri: PeerUri = match uri.parse() {
-                    Ok(u) => u,
-                    Err(e) => return Reply::err(e.to_string()),
-                };
-                if !links.remove_peer(&uri) {
-                    return Reply::err(format!("{} is not a configured peer", uri.endpoint()));
-                }
-                if let Err(e) = store.remove(&uri) {
-                    return Reply::err(format!(
-                        "peer removed, but the change was not saved: {e:#}"
-                    ));
-                }
-                tracing::info!(peer = %uri.endpoint(), "peer removed");
-                let _ = &links;
-                let in_config = self
-                    .config_peers
-                    .iter()
-                    .any(|p| p.endpoint() == uri.endpoint());
-                let note = in_config.then(|| {
-                    "this peer is in the config file and comes back when meshd restarts; \
-                     remove it there to make this permanent"
-                        .to_string()
-                });
-                Reply::ok(serde_json::json!({ "removed": uri.endpoint(), "note": note }))
-            }
-            _ => Reply::err("internal error: request routed to the wrong handler"),
+    ) -> Result<PeerAdded, Error> {
+        let uri: PeerUri = uri.parse().map_err(|e| {
+            Error::bad_request(format!("{e}")).with_hint(
+                "a peer is udp://HOST:PORT (or tcp://, quic://), with ?key=PUBKEY to pin its key",
+            )
+        })?;
+        if let Some(why) = socks.unreachable(&uri) {
+            return Err(Error::bad_request(why));
         }
+        if !node.links.add_peer(uri.clone(), Instant::now()) {
+            return Err(
+                Error::conflict(format!("{} is already a peer", uri.endpoint()))
+                    .with_hint("meshctl peer remove it first to change its URI"),
+            );
+        }
+        if persist && let Err(e) = store.add(uri.clone()) {
+            return Err(Error::internal(format!(
+                "peer added, but not saved for restarts: {e:#}"
+            )));
+        }
+        tracing::info!(peer = %uri, persist, "peer added");
+        Ok(PeerAdded {
+            added: uri.to_string(),
+            persistent: persist,
+        })
+    }
+
+    fn peer_remove(
+        &self,
+        uri: &str,
+        node: &mut Node,
+        store: &mut PeerStore,
+    ) -> Result<PeerRemoved, Error> {
+        let uri: PeerUri = uri
+            .parse()
+            .map_err(|e| Error::bad_request(format!("{e}")))?;
+        if !node.links.remove_peer(&uri) {
+            return Err(
+                Error::not_found(format!("{} is not a configured peer", uri.endpoint()))
+                    .with_hint("meshctl peers lists the configured peers with their URIs"),
+            );
+        }
+        if let Err(e) = store.remove(&uri) {
+            return Err(Error::internal(format!(
+                "peer removed, but the change was not saved: {e:#}"
+            )));
+        }
+        tracing::info!(peer = %uri.endpoint(), "peer removed");
+        let in_config = self
+            .config_peers
+            .iter()
+            .any(|p| p.endpoint() == uri.endpoint());
+        let note = in_config.then(|| {
+            "this peer is in the config file and comes back when meshd restarts; \
+             remove it there to make this permanent"
+                .to_string()
+        });
+        Ok(PeerRemoved {
+            removed: uri.endpoint(),
+            note,
+        })
     }
 
     fn self_info(&self, socks: &Sockets) -> SelfInfo {
@@ -245,6 +287,30 @@ pub fn tree_info(node: &Node) -> TreeInfo {
                 rtt_us: rtt.as_micros() as u64,
                 parent: k == parent && k != r.key(),
             })
+            .collect(),
+    }
+}
+
+/// The routing core's part of `status`.
+fn routing_info(node: &Node) -> RoutingInfo {
+    let r = &node.router;
+    let (state_entries, state_bytes) = r.state_size();
+    let stats = r.stats();
+    RoutingInfo {
+        state_entries,
+        state_bytes,
+        root: PublicKey(r.root()).to_string(),
+        depth: r.coords().depth(),
+        forwarded: stats.forwarded,
+        delivered: stats.delivered,
+        lookups: stats.lookups,
+        lookup_requests: stats.lookup_requests,
+        control_messages_sent: stats.control_sent,
+        control_bytes_sent: stats.control_bytes,
+        dropped: stats
+            .dropped
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
             .collect(),
     }
 }

@@ -391,7 +391,7 @@ pub async fn run_with(
         }
         while let Some((ticket, outcome)) = node.poll_ping() {
             if let Some(reply) = pings.remove(&ticket) {
-                reply(admin::Reply::ok(outcome));
+                reply(admin::Reply::ok(admin::ping_outcome(outcome)));
             }
         }
         while let Some(e) = node.poll_peer_event() {
@@ -509,20 +509,8 @@ pub async fn run_with(
                         policy_file.request(req, reply, &mut node);
                     }
                     req => {
-                        let status = req == admin::Request::Status;
-                        let mut r = ctl.handle(req, &mut node, &mut store, &socks);
-                        if status && let Some(d) = r.data.as_object_mut() {
-                            let info = policy_file.info(node.firewall.policy(), node.policy_counters());
-                            d.insert("policy".into(), serde_json::to_value(info).unwrap_or_default());
-                            let lan = lan.as_ref().map(|l| l.info());
-                            d.insert("discovery".into(), serde_json::to_value(lan).unwrap_or_default());
-                            let nat = serde_json::json!({
-                                "endpoints": node.nat.endpoints(Instant::now()).iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                                "counters": node.nat.counters,
-                                "stream_dropped": socks.streams.dropped(),
-                            });
-                            d.insert("nat".into(), nat);
-                        }
+                        let sources = control::StatusSources { policy_file: &policy_file, lan: lan.as_ref() };
+                        let r = ctl.handle(req, &mut node, &mut store, &socks, &sources);
                         // A peer change is answered once it is saved (off the loop).
                         store.answer(r, reply);
                     }

@@ -193,14 +193,15 @@ impl PolicyFile {
                 let what = edit.describe();
                 let p = self.put_in_force(p, node, compile_ms);
                 tracing::info!("{what}");
-                Reply::ok(serde_json::json!({
-                    "done": what,
-                    "policy": self.info(&p, node.policy_counters()),
-                }))
+                Reply::ok(crate::admin::CircleEdited {
+                    done: what,
+                    policy: Some(self.info(&p, node.policy_counters())),
+                })
             }
-            (Task::Edit(edit), Ok(None)) => Reply::ok(serde_json::json!({
-                "done": format!("nothing to change: {} already", edit.describe()),
-            })),
+            (Task::Edit(edit), Ok(None)) => Reply::ok(crate::admin::CircleEdited {
+                done: format!("nothing to change: {} already", edit.describe()),
+                policy: None,
+            }),
             (Task::Edit(_), Err(e)) => Reply::err(e),
         };
         for w in waiters {
@@ -252,7 +253,7 @@ impl PolicyFile {
             reloads: self.reloads,
             reload_failures: self.failures,
             last_error: self.last_error.clone(),
-            counters: serde_json::to_value(counters).unwrap_or_default(),
+            counters: crate::admin::policy_counters(&counters),
         }
     }
 }

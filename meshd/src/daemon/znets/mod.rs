@@ -206,10 +206,13 @@ impl Znets {
                         attachments: Vec::new(),
                     },
                 );
-                let info = serde_json::to_value(self.info(node, &name)?)?;
+                let info = self.info(node, &name)?;
                 Ok(match text {
-                    Some(m) => serde_json::json!({ "manifest": m, "znet": info }),
-                    None => info,
+                    Some(m) => serde_json::to_value(crate::admin::ZnetCreated {
+                        manifest: m,
+                        znet: info,
+                    })?,
+                    None => serde_json::to_value(info)?,
                 })
             }
             Outcome::Updated { manifest } => {
@@ -226,7 +229,7 @@ impl Znets {
                     self.devices.remove(up.manifest.id);
                     node.znet_down(up.manifest.id);
                 }
-                Ok(serde_json::json!({ "left": name }))
+                Ok(serde_json::to_value(crate::admin::ZnetLeft { left: name })?)
             }
             Outcome::Attached(a) => {
                 if let Some(up) = self.up.get_mut(&a.znet) {
@@ -257,7 +260,7 @@ impl Znets {
         let counters = node
             .znets
             .get(&m.id)
-            .and_then(|z| serde_json::to_value(&z.counters).ok())
+            .map(|z| crate::admin::znet_counters(&z.counters))
             .unwrap_or_default();
         let me: PublicKey = self.ctx.me;
         Ok(ZnetInfo {

@@ -1,0 +1,133 @@
+//! The requests a client sends: one JSON object per line, tagged by `cmd`.
+
+use serde::{Deserialize, Serialize};
+
+/// A command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// This node: key, address, listeners.
+    #[serde(rename = "self")]
+    SelfInfo,
+    /// Every configured or linked peer.
+    Peers,
+    /// Node, counters, uptime.
+    Status,
+    /// Add a peer URI (kept across restarts unless `persist` is false).
+    PeerAdd {
+        /// `udp://HOST:PORT[?key=PUBKEY]`.
+        uri: String,
+        /// Keep it across restarts.
+        #[serde(default = "yes")]
+        persist: bool,
+    },
+    /// Remove a peer URI (and close its link).
+    PeerRemove {
+        /// `udp://HOST:PORT` (a `?key=` is ignored).
+        uri: String,
+    },
+    /// Our place in the routing tree.
+    Tree,
+    /// Cached lookup results.
+    Routes,
+    /// End-to-end sessions.
+    Sessions,
+    /// An overlay ping: answered with hops and round trip (see [`crate::PingOutcome`]).
+    Ping {
+        /// The overlay address.
+        address: String,
+    },
+    /// The circle policy in force: file, sizes, defaults, counters, last reload error.
+    PolicyShow,
+    /// Read the policy file again now.
+    PolicyReload,
+    /// Which rule decides each action for a key or address, and why.
+    PolicyExplain {
+        /// A public key or an overlay address.
+        who: String,
+        /// A packet to judge `traffic` and `outbound` for: `tcp/22`, `udp/53`, `icmp`.
+        #[serde(default)]
+        packet: Option<String>,
+    },
+    /// The circles of the policy.
+    CircleList,
+    /// One circle: its members as written and resolved.
+    CircleShow {
+        /// The circle's name.
+        name: String,
+    },
+    /// Add a member to a circle (creating the circle), editing the policy file.
+    CircleAdd {
+        /// The circle's name.
+        name: String,
+        /// A key, an overlay address or `circle:NAME`.
+        member: String,
+    },
+    /// Remove a member from a circle, editing the policy file.
+    CircleRemove {
+        /// The circle's name.
+        name: String,
+        /// A key, an overlay address or `circle:NAME`.
+        member: String,
+    },
+    /// Create a znet with this node as its first member: a fresh id and secret. Answers the
+    /// manifest (to add members to and hand to them).
+    ZnetCreate {
+        /// Its name.
+        name: String,
+        /// Its IPv4 /16, e.g. `10.50.0.0/16`.
+        ipv4: String,
+        /// Its IPv6 /64, if any.
+        #[serde(default)]
+        ipv6: Option<String>,
+    },
+    /// Put a znet manifest in force on this node (join, or update after an edit).
+    ZnetJoin {
+        /// The manifest's text (TOML).
+        manifest: String,
+    },
+    /// Leave a znet: detach its containers, remove its namespace and state.
+    ZnetLeave {
+        /// The znet's name.
+        name: String,
+    },
+    /// The znets of this node.
+    ZnetList,
+    /// One znet: members, attachments, counters.
+    ZnetShow {
+        /// The znet's name.
+        name: String,
+    },
+    /// Attach a container (a network namespace) to a znet.
+    ZnetAttach {
+        /// The znet's name.
+        name: String,
+        /// A namespace name (as `ip netns` names it) or path (`/proc/PID/ns/net`,
+        /// `/var/run/netns/NAME`).
+        netns: String,
+        /// The IPv4 address to give it (in this node's subnet); default: the first free one.
+        #[serde(default)]
+        ip: Option<String>,
+        /// The interface name inside the container (default `zn0`).
+        #[serde(default)]
+        ifname: Option<String>,
+        /// The container runtime's id (CNI), to detach by.
+        #[serde(default)]
+        container_id: Option<String>,
+    },
+    /// Detach a container from a znet.
+    ZnetDetach {
+        /// The znet's name.
+        name: String,
+        /// The namespace, as given to attach ...
+        #[serde(default)]
+        netns: Option<String>,
+        /// ... or the container id given to attach.
+        #[serde(default)]
+        container_id: Option<String>,
+    },
+}
+
+fn yes() -> bool {
+    true
+}

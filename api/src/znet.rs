@@ -1,0 +1,120 @@
+//! What the `znet_*` requests answer.
+
+use serde::{Deserialize, Serialize};
+
+/// A container attached to a znet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The znet's name.
+    pub znet: String,
+    /// The namespace, as given.
+    pub netns: String,
+    /// The interface inside the container.
+    pub ifname: String,
+    /// Its IPv4 address.
+    pub ipv4: String,
+    /// Its IPv6 address, if the znet has IPv6.
+    pub ipv6: Option<String>,
+    /// The IPv4 gateway (this node's router for the znet).
+    pub gateway_v4: String,
+    /// The IPv6 gateway.
+    pub gateway_v6: Option<String>,
+    /// The znet's IPv4 range (routed through the gateway).
+    pub range_v4: String,
+    /// The znet's IPv6 range.
+    pub range_v6: Option<String>,
+    /// The container runtime's id, if one was given.
+    pub container_id: Option<String>,
+    /// The namespace's inode when attached: a namespace path whose process is gone and whose
+    /// PID was reused names another namespace, which is then left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_inode: Option<u64>,
+}
+
+/// A member of a znet, for `znet show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZnetMemberInfo {
+    /// Its key.
+    pub public_key: String,
+    /// Its IPv4 subnet.
+    pub subnet_v4: String,
+    /// Its IPv6 subnet.
+    pub subnet_v6: Option<String>,
+    /// Whether it is this node.
+    pub this_node: bool,
+}
+
+/// Answer to `znet_show` (and a row of `znet_list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZnetInfo {
+    /// Name.
+    pub name: String,
+    /// Id (16 hex digits).
+    pub id: String,
+    /// IPv4 range.
+    pub ipv4: String,
+    /// IPv6 range.
+    pub ipv6: Option<String>,
+    /// The router namespace of this znet on this node.
+    pub router_netns: String,
+    /// Members.
+    pub members: Vec<ZnetMemberInfo>,
+    /// Containers attached on this node.
+    pub attachments: Vec<Attachment>,
+    /// Counters (all zero while the znet is being set up).
+    pub counters: ZnetCounters,
+}
+
+/// Drops and deliveries of one znet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZnetCounters {
+    /// Packets sent to members.
+    pub sent: u64,
+    /// Packets delivered to the znet's TUN.
+    pub delivered: u64,
+    /// Messages from a node that is not a member (dropped).
+    pub not_member: u64,
+    /// Packets whose source is not in the sender's subnet (dropped).
+    pub bad_source: u64,
+    /// Packets for an address not in this node's subnet (dropped).
+    pub not_for_us: u64,
+    /// Packets from a container for an address no member owns (dropped).
+    pub no_member: u64,
+    /// Packets from a container whose source is not in this node's subnet (dropped).
+    pub spoofed: u64,
+    /// Packets too big for the path, answered with ICMP "packet too big" (IPv4: fragmentation
+    /// needed) so that the container's TCP lowers its segment size.
+    pub too_big: u64,
+}
+
+impl ZnetCounters {
+    /// Every counter with its JSON key, in key order.
+    pub fn entries(&self) -> [(&'static str, u64); 8] {
+        [
+            ("bad_source", self.bad_source),
+            ("delivered", self.delivered),
+            ("no_member", self.no_member),
+            ("not_for_us", self.not_for_us),
+            ("not_member", self.not_member),
+            ("sent", self.sent),
+            ("spoofed", self.spoofed),
+            ("too_big", self.too_big),
+        ]
+    }
+}
+
+/// The answer to `znet_create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZnetCreated {
+    /// The manifest (TOML, with the znet's secret): hand it to the other members.
+    pub manifest: String,
+    /// The znet, now in force here.
+    pub znet: ZnetInfo,
+}
+
+/// The answer to `znet_leave`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZnetLeft {
+    /// The znet left.
+    pub left: String,
+}
