@@ -268,7 +268,7 @@ mod tests {
             s.finish(saved);
         });
         let r = got.lock().expect("lock").take().expect("answered");
-        let e = r.error.unwrap_or_default();
+        let e = r.error.map(|e| e.message).unwrap_or_default();
         assert!(
             !r.ok && e.contains("not saved") && e.contains("peers.json"),
             "{e}"

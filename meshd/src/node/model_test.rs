@@ -215,7 +215,7 @@ fn manifest(keys: &[PublicKey], members: u8) -> Manifest {
     Manifest {
         name: "model".into(),
         id: ZNET,
-        secret: [0x5a; 32],
+        secret: [0x5a; 32].into(),
         ipv4: Ipv4Addr::new(10, 50, 0, 0),
         ipv6: None,
         members: (0..keys.len())
