@@ -2,8 +2,8 @@
 //! restarts by [`super::peer_store`]).
 
 use super::Sockets;
-use super::peer_store::PeerStore;
 use super::lan::Lan;
+use super::peer_store::PeerStore;
 use super::policy::PolicyFile;
 use crate::admin::{
     self, Error, NatInfo, PeerAdded, PeerInfo, PeerRemoved, Reply, Request, RouteInfo, RoutingInfo,
