@@ -30,6 +30,7 @@
 //! Everything is bounded by named constants: frames kept per endpoint being dialed and in all,
 //! dials in flight, outbound and inbound connections, and the tables in [`limits`].
 
+mod api;
 pub mod limits;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use limits::{InboundSlots, NoDial, Redial, Refusal};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+pub use api::{Action, CloseReason, ConnId, Counters, DropReason, Event, Send};
 pub use limits::{
     INBOUND_ONLY_EXPIRY, MAX_BACKOFFS, MAX_INBOUND, MAX_INBOUND_ONLY, MAX_PER_ADDRESS, REDIAL_MAX,
     REDIAL_MIN,
@@ -64,171 +66,6 @@ pub const IDLE: Duration = Duration::from_secs(10);
 /// other crossed (both sides dialed at once): both sides keep the one the lower key dialed.
 /// An older one is from before (a restarted peer) and the newer replaces it.
 pub const CROSSING_WINDOW: Duration = CONNECT_TIMEOUT;
-
-/// Names one connection (dialed or accepted) for as long as it exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-/// What the shell is asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Connect to `to`; report with [`Conns::handle_up`] or [`Conns::handle_dial_failed`].
-    Dial {
-        /// The connection's id.
-        id: ConnId,
-        /// Where to.
-        to: Endpoint,
-    },
-    /// Write `frame` on connection `id` (frames kept while it was set up).
-    Write {
-        /// The connection.
-        id: ConnId,
-        /// One link datagram.
-        frame: Vec<u8>,
-    },
-    /// Close connection `id` (or stop setting it up), after what was queued is written. The
-    /// core has forgotten it already: nothing more is to be reported about it.
-    Close {
-        /// The connection.
-        id: ConnId,
-        /// Why.
-        why: CloseReason,
-    },
-}
-
-/// Why the core closes a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// It received nothing for [`IDLE`].
-    Idle,
-    /// It lost the tie-break with a crossing connection.
-    Crossing,
-    /// A newer connection to the same endpoint replaced it.
-    Replaced,
-    /// It was not set up within [`CONNECT_TIMEOUT`].
-    TimedOut,
-    /// The core does not know it (it timed out before the shell reported it up).
-    Unknown,
-    /// [`MAX_OUTBOUND`] outbound connections are up already.
-    TooMany,
-}
-
-/// What the link core is to be told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The connection carrying `endpoint` authenticated the remote as `key` (QUIC's TLS):
-    /// `Links::bind_endpoint`.
-    Bound {
-        /// The endpoint.
-        endpoint: Endpoint,
-        /// The key its transport authenticated.
-        key: PublicKey,
-    },
-    /// The connection carrying `endpoint` is gone: `Links::unbind_endpoint`.
-    Unbound {
-        /// The endpoint.
-        endpoint: Endpoint,
-    },
-    /// Connecting to `endpoint` failed: `Links::transport_failed`.
-    DialFailed {
-        /// The endpoint.
-        endpoint: Endpoint,
-        /// What went wrong, for `meshctl peers`.
-        why: String,
-    },
-}
-
-/// What became of a frame to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Send {
-    /// Write it on this connection.
-    Write(ConnId),
-    /// Kept until the connection being set up is up (then [`Action::Write`]).
-    Queued,
-    /// Dropped, and counted.
-    Dropped(DropReason),
-}
-
-/// Why a frame to send was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// Longer than [`MAX_FRAME`] (a bug of the caller's).
-    TooLong,
-    /// Not a connection transport (`udp://`; a bug of the caller's).
-    NotAStream,
-    /// Its connection is being set up and [`MAX_PENDING_PER_ENDPOINT`] or
-    /// [`MAX_PENDING_BYTES`] are reached.
-    PendingFull,
-    /// The endpoint failed lately and is not redialed before its backoff ends.
-    Backoff,
-    /// The endpoint is the ephemeral far end of an inbound TCP connection that is gone.
-    InboundOnly,
-    /// [`MAX_DIALING`] dials or [`MAX_OUTBOUND`] connections exist already.
-    TooManyConnections,
-    /// Its connection ended or failed before it was up.
-    ConnectionLost,
-}
-
-/// Counters of the connection manager.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counters {
-    /// Frames dropped, by reason (see [`DropReason`]).
-    pub dropped_too_long: u64,
-    /// Frames dropped: not a connection transport.
-    pub dropped_not_a_stream: u64,
-    /// Frames dropped: the connection being set up holds enough.
-    pub dropped_pending_full: u64,
-    /// Frames dropped: the endpoint is backing off.
-    pub dropped_backoff: u64,
-    /// Frames dropped: the endpoint is inbound-only.
-    pub dropped_inbound_only: u64,
-    /// Frames dropped: too many connections.
-    pub dropped_too_many: u64,
-    /// Frames dropped: kept for a connection that never came up.
-    pub dropped_connection_lost: u64,
-    /// Dials started.
-    pub dials: u64,
-    /// Dials that failed (timeouts included).
-    pub dial_failures: u64,
-    /// Connections closed for carrying nothing.
-    pub idle_closed: u64,
-    /// Connections closed by the crossing tie-break.
-    pub crossing_closed: u64,
-    /// Connections replaced by a newer one to the same endpoint.
-    pub replaced: u64,
-    /// Inbound connections refused: their address holds [`MAX_PER_ADDRESS`].
-    pub refused_per_address: u64,
-    /// Inbound connections refused: [`MAX_INBOUND`] exist.
-    pub refused_total: u64,
-    /// Frames received on a connection the core does not carry (closed meanwhile).
-    pub stale_frames: u64,
-}
-
-impl Counters {
-    /// Frames to send that were dropped, whatever the reason.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_too_long
-            + self.dropped_not_a_stream
-            + self.dropped_pending_full
-            + self.dropped_backoff
-            + self.dropped_inbound_only
-            + self.dropped_too_many
-            + self.dropped_connection_lost
-    }
-
-    fn count(&mut self, why: DropReason, n: u64) {
-        let c = match why {
-            DropReason::TooLong => &mut self.dropped_too_long,
-            DropReason::NotAStream => &mut self.dropped_not_a_stream,
-            DropReason::PendingFull => &mut self.dropped_pending_full,
-            DropReason::Backoff => &mut self.dropped_backoff,
-            DropReason::InboundOnly => &mut self.dropped_inbound_only,
-            DropReason::TooManyConnections => &mut self.dropped_too_many,
-            DropReason::ConnectionLost => &mut self.dropped_connection_lost,
-        };
-        *c += n;
-    }
-}
 
 /// One connection.
 #[derive(Debug)]
