@@ -16,8 +16,11 @@
 #   PING_INTERVAL=0.002     seconds between echo requests
 #   LINK_TIMEOUT=20         seconds to wait for the overlay link to come up
 #   DAEMON_NICE=            if set (e.g. -10), the daemons and the ping run under
-#                           `nice -n DAEMON_NICE`: on a host busy with other work, what is
-#                           measured is then the daemon, not the scheduler
+#                           `nice -n DAEMON_NICE`
+#   DAEMON_RT=              if set (e.g. 50), they run under `chrt -f DAEMON_RT` (real-time;
+#                           meshd's worker threads drop back to the normal policy): on a host
+#                           busy with other work, what is measured is then the daemon, not the
+#                           scheduler
 #   MESHD_BUILD_TIMEOUT=1800  bound for `cargo build --release -p meshd -p meshctl`
 #   MESHD_BIN, MESHCTL_BIN  default target/release/{meshd,meshctl}
 #
@@ -68,6 +71,7 @@ TAG="stl$$"
 NS_A="$TAG-a" NS_B="$TAG-b"
 # Upper bound on the life of anything started here (seconds).
 DAEMON_NICE=${DAEMON_NICE:-}
+DAEMON_RT=${DAEMON_RT:-}
 DAEMON_LIFETIME=$((600 + 5 * CONTAINERS + 60 * (POLICY_RELOADS + CIRCLE_EDITS)))
 PID_A="" PID_B="" PID_PING="" ADDR_B="" KEY_A="" KEY_B="" REASON=""
 ROUTER_NS=()                 # router namespaces the daemons made for znets
@@ -91,6 +95,7 @@ parse_args() {
     ((CONTAINERS <= 200)) || die "CONTAINERS: at most 200"
     ((PEER_CHANGES <= 200)) || die "PEER_CHANGES: at most 200"
     [[ -z $DAEMON_NICE || $DAEMON_NICE =~ ^-?[0-9]+$ ]] || die "DAEMON_NICE must be a number (-20..19)"
+    [[ -z $DAEMON_RT || $DAEMON_RT =~ ^[0-9]+$ ]] || die "DAEMON_RT must be a number (1..99)"
 }
 
 # EXIT trap: stop the ping and the daemons, delete the router namespaces they made (they
@@ -227,7 +232,7 @@ run_phases() {
     local i n key r m2
 
     phase baseline
-    quiet 2
+    quiet 5
 
     phase "znet create"
     step "znet create stall" ctl_a znet create stall --ipv4 10.61.0.0/16 --out "$WORKDIR/stall.toml"
@@ -343,7 +348,7 @@ stats() {
 }
 
 report() {
-    local lost all ph c med p99 p999 mx slow
+    local lost all ph c med p99 p999 mx slow over
     extract_replies
     lost=$(count_lost)
     label_gaps
@@ -352,7 +357,7 @@ report() {
     print_machine_header
     echo "commit:   $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?')"
     echo "settings: PING_INTERVAL=${PING_INTERVAL}s CONTAINERS=$CONTAINERS POLICY_RELOADS=$POLICY_RELOADS" \
-        "CIRCLE_EDITS=$CIRCLE_EDITS PEER_CHANGES=$PEER_CHANGES DAEMON_NICE=${DAEMON_NICE:-none}"
+        "CIRCLE_EDITS=$CIRCLE_EDITS PEER_CHANGES=$PEER_CHANGES DAEMON_NICE=${DAEMON_NICE:-none} DAEMON_RT=${DAEMON_RT:-none}"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at the end"
     echo
     all=$(cut -f1 "$WORKDIR/gaps.tsv" | stats)
@@ -360,12 +365,13 @@ report() {
     echo "replies: $((c + 1)), lost: $lost, failed steps: $STEP_FAILURES"
     echo "gaps between replies (ms): count $c, median $med, p99 $p99, p99.9 $p999, max $mx"
     echo
-    echo "| phase | replies | median gap (ms) | p99 (ms) | max gap (ms) | slowest step (ms) |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| phase | replies | median gap (ms) | p99 (ms) | p99.9 (ms) | max gap (ms) | gaps > 5 ms | slowest step (ms) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     while IFS= read -r ph; do
         read -r c med p99 p999 mx < <(awk -F'\t' -v p="$ph" '$3 == p { print $1 }' "$WORKDIR/gaps.tsv" | stats)
         slow=$(awk -F'\t' -v p="$ph" '$3 == p { d = ($2 - $1) * 1000; if (d > m) m = d } END { if (m) printf "%.0f", m; else print "-" }' "$WORKDIR/steps.tsv")
-        printf '| %s | %s | %s | %s | %s | %s |\n' "$ph" "$c" "$med" "$p99" "$mx" "$slow"
+        over=$(awk -F'\t' -v p="$ph" '$3 == p && $1 > 5 { n++ } END { print n + 0 }' "$WORKDIR/gaps.tsv")
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$ph" "$c" "$med" "$p99" "$p999" "$mx" "$over" "$slow"
     done < <(awk -F'\t' '$2 != "end" { print $2 }' "$WORKDIR/phases.tsv")
     echo
     echo "five largest gaps:"
@@ -393,6 +399,7 @@ main() {
     WORKDIR=$(mktemp -d "/tmp/$TAG.XXXXXX")
     NICE=()
     [[ -n $DAEMON_NICE ]] && NICE=(nice -n "$DAEMON_NICE")
+    [[ -n $DAEMON_RT ]] && NICE+=(chrt -f "$DAEMON_RT")
     ensure_base_deps
     ensure_meshd_built || die "$REASON"
     setup_netns || die "could not set up the namespaces"

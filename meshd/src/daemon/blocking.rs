@@ -11,10 +11,43 @@
 //! ```
 //!
 //! The thread is started on the first job (a daemon that never reloads its policy never
-//! starts one) and ends when the [`Worker`] is dropped.
+//! starts one) and ends when the [`Worker`] is dropped. It runs at a lower priority than the
+//! loop ([`WORKER_NICE`]): on a host with two cores, a compile beside the loop must not delay
+//! packets.
 
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use tokio::sync::mpsc;
+
+/// How much nicer than the daemon a worker thread is (Linux: per-thread nice value).
+pub const WORKER_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority below the loop's (best effort: a failure only leaves
+/// it at the daemon's): a daemon given a real-time policy (`chrt`) keeps it for its loop,
+/// its workers go back to the normal policy; then [`WORKER_NICE`] nicer.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `param` is a valid sched_param for the call; gettid, sched_getscheduler,
+        // getpriority and setpriority take no pointers. On Linux, id 0 and the nice value
+        // refer to the calling thread only.
+        let r = unsafe {
+            let policy = libc::sched_getscheduler(0);
+            if policy == libc::SCHED_FIFO || policy == libc::SCHED_RR {
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
+            }
+            let tid = libc::gettid() as libc::id_t;
+            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, (now + WORKER_NICE).min(19))
+        };
+        if r != 0 {
+            tracing::debug!(
+                "worker thread priority unchanged: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
 
 /// Runs jobs of type `J` on its own thread, results of type `R` back to the loop.
 pub struct Worker<J, R> {
@@ -92,6 +125,7 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
         std::thread::Builder::new()
             .name(self.name.into())
             .spawn(move || {
+                lower_priority();
                 while let Ok(job) = rx.recv() {
                     if done.blocking_send(run(job)).is_err() {
                         break;

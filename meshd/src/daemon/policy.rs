@@ -37,7 +37,16 @@ pub struct PolicyFile {
     failures: u64,
     queue: Queue<Responder>,
     /// Runs the jobs; `None` without a file.
-    worker: Option<Worker<Task, Outcome>>,
+    worker: Option<Worker<Job, Option<Outcome>>>,
+}
+
+/// What the worker thread is given.
+enum Job {
+    /// A policy job.
+    Run(Task),
+    /// A policy no longer in force, to free there: freeing 10,000 identities takes
+    /// milliseconds, which the event loop does not have.
+    Release(Arc<Policy>),
 }
 
 const NO_FILE: &str = "no policy file is configured; set policy_file in meshd's config file";
@@ -68,9 +77,13 @@ impl PolicyFile {
         f.stamp = st;
         f.loaded_at = Some(SystemTime::now());
         tracing::info!(file = %path.display(), circles = p.model().circles.len(), rules = p.model().rules.len(), tests = p.model().tests.len(), "circle policy loaded");
-        // One job runs at a time (the queue sees to it): room for one is enough.
-        f.worker = Some(Worker::new("meshd-policy", 1, move |task| {
-            work::run(&path, task)
+        // One job runs at a time (the queue sees to it), with at most one release before it.
+        f.worker = Some(Worker::new("meshd-policy", 2, move |job| match job {
+            Job::Run(task) => Some(work::run(&path, task)),
+            Job::Release(p) => {
+                drop(p);
+                None
+            }
         }));
         Ok((f, Arc::new(p)))
     }
@@ -135,9 +148,13 @@ impl PolicyFile {
 
     /// The next finished job (pending forever without a file).
     pub async fn done(&mut self) -> Outcome {
-        match self.worker.as_mut() {
-            Some(w) => w.done().await,
-            None => std::future::pending().await,
+        let Some(w) = self.worker.as_mut() else {
+            return std::future::pending().await;
+        };
+        loop {
+            if let Some(o) = w.done().await {
+                return o;
+            }
         }
     }
 
@@ -154,16 +171,17 @@ impl PolicyFile {
                 next = self.settle(Outcome::not_run(task, NO_FILE.into()), node);
                 continue;
             };
-            match worker.submit(task) {
+            match worker.submit(Job::Run(task)) {
                 Ok(()) => return,
                 // Not reached (one job at a time); answered rather than lost.
-                Err(Refused::Full(task)) => {
+                Err(Refused::Full(Job::Run(task))) => {
                     let why = "internal error: the policy worker is busy; try again".to_string();
                     next = self.settle(Outcome::not_run(task, why), node);
                 }
-                Err(Refused::Gone(task, why)) => {
+                Err(Refused::Gone(Job::Run(task), why)) => {
                     next = self.settle(Outcome::not_run(task, why), node);
                 }
+                Err(Refused::Full(Job::Release(_)) | Refused::Gone(Job::Release(_), _)) => {}
             }
         }
     }
@@ -216,9 +234,14 @@ impl PolicyFile {
         self.last_error = None;
         let (circles, rules) = (p.model().circles.len(), p.model().rules.len());
         let p = Arc::new(p);
+        let old = node.firewall.policy().clone();
         let t0 = Instant::now();
         node.set_policy(t0, p.clone());
         let apply_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        // Freed on the worker (or here if it cannot take it).
+        if let Some(w) = self.worker.as_mut() {
+            let _ = w.submit(Job::Release(old));
+        }
         tracing::info!(
             circles,
             rules,
