@@ -243,9 +243,14 @@ impl Firewall {
         self.policy = policy;
         self.cache.clear();
         let policy = self.policy.clone();
+        // One classification per remote key, not per flow: a full flow table of a few remotes
+        // costs a few hashes, not one per flow (this runs on the event loop).
+        let mut classes: HashMap<[u8; 32], Class> = HashMap::with_capacity(self.per_key.len());
         self.flows.retain(|f, (_, opened)| {
             // Kept only if the side that opened it may still open it.
-            let c = policy.classify(&f.key);
+            let c = classes
+                .entry(f.key)
+                .or_insert_with(|| policy.classify(&f.key));
             match opened {
                 Opened::In => c.traffic(f.proto, f.local).allows(),
                 Opened::Out => c.outbound(f.proto, f.remote).allows(),
