@@ -2,8 +2,8 @@
 //! the target, written, `fsync`ed, renamed over the target, and the directory `fsync`ed, so a
 //! reader (or a restart after a crash) sees the old file or the new one, never a mix.
 //!
-//! These calls block on the disk: the daemon runs them off its event loop (see
-//! `daemon::worker`), never between two packets.
+//! These calls block on the disk: the daemon runs them on its worker threads (the znet worker,
+//! the policy worker, the peer store's), never on the event loop between two packets.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -24,7 +24,7 @@ pub const WORKER_NICE: i32 = 10;
 /// Lowers the calling thread's priority below the loop's (best effort: a failure only leaves
 /// it at the daemon's): a daemon given a real-time policy (`chrt`) keeps it for its loop,
 /// its workers go back to the normal policy; then [`WORKER_NICE`] nicer.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: `param` is a valid sched_param for the call; gettid, sched_getscheduler,

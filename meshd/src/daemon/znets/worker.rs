@@ -35,6 +35,8 @@ impl Worker {
         std::thread::Builder::new()
             .name("meshd-znets".into())
             .spawn(move || {
+                // Below the loop, like the other workers: plumbing must not delay packets.
+                crate::daemon::blocking::lower_priority();
                 while let Ok(job) = rx.recv() {
                     // A bug in a job must not leave its request (and every one behind it)
                     // waiting forever: it is answered as an internal error.
