@@ -18,22 +18,23 @@
 //! key. Sessions rekey after 120 s, are never used after 180 s, and do not depend on the path:
 //! a route change under a session changes nothing here.
 
+mod data;
+mod handshake;
+mod info;
 mod timers;
 pub mod wire;
 
-use crate::codes;
+pub use info::{E2eCounters, SessionInfo};
+
 use crate::identity::{Identity, PublicKey};
 use crate::noise;
-use crate::packet::Ipv6Header;
-use crate::session::{Session, SessionError};
+use crate::session::Session;
 use crate::toolkit::bucket::{Bucket, Rate};
 use crate::toolkit::index;
 use crate::toolkit::lifetime::Lifetime;
 use crate::toolkit::rng::SplitMix64;
 use crate::toolkit::timer::TimerTable;
-use crate::wire::{HandshakePayload, Suite};
-use routing::address;
-use serde::Serialize;
+use crate::wire::Suite;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
@@ -88,45 +89,6 @@ impl Default for E2eConfig {
             max_remotes: 4096,
             bind: None,
         }
-    }
-}
-
-/// Drops at the end-to-end layer, by reason.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct E2eCounters {
-    /// Messages that could not be parsed.
-    pub malformed: u64,
-    /// Data for a session index we do not have.
-    pub unknown_session: u64,
-    /// Data replayed or too old.
-    pub replay: u64,
-    /// Data whose tag did not verify.
-    pub decrypt_failed: u64,
-    /// Handshakes that failed or named another key than their routing header.
-    pub handshake_failed: u64,
-    /// Handshake inits beyond the rate limit.
-    pub rate_limited: u64,
-    /// A packet whose source address does not belong to the session's key.
-    pub spoofed_source: u64,
-    /// A packet for an address that is not ours.
-    pub not_for_us: u64,
-    /// Packets dropped from a full queue or when a handshake gave up.
-    pub queue_dropped: u64,
-    /// Sessions established.
-    pub sessions_established: u64,
-}
-
-impl E2eCounters {
-    /// Drops of messages that came from the network.
-    pub fn from_network(&self) -> u64 {
-        self.malformed
-            + self.unknown_session
-            + self.replay
-            + self.decrypt_failed
-            + self.handshake_failed
-            + self.rate_limited
-            + self.spoofed_source
-            + self.not_for_us
     }
 }
 
@@ -228,31 +190,6 @@ impl Remote {
     }
 }
 
-/// One row of `meshctl sessions`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct SessionInfo {
-    /// The remote node's key.
-    pub public_key: String,
-    /// Its address.
-    pub address: String,
-    /// `up`, or `handshaking` (packets queued).
-    pub state: String,
-    /// Seconds since the newest session was set up.
-    pub age_secs: Option<u64>,
-    /// Whether we started the newest session.
-    pub initiator: Option<bool>,
-    /// Packets received.
-    pub rx_packets: u64,
-    /// Packets sent.
-    pub tx_packets: u64,
-    /// Bytes received (IPv6 packets).
-    pub rx_bytes: u64,
-    /// Bytes sent (IPv6 packets).
-    pub tx_bytes: u64,
-    /// Packets waiting for the session.
-    pub queued: usize,
-}
-
 /// All end-to-end sessions of this node.
 pub struct E2e {
     /// Wiped from memory when dropped.
@@ -350,108 +287,6 @@ impl E2e {
         self.transmits.pop_front()
     }
 
-    /// Encrypts an IPv6 packet for `dest` into `out` (a DATA message), or queues it while a
-    /// session is set up.
-    pub fn encrypt(
-        &mut self,
-        now: Instant,
-        dest: &PublicKey,
-        packet: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Encrypt {
-        let life = self.cfg.lifetime();
-        let probe_after = self.cfg.probe_after;
-        let Some(r) = self.remote(dest, now) else {
-            self.counters.queue_dropped += 1;
-            return Encrypt::Dropped;
-        };
-        r.last_used = now;
-        if let Some(s) = r.send_session(now, life) {
-            let due_rekey = now >= life.rekey_at(s);
-            out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
-            if let Ok(n) = s.encrypt(packet, out) {
-                out.truncate(n);
-                r.tx_packets += 1;
-                r.tx_bytes += packet.len() as u64;
-                let mut file_probe = None;
-                if r.first_unanswered.is_none() {
-                    r.first_unanswered = Some(now);
-                    // A probe is due if nothing comes back: file it unless an earlier
-                    // deadline is filed already (the usual case: no work per packet).
-                    let probe = now + probe_after;
-                    if r.timer.is_none_or(|t| t > probe) {
-                        file_probe = Some(probe);
-                    }
-                }
-                if due_rekey && r.initiating.is_none() {
-                    self.start_handshake(now, dest);
-                }
-                if let Some(probe) = file_probe {
-                    self.file(dest, probe);
-                }
-                return Encrypt::Ready;
-            }
-        }
-        let limit = self.cfg.queue_per_remote;
-        let Some(r) = self.remotes.get_mut(dest) else {
-            return Encrypt::Dropped;
-        };
-        if r.queue.len() >= limit {
-            r.queue.pop_front();
-            self.counters.queue_dropped += 1;
-        }
-        r.queue.push_back(packet.to_vec());
-        if r.initiating.is_none() {
-            self.start_handshake(now, dest);
-        }
-        Encrypt::Queued
-    }
-
-    fn start_handshake(&mut self, now: Instant, dest: &PublicKey) {
-        let Some(remote_static) = dest.noise_static() else {
-            return;
-        };
-        let suite = self.cfg.suite;
-        let Ok(mut hs) =
-            noise::ik_initiator(&self.private, &remote_static, suite, self.cfg.bind.as_ref())
-        else {
-            return;
-        };
-        let index = self.fresh_index();
-        let mut buf = vec![0u8; wire::INIT_LEN + 16];
-        buf[0] = wire::TYPE_INIT;
-        buf[1] = suite.to_byte();
-        buf[4..8].copy_from_slice(&index.to_be_bytes());
-        let payload = HandshakePayload {
-            public_key: self.public.0,
-        }
-        .emit();
-        let Ok(n) = hs.write_message(&payload, &mut buf[8..]) else {
-            return;
-        };
-        buf.truncate(8 + n);
-        let attempts = self
-            .remotes
-            .get(dest)
-            .and_then(|r| r.initiating.as_ref())
-            .map_or(0, |p| p.attempts);
-        if let Some(old) = self.remotes.get_mut(dest).and_then(|r| r.initiating.take()) {
-            self.by_index.remove(&old.index);
-        }
-        self.by_index.insert(index, *dest);
-        let retry = now + self.cfg.handshake_timeout;
-        if let Some(r) = self.remotes.get_mut(dest) {
-            r.initiating = Some(Pending {
-                index,
-                hs,
-                sent: now,
-                attempts: attempts + 1,
-            });
-            self.timers.lower(*dest, &mut r.timer, retry);
-        }
-        self.transmits.push_back((*dest, buf));
-    }
-
     /// Handles a message routed to us; `src` is the key the routing header names (the
     /// handshake must prove it).
     pub fn handle(
@@ -481,260 +316,6 @@ impl E2e {
                 counter,
                 ciphertext,
             }) => self.on_data(now, receiver, counter, ciphertext, out),
-        }
-    }
-
-    /// Per-key limit on handshakes, charged only once the init proved its key (charged
-    /// before, anyone could spend a key's allowance by naming it in junk inits).
-    fn admit_key(&mut self, now: Instant, key: &PublicKey) -> bool {
-        if self.per_key.len() > MAX_KEY_BUCKETS {
-            self.per_key.clear();
-        }
-        self.per_key
-            .entry(*key)
-            .or_insert(Bucket::full(KEY_RATE.burst, now))
-            .take(now, KEY_RATE)
-    }
-
-    fn on_init(
-        &mut self,
-        now: Instant,
-        src: &PublicKey,
-        suite: Suite,
-        sender: u32,
-        noise_msg: &[u8],
-    ) -> Received {
-        // The global bucket bounds the Diffie-Hellman work strangers can cause.
-        if !self.tokens.take(now, INIT_RATE) {
-            self.counters.rate_limited += 1;
-            return Received::Dropped;
-        }
-        let Ok(mut hs) = noise::ik_responder(&self.private, suite, self.cfg.bind.as_ref()) else {
-            self.counters.handshake_failed += 1;
-            return Received::Dropped;
-        };
-        let mut payload = [0u8; 128];
-        let key = match hs.read_message(noise_msg, &mut payload) {
-            Ok(n) => noise::peer_identity(&hs, &payload[..n]),
-            Err(_) => Err("init did not decrypt"),
-        };
-        let key = match key {
-            Ok(k) if k == *src && k != self.public => k,
-            _ => {
-                self.counters.handshake_failed += 1;
-                return Received::Dropped;
-            }
-        };
-        if !self.admit_key(now, &key) {
-            self.counters.rate_limited += 1;
-            return Received::Dropped;
-        }
-        let index = self.fresh_index();
-        let mut buf = vec![0u8; wire::RESP_LEN + 16];
-        buf[0] = wire::TYPE_RESP;
-        buf[4..8].copy_from_slice(&index.to_be_bytes());
-        buf[8..12].copy_from_slice(&sender.to_be_bytes());
-        let Ok(n) = hs.write_message(&[], &mut buf[12..]) else {
-            return Received::Dropped;
-        };
-        buf.truncate(12 + n);
-        let Ok(t) = hs.into_stateless_transport_mode() else {
-            return Received::Dropped;
-        };
-        let mut session = Session::new(t, index, sender, false, suite, now);
-        session.confirmed = false;
-        self.transmits.push_back((key, buf));
-        self.install(now, key, session);
-        Received::Consumed
-    }
-
-    fn on_resp(&mut self, now: Instant, receiver: u32, sender: u32, noise_msg: &[u8]) -> Received {
-        let Some(key) = self.by_index.get(&receiver).copied() else {
-            self.counters.unknown_session += 1;
-            return Received::Dropped;
-        };
-        let suite = self.cfg.suite;
-        let Some(r) = self.remotes.get_mut(&key) else {
-            return Received::Dropped;
-        };
-        let Some(p) = r.initiating.as_mut().filter(|p| p.index == receiver) else {
-            self.counters.unknown_session += 1;
-            return Received::Dropped;
-        };
-        let mut scratch = [0u8; 64];
-        if p.hs.read_message(noise_msg, &mut scratch).is_err() {
-            // Forged or corrupted: keep waiting for the real one (snow rolled back).
-            self.counters.handshake_failed += 1;
-            return Received::Dropped;
-        }
-        let Some(p) = r.initiating.take() else {
-            return Received::Dropped;
-        };
-        let Ok(t) = p.hs.into_stateless_transport_mode() else {
-            return Received::Dropped;
-        };
-        let mut session = Session::new(t, receiver, sender, true, suite, now);
-        // The response proves the responder holds the keys.
-        session.confirmed = true;
-        let nothing_queued = self.remotes.get(&key).is_none_or(|r| r.queue.is_empty());
-        self.install(now, key, session);
-        if nothing_queued {
-            // Confirm the session to the responder, which sends nothing on it until then.
-            self.send_keepalive(now, &key);
-        }
-        Received::Consumed
-    }
-
-    fn send_keepalive(&mut self, now: Instant, key: &PublicKey) {
-        let life = self.cfg.lifetime();
-        let Some(s) = self
-            .remotes
-            .get_mut(key)
-            .and_then(|r| r.send_session(now, life))
-        else {
-            return;
-        };
-        let mut out = vec![0u8; wire::DATA_OVERHEAD];
-        if let Ok(n) = s.encrypt(&[], &mut out) {
-            out.truncate(n);
-            self.transmits.push_back((*key, out));
-        }
-    }
-
-    /// Adds a session and sends whatever was waiting for it.
-    fn install(&mut self, now: Instant, key: PublicKey, session: Session) {
-        self.counters.sessions_established += 1;
-        let local = session.local_index;
-        let usable = session.confirmed;
-        let life = self.cfg.lifetime();
-        let Some(r) = self.remote(&key, now) else {
-            return;
-        };
-        let mut gone = Vec::new();
-        if !usable {
-            // At most one responder session waits for confirmation: a newer init replaces
-            // it, and can never push out a session in use.
-            r.sessions.retain(|s| {
-                if !s.confirmed {
-                    gone.push(s.local_index);
-                }
-                s.confirmed
-            });
-        }
-        r.sessions.push(session);
-        if r.sessions.len() > MAX_SESSIONS {
-            gone.push(r.sessions.remove(0).local_index);
-        }
-        let expiry = r.sessions.first().map(|s| life.expires_at(s));
-        for g in gone {
-            self.by_index.remove(&g);
-        }
-        self.by_index.insert(local, key);
-        if let Some(t) = expiry {
-            self.file(&key, t);
-        }
-        if usable {
-            tracing::debug!(peer = %key.short(), "end-to-end session up");
-            self.flush_queue(now, key);
-        }
-    }
-
-    /// A session became usable: sends what waited for it.
-    fn flush_queue(&mut self, now: Instant, key: PublicKey) {
-        let Some(r) = self.remotes.get_mut(&key) else {
-            return;
-        };
-        r.last_rx = Some(now);
-        r.first_unanswered = None;
-        let queued: Vec<Vec<u8>> = r.queue.drain(..).collect();
-        let mut out = Vec::new();
-        for pkt in queued {
-            if self.encrypt(now, &key, &pkt, &mut out) == Encrypt::Ready {
-                self.transmits.push_back((key, std::mem::take(&mut out)));
-            }
-        }
-    }
-
-    fn on_data(
-        &mut self,
-        now: Instant,
-        receiver: u32,
-        counter: u64,
-        ct: &[u8],
-        out: &mut [u8],
-    ) -> Received {
-        let Some(key) = self.by_index.get(&receiver).copied() else {
-            self.counters.unknown_session += 1;
-            return Received::Dropped;
-        };
-        let (me, my_subnet) = (self.address, self.subnet);
-        let Some(r) = self.remotes.get_mut(&key) else {
-            return Received::Dropped;
-        };
-        let Some(s) = r.sessions.iter_mut().find(|s| s.local_index == receiver) else {
-            self.counters.unknown_session += 1;
-            return Received::Dropped;
-        };
-        let n = match s.decrypt(counter, ct, out) {
-            Ok(n) => n,
-            Err(SessionError::Replay) => {
-                self.counters.replay += 1;
-                return Received::Dropped;
-            }
-            Err(_) => {
-                self.counters.decrypt_failed += 1;
-                return Received::Dropped;
-            }
-        };
-        r.last_rx = Some(now);
-        r.first_unanswered = None;
-        if !s.confirmed {
-            s.confirmed = true;
-            tracing::debug!(peer = %key.short(), "end-to-end session up");
-            if !r.queue.is_empty() {
-                self.flush_queue(now, key);
-            }
-        }
-        if n == 0 {
-            return Received::Consumed; // a keepalive that confirmed the session
-        }
-        let Some(r) = self.remotes.get_mut(&key) else {
-            return Received::Dropped;
-        };
-        if self.cfg.bind.is_some() {
-            // A znet packet: IPv4 or IPv6 of the znet's private ranges, checked by the znet.
-            if !matches!(
-                out[0] >> 4,
-                codes::session_payload::IPV4_NIBBLE | codes::session_payload::IPV6_NIBBLE
-            ) {
-                self.counters.malformed += 1;
-                return Received::Dropped;
-            }
-            r.rx_packets += 1;
-            r.rx_bytes += n as u64;
-            return Received::Deliver { len: n, from: key };
-        }
-        if out[0] == CONTROL {
-            // Not a packet: a message between the two nodes themselves (NAT traversal).
-            return Received::Control { len: n, from: key };
-        }
-        let Ok(h) = Ipv6Header::parse(&out[..n]) else {
-            self.counters.malformed += 1;
-            return Received::Dropped;
-        };
-        if !address::owner_id(&h.src).is_some_and(|o| o == r.address || o == r.subnet) {
-            self.counters.spoofed_source += 1;
-            return Received::Dropped;
-        }
-        if !address::owner_id(&h.dst).is_some_and(|o| o == me || o == my_subnet) {
-            self.counters.not_for_us += 1;
-            return Received::Dropped;
-        }
-        r.rx_packets += 1;
-        r.rx_bytes += h.total_len as u64;
-        Received::Deliver {
-            len: h.total_len,
-            from: key,
         }
     }
 
@@ -788,35 +369,5 @@ impl E2e {
             r.queue.retain(|p| keep(k, p));
             self.counters.queue_dropped += (before - r.queue.len()) as u64;
         }
-    }
-
-    /// Sessions, for `meshctl sessions`.
-    pub fn sessions(&self, now: Instant) -> Vec<SessionInfo> {
-        let mut v: Vec<SessionInfo> = self
-            .remotes
-            .iter()
-            .map(|(k, r)| {
-                let newest = r.sessions.last();
-                SessionInfo {
-                    public_key: k.to_string(),
-                    address: k.address().to_string(),
-                    state: if newest.is_some() {
-                        "up"
-                    } else {
-                        "handshaking"
-                    }
-                    .into(),
-                    age_secs: newest.map(|s| now.saturating_duration_since(s.created).as_secs()),
-                    initiator: newest.map(|s| s.initiator),
-                    rx_packets: r.rx_packets,
-                    tx_packets: r.tx_packets,
-                    rx_bytes: r.rx_bytes,
-                    tx_bytes: r.tx_bytes,
-                    queued: r.queue.len(),
-                }
-            })
-            .collect();
-        v.sort_by(|a, b| a.address.cmp(&b.address));
-        v
     }
 }

@@ -32,6 +32,8 @@ mod znet;
 mod model_test;
 #[cfg(any(test, feature = "testnet"))]
 pub mod testnet;
+#[cfg(any(test, feature = "testnet"))]
+mod testnet_packets;
 
 pub use ping::PingOutcome;
 use ping::PingWait;

@@ -24,12 +24,14 @@
 //! settle after every change; it must arrive (at least once) when the model allows it and the
 //! network is loss-free, and must never arrive when the model forbids it.
 
+mod model;
+
 use super::testnet::{Delivery, TestNet, echo6, udp4, udp6};
 use crate::identity::PublicKey;
 use crate::znet::{Manifest, Member};
+use model::Model;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,72 +120,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flaky),
         8 => (n(), n(), kind).prop_map(|(a, b, k)| Op::Send(a, b, k)),
     ]
-}
-
-/// The pure model.
-#[derive(Debug, Clone)]
-struct Model {
-    n: usize,
-    /// Wires by (lower, higher): cut or not.
-    wires: BTreeMap<(usize, usize), bool>,
-    /// `rules[a][b]`: what `a`'s policy says about `b`.
-    rules: Vec<Vec<Rule>>,
-    /// Each node's manifest of the znet: its members (a bit per node), or not up.
-    views: Vec<Option<u8>>,
-}
-
-impl Model {
-    fn new(n: usize) -> Model {
-        Model {
-            n,
-            wires: BTreeMap::new(),
-            rules: vec![vec![Rule::Allow; n]; n],
-            views: vec![None; n],
-        }
-    }
-
-    fn linked(&self, a: usize, b: usize) -> bool {
-        self.wires.get(&(a.min(b), a.max(b))) == Some(&false)
-            && self.rules[a][b] != Rule::DenyPeer
-            && self.rules[b][a] != Rule::DenyPeer
-    }
-
-    fn can_reach(&self, a: usize, b: usize) -> bool {
-        let mut seen = vec![false; self.n];
-        let mut stack = vec![a];
-        seen[a] = true;
-        while let Some(x) = stack.pop() {
-            if x == b {
-                return true;
-            }
-            for (y, s) in seen.iter_mut().enumerate() {
-                if !*s && self.linked(x, y) {
-                    *s = true;
-                    stack.push(y);
-                }
-            }
-        }
-        false
-    }
-
-    /// What the sender's side allows (judged when the packet is sent).
-    fn sender_allows(&self, a: usize, b: usize, kind: Kind) -> bool {
-        let member = |v: Option<u8>, x: usize| v.is_some_and(|m| m & (1 << x) != 0);
-        match kind {
-            Kind::Echo | Kind::Udp => self.rules[a][b] != Rule::DenyOutbound,
-            Kind::Znet => member(self.views[a], a) && member(self.views[a], b),
-        }
-    }
-
-    /// What the receiver's side allows (judged when the packet arrives).
-    fn receiver_allows(&self, a: usize, b: usize, kind: Kind) -> bool {
-        let member = |v: Option<u8>, x: usize| v.is_some_and(|m| m & (1 << x) != 0);
-        match kind {
-            Kind::Echo => self.rules[b][a] != Rule::DenyTraffic,
-            Kind::Udp => !matches!(self.rules[b][a], Rule::DenyTraffic | Rule::DenyUdp),
-            Kind::Znet => member(self.views[b], a) && member(self.views[b], b),
-        }
-    }
 }
 
 fn policy_text(model: &Model, keys: &[PublicKey], a: usize) -> String {

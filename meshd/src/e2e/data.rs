@@ -1,0 +1,156 @@
+//! The data path: encrypting a packet into a DATA message on the newest usable session (or
+//! queueing it and starting a handshake), and decrypting a DATA message, checking the
+//! packet's source against the session's key and its destination against ours.
+//!
+//! It must not run a handshake step itself (it calls [`E2e::start_handshake`] and
+//! [`E2e::flush_queue`]) nor keep anything beyond the per-remote counters and timestamps.
+
+use super::{CONTROL, E2e, Encrypt, Received, wire};
+use crate::codes;
+use crate::identity::PublicKey;
+use crate::packet::Ipv6Header;
+use crate::session::SessionError;
+use routing::address;
+use std::time::Instant;
+
+impl E2e {
+    /// Encrypts an IPv6 packet for `dest` into `out` (a DATA message), or queues it while a
+    /// session is set up.
+    pub fn encrypt(
+        &mut self,
+        now: Instant,
+        dest: &PublicKey,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Encrypt {
+        let life = self.cfg.lifetime();
+        let probe_after = self.cfg.probe_after;
+        let Some(r) = self.remote(dest, now) else {
+            self.counters.queue_dropped += 1;
+            return Encrypt::Dropped;
+        };
+        r.last_used = now;
+        if let Some(s) = r.send_session(now, life) {
+            let due_rekey = now >= life.rekey_at(s);
+            out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
+            if let Ok(n) = s.encrypt(packet, out) {
+                out.truncate(n);
+                r.tx_packets += 1;
+                r.tx_bytes += packet.len() as u64;
+                let mut file_probe = None;
+                if r.first_unanswered.is_none() {
+                    r.first_unanswered = Some(now);
+                    // A probe is due if nothing comes back: file it unless an earlier
+                    // deadline is filed already (the usual case: no work per packet).
+                    let probe = now + probe_after;
+                    if r.timer.is_none_or(|t| t > probe) {
+                        file_probe = Some(probe);
+                    }
+                }
+                if due_rekey && r.initiating.is_none() {
+                    self.start_handshake(now, dest);
+                }
+                if let Some(probe) = file_probe {
+                    self.file(dest, probe);
+                }
+                return Encrypt::Ready;
+            }
+        }
+        let limit = self.cfg.queue_per_remote;
+        let Some(r) = self.remotes.get_mut(dest) else {
+            return Encrypt::Dropped;
+        };
+        if r.queue.len() >= limit {
+            r.queue.pop_front();
+            self.counters.queue_dropped += 1;
+        }
+        r.queue.push_back(packet.to_vec());
+        if r.initiating.is_none() {
+            self.start_handshake(now, dest);
+        }
+        Encrypt::Queued
+    }
+
+    pub(super) fn on_data(
+        &mut self,
+        now: Instant,
+        receiver: u32,
+        counter: u64,
+        ct: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        let Some(key) = self.by_index.get(&receiver).copied() else {
+            self.counters.unknown_session += 1;
+            return Received::Dropped;
+        };
+        let (me, my_subnet) = (self.address, self.subnet);
+        let Some(r) = self.remotes.get_mut(&key) else {
+            return Received::Dropped;
+        };
+        let Some(s) = r.sessions.iter_mut().find(|s| s.local_index == receiver) else {
+            self.counters.unknown_session += 1;
+            return Received::Dropped;
+        };
+        let n = match s.decrypt(counter, ct, out) {
+            Ok(n) => n,
+            Err(SessionError::Replay) => {
+                self.counters.replay += 1;
+                return Received::Dropped;
+            }
+            Err(_) => {
+                self.counters.decrypt_failed += 1;
+                return Received::Dropped;
+            }
+        };
+        r.last_rx = Some(now);
+        r.first_unanswered = None;
+        if !s.confirmed {
+            s.confirmed = true;
+            tracing::debug!(peer = %key.short(), "end-to-end session up");
+            if !r.queue.is_empty() {
+                self.flush_queue(now, key);
+            }
+        }
+        if n == 0 {
+            return Received::Consumed; // a keepalive that confirmed the session
+        }
+        let Some(r) = self.remotes.get_mut(&key) else {
+            return Received::Dropped;
+        };
+        if self.cfg.bind.is_some() {
+            // A znet packet: IPv4 or IPv6 of the znet's private ranges, checked by the znet.
+            if !matches!(
+                out[0] >> 4,
+                codes::session_payload::IPV4_NIBBLE | codes::session_payload::IPV6_NIBBLE
+            ) {
+                self.counters.malformed += 1;
+                return Received::Dropped;
+            }
+            r.rx_packets += 1;
+            r.rx_bytes += n as u64;
+            return Received::Deliver { len: n, from: key };
+        }
+        if out[0] == CONTROL {
+            // Not a packet: a message between the two nodes themselves (NAT traversal).
+            return Received::Control { len: n, from: key };
+        }
+        let Ok(h) = Ipv6Header::parse(&out[..n]) else {
+            self.counters.malformed += 1;
+            return Received::Dropped;
+        };
+        if !address::owner_id(&h.src).is_some_and(|o| o == r.address || o == r.subnet) {
+            self.counters.spoofed_source += 1;
+            return Received::Dropped;
+        }
+        if !address::owner_id(&h.dst).is_some_and(|o| o == me || o == my_subnet) {
+            self.counters.not_for_us += 1;
+            return Received::Dropped;
+        }
+        r.rx_packets += 1;
+        r.rx_bytes += h.total_len as u64;
+        Received::Deliver {
+            len: h.total_len,
+            from: key,
+        }
+    }
+}
