@@ -15,18 +15,24 @@
 //! ```
 //!
 //! Modules, from the wire up: [`codes`] (every wire format's first-byte and kind codes),
-//! [`wire`] (datagram formats, checked parsing), [`replay`]
-//! (RFC 6479 window), [`noise`] (XX handshake set-up and cipher suites), [`session`] (one set of
-//! transport keys), [`toolkit`] (what link and end-to-end sessions share: index allocation,
-//! token buckets, session lifetimes, the timer table), [`link`] (all peers: handshakes, timers, data path), [`packet`] (IPv6
-//! header view), [`firewall`] (the circle policy on the data path: verdicts, flow tracking),
-//! [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`],
-//! [`admin`] (the control socket protocol shared with `meshctl`), [`tun`] and [`udp`] (OS
-//! glue), [`quic_tls`] (TLS and transport settings of QUIC links), [`discovery`] (signed LAN
-//! announcements), [`nat`] (observed endpoints and hole punching), [`daemon`] (the event loop,
-//! and the TCP/QUIC connections and multicast socket behind those).
+//! [`wire`] (datagram formats, checked parsing), [`replay`] (RFC 6479 window), [`noise`] (XX
+//! handshake set-up and cipher suites), [`session`] (one set of transport keys), [`toolkit`]
+//! (what link and end-to-end sessions share: index allocation, token buckets, session
+//! lifetimes, the timer table), [`link`] (all peers: handshakes, timers, data path), [`e2e`]
+//! (end-to-end sessions), [`conns`] (TCP and QUIC connections, sans-IO: dial, redial, tie-break,
+//! idle close, limits), [`node`] (a whole node without I/O, and its test network), [`packet`]
+//! (IPv6 header view), [`firewall`] (the circle policy on the data path: verdicts, flow
+//! tracking), [`identity`] (keys and the key file), [`uri`] (peer URIs), [`config`], [`admin`]
+//! (the control socket: the typed protocol lives in the `api` crate, shared with `meshctl`,
+//! `meshd-cni` and `mobile-ffi`), [`atomic_file`] (the one way state files are written), [`tun`]
+//! and [`udp`] (OS glue), [`quic_tls`] (TLS of QUIC links), [`discovery`] (signed LAN
+//! announcements), [`nat`] (observed endpoints and hole punching), [`znet`] (znets, sans-IO),
+//! [`daemon`] (the event loop; the worker threads that do its slow work: znet plumbing over
+//! netlink, policy compiles, state files; the TCP/QUIC sockets and the multicast socket).
 //!
 //! ## What it must not do
+//! The event loop never does slow work (a process, a netlink request, an fsync, a compile): a
+//! worker does it and the result comes back as an event.
 //! No routing or policy logic lives here: those belong to `routing` and `acl`, which stay pure
 //! (`firewall` only asks `acl` for verdicts and remembers flows).
 //! The data path must not allocate per packet, and nothing received from the network may make it
