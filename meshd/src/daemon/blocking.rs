@@ -12,30 +12,35 @@
 //!
 //! The thread is started on the first job (a daemon that never reloads its policy never
 //! starts one) and ends when the [`Worker`] is dropped. It runs at a lower priority than the
-//! loop ([`WORKER_NICE`]): on a host with two cores, a compile beside the loop must not delay
+//! loop ([`lower_priority`]): on a host with two cores, a compile beside the loop must not delay
 //! packets.
 
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use tokio::sync::mpsc;
 
-/// How much nicer than the daemon a worker thread is (Linux: per-thread nice value).
+/// How much nicer than the daemon a worker thread is where it cannot be made an idle-class
+/// thread (Linux: per-thread nice value).
 pub const WORKER_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority below the loop's (best effort: a failure only leaves
-/// it at the daemon's): a daemon given a real-time policy (`chrt`) keeps it for its loop,
-/// its workers go back to the normal policy; then [`WORKER_NICE`] nicer.
+/// Puts the calling thread below the loop (best effort: a failure only leaves it at the
+/// daemon's priority). Linux: the idle scheduling class (`SCHED_IDLE`), which any normal or
+/// real-time thread preempts as soon as it wakes, so a compile beside the loop does not
+/// delay packets even on one core (a nice value alone left 8 to 12 ms gaps on two busy
+/// cores: `bench/stall.sh`). An idle-class thread still runs whenever a core has nothing
+/// else to do; on a core saturated by the data path for a long time its job waits. If the
+/// class cannot be set: the normal policy, [`WORKER_NICE`] nicer.
 pub(crate) fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: `param` is a valid sched_param for the call; gettid, sched_getscheduler,
-        // getpriority and setpriority take no pointers. On Linux, id 0 and the nice value
-        // refer to the calling thread only.
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the call; id 0 is the calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
+        // SAFETY: as above; gettid, getpriority and setpriority take no pointers, and on
+        // Linux the nice value of a thread id is that thread's only.
         let r = unsafe {
-            let policy = libc::sched_getscheduler(0);
-            if policy == libc::SCHED_FIFO || policy == libc::SCHED_RR {
-                let param = libc::sched_param { sched_priority: 0 };
-                libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
-            }
+            libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
             let tid = libc::gettid() as libc::id_t;
             let now = libc::getpriority(libc::PRIO_PROCESS, tid);
             libc::setpriority(libc::PRIO_PROCESS, tid, (now + WORKER_NICE).min(19))

@@ -17,6 +17,7 @@ mod peer_store;
 pub mod policy;
 mod policy_worker;
 pub mod streams;
+mod turns;
 pub mod znets;
 
 use crate::admin;
@@ -379,6 +380,7 @@ pub async fn run_with(
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
+        let t = turns::turn("between waits");
         let now = Instant::now();
         let mut deadline = node.poll_timeout();
         if deadline.is_some_and(|t| t <= now) {
@@ -404,12 +406,12 @@ pub async fn run_with(
             }
         }
         let deadline = deadline.unwrap_or(now + Duration::from_secs(3600));
-        // The znets' devices, for this turn (the admin branch may change the set).
-        let zdevs = znets.devices.clone();
+        drop(t);
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
             _ = &mut shutdown => break,
             r = tun.readable() => {
+                let _t = turns::turn("TUN to links");
                 let r = match r {
                     Ok(()) => tun_rx.pump(&tun, &mut node, &socks, None).await,
                     Err(e) => Err(e),
@@ -422,28 +424,34 @@ pub async fn run_with(
                 }
             }
             i = socks.readable(last_sock) => {
+                let _t = turns::turn("links to TUN");
                 last_sock = i;
                 if let Err(e) = udp_rx.pump(i, &tun, &mut node, &socks, &znets.devices).await {
                     let at = socks.get(i).map(|s| s.local_addr().to_string()).unwrap_or_default();
                     anyhow::bail!("the UDP socket {at} failed ({e}); exiting");
                 }
             }
-            _ = sleep => node.handle_timeout(Instant::now()),
-            id = zdevs.readable(last_znet) => {
+            _ = sleep => {
+                let _t = turns::control_turn("timers");
+                node.handle_timeout(Instant::now());
+            }
+            id = znets.devices.readable(last_znet) => {
+                let _t = turns::turn("znet TUN to links");
                 last_znet = id;
-                if let Some(dev) = zdevs.get(id)
+                if let Some(dev) = znets.devices.get(id)
                     && let Err(e) = znet_rx.pump(&*dev, &mut node, &socks, Some(id)).await
                 {
                     // Not read again (it would be ready forever); `znet leave` and a
                     // restart clear it.
                     tracing::error!("the TUN device of a znet failed ({e}); that znet is down until meshd restarts");
-                    znets.devices.remove(id);
+                    znets.close_device(id);
                 }
                 while let Some((id, p)) = node.poll_znet_tun() {
-                    zdevs.write(id, &p).await;
+                    znets.devices.write(id, &p).await;
                 }
             }
             Some(ev) = streams::next_event(&mut stream_rx, socks.streams.poll_timeout()) => {
+                let _t = turns::turn("streams to TUN");
                 // A batch, like a UDP batch: the frames go through the data path together.
                 let now = Instant::now();
                 let mut frames = Vec::new();
@@ -459,18 +467,29 @@ pub async fn run_with(
                 udp_rx.frames(&frames, &tun, &mut node, &socks, &znets.devices).await;
             }
             _ = lan_tick.tick(), if lan.is_some() => {
+                let _t = turns::control_turn("LAN announcement");
                 if let Some(l) = lan.as_mut() {
                     l.tick(&identity, Instant::now()).await;
                 }
             }
             _ = async { if let Some(l) = &lan { l.readable().await } else { std::future::pending().await } } => {
+                let _t = turns::control_turn("LAN discovery");
                 if let Some(l) = lan.as_mut() {
                     l.receive(&mut node, Instant::now());
                 }
             }
-            _ = policy_poll.tick() => policy_file.poll(&mut node),
-            done = policy_file.done() => policy_file.finish(done, &mut node),
-            saved = store.saved() => store.finish(saved),
+            _ = policy_poll.tick() => {
+                let _t = turns::control_turn("policy file poll");
+                policy_file.poll(&mut node);
+            }
+            done = policy_file.done() => {
+                let _t = turns::control_turn("policy in force");
+                policy_file.finish(done, &mut node);
+            }
+            saved = store.saved() => {
+                let _t = turns::control_turn("peers saved");
+                store.finish(saved);
+            }
             (req, reply) = async {
                 tokio::select! {
                     (req, tx) = recv_opt(&mut admin_rx) => {
@@ -480,6 +499,7 @@ pub async fn run_with(
                     item = recv_opt(&mut app_rx) => item,
                 }
             } => {
+                let _t = turns::control_turn("admin request");
                 match req {
                     admin::Request::Ping { address } => match address.parse() {
                         Ok(addr) => {
@@ -516,9 +536,15 @@ pub async fn run_with(
                     }
                 }
             }
-            Some((uri, res)) = resolve_rx.recv() => node.links.resolved(&uri, res, Instant::now()),
+            Some((uri, res)) = resolve_rx.recv() => {
+                let _t = turns::control_turn("name resolved");
+                node.links.resolved(&uri, res, Instant::now());
+            }
             // A znet change the worker made (off the loop): applied to the node, answered.
-            Some(done) = znet_done.recv() => znets.finished(done, &mut node, &identity),
+            Some(done) = znet_done.recv() => {
+                let _t = turns::control_turn("znet change in force");
+                znets.finished(done, &mut node, &identity);
+            }
         }
     }
     tracing::info!("shutting down: telling the peers");

@@ -16,7 +16,7 @@
 
 use super::Responder;
 use super::blocking::{Refused, Worker};
-use super::policy_worker::{self as work, CircleEdit, Outcome, Queue, Stamp, Task, stamp};
+use super::policy_worker::{self as work, CircleEdit, Outcome, Queue, Stamp, Task};
 use crate::admin::{PolicyInfo, Reply, Request};
 use crate::node::Node;
 use acl::Policy;
@@ -38,6 +38,8 @@ pub struct PolicyFile {
     queue: Queue<Responder>,
     /// Runs the jobs; `None` without a file.
     worker: Option<Worker<Job, Option<Outcome>>>,
+    /// The file's stamp as the watcher thread last saw it; `None` without a file.
+    watched: Option<tokio::sync::watch::Receiver<Option<Stamp>>>,
 }
 
 /// What the worker thread is given.
@@ -66,6 +68,7 @@ impl PolicyFile {
             failures: 0,
             queue: Queue::default(),
             worker: None,
+            watched: None,
         };
         let Some(path) = f.path.clone() else {
             return Ok((f, Arc::new(Policy::allow_all())));
@@ -75,6 +78,9 @@ impl PolicyFile {
             anyhow::anyhow!("the policy file has errors (fix them, then start again):\n{e}")
         })?;
         f.stamp = st;
+        f.watched = Some(work::watch(path.clone(), st).map_err(|e| {
+            anyhow::anyhow!("cannot start the thread that watches the policy file: {e}")
+        })?);
         f.loaded_at = Some(SystemTime::now());
         tracing::info!(file = %path.display(), circles = p.model().circles.len(), rules = p.model().rules.len(), tests = p.model().tests.len(), "circle policy loaded");
         // One job runs at a time (the queue sees to it), with at most one release before it.
@@ -93,13 +99,13 @@ impl PolicyFile {
     /// policy in force). While a job runs the file is not looked at: the change is seen once
     /// it is done.
     pub fn poll(&mut self, node: &mut Node) {
-        let Some(path) = self.path.as_ref() else {
+        let Some(watched) = self.watched.as_ref() else {
             return;
         };
         if self.queue.busy() {
             return;
         }
-        let st = stamp(path);
+        let st = *watched.borrow();
         if st == self.stamp {
             self.pending = None;
             return;

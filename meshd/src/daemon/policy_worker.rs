@@ -17,7 +17,7 @@ use crate::atomic_file;
 use acl::Policy;
 use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Jobs waiting behind the running one, at most.
@@ -43,6 +43,35 @@ pub fn stamp(path: &Path) -> Option<Stamp> {
         len: m.len(),
         ino: m.ino(),
     })
+}
+
+/// How often the watcher thread looks at the file.
+pub const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Starts a thread that looks at the file's stamp every [`WATCH_INTERVAL`] and publishes it
+/// when it changes; the thread ends once the receiver is dropped. A `stat` is not done on the
+/// event loop: on ext4 it can wait for a directory that a rename holds while the journal
+/// commits another process's fsync (tens of milliseconds, measured by `bench/stall.sh`).
+pub fn watch(
+    path: PathBuf,
+    first: Option<Stamp>,
+) -> std::io::Result<tokio::sync::watch::Receiver<Option<Stamp>>> {
+    let (tx, rx) = tokio::sync::watch::channel(first);
+    std::thread::Builder::new()
+        .name("meshd-policy-watch".into())
+        .spawn(move || {
+            super::blocking::lower_priority();
+            while !tx.is_closed() {
+                std::thread::sleep(WATCH_INTERVAL);
+                let st = stamp(&path);
+                tx.send_if_modified(|v| {
+                    let changed = *v != st;
+                    *v = st;
+                    changed
+                });
+            }
+        })?;
+    Ok(rx)
 }
 
 /// The file's text, and its stamp from just before it was read.

@@ -74,7 +74,6 @@ impl<T> Changes<T> {
     }
 
     /// Whether a change is in flight.
-    #[cfg(test)]
     pub fn busy(&self) -> bool {
         self.in_flight
     }

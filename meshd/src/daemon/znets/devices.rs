@@ -81,9 +81,10 @@ impl Devices {
         self.0.insert(id, (device, offload));
     }
 
-    /// Stops reading znet `id`'s device (it failed, or the znet is gone).
-    pub fn remove(&mut self, id: u64) {
-        self.0.remove(&id);
+    /// Stops reading znet `id`'s device (it failed, or the znet is gone) and hands it back,
+    /// to be closed off the loop.
+    pub fn remove(&mut self, id: u64) -> Option<Arc<AsyncDevice>> {
+        self.0.remove(&id).map(|(d, _)| d)
     }
 
     /// The device of znet `id`.

@@ -25,6 +25,16 @@ pub struct Up {
     pub attachments: Vec<Attachment>,
 }
 
+/// A znet's TUN device on its way to be closed on the worker.
+#[derive(Clone)]
+pub struct Closing(pub std::sync::Arc<tun_rs::AsyncDevice>);
+
+impl std::fmt::Debug for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Closing(TUN device)")
+    }
+}
+
 /// The znets that are up, by name.
 pub type State = BTreeMap<String, Up>;
 
@@ -57,6 +67,10 @@ pub enum Change {
     },
     /// Undoes a new znet the loop could not put in force (router namespace and records).
     Discard { name: String },
+    /// Closes the TUN device of a znet the loop no longer reads (`znet leave`, or the device
+    /// failed). Closing a TUN unregisters its interface in the kernel, which waits for RCU
+    /// grace periods: tens of milliseconds that must not be spent on the loop.
+    Close { device: Closing },
 }
 
 impl Change {
@@ -222,7 +236,27 @@ pub fn run(ctx: &Context, state: &State, change: Change) -> anyhow::Result<Outco
             ctx.records.remove(&name);
             Ok(Outcome::Discarded)
         }
+        Change::Close { device } => {
+            close(device.0);
+            Ok(Outcome::Discarded)
+        }
     }
+}
+
+/// Closes a TUN device once nobody else holds it (the loop gives up its own handles within a
+/// turn; after a second it is closed anyway, by whoever holds it last).
+fn close(mut device: std::sync::Arc<tun_rs::AsyncDevice>) {
+    for _ in 0..100 {
+        match std::sync::Arc::try_unwrap(device) {
+            Ok(d) => {
+                drop(d);
+                return;
+            }
+            Err(shared) => device = shared,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tracing::debug!("a znet TUN device is still in use elsewhere; closed by its last user");
 }
 
 /// The manifest text of a new znet with this node its only member.

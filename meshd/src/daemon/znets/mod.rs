@@ -165,6 +165,24 @@ impl Znets {
         }
     }
 
+    /// Stops reading znet `id`'s TUN device and has the worker close it, before any change
+    /// that is waiting (closing one takes the kernel tens of milliseconds).
+    pub fn close_device(&mut self, id: u64) {
+        if let Some(device) = self.devices.remove(id) {
+            let p = Pending {
+                change: Change::Close {
+                    device: jobs::Closing(device),
+                },
+                reply: None,
+            };
+            if self.changes.busy() {
+                self.changes.first(p);
+            } else {
+                self.submit(p.change, None);
+            }
+        }
+    }
+
     /// Puts a change the worker made in force on the node and in the loop's tables.
     fn apply(
         &mut self,
@@ -226,7 +244,7 @@ impl Znets {
             }
             Outcome::Left { name } => {
                 if let Some(up) = self.up.remove(&name) {
-                    self.devices.remove(up.manifest.id);
+                    self.close_device(up.manifest.id);
                     node.znet_down(up.manifest.id);
                 }
                 Ok(serde_json::to_value(crate::admin::ZnetLeft { left: name })?)
