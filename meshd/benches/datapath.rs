@@ -64,6 +64,14 @@ impl Line {
                 let Some(i) = (0..3).find(|i| addr(*i) == to) else {
                     continue;
                 };
+                // A line: A and C cannot reach each other directly, so their attempts at a
+                // direct path (NAT punching) fail and the traffic keeps going through B.
+                let Some(j) = (0..3).find(|j| addr(*j) == from) else {
+                    continue;
+                };
+                if i.abs_diff(j) != 1 {
+                    continue;
+                }
                 let (mut f, mut t, mut o) = (vec![0u8; 4096], vec![0u8; 4096], vec![0u8; 4096]);
                 if let Inbound::Forward { to, len } = self.nodes[i]
                     .0

@@ -17,7 +17,7 @@
 use super::Responder;
 use super::blocking::{Refused, Worker};
 use super::policy_worker::{self as work, CircleEdit, Outcome, Queue, Stamp, Task};
-use crate::admin::{PolicyInfo, Reply, Request};
+use crate::admin::{Error, PolicyInfo, Reply, Request};
 use crate::node::Node;
 use acl::Policy;
 use std::path::PathBuf;
@@ -51,7 +51,12 @@ enum Job {
     Release(Arc<Policy>),
 }
 
-const NO_FILE: &str = "no policy file is configured; set policy_file in meshd's config file";
+/// A change asked of a daemon without a policy file.
+fn no_file() -> Error {
+    Error::unavailable("no policy file is configured").with_hint(
+        "set policy_file in meshd's config file (for example policy_file = \"/etc/meshd/policy.toml\") and restart meshd",
+    )
+}
 
 impl PolicyFile {
     /// Loads the configured file (none: everything allowed). An error here stops the daemon:
@@ -136,19 +141,17 @@ impl PolicyFile {
             req => return reply(answer(req, node, self)),
         };
         if self.path.is_none() {
-            return reply(Reply::err(match task {
-                Task::Reload => NO_FILE.to_string(),
-                Task::Edit(_) => format!(
-                    "{NO_FILE} (for example policy_file = \"/etc/meshd/policy.toml\") and restart meshd"
-                ),
-            }));
+            return reply(Reply::error(no_file()));
         }
         match self.queue.push(task, reply) {
             Ok(next) => self.launch(next, node),
-            Err(reply) => reply(Reply::err(format!(
-                "{} policy changes are waiting already; try again when they are done",
-                work::MAX_WAITING
-            ))),
+            Err(reply) => reply(Reply::error(
+                Error::unavailable(format!(
+                    "{} policy changes are waiting already",
+                    work::MAX_WAITING
+                ))
+                .with_hint("try again when they are done"),
+            )),
         }
     }
 
@@ -174,18 +177,19 @@ impl PolicyFile {
     fn launch(&mut self, mut next: Option<Task>, node: &mut Node) {
         while let Some(task) = next.take() {
             let Some(worker) = self.worker.as_mut() else {
-                next = self.settle(Outcome::not_run(task, NO_FILE.into()), node);
+                next = self.settle(Outcome::not_run(task, no_file()), node);
                 continue;
             };
             match worker.submit(Job::Run(task)) {
                 Ok(()) => return,
                 // Not reached (one job at a time); answered rather than lost.
                 Err(Refused::Full(Job::Run(task))) => {
-                    let why = "internal error: the policy worker is busy; try again".to_string();
+                    let why =
+                        Error::internal("internal error: the policy worker is busy; try again");
                     next = self.settle(Outcome::not_run(task, why), node);
                 }
                 Err(Refused::Gone(Job::Run(task), why)) => {
-                    next = self.settle(Outcome::not_run(task, why), node);
+                    next = self.settle(Outcome::not_run(task, Error::internal(why)), node);
                 }
                 Err(Refused::Full(Job::Release(_)) | Refused::Gone(Job::Release(_), _)) => {}
             }
@@ -210,8 +214,10 @@ impl PolicyFile {
             (Task::Reload, Err(e)) => {
                 self.failures += 1;
                 tracing::error!("policy file refused, the previous policy stays in force:\n{e}");
-                self.last_error = Some(e.clone());
-                Reply::err(format!("{e}\n(the previous policy stays in force)"))
+                self.last_error = Some(e.message.clone());
+                let mut e = e;
+                e.message.push_str("\n(the previous policy stays in force)");
+                Reply::error(e)
             }
             (Task::Edit(edit), Ok(Some(p))) => {
                 let what = edit.describe();
@@ -226,7 +232,7 @@ impl PolicyFile {
                 done: format!("nothing to change: {} already", edit.describe()),
                 policy: None,
             }),
-            (Task::Edit(_), Err(e)) => Reply::err(e),
+            (Task::Edit(_), Err(e)) => Reply::error(e),
         };
         for w in waiters {
             w(reply.clone());

@@ -143,14 +143,14 @@ pub struct Outcome {
     /// read the file or changed nothing).
     pub stamp: Option<Option<Stamp>>,
     /// The compiled policy to put in force; `Ok(None)`: nothing to change.
-    pub result: Result<Option<Policy>, String>,
+    pub result: Result<Option<Policy>, crate::admin::Error>,
     /// How long the job took on the worker.
     pub took: Duration,
 }
 
 impl Outcome {
     /// A job that never ran.
-    pub fn not_run(task: Task, why: String) -> Outcome {
+    pub fn not_run(task: Task, why: crate::admin::Error) -> Outcome {
         Outcome {
             task,
             stamp: None,
@@ -165,8 +165,13 @@ pub fn run(path: &Path, task: Task) -> Outcome {
     let t0 = Instant::now();
     let (stamp, result) = match &task {
         Task::Reload => match read(path) {
-            Ok((text, st)) => (Some(st), load(path, &text).map(Some)),
-            Err(e) => (None, Err(e)),
+            Ok((text, st)) => (
+                Some(st),
+                load(path, &text)
+                    .map(Some)
+                    .map_err(crate::admin::Error::bad_request),
+            ),
+            Err(e) => (None, Err(crate::admin::Error::internal(e))),
         },
         Task::Edit(edit) => match edit_file(path, edit) {
             Ok(Some((p, st))) => (Some(st), Ok(Some(p))),
@@ -184,16 +189,25 @@ pub fn run(path: &Path, task: Task) -> Outcome {
 
 /// The edit is checked (parsed, compiled, its tests run) before it is written; a refused
 /// edit leaves the file as it was.
-fn edit_file(path: &Path, edit: &CircleEdit) -> Result<Option<(Policy, Option<Stamp>)>, String> {
-    let (text, _) = read(path)?;
-    let Some(new) = edit.apply(&text).map_err(|e| e.to_string())? else {
+fn edit_file(
+    path: &Path,
+    edit: &CircleEdit,
+) -> Result<Option<(Policy, Option<Stamp>)>, crate::admin::Error> {
+    use crate::admin::Error;
+    let (text, _) = read(path).map_err(Error::internal)?;
+    let Some(new) = edit
+        .apply(&text)
+        .map_err(|e| Error::bad_request(e.to_string()))?
+    else {
         return Ok(None);
     };
     let p = load(path, &new).map_err(|e| {
-        format!("the change would make the policy invalid, so the file was not changed:\n{e}")
+        Error::bad_request(format!(
+            "the change would make the policy invalid, so the file was not changed:\n{e}"
+        ))
     })?;
     atomic_file::write(path, new.as_bytes(), atomic_file::Mode::Keep)
-        .map_err(|e| format!("the policy file was not changed: {e}"))?;
+        .map_err(|e| Error::internal(format!("the policy file was not changed: {e}")))?;
     Ok(Some((p, stamp(path))))
 }
 
@@ -387,7 +401,7 @@ mod tests {
         // poller does not read it again and again).
         std::fs::write(&f, "[circles\n").expect("write");
         let o = run(&f, Task::Reload);
-        let e = o.result.err().unwrap_or_default();
+        let e = o.result.err().map(|e| e.message).unwrap_or_default();
         assert!(e.contains("policy.toml"), "{e}");
         assert_eq!(o.stamp, Some(stamp(&f)));
         let _ = std::fs::remove_dir_all(&d);

@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use zeroize::Zeroizing;
 
-/// A checked manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A checked manifest. Its `Debug` output leaves the secret out (logs and panics must not
+/// carry it).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Manifest {
     /// Name (used in namespace and interface names).
     pub name: String,
@@ -40,6 +41,19 @@ pub struct Manifest {
     pub members: Vec<Member>,
 }
 
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .field("ipv4", &self.ipv4)
+            .field("ipv6", &self.ipv6)
+            .field("members", &self.members)
+            .finish()
+    }
+}
+
 /// One member node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -51,7 +65,7 @@ pub struct Member {
     pub v6: Option<Ipv6Addr>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
     name: String,
@@ -293,6 +307,21 @@ mod tests {
         assert!(m.members[0].holds(IpAddr::V6(v6)));
         assert!(!m.members[1].holds(IpAddr::V6(v6)));
         assert_eq!(Manifest::parse(&m.to_toml()).expect("round trip"), m);
+    }
+
+    #[test]
+    fn debug_output_leaves_the_secret_out() {
+        let m =
+            Manifest::parse(&text(&format!("[[members]]\nkey = \"{}\"\n", key(1)))).expect("valid");
+        let shown = format!("{m:?}");
+        assert!(
+            shown.contains("shop") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("abab") && !shown.contains("171, 171"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -147,20 +147,38 @@ pub enum Outcome {
     Discarded,
 }
 
+/// An error of kind `not_found` (what the request names is not here).
+pub fn not_found(message: String) -> anyhow::Error {
+    anyhow::Error::new(api::Error::not_found(message))
+}
+
+/// An error of kind `conflict` (the request clashes with what is here).
+pub fn conflict(message: String) -> anyhow::Error {
+    anyhow::Error::new(api::Error::conflict(message))
+}
+
+/// There is no znet `name` here.
+pub fn no_znet(name: &str) -> anyhow::Error {
+    anyhow::Error::new(
+        api::Error::not_found(format!("there is no znet {name:?} here"))
+            .with_hint("meshctl znet list shows them"),
+    )
+}
+
 /// Does one change.
 pub fn run(ctx: &Context, state: &State, change: Change) -> anyhow::Result<Outcome> {
     match change {
         Change::Create { name, ipv4, ipv6 } => {
             let text = new_manifest(&name, &ipv4, ipv6.as_deref(), &ctx.me)?;
             if state.contains_key(&name) {
-                bail!("a znet named {name:?} is here already");
+                return Err(conflict(format!("a znet named {name:?} is here already")));
             }
             join(ctx, state, &text, true)
         }
         Change::Join { manifest } => join(ctx, state, &manifest, false),
         Change::Leave { name } => {
             let Some(up) = state.get(&name) else {
-                bail!("there is no znet {name:?} here (meshctl znet list shows them)");
+                return Err(no_znet(&name));
             };
             let rns = ctx.router_ns(&name);
             // Deleting the router side of each pair removes the container side too, wherever
@@ -182,7 +200,7 @@ pub fn run(ctx: &Context, state: &State, change: Change) -> anyhow::Result<Outco
             let ifname = ifname.as_deref().unwrap_or("zn0");
             check_ifname(ifname)?;
             let Some(up) = state.get(&name) else {
-                bail!("there is no znet {name:?} here (meshctl znet list shows them)");
+                return Err(no_znet(&name));
             };
             let a = attach(ctx, up, &netns, ip.as_deref(), ifname, container_id)?;
             let mut all = up.attachments.clone();
@@ -200,7 +218,7 @@ pub fn run(ctx: &Context, state: &State, change: Change) -> anyhow::Result<Outco
             container_id,
         } => {
             let Some(up) = state.get(&name) else {
-                bail!("there is no znet {name:?} here (meshctl znet list shows them)");
+                return Err(no_znet(&name));
             };
             let Some(a) = up
                 .attachments
@@ -213,7 +231,9 @@ pub fn run(ctx: &Context, state: &State, change: Change) -> anyhow::Result<Outco
                 })
                 .cloned()
             else {
-                bail!("nothing of that is attached to znet {name:?}");
+                return Err(not_found(format!(
+                    "nothing of that is attached to znet {name:?}"
+                )));
             };
             plumbing::remove_veth(&ctx.router_ns(&name), &a.netns);
             let rest: Vec<Attachment> = up
@@ -365,7 +385,9 @@ pub fn attach(
     let name = &up.manifest.name;
     let ns = NsRef::parse(netns)?;
     if up.attachments.iter().any(|a| a.netns == netns) {
-        bail!("namespace {netns:?} is already attached to znet {name:?}");
+        return Err(conflict(format!(
+            "namespace {netns:?} is already attached to znet {name:?}"
+        )));
     }
     let me = up
         .manifest
@@ -392,7 +414,9 @@ pub fn attach(
                 );
             }
             if used.contains(&a) {
-                bail!("{a} is already used by another container of znet {name:?}");
+                return Err(conflict(format!(
+                    "{a} is already used by another container of znet {name:?}"
+                )));
             }
             a
         }

@@ -49,7 +49,6 @@ use super::Responder;
 use crate::admin::{Reply, Request, ZnetInfo, ZnetMemberInfo};
 use crate::identity::{Identity, PublicKey};
 use crate::node::Node;
-use anyhow::bail;
 use changes::{Changes, Submitted};
 use jobs::{Change, Context, Outcome, State, Up};
 use std::path::Path;
@@ -111,9 +110,12 @@ impl Znets {
             }
             Submitted::Full(p) => {
                 if let Some(reply) = p.reply {
-                    reply(to_reply(Err(anyhow::anyhow!(
-                        "meshd is busy with {} znet changes; try again shortly",
-                        changes::MAX_WAITING
+                    reply(to_reply(Err(anyhow::Error::new(
+                        crate::admin::Error::unavailable(format!(
+                            "meshd is busy with {} znet changes",
+                            changes::MAX_WAITING
+                        ))
+                        .with_hint("try again shortly"),
                     ))));
                 }
             }
@@ -272,7 +274,7 @@ impl Znets {
     /// For `znet show`.
     pub fn info(&self, node: &Node, name: &str) -> anyhow::Result<ZnetInfo> {
         let Some(up) = self.up.get(name) else {
-            bail!("there is no znet {name:?} here (meshctl znet list shows them)");
+            return Err(jobs::no_znet(name));
         };
         let m = &up.manifest;
         let counters = node
@@ -311,12 +313,32 @@ impl Znets {
     }
 }
 
-/// The reply to a znet request.
+/// The reply to a znet request. The error's kind: the one it was made with (not found,
+/// conflict, unavailable); `internal` if a system call failed on the way (netlink, a
+/// namespace, a file); otherwise the request was wrong (`bad_request`).
 fn to_reply(r: anyhow::Result<serde_json::Value>) -> Reply {
-    match r {
-        Ok(v) => Reply::ok(v),
-        Err(e) => Reply::err(format!("{e:#}")),
+    let e = match r {
+        Ok(v) => return Reply::ok(v),
+        Err(e) => e,
+    };
+    let message = format!("{e:#}");
+    if let Some(typed) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<crate::admin::Error>())
+    {
+        let mut out = crate::admin::Error::new(typed.kind, message);
+        out.hint = typed.hint.clone();
+        return Reply::error(out);
     }
+    let system = e.chain().any(|c| {
+        c.downcast_ref::<plumbing::PlumbError>().is_some()
+            || c.downcast_ref::<std::io::Error>().is_some()
+    });
+    Reply::error(if system {
+        crate::admin::Error::internal(message)
+    } else {
+        crate::admin::Error::bad_request(message)
+    })
 }
 
 /// Answers the znet requests: `list` and `show` at once from the loop's state; the changes
@@ -335,4 +357,33 @@ pub fn answer(req: Request, node: &Node, znets: &mut Znets, reply: Responder) {
         },
     };
     reply(to_reply(r));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::ErrorKind;
+
+    fn kind_of(e: anyhow::Error) -> (ErrorKind, String, Option<String>) {
+        let r = to_reply(Err(e));
+        let e = r.error.expect("an error");
+        (e.kind, e.message, e.hint)
+    }
+
+    #[test]
+    fn answers_carry_the_kind_of_their_error() {
+        let (k, m, h) = kind_of(jobs::no_znet("shop").context("znet attach"));
+        assert_eq!(k, ErrorKind::NotFound);
+        assert!(m.contains("znet attach") && m.contains("\"shop\""), "{m}");
+        assert!(h.is_some_and(|h| h.contains("znet list")));
+        let (k, ..) = kind_of(jobs::conflict(
+            "a znet named \"shop\" is here already".into(),
+        ));
+        assert_eq!(k, ErrorKind::Conflict);
+        let io = std::io::Error::other("netlink said no");
+        let (k, ..) = kind_of(anyhow::Error::new(io).context("cannot add the veth"));
+        assert_eq!(k, ErrorKind::Internal);
+        let (k, ..) = kind_of(anyhow::anyhow!("manifest: name must be 1 to 12 characters"));
+        assert_eq!(k, ErrorKind::BadRequest);
+    }
 }
