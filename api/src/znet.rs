@@ -29,6 +29,11 @@ pub struct Attachment {
     /// PID was reused names another namespace, which is then left alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns_inode: Option<u64>,
+    /// The MAC address of the container's interface (`02:…`, locally administered; derived
+    /// from its IPv4 address, so the same after a restart). Absent in records of older
+    /// versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// A member of a znet, for `znet show`.

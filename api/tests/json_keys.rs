@@ -171,7 +171,7 @@ fn circle() -> CircleInfo {
     }
 }
 
-fn attachment(ns_inode: Option<u64>) -> Attachment {
+fn attachment(ns_inode: Option<u64>, mac: Option<String>) -> Attachment {
     Attachment {
         znet: s(),
         netns: s(),
@@ -184,6 +184,7 @@ fn attachment(ns_inode: Option<u64>) -> Attachment {
         range_v6: None,
         container_id: None,
         ns_inode,
+        mac,
     }
 }
 
@@ -200,7 +201,7 @@ fn znet() -> ZnetInfo {
             subnet_v6: None,
             this_node: true,
         }],
-        attachments: vec![attachment(None)],
+        attachments: vec![attachment(None, None)],
         counters: ZnetCounters::default(),
     }
 }
@@ -499,7 +500,7 @@ fn json_keys_are_pinned() {
     );
     pin(
         "znet_attach",
-        &attachment(None),
+        &attachment(None, None),
         &[
             "container_id",
             "gateway_v4",
@@ -515,7 +516,7 @@ fn json_keys_are_pinned() {
     );
     pin(
         "znet_attach_inode",
-        &attachment(Some(7)),
+        &attachment(Some(7), Some(s())),
         &[
             "container_id",
             "gateway_v4",
@@ -523,6 +524,7 @@ fn json_keys_are_pinned() {
             "ifname",
             "ipv4",
             "ipv6",
+            "mac",
             "netns",
             "ns_inode",
             "range_v4",

@@ -137,10 +137,14 @@ fn a_runtime_attaches_checks_and_detaches_a_container() {
     let (ok, result) = cni(&vars("ADD", "c1", &ns1, ""), &config);
     assert!(ok, "ADD failed: {result}\nmeshd log:\n{}", n.log());
     assert_eq!(result["cniVersion"], "1.0.0", "{result}");
-    assert_eq!(
-        result["interfaces"][0],
-        json!({"name": "eth0", "sandbox": ns1}),
-        "{result}"
+    assert_eq!(result["interfaces"][0]["name"], "eth0", "{result}");
+    assert_eq!(result["interfaces"][0]["sandbox"], ns1.as_str(), "{result}");
+    // podman refuses a result whose container interface has no MAC address.
+    let mac = result["interfaces"][0]["mac"].as_str().unwrap_or_default();
+    let shown = tests::run(Command::new("ip").args(["-n", &c1.name, "link", "show", "eth0"]));
+    assert!(
+        mac.starts_with("02:") && shown.contains(&format!("link/ether {mac}")),
+        "the result's MAC {mac:?} is not eth0's: {shown}"
     );
     let address = result["ips"][0]["address"]
         .as_str()
@@ -222,13 +226,14 @@ fn a_runtime_attaches_checks_and_detaches_a_container() {
     let (ok, v) = cni(&vars("CHECK", "c2", &ns2, ""), &with_prev(&config, &r2));
     assert!(ok, "CHECK of c2 failed: {v}");
 
-    // meshd down: DEL of a live namespace asks to try again later; CHECK fails.
+    // meshd down: CHECK fails; DEL of a live namespace succeeds (runtimes do not retry a
+    // failed DEL: podman deletes the namespace next anyway, and meshd forgets the attachment
+    // when it starts and finds the namespace gone).
     n.kill9();
-    let (ok, v) = cni(&vars("DEL", "c2", &ns2, ""), &config);
-    assert!(!ok, "DEL succeeded with meshd down and the namespace alive");
-    assert_eq!(v["code"], 11, "{v}");
     let (ok, _) = cni(&vars("CHECK", "c2", &ns2, ""), &with_prev(&config, &r2));
     assert!(!ok, "CHECK succeeded with meshd down");
+    let (ok, v) = cni(&vars("DEL", "c2", &ns2, ""), &config);
+    assert!(ok, "DEL failed with meshd down: {v}");
     // Its namespace gone too: nothing is left, DEL succeeds.
     drop(c2);
     let (ok, v) = cni(&vars("DEL", "c2", &ns2, ""), &config);
@@ -237,7 +242,7 @@ fn a_runtime_attaches_checks_and_detaches_a_container() {
 
 /// What the plugin does without any daemon (needs neither root nor the znet side).
 #[test]
-fn without_a_daemon_del_of_a_gone_container_succeeds_and_the_rest_fails_cleanly() {
+fn without_a_daemon_del_succeeds_and_the_rest_fails_cleanly() {
     let dir = std::env::temp_dir().join(tests::unique("planetary-cni"));
     let config = json!({
         "cniVersion": "1.0.0",
@@ -249,9 +254,10 @@ fn without_a_daemon_del_of_a_gone_container_succeeds_and_the_rest_fails_cleanly(
     let gone = "/var/run/netns/planetary-cni-never-created";
     let (ok, v) = cni(&vars("DEL", "c1", gone, ""), &config);
     assert!(ok, "{v}");
+    // The namespace still exists: success too (runtimes do not retry a DEL; the namespace goes
+    // next, and meshd forgets the attachment when it starts and finds it gone).
     let (ok, v) = cni(&vars("DEL", "c1", "/proc/self/ns/net", ""), &config);
-    assert!(!ok);
-    assert_eq!(v["code"], 11, "{v}");
+    assert!(ok, "{v}");
     let (ok, v) = cni(&vars("ADD", "c1", "/proc/self/ns/net", ""), &config);
     assert!(!ok);
     assert_eq!(v["code"], 11, "{v}");

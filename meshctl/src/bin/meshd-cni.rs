@@ -627,7 +627,7 @@ fn parse_net<A: FromStr>(s: &str, default: Option<u8>, max: u8) -> Option<Net<A>
 }
 
 /// An attachment's addresses, checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Addresses {
     v4: Net<Ipv4Addr>,
     gateway_v4: Ipv4Addr,
@@ -635,6 +635,16 @@ struct Addresses {
     v6: Option<Net<Ipv6Addr>>,
     gateway_v6: Option<Ipv6Addr>,
     range_v6: Option<Net<Ipv6Addr>>,
+    mac: Option<String>,
+}
+
+/// Whether `s` is a MAC address as CNI results give it (`aa:bb:cc:dd:ee:ff`).
+fn mac_ok(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl Addresses {
@@ -659,6 +669,9 @@ impl Addresses {
             })?,
             gateway_v6: opt("gateway_v6", a.gateway_v6.as_ref(), |s| s.parse().ok())?,
             range_v6: opt("range_v6", a.range_v6.as_ref(), |s| parse_net(s, None, 128))?,
+            mac: opt("mac", a.mac.as_ref(), |s| {
+                mac_ok(s).then(|| s.to_lowercase())
+            })?,
         })
     }
 }
@@ -683,7 +696,11 @@ fn build_result(cfg: &Config, ifname: &str, netns: &str, a: &Addresses) -> Resul
     let mut ips = prev_list(prev, "ips")?;
     let mut routes = prev_list(prev, "routes")?;
     let index = interfaces.len();
-    interfaces.push(json!({"name": ifname, "sandbox": netns}));
+    // podman checks that a container interface has a MAC address.
+    interfaces.push(match &a.mac {
+        Some(mac) => json!({"name": ifname, "mac": mac, "sandbox": netns}),
+        None => json!({"name": ifname, "sandbox": netns}),
+    });
     let ip = |family: &str, address: String, gateway: Option<String>| {
         let mut m = Map::new();
         if legacy {
@@ -800,11 +817,22 @@ fn add(cfg: &Config, p: &Params) -> Result<Option<Value>, CniError> {
 fn del_failed(p: &Params, e: CallError) -> Result<Option<Value>, CniError> {
     let gone = p.netns.as_deref().is_none_or(|n| !Path::new(n).exists());
     match e {
-        CallError::Unavailable(d) if gone => {
-            eprintln!(
-                "meshd-cni: {d}; the container's namespace is gone, so nothing is left to \
-                 detach: DEL succeeds"
-            );
+        // Runtimes do not retry a failed DEL (podman keeps its cached result and deletes the
+        // namespace anyway), so an error here helps nobody. The veth goes with the namespace,
+        // and meshd drops the attachment when it starts and finds the namespace gone.
+        CallError::Unavailable(d) => {
+            if gone {
+                eprintln!(
+                    "meshd-cni: {d}; the container's namespace is gone, so nothing is left to \
+                     detach: DEL succeeds"
+                );
+            } else {
+                eprintln!(
+                    "meshd-cni: {d}; DEL succeeds: the container's interface goes with its \
+                     namespace, and meshd forgets the attachment when it starts and finds the \
+                     namespace gone"
+                );
+            }
             Ok(None)
         }
         e => Err(daemon_error("detach the container", e)),
@@ -1202,6 +1230,7 @@ mod tests {
             range_v6: Some("fd00:5a31:7e2b:1::/64".into()),
             container_id: Some(container.into()),
             ns_inode: None,
+            mac: Some("02:5a:0a:32:01:02".into()),
         }
     }
 
@@ -1430,7 +1459,7 @@ mod tests {
             r,
             json!({
                 "cniVersion": "1.0.0",
-                "interfaces": [{"name": "eth0", "sandbox": NS}],
+                "interfaces": [{"name": "eth0", "mac": "02:5a:0a:32:01:02", "sandbox": NS}],
                 "ips": [
                     {"address": "10.50.1.2/32", "gateway": "10.50.1.1", "interface": 0},
                     {"address": "fd00:5a31:7e2b:1:1::2/128", "gateway": "fd00:5a31:7e2b:1:1::1",
@@ -1534,7 +1563,10 @@ mod tests {
         let o = run_with(&envs, &config(&fake.socket, json!({})));
         let r = o.result.expect("ok").expect("a result");
         assert_eq!(r["ips"][0]["address"], "10.50.1.7/32");
-        assert_eq!(r["interfaces"][0], json!({"name": "eth0", "sandbox": NS}));
+        assert_eq!(
+            r["interfaces"][0],
+            json!({"name": "eth0", "mac": "02:5a:0a:32:01:02", "sandbox": NS})
+        );
         assert_eq!(
             fake.requests(),
             vec![Request::ZnetAttach {
@@ -1627,10 +1659,11 @@ mod tests {
         assert_eq!(run_with(&envs, &cfg).result, Ok(None));
         envs.remove(2);
         assert_eq!(run_with(&envs, &cfg).result, Ok(None));
-        // It still exists: try again later.
+        // It still exists: success too (runtimes do not retry a DEL; the namespace is
+        // deleted next, and meshd forgets the attachment when it starts).
         let mut envs = base_env("DEL");
         envs[2].1 = "/proc/self/ns/net".into();
-        assert_eq!(code_of(&run_with(&envs, &cfg)), code::TRY_AGAIN);
+        assert_eq!(run_with(&envs, &cfg).result, Ok(None));
         // ADD and CHECK: try again later; STATUS: not available; GC: fine.
         assert_eq!(code_of(&run_with(&base_env("ADD"), &cfg)), code::TRY_AGAIN);
         assert_eq!(

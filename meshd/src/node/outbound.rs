@@ -117,7 +117,13 @@ impl Node {
     /// Routes `msg` to `key` as an owned datagram (control paths), or parks it until the
     /// destination's coordinates are known.
     pub(super) fn route_owned(&mut self, now: Instant, key: PublicKey, msg: Vec<u8>) {
-        if !self.router.knows(&key.0) {
+        // A direct peer (or a route still fresh) resolves at once, with no lookup and so no
+        // `Resolved` event: a message parked then would wait for its sender's retry (a znet's
+        // first packet waited a second for its handshake's).
+        let known = self.router.knows(&key.0)
+            || (self.router.resolve(now, &key.address()) == Some(key.0)
+                && self.router.knows(&key.0));
+        if !known {
             if self.parked.len() >= MAX_PARKED_KEYS && !self.parked.contains_key(&key) {
                 return;
             }
@@ -125,7 +131,6 @@ impl Node {
             if q.len() < WAIT_PER_ADDRESS {
                 q.push_back(msg);
             }
-            let _ = self.router.resolve(now, &key.address());
             return;
         }
         let mut out = vec![0u8; msg.len() + 256];

@@ -545,6 +545,69 @@ mod tests {
         assert!(got(&net, b"four"), "not delivered after a restart");
     }
 
+    /// The first packet between two containers of a znet on a direct link arrives after the
+    /// znet session's handshake, one round trip, not after a retry (podman users saw 1 s).
+    #[test]
+    fn the_first_packet_of_a_new_znet_session_is_not_delayed() {
+        use crate::znet::Member;
+        use std::net::Ipv4Addr;
+        let mut net = TestNet::new(2, 11);
+        net.connect(0, 1, Duration::from_millis(1));
+        net.run(Duration::from_secs(5));
+        let keys: Vec<_> = net.nodes.iter().map(|t| t.identity.public_key()).collect();
+        let m = Manifest {
+            name: "first".into(),
+            id: 77,
+            secret: [0x33; 32].into(),
+            ipv4: Ipv4Addr::new(10, 50, 0, 0),
+            ipv6: None,
+            members: (0..2)
+                .map(|i| Member {
+                    key: keys[i],
+                    v4: Ipv4Addr::new(10, 50, i as u8 + 1, 0),
+                    v6: None,
+                })
+                .collect(),
+        };
+        for i in 0..2 {
+            net.znet_up(i, m.clone()).expect("member");
+        }
+        net.run(Duration::from_millis(100));
+        let packet = udp4(
+            Ipv4Addr::new(10, 50, 1, 2),
+            Ipv4Addr::new(10, 50, 2, 2),
+            b"first",
+        );
+        let t0 = net.elapsed();
+        net.send_znet(0, 77, &packet);
+        let mut znet = None;
+        while znet.is_none() && net.elapsed() < t0 + Duration::from_secs(3) {
+            net.run(Duration::from_millis(1));
+            if net.deliveries.iter().any(|d| matches!(d, Delivery::Znet { node: 1, packet, .. } if packet.ends_with(b"first"))) {
+                znet = Some(net.elapsed() - t0);
+            }
+        }
+        // The overlay's first packet afterwards, for comparison.
+        let (a, b) = (net.address(0), net.address(1));
+        let t0 = net.elapsed();
+        net.send(0, &udp6(a, b, (40000, 9), b"overlay"));
+        let mut overlay = None;
+        while overlay.is_none() && net.elapsed() < t0 + Duration::from_secs(3) {
+            net.run(Duration::from_millis(1));
+            if net.deliveries.iter().any(
+                |d| matches!(d, Delivery::Tun { node: 1, packet } if packet.ends_with(b"overlay")),
+            ) {
+                overlay = Some(net.elapsed() - t0);
+            }
+        }
+        let overlay = overlay.expect("the overlay's first packet never arrived");
+        let znet = znet.expect("the znet's first packet never arrived");
+        assert!(
+            znet < Duration::from_millis(50),
+            "the first znet packet took {znet:?} (the overlay's: {overlay:?})"
+        );
+    }
+
     /// Known bug, found by the model test (shrunk counterexample: four nodes, wires 0-3 and
     /// 1-0, restart node 0, node 3 pings node 1). A hub restarted within a link's timeout is
     /// linked again at once; its children keep the tree coordinates the old instance gave them

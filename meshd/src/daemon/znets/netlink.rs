@@ -263,11 +263,18 @@ pub fn destination(r: &RouteMessage) -> Option<(IpAddr, u8)> {
     })
 }
 
-/// A veth pair: `name` in the namespace of descriptor `ns`, `peer` in that of `peer_ns`,
-/// both with `mtu`. The kernel creates each end in its namespace directly (`IFLA_NET_NS_FD`),
+/// A veth pair: `name` in the namespace of descriptor `ns`, `peer` (with MAC address
+/// `peer_mac`) in that of `peer_ns`, both with `mtu`. The kernel creates each end in its namespace directly (`IFLA_NET_NS_FD`),
 /// so no name ever collides in the namespace that asked. The ends come up down: bring each up
 /// from inside its namespace (the kernel refuses `IFF_UP` here, with `ENOTCONN`).
-pub fn veth(name: &str, ns: RawFd, peer: &str, peer_ns: RawFd, mtu: u16) -> LinkMessage {
+pub fn veth(
+    name: &str,
+    ns: RawFd,
+    peer: &str,
+    peer_ns: RawFd,
+    peer_mac: [u8; 6],
+    mtu: u16,
+) -> LinkMessage {
     let end = |n: &str, fd: RawFd| {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(n.to_string()));
@@ -276,11 +283,29 @@ pub fn veth(name: &str, ns: RawFd, peer: &str, peer_ns: RawFd, mtu: u16) -> Link
         m
     };
     let mut m = end(name, ns);
+    let mut p = end(peer, peer_ns);
+    p.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
     m.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
-        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(end(peer, peer_ns)))),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
     ]));
     m
+}
+
+/// The MAC address of a container's interface: locally administered and unicast (`02:`),
+/// then `5a` and the four bytes of its IPv4 address, so that it is unique among the containers
+/// of a node and the same when the attachment is made again after a restart.
+pub fn container_mac(addr: std::net::Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = addr.octets();
+    [0x02, 0x5a, a, b, c, d]
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Brings interface `name` up (found by name: index 0).
@@ -353,7 +378,9 @@ mod tests {
 
     #[test]
     fn veth_puts_each_end_in_its_namespace_with_its_mtu() {
-        let m = round_trip_link(&veth("zv01020304", 7, "zn0", 9, 1400));
+        let mac = container_mac(Ipv4Addr::new(10, 50, 1, 2));
+        assert_eq!(mac_text(mac), "02:5a:0a:32:01:02");
+        let m = round_trip_link(&veth("zv01020304", 7, "zn0", 9, mac, 1400));
         assert!(
             m.attributes
                 .contains(&LinkAttribute::IfName("zv01020304".into()))
@@ -382,6 +409,10 @@ mod tests {
         );
         assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(9)));
         assert!(peer.attributes.contains(&LinkAttribute::Mtu(1400)));
+        assert!(
+            peer.attributes
+                .contains(&LinkAttribute::Address(mac.to_vec()))
+        );
     }
 
     #[test]

@@ -226,11 +226,13 @@ pub fn attach(
     let rfile = File::open(netns::path_of(rns)).map_err(ns_err(rns))?;
     let cfile = File::open(ns.file()).map_err(ns_err(shown))?;
     let mut host = Rtnl::open().map_err(ns_err("of meshd"))?;
+    let mac = netlink::container_mac(p.addr);
     host.add_link(netlink::veth(
         &rif,
         rfile.as_raw_fd(),
         p.ifname,
         cfile.as_raw_fd(),
+        mac,
         ZNET_MTU,
     ))
     .map_err(|cause| PlumbError::Veth {
@@ -305,5 +307,6 @@ pub fn attach(
         range_v6: p.manifest.ipv6.map(|a| format!("{a}/64")),
         container_id,
         ns_inode: ns.identity(p.netns).ok(),
+        mac: Some(netlink::mac_text(mac)),
     })
 }
