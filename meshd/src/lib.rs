@@ -47,6 +47,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod e2e;
 pub mod firewall;
+pub mod gateway;
 pub mod identity;
 pub mod link;
 pub mod nat;
