@@ -127,9 +127,13 @@ impl Drop for Podman {
 
 /// A root filesystem of busybox alone: the shell and the tools the test runs.
 fn busybox_rootfs() -> PathBuf {
+    let bin = std::fs::read(BUSYBOX)
+        .unwrap_or_else(|e| panic!("cannot read {BUSYBOX} ({e}): install busybox-static"));
+    // A dynamically linked busybox has a loader (an ELF PT_INTERP header); alone in a root
+    // filesystem it cannot run.
     assert!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} is missing: install busybox-static"
+        !has_interpreter(&bin),
+        "{BUSYBOX} is dynamically linked: install busybox-static"
     );
     let root = std::env::temp_dir().join(unique("rootfs"));
     for d in ["bin", "tmp", "www", "proc", "sys", "dev", "etc"] {
@@ -142,6 +146,26 @@ fn busybox_rootfs() -> PathBuf {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).expect("symlink");
     }
     root
+}
+
+/// Whether a 64-bit little-endian ELF file asks for a program interpreter (`PT_INTERP`).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..count).any(|i| {
+        let at = phoff as usize + i * size;
+        elf.get(at..at + 4) == Some(&3u32.to_le_bytes()[..])
+    })
 }
 
 /// `manifest` with `key` added as a member.
