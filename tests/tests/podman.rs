@@ -60,34 +60,38 @@ impl Podman {
             netd.display()
         );
         std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
+        assert!(
+            Command::new("podman")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "podman does not run here: install podman, runc and busybox-static"
+        );
         Podman { dir }
     }
 
-    /// Runs `podman ARGS` with this installation's configuration and storage.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+    /// `podman ARGS` with this installation's configuration and storage.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .arg("--root")
             .arg(self.dir.join("storage"))
             .arg("--runroot")
             .arg(self.dir.join("run"))
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run podman ({e}): install podman, runc and busybox-static")
-            })
+            .args(args);
+        c
     }
 
-    /// As [`Podman::run`]; fails the test unless podman succeeded.
+    /// Runs `podman ARGS`, whatever it ends with.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run podman: {e}"))
+    }
+
+    /// Runs `podman ARGS`; fails the test unless podman succeeded.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        tests::run(&mut self.command(args))
     }
 
     /// Starts a detached container named `name` on network `net` that sleeps.
