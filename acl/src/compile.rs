@@ -270,8 +270,8 @@ impl PortMap {
 pub(crate) struct Table {
     /// The rules whose subjects match, in file order.
     pub(crate) rules: Vec<u32>,
-    /// Verdicts of `peer` and `root` (by [`Action::index`]; the others unused).
-    pub(crate) fixed: [Verdict; 4],
+    /// Verdicts of `peer`, `root` and `publish` (by [`Action::index`]; the others unused).
+    pub(crate) fixed: [Verdict; 5],
     /// `traffic` then `outbound`, by [`Proto::index`].
     pub(crate) ports: [[PortMap; 4]; 2],
     /// Some packet of `traffic` / `outbound` is allowed.
@@ -303,6 +303,7 @@ impl Table {
                 Verdict::Deny,
                 fixed_of(Action::Root),
                 Verdict::Deny,
+                fixed_of(Action::Publish),
             ],
             ports,
             any,

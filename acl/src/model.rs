@@ -21,18 +21,22 @@ pub enum Action {
     Root,
     /// This node may send packets to the subject.
     Outbound,
+    /// The subject may publish services on this node's gateway (`[gateway]`). Its default
+    /// is `deny` whatever `default` says: a public name is opened only when a rule allows it.
+    Publish,
 }
 
 impl Action {
     /// Every action, in the order of [`Action::index`].
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 5] = [
         Action::Peer,
         Action::Traffic,
         Action::Root,
         Action::Outbound,
+        Action::Publish,
     ];
 
-    /// 0..4, for tables.
+    /// 0..5, for tables.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -44,6 +48,7 @@ impl Action {
             Action::Traffic => "traffic",
             Action::Root => "root",
             Action::Outbound => "outbound",
+            Action::Publish => "publish",
         }
     }
 
@@ -357,7 +362,7 @@ pub struct Test {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Model {
     /// The verdict when no rule matches, by [`Action::index`].
-    pub defaults: [Verdict; 4],
+    pub defaults: [Verdict; 5],
     /// Circles, in file order.
     pub circles: Vec<Circle>,
     /// Rules, in file order.
@@ -367,10 +372,16 @@ pub struct Model {
 }
 
 impl Default for Model {
-    /// The empty policy: everything allowed.
+    /// The empty policy: everything allowed but publishing on a gateway.
     fn default() -> Self {
         Model {
-            defaults: [Verdict::Allow; 4],
+            defaults: [
+                Verdict::Allow,
+                Verdict::Allow,
+                Verdict::Allow,
+                Verdict::Allow,
+                Verdict::Deny,
+            ],
             circles: Vec::new(),
             rules: Vec::new(),
             tests: Vec::new(),

@@ -29,7 +29,13 @@ pub fn parse(text: &str, file: &str) -> Result<Model, PolicyError> {
         match k.get_ref().as_ref() {
             "default" => {
                 if let Some(d) = cx.verdict(v) {
-                    model.defaults = [d; 4];
+                    // `default` leaves `publish` denied: opening a public name takes a rule
+                    // or `[defaults] publish`.
+                    for a in Action::ALL {
+                        if a != Action::Publish {
+                            model.defaults[a.index()] = d;
+                        }
+                    }
                 }
             }
             "defaults" | "circles" | "rules" | "tests" => {}
@@ -147,8 +153,8 @@ impl Cx<'_> {
                 None => self.bad(
                     k.span().start,
                     format!(
-                        "unknown action {:?} in [defaults]; the actions are peer, traffic, root \
-                         and outbound",
+                        "unknown action {:?} in [defaults]; the actions are peer, traffic, root, \
+                         outbound and publish",
                         k.get_ref()
                     ),
                 ),
@@ -242,14 +248,14 @@ impl Cx<'_> {
                 "action" => {
                     saw_action = true;
                     if matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()) {
-                        self.bad(v.span().start, "action = [] names no action; write peer, traffic, root or outbound");
+                        self.bad(v.span().start, "action = [] names no action; write peer, traffic, root, outbound or publish");
                     }
                     for (s, o) in self.strings(v, "action") {
                         match Action::parse(s) {
                             Some(a) => actions.push(a),
                             None => self.bad(
                                 o,
-                                format!("unknown action {s:?}; write peer, traffic, root or outbound"),
+                                format!("unknown action {s:?}; write peer, traffic, root, outbound or publish"),
                             ),
                         }
                     }
@@ -290,7 +296,7 @@ impl Cx<'_> {
             }
         }
         if !saw_action {
-            self.bad(at, "this rule has no action; add action = \"peer\", \"traffic\", \"root\" or \"outbound\"");
+            self.bad(at, "this rule has no action; add action = \"peer\", \"traffic\", \"root\", \"outbound\" or \"publish\"");
         }
         if verdicts.len() != 1 {
             self.bad(
@@ -337,7 +343,7 @@ impl Cx<'_> {
                     if let Some(s) = self.string(v, "action") {
                         match Action::parse(s) {
                             Some(a) => action = a,
-                            None => self.bad(v.span().start, format!("unknown action {s:?}; write peer, traffic, root or outbound")),
+                            None => self.bad(v.span().start, format!("unknown action {s:?}; write peer, traffic, root, outbound or publish")),
                         }
                     }
                 }
@@ -360,7 +366,7 @@ impl Cx<'_> {
         let (subject, packet) = match action {
             Action::Outbound => (to, port),
             Action::Traffic => (from, port.or(to)),
-            Action::Peer | Action::Root => (from, None),
+            Action::Peer | Action::Root | Action::Publish => (from, None),
         };
         let Some((s, so)) = subject else {
             let key = if action == Action::Outbound {

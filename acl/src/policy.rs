@@ -33,6 +33,12 @@ impl Class {
         self.0.fixed[Action::Root.index()]
     }
 
+    /// May this identity publish services on our gateway?
+    #[inline]
+    pub fn publish(&self) -> Verdict {
+        self.0.fixed[Action::Publish.index()]
+    }
+
     /// May this identity send us a packet of `proto` to our `port`?
     #[inline]
     pub fn traffic(&self, proto: Proto, port: u16) -> Verdict {
@@ -63,6 +69,7 @@ impl Class {
         match action {
             Action::Peer => self.peer(),
             Action::Root => self.root(),
+            Action::Publish => self.publish(),
             Action::Traffic => self.traffic(proto, port),
             Action::Outbound => self.outbound(proto, port),
         }

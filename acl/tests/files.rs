@@ -295,3 +295,36 @@ expect = "allow"
     );
     assert_eq!(p.circle_members("friends").map(|m| m.len()), Some(2));
 }
+
+#[test]
+fn publishing_is_denied_unless_a_rule_or_its_own_default_allows_it() {
+    let [k1, k2, _] = keys();
+    let key = |h: &str| -> [u8; 32] {
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        k
+    };
+    let publish = |p: &Policy, k: &str| p.decide(&key(k), Action::Publish, Proto::Tcp, 0);
+    // No policy, and `default = "allow"`, leave publishing denied.
+    for text in ["", "default = \"allow\"\n"] {
+        let p = Policy::load(text, "p.toml").expect("loads");
+        assert_eq!(publish(&p, &k1), Verdict::Deny, "{text:?}");
+        assert_eq!(
+            p.decide(&key(&k1), Action::Traffic, Proto::Tcp, 80),
+            Verdict::Allow
+        );
+    }
+    let p = Policy::load("[defaults]\npublish = \"allow\"\n", "p.toml").expect("loads");
+    assert_eq!(publish(&p, &k1), Verdict::Allow);
+    let text = format!(
+        "[circles]\nshops = [\"{k1}\"]\n\n[[rules]]\naction = \"publish\"\nallow = \"circle:shops\"\n\n\
+         [[tests]]\naction = \"publish\"\nfrom = \"{k2}\"\nexpect = \"deny\"\n"
+    );
+    let p = Policy::load(&text, "p.toml").expect("loads");
+    assert_eq!(publish(&p, &k1), Verdict::Allow);
+    assert_eq!(publish(&p, &k2), Verdict::Deny);
+    let e = err("[[rules]]\naction = \"publish\"\nallow = \"any\"\nports = \"tcp/443\"\n");
+    assert!(e.to_string().contains("takes no ports"), "{e}");
+}

@@ -328,7 +328,7 @@ struct RuleGen {
 #[derive(Debug, Clone)]
 struct Spec {
     base: Verdict,
-    overrides: [Option<Verdict>; 4],
+    overrides: [Option<Verdict>; 5],
     /// Members of circle `c{i}`; `S::Circle(j)` names `c{j % i}` (a lower circle: no cycles).
     circles: Vec<Vec<S>>,
     /// The order in which the circles are written.
@@ -417,7 +417,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
     let tests = prop::collection::vec((0..NAMED, action(), (any_proto(), port())), 0..=3);
     (
         verdict(),
-        prop::array::uniform4(prop::option::of(verdict())),
+        prop::array::uniform5(prop::option::of(verdict())),
         circles,
         prop::collection::vec(rule_gen(), 0..=10),
         tests,
@@ -461,8 +461,12 @@ fn at<T>(value: T) -> At<T> {
 }
 
 impl Spec {
-    fn defaults(&self) -> [Verdict; 4] {
-        self.overrides.map(|o| o.unwrap_or(self.base))
+    fn defaults(&self) -> [Verdict; 5] {
+        // `default` leaves publish denied; only `[defaults] publish` changes it.
+        let mut d = self.overrides.map(|o| o.unwrap_or(self.base));
+        d[Action::Publish.index()] =
+            self.overrides[Action::Publish.index()].unwrap_or(Verdict::Deny);
+        d
     }
 
     /// Circle `i`'s members, resolved.
@@ -609,7 +613,9 @@ impl Spec {
                 proto.name().to_string()
             };
             match action {
-                Action::Peer | Action::Root => t.push(format!("from = {}", quote(&hex(&key)))),
+                Action::Peer | Action::Root | Action::Publish => {
+                    t.push(format!("from = {}", quote(&hex(&key))))
+                }
                 Action::Traffic => {
                     t.push(format!("from = {}", quote(&hex(&key))));
                     t.push(format!("to = {}", quote(&packet)))
@@ -852,9 +858,11 @@ proptest! {
                 members: others.into_iter().map(at).collect(),
             });
         }
-        let want = flipped(default);
+        // Publish's default is deny whatever `default` says.
+        let want = flipped(if action == Action::Publish { Verdict::Deny } else { default });
         let model = Model {
-            defaults: [default; 4],
+            // As `default = …` in a file: publish stays denied.
+            defaults: Action::ALL.map(|a| if a == Action::Publish { Verdict::Deny } else { default }),
             circles,
             rules: vec![Rule {
                 loc: Loc::default(),
@@ -888,10 +896,10 @@ proptest! {
             prop_assert_eq!(policy.decide(&key, action, proto, port), want);
             for &n in &noise {
                 if n != k {
-                    prop_assert_eq!(policy.decide(&keys()[n], action, proto, port), default);
+                    prop_assert_eq!(policy.decide(&keys()[n], action, proto, port), model.defaults[action.index()]);
                 }
             }
-            prop_assert_eq!(policy.decide(&keys()[STRANGER], action, proto, port), default);
+            prop_assert_eq!(policy.decide(&keys()[STRANGER], action, proto, port), model.defaults[action.index()]);
         }
         let e = policy.explain(&Who::Key(key), action, Some((Proto::Tcp, 22)));
         prop_assert_eq!(e.circles.len(), depth + 1);
