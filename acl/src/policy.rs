@@ -165,10 +165,16 @@ impl Policy {
         Policy::compile(Model::default(), "(none)").expect("the empty policy compiles")
     }
 
-    /// True if the policy allows everything (no rules, every default allow): callers may skip
-    /// all checks.
+    /// True if the policy allows every link, root and packet (no rules but `publish` ones,
+    /// those defaults allow): callers may skip all checks of those. Publishing is asked
+    /// separately ([`Class::publish`]), so its rules and its default do not count.
     pub fn is_open(&self) -> bool {
-        self.model.rules.is_empty() && self.model.defaults.iter().all(|d| d.allows())
+        let packets = |a: &Action| *a != Action::Publish;
+        self.model.rules.iter().all(|r| !packets(&r.action))
+            && Action::ALL
+                .iter()
+                .filter(|a| packets(a))
+                .all(|a| self.model.defaults[a.index()].allows())
     }
 
     /// True if some rule is about `action`.

@@ -196,6 +196,9 @@ pub struct Firewall {
     counters: PolicyCounters,
     next_sweep: Option<Instant>,
     next_full_sweep: Option<Instant>,
+    /// The TCP port of this node's gateway on the overlay (`[gateway] mesh_port`): whoever
+    /// may `publish` may reach it, whatever the `traffic` rules say.
+    gateway_port: Option<u16>,
 }
 
 impl Default for Firewall {
@@ -216,7 +219,19 @@ impl Firewall {
             counters: PolicyCounters::default(),
             next_sweep: None,
             next_full_sweep: None,
+            gateway_port: None,
         }
+    }
+
+    /// Lets identities that may `publish` reach TCP `port` (the gateway's port on the
+    /// overlay) even where `traffic` rules would deny it.
+    pub fn set_gateway_port(&mut self, port: Option<u16>) {
+        self.gateway_port = port;
+    }
+
+    /// Whether `class` may reach the gateway's port.
+    fn may_publish(&self, c: &Class) -> bool {
+        self.gateway_port.is_some() && c.publish().allows()
     }
 
     /// The policy in force.
@@ -246,13 +261,19 @@ impl Firewall {
         // One classification per remote key, not per flow: a full flow table of a few remotes
         // costs a few hashes, not one per flow (this runs on the event loop).
         let mut classes: HashMap<[u8; 32], Class> = HashMap::with_capacity(self.per_key.len());
+        let gateway = self.gateway_port;
         self.flows.retain(|f, (_, opened)| {
             // Kept only if the side that opened it may still open it.
             let c = classes
                 .entry(f.key)
                 .or_insert_with(|| policy.classify(&f.key));
             match opened {
-                Opened::In => c.traffic(f.proto, f.local).allows(),
+                Opened::In => {
+                    c.traffic(f.proto, f.local).allows()
+                        || (f.proto == Proto::Tcp
+                            && gateway == Some(f.local)
+                            && c.publish().allows())
+                }
                 Opened::Out => c.outbound(f.proto, f.remote).allows(),
             }
         });
@@ -291,7 +312,11 @@ impl Firewall {
     /// May `key` set up an end-to-end session with us? Yes if it may send us something, or if
     /// we have flows with it (it is answering us).
     pub fn session_allowed(&mut self, key: &PublicKey) -> bool {
-        self.open || self.class(key).receives_any() || self.per_key.contains_key(&key.0)
+        if self.open || self.per_key.contains_key(&key.0) {
+            return true;
+        }
+        let c = self.class(key);
+        c.receives_any() || self.may_publish(&c)
     }
 
     fn track(&mut self, now: Instant, f: FlowKey, opened: Opened) {
@@ -394,7 +419,11 @@ impl Firewall {
             local,
             remote,
         };
-        if this(&c, f.proto, f.dst_port).allows() {
+        let to_gateway = way == Opened::In
+            && f.proto == Proto::Tcp
+            && self.gateway_port == Some(f.dst_port)
+            && self.may_publish(&c);
+        if to_gateway || this(&c, f.proto, f.dst_port).allows() {
             if f.tracked && !reverse(&c, f.proto, f.src_port).allows() {
                 self.track(now, flow, way);
             }
@@ -464,6 +493,35 @@ mod tests {
         let p = Policy::load(text, "t.toml").expect("policy");
         let k: PublicKey = A.parse().expect("key");
         (Firewall::new(Arc::new(p)), k)
+    }
+
+    #[test]
+    fn publishers_reach_the_gateway_port_whatever_traffic_says() {
+        let (mut f, k) = fw(&format!(
+            "default = \"deny\"\n[circles]\nshops = [\"{A}\"]\n[[rules]]\naction = \"publish\"\nallow = \"circle:shops\"\n"
+        ));
+        let now = Instant::now();
+        assert!(!f.session_allowed(&k));
+        assert!(!f.check_in(now, &k, &tcp(40000, 7443)));
+        f.set_gateway_port(Some(7443));
+        assert!(f.session_allowed(&k));
+        assert!(f.check_in(now, &k, &tcp(40000, 7443)));
+        assert!(
+            f.check_out(now, &k, &tcp(7443, 40000)),
+            "the gateway's replies pass"
+        );
+        assert!(
+            !f.check_in(now, &k, &tcp(40000, 22)),
+            "only the gateway's port"
+        );
+        assert!(!f.check_in(
+            now,
+            &k,
+            &packet(0, 17, &[0x9c, 0x40, 0x1d, 0x03, 0, 8, 0, 0])
+        ));
+        let stranger: PublicKey = PublicKey([9; 32]);
+        assert!(!f.session_allowed(&stranger));
+        assert!(!f.check_in(now, &stranger, &tcp(40000, 7443)));
     }
 
     #[test]
