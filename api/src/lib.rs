@@ -25,6 +25,7 @@
 //! renamed or removed (`tests/json_keys.rs` pins them).
 
 mod error;
+mod gateway;
 mod info;
 mod policy;
 mod reply;
@@ -33,6 +34,9 @@ mod status;
 mod znet;
 
 pub use error::{Error, ErrorKind};
+pub use gateway::{
+    GatewayCounters, GatewayService, GatewayStatus, Publish, ServiceGateway, ServiceInfo,
+};
 pub use info::{
     PeerAdded, PeerInfo, PeerRemoved, PingOutcome, RouteInfo, SelfInfo, SessionInfo, TreeInfo,
     TreePeer, Verification,

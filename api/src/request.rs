@@ -126,6 +126,28 @@ pub enum Request {
         #[serde(default)]
         container_id: Option<String>,
     },
+    /// Publish a service of a container through gateways: this node dials out to each and
+    /// carries the public connections they receive for `name` to `netns`'s `port`.
+    Publish(crate::Publish),
+    /// Stop publishing `name` (every kind, or one): closes the connections to its gateways
+    /// and releases the name there.
+    Unpublish {
+        /// The public name.
+        name: String,
+        /// `tls`, `http` or `tcp`; none: every kind published under the name.
+        #[serde(default)]
+        kind: Option<String>,
+    },
+    /// The services this node publishes, and the state of each gateway connection.
+    Services,
+    /// This node's gateway: listeners, the services published on it, connections, counters.
+    GatewayStatus,
+    /// On a gateway: forget who holds `name` (its publisher is disconnected), so that another
+    /// key may publish it.
+    GatewayRelease {
+        /// The public name.
+        name: String,
+    },
 }
 
 fn yes() -> bool {

@@ -1,8 +1,16 @@
-//! The gateway: public TCP connections carried to services published over the mesh, without
-//! ever terminating their TLS (issue 17; `docs/ZNET.md` and the seeds in `shared/` describe
-//! the whole design). So far only the first step exists: [`peek`] reads which name a
-//! connection asks for. Accepting, publishing and carrying connections come next.
+//! The gateway's core: public TCP connections carried to services published over the mesh,
+//! without ever terminating their TLS (issue 17; `docs/GATEWAY.md`).
 //!
-//! Sans-IO, like the rest of the core: no sockets, no clock; the daemon feeds it bytes.
+//! * [`peek`] reads which name a public connection asks for (TLS SNI, HTTP `Host`);
+//! * [`wire`] is what publisher and gateway say before their connection becomes a yamux
+//!   session, and at the start of each stream;
+//! * [`names`] decides who holds which name and which connection carries each service;
+//! * [`config`] is the `[gateway]` table.
+//!
+//! Sans-IO, like the rest of the core: no sockets, no clock; the daemon's gateway thread
+//! (`daemon/gateway/`) feeds it bytes and applies its answers.
 
+pub mod config;
+pub mod names;
 pub mod peek;
+pub mod wire;
