@@ -149,3 +149,33 @@ pub struct GatewayCounters {
     /// Publishers refused (by the `publish` rule, a name another key holds, a bad hello).
     pub publish_refused: u64,
 }
+
+/// `meshctl unpublish`: what each gateway said to the release of the name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpublished {
+    /// The name.
+    pub name: String,
+    /// One row per gateway (none while another kind of the name stays published).
+    pub gateways: Vec<Released>,
+}
+
+/// One gateway's answer to a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    /// The gateway's key.
+    pub gateway: String,
+    /// Whether it released the name (a gateway that is down keeps it until its operator
+    /// runs `meshctl gateway release`).
+    pub released: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// `meshctl gateway release NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameReleased {
+    /// The name.
+    pub name: String,
+    /// The key that held it.
+    pub was_held_by: String,
+}

@@ -35,7 +35,8 @@ mod znet;
 
 pub use error::{Error, ErrorKind};
 pub use gateway::{
-    GatewayCounters, GatewayService, GatewayStatus, Publish, ServiceGateway, ServiceInfo,
+    GatewayCounters, GatewayService, GatewayStatus, NameReleased, Publish, Released,
+    ServiceGateway, ServiceInfo, Unpublished,
 };
 pub use info::{
     PeerAdded, PeerInfo, PeerRemoved, PingOutcome, RouteInfo, SelfInfo, SessionInfo, TreeInfo,

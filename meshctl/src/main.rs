@@ -10,6 +10,7 @@
 //! Errors are `error: MESSAGE` on stderr, then `hint: …` on a second line when meshd gave one
 //! (daemon not running and no permission are one line), and a non-zero exit status.
 
+mod gateway;
 mod policy;
 mod table;
 mod verify;
@@ -82,6 +83,43 @@ enum Command {
     /// znets: private networks of a deployment for containers.
     #[command(subcommand)]
     Znet(ZnetCmd),
+    /// Publish a container's service through gateways (this node dials out to each; no
+    /// port is opened for it): TLS by SNI (passed through), HTTP by Host, or a raw TCP port.
+    Publish {
+        /// The znet the container is attached to.
+        znet: String,
+        /// The container's namespace and the service's port in it: NETNS:PORT.
+        target: String,
+        /// The public name (shop.example.com).
+        #[arg(long)]
+        name: String,
+        /// A gateway's public key (KEY, or KEY@PORT for a mesh_port other than 7443); repeat
+        /// for several gateways.
+        #[arg(long = "gateway", required = true)]
+        gateways: Vec<String>,
+        /// tls, http or tcp.
+        #[arg(long, default_value = "tls")]
+        kind: String,
+        /// Most connections at once (default 1000).
+        #[arg(long)]
+        max_connections: Option<u32>,
+        /// Seconds a connection may be idle (default 300).
+        #[arg(long)]
+        idle_timeout: Option<u64>,
+    },
+    /// Stop publishing a name (and release it on its gateways).
+    Unpublish {
+        /// The public name.
+        name: String,
+        /// Only this kind (tls, http, tcp); default every kind.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// The services this node publishes, with the state of each gateway connection.
+    Services,
+    /// This node as a gateway: listeners, published names, connections, counters.
+    #[command(subcommand)]
+    Gateway(GatewayCmd),
     /// Check, without a daemon, that an overlay address belongs to a public key.
     Verify {
         /// The overlay address (a node address or an address in a node's /64).
@@ -182,6 +220,17 @@ enum ZnetCmd {
         /// The container's network namespace.
         #[arg(long)]
         netns: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayCmd {
+    /// Listeners, the names published here, open connections, bytes and refusals.
+    Status,
+    /// Forget who holds a name (its publisher is gone), so that another key may publish it.
+    Release {
+        /// The public name.
+        name: String,
     },
 }
 
@@ -328,6 +377,42 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             netns: Some(netns.clone()),
             container_id: None,
         },
+        Command::Publish {
+            znet,
+            target,
+            name,
+            gateways,
+            kind,
+            max_connections,
+            idle_timeout,
+        } => {
+            let (netns, port) = target
+                .rsplit_once(':')
+                .and_then(|(n, p)| Some((n, p.parse::<u16>().ok()?)))
+                .filter(|(n, _)| !n.is_empty())
+                .with_context(|| {
+                    format!("{target:?}: write the container's namespace and port, NETNS:PORT (web1:443)")
+                })?;
+            Request::Publish(api::Publish {
+                znet: znet.clone(),
+                netns: netns.to_string(),
+                port,
+                name: name.clone(),
+                kind: kind.clone(),
+                gateways: gateways.clone(),
+                max_connections: *max_connections,
+                idle_timeout: *idle_timeout,
+            })
+        }
+        Command::Unpublish { name, kind } => Request::Unpublish {
+            name: name.clone(),
+            kind: kind.clone(),
+        },
+        Command::Services => Request::Services,
+        Command::Gateway(GatewayCmd::Status) => Request::GatewayStatus,
+        Command::Gateway(GatewayCmd::Release { name }) => {
+            Request::GatewayRelease { name: name.clone() }
+        }
         Command::Tree => Request::Tree,
         Command::Routes => Request::Routes,
         Command::Sessions => Request::Sessions,
@@ -365,6 +450,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::ZnetAttach { .. } => show(reply, json, znet::attached),
         Request::ZnetDetach { .. } => show(reply, json, |_: &Attachment| "detached\n".into()),
         Request::ZnetLeave { .. } => show(reply, json, |l: &ZnetLeft| format!("left {}\n", l.left)),
+        Request::Publish(_) => show(reply, json, gateway::published),
+        Request::Unpublish { .. } => show(reply, json, gateway::unpublished),
+        Request::Services => show(reply, json, |s: &Vec<api::ServiceInfo>| gateway::services(s)),
+        Request::GatewayStatus => show(reply, json, gateway::status),
+        Request::GatewayRelease { .. } => show(reply, json, |r: &api::NameReleased| {
+            format!("{} released (it was held by {})\n", r.name, r.was_held_by)
+        }),
         // Answered above.
         Request::Ping { .. } | Request::ZnetCreate { .. } => Ok(()),
     }

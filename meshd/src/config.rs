@@ -63,6 +63,8 @@ pub struct Config {
     pub tun: TunConfig,
     /// LAN discovery settings.
     pub discovery: DiscoveryConfig,
+    /// `[gateway]`: this node accepts public connections for published services.
+    pub gateway: Option<crate::gateway::config::GatewayConfig>,
     /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -138,6 +140,7 @@ impl Default for Config {
             policy_file: None,
             tun: TunConfig::default(),
             discovery: DiscoveryConfig::default(),
+            gateway: None,
             ignored_env: vec![],
         }
     }
@@ -412,6 +415,9 @@ impl Config {
         }
         self.suite()?;
         self.eligible_roots()?;
+        if let Some(g) = &self.gateway {
+            g.validate()?;
+        }
         if self.max_peers == 0 {
             bail!("max_peers: must be at least 1");
         }

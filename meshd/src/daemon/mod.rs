@@ -11,6 +11,7 @@
 mod blocking;
 mod control;
 mod datapath;
+mod gateway;
 pub mod lan;
 pub mod local;
 mod peer_store;
@@ -335,6 +336,25 @@ pub async fn run_with(
     let mut znets = znets::Znets::new(&cfg.state_dir, &identity);
     znets.restore(&mut node, &identity);
     let mut znet_done = znets.start()?;
+    // Publishing and the gateway: a thread of their own (not for an app's packet mode).
+    let gw = match &tun {
+        Local::Tun(_) if admin_socket => {
+            node.firewall
+                .set_gateway_port(cfg.gateway.as_ref().map(|g| g.mesh_port));
+            let g = gateway::Gateway::start(gateway::Setup {
+                gateway: cfg.gateway.clone(),
+                state_dir: cfg.state_dir.clone(),
+                key: identity.public_key().0,
+                address: identity.address(),
+                subnet: routing::address::node_subnet(&identity.public_key().0),
+                tun: cfg.tun.name.clone(),
+                policy: node.firewall.policy().clone(),
+            })?;
+            g.set_targets(znets.targets());
+            Some(g)
+        }
+        _ => None,
+    };
     let mut znet_rx = datapath::TunToUdp::new(znets::ZNET_MTU);
     let mut last_znet = 0u64;
     let config_peers = cfg.peer_uris()?;
@@ -485,6 +505,9 @@ pub async fn run_with(
             done = policy_file.done() => {
                 let _t = turns::control_turn("policy in force");
                 policy_file.finish(done, &mut node);
+                if let Some(g) = &gw {
+                    g.set_policy(node.firewall.policy().clone());
+                }
             }
             saved = store.saved() => {
                 let _t = turns::control_turn("peers saved");
@@ -519,6 +542,16 @@ pub async fn run_with(
                     | admin::Request::ZnetDetach { .. }) => {
                         znets::answer(req, &node, &mut znets, reply);
                     }
+                    req @ (admin::Request::Publish(_)
+                    | admin::Request::Unpublish { .. }
+                    | admin::Request::Services
+                    | admin::Request::GatewayStatus
+                    | admin::Request::GatewayRelease { .. }) => match &gw {
+                        Some(g) => g.request(req, reply),
+                        None => reply(admin::Reply::error(api::Error::unavailable(
+                            "publishing needs meshd's own TUN device (not an app's packet mode)",
+                        ))),
+                    },
                     req @ (admin::Request::PolicyShow
                     | admin::Request::PolicyReload
                     | admin::Request::PolicyExplain { .. }
@@ -544,6 +577,9 @@ pub async fn run_with(
             Some(done) = znet_done.recv() => {
                 let _t = turns::control_turn("znet change in force");
                 znets.finished(done, &mut node, &identity);
+                if let Some(g) = &gw {
+                    g.set_targets(znets.targets());
+                }
             }
         }
     }

@@ -33,9 +33,9 @@
 mod changes;
 mod devices;
 mod jobs;
-mod netlink;
-mod netns;
-mod nsref;
+pub(crate) mod netlink;
+pub(crate) mod netns;
+pub(crate) mod nsref;
 mod plumbing;
 mod records;
 mod restore;
@@ -148,6 +148,26 @@ impl Znets {
                 }
             }
         }
+    }
+
+    /// Every container attached here, for the gateway thread: (znet, namespace) → IPv4
+    /// address; a namespace given as `/run/netns/NAME` is filed under `NAME` too.
+    pub fn targets(&self) -> super::gateway::Targets {
+        let mut t = super::gateway::Targets::new();
+        for (name, up) in &self.up {
+            for a in &up.attachments {
+                let Ok(ip) = a.ipv4.parse::<std::net::Ipv4Addr>() else {
+                    continue;
+                };
+                t.insert((name.clone(), a.netns.clone()), ip);
+                for prefix in ["/run/netns/", "/var/run/netns/"] {
+                    if let Some(short) = a.netns.strip_prefix(prefix) {
+                        t.insert((name.clone(), short.to_string()), ip);
+                    }
+                }
+            }
+        }
+        t
     }
 
     /// The worker finished the change in flight: applies it, answers, starts the next.
