@@ -72,7 +72,10 @@ pub fn services(list: &[ServiceInfo]) -> String {
                 short(&g.key),
                 g.state,
                 g.since,
-                g.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                g.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             );
         }
     }

@@ -452,7 +452,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::ZnetLeave { .. } => show(reply, json, |l: &ZnetLeft| format!("left {}\n", l.left)),
         Request::Publish(_) => show(reply, json, gateway::published),
         Request::Unpublish { .. } => show(reply, json, gateway::unpublished),
-        Request::Services => show(reply, json, |s: &Vec<api::ServiceInfo>| gateway::services(s)),
+        Request::Services => show(reply, json, |s: &Vec<api::ServiceInfo>| {
+            gateway::services(s)
+        }),
         Request::GatewayStatus => show(reply, json, gateway::status),
         Request::GatewayRelease { .. } => show(reply, json, |r: &api::NameReleased| {
             format!("{} released (it was held by {})\n", r.name, r.was_held_by)

@@ -109,6 +109,15 @@ impl Node {
         }
     }
 
+    /// The command `meshctl --socket <ours> ARGS`, to run with [`crate::run`] (which fails
+    /// the test with meshctl's error).
+    pub fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let (_, meshctl) = binaries();
+        let mut c = Command::new(meshctl);
+        c.arg("--socket").arg(self.socket()).args(args);
+        c
+    }
+
     /// Runs `meshctl --socket <ours> ARGS`.
     pub fn ctl(&self, args: &[&str]) -> std::process::Output {
         let (_, meshctl) = binaries();

@@ -86,8 +86,13 @@ pub async fn start(shared: &Rc<Shared>, cfg: GatewayConfig) -> anyhow::Result<()
         bound.push((s, l.name.clone()));
     }
     let mesh_at = SocketAddrV6::new(shared.address, cfg.mesh_port, 0, 0);
-    let mesh = bind_mesh(mesh_at)
-        .map_err(|e| anyhow::anyhow!("gateway: cannot listen on [{}]:{}: {e}", shared.address, cfg.mesh_port))?;
+    let mesh = bind_mesh(mesh_at).map_err(|e| {
+        anyhow::anyhow!(
+            "gateway: cannot listen on [{}]:{}: {e}",
+            shared.address,
+            cfg.mesh_port
+        )
+    })?;
     let mut names = Names::new(cfg.max_names);
     names.restore(shared.store.names());
     tracing::info!(
@@ -187,7 +192,8 @@ async fn publisher(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr)
             return;
         }
     };
-    let source_ok = matches!(peer.ip(), IpAddr::V6(a) if a == routing::address::node_address(&hello.key));
+    let source_ok =
+        matches!(peer.ip(), IpAddr::V6(a) if a == routing::address::node_address(&hello.key));
     if !source_ok {
         let why = format!("{peer} is not the node address of the key in its hello");
         refuse(shared, &mut stream, peer, why).await;
@@ -402,8 +408,10 @@ pub async fn release(shared: &Shared, name: &str) -> Result<serde_json::Value, a
         api::Error::not_found("this node is not a gateway (it has no [gateway] section)")
     })?;
     let Some(by) = held else {
-        return Err(api::Error::not_found(format!("nobody holds {name:?} on this gateway"))
-            .with_hint("meshctl gateway status lists the names"));
+        return Err(
+            api::Error::not_found(format!("nobody holds {name:?} on this gateway"))
+                .with_hint("meshctl gateway status lists the names"),
+        );
     };
     save_names(shared).await;
     tracing::info!(%name, publisher = %hex(&by), "gateway: name released by the operator");

@@ -89,7 +89,11 @@ enum Asked {
     Refuse(Option<&'static [u8]>),
 }
 
-async fn read_name(stream: &mut TcpStream, shared: &Shared, deadline: tokio::time::Instant) -> Asked {
+async fn read_name(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> Asked {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = vec![0u8; 4096];
     loop {
@@ -149,7 +153,11 @@ async fn say(stream: &mut TcpStream, bytes: &[u8]) {
 /// One public connection, from its first byte to its last.
 async fn carry(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr, raw: Option<String>) {
     let Some((peek_timeout, idle, max_per_service)) = with_hub(shared, |h| {
-        (h.cfg.peek_timeout(), h.cfg.idle_timeout(), h.cfg.max_per_service as u64)
+        (
+            h.cfg.peek_timeout(),
+            h.cfg.idle_timeout(),
+            h.cfg.max_per_service as u64,
+        )
     }) else {
         return;
     };
@@ -226,7 +234,9 @@ async fn carry(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr, raw
     }
     let _open = Open::new(&stats);
     // The peeked bytes went to the service: count them as the client's.
-    stats.bytes_in.set(stats.bytes_in.get() + first.len() as u64);
+    stats
+        .bytes_in
+        .set(stats.bytes_in.get() + first.len() as u64);
     let meter = Rc::new(Meter::new(stats.bytes_in.clone(), stats.bytes_out.clone()));
     if splice(stream, s, idle, meter).await == Ended::Idle {
         with_hub(shared, |h| h.counters.idle_closed += 1);

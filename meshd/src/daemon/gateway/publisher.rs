@@ -111,7 +111,9 @@ fn check(p: &Publish) -> Result<(Publish, Kind, Vec<([u8; 32], u16)>), api::Erro
     let name = dns_name(p.name.as_bytes())
         .ok_or_else(|| bad(format!("{:?} is not a DNS name (shop.example.com)", p.name)))?;
     if p.port == 0 {
-        return Err(bad("port 0: give the service's port in the container".into()));
+        return Err(bad(
+            "port 0: give the service's port in the container".into()
+        ));
     }
     if p.gateways.is_empty() {
         return Err(bad("no gateway: give at least one --gateway KEY".into()));
@@ -124,7 +126,9 @@ fn check(p: &Publish) -> Result<(Publish, Kind, Vec<([u8; 32], u16)>), api::Erro
         }
     }
     if p.max_connections == Some(0) || p.idle_timeout == Some(0) {
-        return Err(bad("max_connections and idle_timeout must be at least 1".into()));
+        return Err(bad(
+            "max_connections and idle_timeout must be at least 1".into()
+        ));
     }
     let mut spec = p.clone();
     spec.name = name;
@@ -157,11 +161,10 @@ pub async fn publish(shared: &Rc<Shared>, p: Publish) -> Result<serde_json::Valu
         .iter()
         .any(|s| s.spec.name == spec.name && s.kind == kind)
     {
-        return Err(api::Error::conflict(format!(
-            "{} is published already as {kind}",
-            spec.name
-        ))
-        .with_hint("meshctl unpublish NAME first to change it"));
+        return Err(
+            api::Error::conflict(format!("{} is published already as {kind}", spec.name))
+                .with_hint("meshctl unpublish NAME first to change it"),
+        );
     }
     let svc = start(shared, spec, kind, gws).await?;
     save(shared).await?;
@@ -180,9 +183,9 @@ async fn start(
         api::Error::internal(format!("cannot put the service address on the TUN: {e}"))
     })?;
     let at = SocketAddrV6::new(address, spec.port, 0, 0);
-    let listener = TcpListener::bind(at).await.map_err(|e| {
-        api::Error::conflict(format!("cannot listen for mesh users on {at}: {e}"))
-    })?;
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|e| api::Error::conflict(format!("cannot listen for mesh users on {at}: {e}")))?;
     let (stop, _) = watch::channel(false);
     let svc = Rc::new(Service {
         kind,
@@ -248,7 +251,9 @@ pub async fn unpublish(
 ) -> Result<serde_json::Value, api::Error> {
     let kind = match kind.as_deref() {
         None => None,
-        Some(k) => Some(Kind::parse(k).ok_or_else(|| bad(format!("kind {k:?}: write tls, http or tcp")))?),
+        Some(k) => {
+            Some(Kind::parse(k).ok_or_else(|| bad(format!("kind {k:?}: write tls, http or tcp")))?)
+        }
     };
     let name = dns_name(name.as_bytes()).unwrap_or(name);
     let gone: Vec<Rc<Service>> = {
@@ -260,14 +265,21 @@ pub async fn unpublish(
         gone
     };
     if gone.is_empty() {
-        return Err(api::Error::not_found(format!("{name:?} is not published here"))
-            .with_hint("meshctl services lists them"));
+        return Err(
+            api::Error::not_found(format!("{name:?} is not published here"))
+                .with_hint("meshctl services lists them"),
+        );
     }
     for s in &gone {
         s.stop.send_replace(true);
     }
     save(shared).await?;
-    let still_named = shared.services.0.borrow().iter().any(|s| s.spec.name == name);
+    let still_named = shared
+        .services
+        .0
+        .borrow()
+        .iter()
+        .any(|s| s.spec.name == name);
     if !still_named {
         let address = service_address(shared.subnet, &name);
         if let Err(e) = set_address(&shared.tun, address, false).await {
@@ -382,10 +394,19 @@ async fn dial_loop(shared: Rc<Shared>, svc: Rc<Service>, i: usize) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let g = &svc.gateways[i];
-        g.set("connecting", g.error.borrow().clone());
+        let last_error = g.error.borrow().clone();
+        g.set("connecting", last_error);
         let started = Instant::now();
         let session = async {
-            let stream = hello(&shared, g.key, g.port, Op::Publish, svc.kind, &svc.spec.name).await?;
+            let stream = hello(
+                &shared,
+                g.key,
+                g.port,
+                Op::Publish,
+                svc.kind,
+                &svc.spec.name,
+            )
+            .await?;
             let _ = stream.set_nodelay(true);
             g.set("connected", None);
             tracing::info!(name = %svc.spec.name, gateway = %super::hub::hex(&g.key), "connected to the gateway");
@@ -478,7 +499,11 @@ async fn mesh_users(shared: Rc<Shared>, svc: Rc<Service>, listener: TcpListener)
 }
 
 /// Carries `client` to the container, from the znet's router namespace.
-async fn to_container<C: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, svc: &Service, client: C) {
+async fn to_container<C: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    svc: &Service,
+    client: C,
+) {
     if svc.stats.open.get() >= svc.max() {
         svc.failed.set(svc.failed.get() + 1);
         return;
@@ -499,7 +524,10 @@ async fn to_container<C: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, svc: &
             return;
         }
     };
-    let meter = Rc::new(Meter::new(svc.stats.bytes_in.clone(), svc.stats.bytes_out.clone()));
+    let meter = Rc::new(Meter::new(
+        svc.stats.bytes_in.clone(),
+        svc.stats.bytes_out.clone(),
+    ));
     splice(client, local, svc.idle(), meter).await;
 }
 

@@ -92,7 +92,12 @@ pub enum Ended {
 const BUF: usize = 64 * 1024;
 
 /// Copies `client` ⇄ `service` until both directions end or nothing moves for `idle`.
-pub async fn splice<C, S>(client: C, service: S, idle: std::time::Duration, meter: Rc<Meter>) -> Ended
+pub async fn splice<C, S>(
+    client: C,
+    service: S,
+    idle: std::time::Duration,
+    meter: Rc<Meter>,
+) -> Ended
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,

@@ -82,7 +82,8 @@ impl Store {
 
     /// Saves the published services.
     pub async fn save_published(&self, list: &[api::Publish]) -> std::io::Result<()> {
-        self.write(PUBLISHED, serde_json::to_vec_pretty(list)?).await
+        self.write(PUBLISHED, serde_json::to_vec_pretty(list)?)
+            .await
     }
 
     /// Saves the held names.

@@ -210,7 +210,10 @@ impl Rtnl {
 
     /// Removes an address from interface `index`.
     pub fn del_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
-        self.ack(RouteNetlinkMessage::DelAddress(address(index, addr, prefix)), 0)
+        self.ack(
+            RouteNetlinkMessage::DelAddress(address(index, addr, prefix)),
+            0,
+        )
     }
 
     /// Adds a route; fails if it exists.
