@@ -22,7 +22,13 @@ pub fn published(s: &ServiceInfo) -> String {
         s.name, s.kind, s.netns, s.port, s.znet, s.service_address, s.port
     );
     for g in &s.gateways {
-        let _ = writeln!(o, "gateway {}: dialing", short(&g.key));
+        let _ = writeln!(
+            o,
+            "gateway {}: {}{}",
+            short(&g.key),
+            g.state,
+            g.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        );
     }
     o
 }

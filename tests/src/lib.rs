@@ -12,7 +12,8 @@
 //!
 //! The binaries are built on first use with the same cargo profile as the test itself.
 
-pub mod mesh;
+pub mod gateway;
+mod mesh;
 pub mod node;
 pub mod transfer;
 

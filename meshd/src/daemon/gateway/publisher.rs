@@ -167,6 +167,43 @@ pub async fn publish(shared: &Rc<Shared>, p: Publish) -> Result<serde_json::Valu
         );
     }
     let svc = start(shared, spec, kind, gws).await?;
+    // The gateways' first answers, so that a refusal is told to whoever published.
+    let answered = async {
+        while svc.gateways.iter().any(|g| g.state.get() == "connecting") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::time::timeout(DIAL_TIMEOUT + Duration::from_secs(1), answered).await;
+    if svc.gateways.iter().all(|g| g.state.get() == "refused") {
+        svc.stop.send_replace(true);
+        shared.services.0.borrow_mut().retain(|s| !Rc::ptr_eq(s, &svc));
+        let still_named = shared
+            .services
+            .0
+            .borrow()
+            .iter()
+            .any(|s| s.spec.name == svc.spec.name);
+        if !still_named {
+            let _ = set_address(&shared.tun, svc.address, false).await;
+        }
+        let why: Vec<String> = svc
+            .gateways
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}: {}",
+                    super::hub::hex(&g.key),
+                    g.error.borrow().clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        return Err(api::Error::denied(format!(
+            "every gateway refused {}: {}",
+            svc.spec.name,
+            why.join("; ")
+        ))
+        .with_hint("nothing was published; the gateway's operator decides who may publish (action \"publish\")"));
+    }
     save(shared).await?;
     Ok(serde_json::to_value(info(shared, &svc)).unwrap_or_default())
 }
