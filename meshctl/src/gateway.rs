@@ -27,7 +27,10 @@ pub fn published(s: &ServiceInfo) -> String {
             "gateway {}: {}{}",
             short(&g.key),
             g.state,
-            g.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            g.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         );
     }
     o

@@ -233,7 +233,11 @@ pub fn scene(extra_c: &str, policy_c: &str, gateway_extra: &str, users: &[&Node]
             "[circles]\nshops = [\"{c_key}\"]\n\n[[rules]]\naction = \"publish\"\nallow = \"circle:shops\"\n"
         );
         std::fs::write(g.dir.join("policy.toml"), policy).expect("policy");
-        g.configure("udp://0.0.0.0:7820", &[], &gateway_config("policy.toml", gateway_extra));
+        g.configure(
+            "udp://0.0.0.0:7820",
+            &[],
+            &gateway_config("policy.toml", gateway_extra),
+        );
         g.start();
         let (_, k) = g.identity();
         assert!(
@@ -308,4 +312,3 @@ impl Scene {
         )
     }
 }
-

@@ -176,7 +176,11 @@ pub async fn publish(shared: &Rc<Shared>, p: Publish) -> Result<serde_json::Valu
     let _ = tokio::time::timeout(DIAL_TIMEOUT + Duration::from_secs(1), answered).await;
     if svc.gateways.iter().all(|g| g.state.get() == "refused") {
         svc.stop.send_replace(true);
-        shared.services.0.borrow_mut().retain(|s| !Rc::ptr_eq(s, &svc));
+        shared
+            .services
+            .0
+            .borrow_mut()
+            .retain(|s| !Rc::ptr_eq(s, &svc));
         let still_named = shared
             .services
             .0
