@@ -181,7 +181,7 @@ fn build(rng: &mut Rng, listed: &[Key]) -> Model {
             note: None,
         });
     }
-    let mut defaults = [Verdict::Allow; 4];
+    let mut defaults = Model::default().defaults;
     defaults[Action::Traffic.index()] = Verdict::Deny;
     defaults[Action::Root.index()] = Verdict::Deny;
     Model {

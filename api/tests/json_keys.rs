@@ -682,3 +682,150 @@ fn replies_round_trip() {
     let v = serde_json::to_value(&off).unwrap_or_default();
     assert!(v["discovery"].is_null(), "discovery off is null: {v}");
 }
+
+/// The gateway's structs (issue 17): `meshctl services --json` and `gateway status --json`.
+#[test]
+fn gateway_keys() {
+    let svc = ServiceInfo {
+        name: s(),
+        kind: s(),
+        znet: s(),
+        netns: s(),
+        port: 443,
+        target: Some(s()),
+        service_address: s(),
+        max_connections: 1,
+        idle_timeout: 1,
+        gateways: vec![ServiceGateway {
+            key: s(),
+            state: s(),
+            error: Some(s()),
+            since: 1,
+        }],
+        open: 1,
+        total: 1,
+        failed: 1,
+        bytes_in: 1,
+        bytes_out: 1,
+    };
+    pin(
+        "ServiceInfo",
+        &svc,
+        &[
+            "bytes_in",
+            "bytes_out",
+            "failed",
+            "gateways",
+            "gateways[].error",
+            "gateways[].key",
+            "gateways[].since",
+            "gateways[].state",
+            "idle_timeout",
+            "kind",
+            "max_connections",
+            "name",
+            "netns",
+            "open",
+            "port",
+            "service_address",
+            "target",
+            "total",
+            "znet",
+        ],
+    );
+    let st = GatewayStatus {
+        enabled: true,
+        listen: vec![s()],
+        mesh_port: 7443,
+        open: 1,
+        services: vec![GatewayService {
+            name: s(),
+            kind: s(),
+            publisher: s(),
+            connected: true,
+            open: 1,
+            total: 1,
+            bytes_in: 1,
+            bytes_out: 1,
+        }],
+        counters: GatewayCounters::default(),
+    };
+    pin(
+        "GatewayStatus",
+        &st,
+        &[
+            "counters",
+            "counters.accepted",
+            "counters.garbage",
+            "counters.idle_closed",
+            "counters.no_name",
+            "counters.over_client_limit",
+            "counters.over_limit",
+            "counters.over_service_limit",
+            "counters.peek_timeout",
+            "counters.publish_refused",
+            "counters.publisher_down",
+            "counters.publishers",
+            "counters.unknown_name",
+            "enabled",
+            "listen",
+            "mesh_port",
+            "open",
+            "services",
+            "services[].bytes_in",
+            "services[].bytes_out",
+            "services[].connected",
+            "services[].kind",
+            "services[].name",
+            "services[].open",
+            "services[].publisher",
+            "services[].total",
+        ],
+    );
+    let u = Unpublished {
+        name: s(),
+        gateways: vec![Released {
+            gateway: s(),
+            released: true,
+            error: None,
+        }],
+    };
+    pin(
+        "Unpublished",
+        &u,
+        &[
+            "gateways",
+            "gateways[].error",
+            "gateways[].gateway",
+            "gateways[].released",
+            "name",
+        ],
+    );
+    pin(
+        "NameReleased",
+        &NameReleased {
+            name: s(),
+            was_held_by: s(),
+        },
+        &["name", "was_held_by"],
+    );
+    // The publish request travels as one flat object tagged by cmd.
+    let p = Request::Publish(Publish {
+        znet: s(),
+        netns: s(),
+        port: 443,
+        name: s(),
+        kind: "tls".into(),
+        gateways: vec![s()],
+        max_connections: None,
+        idle_timeout: Some(30),
+    });
+    let line = serde_json::to_string(&p).unwrap_or_default();
+    assert!(line.starts_with("{\"cmd\":\"publish\""), "{line}");
+    assert_eq!(serde_json::from_str::<Request>(&line).ok(), Some(p));
+    let short =
+        r#"{"cmd":"publish","znet":"z","netns":"n","port":80,"name":"a.b","gateways":["k"]}"#;
+    assert!(
+        matches!(serde_json::from_str::<Request>(short), Ok(Request::Publish(p)) if p.kind == "tls")
+    );
+}

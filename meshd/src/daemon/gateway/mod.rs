@@ -119,11 +119,11 @@ impl Gateway {
                         hub: RefCell::new(None),
                         services: publisher::Services::default(),
                     });
-                    if let Some(cfg) = setup.gateway {
-                        if let Err(e) = hub::start(&shared, cfg).await {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
+                    if let Some(cfg) = setup.gateway
+                        && let Err(e) = hub::start(&shared, cfg).await
+                    {
+                        let _ = ready_tx.send(Err(e));
+                        return;
                     }
                     let _ = ready_tx.send(Ok(()));
                     publisher::restore(&shared).await;

@@ -85,7 +85,7 @@ fn bad(msg: String) -> api::Error {
 }
 
 /// A gateway argument: `KEY` or `KEY@PORT`.
-fn parse_gateway(s: &str) -> Result<([u8; 32], u16), api::Error> {
+fn parse_gateway(s: &str) -> Result<GatewayAt, api::Error> {
     let (k, port) = match s.split_once('@') {
         Some((k, p)) => (
             k,
@@ -105,7 +105,10 @@ fn parse_gateway(s: &str) -> Result<([u8; 32], u16), api::Error> {
 }
 
 /// Checks a publish request; answers the normalised spec, its kind and gateways.
-fn check(p: &Publish) -> Result<(Publish, Kind, Vec<([u8; 32], u16)>), api::Error> {
+/// A gateway's key and the port publishers dial on it.
+type GatewayAt = ([u8; 32], u16);
+
+fn check(p: &Publish) -> Result<(Publish, Kind, Vec<GatewayAt>), api::Error> {
     let kind = Kind::parse(&p.kind)
         .ok_or_else(|| bad(format!("kind {:?}: write tls, http or tcp", p.kind)))?;
     let name = dns_name(p.name.as_bytes())
@@ -217,7 +220,7 @@ async fn start(
     shared: &Rc<Shared>,
     spec: Publish,
     kind: Kind,
-    gws: Vec<([u8; 32], u16)>,
+    gws: Vec<GatewayAt>,
 ) -> Result<Rc<Service>, api::Error> {
     let address = service_address(shared.subnet, &spec.name);
     set_address(&shared.tun, address, true).await.map_err(|e| {
