@@ -20,6 +20,7 @@
 //! | `discovery.enabled` | `true` | announce this node and link with neighbours on the LAN (IPv6 link-local multicast) |
 //! | `discovery.interfaces` | `[]` (all) | interfaces to discover on; empty: every multicast interface that is up |
 //! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
+//! | `[gateway]` | none | this node is a gateway for published services (`docs/GATEWAY.md`; keys in `gateway::config`) |
 //!
 //! Environment: `MESHD_` + the key in capitals, with `__` between a table and its key:
 //! `MESHD_LOG_LEVEL=debug`, `MESHD_TUN__NAME=mesh1`, `MESHD_PEERS=udp://a:7820,udp://b:7820`.
@@ -232,6 +233,23 @@ enabled = true
 interfaces = []
 # Interfaces never to use, e.g. ["eth0"] for a network you do not trust.
 exclude = []
+
+# A gateway for published services (docs/GATEWAY.md): accepts public TCP and carries it to
+# the containers whose nodes publish through this one (policy action "publish"). Off unless
+# this section is given.
+# [gateway]
+# listen = ["0.0.0.0:443", "0.0.0.0:80"]   # TLS by SNI (passed through) or HTTP by Host
+# mesh_port = 7443                         # publishers dial it on this node's overlay address
+# max_connections = 10000
+# max_per_client = 256
+# max_per_service = 1000
+# max_names = 1000
+# max_publishers = 1000
+# peek_timeout = 10                        # seconds to send the name
+# idle_timeout = 300                       # seconds without a byte either way
+# [[gateway.tcp]]                          # a raw TCP port for one name
+# listen = "0.0.0.0:2222"
+# name = "ssh.shop.example.com"
 "#;
 
 impl Config {
@@ -510,6 +528,13 @@ mod tests {
             ("cipher = \"rot13\"", "cipher"),
             ("peers = 3", "peers"),
             ("this is not toml", "m.toml"),
+            ("[gateway]\nmesh_port = 7443", "no listen address"),
+            ("[gateway]\nlisten = [\"443\"]", "gateway.listen"),
+            ("[gateway]\nlisten = [\"0.0.0.0:443\"]\nlisen = 1", "lisen"),
+            (
+                "[gateway]\nlisten = [\"0.0.0.0:443\"]\n[[gateway.tcp]]\nlisten = \"0.0.0.0:22\"\nname = \"a b\"",
+                "not a DNS name",
+            ),
         ] {
             std::fs::write(&f, text).expect("write");
             let e = format!(
@@ -518,6 +543,15 @@ mod tests {
             );
             assert!(e.contains(want), "{text}: {e}");
         }
+        // A good gateway section.
+        std::fs::write(
+            &f,
+            "[gateway]\nlisten = [\"0.0.0.0:443\"]\nmax_per_client = 10\n[[gateway.tcp]]\nlisten = \"0.0.0.0:2222\"\nname = \"ssh.example\"",
+        )
+        .expect("write");
+        let c = Config::load_with_env(Some(&f), env(&[])).expect("gateway loads");
+        let g = c.gateway.expect("a gateway");
+        assert_eq!((g.max_per_client, g.mesh_port, g.tcp.len()), (10, 7443, 1));
         // A variable that names no key is reported, not fatal.
         std::fs::write(&f, "").expect("write");
         let c = Config::load_with_env(
