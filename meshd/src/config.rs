@@ -20,6 +20,7 @@
 //! | `discovery.enabled` | `true` | announce this node and link with neighbours on the LAN (IPv6 link-local multicast) |
 //! | `discovery.interfaces` | `[]` (all) | interfaces to discover on; empty: every multicast interface that is up |
 //! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
+//! | `znet.exit` | `[]` | znets (by name) this node may be the exit of, when their manifest's `egress` names it (see `docs/ZNET.md`) |
 //!
 //! Environment: `MESHD_` + the key in capitals, with `__` between a table and its key:
 //! `MESHD_LOG_LEVEL=debug`, `MESHD_TUN__NAME=mesh1`, `MESHD_PEERS=udp://a:7820,udp://b:7820`.
@@ -63,6 +64,8 @@ pub struct Config {
     pub tun: TunConfig,
     /// LAN discovery settings.
     pub discovery: DiscoveryConfig,
+    /// znet settings.
+    pub znet: ZnetConfig,
     /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -78,6 +81,16 @@ pub struct TunConfig {
     pub mtu: u16,
     /// TSO/GRO.
     pub offload: bool,
+}
+
+/// The `[znet]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZnetConfig {
+    /// Names of the znets whose traffic this node may carry out to its uplink as their exit
+    /// member (when the manifest's `egress` names this node). Without it, a manifest alone
+    /// cannot make this node a NAT for other nodes' containers.
+    pub exit: Vec<String>,
 }
 
 /// The `[discovery]` table: LAN discovery by IPv6 link-local multicast.
@@ -138,6 +151,7 @@ impl Default for Config {
             policy_file: None,
             tun: TunConfig::default(),
             discovery: DiscoveryConfig::default(),
+            znet: ZnetConfig::default(),
             ignored_env: vec![],
         }
     }
@@ -229,6 +243,13 @@ enabled = true
 interfaces = []
 # Interfaces never to use, e.g. ["eth0"] for a network you do not trust.
 exclude = []
+
+# znets (private networks of containers, see docs/ZNET.md).
+[znet]
+# znets (by name) this node may be the exit of: their containers on other nodes reach the
+# outside through this node's uplink, NATed, when the manifest says egress = "<this node's key>".
+# A manifest alone cannot make this node an exit.
+exit = []
 "#;
 
 impl Config {
@@ -273,6 +294,7 @@ impl Config {
                 .with_list_parse_key("eligible_roots")
                 .with_list_parse_key("discovery.interfaces")
                 .with_list_parse_key("discovery.exclude")
+                .with_list_parse_key("znet.exit")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -418,6 +440,16 @@ impl Config {
         let n = &self.tun.name;
         if n.is_empty() || n.len() > 15 || n.contains('/') || n.contains(char::is_whitespace) {
             bail!("tun.name: {n:?} is not a valid interface name (1 to 15 characters, no '/')");
+        }
+        for n in &self.znet.exit {
+            let ok = !n.is_empty()
+                && n.len() <= 12
+                && n
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                bail!("znet.exit: {n:?} is not a znet name (1 to 12 of a-z, 0-9 and '-')");
+            }
         }
         let min = 1280;
         let max = 65_535 - 48 - crate::wire::TRANSPORT_OVERHEAD as u16 - 1;

@@ -32,6 +32,7 @@
 
 mod changes;
 mod devices;
+mod egress;
 mod jobs;
 mod netlink;
 mod netns;
@@ -77,12 +78,14 @@ pub struct Znets {
 }
 
 impl Znets {
-    /// The znets recorded in `state_dir`, not yet brought up (see [`Znets::restore`]).
-    pub fn new(state_dir: &Path, me: &Identity) -> Znets {
+    /// The znets recorded in `state_dir`, not yet brought up (see [`Znets::restore`]);
+    /// `exits`: the znets this node may be the exit of (`[znet] exit`).
+    pub fn new(state_dir: &Path, me: &Identity, exits: Vec<String>) -> Znets {
         Znets {
             ctx: Context {
                 records: records::Records::new(state_dir),
                 me: me.public_key(),
+                exits,
             },
             up: State::new(),
             devices: Devices::default(),
@@ -197,6 +200,7 @@ impl Znets {
                 manifest,
                 device: (sync, offload),
                 created,
+                uplink,
             } => {
                 let name = manifest.name.clone();
                 let r = AsyncDevice::new(sync)
@@ -224,6 +228,7 @@ impl Znets {
                     Up {
                         manifest,
                         attachments: Vec::new(),
+                        uplink,
                     },
                 );
                 let info = self.info(node, &name)?;
@@ -235,12 +240,13 @@ impl Znets {
                     None => serde_json::to_value(info)?,
                 })
             }
-            Outcome::Updated { manifest } => {
+            Outcome::Updated { manifest, uplink } => {
                 let name = manifest.name.clone();
                 node.znet_up(identity, manifest.clone(), Instant::now())
                     .map_err(anyhow::Error::msg)?;
                 if let Some(up) = self.up.get_mut(&name) {
                     up.manifest = manifest;
+                    up.uplink = uplink;
                 }
                 Ok(serde_json::to_value(self.info(node, &name)?)?)
             }
@@ -301,7 +307,19 @@ impl Znets {
                 .collect(),
             attachments: up.attachments.clone(),
             counters,
+            egress: m.egress.map(|e| e.to_string()),
+            exit: node.znets.get(&m.id).is_some_and(|z| z.exit),
         })
+    }
+
+    /// The names in `[znet] exit` that name no znet here (a typo, or not joined yet).
+    pub fn unknown_exits(&self) -> Vec<String> {
+        self.ctx
+            .exits
+            .iter()
+            .filter(|n| !self.up.contains_key(*n))
+            .cloned()
+            .collect()
     }
 
     /// Every znet here.
