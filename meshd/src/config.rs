@@ -444,8 +444,7 @@ impl Config {
         for n in &self.znet.exit {
             let ok = !n.is_empty()
                 && n.len() <= 12
-                && n
-                    .bytes()
+                && n.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !ok {
                 bail!("znet.exit: {n:?} is not a znet name (1 to 12 of a-z, 0-9 and '-')");

@@ -34,6 +34,8 @@ mod model_test;
 pub mod testnet;
 #[cfg(any(test, feature = "testnet"))]
 mod testnet_packets;
+#[cfg(test)]
+mod znet_exit_test;
 
 pub use ping::PingOutcome;
 use ping::PingWait;

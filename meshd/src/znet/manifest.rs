@@ -142,7 +142,16 @@ fn net<A: std::str::FromStr>(s: &str, what: &str) -> Result<(A, u8), String> {
 impl Manifest {
     /// Parses and checks a manifest.
     pub fn parse(text: &str) -> Result<Manifest, String> {
-        let raw: Raw = toml::from_str(text).map_err(|e| format!("not a valid manifest: {e}"))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let e = e.to_string();
+            if e.contains("unknown field `egress`") {
+                "egress: put `egress = …` before the first [[members]] (after it, TOML reads \
+                 it as a member's key)"
+                    .to_string()
+            } else {
+                format!("not a valid manifest: {e}")
+            }
+        })?;
         let ok_name = !raw.name.is_empty()
             && raw.name.len() <= 12
             && raw
@@ -379,6 +388,55 @@ mod tests {
         assert!(m.members[0].holds(IpAddr::V6(v6)));
         assert!(!m.members[1].holds(IpAddr::V6(v6)));
         assert_eq!(Manifest::parse(&m.to_toml()).expect("round trip"), m);
+    }
+
+    #[test]
+    fn egress_is_local_or_a_member_and_round_trips() {
+        let members = format!(
+            "[[members]]\nkey = \"{}\"\n[[members]]\nkey = \"{}\"\n",
+            key(1),
+            key(2)
+        );
+        let none = Manifest::parse(&text(&members)).expect("valid");
+        assert_eq!(none.egress, None);
+        assert!(!none.to_toml().contains("egress"));
+        let local =
+            Manifest::parse(&text(&format!("egress = \"local\"\n{members}"))).expect("valid");
+        assert_eq!(local.egress, Some(Egress::Local));
+        assert_eq!(local.exit_member(), None);
+        let exit =
+            Manifest::parse(&text(&format!("egress = \"{}\"\n{members}", key(2)))).expect("valid");
+        assert_eq!(exit.egress, Some(Egress::Member(exit.members[1].key)));
+        assert_eq!(exit.exit_member(), Some(&exit.members[1].key));
+        for m in [&local, &exit] {
+            assert_eq!(&Manifest::parse(&m.to_toml()).expect("round trip"), m);
+        }
+        assert!(exit.in_range("10.50.200.1".parse().expect("ip")));
+        assert!(!exit.in_range("10.51.0.1".parse().expect("ip")));
+        assert!(exit.in_range("fd00:5a31:7e2b:1:ffff::1".parse().expect("ip")));
+        assert!(!exit.in_range("fd00:5a31:7e2b:2::1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn bad_egress_names_the_field_and_the_fix() {
+        let members = format!("[[members]]\nkey = \"{}\"\n", key(1));
+        for (egress, want) in [
+            ("\"Local\"", "give \"local\""),
+            ("\"abc\"", "the key of the member that is the exit"),
+            (
+                &format!("\"{}\"", key(9)),
+                "is not a member's key: add that node",
+            ),
+            ("true", "not a valid manifest"),
+        ] {
+            let t = text(&format!("egress = {egress}\n{members}"));
+            let e = Manifest::parse(&t).expect_err(&t);
+            assert!(e.contains("egress") && e.contains(want), "{t}\n→ {e}");
+        }
+        // After [[members]], TOML makes it a member's key: said plainly.
+        let t = text(&format!("{members}egress = \"local\"\n"));
+        let e = Manifest::parse(&t).expect_err(&t);
+        assert!(e.contains("before the first [[members]]"), "{e}");
     }
 
     #[test]

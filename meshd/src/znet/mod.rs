@@ -337,8 +337,10 @@ mod tests {
         };
         let now = Instant::now();
         let handshake = |sa: u8, sb: u8| {
-            let mut za = Znet::new(&a, manifest(sa), false, E2eConfig::default(), 1, now).expect("member");
-            let mut zb = Znet::new(&b, manifest(sb), false, E2eConfig::default(), 2, now).expect("member");
+            let mut za =
+                Znet::new(&a, manifest(sa), false, E2eConfig::default(), 1, now).expect("member");
+            let mut zb =
+                Znet::new(&b, manifest(sb), false, E2eConfig::default(), 2, now).expect("member");
             let mut pkt = vec![0u8; 20];
             pkt[0] = 0x45;
             let mut out = Vec::new();

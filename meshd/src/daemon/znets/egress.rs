@@ -101,7 +101,10 @@ pub fn host_if(rns: &str) -> String {
 /// addresses outside `range` (IPv4 only), masqueraded. Replaces the table atomically.
 pub fn router_rules(range: Ipv4Addr, exit: bool) -> String {
     let members = if exit {
-        format!("    oifname \"{UPLINK}\" iifname \"{}\" accept\n", super::plumbing::TUN_NAME)
+        format!(
+            "    oifname \"{UPLINK}\" iifname \"{}\" accept\n",
+            super::plumbing::TUN_NAME
+        )
     } else {
         String::new()
     };
@@ -254,17 +257,24 @@ fn build(rns: &str, manifest: &Manifest, slot: u8, exit: bool) -> Result<(), Plu
         "of meshd",
     ))?;
     let hi = index(&mut host, &hif, "of meshd")?;
-    host.set_up(&hif).map_err(link_err("bring up", &hif, "of meshd"))?;
+    host.set_up(&hif)
+        .map_err(link_err("bring up", &hif, "of meshd"))?;
     host.add_address(hi, host_addr.into(), 30)
-        .map_err(link_err(format!("add address {host_addr}/30"), &hif, "of meshd"))?;
+        .map_err(link_err(
+            format!("add address {host_addr}/30"),
+            &hif,
+            "of meshd",
+        ))?;
     let mut rt = netns::rtnl_in(&netns::path_of(rns), rns).map_err(ns_err(rns))?;
     let ri = index(&mut rt, UPLINK, rns)?;
-    rt.set_up(UPLINK).map_err(link_err("bring up", UPLINK, rns))?;
-    rt.add_address(ri, router_addr.into(), 30).map_err(link_err(
-        format!("add address {router_addr}/30"),
-        UPLINK,
-        rns,
-    ))?;
+    rt.set_up(UPLINK)
+        .map_err(link_err("bring up", UPLINK, rns))?;
+    rt.add_address(ri, router_addr.into(), 30)
+        .map_err(link_err(
+            format!("add address {router_addr}/30"),
+            UPLINK,
+            rns,
+        ))?;
     let default = Route {
         dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         prefix: 0,
@@ -373,7 +383,10 @@ mod tests {
         assert_eq!(free_slot(0..MAX_UPLINKS), None);
         assert_eq!(
             transfer(2),
-            (Ipv4Addr::new(169, 254, 77, 9), Ipv4Addr::new(169, 254, 77, 10))
+            (
+                Ipv4Addr::new(169, 254, 77, 9),
+                Ipv4Addr::new(169, 254, 77, 10)
+            )
         );
         assert_eq!(
             transfer(MAX_UPLINKS - 1).1,
@@ -387,15 +400,30 @@ mod tests {
     #[test]
     fn rules_let_in_only_replies_and_members_out_only_from_the_exit() {
         let r = router_rules(Ipv4Addr::new(10, 50, 0, 0), false);
-        assert!(r.contains("iifname \"zu0\" ct state established,related accept\n    iifname \"zu0\" drop"), "{r}");
+        assert!(
+            r.contains(
+                "iifname \"zu0\" ct state established,related accept\n    iifname \"zu0\" drop"
+            ),
+            "{r}"
+        );
         assert!(r.contains("ip daddr 10.50.0.0/16 drop"), "{r}");
         assert!(r.contains("oifname \"zu0\" masquerade"), "{r}");
         assert!(!r.contains("iifname \"zt0\""), "{r}");
         let e = router_rules(Ipv4Addr::new(10, 50, 0, 0), true);
         assert!(e.contains("oifname \"zu0\" iifname \"zt0\" accept"), "{e}");
-        let h = host_rules("zn-shop-ab01ff", "ze01020304", Ipv4Addr::new(169, 254, 77, 2));
-        assert!(h.starts_with("add table inet zn-shop-ab01ff\ndelete table"), "{h}");
+        let h = host_rules(
+            "zn-shop-ab01ff",
+            "ze01020304",
+            Ipv4Addr::new(169, 254, 77, 2),
+        );
+        assert!(
+            h.starts_with("add table inet zn-shop-ab01ff\ndelete table"),
+            "{h}"
+        );
         assert!(h.contains("oifname \"ze01020304\" drop"), "{h}");
-        assert!(h.contains("ip saddr 169.254.77.2 oifname != \"ze01020304\" masquerade"), "{h}");
+        assert!(
+            h.contains("ip saddr 169.254.77.2 oifname != \"ze01020304\" masquerade"),
+            "{h}"
+        );
     }
 }

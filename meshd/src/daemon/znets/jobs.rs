@@ -364,7 +364,11 @@ fn join(ctx: &Context, state: &State, text: &str, created: bool) -> anyhow::Resu
                     "egress of znet {name:?} cannot be turned {} while containers are attached \
                      here (their default route would have to change): detach them (or `meshctl \
                      znet leave {name}`), join, and attach them again",
-                    if manifest.egress.is_some() { "on" } else { "off" }
+                    if manifest.egress.is_some() {
+                        "on"
+                    } else {
+                        "off"
+                    }
                 );
             }
             let (was, will) = (ctx.role(old), ctx.role(&manifest));
@@ -437,14 +441,12 @@ pub fn set_egress(
         .iter()
         .filter(|(n, _)| **n != manifest.name)
         .filter_map(|(_, u)| u.uplink);
-    let slot = slot
-        .or_else(|| egress::free_slot(used))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no free uplink address: at most {} znets with egress on one host",
-                egress::MAX_UPLINKS
-            )
-        })?;
+    let slot = slot.or_else(|| egress::free_slot(used)).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no free uplink address: at most {} znets with egress on one host",
+            egress::MAX_UPLINKS
+        )
+    })?;
     egress::up(rns, manifest, slot, exit)
         .with_context(|| format!("cannot set up the egress of znet {}", manifest.name))?;
     Ok(Some(slot))
