@@ -128,7 +128,7 @@ fn counter(node: &Node, znet: &str, name: &str) -> u64 {
 /// Tries to open TCP from the internet to `ip:port` (routed through B); true if it connected.
 fn syn(inet: &Netns, ip: &str, port: u16) -> bool {
     let addr: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
-    inet.enter(move || TcpStream::connect_timeout(&addr, Duration::from_millis(700)).is_ok())
+    inet.enter(move || TcpStream::connect_timeout(&addr, Duration::from_millis(400)).is_ok())
 }
 
 #[test]
