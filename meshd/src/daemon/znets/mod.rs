@@ -1,8 +1,9 @@
 //! znets on this host: for each, a router network namespace `zn-NAME` holding the znet's TUN
 //! device (`zt0`) and one veth pair per attached container; containers get an address from this
 //! node's subnet and a route for the znet's range through the router. The host has no
-//! interface into a router namespace, and the TUN carries only what the znet's sessions
-//! delivered: nothing from outside the znet reaches its containers.
+//! interface into a router namespace (but a znet with egress's uplink, which lets in only
+//! replies: [`egress`]), and the TUN carries only what the znet's sessions delivered: nothing
+//! from outside the znet reaches its containers.
 //!
 //! ```text
 //!  container netns ── zn0 ═veth═ zvXXXXXXXX ── router netns zn-NAME ── zt0 (TUN, meshd)
