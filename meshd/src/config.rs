@@ -533,6 +533,8 @@ mod tests {
             ),
             ("listen = [\"sctp://[::]:7821\"]", "unsupported scheme"),
             ("cipher = \"rot13\"", "cipher"),
+            ("[znet]\nexit = [\"Shop!\"]", "znet.exit"),
+            ("[znet]\nexits = []", "exits"),
             ("peers = 3", "peers"),
             ("this is not toml", "m.toml"),
         ] {
@@ -552,6 +554,9 @@ mod tests {
         .expect("loads");
         assert_eq!(c.ignored_env, vec!["MESHD_BIN".to_string()]);
         assert_eq!(c.tun.name, "q0");
+        let c = Config::load_with_env(Some(&f), env(&[("MESHD_ZNET__EXIT", "shop,web")]))
+            .expect("loads");
+        assert_eq!(c.znet.exit, vec!["shop".to_string(), "web".to_string()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -252,6 +252,22 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("egress") && e.contains("detach"), "{e}");
 
+    // egress may change while containers are attached (only not on or off): zl names B as
+    // its exit, which B did not allow, so B's own container loses its way out; back to
+    // "local", it has it again.
+    let zl = std::fs::read_to_string(b.dir.join("zl.toml")).expect("manifest");
+    join(
+        &b,
+        "zl",
+        &zl.replace("egress = \"local\"", &format!("egress = \"{kb}\"")),
+    );
+    assert!(
+        fetch(&cl).is_none(),
+        "zl: still a way out through a refused exit"
+    );
+    join(&b, "zl", &zl);
+    assert!(fetches(&cl).is_some(), "zl: no way out once local again");
+
     // A crash and restart of B: both ways out are built again.
     b.kill9();
     b.start();
