@@ -373,17 +373,17 @@ fn join(ctx: &Context, state: &State, text: &str, created: bool) -> anyhow::Resu
             }
             let (was, will) = (ctx.role(old), ctx.role(&manifest));
             plumbing::set_routes(&rns, &manifest, &me)?;
-            let uplink = match set_egress(state, &rns, &manifest, up.uplink, was, will) {
+            let uplink = match egress::set(state, &rns, &manifest, up.uplink, was, will) {
                 Ok(u) => u,
                 Err(e) => {
                     let _ = plumbing::set_routes(&rns, old, &me);
-                    let _ = set_egress(state, &rns, old, up.uplink, will, was);
+                    let _ = egress::set(state, &rns, old, up.uplink, will, was);
                     return Err(e.context("the new manifest is not in force"));
                 }
             };
             if let Err(e) = ctx.records.save_manifest(&manifest) {
                 let _ = plumbing::set_routes(&rns, old, &me);
-                let _ = set_egress(state, &rns, old, up.uplink.or(uplink), will, was);
+                let _ = egress::set(state, &rns, old, up.uplink.or(uplink), will, was);
                 return Err(e.context("the new manifest was not recorded, so it is not in force"));
             }
             Ok(Outcome::Updated { manifest, uplink })
@@ -395,7 +395,7 @@ fn join(ctx: &Context, state: &State, text: &str, created: bool) -> anyhow::Resu
                 .map_err(anyhow::Error::from)
                 .and_then(|()| {
                     let role = ctx.role(&manifest);
-                    uplink = set_egress(state, &rns, &manifest, None, Role::None, role)?;
+                    uplink = egress::set(state, &rns, &manifest, None, Role::None, role)?;
                     Ok(())
                 })
                 .and_then(|()| ctx.records.save_manifest(&manifest))
@@ -414,42 +414,6 @@ fn join(ctx: &Context, state: &State, text: &str, created: bool) -> anyhow::Resu
             })
         }
     }
-}
-
-/// Moves router namespace `rns` from egress role `was` (with the uplink /30 `slot`, if any)
-/// to `will` (routes through `zt0` are [`plumbing::set_routes`]'s). Returns the uplink's /30
-/// now. A role that does not change is left alone (its connections live on).
-pub fn set_egress(
-    state: &State,
-    rns: &str,
-    manifest: &Manifest,
-    slot: Option<u8>,
-    was: Role,
-    will: Role,
-) -> anyhow::Result<Option<u8>> {
-    if was == will && (slot.is_some() || !matches!(will, Role::Uplink { .. })) {
-        return Ok(slot);
-    }
-    if slot.is_some() || matches!(was, Role::Uplink { .. }) {
-        egress::down(rns);
-        egress::router_rules_down(rns);
-    }
-    let Role::Uplink { exit } = will else {
-        return Ok(None);
-    };
-    let used = state
-        .iter()
-        .filter(|(n, _)| **n != manifest.name)
-        .filter_map(|(_, u)| u.uplink);
-    let slot = slot.or_else(|| egress::free_slot(used)).ok_or_else(|| {
-        anyhow::anyhow!(
-            "no free uplink address: at most {} znets with egress on one host",
-            egress::MAX_UPLINKS
-        )
-    })?;
-    egress::up(rns, manifest, slot, exit)
-        .with_context(|| format!("cannot set up the egress of znet {}", manifest.name))?;
-    Ok(Some(slot))
 }
 
 /// Checks and plumbs one attachment (not recorded): the namespace is a container's and not

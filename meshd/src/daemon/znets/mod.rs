@@ -37,6 +37,7 @@ mod egress;
 mod jobs;
 mod netlink;
 mod netns;
+mod nft;
 mod nsref;
 mod plumbing;
 mod records;

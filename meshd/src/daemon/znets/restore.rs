@@ -82,7 +82,7 @@ impl Znets {
             }
         };
         let role = self.ctx.role(&manifest);
-        let uplink = jobs::set_egress(&self.up, &rns, &manifest, None, egress::Role::None, role);
+        let uplink = egress::set(&self.up, &rns, &manifest, None, egress::Role::None, role);
         let uplink = match uplink {
             Ok(u) => u,
             Err(e) => {
