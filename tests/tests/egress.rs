@@ -60,9 +60,18 @@ fn http_server(ns: &Netns, stop: Arc<AtomicBool>) {
 
 /// `GET /` from inside `ns`: the body, or `None` if nothing came back within two seconds.
 fn fetch(ns: &Netns) -> Option<String> {
+    fetch_within(ns, Duration::from_secs(2))
+}
+
+/// A fetch that should fail: a second is plenty for a SYN to cross the test's links.
+fn no_fetch(ns: &Netns) -> bool {
+    fetch_within(ns, Duration::from_secs(1)).is_none()
+}
+
+fn fetch_within(ns: &Netns, connect: Duration) -> Option<String> {
     let addr: SocketAddr = SERVER.parse().expect("addr");
     ns.enter(move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, connect).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
         let mut out = String::new();
@@ -134,6 +143,8 @@ fn syn(inet: &Netns, ip: &str, port: u16) -> bool {
 #[test]
 fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     require_root();
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("egress test: {:.2?} {what}", t0.elapsed());
     let mut cleanup = tests::ZnetRouters::default();
     let mut a = Node::new("ega");
     let mut b = Node::new("egb");
@@ -153,11 +164,9 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
         fetch(&b.ns).is_some(),
         "the test's internet is not reachable from B"
     );
-    assert!(
-        fetch(&a.ns).is_none(),
-        "A must not reach the internet by itself"
-    );
+    assert!(no_fetch(&a.ns), "A must not reach the internet by itself");
 
+    phase("setup");
     // (a) egress = "local" on B.
     create(&b, "zl", Some("local"), &[]);
     cleanup.add(&b, "zl");
@@ -167,6 +176,7 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     let body = fetches(&cl).unwrap_or_else(|| panic!("zl: no page\n{}", b.log()));
     assert_eq!(body, format!("hello {B_UPLINK}"), "NATed to B's address");
 
+    phase("local");
     // (b) egress through the exit member B, for A's container.
     let zx = create(&a, "zx", Some(&kb), &[&kb]);
     join(&b, "zx", &zx);
@@ -180,6 +190,7 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     assert_eq!(body, format!("hello {B_UPLINK}"), "NATed at the exit");
     assert!(counter(&b, "zx", "exit_out") > 0 && counter(&b, "zx", "exit_back") > 0);
 
+    phase("exit");
     // An exit member that did not allow it refuses.
     let zy = create(&a, "zy", Some(&kb), &[&kb]);
     join(&b, "zy", &zy);
@@ -187,12 +198,13 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     cleanup.add(&b, "zy");
     let cy = Netns::new("egcy");
     attach(&a, "zy", &cy);
-    assert!(fetch(&cy).is_none(), "zy: B is not allowed to be its exit");
+    assert!(no_fetch(&cy), "zy: B is not allowed to be its exit");
     assert!(
         counter(&b, "zy", "not_exit") > 0,
         "B did not count the refusal"
     );
 
+    phase("refused exit");
     // (c) Nothing unsolicited comes in: a container listening on every address sees no
     // connection from the internet, whether sent to B's address (the NAT address), to the
     // container's, or to the router namespace's transfer address.
@@ -221,6 +233,7 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     // A's container is not reachable either (B does not route the znet's addresses).
     assert!(!syn(&inet, "10.50.1.2", 9), "reached a container through B");
 
+    phase("unsolicited");
     // (d) Without egress, nothing changes: no page, even on B, which has an uplink.
     create(&b, "zn", None, &[]);
     cleanup.add(&b, "zn");
@@ -228,7 +241,7 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     let att = attach(&b, "zn", &cn);
     assert!(att.get("default_route").is_none(), "{att}");
     assert!(
-        fetch(&cn).is_none(),
+        no_fetch(&cn),
         "a container without egress reached the internet"
     );
     let routes = ok(
@@ -252,6 +265,7 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("egress") && e.contains("detach"), "{e}");
 
+    phase("no egress");
     // egress may change while containers are attached (only not on or off): zl names B as
     // its exit, which B did not allow, so B's own container loses its way out; back to
     // "local", it has it again.
@@ -261,13 +275,11 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
         "zl",
         &zl.replace("egress = \"local\"", &format!("egress = \"{kb}\"")),
     );
-    assert!(
-        fetch(&cl).is_none(),
-        "zl: still a way out through a refused exit"
-    );
+    assert!(no_fetch(&cl), "zl: still a way out through a refused exit");
     join(&b, "zl", &zl);
     assert!(fetches(&cl).is_some(), "zl: no way out once local again");
 
+    phase("switch");
     // A crash and restart of B: both ways out are built again.
     b.kill9();
     b.start();
@@ -284,6 +296,7 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     );
     assert!(!syn(&inet, "169.254.77.2", port), "after restart");
 
+    phase("restart");
     // Leaving removes the uplink and the host's rules.
     let ns_links = || {
         ok(
@@ -314,5 +327,6 @@ fn containers_reach_the_outside_only_when_the_manifest_says_so() {
     assert!(!tables().contains(&zl_rns), "{}", tables());
     assert_eq!(before, 2, "one uplink each for zl and zx: {}", ns_links());
     assert_eq!(ns_links().matches(": ze").count(), 0, "{}", ns_links());
+    phase("leave");
     stop.store(true, Ordering::Relaxed);
 }
