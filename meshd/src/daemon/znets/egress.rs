@@ -43,6 +43,10 @@ pub const TRANSFER: Ipv4Addr = Ipv4Addr::new(169, 254, 77, 0);
 pub const MAX_UPLINKS: u8 = 64;
 /// MTU of the uplink veth.
 const UPLINK_MTU: u16 = 1500;
+/// How often making the uplink retries while a stale one of the same name is still there.
+const STALE_RETRIES: u32 = 100;
+/// The pause between two tries (so at most two seconds in all).
+const STALE_RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What this node does for a znet's egress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,19 +166,35 @@ fn build(rns: &str, manifest: &Manifest, slot: u8, exit: bool) -> Result<(), Plu
     let host_file = std::fs::File::open("/proc/thread-self/ns/net").map_err(ns_err("of meshd"))?;
     let rfile = std::fs::File::open(netns::path_of(rns)).map_err(ns_err(rns))?;
     let mut host = netlink::Rtnl::open().map_err(ns_err("of meshd"))?;
-    host.add_link(netlink::veth(
-        &hif,
-        host_file.as_raw_fd(),
-        UPLINK,
-        rfile.as_raw_fd(),
-        netlink::container_mac(router_addr),
-        UPLINK_MTU,
-    ))
-    .map_err(link_err(
-        format!("create the uplink veth to {UPLINK} in namespace {rns}"),
-        &hif,
-        "of meshd",
-    ))?;
+    let veth = || {
+        netlink::veth(
+            &hif,
+            host_file.as_raw_fd(),
+            UPLINK,
+            rfile.as_raw_fd(),
+            netlink::container_mac(router_addr),
+            UPLINK_MTU,
+        )
+    };
+    // After a crash the old pair goes only once the kernel has freed the old router
+    // namespace (a moment later); a `ze…` of this name is ours: removed, a bounded time.
+    let mut tries = 0;
+    loop {
+        match host.add_link(veth()) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < STALE_RETRIES => {
+                tries += 1;
+                let _ = host.del_link(&hif);
+                std::thread::sleep(STALE_RETRY_EVERY);
+            }
+            r => {
+                break r.map_err(link_err(
+                    format!("create the uplink veth to {UPLINK} in namespace {rns}"),
+                    &hif,
+                    "of meshd",
+                ))?;
+            }
+        }
+    }
     let hi = index(&mut host, &hif, "of meshd")?;
     host.set_up(&hif)
         .map_err(link_err("bring up", &hif, "of meshd"))?;
