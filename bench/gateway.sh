@@ -129,8 +129,8 @@ SVC=$(ctl c services --json | jq -r '.[0].service_address')
 
 # rathole: the server on the gateway node, the client on the container node dialing out.
 keys=$("$RATHOLE_BIN" --genkey 2>/dev/null)
-PRIV=$(echo "$keys" | sed -n '2p')
-PUB=$(echo "$keys" | sed -n '4p')
+PRIV=$(echo "$keys" | awk '/Private Key/ {getline; print}')
+PUB=$(echo "$keys" | awk '/Public Key/ {getline; print}')
 cat >"$WORK/rs.toml" <<R
 [server]
 bind_addr = "10.81.0.1:2333"
@@ -186,7 +186,7 @@ for p in "${PATHS[@]}"; do
 done
 log "all four paths answer; service address $SVC"
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+median() { grep -v '^$' | sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 declare -A MBPS RPS P50 P99
 for ((r = 0; r < ROUNDS; r++)); do
     order=("${PATHS[@]}")

@@ -34,6 +34,10 @@ pub struct Attachment {
     /// versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// Whether the container has a default route through the gateway (the znet has
+    /// `egress`); without it, only the znet's ranges are routed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_route: bool,
 }
 
 /// A member of a znet, for `znet show`.
@@ -68,6 +72,13 @@ pub struct ZnetInfo {
     pub attachments: Vec<Attachment>,
     /// Counters (all zero while the znet is being set up).
     pub counters: ZnetCounters,
+    /// The manifest's `egress`: `"local"` or the exit member's key; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
+    /// Whether this node acts as the znet's exit (`egress` names it and `[znet] exit` in its
+    /// configuration allows it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exit: bool,
 }
 
 /// Drops and deliveries of one znet.
@@ -90,15 +101,33 @@ pub struct ZnetCounters {
     /// Packets too big for the path, answered with ICMP "packet too big" (IPv4: fragmentation
     /// needed) so that the container's TCP lowers its segment size.
     pub too_big: u64,
+    /// Packets from a container for an address outside the znet with no exit member to send
+    /// them to (dropped).
+    #[serde(default)]
+    pub no_egress: u64,
+    /// Packets a member sent here for an address outside the znet while this node is not an
+    /// exit allowed for the znet (dropped).
+    #[serde(default)]
+    pub not_exit: u64,
+    /// As the exit: packets from members sent out to the uplink.
+    #[serde(default)]
+    pub exit_out: u64,
+    /// As the exit: replies from outside sent back to members.
+    #[serde(default)]
+    pub exit_back: u64,
 }
 
 impl ZnetCounters {
     /// Every counter with its JSON key, in key order.
-    pub fn entries(&self) -> [(&'static str, u64); 8] {
+    pub fn entries(&self) -> [(&'static str, u64); 12] {
         [
             ("bad_source", self.bad_source),
             ("delivered", self.delivered),
+            ("exit_back", self.exit_back),
+            ("exit_out", self.exit_out),
+            ("no_egress", self.no_egress),
             ("no_member", self.no_member),
+            ("not_exit", self.not_exit),
             ("not_for_us", self.not_for_us),
             ("not_member", self.not_member),
             ("sent", self.sent),

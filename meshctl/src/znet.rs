@@ -40,6 +40,13 @@ pub fn show(x: &ZnetInfo) -> String {
             .unwrap_or_default()
     );
     let _ = writeln!(o, "router      netns {}", x.router_netns);
+    let egress = match x.egress.as_deref() {
+        None => "none (containers reach only the znet)".to_string(),
+        Some("local") => "local (each node NATs its own containers)".to_string(),
+        Some(k) if x.exit => format!("through {}… (this node: the exit)", &k[..16.min(k.len())]),
+        Some(k) => format!("through {}…", &k[..16.min(k.len())]),
+    };
+    let _ = writeln!(o, "egress      {egress}");
     let _ = writeln!(o, "members");
     for m in &x.members {
         let _ = writeln!(
@@ -74,7 +81,7 @@ pub fn show(x: &ZnetInfo) -> String {
 
 pub fn attached(a: &Attachment) -> String {
     format!(
-        "{} is on znet {}: {}/32{} via {} ({}), gateway {}\n",
+        "{} is on znet {}: {}/32{} via {} ({}{}), gateway {}\n",
         a.netns,
         a.znet,
         a.ipv4,
@@ -84,6 +91,11 @@ pub fn attached(a: &Attachment) -> String {
             .unwrap_or_default(),
         a.ifname,
         a.range_v4,
+        if a.default_route {
+            ", and a default route: the znet has egress"
+        } else {
+            ""
+        },
         a.gateway_v4
     )
 }

@@ -21,6 +21,7 @@
 //! | `discovery.interfaces` | `[]` (all) | interfaces to discover on; empty: every multicast interface that is up |
 //! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
 //! | `[gateway]` | none | this node is a gateway for published services (`docs/GATEWAY.md`; keys in `gateway::config`) |
+//! | `znet.exit` | `[]` | znets (by name) this node may be the exit of, when their manifest's `egress` names it (see `docs/ZNET.md`) |
 //!
 //! Environment: `MESHD_` + the key in capitals, with `__` between a table and its key:
 //! `MESHD_LOG_LEVEL=debug`, `MESHD_TUN__NAME=mesh1`, `MESHD_PEERS=udp://a:7820,udp://b:7820`.
@@ -66,6 +67,8 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `[gateway]`: this node accepts public connections for published services.
     pub gateway: Option<crate::gateway::config::GatewayConfig>,
+    /// znet settings.
+    pub znet: ZnetConfig,
     /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -81,6 +84,16 @@ pub struct TunConfig {
     pub mtu: u16,
     /// TSO/GRO.
     pub offload: bool,
+}
+
+/// The `[znet]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZnetConfig {
+    /// Names of the znets whose traffic this node may carry out to its uplink as their exit
+    /// member (when the manifest's `egress` names this node). Without it, a manifest alone
+    /// cannot make this node a NAT for other nodes' containers.
+    pub exit: Vec<String>,
 }
 
 /// The `[discovery]` table: LAN discovery by IPv6 link-local multicast.
@@ -142,6 +155,7 @@ impl Default for Config {
             tun: TunConfig::default(),
             discovery: DiscoveryConfig::default(),
             gateway: None,
+            znet: ZnetConfig::default(),
             ignored_env: vec![],
         }
     }
@@ -234,6 +248,12 @@ interfaces = []
 # Interfaces never to use, e.g. ["eth0"] for a network you do not trust.
 exclude = []
 
+# znets (private networks of containers, see docs/ZNET.md).
+[znet]
+# znets (by name) this node may be the exit of: their containers on other nodes reach the
+# outside through this node's uplink, NATed, when the manifest says egress = "<this node's key>".
+# A manifest alone cannot make this node an exit.
+exit = []
 # A gateway for published services (docs/GATEWAY.md): accepts public TCP and carries it to
 # the containers whose nodes publish through this one (policy action "publish"). Off unless
 # this section is given.
@@ -294,6 +314,7 @@ impl Config {
                 .with_list_parse_key("eligible_roots")
                 .with_list_parse_key("discovery.interfaces")
                 .with_list_parse_key("discovery.exclude")
+                .with_list_parse_key("znet.exit")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -443,6 +464,15 @@ impl Config {
         if n.is_empty() || n.len() > 15 || n.contains('/') || n.contains(char::is_whitespace) {
             bail!("tun.name: {n:?} is not a valid interface name (1 to 15 characters, no '/')");
         }
+        for n in &self.znet.exit {
+            let ok = !n.is_empty()
+                && n.len() <= 12
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                bail!("znet.exit: {n:?} is not a znet name (1 to 12 of a-z, 0-9 and '-')");
+            }
+        }
         let min = 1280;
         let max = 65_535 - 48 - crate::wire::TRANSPORT_OVERHEAD as u16 - 1;
         if self.tun.mtu < min || self.tun.mtu > max {
@@ -526,6 +556,8 @@ mod tests {
             ),
             ("listen = [\"sctp://[::]:7821\"]", "unsupported scheme"),
             ("cipher = \"rot13\"", "cipher"),
+            ("[znet]\nexit = [\"Shop!\"]", "znet.exit"),
+            ("[znet]\nexits = []", "exits"),
             ("peers = 3", "peers"),
             ("this is not toml", "m.toml"),
             ("[gateway]\nmesh_port = 7443", "no listen address"),
@@ -561,6 +593,9 @@ mod tests {
         .expect("loads");
         assert_eq!(c.ignored_env, vec!["MESHD_BIN".to_string()]);
         assert_eq!(c.tun.name, "q0");
+        let c = Config::load_with_env(Some(&f), env(&[("MESHD_ZNET__EXIT", "shop,web")]))
+            .expect("loads");
+        assert_eq!(c.znet.exit, vec!["shop".to_string(), "web".to_string()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -184,6 +184,10 @@ pub fn znet_counters(c: &ZnetCounters) -> api::ZnetCounters {
         no_member,
         spoofed,
         too_big,
+        no_egress,
+        not_exit,
+        exit_out,
+        exit_back,
     } = c;
     api::ZnetCounters {
         sent: *sent,
@@ -194,6 +198,10 @@ pub fn znet_counters(c: &ZnetCounters) -> api::ZnetCounters {
         no_member: *no_member,
         spoofed: *spoofed,
         too_big: *too_big,
+        no_egress: *no_egress,
+        not_exit: *not_exit,
+        exit_out: *exit_out,
+        exit_back: *exit_back,
     }
 }
 

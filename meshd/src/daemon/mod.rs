@@ -333,8 +333,12 @@ pub async fn run_with(
         Instant::now(),
     );
     node.set_policy(Instant::now(), policy);
-    let mut znets = znets::Znets::new(&cfg.state_dir, &identity);
+    node.znet_exits = cfg.znet.exit.clone();
+    let mut znets = znets::Znets::new(&cfg.state_dir, &identity, cfg.znet.exit.clone());
     znets.restore(&mut node, &identity);
+    for n in znets.unknown_exits() {
+        tracing::warn!(znet = %n, "[znet] exit names a znet that is not joined here (yet)");
+    }
     let mut znet_done = znets.start()?;
     // Publishing and the gateway: a thread of their own (not for an app's packet mode).
     let gw = match &tun {

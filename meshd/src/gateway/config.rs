@@ -138,6 +138,9 @@ impl GatewayConfig {
                 anyhow::bail!("gateway.{k} must be at least 1");
             }
         }
+        if self.max_per_service > 4096 {
+            anyhow::bail!("gateway.max_per_service is at most 4096 (connections per service)");
+        }
         if self.peek_timeout == 0 || self.idle_timeout == 0 {
             anyhow::bail!("gateway.peek_timeout and gateway.idle_timeout are seconds, at least 1");
         }

@@ -34,6 +34,8 @@ mod model_test;
 pub mod testnet;
 #[cfg(any(test, feature = "testnet"))]
 mod testnet_packets;
+#[cfg(test)]
+mod znet_exit_test;
 
 pub use ping::PingOutcome;
 use ping::PingWait;
@@ -149,6 +151,9 @@ pub struct Node {
     pub firewall: Firewall,
     /// znets this node is a member of, by id.
     pub znets: std::collections::BTreeMap<u64, Znet>,
+    /// Names of the znets this node's operator allows it to be the exit of (`[znet] exit` in
+    /// the configuration); read when a znet is put in force.
+    pub znet_exits: Vec<String>,
     /// NAT traversal: observed endpoints, rounds of punching.
     pub nat: Nat,
     e2e_cfg: E2eConfig,
@@ -201,6 +206,7 @@ impl Node {
             e2e: E2e::new(identity, cfg.e2e.clone(), seed.rotate_left(33), now),
             firewall: Firewall::default(),
             znets: Default::default(),
+            znet_exits: Vec::new(),
             nat: Nat::default(),
             e2e_cfg: cfg.e2e,
             seed,

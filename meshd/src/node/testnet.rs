@@ -289,6 +289,7 @@ impl TestNet {
         let restarts = self.nodes[i].restarts + 1;
         let identity = Identity::from_seed(&self.nodes[i].identity.secret_seed());
         let mut node = self.fresh_node(&identity, i, restarts);
+        node.znet_exits = self.nodes[i].node.znet_exits.clone();
         let now = self.now;
         for &d in &self.nodes[i].dials {
             if let Some(uri) = self.uri_of(d) {
@@ -568,6 +569,7 @@ mod tests {
                     v6: None,
                 })
                 .collect(),
+            egress: None,
         };
         for i in 0..2 {
             net.znet_up(i, m.clone()).expect("member");

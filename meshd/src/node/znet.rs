@@ -11,7 +11,8 @@ use std::time::Instant;
 
 impl Node {
     /// Puts a znet in force (or a new version of its manifest: nodes no longer members are
-    /// cut off at once). Fails if this node is not a member.
+    /// cut off at once). Fails if this node is not a member. The node is the znet's exit if
+    /// the manifest's `egress` names it and [`Node::znet_exits`] holds the znet's name.
     pub fn znet_up(
         &mut self,
         identity: &Identity,
@@ -25,14 +26,22 @@ impl Node {
                 manifest.name
             ));
         }
+        let exit_allowed = self.znet_exits.contains(&manifest.name);
         if let Some(z) = self.znets.get_mut(&manifest.id) {
-            z.update(manifest);
+            z.update(manifest, exit_allowed);
             return Ok(());
         }
         let seed = self.seed ^ manifest.id;
         let id = manifest.id;
-        let z =
-            Znet::new(identity, manifest, self.e2e_cfg.clone(), seed, now).ok_or("not a member")?;
+        let z = Znet::new(
+            identity,
+            manifest,
+            exit_allowed,
+            self.e2e_cfg.clone(),
+            seed,
+            now,
+        )
+        .ok_or("not a member")?;
         self.znets.insert(id, z);
         Ok(())
     }
@@ -104,7 +113,7 @@ impl Node {
     }
 
     /// A routed message for a znet: the sender must be a member, the session the znet's, the
-    /// packet from the sender's subnet to ours.
+    /// packet from the sender's subnet to ours (or across the exit: see [`Znet::accept`]).
     pub(super) fn znet_inbound(
         &mut self,
         now: Instant,

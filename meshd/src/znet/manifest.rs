@@ -13,6 +13,11 @@
 //! subnet = "10.50.1.0/24"                         # optional: member i (from 0) gets 10.50.(i+1).0/24
 //! ```
 //!
+//! `egress` (optional, before the members) says how containers reach beyond the znet:
+//! `"local"` (each node through its own uplink, NATed) or a member's key (that member is the
+//! exit: traffic crosses the znet to it and leaves there, NATed). Absent: nothing beyond the
+//! znet is reachable.
+//!
 //! Each member's containers get addresses from its /24 (and, with `ipv6`, from its /80:
 //! the /64 plus the member's number). `meshctl znet create` writes one with a fresh id and
 //! secret; `meshctl znet join FILE` puts it in force on a node (again, after an edit).
@@ -39,6 +44,26 @@ pub struct Manifest {
     pub ipv6: Option<Ipv6Addr>,
     /// Members, in file order.
     pub members: Vec<Member>,
+    /// How containers reach beyond the znet; `None`: they do not.
+    pub egress: Option<Egress>,
+}
+
+/// How a znet's containers reach addresses outside the znet (IPv4 only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    /// Each node NATs its own containers through its own uplink.
+    Local,
+    /// Traffic crosses the znet to this member (the exit) and leaves there, NATed.
+    Member(PublicKey),
+}
+
+impl std::fmt::Display for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Egress::Local => f.write_str("local"),
+            Egress::Member(k) => write!(f, "{k}"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Manifest {
@@ -50,6 +75,7 @@ impl std::fmt::Debug for Manifest {
             .field("ipv4", &self.ipv4)
             .field("ipv6", &self.ipv6)
             .field("members", &self.members)
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -74,6 +100,8 @@ struct Raw {
     ipv4: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ipv6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    egress: Option<String>,
     #[serde(default)]
     members: Vec<RawMember>,
 }
@@ -114,7 +142,16 @@ fn net<A: std::str::FromStr>(s: &str, what: &str) -> Result<(A, u8), String> {
 impl Manifest {
     /// Parses and checks a manifest.
     pub fn parse(text: &str) -> Result<Manifest, String> {
-        let raw: Raw = toml::from_str(text).map_err(|e| format!("not a valid manifest: {e}"))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let e = e.to_string();
+            if e.contains("unknown field `egress`") {
+                "egress: put `egress = …` before the first [[members]] (after it, TOML reads \
+                 it as a member's key)"
+                    .to_string()
+            } else {
+                format!("not a valid manifest: {e}")
+            }
+        })?;
         let ok_name = !raw.name.is_empty()
             && raw.name.len() <= 12
             && raw
@@ -195,6 +232,10 @@ impl Manifest {
                 ipv6.map(|p| Ipv6Addr::from(u128::from(p) | (u128::from(v4.octets()[2]) << 48)));
             members.push(Member { key, v4, v6 });
         }
+        let egress = match raw.egress.as_deref() {
+            None => None,
+            Some(s) => Some(parse_egress(s, &members)?),
+        };
         Ok(Manifest {
             name: raw.name,
             id,
@@ -202,6 +243,7 @@ impl Manifest {
             ipv4,
             ipv6,
             members,
+            egress,
         })
     }
 
@@ -213,6 +255,7 @@ impl Manifest {
             secret: self.secret.iter().map(|b| format!("{b:02x}")).collect(),
             ipv4: format!("{}/16", self.ipv4),
             ipv6: self.ipv6.map(|a| format!("{a}/64")),
+            egress: self.egress.map(|e| e.to_string()),
             members: self
                 .members
                 .iter()
@@ -239,10 +282,48 @@ impl Manifest {
         self.members.iter().find(|m| m.key == *key)
     }
 
+    /// Whether `ip` lies in the znet's ranges (its /16, its /64).
+    pub fn in_range(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => u32::from(a) & 0xffff_0000 == u32::from(self.ipv4),
+            IpAddr::V6(a) => self
+                .ipv6
+                .is_some_and(|n| u128::from(a) >> 64 == u128::from(n) >> 64),
+        }
+    }
+
+    /// The exit member, if `egress` names one.
+    pub fn exit_member(&self) -> Option<&PublicKey> {
+        match &self.egress {
+            Some(Egress::Member(k)) => Some(k),
+            _ => None,
+        }
+    }
+
     /// The member whose subnet holds `ip`.
     pub fn owner_of(&self, ip: IpAddr) -> Option<&Member> {
         self.members.iter().find(|m| m.holds(ip))
     }
+}
+
+/// Reads `egress`: `"local"` or the key of a member.
+fn parse_egress(s: &str, members: &[Member]) -> Result<Egress, String> {
+    if s == "local" {
+        return Ok(Egress::Local);
+    }
+    let key: PublicKey = s.parse().map_err(|e| {
+        format!(
+            "egress {s:?}: give \"local\" (each node NATs its own containers) or the key of \
+             the member that is the exit ({e})"
+        )
+    })?;
+    if !members.iter().any(|m| m.key == key) {
+        return Err(format!(
+            "egress {s:?} is not a member's key: add that node to [[members]] or name another \
+             member (or \"local\")"
+        ));
+    }
+    Ok(Egress::Member(key))
 }
 
 impl Member {
@@ -307,6 +388,55 @@ mod tests {
         assert!(m.members[0].holds(IpAddr::V6(v6)));
         assert!(!m.members[1].holds(IpAddr::V6(v6)));
         assert_eq!(Manifest::parse(&m.to_toml()).expect("round trip"), m);
+    }
+
+    #[test]
+    fn egress_is_local_or_a_member_and_round_trips() {
+        let members = format!(
+            "[[members]]\nkey = \"{}\"\n[[members]]\nkey = \"{}\"\n",
+            key(1),
+            key(2)
+        );
+        let none = Manifest::parse(&text(&members)).expect("valid");
+        assert_eq!(none.egress, None);
+        assert!(!none.to_toml().contains("egress"));
+        let local =
+            Manifest::parse(&text(&format!("egress = \"local\"\n{members}"))).expect("valid");
+        assert_eq!(local.egress, Some(Egress::Local));
+        assert_eq!(local.exit_member(), None);
+        let exit =
+            Manifest::parse(&text(&format!("egress = \"{}\"\n{members}", key(2)))).expect("valid");
+        assert_eq!(exit.egress, Some(Egress::Member(exit.members[1].key)));
+        assert_eq!(exit.exit_member(), Some(&exit.members[1].key));
+        for m in [&local, &exit] {
+            assert_eq!(&Manifest::parse(&m.to_toml()).expect("round trip"), m);
+        }
+        assert!(exit.in_range("10.50.200.1".parse().expect("ip")));
+        assert!(!exit.in_range("10.51.0.1".parse().expect("ip")));
+        assert!(exit.in_range("fd00:5a31:7e2b:1:ffff::1".parse().expect("ip")));
+        assert!(!exit.in_range("fd00:5a31:7e2b:2::1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn bad_egress_names_the_field_and_the_fix() {
+        let members = format!("[[members]]\nkey = \"{}\"\n", key(1));
+        for (egress, want) in [
+            ("\"Local\"", "give \"local\""),
+            ("\"abc\"", "the key of the member that is the exit"),
+            (
+                &format!("\"{}\"", key(9)),
+                "is not a member's key: add that node",
+            ),
+            ("true", "not a valid manifest"),
+        ] {
+            let t = text(&format!("egress = {egress}\n{members}"));
+            let e = Manifest::parse(&t).expect_err(&t);
+            assert!(e.contains("egress") && e.contains(want), "{t}\n→ {e}");
+        }
+        // After [[members]], TOML makes it a member's key: said plainly.
+        let t = text(&format!("{members}egress = \"local\"\n"));
+        let e = Manifest::parse(&t).expect_err(&t);
+        assert!(e.contains("before the first [[members]]"), "{e}");
     }
 
     #[test]

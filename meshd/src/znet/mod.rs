@@ -13,10 +13,27 @@
 //! TUN devices and veth pairs are `daemon::znets`'s. A node outside Z has no psk: it can
 //! complete no handshake of Z, so it can neither read Z's traffic nor inject into it, and its
 //! attempts are dropped and counted (`handshake_failed`, `not_member`).
+//!
+//! **Egress through an exit member** (`egress = "<key>"`): a packet from a container for an
+//! address outside the znet's ranges goes to the exit member, in the znet's session with it.
+//! The exit takes it only if it is the exit (its manifest names it) and its operator allowed
+//! it (`[znet] exit` in its configuration: [`Znet::exit`]); its router namespace sends it out,
+//! NATed, and the replies (the only packets from outside that the namespace lets in) come back
+//! through its TUN to the member whose subnet holds the destination. That member takes a
+//! source outside the znet only from the exit member. Everything else keeps the checks above.
+//!
+//! ```text
+//!  container on A → A's TUN → Node::znet_outbound: outside the ranges → exit member E
+//!  … → E: Node::inbound: source in A's subnet, destination outside, E is the allowed exit
+//!       → E's TUN → router namespace → NAT → uplink                         (exit_out)
+//!  reply → uplink → de-NAT → E's TUN → znet_outbound: E is the exit, source outside,
+//!       destination a member's → A                                          (exit_back)
+//!  … → A: Node::inbound: source outside, from E = the exit → A's TUN → container
+//! ```
 
 pub mod manifest;
 
-pub use manifest::{Manifest, Member};
+pub use manifest::{Egress, Manifest, Member};
 
 use crate::e2e::{E2e, E2eConfig};
 use crate::identity::{Identity, PublicKey};
@@ -49,6 +66,16 @@ pub struct ZnetCounters {
     /// Packets too big for the path, answered with ICMP "packet too big" (IPv4: fragmentation
     /// needed) so that the container's TCP lowers its segment size.
     pub too_big: u64,
+    /// Packets from a container for an address outside the znet when it has no exit member
+    /// to send them to (no `egress`, or `egress = "local"` and they reached meshd) (dropped).
+    pub no_egress: u64,
+    /// Packets a member sent here for an address outside the znet while this node is not an
+    /// exit allowed for the znet (not named by `egress`, or not in `[znet] exit`) (dropped).
+    pub not_exit: u64,
+    /// As the exit: packets from members sent out to the uplink.
+    pub exit_out: u64,
+    /// As the exit: replies from outside sent back to members.
+    pub exit_back: u64,
 }
 
 /// One znet on this node.
@@ -62,6 +89,9 @@ pub struct Znet {
     pub counters: ZnetCounters,
     /// Packets for this znet's TUN made here (ICMP errors for the containers).
     pub tun_out: std::collections::VecDeque<Vec<u8>>,
+    /// Whether this node acts as the znet's exit: `egress` names it and its operator allowed
+    /// it (`[znet] exit`).
+    pub exit: bool,
 }
 
 /// The source and destination addresses of an IPv4 or IPv6 packet.
@@ -85,9 +115,12 @@ pub fn ip_ends(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
 
 impl Znet {
     /// The znet of `manifest` on the node `identity`; `None` if the node is not a member.
+    /// `exit_allowed`: this node's operator allows it to be the znet's exit (it is, if the
+    /// manifest's `egress` names it too).
     pub fn new(
         identity: &Identity,
         manifest: Manifest,
+        exit_allowed: bool,
         mut cfg: E2eConfig,
         seed: u64,
         now: Instant,
@@ -100,6 +133,7 @@ impl Znet {
         });
         Some(Znet {
             e2e: E2e::new(identity, cfg, seed, now),
+            exit: exit_allowed && manifest.exit_member() == Some(&me),
             manifest,
             me,
             counters: ZnetCounters::default(),
@@ -109,7 +143,7 @@ impl Znet {
 
     /// Puts a new version of the manifest in force (same id and secret): sessions with nodes
     /// that are no longer members are closed at once.
-    pub fn update(&mut self, manifest: Manifest) {
+    pub fn update(&mut self, manifest: Manifest, exit_allowed: bool) {
         let gone: Vec<PublicKey> = self
             .e2e
             .remotes()
@@ -119,35 +153,56 @@ impl Znet {
         for k in gone {
             self.e2e.close(&k);
         }
+        self.exit = exit_allowed && manifest.exit_member() == Some(&self.me);
         self.manifest = manifest;
     }
 
-    /// Whether a packet from a local container has a source in this node's subnet (one
-    /// container cannot speak for another node's; the router namespace's reverse-path filter
-    /// keeps it from speaking for a neighbour). Counts what it refuses.
+    /// Whether a packet from this node's TUN may leave: its source lies in this node's subnet
+    /// (one container cannot speak for another node's; the router namespace's reverse-path
+    /// filter keeps it from speaking for a neighbour), or, on the exit, it is a reply from
+    /// outside (a source outside the znet for a member's container: the router namespace lets
+    /// in from its uplink only replies). Counts what it refuses.
     pub fn from_here(&mut self, packet: &[u8]) -> bool {
-        let ok = ip_ends(packet)
-            .is_some_and(|(src, _)| self.manifest.member(&self.me).is_some_and(|m| m.holds(src)));
-        if !ok {
+        let Some((src, dst)) = ip_ends(packet) else {
             self.counters.spoofed += 1;
+            return false;
+        };
+        if self.manifest.member(&self.me).is_some_and(|m| m.holds(src)) {
+            return true;
         }
-        ok
+        if self.exit && !self.manifest.in_range(src) && self.manifest.in_range(dst) {
+            self.counters.exit_back += 1;
+            return true;
+        }
+        self.counters.spoofed += 1;
+        false
     }
 
-    /// The member a packet from a local container goes to, if any.
+    /// The member a packet from this node's TUN goes to, if any: the owner of its
+    /// destination, or, for a destination outside the znet, the exit member.
     pub fn destination(&mut self, packet: &[u8]) -> Option<PublicKey> {
         let (_, dst) = ip_ends(packet)?;
-        match self.manifest.owner_of(dst) {
-            Some(m) if m.key != self.me => Some(m.key),
-            _ => {
-                self.counters.no_member += 1;
-                None
+        if let Some(m) = self.manifest.owner_of(dst) {
+            if m.key != self.me {
+                return Some(m.key);
             }
+        } else if !self.manifest.in_range(dst) {
+            return match self.manifest.exit_member() {
+                Some(k) if *k != self.me => Some(*k),
+                _ => {
+                    self.counters.no_egress += 1;
+                    None
+                }
+            };
         }
+        self.counters.no_member += 1;
+        None
     }
 
     /// Whether a packet that `from`'s session delivered may go to the TUN: `from` is a member,
-    /// the source lies in its subnet, the destination in ours. Counts what it drops.
+    /// the source lies in its subnet (or outside the znet, if `from` is the exit member), the
+    /// destination in ours (or outside the znet, if this node is the allowed exit). Counts
+    /// what it drops.
     pub fn accept(&mut self, from: &PublicKey, packet: &[u8]) -> bool {
         let Some((src, dst)) = ip_ends(packet) else {
             self.counters.bad_source += 1;
@@ -157,20 +212,33 @@ impl Znet {
             self.counters.not_member += 1;
             return false;
         };
-        if !m.holds(src) {
+        let from_member = m.holds(src);
+        let from_exit = !from_member
+            && !self.manifest.in_range(src)
+            && *from != self.me
+            && self.manifest.exit_member() == Some(from);
+        if !from_member && !from_exit {
             self.counters.bad_source += 1;
             return false;
         }
-        if !self
+        if self
             .manifest
             .member(&self.me)
             .is_some_and(|me| me.holds(dst))
         {
-            self.counters.not_for_us += 1;
+            self.counters.delivered += 1;
+            return true;
+        }
+        if from_member && !self.manifest.in_range(dst) {
+            if self.exit {
+                self.counters.exit_out += 1;
+                return true;
+            }
+            self.counters.not_exit += 1;
             return false;
         }
-        self.counters.delivered += 1;
-        true
+        self.counters.not_for_us += 1;
+        false
     }
 
     /// Answers a packet too big for the path with an ICMP error (so the container's TCP
@@ -269,8 +337,10 @@ mod tests {
         };
         let now = Instant::now();
         let handshake = |sa: u8, sb: u8| {
-            let mut za = Znet::new(&a, manifest(sa), E2eConfig::default(), 1, now).expect("member");
-            let mut zb = Znet::new(&b, manifest(sb), E2eConfig::default(), 2, now).expect("member");
+            let mut za =
+                Znet::new(&a, manifest(sa), false, E2eConfig::default(), 1, now).expect("member");
+            let mut zb =
+                Znet::new(&b, manifest(sb), false, E2eConfig::default(), 2, now).expect("member");
             let mut pkt = vec![0u8; 20];
             pkt[0] = 0x45;
             let mut out = Vec::new();

@@ -25,13 +25,14 @@
 //!   `IP=10.50.1.7` asks for one per container; giving both with different values is an
 //!   error. Other `CNI_ARGS` keys (`IgnoreUnknown`, `K8S_POD_NAME`, …) are ignored.
 //! * `dns` (optional) is copied into the result; `ipam` and `ipMasq: true` are refused (code 2):
-//!   meshd assigns the addresses and the znet is routed, not masqueraded.
+//!   meshd assigns the addresses, and masquerading (the manifest's `egress`) is meshd's.
 //!
 //! ## Commands
 //! * `ADD` attaches `CNI_NETNS` with interface `CNI_IFNAME`, tagged with `CNI_CONTAINERID`, and
 //!   prints the result: the interface (`sandbox` = `CNI_NETNS`), its addresses (`<ipv4>/32` and
 //!   `<ipv6>/128`, gateway = meshd's router of the znet) and routes to the znet's ranges through
-//!   the gateways; the interface carries its MAC address, which podman checks. With a
+//!   the gateways (and, if the znet has `egress`, a default route `0.0.0.0/0` through the IPv4
+//!   gateway); the interface carries its MAC address, which podman checks. With a
 //!   `prevResult` (a chained plugin before us) our entries are appended to it. If meshd
 //!   attached the container but its answer is unusable, the plugin detaches it again before
 //!   failing.

@@ -37,6 +37,8 @@ pub(crate) struct Addresses {
     pub(crate) gateway_v6: Option<Ipv6Addr>,
     pub(crate) range_v6: Option<Net<Ipv6Addr>>,
     pub(crate) mac: Option<String>,
+    /// A default route through the IPv4 gateway (the znet has `egress`).
+    pub(crate) default_route: bool,
 }
 
 /// Whether `s` is a MAC address as CNI results give it (`aa:bb:cc:dd:ee:ff`).
@@ -73,6 +75,7 @@ impl Addresses {
             mac: opt("mac", a.mac.as_ref(), |s| {
                 mac_ok(s).then(|| s.to_lowercase())
             })?,
+            default_route: a.default_route,
         })
     }
 }
@@ -127,6 +130,10 @@ pub(crate) fn build_result(
         ips.push(ip("6", v6.to_string(), a.gateway_v6.map(|g| g.to_string())));
     }
     routes.push(json!({"dst": a.range_v4.to_string(), "gw": a.gateway_v4.to_string()}));
+    if a.default_route {
+        // The znet has egress: everything beyond it through the router namespace.
+        routes.push(json!({"dst": "0.0.0.0/0", "gw": a.gateway_v4.to_string()}));
+    }
     if let Some(r) = a.range_v6 {
         routes.push(match a.gateway_v6 {
             Some(g) => json!({"dst": r.to_string(), "gw": g.to_string()}),

@@ -67,6 +67,7 @@ fn attachment(ifname: &str, container: &str, netns: &str) -> Attachment {
         container_id: Some(container.into()),
         ns_inode: None,
         mac: Some("02:5a:0a:32:01:02".into()),
+        default_route: false,
     }
 }
 
@@ -341,6 +342,21 @@ fn results_are_built_per_version_and_chain() {
         json!([{"dst": "10.50.0.0/16", "gw": "10.50.1.1"}])
     );
     assert_eq!(r["dns"], json!({"nameservers": ["10.0.0.53"]}));
+
+    // A znet with egress: a default route through the IPv4 gateway, after the range.
+    let mut egress = attachment("eth0", "c1", NS);
+    egress.default_route = true;
+    let a = Addresses::of(&egress).expect("valid");
+    let cfg = parse_config(&config(Path::new("/s"), json!({}))).expect("valid");
+    let r = build_result(&cfg, "eth0", NS, &a).expect("result");
+    assert_eq!(
+        r["routes"],
+        json!([
+            {"dst": "10.50.0.0/16", "gw": "10.50.1.1"},
+            {"dst": "0.0.0.0/0", "gw": "10.50.1.1"},
+            {"dst": "fd00:5a31:7e2b:1::/64", "gw": "fd00:5a31:7e2b:1:1::1"},
+        ])
+    );
 
     // A malformed answer from meshd is caught.
     for (field, bad) in [

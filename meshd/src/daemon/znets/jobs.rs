@@ -6,6 +6,7 @@
 //! Nothing here touches the `Node`: a change the loop cannot apply is undone by a
 //! [`Change::Discard`] job.
 
+use super::egress::{self, Role};
 use super::nsref::{NsRef, check_ifname, router_ns_of};
 use super::plumbing::{self, Plan};
 use super::records::Records;
@@ -23,6 +24,8 @@ pub struct Up {
     pub manifest: Manifest,
     /// The containers attached here.
     pub attachments: Vec<Attachment>,
+    /// The /30 of its uplink, if it has one (see [`egress`]).
+    pub uplink: Option<u8>,
 }
 
 /// A znet's TUN device on its way to be closed on the worker.
@@ -114,12 +117,19 @@ pub struct Context {
     pub records: Records,
     /// This node's key.
     pub me: PublicKey,
+    /// The znets this node may be the exit of (`[znet] exit`).
+    pub exits: Vec<String>,
 }
 
 impl Context {
     /// The router namespace of znet `name`.
     pub fn router_ns(&self, name: &str) -> String {
         router_ns_of(name, &self.me.0)
+    }
+
+    /// This node's egress role in znet `m`.
+    pub fn role(&self, m: &Manifest) -> Role {
+        egress::role(m, &self.me, &self.exits)
     }
 }
 
@@ -131,9 +141,14 @@ pub enum Outcome {
         device: (tun_rs::SyncDevice, bool),
         /// Made by `znet create` (the reply shows the manifest).
         created: bool,
+        /// The /30 of its uplink, if it has one.
+        uplink: Option<u8>,
     },
-    /// A new manifest of a znet that is up: routes set, recorded.
-    Updated { manifest: Manifest },
+    /// A new manifest of a znet that is up: routes (and egress) set, recorded.
+    Updated {
+        manifest: Manifest,
+        uplink: Option<u8>,
+    },
     /// Left: namespace, veths and records gone.
     Left { name: String },
     /// A container attached and recorded.
@@ -344,17 +359,45 @@ fn join(ctx: &Context, state: &State, text: &str, created: bool) -> anyhow::Resu
                      use `meshctl znet leave {name}` instead"
                 );
             }
+            if old.egress.is_some() != manifest.egress.is_some() && !up.attachments.is_empty() {
+                bail!(
+                    "egress of znet {name:?} cannot be turned {} while containers are attached \
+                     here (their default route would have to change): detach them (or `meshctl \
+                     znet leave {name}`), join, and attach them again",
+                    if manifest.egress.is_some() {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                );
+            }
+            let (was, will) = (ctx.role(old), ctx.role(&manifest));
             plumbing::set_routes(&rns, &manifest, &me)?;
+            let uplink = match egress::set(state, &rns, &manifest, up.uplink, was, will) {
+                Ok(u) => u,
+                Err(e) => {
+                    let _ = plumbing::set_routes(&rns, old, &me);
+                    let _ = egress::set(state, &rns, old, up.uplink, will, was);
+                    return Err(e.context("the new manifest is not in force"));
+                }
+            };
             if let Err(e) = ctx.records.save_manifest(&manifest) {
                 let _ = plumbing::set_routes(&rns, old, &me);
+                let _ = egress::set(state, &rns, old, up.uplink.or(uplink), will, was);
                 return Err(e.context("the new manifest was not recorded, so it is not in force"));
             }
-            Ok(Outcome::Updated { manifest })
+            Ok(Outcome::Updated { manifest, uplink })
         }
         None => {
             let device = plumbing::router_up(&rns)?;
+            let mut uplink = None;
             let r = plumbing::set_routes(&rns, &manifest, &me)
                 .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    let role = ctx.role(&manifest);
+                    uplink = egress::set(state, &rns, &manifest, None, Role::None, role)?;
+                    Ok(())
+                })
                 .and_then(|()| ctx.records.save_manifest(&manifest))
                 .and_then(|()| ctx.records.save_attachments(&name, &[]));
             if let Err(e) = r {
@@ -367,6 +410,7 @@ fn join(ctx: &Context, state: &State, text: &str, created: bool) -> anyhow::Resu
                 manifest,
                 device,
                 created,
+                uplink,
             })
         }
     }
@@ -433,6 +477,7 @@ pub fn attach(
         netns,
         ifname,
         addr,
+        default_route: up.manifest.egress.is_some(),
     };
     plumbing::attach(&plan, &ns, container_id)
         .with_context(|| format!("attaching {netns} to znet {name} failed; rolled back"))

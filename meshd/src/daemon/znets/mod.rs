@@ -1,8 +1,9 @@
 //! znets on this host: for each, a router network namespace `zn-NAME` holding the znet's TUN
 //! device (`zt0`) and one veth pair per attached container; containers get an address from this
 //! node's subnet and a route for the znet's range through the router. The host has no
-//! interface into a router namespace, and the TUN carries only what the znet's sessions
-//! delivered: nothing from outside the znet reaches its containers.
+//! interface into a router namespace (but a znet with egress's uplink, which lets in only
+//! replies: [`egress`]), and the TUN carries only what the znet's sessions delivered: nothing
+//! from outside the znet reaches its containers.
 //!
 //! ```text
 //!  container netns ── zn0 ═veth═ zvXXXXXXXX ── router netns zn-NAME ── zt0 (TUN, meshd)
@@ -32,9 +33,11 @@
 
 mod changes;
 mod devices;
+mod egress;
 mod jobs;
 pub(crate) mod netlink;
 pub(crate) mod netns;
+mod nft;
 pub(crate) mod nsref;
 mod plumbing;
 mod records;
@@ -77,12 +80,14 @@ pub struct Znets {
 }
 
 impl Znets {
-    /// The znets recorded in `state_dir`, not yet brought up (see [`Znets::restore`]).
-    pub fn new(state_dir: &Path, me: &Identity) -> Znets {
+    /// The znets recorded in `state_dir`, not yet brought up (see [`Znets::restore`]);
+    /// `exits`: the znets this node may be the exit of (`[znet] exit`).
+    pub fn new(state_dir: &Path, me: &Identity, exits: Vec<String>) -> Znets {
         Znets {
             ctx: Context {
                 records: records::Records::new(state_dir),
                 me: me.public_key(),
+                exits,
             },
             up: State::new(),
             devices: Devices::default(),
@@ -217,6 +222,7 @@ impl Znets {
                 manifest,
                 device: (sync, offload),
                 created,
+                uplink,
             } => {
                 let name = manifest.name.clone();
                 let r = AsyncDevice::new(sync)
@@ -244,6 +250,7 @@ impl Znets {
                     Up {
                         manifest,
                         attachments: Vec::new(),
+                        uplink,
                     },
                 );
                 let info = self.info(node, &name)?;
@@ -255,12 +262,13 @@ impl Znets {
                     None => serde_json::to_value(info)?,
                 })
             }
-            Outcome::Updated { manifest } => {
+            Outcome::Updated { manifest, uplink } => {
                 let name = manifest.name.clone();
                 node.znet_up(identity, manifest.clone(), Instant::now())
                     .map_err(anyhow::Error::msg)?;
                 if let Some(up) = self.up.get_mut(&name) {
                     up.manifest = manifest;
+                    up.uplink = uplink;
                 }
                 Ok(serde_json::to_value(self.info(node, &name)?)?)
             }
@@ -321,7 +329,19 @@ impl Znets {
                 .collect(),
             attachments: up.attachments.clone(),
             counters,
+            egress: m.egress.map(|e| e.to_string()),
+            exit: node.znets.get(&m.id).is_some_and(|z| z.exit),
         })
+    }
+
+    /// The names in `[znet] exit` that name no znet here (a typo, or not joined yet).
+    pub fn unknown_exits(&self) -> Vec<String> {
+        self.ctx
+            .exits
+            .iter()
+            .filter(|n| !self.up.contains_key(*n))
+            .cloned()
+            .collect()
     }
 
     /// Every znet here.

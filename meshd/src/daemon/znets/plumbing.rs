@@ -68,7 +68,7 @@ pub enum PlumbError {
 }
 
 /// A step on `ifname` in `ns` that failed.
-fn link_err(
+pub(super) fn link_err(
     step: impl Into<String>,
     ifname: &str,
     ns: &str,
@@ -82,13 +82,13 @@ fn link_err(
     }
 }
 
-fn ns_err(ns: &str) -> impl FnOnce(io::Error) -> PlumbError {
+pub(super) fn ns_err(ns: &str) -> impl FnOnce(io::Error) -> PlumbError {
     let ns = ns.to_string();
     move |cause| PlumbError::Namespace { ns, cause }
 }
 
 /// The index of `ifname` in the namespace of `rt`.
-fn index(rt: &mut Rtnl, ifname: &str, ns: &str) -> Result<u32, PlumbError> {
+pub(super) fn index(rt: &mut Rtnl, ifname: &str, ns: &str) -> Result<u32, PlumbError> {
     match rt.index_of(ifname) {
         Ok(Some(i)) => Ok(i),
         Ok(None) => Err(link_err("find the interface", ifname, ns)(
@@ -122,8 +122,8 @@ pub fn router_up(ns: &str) -> Result<(tun_rs::SyncDevice, bool), PlumbError> {
     r
 }
 
-/// Routes in router namespace `ns`: each other member's subnets through the TUN; routes of
-/// members gone are removed (the others are replaced in place, never missing for a moment).
+/// Routes in router namespace `ns`: each other member's subnets through the TUN, and the
+/// default route too if another member is the znet's exit; routes of members gone are removed (the others are replaced in place, never missing for a moment).
 pub fn set_routes(
     ns: &str,
     manifest: &Manifest,
@@ -132,6 +132,15 @@ pub fn set_routes(
     let mut rt = netns::rtnl_in(&netns::path_of(ns), ns).map_err(ns_err(ns))?;
     let oif = index(&mut rt, TUN_NAME, ns)?;
     let mut want: Vec<Route> = Vec::new();
+    if manifest.exit_member().is_some_and(|k| k != me) {
+        // Egress through the exit member: everything beyond the znet goes to meshd.
+        want.push(Route {
+            dest: Ipv4Addr::UNSPECIFIED.into(),
+            prefix: 0,
+            gateway: None,
+            oif,
+        });
+    }
     for m in manifest.members.iter().filter(|m| m.key != *me) {
         want.push(Route {
             dest: m.v4.into(),
@@ -171,10 +180,11 @@ pub fn set_routes(
     Ok(())
 }
 
-/// Deletes router namespace `ns` and, first, the veths in it (which removes their container
-/// ends too, wherever they are: nothing runs inside a container's namespace). Whatever is
-/// missing is skipped.
+/// Deletes router namespace `ns` and, first, its uplink (host veth and host rules, see
+/// [`super::egress`]) and the veths in it (which removes their container ends too, wherever
+/// they are: nothing runs inside a container's namespace). Whatever is missing is skipped.
 pub fn remove_router(ns: &str) {
+    super::egress::down(ns);
     if let Ok(mut rt) = netns::rtnl_in(&netns::path_of(ns), ns)
         && let Ok(names) = rt.link_names()
     {
@@ -207,11 +217,14 @@ pub struct Plan<'a> {
     pub ifname: &'a str,
     /// The container's IPv4 address.
     pub addr: Ipv4Addr,
+    /// A default route through the gateway (the znet has `egress`).
+    pub default_route: bool,
 }
 
 /// Connects a container: a veth pair between the router namespace and the container's, the
 /// gateway address and a host route on the router end, the container's address and routes (to
-/// the gateway, and the znet's range via it) on the other. Rolled back on failure.
+/// the gateway, and the znet's range via it, and the default route via it if the znet has
+/// egress) on the other. Rolled back on failure.
 pub fn attach(
     p: &Plan<'_>,
     ns: &NsRef,
@@ -277,6 +290,10 @@ pub fn attach(
         route(&mut ct, p.ifname, shown, on(gw.into(), 32, None, ci))?;
         let range = p.manifest.ipv4.into();
         route(&mut ct, p.ifname, shown, on(range, 16, Some(gw.into()), ci))?;
+        if p.default_route {
+            let any = Ipv4Addr::UNSPECIFIED.into();
+            route(&mut ct, p.ifname, shown, on(any, 0, Some(gw.into()), ci))?;
+        }
         if let (Some(v6), Some(gw6), Some(range6)) = (v6, gw6, p.manifest.ipv6) {
             addr(&mut rt, ri, &rif, rns, gw6.into(), 128)?;
             route(&mut rt, &rif, rns, on(v6.into(), 128, None, ri))?;
@@ -308,5 +325,6 @@ pub fn attach(
         container_id,
         ns_inode: ns.identity(p.netns).ok(),
         mac: Some(netlink::mac_text(mac)),
+        default_route: p.default_route,
     })
 }

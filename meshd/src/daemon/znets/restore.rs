@@ -1,10 +1,10 @@
 //! Bringing the recorded znets up again at start (after a restart or a crash): stale router
-//! namespaces removed, each znet's namespace, TUN and routes made again, its containers
+//! namespaces removed, each znet's namespace, TUN, routes and egress made again, its containers
 //! re-attached with the addresses they had. Runs before the event loop starts, so it may block;
 //! it shares the plumbing and the checks of the worker's jobs.
 
 use super::jobs::{self, Up};
-use super::{Znets, netns, nsref, plumbing};
+use super::{Znets, egress, netns, nsref, plumbing};
 use crate::identity::Identity;
 use crate::node::Node;
 use std::sync::Arc;
@@ -81,10 +81,21 @@ impl Znets {
                 return Err(e);
             }
         };
+        let role = self.ctx.role(&manifest);
+        let uplink = egress::set(&self.up, &rns, &manifest, None, egress::Role::None, role);
+        let uplink = match uplink {
+            Ok(u) => u,
+            Err(e) => {
+                node.znet_down(id);
+                plumbing::remove_router(&rns);
+                return Err(e);
+            }
+        };
         self.devices.insert(id, Arc::new(dev), offload);
         let mut up = Up {
             manifest,
             attachments: Vec::new(),
+            uplink,
         };
         for a in attach {
             let now_ino = nsref::NsRef::parse(&a.netns)

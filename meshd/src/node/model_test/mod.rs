@@ -162,6 +162,7 @@ fn manifest(keys: &[PublicKey], members: u8) -> Manifest {
                 v6: None,
             })
             .collect(),
+        egress: None,
     }
 }
 
