@@ -1,11 +1,14 @@
-//! What a publisher and a gateway say to each other on the publisher's connection, before it
-//! becomes a yamux session, and at the start of each stream on it.
+//! What a publisher and a gateway say to each other. Every connection the publisher dials
+//! starts with a hello and the gateway's answer. A *control* connection (op publish) then
+//! carries nothing: it holds the name's service up while it is open. A *data* connection (op
+//! data) waits idle until the gateway gives it a public connection, whose client it names
+//! first; then it carries that connection's bytes both ways.
 //!
 //! ```text
-//!  publisher ─▶ gateway   Hello:   "PLGW" 1 | op (1 publish, 2 release) | kind | key (32) |
-//!                                  name length (1) | name
+//!  publisher ─▶ gateway   Hello:   "PLGW" 1 | op (1 publish, 2 release, 3 data) | kind |
+//!                                  key (32) | name length (1) | name
 //!  gateway ─▶ publisher   Answer:  "PLGW" 1 | 0 ok, 1 refused | message length (2) | message
-//!  then yamux; each stream the gateway opens starts with
+//!  on a data connection, when a public connection takes it:
 //!  gateway ─▶ publisher   Client:  4 | IPv4 (4) | port (2)   or   6 | IPv6 (16) | port (2)
 //! ```
 //!
@@ -77,6 +80,9 @@ pub enum Op {
     Publish,
     /// I no longer publish this name: forget that I hold it.
     Release,
+    /// A data connection for a name I publish (and whose control connection is open): keep it
+    /// idle until a public connection needs it.
+    Data,
 }
 
 /// The first message on a publisher's connection.
@@ -106,6 +112,7 @@ impl Hello {
         b.push(match self.op {
             Op::Publish => 1,
             Op::Release => 2,
+            Op::Data => 3,
         });
         b.push(self.kind.code());
         b.extend_from_slice(&self.key);
@@ -125,6 +132,7 @@ impl Hello {
         let op = match op {
             1 => Op::Publish,
             2 => Op::Release,
+            3 => Op::Data,
             _ => return Err(WireError("unknown operation")),
         };
         let kind = Kind::of_code(kind).ok_or(WireError("unknown kind"))?;

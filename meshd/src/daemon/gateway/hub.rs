@@ -1,23 +1,25 @@
 //! The gateway's side of its publishers: their connections on `[address]:mesh_port` (the
-//! overlay only), the hello, the `publish` rule, who holds which name, and one yamux session
-//! per publisher connection on which the public side opens a stream per public connection.
+//! overlay only), the hello, the `publish` rule, who holds which name. A publisher keeps one
+//! control connection per name (the service is up while it is open) and a few idle data
+//! connections, each of which carries one public connection when one arrives: its own TCP
+//! connection over the overlay, so the kernel's flow control sizes its window (a multiplexer
+//! such as yamux held each stream to a 256 KiB window: about 1 Gbit/s at a few ms of RTT),
+//! and one slow client never holds up another.
 
 use super::Shared;
 use super::public;
-use super::splice::{Opener, drive, yamux_config};
 use crate::gateway::config::{GatewayConfig, Listener};
 use crate::gateway::names::{ConnId, Names};
 use crate::gateway::wire::{Answer, Hello, Kind, Op};
 use api::{GatewayCounters, GatewayService, GatewayStatus};
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
-use tokio_util::compat::TokioAsyncReadCompatExt;
+use tokio::sync::{oneshot, watch};
 
 /// How long a publisher has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,13 +33,24 @@ pub struct Stats {
     pub bytes_out: Rc<Cell<u64>>,
 }
 
-/// A publisher's connection.
+/// Most idle data connections a gateway keeps per service (more are closed).
+const MAX_IDLE: usize = 16;
+
+/// A publisher's control connection, and the data connections of its service.
 pub struct PubConn {
     pub key: [u8; 32],
-    /// Asks its session for a stream.
-    pub opener: mpsc::Sender<Opener>,
+    /// Data connections waiting for a public connection.
+    idle: VecDeque<TcpStream>,
+    /// Public connections waiting for a data connection.
+    waiting: VecDeque<oneshot::Sender<TcpStream>>,
     /// Set to end the connection.
     kill: watch::Sender<bool>,
+}
+
+/// A data connection now, or one to wait for.
+pub enum Data {
+    Ready(TcpStream),
+    Wait(oneshot::Receiver<TcpStream>),
 }
 
 /// The gateway's state.
@@ -64,6 +77,38 @@ impl Hub {
             .entry((name.to_string(), kind))
             .or_default()
             .clone()
+    }
+
+    /// A data connection of the service on control connection `id`, for a public connection.
+    pub fn take_data(&mut self, id: ConnId, max_waiting: usize) -> Option<Data> {
+        let c = self.conns.get_mut(&id)?;
+        if let Some(s) = c.idle.pop_front() {
+            return Some(Data::Ready(s));
+        }
+        c.waiting.retain(|w| !w.is_closed());
+        if c.waiting.len() >= max_waiting {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        c.waiting.push_back(tx);
+        Some(Data::Wait(rx))
+    }
+
+    /// A data connection arrived for control connection `id`: to a waiting public connection,
+    /// or idle (at most [`MAX_IDLE`]).
+    fn give_data(&mut self, id: ConnId, mut s: TcpStream) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        while let Some(w) = c.waiting.pop_front() {
+            match w.send(s) {
+                Ok(()) => return,
+                Err(back) => s = back,
+            }
+        }
+        if c.idle.len() < MAX_IDLE {
+            c.idle.push_back(s);
+        }
     }
 
     fn end(&mut self, id: ConnId) {
@@ -227,6 +272,26 @@ async fn publisher(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr)
                 None => {}
             }
         }
+        Op::Data => {
+            // Only the key whose control connection carries the service now.
+            let r = with_hub(shared, |h| match h.names.route(&hello.name, hello.kind) {
+                Some(id) if h.conns.get(&id).is_some_and(|c| c.key == hello.key) => Ok(id),
+                _ => Err(format!(
+                    "no control connection of this key carries {} ({}) here",
+                    hello.name, hello.kind
+                )),
+            });
+            match r {
+                Some(Ok(id)) => {
+                    if stream.write_all(&Answer::Ok.encode()).await.is_ok() {
+                        let _ = stream.set_nodelay(true);
+                        with_hub(shared, |h| h.give_data(id, stream));
+                    }
+                }
+                Some(Err(why)) => refuse(shared, &mut stream, peer, why).await,
+                None => {}
+            }
+        }
         Op::Publish => {
             let r = with_hub(shared, |h| {
                 let id = h.next_conn;
@@ -240,7 +305,7 @@ async fn publisher(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr)
                         (id, changed, h.cfg.max_per_service)
                     })
             });
-            let (id, changed, max_streams) = match r {
+            let (id, changed, _) = match r {
                 Some(Ok(x)) => x,
                 Some(Err(e)) => {
                     let why = e.message(&hello.name, &hello.key);
@@ -256,8 +321,6 @@ async fn publisher(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr)
                 with_hub(shared, |h| h.names.closed(id));
                 return;
             }
-            let _ = stream.set_nodelay(true);
-            let (opener, requests) = mpsc::channel(64);
             let (kill, mut killed) = watch::channel(false);
             let ended = with_hub(shared, |h| {
                 h.counters.publishers += 1;
@@ -269,7 +332,8 @@ async fn publisher(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr)
                     id,
                     PubConn {
                         key: hello.key,
-                        opener,
+                        idle: VecDeque::new(),
+                        waiting: VecDeque::new(),
                         kill,
                     },
                 );
@@ -279,16 +343,19 @@ async fn publisher(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr)
                 return;
             }
             tracing::info!(name = %hello.name, kind = %hello.kind, publisher = %key_hex, "gateway: publisher connected");
-            let session = yamux::Connection::new(
-                stream.compat(),
-                yamux_config(max_streams),
-                yamux::Mode::Server,
-            );
+            // Nothing comes on a control connection: it is up until it closes.
+            let closed = async {
+                let mut buf = [0u8; 64];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) => return "closed".to_string(),
+                        Err(e) => return e.to_string(),
+                        Ok(_) => {}
+                    }
+                }
+            };
             let why = tokio::select! {
-                r = drive(session, requests, drop) => match r {
-                    Ok(()) => "closed".to_string(),
-                    Err(e) => e.to_string(),
-                },
+                why = closed => why,
                 _ = killed.wait_for(|k| *k) => "replaced or released".to_string(),
             };
             with_hub(shared, |h| {

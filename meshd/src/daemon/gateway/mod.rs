@@ -5,14 +5,15 @@
 //!
 //! ```text
 //!  public client ─TCP─▶ public.rs: peek the name, find the publisher ─┐  (gateway node)
-//!                                                                    │ a yamux stream on
-//!  publisher.rs: dials [gateway]:mesh_port over the overlay ◀────────┘ the publisher's
-//!        │ (outbound only; yamux; one connection per service and gateway)  connection
+//!                                                                    │ an idle data
+//!  publisher.rs: dials [gateway]:mesh_port over the overlay ◀────────┘ connection the
+//!        │ (outbound only: a control connection per service and gateway,  publisher
+//!        │  and a few idle data connections, each replaced once used)      dialed
 //!        └─▶ local.rs: connects to the container from the znet's router namespace
 //!  mesh users ─▶ [service address]:port on this node's TUN ─▶ the same local connection
 //! ```
 //!
-//! * `hub.rs`: the gateway's publishers (hello, `publish` rule, names, yamux sessions);
+//! * `hub.rs`: the gateway's publishers (hello, `publish` rule, names, data connections);
 //! * `public.rs`: public listeners, limits, peeking, refusals;
 //! * `publisher.rs`: the services this node publishes, their dialers and mesh listeners;
 //! * `splice.rs`, `local.rs`, `store.rs`: moving bytes, the wall's local side, the files.

@@ -1,10 +1,10 @@
 //! The gateway's public side: accepting connections within the limits (in all, per client
 //! address, per service), reading the name each asks for within `peek_timeout` and
 //! [`MAX_PEEK`] bytes, refusing what it cannot carry with the least it can say (a TLS alert,
-//! an HTTP status), and carrying the rest on a stream of the name's publisher.
+//! an HTTP status), and carrying the rest on a data connection of the name's publisher.
 
 use super::Shared;
-use super::hub::{Stats, with_hub};
+use super::hub::{Data, Stats, with_hub};
 use super::splice::{Ended, Meter, splice};
 use crate::gateway::peek::{MAX_PEEK, Peek, peek};
 use crate::gateway::wire::{Kind, encode_client};
@@ -13,11 +13,11 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-/// How long the publisher's session may take to open a stream.
-const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a public connection may wait for a data connection of the publisher.
+const DATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Data connections tried per public connection (an idle one may have died unnoticed).
+const DATA_TRIES: usize = 3;
 /// How long a refusal may take to write.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -177,16 +177,19 @@ async fn carry(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr, raw
             }
         }
     };
-    // The publisher's session, and the service's stats.
+    // The publisher's control connection, and the service's stats.
     let found = with_hub(shared, |h| {
         let stats = h.stats(&name, kind);
-        match h.names.route(&name, kind).and_then(|c| h.conns.get(&c)) {
-            Some(c) if stats.open.get() >= max_per_service => {
-                let _ = c;
+        match h
+            .names
+            .route(&name, kind)
+            .filter(|c| h.conns.contains_key(c))
+        {
+            Some(_) if stats.open.get() >= max_per_service => {
                 h.counters.over_service_limit += 1;
                 Err("503 Service Unavailable")
             }
-            Some(c) => Ok((c.opener.clone(), stats)),
+            Some(c) => Ok((c, stats)),
             None if h.names.holder(&name).is_some() => {
                 h.counters.publisher_down += 1;
                 Err("502 Bad Gateway")
@@ -197,7 +200,7 @@ async fn carry(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr, raw
             }
         }
     });
-    let (opener, stats) = match found {
+    let (conn, stats) = match found {
         Some(Ok(x)) => x,
         Some(Err(status)) => {
             match kind {
@@ -216,29 +219,39 @@ async fn carry(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr, raw
         }
         None => return,
     };
-    let (tx, rx) = oneshot::channel();
-    let stream_of = async {
-        opener.send(tx).await.ok()?;
-        rx.await.ok()
-    };
-    let Ok(Some(s)) = tokio::time::timeout(STREAM_TIMEOUT, stream_of).await else {
-        with_hub(shared, |h| h.counters.publisher_down += 1);
-        return;
-    };
-    let mut s = s.compat();
+    // A data connection of the publisher, told who the client is and given the first bytes.
     let mut head = encode_client(peer);
     head.extend_from_slice(&first);
-    if s.write_all(&head).await.is_err() {
+    let mut data = None;
+    for _ in 0..DATA_TRIES {
+        let Some(d) = with_hub(shared, |h| h.take_data(conn, max_per_service as usize)).flatten()
+        else {
+            break;
+        };
+        let s = match d {
+            Data::Ready(s) => Some(s),
+            Data::Wait(rx) => tokio::time::timeout(DATA_TIMEOUT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        let Some(mut s) = s else { break };
+        if s.write_all(&head).await.is_ok() {
+            data = Some(s);
+            break;
+        }
+    }
+    let Some(data) = data else {
         with_hub(shared, |h| h.counters.publisher_down += 1);
         return;
-    }
+    };
     let _open = Open::new(&stats);
     // The peeked bytes went to the service: count them as the client's.
     stats
         .bytes_in
         .set(stats.bytes_in.get() + first.len() as u64);
     let meter = Rc::new(Meter::new(stats.bytes_in.clone(), stats.bytes_out.clone()));
-    if splice(stream, s, idle, meter).await == Ended::Idle {
+    if splice(stream, data, idle, meter).await == Ended::Idle {
         with_hub(shared, |h| h.counters.idle_closed += 1);
     }
 }

@@ -1,14 +1,16 @@
 //! The services this node publishes. For each, and each of its gateways, a task dials the
 //! gateway's `mesh_port` over the overlay (outbound: no port is opened for the service), says
-//! hello, and serves the streams the gateway opens on the yamux session, re-dialing with
-//! back-off when it ends. Each stream, and each mesh user's connection to the service
-//! address, is carried to the container by a connection from the znet's router namespace.
+//! hello on a control connection, and keeps [`POOL`] idle data connections dialed beside it;
+//! the gateway hands each a public connection, and the task dials a replacement at once. It
+//! re-dials with back-off when the control connection ends. Each data connection, and each
+//! mesh user's connection to the service address, is carried to the container by a
+//! connection from the znet's router namespace.
 
 use super::Shared;
 use super::hub::Stats;
 use super::local::{connect_in, service_address, set_address};
 use super::public::Open;
-use super::splice::{Meter, drive, splice, yamux_config};
+use super::splice::{Meter, splice};
 use crate::daemon::znets::nsref::router_ns_of;
 use crate::gateway::config::DEFAULT_MESH_PORT;
 use crate::gateway::peek::dns_name;
@@ -20,8 +22,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch};
-use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+use tokio::sync::{Notify, watch};
 
 /// Default most connections at once to one service.
 const MAX_CONNECTIONS: u32 = 1_000;
@@ -34,8 +35,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// After a refusal (policy, a held name), try again this much later: the gateway's operator
 /// may fix it.
 const REFUSED_BACKOFF: Duration = Duration::from_secs(60);
-/// How long the client header of a stream may take.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle data connections kept dialed per service and gateway: this many public connections
+/// arriving at once start without waiting for a dial (each used one is replaced at once).
+pub const POOL: usize = 4;
 
 /// The published services.
 #[derive(Default)]
@@ -132,6 +134,14 @@ fn check(p: &Publish) -> Result<(Publish, Kind, Vec<GatewayAt>), api::Error> {
         return Err(bad(
             "max_connections and idle_timeout must be at least 1".into()
         ));
+    }
+    if p.max_connections
+        .is_some_and(|m| m as usize > super::splice::MAX_STREAMS)
+    {
+        return Err(bad(format!(
+            "max_connections is at most {} per service",
+            super::splice::MAX_STREAMS
+        )));
     }
     let mut spec = p.clone();
     spec.name = name;
@@ -442,7 +452,7 @@ async fn dial_loop(shared: Rc<Shared>, svc: Rc<Service>, i: usize) {
         g.set("connecting", last_error);
         let started = Instant::now();
         let session = async {
-            let stream = hello(
+            let mut control = hello(
                 &shared,
                 g.key,
                 g.port,
@@ -451,26 +461,53 @@ async fn dial_loop(shared: Rc<Shared>, svc: Rc<Service>, i: usize) {
                 &svc.spec.name,
             )
             .await?;
-            let _ = stream.set_nodelay(true);
             g.set("connected", None);
             tracing::info!(name = %svc.spec.name, gateway = %super::hub::hex(&g.key), "connected to the gateway");
-            let conn = yamux::Connection::new(
-                stream.compat(),
-                yamux_config(svc.max() as usize),
-                yamux::Mode::Client,
-            );
-            // Nothing asks this side for streams; the sender stays alive while it runs.
-            let (_keep, requests) = mpsc::channel(1);
-            let shared2 = shared.clone();
-            let svc2 = svc.clone();
-            let r = drive(conn, requests, move |s| {
-                tokio::task::spawn_local(stream_from_gateway(shared2.clone(), svc2.clone(), s));
-            })
-            .await;
-            Err(match r {
-                Ok(()) => "the gateway closed the connection".to_string(),
-                Err(e) => format!("the connection failed: {e}"),
-            })
+            // Data connections wait while this is alive (dropped with the session).
+            let (_alive, alive) = watch::channel(());
+            let idle = Rc::new(Cell::new(0usize));
+            let refill = Rc::new(Notify::new());
+            let pool = async {
+                loop {
+                    if idle.get() >= POOL {
+                        refill.notified().await;
+                        continue;
+                    }
+                    match hello(&shared, g.key, g.port, Op::Data, svc.kind, &svc.spec.name).await {
+                        Ok(s) => {
+                            idle.set(idle.get() + 1);
+                            tokio::task::spawn_local(data_connection(
+                                shared.clone(),
+                                svc.clone(),
+                                s,
+                                idle.clone(),
+                                refill.clone(),
+                                alive.clone(),
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::debug!(name = %svc.spec.name, "a data connection failed: {e}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            };
+            // Nothing comes on the control connection: the service is up until it closes.
+            let closed = async {
+                let mut b = [0u8; 64];
+                loop {
+                    match control.read(&mut b).await {
+                        Ok(0) => return "the gateway closed the connection".to_string(),
+                        Err(e) => return format!("the connection failed: {e}"),
+                        Ok(_) => {}
+                    }
+                }
+            };
+            let why = tokio::select! {
+                why = closed => why,
+                _ = pool => String::new(),
+            };
+            Err::<(), String>(why)
         };
         let why: String = tokio::select! {
             r = session => match r {
@@ -500,9 +537,16 @@ async fn dial_loop(shared: Rc<Shared>, svc: Rc<Service>, i: usize) {
     }
 }
 
-/// A public connection the gateway carries to us.
-async fn stream_from_gateway(shared: Rc<Shared>, svc: Rc<Service>, s: yamux::Stream) {
-    let mut s = s.compat();
+/// An idle data connection: waits for the gateway to give it a public connection (its client
+/// header), then carries it to the container. A replacement is dialed as soon as it is taken.
+async fn data_connection(
+    shared: Rc<Shared>,
+    svc: Rc<Service>,
+    mut s: TcpStream,
+    idle: Rc<Cell<usize>>,
+    refill: Rc<Notify>,
+    mut alive: watch::Receiver<()>,
+) {
     let header = async {
         let mut b = [0u8; 19];
         s.read_exact(&mut b[..1]).await.ok()?;
@@ -510,10 +554,15 @@ async fn stream_from_gateway(shared: Rc<Shared>, svc: Rc<Service>, s: yamux::Str
         s.read_exact(&mut b[1..n]).await.ok()?;
         wire::parse_client(&b[..n]).ok().flatten().map(|(a, _)| a)
     };
-    let Ok(Some(_client)) = tokio::time::timeout(HEADER_TIMEOUT, header).await else {
-        svc.failed.set(svc.failed.get() + 1);
-        return;
+    let client = tokio::select! {
+        c = header => c,
+        _ = alive.changed() => None,
     };
+    idle.set(idle.get().saturating_sub(1));
+    refill.notify_one();
+    if client.is_none() {
+        return;
+    }
     to_container(&shared, &svc, s).await;
 }
 
