@@ -282,12 +282,11 @@ async fn publisher(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr)
                 )),
             });
             match r {
-                Some(Ok(id)) => {
-                    if stream.write_all(&Answer::Ok.encode()).await.is_ok() {
-                        let _ = stream.set_nodelay(true);
-                        with_hub(shared, |h| h.give_data(id, stream));
-                    }
+                Some(Ok(id)) if stream.write_all(&Answer::Ok.encode()).await.is_ok() => {
+                    let _ = stream.set_nodelay(true);
+                    with_hub(shared, |h| h.give_data(id, stream));
                 }
+                Some(Ok(_)) => {}
                 Some(Err(why)) => refuse(shared, &mut stream, peer, why).await,
                 None => {}
             }
