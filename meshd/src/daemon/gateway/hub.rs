@@ -213,7 +213,12 @@ pub fn with_hub<T>(shared: &Shared, f: impl FnOnce(&mut Hub) -> T) -> Option<T> 
 
 async fn read_hello(stream: &mut TcpStream) -> std::io::Result<Result<Hello, String>> {
     let mut buf = vec![0u8; 40];
-    stream.read_exact(&mut buf).await?;
+    // The magic and version first: anything else is refused without waiting for more.
+    stream.read_exact(&mut buf[..5]).await?;
+    if let Err(e) = Hello::parse(&buf[..5]) {
+        return Ok(Err(e.to_string()));
+    }
+    stream.read_exact(&mut buf[5..]).await?;
     let len = usize::from(buf[39]);
     buf.resize(40 + len, 0);
     stream.read_exact(&mut buf[40..]).await?;
