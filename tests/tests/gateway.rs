@@ -24,6 +24,8 @@ use tests::{Node, require_root, wait_until};
 #[test]
 fn gateways_carry_a_published_service_through_the_wall() {
     require_root();
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t0.elapsed().as_secs_f64());
     let u = Node::new("gwu");
     let d = Node::new("gwd");
     for n in [&u, &d] {
@@ -40,7 +42,9 @@ fn gateways_carry_a_published_service_through_the_wall() {
          action = \"traffic\"\nallow = \"circle:users\"\nports = [\"tcp/443\", \"tcp/80\"]\n"
     );
     let mut s = scene("", &policy_c, "", &[&u, &d]);
+    phase("scene up");
     s.publish();
+    phase("published");
 
     // Through each gateway, TLS passed through (curl checks the container's certificate) …
     for gw in ["10.80.1.2", "10.80.2.2"] {
@@ -61,6 +65,7 @@ fn gateways_carry_a_published_service_through_the_wall() {
         );
         assert_eq!(page.as_deref(), Some(s.page.as_str()), "HTTP through {gw}");
     }
+    phase("pages through both gateways");
     // An unknown name gets a 404 from the gateway, not the container.
     let out = s
         .inet
@@ -109,6 +114,7 @@ fn gateways_carry_a_published_service_through_the_wall() {
     );
     assert!(!has(s.page.as_bytes()), "the page's plaintext crossed GW1");
 
+    phase("capture");
     // Mesh users: U (allowed) at the service address over the overlay; D (denied) nothing.
     let svc = s.c.ctl_json(&["services"])[0]["service_address"]
         .as_str()
@@ -146,6 +152,7 @@ fn gateways_carry_a_published_service_through_the_wall() {
     );
     assert!(refused(&s.c) > before, "C counts what it refused from D");
 
+    phase("mesh users");
     // The wall: every SYN the container saw came from its router namespace.
     let (all, other) = (syns(&s.web, "syn_all"), syns(&s.web, "syn_other"));
     assert!(all >= 9, "the container saw the connections ({all} SYNs)");
@@ -159,6 +166,7 @@ fn gateways_carry_a_published_service_through_the_wall() {
         }
     }
 
+    phase("the wall");
     // GW1 dies: requests through GW2 go on, with no gap over 2 s.
     let status = s.g2.ctl_json(&["gateway", "status"]);
     assert!(
@@ -187,6 +195,7 @@ fn gateways_carry_a_published_service_through_the_wall() {
         worst < Duration::from_secs(2),
         "the longest gap through GW2 was {worst:?} ({served} served)"
     );
+    phase(&format!("failover: longest gap {worst:?}, {served} served"));
     let _ = s.g2.ctl(&["services"]);
     let _ = std::fs::remove_dir_all(&s.dir);
 }

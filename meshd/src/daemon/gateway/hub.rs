@@ -116,6 +116,10 @@ impl Hub {
             c.kill.send_replace(true);
         }
         self.names.closed(id);
+        // Stats of names released since go with them (the map stays within max_names).
+        let names = &self.names;
+        self.stats
+            .retain(|(n, _), s| names.holder(n).is_some() || s.open.get() > 0);
     }
 }
 

@@ -178,18 +178,23 @@ async fn carry(shared: &Rc<Shared>, mut stream: TcpStream, peer: SocketAddr, raw
         }
     };
     // The publisher's control connection, and the service's stats.
+    // Stats exist only for names someone publishes here: a client asking for random names
+    // makes the gateway keep nothing.
     let found = with_hub(shared, |h| {
-        let stats = h.stats(&name, kind);
         match h
             .names
             .route(&name, kind)
             .filter(|c| h.conns.contains_key(c))
         {
-            Some(_) if stats.open.get() >= max_per_service => {
-                h.counters.over_service_limit += 1;
-                Err("503 Service Unavailable")
+            Some(c) => {
+                let stats = h.stats(&name, kind);
+                if stats.open.get() >= max_per_service {
+                    h.counters.over_service_limit += 1;
+                    Err("503 Service Unavailable")
+                } else {
+                    Ok((c, stats))
+                }
             }
-            Some(c) => Ok((c, stats)),
             None if h.names.holder(&name).is_some() => {
                 h.counters.publisher_down += 1;
                 Err("502 Bad Gateway")
