@@ -52,11 +52,23 @@ impl<S: tracing::Subscriber> Layer<S> for CallbackLayer {
     }
 }
 
+/// A dispatcher that wants nothing, registered for the life of the process once any node logs
+/// to a callback. tracing caches each callsite's interest once, process-wide; while a single
+/// dispatcher is registered it asks only the default of the thread that reaches the callsite
+/// first (tokio-rs/tracing#3611). A node without a log callback (or any thread without a
+/// subscriber) reaching a line first then cached "never", and a node with a callback on
+/// another thread lost that line: `tests/logs.rs` missed a node's shutdown line about one run
+/// in six. With a second dispatcher registered, tracing asks every registered dispatcher, and
+/// each event is checked against its own thread's subscriber.
+static KEEP_INTEREST_HONEST: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+
 /// A subscriber sending events that pass `filter` (the config's `log_level`) to `sink`.
 pub fn subscriber(
     sink: LogSink,
     filter: &str,
 ) -> anyhow::Result<impl tracing::Subscriber + Send + Sync> {
+    KEEP_INTEREST_HONEST
+        .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("log_level {filter:?}: {e}"))?;
     Ok(tracing_subscriber::registry()
