@@ -39,7 +39,11 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     sleep 0.5
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    for n in "${NSS[@]}"; do ip netns del "$n" 2>/dev/null; done
+    # What runs inside our namespaces (servers started through subshells) goes with them.
+    for n in "${NSS[@]}"; do
+        ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null
+        ip netns del "$n" 2>/dev/null
+    done
     if [[ -f $WORK/routers ]]; then
         while read -r r; do ip netns del "$r" 2>/dev/null; rm -f "/run/netns/$r"; done <"$WORK/routers"
     fi
