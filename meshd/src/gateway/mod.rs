@@ -2,8 +2,8 @@
 //! without ever terminating their TLS (issue 17; `docs/GATEWAY.md`).
 //!
 //! * [`peek`] reads which name a public connection asks for (TLS SNI, HTTP `Host`);
-//! * [`wire`] is what publisher and gateway say before their connection becomes a yamux
-//!   session, and at the start of each stream;
+//! * [`wire`] is what publisher and gateway say when a connection opens (hello, answer) and
+//!   when a data connection is given a public connection (the client's address);
 //! * [`names`] decides who holds which name and which connection carries each service;
 //! * [`config`] is the `[gateway]` table.
 //!
