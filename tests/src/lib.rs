@@ -235,3 +235,30 @@ impl Drop for ZnetRouters {
         }
     }
 }
+
+/// The output of a command that must succeed (a spawn error counts as failure).
+pub fn ok(out: impl Into<Out>, what: &str) -> String {
+    let out = out.into().0;
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's output, whether it came as `Output` or as `io::Result<Output>`.
+pub struct Out(pub std::process::Output);
+
+impl From<std::process::Output> for Out {
+    fn from(o: std::process::Output) -> Out {
+        Out(o)
+    }
+}
+
+impl From<std::io::Result<std::process::Output>> for Out {
+    fn from(o: std::io::Result<std::process::Output>) -> Out {
+        Out(o.expect("run command"))
+    }
+}

@@ -17,20 +17,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tests::{Netns, Node, require_root, veth, wait_until};
+use tests::{Netns, Node, ok, require_root, veth, wait_until};
 
 const SERVER: &str = "10.79.9.2:8080";
 const B_UPLINK: &str = "10.79.9.1";
-
-fn ok(out: std::process::Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// An HTTP server in `ns` that answers every request with the address it came from.
 fn http_server(ns: &Netns, stop: Arc<AtomicBool>) {

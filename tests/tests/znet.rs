@@ -11,34 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tests::{Netns, Node, require_root, veth, wait_until};
-
-/// The output of a command that must succeed (a spawn error counts as failure).
-fn ok(out: impl Into<Out>, what: &str) -> String {
-    let out = out.into().0;
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A command's output, whether it came as `Output` or as `io::Result<Output>`.
-struct Out(std::process::Output);
-
-impl From<std::process::Output> for Out {
-    fn from(o: std::process::Output) -> Out {
-        Out(o)
-    }
-}
-
-impl From<std::io::Result<std::process::Output>> for Out {
-    fn from(o: std::io::Result<std::process::Output>) -> Out {
-        Out(o.expect("run command"))
-    }
-}
+use tests::{Netns, Node, ok, require_root, veth, wait_until};
 
 fn err(out: std::process::Output, what: &str) -> String {
     assert!(!out.status.success(), "{what} should have failed");
