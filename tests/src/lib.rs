@@ -12,6 +12,7 @@
 //!
 //! The binaries are built on first use with the same cargo profile as the test itself.
 
+pub mod gaps;
 pub mod gateway;
 mod mesh;
 pub mod node;
