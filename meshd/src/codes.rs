@@ -7,9 +7,9 @@
 //! shadow an old one.
 //!
 //! ```text
-//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX) or TRANSPORT
+//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX), TRANSPORT or STALE
 //!    TRANSPORT plaintext ─ [link_frame] ─► ROUTING ─► routing message ─ [routing::wire::kind]
-//!      TRAFFIC payload ─ [routed] ─► E2E_INIT / E2E_RESP / E2E_DATA, or ZNET | id | e2e message
+//!      TRAFFIC payload ─ [routed] ─► E2E_INIT / E2E_RESP / E2E_DATA / E2E_STALE, or ZNET | id | e2e message
 //!        E2E_DATA plaintext ─ [session_payload] ─► IPv6 (or IPv4/IPv6 in a znet), or CONTROL
 //!          CONTROL ─ [control] ─► ENDPOINTS (NAT traversal)
 //!  LAN multicast (its own port) ─ [discovery::MAGIC] ─► signed announcement
@@ -28,12 +28,15 @@ pub mod datagram {
     pub const FINAL: u8 = 3;
     /// A transport message (encrypted frame).
     pub const TRANSPORT: u8 = 4;
+    /// "The receiver index you used is unknown here" (a hint, unauthenticated).
+    pub const STALE: u8 = 6;
     /// All of them, for the collision test.
     pub const ALL: &[(&str, u8)] = &[
         ("INIT", INIT),
         ("RESPONSE", RESPONSE),
         ("FINAL", FINAL),
         ("TRANSPORT", TRANSPORT),
+        ("STALE", STALE),
     ];
 }
 
@@ -83,6 +86,8 @@ pub mod routed {
     pub const E2E_INIT: u8 = 1;
     /// End-to-end Noise IK message 2.
     pub const E2E_RESP: u8 = 2;
+    /// "The receiver index of your end-to-end data is unknown here" (a hint).
+    pub const E2E_STALE: u8 = 3;
     /// End-to-end data (the layout of a link transport message).
     pub const E2E_DATA: u8 = super::datagram::TRANSPORT;
     /// A znet's message: `ZNET | znet id (8) | end-to-end message`.
@@ -91,6 +96,7 @@ pub mod routed {
     pub const ALL: &[(&str, u8)] = &[
         ("E2E_INIT", E2E_INIT),
         ("E2E_RESP", E2E_RESP),
+        ("E2E_STALE", E2E_STALE),
         ("E2E_DATA", E2E_DATA),
         ("ZNET", ZNET),
     ];

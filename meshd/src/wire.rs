@@ -9,6 +9,7 @@
 //!                         | 12 noise XX msg 2 (e, encrypted s, encrypted payload)
 //! HandshakeFinal (3)      0 type=3 | 1 zero(3) | 4 receiver_index(4) | 8 noise XX msg 3
 //! Transport (4)           0 type=4 | 1 receiver_index(4) | 5 counter(8) | 13 ciphertext (>= 16)
+//! Stale (6)               0 type=6 | 1 zero(3) | 4 receiver_index(4)
 //! ```
 //!
 //! * **Indexes** are chosen by the receiver of a message, at random, per session. A datagram is
@@ -17,6 +18,11 @@
 //!   makes this node send more bytes than it received (no amplification).
 //! * The **suite** byte names the AEAD of the session (see [`Suite`]). It is also part of the
 //!   Noise prologue, so a tampered suite byte makes the handshake fail.
+//! * A **stale** hint answers a transport message whose receiver index this node does not know
+//!   (it restarted, or dropped the session): "index N is gone here". It is not authenticated,
+//!   so it never tears anything down; the peer that used index N only handshakes again at once
+//!   ([`crate::link`]), keeping its session until the new one is up. Eight bytes, smaller than
+//!   the smallest transport message it answers, and rate-limited: no amplification.
 //! * The **counter** of a transport message is the AEAD nonce and is checked against a replay
 //!   window ([`crate::replay`]).
 //!
@@ -27,6 +33,10 @@ use crate::codes;
 
 /// Type byte of a handshake init.
 pub const TYPE_INIT: u8 = codes::datagram::INIT;
+/// Type byte of a stale-index hint.
+pub const TYPE_STALE: u8 = codes::datagram::STALE;
+/// Exact length of a stale-index hint.
+pub const STALE_LEN: usize = 8;
 /// Type byte of a handshake response.
 pub const TYPE_RESPONSE: u8 = codes::datagram::RESPONSE;
 /// Type byte of a handshake final message.
@@ -133,6 +143,11 @@ pub enum Message<'a> {
         /// Ciphertext and tag (at least [`TAG_LEN`] bytes).
         ciphertext: &'a [u8],
     },
+    /// "The session you call `receiver` is gone here" (unauthenticated: a hint).
+    Stale {
+        /// The index the sender did not know (the receiver's remote index of a session).
+        receiver: u32,
+    },
 }
 
 /// Why a datagram was not understood. Every variant is the sender's fault (or noise on the
@@ -222,6 +237,14 @@ pub fn parse(b: &[u8]) -> Result<Message<'_>, WireError> {
                 ciphertext: &b[TRANSPORT_HEADER_LEN..],
             })
         }
+        TYPE_STALE => {
+            if b.len() != STALE_LEN {
+                return Err(bad_len);
+            }
+            Ok(Message::Stale {
+                receiver: u32_at(b, 4),
+            })
+        }
         other => Err(WireError::UnknownType(other)),
     }
 }
@@ -254,6 +277,14 @@ pub fn emit_final_header(out: &mut [u8], receiver: u32) -> usize {
     8
 }
 
+/// A stale-index hint for `receiver`.
+pub fn emit_stale(receiver: u32) -> [u8; STALE_LEN] {
+    let mut out = [0u8; STALE_LEN];
+    out[0] = TYPE_STALE;
+    out[4..8].copy_from_slice(&receiver.to_be_bytes());
+    out
+}
+
 /// Writes the 13-byte header of a transport message; the ciphertext follows.
 pub fn emit_transport_header(out: &mut [u8], receiver: u32, counter: u64) -> usize {
     out[0] = TYPE_TRANSPORT;
@@ -267,6 +298,11 @@ pub fn emit_transport_header(out: &mut [u8], receiver: u32, counter: u64) -> usi
 /// ```text
 /// 0 version=1 | 1 ed25519 public key (32) | 33 extensions (ignored by version 1)
 /// ```
+///
+/// Link handshakes carry one extension: the sender's *incarnation* (8 bytes at offset 33), a
+/// random number drawn at each start of the node ([`LinkPayload`]). A peer that handshakes
+/// with another incarnation than the link's restarted: its old link is torn down and a new one
+/// comes up, so that routing starts over with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HandshakePayload {
     /// The sender's ed25519 public key; its Montgomery form must equal the Noise static key.
@@ -306,6 +342,37 @@ impl HandshakePayload {
         let mut out = [0u8; HANDSHAKE_PAYLOAD_LEN];
         out[0] = codes::HANDSHAKE_PAYLOAD_VERSION;
         out[1..].copy_from_slice(&self.public_key);
+        out
+    }
+}
+
+/// A link handshake's payload: the [`HandshakePayload`] and the sender's incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkPayload {
+    /// The key part.
+    pub base: HandshakePayload,
+    /// A random number per start of the sender; `None` from a node that does not send it.
+    pub incarnation: Option<u64>,
+}
+
+/// Length of a link handshake payload with its incarnation.
+pub const LINK_PAYLOAD_LEN: usize = HANDSHAKE_PAYLOAD_LEN + 8;
+
+impl LinkPayload {
+    /// Parses a payload; an extension shorter than 8 bytes is no incarnation.
+    pub fn parse(b: &[u8]) -> Result<Self, PayloadError> {
+        let base = HandshakePayload::parse(b)?;
+        let incarnation = b
+            .get(HANDSHAKE_PAYLOAD_LEN..LINK_PAYLOAD_LEN)
+            .map(|x| u64_at(x, 0));
+        Ok(LinkPayload { base, incarnation })
+    }
+
+    /// Encodes the payload (always with an incarnation).
+    pub fn emit(&self) -> [u8; LINK_PAYLOAD_LEN] {
+        let mut out = [0u8; LINK_PAYLOAD_LEN];
+        out[..HANDSHAKE_PAYLOAD_LEN].copy_from_slice(&self.base.emit());
+        out[HANDSHAKE_PAYLOAD_LEN..].copy_from_slice(&self.incarnation.unwrap_or(0).to_be_bytes());
         out
     }
 }

@@ -1,78 +1,121 @@
-//! Measuring outages as a user sees them: a steady `ping` (100 echo requests a second) whose
-//! replies carry the time they arrived (`ping -D`), read against instants the test noted on the
-//! same wall clock (a cut, a repair, a restart).
+//! Measuring outages as a user sees them: a UDP probe every 10 ms across the overlay, echoed
+//! by the other side, whose echoes are stamped with the wall-clock time they arrived, read
+//! against instants the test noted on the same clock (a cut, a repair, a restart).
+//!
+//! Not `ping`: iputils' ping gives up on its own after a run of ICMPv6 errors (a node without
+//! a route answers "address unreachable"), which is exactly what happens during an outage.
 
 use crate::Node;
-use std::net::Ipv6Addr;
-use std::process::{Child, Stdio};
+use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Seconds since the epoch on the wall clock, the clock `ping -D` prints.
+/// The echo port on the probed node.
+const ECHO_PORT: u16 = 7999;
+/// Time between probes.
+const EVERY: Duration = Duration::from_millis(10);
+
+/// Seconds since the epoch on the wall clock.
 pub fn wall() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A `ping -D -i 0.01` running in a node's namespace.
-pub struct Pinger {
-    child: Option<Child>,
+/// Probes from one node to another's overlay address, echoed there.
+pub struct Prober {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    arrivals: Arc<Mutex<Vec<f64>>>,
 }
 
-impl Pinger {
-    /// Starts pinging `addr` from `from` every 10 ms for at most `secs` seconds.
-    pub fn start(from: &Node, addr: &Ipv6Addr, secs: u64) -> Pinger {
-        let child = from
-            .ns
-            .cmd("ping")
-            // A count, not a deadline (`-w`): with a deadline, ping exits at the first ICMPv6
-            // error (the node answers "address unreachable" while it has no route).
-            .args(["-6", "-n", "-D", "-i", "0.01", "-W", "1", "-c"])
-            .arg((secs * 100).to_string())
-            .arg(addr.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run ping");
-        Pinger { child: Some(child) }
+impl Prober {
+    /// Starts an echo in `to`'s namespace (on all addresses, so it survives `to`'s daemon
+    /// restarting) and probes of `addr` from `from`'s namespace.
+    pub fn start(from: &Node, to: &Node, addr: &Ipv6Addr) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        let echo = to.ns.enter(|| {
+            let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, ECHO_PORT)).expect("bind echo");
+            s.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            s
+        });
+        let halt = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !halt.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = echo.recv_from(&mut buf) {
+                    let _ = echo.send_to(&buf[..n], peer);
+                }
+            }
+        }));
+        let probe = from.ns.enter(|| {
+            let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).expect("bind probe");
+            s.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            s
+        });
+        let rx = probe.try_clone().expect("clone socket");
+        let (halt, seen) = (stop.clone(), arrivals.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !halt.load(Ordering::Relaxed) {
+                if rx.recv_from(&mut buf).is_ok() {
+                    let t = wall();
+                    if let Ok(mut v) = seen.lock() {
+                        v.push(t);
+                    }
+                }
+            }
+        }));
+        let to = SocketAddr::from((*addr, ECHO_PORT));
+        let halt = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut seq = 0u64;
+            while !halt.load(Ordering::Relaxed) {
+                // Errors (no route while a daemon restarts) are outages like any other.
+                let _ = probe.send_to(&seq.to_be_bytes(), to);
+                seq += 1;
+                std::thread::sleep(EVERY);
+            }
+        }));
+        Prober {
+            stop,
+            threads,
+            arrivals,
+        }
     }
 
-    /// Stops the ping and returns the arrival times of its replies, in order.
+    /// Stops probing and returns the arrival times of the echoes, in order.
     pub fn stop(mut self) -> Replies {
-        let Some(child) = self.child.take() else {
-            return Replies(Vec::new());
-        };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let out = child.wait_with_output().expect("wait for ping");
-        Replies(parse(&String::from_utf8_lossy(&out.stdout)))
+        self.halt();
+        let v = self.arrivals.lock().map(|v| v.clone()).unwrap_or_default();
+        Replies(v)
     }
-}
 
-impl Drop for Pinger {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
 
-/// `[1764833000.123456] 64 bytes from ...: icmp_seq=...` lines → arrival times.
-fn parse(out: &str) -> Vec<f64> {
-    out.lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect()
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.halt();
+    }
 }
 
-/// Arrival times of echo replies (seconds since the epoch).
+/// Arrival times of echoes (seconds since the epoch).
 pub struct Replies(pub Vec<f64>);
 
 impl Replies {
-    /// How long after `at` the first reply arrived, if one did.
+    /// How long after `at` the first echo arrived, if one did.
     pub fn first_after(&self, at: f64) -> Option<Duration> {
         self.0
             .iter()
@@ -80,7 +123,7 @@ impl Replies {
             .map(|t| Duration::from_secs_f64(t - at))
     }
 
-    /// The longest time without a reply between `from` and `to` (the edges count: no reply
+    /// The longest time without an echo between `from` and `to` (the edges count: no echo
     /// at all in the window is a gap of the whole window).
     pub fn longest_gap(&self, from: f64, to: f64) -> Duration {
         let mut last = from;
@@ -93,7 +136,7 @@ impl Replies {
         Duration::from_secs_f64(worst)
     }
 
-    /// Replies that arrived between `from` and `to`.
+    /// Echoes that arrived between `from` and `to`.
     pub fn count(&self, from: f64, to: f64) -> usize {
         self.0.iter().filter(|&&t| t >= from && t < to).count()
     }
@@ -104,17 +147,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_ping_d_output() {
-        let out = "PING fd00::1(fd00::1) 56 data bytes\n\
-                   [1764833000.100000] 64 bytes from fd00::1: icmp_seq=1 ttl=64 time=0.1 ms\n\
-                   [1764833000.110000] 64 bytes from fd00::1: icmp_seq=2 ttl=64 time=0.1 ms\n\
-                   [1764833001.500000] 64 bytes from fd00::1: icmp_seq=3 ttl=64 time=0.1 ms\n";
-        let r = Replies(parse(out));
-        assert_eq!(r.0.len(), 3);
-        let gap = r.longest_gap(1764833000.0, 1764833002.0);
+    fn gaps_and_first_arrivals() {
+        let r = Replies(vec![1000.10, 1000.11, 1001.50]);
+        let gap = r.longest_gap(1000.0, 1002.0);
         assert!((gap.as_secs_f64() - 1.39).abs() < 1e-6, "{gap:?}");
-        let back = r.first_after(1764833001.0).expect("reply");
+        let back = r.first_after(1001.0).expect("reply");
         assert!((back.as_secs_f64() - 0.5).abs() < 1e-6);
-        assert_eq!(r.count(1764833000.0, 1764833001.0), 2);
+        assert_eq!(r.count(1000.0, 1001.0), 2);
+        assert_eq!(r.first_after(1002.0), None);
     }
 }

@@ -1,4 +1,4 @@
-//! Healing, measured as a user sees it: a `ping` every 10 ms across the overlay while links are
+//! Healing, measured as a user sees it: a UDP probe every 10 ms across the overlay, echoed back while links are
 //! cut silently (nftables drops everything, as a pulled cable would) and daemons are killed
 //! with SIGKILL and started again. Each scenario runs three rounds and prints every figure.
 //!
@@ -9,7 +9,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 use tests::Mesh;
-use tests::gaps::{Pinger, wall};
+use tests::gaps::{Prober, wall};
 
 const ROUNDS: usize = 3;
 const WITHIN: Duration = Duration::from_secs(1);
@@ -39,7 +39,7 @@ fn check(what: &str, figures: &[Option<Duration>]) {
 fn a_silent_cut_of_the_only_path_heals_within_a_second_of_the_repair() {
     let m = Mesh::new(2, &[(0, 1)]);
     settle(&m, 0, 1);
-    let ping = Pinger::start(&m.nodes[0], &m.addrs[1], 60);
+    let ping = Prober::start(&m.nodes[0], &m.nodes[1], &m.addrs[1]);
     let mut repairs = Vec::new();
     for _ in 0..ROUNDS {
         sleep(Duration::from_secs(1));
@@ -51,7 +51,10 @@ fn a_silent_cut_of_the_only_path_heals_within_a_second_of_the_repair() {
     }
     let replies = ping.stop();
     let back: Vec<_> = repairs.iter().map(|&t| replies.first_after(t)).collect();
-    check("3 s cut of the only path: traffic back after the repair", &back);
+    check(
+        "3 s cut of the only path: traffic back after the repair",
+        &back,
+    );
 }
 
 #[test]
@@ -62,7 +65,7 @@ fn a_silent_cut_with_another_path_costs_at_most_a_second() {
     settle(&m, 0, 1);
     settle(&m, 1, 2);
     let k = m.edge(0, 2).expect("edge 0-2");
-    let ping = Pinger::start(&m.nodes[0], &m.addrs[2], 60);
+    let ping = Prober::start(&m.nodes[0], &m.nodes[2], &m.addrs[2]);
     let mut windows = Vec::new();
     for _ in 0..ROUNDS {
         sleep(Duration::from_secs(1));
@@ -88,7 +91,7 @@ fn a_silent_cut_with_another_path_costs_at_most_a_second() {
 fn kill_9_and_restart_of_either_side_heals_within_a_second() {
     let mut m = Mesh::new(2, &[(0, 1)]);
     settle(&m, 0, 1);
-    let ping = Pinger::start(&m.nodes[0], &m.addrs[1], 60);
+    let ping = Prober::start(&m.nodes[0], &m.nodes[1], &m.addrs[1]);
     let mut ups = Vec::new();
     // Node 1 does not dial (it answers node 0's handshakes); node 0 dials.
     for side in [1, 0] {

@@ -8,6 +8,7 @@ fuzz_target!(|data: &[u8]| {
         let inner = match m {
             Msg::Init { noise, .. } | Msg::Resp { noise, .. } => noise,
             Msg::Data { ciphertext, .. } => ciphertext,
+            Msg::Stale { .. } => &data[..0],
         };
         assert!(inner.len() < data.len());
     }

@@ -125,7 +125,8 @@ pub enum Received {
         /// The authenticated sender.
         from: PublicKey,
     },
-    /// A handshake message, handled.
+    /// Handled: a handshake message, or data for a session we do not hold, answered with a
+    /// stale-index hint.
     Consumed,
     /// Dropped and counted.
     Dropped,
@@ -204,6 +205,8 @@ pub struct E2e {
     by_index: HashMap<u32, PublicKey>,
     /// Handshake inits answered: global bucket, and per sender.
     tokens: Bucket,
+    /// Stale-index hints sent ([`STALE_RATE`]).
+    stale_tokens: Bucket,
     per_key: BTreeMap<PublicKey, Bucket>,
     transmits: VecDeque<(PublicKey, Vec<u8>)>,
     counters: E2eCounters,
@@ -213,6 +216,9 @@ pub struct E2e {
 
 /// Handshake inits answered, all senders together: they cost Diffie-Hellman work.
 const INIT_RATE: Rate = Rate::new(128.0, 256.0);
+/// Stale-index hints sent, all remotes together (each is 8 bytes, smaller than what it
+/// answers).
+const STALE_RATE: Rate = Rate::new(64.0, 128.0);
 /// Handshake inits answered per sender key (charged once the init proved its key).
 const KEY_RATE: Rate = Rate::new(4.0, 8.0);
 /// Most per-key buckets kept; beyond, the table starts over.
@@ -234,6 +240,7 @@ impl E2e {
             remotes: HashMap::new(),
             by_index: HashMap::new(),
             tokens: Bucket::full(INIT_RATE.burst, now),
+            stale_tokens: Bucket::full(STALE_RATE.burst, now),
             per_key: BTreeMap::new(),
             transmits: VecDeque::new(),
             counters: E2eCounters::default(),
@@ -315,8 +322,39 @@ impl E2e {
                 receiver,
                 counter,
                 ciphertext,
-            }) => self.on_data(now, receiver, counter, ciphertext, out),
+            }) => {
+                let r = self.on_data(now, receiver, counter, ciphertext, out);
+                if r == Received::Dropped
+                    && !self.by_index.contains_key(&receiver)
+                    && self.stale_tokens.take(now, STALE_RATE)
+                {
+                    // The sender holds a session we do not (we restarted): tell it, so that it
+                    // handshakes again now rather than after `probe_after`.
+                    self.transmits.push_back((*src, wire::emit_stale(receiver)));
+                    return Received::Consumed;
+                }
+                r
+            }
+            Ok(Msg::Stale { receiver }) => {
+                self.on_stale(now, src, receiver);
+                Received::Dropped
+            }
         }
+    }
+
+    /// `src` says it does not know `receiver`. If that is its index of one of our sessions
+    /// with it, it lost the session: handshake again now, keeping ours until the new one is up
+    /// (the hint is not authenticated: believing it costs one handshake, never a session).
+    fn on_stale(&mut self, now: Instant, src: &PublicKey, receiver: u32) {
+        let Some(r) = self.remotes.get_mut(src) else {
+            return;
+        };
+        if r.initiating.is_some() || !r.sessions.iter().any(|s| s.remote_index == receiver) {
+            return;
+        }
+        tracing::debug!(peer = %src.short(), "the remote lost our session (it restarted?)");
+        r.first_unanswered = None;
+        self.start_handshake(now, src);
     }
 
     fn evict_idle(&mut self, now: Instant) {

@@ -6,6 +6,8 @@
 //! RESP (2)  zero (3) | sender index (4) | receiver index (4) | Noise IK message 2 (e, empty payload)
 //! DATA (4)  receiver index (4) | counter (8) | ciphertext of one IPv6 packet (same layout as a
 //!           link transport message, and the same replay window)
+//! STALE (3) zero (3) | receiver index (4): "the session you call this is gone here" (the
+//!           answer to DATA for an unknown index; not authenticated, so only a hint)
 //! ```
 
 use crate::codes;
@@ -15,6 +17,10 @@ use crate::wire::{HANDSHAKE_PAYLOAD_LEN, Suite, TAG_LEN, TRANSPORT_OVERHEAD};
 pub const TYPE_INIT: u8 = codes::routed::E2E_INIT;
 /// Type byte of an end-to-end handshake response.
 pub const TYPE_RESP: u8 = codes::routed::E2E_RESP;
+/// Type byte of a stale-index hint.
+pub const TYPE_STALE: u8 = codes::routed::E2E_STALE;
+/// Length of a STALE message.
+pub const STALE_LEN: usize = 8;
 /// Type byte of end-to-end data (the link transport layout).
 pub const TYPE_DATA: u8 = codes::routed::E2E_DATA;
 
@@ -58,6 +64,11 @@ pub enum Msg<'a> {
         counter: u64,
         /// Ciphertext and tag.
         ciphertext: &'a [u8],
+    },
+    /// A stale-index hint.
+    Stale {
+        /// The index the sender of the hint did not know.
+        receiver: u32,
     },
 }
 
@@ -112,8 +123,24 @@ pub fn parse(b: &[u8]) -> Result<Msg<'_>, MsgError> {
                 ciphertext: &b[13..],
             })
         }
+        Some(TYPE_STALE) => {
+            if b.len() != STALE_LEN {
+                return Err(MsgError::Length);
+            }
+            Ok(Msg::Stale {
+                receiver: u32_at(b, 4),
+            })
+        }
         _ => Err(MsgError::Unknown),
     }
+}
+
+/// A STALE message for `receiver`.
+pub fn emit_stale(receiver: u32) -> Vec<u8> {
+    let mut b = vec![0u8; STALE_LEN];
+    b[0] = TYPE_STALE;
+    b[4..8].copy_from_slice(&receiver.to_be_bytes());
+    b
 }
 
 #[cfg(test)]

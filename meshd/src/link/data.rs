@@ -121,10 +121,11 @@ impl Links {
                 peer.last_tx = now;
                 if peer.first_unanswered_tx.is_none() {
                     peer.first_unanswered_tx = Some(now);
-                    // A probe is due if nothing comes back; usually filed earlier already.
-                    let probe = now + super::peer::PROBE_AFTER;
-                    if peer.timer.is_none_or(|t| t > probe) {
-                        self.timers.lower(Timer::Peer(key), &mut peer.timer, probe);
+                    // The link is dead if nothing comes back by then; usually filed earlier
+                    // already (the keepalive).
+                    let silent = now + peer.silent_after(&self.cfg);
+                    if peer.timer.is_none_or(|t| t > silent) {
+                        self.timers.lower(Timer::Peer(key), &mut peer.timer, silent);
                     }
                 }
                 peer.counters.tx_bytes += n as u64;

@@ -52,9 +52,12 @@ pub struct Responding {
 }
 
 impl Links {
-    fn our_payload(&self) -> [u8; wire::HANDSHAKE_PAYLOAD_LEN] {
-        HandshakePayload {
-            public_key: self.public.0,
+    fn our_payload(&self) -> [u8; wire::LINK_PAYLOAD_LEN] {
+        wire::LinkPayload {
+            base: HandshakePayload {
+                public_key: self.public.0,
+            },
+            incarnation: Some(self.incarnation),
         }
         .emit()
     }
@@ -215,7 +218,8 @@ impl Links {
         self.queue(from, buf);
         let session = Session::new(transport, receiver, sender, true, init.suite, now);
         let rtt = now.saturating_duration_since(init.sent);
-        self.install_session(key, session, from, now, Some(rtt));
+        let incarnation = incarnation_of(&payload[..n]);
+        self.install_session(key, session, from, now, Some(rtt), incarnation);
         if let Some(p) = self.peers.get_mut(&key) {
             p.counters.rx_bytes += wire_len as u64;
         }
@@ -261,6 +265,7 @@ impl Links {
                 return Recv::Dropped(DropReason::Handshake);
             }
         };
+        let incarnation = incarnation_of(&payload[..n]);
         if let Some(why) = self.refusal(key, Purpose::Dial(from), from) {
             tracing::warn!(%from, peer = %key, "refused inbound link: {why}");
             // Tell the initiator, which already holds the keys: authenticated, so nobody else
@@ -296,7 +301,9 @@ impl Links {
             resp.suite,
             now,
         );
-        self.install_session(key, session, from, now, None);
+        // Our response to their final: a round trip, as the initiator measures one.
+        let rtt = now.saturating_duration_since(resp.created);
+        self.install_session(key, session, from, now, Some(rtt), incarnation);
         if let Some(p) = self.peers.get_mut(&key) {
             p.counters.rx_bytes += wire_len as u64;
         }
@@ -385,7 +392,13 @@ impl Links {
                     let mut delay = super::Dialer::backoff(d.failures, max);
                     // Up to 10% jitter so that many nodes do not redial in lockstep.
                     delay += delay.mul_f64((jitter % 1000) as f64 / 10_000.0);
-                    d.next_attempt = now + delay;
+                    if d.fast_until.is_some_and(|t| now < t) {
+                        // Dialing fast: the next attempt is already filed.
+                        delay = delay.min(super::liveness::FAST_REDIAL);
+                        d.next_attempt = d.next_attempt.min(now + delay);
+                    } else {
+                        d.next_attempt = now + delay;
+                    }
                     if d.failures == 2 || why != "no answer" {
                         tracing::warn!(peer = %d.uri, "cannot link: {why}; retrying in {delay:?}");
                     }
@@ -411,4 +424,11 @@ impl Links {
         self.dialers[i].resolving = true;
         self.emit(Event::Resolve(uri));
     }
+}
+
+/// The incarnation a peer's handshake payload carries, if any ([`wire::LinkPayload`]).
+fn incarnation_of(payload: &[u8]) -> Option<u64> {
+    wire::LinkPayload::parse(payload)
+        .ok()
+        .and_then(|p| p.incarnation)
 }

@@ -24,6 +24,7 @@
 mod data;
 mod discovered;
 mod handshake;
+mod liveness;
 pub mod paths;
 mod peer;
 mod ratelimit;
@@ -202,18 +203,25 @@ pub struct Links {
     /// Endpoints whose transport authenticated the remote node itself (a QUIC connection's
     /// TLS key): a link over one must be with that very key.
     pub(crate) bound_keys: HashMap<Endpoint, PublicKey>,
+    /// Drawn at start, sent in every handshake: a peer that sees it change knows this node
+    /// restarted ([`liveness`]).
+    pub(crate) incarnation: u64,
+    /// Stale-index hints this node sends ([`liveness`]).
+    pub(crate) stale_tokens: crate::toolkit::bucket::Bucket,
 }
 
 impl Links {
     /// A link layer for `identity`. `seed` drives session indexes and jitter.
     pub fn new(identity: &Identity, cfg: LinkConfig, seed: u64, now: Instant) -> Self {
         let public = identity.public_key();
+        let mut rng = crate::toolkit::rng::SplitMix64::new(seed, 0x6a09_e667_f3bc_c909);
+        let incarnation = rng.next_u64();
         Links {
             public,
             noise_private: identity.noise_private(),
             init_limiter: ratelimit::InitLimiter::new(cfg.init_limits, now),
             cfg,
-            rng: crate::toolkit::rng::SplitMix64::new(seed, 0x6a09_e667_f3bc_c909),
+            rng,
             peers: HashMap::new(),
             links: HashMap::new(),
             next_link: 1,
@@ -228,6 +236,8 @@ impl Links {
             timers: TimerTable::default(),
             policy: None,
             bound_keys: HashMap::new(),
+            incarnation,
+            stale_tokens: crate::toolkit::bucket::Bucket::full(liveness::STALE_RATE.burst, now),
         }
     }
 
@@ -427,15 +437,22 @@ impl Links {
                 receiver,
                 counter,
                 ciphertext,
-            }) => self.handle_transport(
-                now,
-                from,
-                receiver,
-                counter,
-                ciphertext,
-                datagram.len(),
-                out,
-            ),
+            }) => {
+                let r = self.handle_transport(
+                    now,
+                    from,
+                    receiver,
+                    counter,
+                    ciphertext,
+                    datagram.len(),
+                    out,
+                );
+                if r == Recv::Dropped(DropReason::UnknownSession) {
+                    self.send_stale(now, from, receiver);
+                }
+                r
+            }
+            Ok(Message::Stale { receiver }) => self.handle_stale(now, from, receiver),
             Ok(Message::Init {
                 suite,
                 sender,
@@ -464,10 +481,20 @@ impl Links {
         from: Endpoint,
         now: Instant,
         rtt: Option<Duration>,
+        incarnation: Option<u64>,
     ) {
         self.counters.handshakes_completed += 1;
         let local = session.local_index;
         let confirmed = session.confirmed;
+        let restarted = self
+            .peers
+            .get(&key)
+            .is_some_and(|p| matches!((p.incarnation, incarnation), (Some(a), Some(b)) if a != b));
+        if restarted {
+            // A new instance of the peer is a new link: routing starts over with it, and
+            // nothing of the old one (sessions, tree position) lingers.
+            self.remove_link(&key, "the peer restarted");
+        }
         if !self.peers.contains_key(&key) {
             tracing::info!(peer = %key, address = %key.address(), endpoint = %from, "link up");
             let link = LinkId(self.next_link);
@@ -482,6 +509,12 @@ impl Links {
         };
         peer.last_rx = now;
         peer.last_handshake = now;
+        if incarnation.is_some() {
+            peer.incarnation = incarnation;
+        }
+        if rtt.is_some() {
+            peer.rtt = rtt;
+        }
         peer.sessions.push(session);
         if peer.sessions.len() > peer::MAX_SESSIONS {
             let old = peer.sessions.remove(0);

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 /// during a rekey), and one more for crossing handshakes.
 pub const MAX_SESSIONS: usize = 3;
 /// A peer that received data and sent nothing back for this long sends a keepalive, so the
-/// sender knows the link is alive.
-pub const PASSIVE_KEEPALIVE: Duration = Duration::from_secs(1);
-/// Sent data and heard nothing for this long: probe with a new handshake.
-pub const PROBE_AFTER: Duration = Duration::from_secs(3);
+/// sender knows the link is alive: well within [`super::liveness::SILENT_MIN`], after which a
+/// sender that heard nothing takes the link for dead.
+pub const PASSIVE_KEEPALIVE: Duration = Duration::from_millis(100);
 /// A session we initiated that the peer has not used after this long is presumed lost
 /// (message 3 dropped): handshake again.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,6 +58,10 @@ pub struct Peer {
     pub(crate) counters: PeerCounters,
     /// Where it is filed in the timer table (never later than [`Peer::deadline`]).
     pub(crate) timer: Option<Instant>,
+    /// The peer's incarnation (a number drawn at each of its starts), from its handshake.
+    pub(crate) incarnation: Option<u64>,
+    /// The round trip of the last handshake.
+    pub(crate) rtt: Option<Duration>,
 }
 
 impl Peer {
@@ -86,6 +89,8 @@ impl Peer {
             next_rekey_attempt: now,
             counters: PeerCounters::default(),
             timer: None,
+            incarnation: None,
+            rtt: None,
         }
     }
 
@@ -129,9 +134,6 @@ impl Peer {
         if s.initiator && !s.confirmed {
             due = due.min(s.created + CONFIRM_TIMEOUT);
         }
-        if let Some(t) = self.first_unanswered_tx {
-            due = due.min(t + PROBE_AFTER);
-        }
         Some(due.max(self.next_rekey_attempt))
     }
 
@@ -155,6 +157,9 @@ impl Peer {
         }
         if self.paths.len() >= 2 {
             d = d.min(self.next_probe);
+        }
+        if let Some(t) = self.first_unanswered_tx {
+            d = d.min(t + self.silent_after(cfg));
         }
         d
     }
@@ -217,6 +222,9 @@ pub struct Dialer {
     pub(crate) resolving: bool,
     /// Why the last attempt failed, for `meshctl peers`.
     pub(crate) last_error: Option<String>,
+    /// Until then, the link this URI led to was up a moment ago: dial every
+    /// [`super::liveness::FAST_REDIAL`], without back-off ([`super::liveness`]).
+    pub(crate) fast_until: Option<Instant>,
     /// Why the transport could not connect (TCP, QUIC), if it could not: said instead of
     /// "no answer" when the handshake then times out.
     pub(crate) transport_error: Option<String>,
@@ -235,6 +243,7 @@ impl Dialer {
             in_flight: None,
             resolving: false,
             last_error: None,
+            fast_until: None,
             transport_error: None,
         }
     }

@@ -54,7 +54,8 @@ impl Links {
                     .is_none_or(|a| p.paths.iter().any(|q| q.endpoint == a))
             })
         });
-        !linked && d.in_flight.is_none() && !d.resolving
+        // Dialing fast, a new attempt does not wait for the answer to the last one.
+        !linked && (d.in_flight.is_none() || d.fast_until.is_some()) && !d.resolving
     }
 
     /// Does whatever is due at `now`.
@@ -91,6 +92,10 @@ impl Links {
             }
         }
         for i in 0..self.dialers.len() {
+            let d = &mut self.dialers[i];
+            if d.fast_until.is_some_and(|t| now >= t) {
+                d.fast_until = None;
+            }
             let d = &self.dialers[i];
             if !self.wants_dial(d) || d.next_attempt > now {
                 continue;
@@ -102,6 +107,8 @@ impl Links {
                     d.in_flight = idx;
                     if idx.is_none() {
                         d.next_attempt = now + self.cfg.max_backoff;
+                    } else if d.fast_until.is_some() {
+                        d.next_attempt = now + super::liveness::FAST_REDIAL;
                     }
                 }
                 None => self.request_resolve(i),
@@ -147,9 +154,15 @@ impl Links {
             self.relink_dialers(key, now);
             return;
         }
-        if now >= peer.last_rx + cfg.peer_timeout {
+        let silent = peer.silent_after(&cfg);
+        let unanswered = peer.first_unanswered_tx.is_some_and(|t| now >= t + silent);
+        if unanswered || now >= peer.last_rx + cfg.peer_timeout {
             let confirmed = peer.sessions.iter().any(|s| s.confirmed);
-            let why = format!("nothing received for {:?}", cfg.peer_timeout);
+            let why = if unanswered {
+                format!("data unanswered for {silent:?}")
+            } else {
+                format!("nothing received for {:?}", cfg.peer_timeout)
+            };
             self.remove_link(key, &why);
             if confirmed {
                 self.relink_dialers(key, now);
@@ -230,12 +243,14 @@ impl Links {
         }
     }
 
-    /// After the link to `key` went down, configured peers that led to it dial again at once.
+    /// After the link to `key` went down, configured peers that led to it dial again at once,
+    /// and then fast for a while ([`super::liveness::FAST_REDIAL`]): it was up a moment ago.
     pub(crate) fn relink_dialers(&mut self, key: &PublicKey, now: Instant) {
         for d in self.dialers.iter_mut().filter(|d| d.linked == Some(*key)) {
             d.linked = None;
             d.failures = 0;
             d.next_attempt = now;
+            d.fast_until = Some(now + super::liveness::FAST_FOR);
             d.forget_resolved();
         }
     }

@@ -18,6 +18,13 @@ impl Node {
     pub(super) fn pump(&mut self, now: Instant) {
         loop {
             let mut busy = false;
+            // The link's own datagrams first: a handshake's final message must reach the peer
+            // before the routing messages the new link provokes (else those arrive for a
+            // session the peer does not hold yet, and are lost).
+            while let Some(t) = self.links.poll_transmit() {
+                busy = true;
+                self.transmits.push_back(t);
+            }
             while let Some(e) = self.links.poll_event() {
                 busy = true;
                 match e {

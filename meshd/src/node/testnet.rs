@@ -610,15 +610,12 @@ mod tests {
         );
     }
 
-    /// Known bug, found by the model test (shrunk counterexample: four nodes, wires 0-3 and
-    /// 1-0, restart node 0, node 3 pings node 1). A hub restarted within a link's timeout is
-    /// linked again at once; its children keep the tree coordinates the old instance gave them
-    /// (here both children claim port 2 of the root), so traffic to one of them goes to the
-    /// other and lookups never recover (not in 90 s). The model test therefore keeps a
-    /// restarting node away for longer than the link timeout. Fix belongs to the link layer
-    /// (a new instance of a peer is a new link: LinkDown, LinkUp) or the router.
+    /// Found by the model test (shrunk counterexample: four nodes, wires 0-3 and 1-0, restart
+    /// node 0, node 3 pings node 1). A hub restarted within a link's timeout was linked again
+    /// at once, and its children kept the tree coordinates the old instance gave them (both
+    /// claimed port 2 of the root), so traffic to one went to the other. Now a handshake from a
+    /// new incarnation of a peer replaces its link (`link::liveness`).
     #[test]
-    #[ignore = "known bug: children of a hub restarted within the link timeout keep stale coordinates"]
     fn a_fast_restart_of_a_hub_heals() {
         let mut net = TestNet::new(4, 2093698427062200318);
         net.connect(0, 3, Duration::from_millis(21));

@@ -86,7 +86,8 @@ enum Op {
     Disconnect(usize, usize),
     Cut(usize, usize),
     Heal(usize, usize),
-    Restart(usize),
+    /// Restart a node: at once (`true`), or after being away for longer than a link's timeout.
+    Restart(usize, bool),
     /// Node `.0`'s rule about node `.1`.
     Policy(usize, usize, Rule),
     /// The znet's members (a bit per node), put in force on every node that is one.
@@ -113,7 +114,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (n(), n()).prop_map(|(a, b)| Op::Disconnect(a, b)),
         2 => (n(), n()).prop_map(|(a, b)| Op::Cut(a, b)),
         2 => (n(), n()).prop_map(|(a, b)| Op::Heal(a, b)),
-        1 => n().prop_map(Op::Restart),
+        1 => (n(), any::<bool>()).prop_map(|(a, fast)| Op::Restart(a, fast)),
         3 => (n(), n(), rule).prop_map(|(a, b, r)| Op::Policy(a, b, r)),
         2 => any::<u8>().prop_map(Op::Members),
         1 => n().prop_map(Op::Leave),
@@ -259,24 +260,28 @@ impl Run {
                 self.net.set_cut(a, b, cut);
                 SETTLE
             }
-            Op::Restart(a) => {
-                // Down for longer than a link's timeout, as a real restart is: a restart
-                // within it leaves children with stale coordinates (the ignored test
-                // `testnet::tests::a_fast_restart_of_a_hub_heals` shows it).
+            Op::Restart(a, fast) => {
+                // At once (its peers see a new incarnation handshake while the old link is
+                // still up), or down for longer than a link's timeout.
                 let a = a % n;
-                let mine: Vec<((usize, usize), bool)> = (self.model.wires.iter())
-                    .filter(|((x, y), _)| *x == a || *y == a)
-                    .map(|(w, c)| (*w, *c))
-                    .collect();
-                for &((x, y), _) in &mine {
-                    self.net.set_cut(x, y, true);
+                if fast {
+                    self.net.restart(a);
+                    SETTLE
+                } else {
+                    let mine: Vec<((usize, usize), bool)> = (self.model.wires.iter())
+                        .filter(|((x, y), _)| *x == a || *y == a)
+                        .map(|(w, c)| (*w, *c))
+                        .collect();
+                    for &((x, y), _) in &mine {
+                        self.net.set_cut(x, y, true);
+                    }
+                    self.net.run(DOWN_TIME);
+                    self.net.restart(a);
+                    for &((x, y), cut) in &mine {
+                        self.net.set_cut(x, y, cut);
+                    }
+                    SETTLE
                 }
-                self.net.run(DOWN_TIME);
-                self.net.restart(a);
-                for &((x, y), cut) in &mine {
-                    self.net.set_cut(x, y, cut);
-                }
-                SETTLE
             }
             Op::Policy(a, b, rule) => {
                 let (a, b) = (a % n, b % n);
