@@ -462,7 +462,7 @@ sample() {
 # summary judges them, with the fault under way open-ended), and the pairs that lost some.
 delivery_interval() {
     local hi
-    hi=$(calc "$1 - $PROBE_TIMEOUT - 0.5")
+    hi=$(awk -v t="$1" -v w="$PROBE_TIMEOUT" 'BEGIN { printf "%.6f", t - w - 0.5 }')
     awk -F, -v lo="$LAST_HI" -v hi="$hi" -v el="$2" -v grace="$GRACE" -v exrel="$EXCLUDE_RELOADS" \
         -v cur="$CUR_FAULT_START" -v csv="$OUT_DIR/delivery.csv" '
         FILENAME ~ /faults\.csv$/ {
@@ -512,7 +512,7 @@ parse_args() {
     ((SAMPLE_EVERY >= 5)) || die "SAMPLE_EVERY: at least 5 seconds"
     ((FANOUT >= 1 && FANOUT < NODES)) || die "FANOUT: 1 to NODES-1"
     ((PROBE_TIMEOUT >= 1)) || die "PROBE_TIMEOUT: at least 1 second"
-    [[ $PROBE_INTERVAL =~ ^[0-9]*\.?[0-9]+$ ]] && (($(calc "$PROBE_INTERVAL >= 0.01"))) ||
+    [[ $PROBE_INTERVAL =~ ^[0-9]*\.?[0-9]+$ ]] && (($(calc "($PROBE_INTERVAL >= 0.01)"))) ||
         die "PROBE_INTERVAL: seconds, at least 0.01"
     for v in FAULT_GAP CUT_TIME DOWN_TIME; do
         [[ ${!v} =~ ^[0-9]+(-[0-9]+)?$ ]] && (($(range_lo "${!v}") <= $(range_hi "${!v}"))) ||
@@ -679,8 +679,11 @@ main() {
     log "starting $NODES daemons"
     start_mesh || die "the mesh did not start (logs in $OUT_DIR/logs)"
     wait_converged || die "the mesh did not converge (logs in $OUT_DIR/logs)"
-    T_TRAFFIC=$(now_s)
+    # Every prober listens before any sends: they all start sending at T_TRAFFIC.
+    T_TRAFFIC=$(($(now_s) + 3 + NODES / 2))
     start_probers || die "the probers did not start"
+    (($(now_s) < T_TRAFFIC)) || log "  warning: the probers took until after T_TRAFFIC to start"
+    while (($(now_s) < T_TRAFFIC)); do sleep 0.2; done
     LAST_HI=$T_TRAFFIC NEXT_SAMPLE=$((T_TRAFFIC + SAMPLE_EVERY))
     log "traffic started: $NODES senders, one probe every ${PROBE_INTERVAL}s to $FANOUT destination(s) each; first fault after ${WARMUP}s"
 

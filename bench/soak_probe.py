@@ -8,8 +8,8 @@ It owns one UDP socket on [::]:PORT, used for both roles:
     a sequence number, the send time) to the overlay address of the destination chosen for the
     current rotation slot, and waits up to TIMEOUT seconds for the echo.
 
-Destinations: time is cut into slots of ROTATE seconds (counted from --t0, the same for every
-node); in each slot a node sends to FANOUT other nodes drawn by random.Random(seed, node,
+Sending starts at --t0 (the same for every node, after all of them listen); time is cut into
+slots of ROTATE seconds from --t0; in each slot a node sends to FANOUT other nodes drawn by random.Random(seed, node,
 slot), so the pairs change every slot and the run is reproducible from its seed.
 
 Output (--out), one line per probe once it is settled, flushed at once:
@@ -50,7 +50,7 @@ def parse_args():
     p.add_argument("--rotate", type=float, default=30.0)
     p.add_argument("--fanout", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--t0", type=float, required=True, help="start of slot 0 (unix time)")
+    p.add_argument("--t0", type=float, required=True, help="first send and start of slot 0 (unix time)")
     p.add_argument("--out", required=True)
     return p.parse_args()
 
@@ -92,7 +92,8 @@ def main():
     seq = {d: 0 for d in others}  # next sequence number per destination
     outstanding = {}  # (dst, seq) -> t_sent
     settled_late = set()  # (dst, seq) settled as lost: a late echo is noted once
-    next_send = time.time()
+    # Echo from now on; send from --t0 on, when every node's prober is listening.
+    next_send = max(time.time(), a.t0)
 
     def settle(key, t_sent, rtt, err=""):
         out.write(f"{t_sent:.6f},{a.index},{key[0]},{key[1]},{rtt},{err}\n")
