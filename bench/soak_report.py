@@ -75,6 +75,7 @@ def main():
     for f in faults:
         f["start"], f["end"] = float(f["start"]), float(f["end"])
         f["comp"] = [int(x) for x in f["components"].split()] if f["components"] else []
+    faults.sort(key=lambda f: f["start"])
     windows = [
         (f["start"] - pre, f["end"] + grace)
         for f in faults
@@ -130,7 +131,8 @@ def main():
     w("|---:|---|---|---:|---:|---|---:|---:|---:|")
     idx = 0
     for n, f in enumerate(faults):
-        nxt = faults[n + 1]["start"] if n + 1 < len(faults) else cutoff
+        # "After" runs to the next fault's window (or the end of the run).
+        nxt = faults[n + 1]["start"] - pre if n + 1 < len(faults) else cutoff
         comp = f["comp"]
         part = "-"
         if comp:
