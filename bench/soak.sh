@@ -118,7 +118,7 @@ LINKS=0
 # Fault schedule state.
 FAULT_ID=0 CRASHES=0 RESTART_FAILURES=0 RELOADS_NOT_SEEN=0 STOP=0
 declare -A WEIGHT=()
-T_START=0 T_TRAFFIC=0 T_STOP=0 NEXT_SAMPLE=0 LAST_HI=0
+T_TRAFFIC=0 T_STOP=0 NEXT_SAMPLE=0 LAST_HI=0
 
 usage() { sed -n '2,/^# Output/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
@@ -248,11 +248,13 @@ parse_args() {
     ((SAMPLE_EVERY >= 5)) || die "SAMPLE_EVERY: at least 5 seconds"
     ((FANOUT >= 1 && FANOUT < NODES)) || die "FANOUT: 1 to NODES-1"
     ((PROBE_TIMEOUT >= 1)) || die "PROBE_TIMEOUT: at least 1 second"
-    [[ $PROBE_INTERVAL =~ ^[0-9]*\.?[0-9]+$ ]] && (($(calc "($PROBE_INTERVAL >= 0.01)"))) ||
+    if ! [[ $PROBE_INTERVAL =~ ^[0-9]*\.?[0-9]+$ ]] || (($(calc "($PROBE_INTERVAL < 0.01)"))); then
         die "PROBE_INTERVAL: seconds, at least 0.01"
+    fi
     for v in FAULT_GAP CUT_TIME DOWN_TIME; do
-        [[ ${!v} =~ ^[0-9]+(-[0-9]+)?$ ]] && (($(range_lo "${!v}") <= $(range_hi "${!v}"))) ||
+        if ! [[ ${!v} =~ ^[0-9]+(-[0-9]+)?$ ]] || (($(range_lo "${!v}") > $(range_hi "${!v}"))); then
             die "$v must be N or LO-HI (seconds)"
+        fi
     done
     (($(range_lo "$CUT_TIME") >= 1 && $(range_lo "$FAULT_GAP") >= 1)) || die "CUT_TIME and FAULT_GAP: at least 1 s"
     IFS=, read -r -a v <<<"$FAULT_MIX"
@@ -273,6 +275,8 @@ parse_args() {
     [[ -n $PYTHON ]] || die "python3 not found (set PYTHON)"
 }
 
+# First Ctrl-C: stop the soak and still print the summary; the second quits at once.
+# shellcheck disable=SC2317  # called by the INT trap
 on_int() {
     if ((T_TRAFFIC == 0 || STOP)); then exit 130; fi
     STOP=1
@@ -281,6 +285,7 @@ on_int() {
 
 # Clean up (lib.sh): probers and daemons are in STARTED_PIDS, namespaces (and their nft
 # tables) in CREATED_NS; WORKDIR (state, sockets) is removed, OUT_DIR is kept.
+# shellcheck disable=SC2317  # called by the EXIT trap
 soak_cleanup() {
     local rc=$?
     log "cleaning up: ${#STARTED_PIDS[@]} processes, ${#CREATED_NS[@]} namespaces; results in $OUT_DIR"
@@ -312,8 +317,11 @@ start_mesh() {
     for ((i = NODES; i >= 1; i--)); do start_node "$i" || return 1; done
     for ((i = 1; i <= NODES; i++)); do
         self=$(mctl "${NS[i]}" "${SOCK[i]}" self --json 2>/dev/null)
-        ADDR[i]=$(jq -er .address <<<"$self" 2>/dev/null) && KEY[i]=$(jq -er .public_key <<<"$self" 2>/dev/null) ||
-            { log "  node $i: no address/key in 'meshctl self --json': ${self:0:160}"; return 1; }
+        if ! ADDR[i]=$(jq -er .address <<<"$self" 2>/dev/null) ||
+            ! KEY[i]=$(jq -er .public_key <<<"$self" 2>/dev/null); then
+            log "  node $i: no address/key in 'meshctl self --json': ${self:0:160}"
+            return 1
+        fi
         echo "$i ${ADDR[i]}" >>"$OUT_DIR/addrs.txt"
         log "  node $i: ${NS[i]} ${ADDR[i]} key ${KEY[i]:0:16}…"
     done
@@ -403,7 +411,8 @@ main() {
     command -v nft >/dev/null || apt_install nftables || die "nft missing (apt-get install nftables)"
     ensure_meshd_built || die "$REASON"
     # Copies: a concurrent build in the work tree cannot change the binaries mid-run.
-    mkdir -p "$WORKDIR/bin" && cp -p -- "$MESHD_BIN" "$MESHCTL_BIN" "$WORKDIR/bin/" || die "cannot copy the binaries"
+    mkdir -p "$WORKDIR/bin" || die "cannot create $WORKDIR/bin"
+    cp -p -- "$MESHD_BIN" "$MESHCTL_BIN" "$WORKDIR/bin/" || die "cannot copy the binaries"
     print_header
     MESHD_BIN="$WORKDIR/bin/$(basename "$MESHD_BIN")"
     MESHCTL_BIN="$WORKDIR/bin/$(basename "$MESHCTL_BIN")"

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # globals set here are read by soak.sh
 # bench/soak_mesh.sh — the mesh of bench/soak.sh: its topology (ring, chords, a leaf), its
 # namespaces and veths, its daemons (config, policy files, start, kill -9) and its faults
 # (cut, cut2, kill, reload, and crashes seen). Sourced by soak.sh after lib.sh; it uses the
@@ -13,11 +14,11 @@ plan_topology() {
     local m=$((NODES - 1)) i c a b
     for ((i = 1; i <= m; i++)); do
         a=$i b=$((i % m + 1))
-        ((a < b)) && add_link "$a" "$b" ring || add_link "$b" "$a" ring
+        if ((a < b)); then add_link "$a" "$b" ring; else add_link "$b" "$a" ring; fi
     done
     for ((c = 0; c < 2; c++)); do
         a=$((2 + 2 * c)) b=$(((2 + 2 * c + m / 2 - 1) % m + 1))
-        ((a < b)) && add_link "$a" "$b" chord || add_link "$b" "$a" chord
+        if ((a < b)); then add_link "$a" "$b" chord; else add_link "$b" "$a" chord; fi
     done
     add_link 1 "$NODES" leaf
     {
@@ -177,7 +178,7 @@ link_text() { echo "link $1 (${LINK_A[$1]}-${LINK_B[$1]} ${LINK_KIND[$1]})"; }
 KIND=""
 pick_kind() {
     local total=0 k r
-    for k in "${!WEIGHT[@]}"; do total=$((total + WEIGHT[$k])); done
+    for k in "${!WEIGHT[@]}"; do total=$((total + ${WEIGHT[$k]})); done
     rand_int r 0 $((total - 1))
     for k in cut cut2 kill reload; do
         r=$((r - ${WEIGHT[$k]:-0}))
