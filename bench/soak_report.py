@@ -158,11 +158,20 @@ def main():
                 after_lost += 1
                 last_loss = t - f["end"]
             k += 1
+        f["last_loss"] = last_loss
         w(
             f"| {f['id']} | {f['kind']} | {f['target']} | {f['start'] - t0:.0f} | {f['end'] - f['start']:.1f} | {part} "
             f"| {dur_ok}/{dur_s} ({pct(dur_ok, dur_s):.1f}%) | {after_lost} | "
             f"{'-' if last_loss is None else f'{last_loss:.1f}'} |"
         )
+    # Recovery: how long after its end a fault's losses went on (up to the next fault).
+    w("")
+    w("recovery, per kind: faults; those with losses after their end; last loss after the end (median, max s)")
+    for kind in sorted(kinds):
+        ll = [f["last_loss"] for f in faults if f["kind"] == kind and f["last_loss"] is not None]
+        med = f"{statistics.median(ll):.1f}" if ll else "-"
+        mx = f"{max(ll):.1f}" if ll else "-"
+        w(f"  {kind}: {kinds[kind]}; {len(ll)}; {med}, {mx}")
     notes = [f for f in faults if "NOT SEEN" in f["detail"] or "FAILED" in f["detail"] or "ERROR" in f["detail"]]
     for f in notes:
         w(f"fault {f['id']}: {f['detail']}")
@@ -195,7 +204,12 @@ def main():
                 bursts.append([t, t, 1, {f"{s}>{dd}"}])
         w(f"losses outside fault windows, in {len(bursts)} bursts (first 10; s since traffic started):")
         for a, b, n, pairs in bursts[:10]:
-            w(f"  {a - t0:.1f}..{b - t0:.1f}: {n} lost, pairs {' '.join(sorted(pairs))}")
+            prev = [f for f in faults if f["end"] < a]
+            since = ""
+            if prev:
+                f = prev[-1]
+                since = f"; {a - f['end']:.1f} s after fault {f['id']} ({f['kind']} {f['target']}) ended"
+            w(f"  {a - t0:.1f}..{b - t0:.1f}: {n} lost, pairs {' '.join(sorted(pairs))}{since}")
 
     # ---- samples
     samples = read_csv(os.path.join(d, "samples.csv"))
