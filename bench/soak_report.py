@@ -130,6 +130,7 @@ def main():
     w("| # | kind | target | at (s) | length (s) | partition | during: reachable pairs delivered | lost after end | last loss after end (s) |")
     w("|---:|---|---|---:|---:|---|---:|---:|---:|")
     idx = 0
+    all_dur = [0, 0]
     for n, f in enumerate(faults):
         # "After" runs to the next fault's window (or the end of the run).
         nxt = faults[n + 1]["start"] - pre if n + 1 < len(faults) else cutoff
@@ -159,11 +160,18 @@ def main():
                 last_loss = t - f["end"]
             k += 1
         f["last_loss"] = last_loss
+        all_dur[0] += dur_s
+        all_dur[1] += dur_ok
         w(
             f"| {f['id']} | {f['kind']} | {f['target']} | {f['start'] - t0:.0f} | {f['end'] - f['start']:.1f} | {part} "
             f"| {dur_ok}/{dur_s} ({pct(dur_ok, dur_s):.1f}%) | {after_lost} | "
             f"{'-' if last_loss is None else f'{last_loss:.1f}'} |"
         )
+    parts = sum(1 for f in faults if f["comp"] and len({c for c in f["comp"] if c}) > 1)
+    w(
+        f"during the faults, between pairs the graph still joined: {all_dur[1]}/{all_dur[0]} "
+        f"({pct(all_dur[1], all_dur[0]):.1f}%); {parts} faults left the graph partitioned"
+    )
     # Recovery: how long after its end a fault's losses went on (up to the next fault).
     w("")
     w("recovery, per kind: faults; those with losses after their end; last loss after the end (median, max s)")
@@ -193,23 +201,35 @@ def main():
     worst = sorted(pair_tot.items(), key=lambda kv: kv[1][1] / kv[1][0])[:5]
     w("worst pairs outside fault windows: " + ", ".join(f"{s}>{dd} {r}/{n}" for (s, dd), (n, r) in worst))
     if lost_judged:
-        # Bursts of judged losses (gaps under 2 s joined), for a look at the logs.
-        bursts = []
-        for t, s, dd, _, err in lost_judged:
-            if bursts and t - bursts[-1][1] < 2:
-                bursts[-1][1] = t
-                bursts[-1][2] += 1
-                bursts[-1][3].add(f"{s}>{dd}")
+        # Runs of losses of one pair (probes at most two intervals apart), for a look at the logs.
+        interval = float(meta.get("PROBE_INTERVAL", "0.2"))
+        runs = {}
+        for t, s, dd, _, _ in lost_judged:
+            r = runs.setdefault((s, dd), [])
+            if r and t - r[-1][1] <= 2 * interval + 0.05:
+                r[-1][1] = t
+                r[-1][2] += 1
             else:
-                bursts.append([t, t, 1, {f"{s}>{dd}"}])
-        w(f"losses outside fault windows, in {len(bursts)} bursts (first 10; s since traffic started):")
-        for a, b, n, pairs in bursts[:10]:
-            prev = [f for f in faults if f["end"] < a]
-            since = ""
-            if prev:
-                f = prev[-1]
-                since = f"; {a - f['end']:.1f} s after fault {f['id']} ({f['kind']} {f['target']}) ended"
-            w(f"  {a - t0:.1f}..{b - t0:.1f}: {n} lost, pairs {' '.join(sorted(pairs))}{since}")
+                r.append([t, t, 1])
+        flat = sorted((a, b, n, pair) for pair, rs in runs.items() for a, b, n in rs)
+        long_runs = [x for x in flat if x[1] - x[0] >= 1.0]
+        short = [x for x in flat if x[1] - x[0] < 1.0]
+        restarts = [f for f in faults if f["kind"] in ("kill", "crash")]
+        w(
+            f"losses outside fault windows: {sum(x[2] for x in long_runs)} probes in {len(long_runs)} runs of "
+            f"1 s or more (a pair that stayed broken), {sum(x[2] for x in short)} in {len(short)} shorter runs"
+        )
+        for a, b, n, (s, dd) in long_runs[:15]:
+            before = [f for f in restarts if f["end"] < a and int(f["target"]) in (s, dd)]
+            why = ""
+            if before:
+                f = before[-1]
+                why = f"; node {f['target']} was restarted {a - f['end']:.1f} s before (fault {f['id']})"
+            w(f"  {s}>{dd} {a - t0:.1f}..{b - t0:.1f} s: {n} lost{why}")
+        if short:
+            w("  shorter runs at (s since traffic started): "
+              + " ".join(f"{a - t0:.1f}({s}>{dd})" for a, _, _, (s, dd) in short[:20])
+              + (" ..." if len(short) > 20 else ""))
 
     # ---- samples
     samples = read_csv(os.path.join(d, "samples.csv"))
