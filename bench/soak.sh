@@ -393,7 +393,6 @@ EOF
 # -------------------------------------------------------------------- main --
 main() {
     local i gap end rc
-    parse_args "$@"
     ((EUID == 0)) || die "must run as root (network namespaces, TUN devices, nft)"
     [[ -c /dev/net/tun ]] || die "/dev/net/tun missing"
     DAEMON_LIFETIME=$((DURATION + 1800))
@@ -461,6 +460,11 @@ main() {
     return "$rc"
 }
 
+parse_args "$@"
+if [[ -e $OUT_DIR/faults.csv ]]; then
+    echo "$OUT_DIR already holds a soak: choose another OUT_DIR" >&2
+    exit 1
+fi
 mkdir -p "$OUT_DIR" || { echo "cannot create $OUT_DIR" >&2; exit 1; }
-main "$@" 2>&1 | tee -i -a "$OUT_DIR/soak.log"
+main 2>&1 | tee -i -a "$OUT_DIR/soak.log"
 exit "${PIPESTATUS[0]}"
