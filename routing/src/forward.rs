@@ -152,8 +152,10 @@ impl Router {
         self.fwd.by_branch.clear();
         self.fwd.by_depth.clear();
         for (id, p) in &self.peers {
-            if p.root != Some(self.root) {
-                continue; // another tree's coordinates mean nothing here
+            if p.root != Some(self.root) || p.stale {
+                // Another tree's coordinates mean nothing here; a stale chain's are a claim
+                // its parent no longer backs.
+                continue;
             }
             let Some(c) = &p.coords else { continue };
             if c.0.len() == ours.len() + 1 && c.0.starts_with(ours) {

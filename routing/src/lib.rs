@@ -6,6 +6,7 @@
 //!   that an address belongs to a key;
 //! * [`tree`]: root election, signed tree positions (node and parent both sign), coordinates,
 //!   parent choice by RTT cost without flapping, root liveness and farewells;
+//! * [`consent`]: a parent's consent expires unless renewed; stale chains are refused;
 //! * [`forward`]: greedy forwarding by tree distance over all peers,
 //!   made loop-free by a watermark, with feedback to the source when a path breaks;
 //! * [`dht`]: lookups from an address to the owner's key and coordinates, signed by the owner;
@@ -30,6 +31,7 @@
 
 pub mod address;
 pub mod codec;
+pub mod consent;
 pub mod coords;
 pub mod dht;
 pub mod forward;
