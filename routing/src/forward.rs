@@ -8,7 +8,8 @@
 //! distance carried in the message therefore strictly decreases at every hop, which makes a
 //! loop impossible even while the tree is changing under the message. A direct peer that is
 //! the destination gets the message at once. When no peer qualifies, the message is dropped
-//! and the source is told (`BROKEN`), so it looks the destination up again.
+//! and the source is told (`BROKEN`), so it looks the destination up again (keeping the place
+//! it has meanwhile: see [`crate::broken`]).
 
 use crate::codec::Key;
 use crate::coords::{MAX_NEAR, Place};
@@ -115,9 +116,17 @@ impl Router {
         if self.fwd.dirty {
             self.rebuild_fwd();
         }
-        if from.is_some() {
+        if let Some(peer) = from {
             if h.hop_limit == 0 {
                 return self.drop_count(Drop::HopLimit);
+            }
+            if h.kind == kind::FIND
+                && self
+                    .peers
+                    .get_mut(&peer)
+                    .is_some_and(|p| !p.finds.take(now))
+            {
+                return self.drop_count(Drop::RateLimited);
             }
             msg[wire::HOP_LIMIT_AT] = h.hop_limit - 1;
         }
@@ -214,12 +223,7 @@ impl Router {
                 self.on_find(now, h, nonce, target, requester, msg);
             }
             RoutedBody::Found { nonce, nodes } => self.on_found(now, &h.src_key, nonce, nodes),
-            RoutedBody::Broken { key } => {
-                // Only believe it for a destination we actually route to.
-                if self.forget_coords(&key) {
-                    self.events.push_back(Event::PathBroken { key });
-                }
-            }
+            RoutedBody::Broken { key } => self.on_broken(now, key),
             RoutedBody::Ping {
                 nonce,
                 initial_hops,

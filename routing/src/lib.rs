@@ -9,6 +9,8 @@
 //! * [`consent`]: a parent's consent expires unless renewed; stale chains are refused;
 //! * [`forward`]: greedy forwarding by tree distance over all peers,
 //!   made loop-free by a watermark, with feedback to the source when a path breaks;
+//! * [`broken`]: a `BROKEN` notice makes the source look again, never forget;
+//! * [`budget`]: lookup requests served within a budget per peer, and our own lookups bounded;
 //! * [`dht`]: lookups from an address to the owner's key and coordinates, signed by the owner;
 //! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests.
 //!
@@ -30,6 +32,8 @@
 //! ```
 
 pub mod address;
+pub mod broken;
+pub mod budget;
 pub mod codec;
 pub mod consent;
 pub mod coords;

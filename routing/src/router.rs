@@ -105,6 +105,8 @@ pub(crate) struct Peer {
     pub root: Option<Key>,
     /// Our key is in its chain (it is below us): never our parent.
     pub below_us: bool,
+    /// What it may still ask of us in lookup requests (see [`crate::budget`]).
+    pub finds: crate::budget::FindBudget,
     /// A consent on its chain is too old or from another root's tree (see
     /// [`crate::consent`]): not used for forwarding or places, never our new parent.
     pub stale: bool,
@@ -210,6 +212,8 @@ pub enum Drop {
     NoRoute,
     /// A message from a peer we do not know.
     UnknownPeer,
+    /// A lookup request over its peer's budget (see [`crate::budget`]).
+    RateLimited,
 }
 
 /// Things the caller may want to know.
@@ -261,6 +265,10 @@ pub struct Stats {
     pub control_bytes: u64,
     /// Renewals of our parent's consent asked for.
     pub consent_renewals: u64,
+    /// Lookups not started: [`crate::budget::MAX_LOOKUPS`] were running.
+    pub lookups_refused: u64,
+    /// `BROKEN` notices that started no lookup (one for that destination was recent).
+    pub broken_ignored: u64,
 }
 
 /// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`
@@ -311,6 +319,8 @@ pub struct Router {
     pub(crate) coords_of: BTreeMap<Key, Located>,
     pub(crate) pings: BTreeMap<u64, Instant>,
     pub(crate) broken_sent: BTreeMap<Key, Instant>,
+    /// When a `BROKEN` last made us look a destination up again (see [`crate::broken`]).
+    pub(crate) relooked: BTreeMap<Key, Instant>,
     /// Nodes we exchanged traffic with recently (told when we move).
     pub(crate) talked_to: BTreeMap<Key, Instant>,
     /// Which of our node sequence numbers traffic to a node carried our whole place for
@@ -371,6 +381,7 @@ impl Router {
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
             broken_sent: BTreeMap::new(),
+            relooked: BTreeMap::new(),
             talked_to: BTreeMap::new(),
             place_sent: BTreeMap::new(),
             transmits: VecDeque::new(),
@@ -481,6 +492,7 @@ impl Router {
             Drop::HopLimit => "hop_limit",
             Drop::NoRoute => "no_route",
             Drop::UnknownPeer => "unknown_peer",
+            Drop::RateLimited => "rate_limited",
         };
         *self.stats.dropped.entry(name).or_default() += 1;
         Handled::Dropped(d)
@@ -518,6 +530,7 @@ impl Router {
                 root: None,
                 below_us: false,
                 stale: false,
+                finds: crate::budget::FindBudget::new(now),
                 asked_full: None,
                 answered_full: None,
                 announced_cost: 0,
