@@ -279,8 +279,33 @@ impl Router {
         {
             return None;
         }
+        if self.dht.lookups.len() + self.dht.deferred.len() >= crate::budget::MAX_LOOKUPS {
+            // Too many at once: this one ends now, not found (the caller may ask again).
+            self.stats.lookups_refused += 1;
+            self.events.push_back(Event::Resolved {
+                addr: owner,
+                key: None,
+            });
+            return None;
+        }
         self.start_lookup(now, target, Some(owner), None);
         None
+    }
+
+    /// Looks `addr` up again although we may know its owner (a `BROKEN` said the path is
+    /// gone): unless a lookup for it is running already. What we know stays until a newer
+    /// record replaces it.
+    pub(crate) fn lookup_again(&mut self, now: Instant, addr: Ipv6Addr) {
+        let Some(target) = target_of(&addr) else {
+            return;
+        };
+        if self.dht.lookups.values().any(|l| l.addr == Some(addr))
+            || self.dht.deferred.iter().any(|d| d.1 == addr)
+            || self.dht.lookups.len() + self.dht.deferred.len() >= crate::budget::MAX_LOOKUPS
+        {
+            return;
+        }
+        self.start_lookup(now, target, Some(addr), None);
     }
 
     /// Forgets the route to `addr` (and the coordinates of its owner).

@@ -8,7 +8,8 @@
 //! distance carried in the message therefore strictly decreases at every hop, which makes a
 //! loop impossible even while the tree is changing under the message. A direct peer that is
 //! the destination gets the message at once. When no peer qualifies, the message is dropped
-//! and the source is told (`BROKEN`), so it looks the destination up again.
+//! and the source is told (`BROKEN`), so it looks the destination up again (keeping the place
+//! it has meanwhile: see [`crate::broken`]).
 
 use crate::codec::Key;
 use crate::coords::{MAX_NEAR, Place};
@@ -115,9 +116,17 @@ impl Router {
         if self.fwd.dirty {
             self.rebuild_fwd();
         }
-        if from.is_some() {
+        if let Some(peer) = from {
             if h.hop_limit == 0 {
                 return self.drop_count(Drop::HopLimit);
+            }
+            if h.kind == kind::FIND
+                && self
+                    .peers
+                    .get_mut(&peer)
+                    .is_some_and(|p| !p.finds.take(now))
+            {
+                return self.drop_count(Drop::RateLimited);
             }
             msg[wire::HOP_LIMIT_AT] = h.hop_limit - 1;
         }
@@ -152,8 +161,10 @@ impl Router {
         self.fwd.by_branch.clear();
         self.fwd.by_depth.clear();
         for (id, p) in &self.peers {
-            if p.root != Some(self.root) {
-                continue; // another tree's coordinates mean nothing here
+            if p.root != Some(self.root) || p.stale {
+                // Another tree's coordinates mean nothing here; a stale chain's are a claim
+                // its parent no longer backs.
+                continue;
             }
             let Some(c) = &p.coords else { continue };
             if c.0.len() == ours.len() + 1 && c.0.starts_with(ours) {
@@ -212,12 +223,7 @@ impl Router {
                 self.on_find(now, h, nonce, target, requester, msg);
             }
             RoutedBody::Found { nonce, nodes } => self.on_found(now, &h.src_key, nonce, nodes),
-            RoutedBody::Broken { key } => {
-                // Only believe it for a destination we actually route to.
-                if self.forget_coords(&key) {
-                    self.events.push_back(Event::PathBroken { key });
-                }
-            }
+            RoutedBody::Broken { key } => self.on_broken(now, key),
             RoutedBody::Ping {
                 nonce,
                 initial_hops,

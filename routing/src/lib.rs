@@ -6,8 +6,11 @@
 //!   that an address belongs to a key;
 //! * [`tree`]: root election, signed tree positions (node and parent both sign), coordinates,
 //!   parent choice by RTT cost without flapping, root liveness and farewells;
+//! * [`consent`]: a parent's consent expires unless renewed; stale chains are refused;
 //! * [`forward`]: greedy forwarding by tree distance over all peers,
 //!   made loop-free by a watermark, with feedback to the source when a path breaks;
+//! * [`broken`]: a `BROKEN` notice makes the source look again, never forget;
+//! * [`budget`]: lookup requests served within a budget per peer, and our own lookups bounded;
 //! * [`dht`]: lookups from an address to the owner's key and coordinates, signed by the owner;
 //! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests.
 //!
@@ -29,7 +32,10 @@
 //! ```
 
 pub mod address;
+pub mod broken;
+pub mod budget;
 pub mod codec;
+pub mod consent;
 pub mod coords;
 pub mod dht;
 pub mod forward;

@@ -22,7 +22,7 @@ impl Router {
         let unrelated = |c: &Coords| !(c.0.starts_with(ours) || ours.starts_with(&c.0));
         let mut one: Vec<(usize, Key, &Coords)> = Vec::new();
         for p in self.peers.values() {
-            if p.root != Some(self.root) || p.below_us {
+            if p.root != Some(self.root) || p.below_us || p.stale {
                 continue;
             }
             let Some(c) = p.coords.as_ref() else { continue };
@@ -42,7 +42,7 @@ impl Router {
         // message that reached such a position could be stuck there.
         let mut two: Vec<(usize, Key, &Coords)> = Vec::new();
         for p in self.peers.values() {
-            if p.root != Some(self.root) {
+            if p.root != Some(self.root) || p.stale {
                 continue;
             }
             let Some(c) = p.coords.as_ref() else { continue };
@@ -126,7 +126,7 @@ impl Router {
             return;
         };
         p.ahead = match (&p.record, &p.coords) {
-            (Some(r), Some(c)) if r.place.at == *c => r
+            (Some(r), Some(c)) if r.place.at == *c && !p.stale => r
                 .place
                 .near
                 .iter()

@@ -1,12 +1,20 @@
 //! Signed records: where a node sits in the tree, and where a node can be reached.
 //!
-//! **Tree records.** A node's position is `(node, parent, seq, port)`: "`node` is the child of
-//! `parent`, which calls it `port`". Two signatures make it: the parent's over
-//! `(parent, node, seq, port)`, given when the child asks, then the node's over the whole,
-//! parent signature included. Nobody can claim a parent that did not accept them, nor put a
-//! node under a parent it did not choose. A root is its own parent and signs both halves.
+//! **Tree records.** A node's position is `(node, parent, seq, port, root, epoch)`: "`node` is
+//! the child of `parent`, which calls it `port`, as of `epoch` of `root`'s tree". Two
+//! signatures make it: the parent's over `(parent, node, seq, port, root, epoch)`, given when
+//! the child asks, then the node's over the whole, parent signature included. Nobody can claim
+//! a parent that did not accept them, nor put a node under a parent it did not choose. A root
+//! is its own parent, its epoch is its own sequence number, and it signs both halves.
 //! Following records from a node up to a root gives the node's coordinates; every step of the
 //! chain is checked.
+//!
+//! **Consent expires.** `epoch` is the root's sequence number as the parent knew it when it
+//! signed: the root re-signs its record every refresh, so its sequence number is a clock that
+//! every node of its tree reads from the same signed records. A consent older than
+//! [`crate::RouterConfig::consent_epochs`] of those refreshes, or given in another root's tree,
+//! is refused by whoever checks the chain (`crate::consent`), so a former child cannot go on
+//! claiming its old place; children renew their parent's consent well before that.
 //!
 //! **Node records.** `(key, seq, coords)` signed by `key`: what a lookup returns, so that the
 //! answer to "where is the owner of this address" comes signed by that owner and is checked
@@ -16,8 +24,8 @@ use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
 use crate::coords::{Coords, Place};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-const TREE_PARENT_TAG: &[u8] = b"planetary-lan/tree/parent/v1";
-const TREE_NODE_TAG: &[u8] = b"planetary-lan/tree/node/v1";
+const TREE_PARENT_TAG: &[u8] = b"planetary-lan/tree/parent/v2";
+const TREE_NODE_TAG: &[u8] = b"planetary-lan/tree/node/v2";
 const NODE_RECORD_TAG: &[u8] = b"planetary-lan/node-record/v2";
 
 /// The port of a root's farewell record ([`TreeRecord::retired`]).
@@ -34,21 +42,34 @@ pub fn verify(key: &Key, msg: &[u8], sig: &Sig) -> bool {
     vk.verify_strict(msg, &Signature::from_bytes(sig)).is_ok()
 }
 
-fn parent_message(parent: &Key, node: &Key, seq: u64, port: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(TREE_PARENT_TAG.len() + 84);
+/// What a parent's consent is given for: a port in a root's tree, as of one of its epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Consent {
+    /// The port the parent gives the child.
+    pub port: u64,
+    /// The root of the parent's tree when it signed.
+    pub root: Key,
+    /// That root's sequence number as the parent knew it when it signed.
+    pub epoch: u64,
+}
+
+fn parent_message(parent: &Key, node: &Key, seq: u64, c: &Consent) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TREE_PARENT_TAG.len() + 124);
     m.extend_from_slice(TREE_PARENT_TAG);
     m.extend_from_slice(parent);
     m.extend_from_slice(node);
     m.extend_from_slice(&seq.to_be_bytes());
-    m.extend_from_slice(&port.to_be_bytes());
+    m.extend_from_slice(&c.port.to_be_bytes());
+    m.extend_from_slice(&c.root);
+    m.extend_from_slice(&c.epoch.to_be_bytes());
     m
 }
 
-/// The parent's half of a tree record: its consent to having `node` as child at `port`.
-pub fn sign_as_parent(sk: &SigningKey, node: &Key, seq: u64, port: u64) -> Sig {
+/// The parent's half of a tree record: its consent to having `node` as child at `c.port`, in
+/// `c.root`'s tree as of `c.epoch`.
+pub fn sign_as_parent(sk: &SigningKey, node: &Key, seq: u64, c: &Consent) -> Sig {
     let parent = sk.verifying_key().to_bytes();
-    sk.sign(&parent_message(&parent, node, seq, port))
-        .to_bytes()
+    sk.sign(&parent_message(&parent, node, seq, c)).to_bytes()
 }
 
 /// A node's signed position in the tree.
@@ -62,7 +83,11 @@ pub struct TreeRecord {
     pub seq: u64,
     /// The port the parent gave the node (0 for a root).
     pub port: u64,
-    /// The parent's signature over `(parent, node, seq, port)`.
+    /// The root of the tree the parent was in when it signed (the node itself for a root).
+    pub root: Key,
+    /// That root's sequence number as the parent knew it (`seq` for a root).
+    pub epoch: u64,
+    /// The parent's signature over `(parent, node, seq, port, root, epoch)`.
     pub parent_sig: Sig,
     /// The node's signature over all of the above.
     pub node_sig: Sig,
@@ -74,24 +99,37 @@ impl TreeRecord {
         self.node == self.parent
     }
 
+    /// What the parent signed for.
+    pub fn consent(&self) -> Consent {
+        Consent {
+            port: self.port,
+            root: self.root,
+            epoch: self.epoch,
+        }
+    }
+
     fn node_message(&self) -> Vec<u8> {
-        let mut m = Vec::with_capacity(TREE_NODE_TAG.len() + 180);
+        let mut m = Vec::with_capacity(TREE_NODE_TAG.len() + 220);
         m.extend_from_slice(TREE_NODE_TAG);
         m.extend_from_slice(&self.node);
         m.extend_from_slice(&self.parent);
         m.extend_from_slice(&self.seq.to_be_bytes());
         m.extend_from_slice(&self.port.to_be_bytes());
+        m.extend_from_slice(&self.root);
+        m.extend_from_slice(&self.epoch.to_be_bytes());
         m.extend_from_slice(&self.parent_sig);
         m
     }
 
     /// Makes the node's half, given the parent's.
-    pub fn new(sk: &SigningKey, parent: Key, seq: u64, port: u64, parent_sig: Sig) -> Self {
+    pub fn new(sk: &SigningKey, parent: Key, seq: u64, c: Consent, parent_sig: Sig) -> Self {
         let mut r = TreeRecord {
             node: sk.verifying_key().to_bytes(),
             parent,
             seq,
-            port,
+            port: c.port,
+            root: c.root,
+            epoch: c.epoch,
             parent_sig,
             node_sig: [0; 64],
         };
@@ -102,9 +140,18 @@ impl TreeRecord {
     /// A root's farewell: its own parent, port [`RETIRED`]. Whoever receives it knows the root
     /// stopped (on purpose) and re-forms the tree at once instead of waiting for the timeout.
     pub fn retired(sk: &SigningKey, seq: u64) -> Self {
+        Self::own(sk, seq, RETIRED)
+    }
+
+    fn own(sk: &SigningKey, seq: u64, port: u64) -> Self {
         let key = sk.verifying_key().to_bytes();
-        let psig = sign_as_parent(sk, &key, seq, RETIRED);
-        Self::new(sk, key, seq, RETIRED, psig)
+        let c = Consent {
+            port,
+            root: key,
+            epoch: seq,
+        };
+        let psig = sign_as_parent(sk, &key, seq, &c);
+        Self::new(sk, key, seq, c, psig)
     }
 
     /// Is this a root's farewell?
@@ -114,36 +161,54 @@ impl TreeRecord {
 
     /// A root's record: its own parent, port 0, both halves signed by itself.
     pub fn root(sk: &SigningKey, seq: u64) -> Self {
-        let key = sk.verifying_key().to_bytes();
-        let psig = sign_as_parent(sk, &key, seq, 0);
-        Self::new(sk, key, seq, 0, psig)
+        Self::own(sk, seq, 0)
     }
 
-    /// Checks both signatures.
+    /// Checks both signatures (and that a root's record is its own epoch in its own tree).
     pub fn verify(&self) -> bool {
-        let pm = parent_message(&self.parent, &self.node, self.seq, self.port);
-        (self.parent != self.node || self.port == 0 || self.port == RETIRED)
+        let pm = parent_message(&self.parent, &self.node, self.seq, &self.consent());
+        let own_ok = !self.is_root()
+            || ((self.port == 0 || self.port == RETIRED)
+                && self.root == self.node
+                && self.epoch == self.seq);
+        own_ok
             && verify(&self.parent, &pm, &self.parent_sig)
             && verify(&self.node, &self.node_message(), &self.node_sig)
     }
 
-    /// Appends the encoding.
+    /// Appends the encoding. A root's record leaves out its root and epoch (itself and its
+    /// sequence number).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.node);
         out.extend_from_slice(&self.parent);
         put_varint(out, self.seq);
         put_varint(out, self.port);
+        if !self.is_root() {
+            out.extend_from_slice(&self.root);
+            put_varint(out, self.epoch);
+        }
         out.extend_from_slice(&self.parent_sig);
         out.extend_from_slice(&self.node_sig);
     }
 
     /// Reads a record (signatures not checked).
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let node: Key = r.array()?;
+        let parent: Key = r.array()?;
+        let seq = r.varint()?;
+        let port = r.varint()?;
+        let (root, epoch) = if node == parent {
+            (node, seq)
+        } else {
+            (r.array()?, r.varint()?)
+        };
         Ok(TreeRecord {
-            node: r.array()?,
-            parent: r.array()?,
-            seq: r.varint()?,
-            port: r.varint()?,
+            node,
+            parent,
+            seq,
+            port,
+            root,
+            epoch,
             parent_sig: r.array()?,
             node_sig: r.array()?,
         })
@@ -230,21 +295,39 @@ mod tests {
     fn tree_records_need_both_signatures() {
         let (parent, child, other) = (sk(1), sk(2), sk(3));
         let child_key = child.verifying_key().to_bytes();
-        let psig = sign_as_parent(&parent, &child_key, 7, 3);
-        let rec = TreeRecord::new(&child, parent.verifying_key().to_bytes(), 7, 3, psig);
+        let c = Consent {
+            port: 3,
+            root: other.verifying_key().to_bytes(),
+            epoch: 40,
+        };
+        let psig = sign_as_parent(&parent, &child_key, 7, &c);
+        let rec = TreeRecord::new(&child, parent.verifying_key().to_bytes(), 7, c, psig);
         assert!(rec.verify());
         // A parent that did not sign.
-        let forged = TreeRecord::new(&child, other.verifying_key().to_bytes(), 7, 3, psig);
+        let forged = TreeRecord::new(&child, other.verifying_key().to_bytes(), 7, c, psig);
         assert!(!forged.verify());
-        // Another port or seq than the parent agreed to.
+        // Another port, seq, root or epoch than the parent agreed to.
         let mut r = rec.clone();
         r.port = 4;
         assert!(!r.verify());
         let mut r = rec.clone();
         r.seq = 8;
         assert!(!r.verify());
-        // Root records sign themselves.
-        assert!(TreeRecord::root(&parent, 1).verify());
+        let mut r = rec.clone();
+        r.epoch = 41;
+        assert!(!r.verify());
+        let mut r = rec.clone();
+        r.root = child_key;
+        assert!(!r.verify());
+        // Root records sign themselves, in their own tree at their own sequence number.
+        let root = TreeRecord::root(&parent, 1);
+        assert!(root.verify());
+        let mut b = Vec::new();
+        root.encode(&mut b);
+        assert_eq!(TreeRecord::decode(&mut Reader::new(&b)), Ok(root.clone()));
+        let mut r = root.clone();
+        r.epoch = 5;
+        assert!(!r.verify());
         let mut b = Vec::new();
         rec.encode(&mut b);
         let mut rd = Reader::new(&b);

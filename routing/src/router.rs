@@ -32,6 +32,9 @@ pub struct RouterConfig {
     pub root_refresh: Duration,
     /// A root not heard from (no newer record) for this long is presumed gone.
     pub root_timeout: Duration,
+    /// A parent's consent holds for this many root refreshes (see [`crate::consent`]):
+    /// 60 × 2 s = 2 minutes. Children renew it after half of that.
+    pub consent_epochs: u64,
     /// Keys that may be root (`None`: any key). Everyone else ignores other roots.
     pub eligible_roots: Option<BTreeSet<Key>>,
     /// Keep the current parent unless another is cheaper by this fraction ...
@@ -64,6 +67,7 @@ impl Default for RouterConfig {
         RouterConfig {
             root_refresh: Duration::from_secs(2),
             root_timeout: Duration::from_secs(6),
+            consent_epochs: 60,
             eligible_roots: None,
             switch_fraction: 0.2,
             switch_min: Duration::from_millis(2),
@@ -101,6 +105,11 @@ pub(crate) struct Peer {
     pub root: Option<Key>,
     /// Our key is in its chain (it is below us): never our parent.
     pub below_us: bool,
+    /// What it may still ask of us in lookup requests (see [`crate::budget`]).
+    pub finds: crate::budget::FindBudget,
+    /// A consent on its chain is too old or from another root's tree (see
+    /// [`crate::consent`]): not used for forwarding or places, never our new parent.
+    pub stale: bool,
     /// When we last asked it for a full announcement.
     pub asked_full: Option<Instant>,
     /// When we last answered its request for a full announcement.
@@ -203,6 +212,8 @@ pub enum Drop {
     NoRoute,
     /// A message from a peer we do not know.
     UnknownPeer,
+    /// A lookup request over its peer's budget (see [`crate::budget`]).
+    RateLimited,
 }
 
 /// Things the caller may want to know.
@@ -252,6 +263,12 @@ pub struct Stats {
     pub control_sent: u64,
     /// Control bytes sent.
     pub control_bytes: u64,
+    /// Renewals of our parent's consent asked for.
+    pub consent_renewals: u64,
+    /// Lookups not started: [`crate::budget::MAX_LOOKUPS`] were running.
+    pub lookups_refused: u64,
+    /// `BROKEN` notices that started no lookup (one for that destination was recent).
+    pub broken_ignored: u64,
 }
 
 /// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`
@@ -287,6 +304,9 @@ pub struct Router {
     /// When the root refreshes its record next (or, below a root, when it would time out).
     pub(crate) next_root_refresh: Instant,
     pub(crate) sig_request: Option<SigRequest>,
+    /// When we last asked our parent to renew its consent, and when a renewal put off is due.
+    pub(crate) renewed_at: Option<Instant>,
+    pub(crate) renew_due: Option<Instant>,
     pub(crate) node_record: NodeRecord,
     pub(crate) node_seq: u64,
     /// When to reconsider our place (peers moved), if at all.
@@ -299,6 +319,8 @@ pub struct Router {
     pub(crate) coords_of: BTreeMap<Key, Located>,
     pub(crate) pings: BTreeMap<u64, Instant>,
     pub(crate) broken_sent: BTreeMap<Key, Instant>,
+    /// When a `BROKEN` last made us look a destination up again (see [`crate::broken`]).
+    pub(crate) relooked: BTreeMap<Key, Instant>,
     /// Nodes we exchanged traffic with recently (told when we move).
     pub(crate) talked_to: BTreeMap<Key, Instant>,
     /// Which of our node sequence numbers traffic to a node carried our whole place for
@@ -348,6 +370,8 @@ impl Router {
             root_heard,
             next_root_refresh: now,
             sig_request: None,
+            renewed_at: None,
+            renew_due: None,
             node_record,
             node_seq: seq,
             place_due: None,
@@ -357,6 +381,7 @@ impl Router {
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
             broken_sent: BTreeMap::new(),
+            relooked: BTreeMap::new(),
             talked_to: BTreeMap::new(),
             place_sent: BTreeMap::new(),
             transmits: VecDeque::new(),
@@ -412,11 +437,12 @@ impl Router {
         })
     }
 
-    /// Direct peers: key, coordinates (if announced), link RTT.
+    /// Direct peers: key, coordinates (if announced, and not stale: see [`crate::consent`]),
+    /// link RTT.
     pub fn peer_info(&self) -> impl Iterator<Item = (PeerId, Key, Option<&Coords>, Duration)> {
         self.peers
             .iter()
-            .map(|(id, p)| (*id, p.key, p.coords.as_ref(), p.rtt))
+            .map(|(id, p)| (*id, p.key, p.coords.as_ref().filter(|_| !p.stale), p.rtt))
     }
 
     /// Routing state held: entries (peer chain records, lookup contacts, routes, coordinates)
@@ -466,6 +492,7 @@ impl Router {
             Drop::HopLimit => "hop_limit",
             Drop::NoRoute => "no_route",
             Drop::UnknownPeer => "unknown_peer",
+            Drop::RateLimited => "rate_limited",
         };
         *self.stats.dropped.entry(name).or_default() += 1;
         Handled::Dropped(d)
@@ -502,6 +529,8 @@ impl Router {
                 sent_node_seq: None,
                 root: None,
                 below_us: false,
+                stale: false,
+                finds: crate::budget::FindBudget::new(now),
                 asked_full: None,
                 answered_full: None,
                 announced_cost: 0,
@@ -577,12 +606,16 @@ impl Router {
         if let Some(d) = self.place_due {
             t = t.min(d);
         }
+        if let Some(d) = self.renew_due {
+            t = t.min(d);
+        }
         Some(t)
     }
 
     /// Runs everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tree_timers(now);
+        self.renew_timer(now);
         self.place_timer(now);
         self.probe_links(now);
         self.dht_timers(now);

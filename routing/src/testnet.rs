@@ -378,6 +378,24 @@ impl Net {
         None
     }
 
+    /// The newest tree record of each node seen on any link (needs `capture`): what an
+    /// attacker listening to its own links can replay.
+    pub fn captured_records(&self) -> BTreeMap<Key, crate::record::TreeRecord> {
+        let mut newest: BTreeMap<Key, crate::record::TreeRecord> = BTreeMap::new();
+        for (_, _, m) in &self.captured {
+            if let Ok(crate::wire::PeerMsg::Announce { records, .. }) =
+                crate::wire::PeerMsg::decode(m)
+            {
+                for r in records {
+                    if newest.get(&r.node).is_none_or(|o| o.seq < r.seq) {
+                        newest.insert(r.node, r);
+                    }
+                }
+            }
+        }
+        newest
+    }
+
     /// Shortest path lengths from `src` (BFS over live links).
     pub fn bfs(&self, src: usize) -> Vec<Option<u32>> {
         let mut dist = vec![None; self.nodes.len()];

@@ -284,11 +284,18 @@ impl Router {
                 if self.parent == Some(from) || (asking_it && self.key < key) {
                     return self.drop_count(Drop::BadChain);
                 }
-                let sig = sign_as_parent(&self.sk, &key, seq, port);
-                self.send(from, PeerMsg::SigRes { seq, port, sig }.encode());
+                if asking_it {
+                    // It will refuse ours (the lower key does): stop waiting for it. Its next
+                    // announcement puts it below us, and we look elsewhere.
+                    self.sig_request = None;
+                    self.renew_due = Some(now);
+                }
+                let consent = self.consent_for(port);
+                let sig = sign_as_parent(&self.sk, &key, seq, &consent);
+                self.send(from, PeerMsg::SigRes { seq, consent, sig }.encode());
                 Handled::Consumed
             }
-            PeerMsg::SigRes { seq, port, sig } => self.on_sig_res(now, from, seq, port, sig),
+            PeerMsg::SigRes { seq, consent, sig } => self.on_sig_res(now, from, seq, consent, sig),
             PeerMsg::PeerPing { nonce } => {
                 self.send(from, PeerMsg::PeerPong { nonce }.encode());
                 Handled::Consumed
@@ -346,6 +353,7 @@ impl Router {
             return self.drop_count(Drop::BadSignature);
         }
         let mut farewells = Vec::new();
+        let mut epoch_advanced = false;
         for r in &records {
             let prev = self.seqs.insert(r.node, r.seq);
             let newer = prev.is_none_or(|s| r.seq > s);
@@ -358,6 +366,7 @@ impl Router {
                 }
             } else if r.is_root() && newer {
                 self.root_heard.insert(r.node, now);
+                epoch_advanced = true;
             }
         }
         for f in &farewells {
@@ -394,6 +403,10 @@ impl Router {
             // What this peer names around it is part of where we can be reached.
             self.update_ahead(from);
             self.place_changed_soon(now);
+        }
+        if epoch_advanced {
+            // A root's clock moved: consents may have expired, ours may be due.
+            self.recheck_consents(now);
         }
         Handled::Consumed
     }
@@ -438,6 +451,7 @@ impl Router {
                 self.reselect(now);
             }
         }
+        let fresh = complete && self.chain_fresh(&chain);
         let Some(p) = self.peers.get_mut(&from) else {
             return;
         };
@@ -460,7 +474,9 @@ impl Router {
                 .collect(),
         );
         let root = chain[chain.len() - 1].node;
-        let changed = p.coords.as_ref() != Some(&coords) || p.root != Some(root);
+        let changed =
+            p.coords.as_ref() != Some(&coords) || p.root != Some(root) || p.stale == fresh;
+        p.stale = !fresh;
         self.fwd.dirty |= changed;
         p.below_us = below_us;
         p.root = Some(root);
@@ -515,6 +531,7 @@ impl Router {
             self.notify_moved(now);
         }
         self.announce_all();
+        self.maybe_renew(now);
     }
 
     /// Chooses the root and parent again (see the module doc).
@@ -546,6 +563,7 @@ impl Router {
         let candidates = self.peers.iter().filter(|(_, p)| {
             p.root == Some(best_root)
                 && !p.below_us
+                && !p.stale
                 && p.coords.as_ref().is_some_and(|c| c.depth() < MAX_DEPTH)
         });
         let Some((&best, best_peer)) = candidates.min_by_key(|(id, p)| (path_cost(p), **id)) else {
@@ -556,6 +574,7 @@ impl Router {
             && let Some(cp) = self.peers.get(&cur)
             && cp.root == Some(best_root)
             && !cp.below_us
+            && !cp.stale
         {
             let cur_cost = path_cost(cp);
             let margin = ((cur_cost as f64 * self.cfg.switch_fraction) as u64)
@@ -581,7 +600,7 @@ impl Router {
         now: Instant,
         from: PeerId,
         seq: u64,
-        port: u64,
+        consent: crate::record::Consent,
         sig: [u8; 64],
     ) -> Handled {
         let Some(req) = self.sig_request.filter(|r| r.peer == from && r.seq == seq) else {
@@ -593,7 +612,7 @@ impl Router {
             self.reselect(now);
             return Handled::Consumed;
         };
-        let record = TreeRecord::new(&self.sk, parent_key, req.seq, port, sig);
+        let record = TreeRecord::new(&self.sk, parent_key, req.seq, consent, sig);
         if !record.verify() {
             self.sig_request = None;
             return self.drop_count(Drop::BadSignature);
@@ -665,6 +684,7 @@ impl Router {
                     self.root_heard.insert(self.key, now);
                     self.next_root_refresh = now + self.cfg.root_refresh;
                     self.announce_all();
+                    self.recheck_consents(now);
                 }
             }
         } else if self.parent.is_some() {
@@ -677,6 +697,7 @@ impl Router {
             // Detached: the pending signature request has its own deadline.
             self.next_root_refresh = now + self.cfg.root_refresh;
         }
+        self.maybe_renew(now);
         self.prune_tree_state(now);
     }
 

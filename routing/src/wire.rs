@@ -6,7 +6,7 @@
 //! ANNOUNCE (1)   cost (varint, µs to the root) | chain digest (8) | n (≤ 5) | n tree records |
 //!                0 or 1, then the sender's node record
 //! SIG_REQ  (2)   seq                         "please sign me as your child at this seq"
-//! SIG_RES  (3)   seq | port | parent signature
+//! SIG_RES  (3)   seq | port | root (32) | epoch | parent signature   (see `record::Consent`)
 //! PPING    (4)   nonce (8)                    link RTT probes, for link costs
 //! PPONG    (5)   nonce (8)
 //! ANN_REQ  (6)   (empty)                      "send me all your records again"
@@ -41,7 +41,7 @@ use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
 use crate::coords::{
     Coords, MAX_DEPTH, MAX_NEAR, MAX_NEAR_HOPS, MAX_PLACE_PORTS, Near, Place, dist,
 };
-use crate::record::{NodeRecord, TreeRecord};
+use crate::record::{Consent, NodeRecord, TreeRecord};
 
 /// Message types.
 pub mod kind {
@@ -81,7 +81,7 @@ pub const WATERMARK_AT: usize = 2;
 pub const NO_WATERMARK: u8 = u8::MAX;
 /// Most node records in one FOUND.
 pub const MAX_FOUND: usize = 16;
-/// Most tree records in one ANNOUNCE (8 × 210 bytes stays under a datagram).
+/// Most tree records in one ANNOUNCE (5 × 240 bytes stays under a datagram).
 pub const MAX_ANNOUNCE: usize = 5;
 
 /// A message between two peers.
@@ -109,8 +109,8 @@ pub enum PeerMsg {
     SigRes {
         /// The sequence number signed.
         seq: u64,
-        /// The port the parent gives the child.
-        port: u64,
+        /// What the parent consents to: port, root and epoch.
+        consent: Consent,
         /// The signature.
         sig: Sig,
     },
@@ -157,10 +157,12 @@ impl PeerMsg {
                 b.push(kind::SIG_REQ);
                 put_varint(&mut b, *seq);
             }
-            PeerMsg::SigRes { seq, port, sig } => {
+            PeerMsg::SigRes { seq, consent, sig } => {
                 b.push(kind::SIG_RES);
                 put_varint(&mut b, *seq);
-                put_varint(&mut b, *port);
+                put_varint(&mut b, consent.port);
+                b.extend_from_slice(&consent.root);
+                put_varint(&mut b, consent.epoch);
                 b.extend_from_slice(sig);
             }
             PeerMsg::PeerPing { nonce } => {
@@ -203,7 +205,11 @@ impl PeerMsg {
             kind::SIG_REQ => PeerMsg::SigReq { seq: r.varint()? },
             kind::SIG_RES => PeerMsg::SigRes {
                 seq: r.varint()?,
-                port: r.varint()?,
+                consent: Consent {
+                    port: r.varint()?,
+                    root: r.array()?,
+                    epoch: r.varint()?,
+                },
                 sig: r.array()?,
             },
             kind::PPING => PeerMsg::PeerPing {
@@ -648,7 +654,11 @@ mod tests {
             PeerMsg::SigReq { seq: 5 },
             PeerMsg::SigRes {
                 seq: 5,
-                port: 2,
+                consent: Consent {
+                    port: 2,
+                    root: [3; 32],
+                    epoch: 1_700_000_000_000,
+                },
                 sig: [7; 64],
             },
             PeerMsg::PeerPing { nonce: 42 },

@@ -3,7 +3,7 @@
 //! the answering key does not own.
 
 use ed25519_dalek::SigningKey;
-use routing::record::{NodeRecord, TreeRecord, sign_as_parent};
+use routing::record::{Consent, NodeRecord, TreeRecord, sign_as_parent};
 use routing::testnet::{Net, graphs};
 use routing::wire::{self, PeerMsg, RoutedBody, RoutedHeader, kind};
 use routing::{Drop, Event, Handled, PeerId, RouterConfig};
@@ -77,8 +77,13 @@ fn a_forged_parent_is_rejected() {
     // never signed it: it signs the parent half itself.
     let attacker = SigningKey::from_bytes(&net.nodes[5].secret);
     let root_key = net.nodes[0].key;
-    let fake_psig = sign_as_parent(&attacker, &net.nodes[5].key, 9_999_999, 1);
-    let forged = TreeRecord::new(&attacker, root_key, 9_999_999, 1, fake_psig);
+    let consent = Consent {
+        port: 1,
+        root: root_key,
+        epoch: 9_999_999,
+    };
+    let fake_psig = sign_as_parent(&attacker, &net.nodes[5].key, 9_999_999, &consent);
+    let forged = TreeRecord::new(&attacker, root_key, 9_999_999, consent, fake_psig);
     assert!(!forged.verify());
     let msg = PeerMsg::Announce {
         cost: 0,

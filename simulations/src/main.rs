@@ -78,6 +78,10 @@ fn main() -> anyhow::Result<()> {
             report::write_run(&common.out, &stem, &r)?;
             println!("{}", report::table(std::slice::from_ref(&r)));
             println!(
+                "router drops {:?}; consent renewals {}",
+                r.router_drops, r.consent_renewals
+            );
+            println!(
                 "results: {}/{stem}.json; peak RSS {:.0} MiB",
                 common.out.display(),
                 peak_rss_mib().unwrap_or(0.0)

@@ -106,6 +106,11 @@ pub struct Results {
     /// Seconds from the first event until every still-connected sampled pair delivers and
     /// keeps delivering (None: not within the observation).
     pub recovery_s: Option<f64>,
+    /// Routed and control messages the routers dropped over the whole run, by reason (summed
+    /// over nodes; `rate_limited`: lookup requests over a peer's budget).
+    pub router_drops: std::collections::BTreeMap<String, u64>,
+    /// Renewals of a parent's consent the nodes asked for over the whole run.
+    pub consent_renewals: u64,
     /// Events the engine handled.
     pub engine_events: u64,
     /// Wall-clock seconds of the run (not part of the determinism check).
@@ -449,6 +454,20 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         state_per_degree_log_n,
         reachability,
         recovery_s,
+        router_drops: {
+            let mut m = std::collections::BTreeMap::new();
+            for n in &sim.nodes {
+                for (k, v) in &n.router.stats().dropped {
+                    *m.entry(k.to_string()).or_insert(0) += v;
+                }
+            }
+            m
+        },
+        consent_renewals: sim
+            .nodes
+            .iter()
+            .map(|n| n.router.stats().consent_renewals)
+            .sum(),
         engine_events: sim.events,
         wall_s: wall.elapsed().as_secs_f64(),
     })
