@@ -170,7 +170,9 @@ pub(super) async fn write_frames(
     id: ConnId,
     events: mpsc::Sender<StreamEvent>,
 ) {
-    let mut buf = Vec::with_capacity(WRITE_BATCH + 4096);
+    // Grows with what is written: a stranger's connection, answered with a handshake message
+    // or two, holds a few hundred bytes, not a batch's worth.
+    let mut buf = Vec::new();
     while let Some(f) = rx.recv().await {
         buf.clear();
         push_frame(&mut buf, &f);
