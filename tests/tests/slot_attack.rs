@@ -26,9 +26,14 @@ const ADDRESSES: u8 = 40;
 const HELD: usize = 300;
 /// meshd's inbound slots (`conns::MAX_INBOUND`).
 const MAX_INBOUND: usize = 256;
-/// meshd's frame deadline (`conns::FRAME_TIMEOUT`), and its connect deadline.
+/// meshd's deadlines (`conns::FRAME_TIMEOUT`, `CONNECT_TIMEOUT`, `AUTH_TIMEOUT`).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a meshd QUIC client writes first on its stream (`daemon/streams`).
+const QUIC_PREAMBLE: &[u8] = b"PLQ1";
+/// How late after its deadline a connection may be closed (a loaded machine).
+const SLACK: Duration = Duration::from_secs(2);
 /// How much A's RSS may grow while the attack is held (the issue measured 28 MB before).
 const RSS_GROWTH_BOUND_KIB: u64 = 8 * 1024;
 
@@ -295,5 +300,101 @@ fn held_partial_frames_do_not_keep_a_new_tcp_peer_out() {
     assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "pings after the attack");
     eprintln!("[{:.1}s] done", t.elapsed().as_secs_f64());
     drop(peak);
-    let _ = CONNECT_TIMEOUT;
+}
+
+/// How long after `start` the QUIC connection `c` was closed by A.
+async fn closed_after(c: &quinn::Connection, start: Instant) -> Duration {
+    let why = c.closed().await;
+    let after = start.elapsed();
+    eprintln!(
+        "QUIC connection closed after {:.2} s: {why}",
+        after.as_secs_f64()
+    );
+    after
+}
+
+#[test]
+fn quic_connections_that_send_nothing_or_no_link_are_closed_by_their_deadlines() {
+    require_root();
+    let mut a = Node::new("qa");
+    let x = Netns::new("qx");
+    veth(&a.ns, A_X_IP, &x, X_IP);
+    a.configure(&format!("quic://0.0.0.0:{QUIC_PORT}"), &[], "");
+    a.start();
+    let to: SocketAddr = format!("{A_X_IP}:{QUIC_PORT}").parse().expect("address");
+    let times = x.enter(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let id = meshd::identity::Identity::from_seed(&[9; 32]);
+            let cfg = meshd::quic_tls::client_config(&id, None).expect("client config");
+            let bind: SocketAddr = format!("{X_IP}:0").parse().expect("address");
+            // An endpoint (a source port) each: A keys QUIC connections by their source, and a
+            // newer one from the same source replaces the older.
+            let connect = || async {
+                quinn::Endpoint::client(bind)
+                    .expect("endpoint")
+                    .connect_with(cfg.clone(), to, "planetary-lan")
+                    .expect("connect")
+                    .await
+                    .expect("QUIC handshake with A")
+            };
+            let start = Instant::now();
+            // Set up, then nothing: no stream.
+            let silent = connect().await;
+            // The preamble and a frame's length, then nothing.
+            let partial = connect().await;
+            let (mut ps, _pr) = partial.open_bi().await.expect("stream");
+            ps.write_all(QUIC_PREAMBLE).await.expect("write");
+            ps.write_all(&[0xff, 0xff]).await.expect("write");
+            let partial_start = Instant::now();
+            // Frames every 200 ms that are no handshake: busy, never a link.
+            let busy = connect().await;
+            let (mut bs, _br) = busy.open_bi().await.expect("stream");
+            bs.write_all(QUIC_PREAMBLE).await.expect("write");
+            let busy_start = Instant::now();
+            let chatter = async {
+                loop {
+                    let mut frame = vec![0x00, 0x20];
+                    frame.extend_from_slice(&[0x5a; 32]);
+                    if bs.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            };
+            let measured = async {
+                tokio::join!(
+                    closed_after(&silent, start),
+                    closed_after(&partial, partial_start),
+                    closed_after(&busy, busy_start),
+                )
+            };
+            let limit = AUTH_TIMEOUT + SLACK + Duration::from_secs(1);
+            tokio::select! {
+                t = tokio::time::timeout(limit, measured) => t.ok(),
+                _ = chatter => None,
+            }
+        })
+    });
+    let Some((silent, partial, busy)) = times else {
+        panic!("a QUIC connection was held past its deadline\n{}", a.log());
+    };
+    eprintln!(
+        "closed: set up and silent after {:.2} s (bound {CONNECT_TIMEOUT:?}), partial frame after {:.2} s ({FRAME_TIMEOUT:?}), frames but no link after {:.2} s ({AUTH_TIMEOUT:?})",
+        silent.as_secs_f64(),
+        partial.as_secs_f64(),
+        busy.as_secs_f64()
+    );
+    assert!(silent <= CONNECT_TIMEOUT + SLACK, "silent: {silent:?}");
+    assert!(
+        partial <= FRAME_TIMEOUT + SLACK,
+        "partial frame: {partial:?}"
+    );
+    assert!(
+        busy + SLACK >= AUTH_TIMEOUT && busy <= AUTH_TIMEOUT + SLACK,
+        "busy stranger: {busy:?}"
+    );
 }
