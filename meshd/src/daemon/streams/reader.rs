@@ -129,3 +129,79 @@ pub(super) async fn read_frames(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn framed(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![];
+        for f in frames {
+            out.extend_from_slice(&u16::try_from(f.len()).expect("short").to_be_bytes());
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    /// Writes `bytes` in `chunk`-sized pieces, reads them back with `read_frames`; returns the
+    /// frames and why reading ended.
+    async fn read_back(bytes: Vec<u8>, chunk: usize, authenticated: bool) -> (Vec<Vec<u8>>, End) {
+        let (mut w, r) = tokio::io::duplex(128 * 1024);
+        let (tx, mut rx) = mpsc::channel(1024);
+        let auth = AtomicBool::new(authenticated);
+        let writer = async move {
+            for piece in bytes.chunks(chunk) {
+                if w.write_all(piece).await.is_err() {
+                    // The reader stopped (as it should at a zero length).
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let reader = read_frames(r, ConnId(1), &tx, &auth, Some(Duration::from_secs(5)));
+        let ((), end) = tokio::join!(writer, reader);
+        drop(tx);
+        let mut got = vec![];
+        while let Some(ev) = rx.recv().await {
+            if let StreamEvent::Frame(_, f) = ev {
+                got.push(f);
+            }
+        }
+        (got, end)
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_whole_however_the_bytes_are_cut() {
+        let frames: Vec<Vec<u8>> = [1usize, 148, 1500, 3000, 65_535, 7]
+            .iter()
+            .map(|n| (0..*n).map(|i| i as u8).collect())
+            .collect();
+        for authenticated in [false, true] {
+            for chunk in [1, 3, 1000, 70_000] {
+                let bytes = framed(&frames);
+                let (got, end) = read_back(bytes, chunk, authenticated).await;
+                assert_eq!(got, frames, "chunk {chunk}, authenticated {authenticated}");
+                assert!(matches!(end, End::Closed), "{end}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zero_length_ends_the_stream_and_silence_ends_it_at_the_idle_bound() {
+        let mut bytes = framed(&[b"one".to_vec()]);
+        bytes.extend_from_slice(&[0, 0]);
+        bytes.extend(framed(&[b"never".to_vec()]));
+        let (got, end) = read_back(bytes, 4, false).await;
+        assert_eq!(got, [b"one".to_vec()]);
+        assert!(matches!(end, End::Closed));
+        // Nothing at all, with an idle bound of 50 ms.
+        let (_w, r) = tokio::io::duplex(64);
+        let (tx, _rx) = mpsc::channel(4);
+        let auth = AtomicBool::new(false);
+        let start = Instant::now();
+        let end = read_frames(r, ConnId(1), &tx, &auth, Some(Duration::from_millis(50))).await;
+        assert!(matches!(end, End::Idle), "{end}");
+        assert!(start.elapsed() < FRAME_TIMEOUT);
+    }
+}
