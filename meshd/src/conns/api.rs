@@ -51,6 +51,12 @@ pub enum CloseReason {
     Unknown,
     /// [`MAX_OUTBOUND`](super::MAX_OUTBOUND) outbound connections are up already.
     TooMany,
+    /// An inbound connection carrying no authenticated link yet, the oldest such, made room
+    /// for a new one (its address, network or the whole table was at its bound).
+    Evicted,
+    /// An inbound connection did not carry an authenticated link within
+    /// [`AUTH_TIMEOUT`](super::AUTH_TIMEOUT) of its accept.
+    Unauthenticated,
 }
 
 /// What the link core is to be told.
@@ -136,10 +142,21 @@ pub struct Counters {
     pub crossing_closed: u64,
     /// Connections replaced by a newer one to the same endpoint.
     pub replaced: u64,
-    /// Inbound connections refused: their address holds [`MAX_PER_ADDRESS`](super::MAX_PER_ADDRESS).
+    /// Inbound connections refused: their address holds [`MAX_PER_ADDRESS`](super::MAX_PER_ADDRESS),
+    /// all authenticated.
     pub refused_per_address: u64,
-    /// Inbound connections refused: [`MAX_INBOUND`](super::MAX_INBOUND) exist.
+    /// Inbound connections refused: their network holds [`MAX_PER_PREFIX`](super::MAX_PER_PREFIX),
+    /// all authenticated.
+    pub refused_per_prefix: u64,
+    /// Inbound connections refused: [`MAX_INBOUND`](super::MAX_INBOUND) exist, all authenticated.
     pub refused_total: u64,
+    /// Inbound connections not yet authenticated closed to make room for a new one.
+    pub evicted: u64,
+    /// Inbound connections closed for not carrying an authenticated link within
+    /// [`AUTH_TIMEOUT`](super::AUTH_TIMEOUT).
+    pub unauthenticated_closed: u64,
+    /// QUIC connection attempts asked to prove their address first (a Retry).
+    pub validations_asked: u64,
     /// Frames received on a connection the core does not carry (closed meanwhile).
     pub stale_frames: u64,
 }

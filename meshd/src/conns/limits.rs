@@ -1,5 +1,5 @@
 //! The bounded tables of the connection manager that are not connections: inbound slots (per
-//! remote address and in all) and what the manager remembers about endpoints between
+//! remote address, per remote network and in all) and what the manager remembers about endpoints between
 //! connections (redial backoff after failures, endpoints that were only ever inbound).
 //!
 //! Everything here is driven by the `now` the caller gives; nothing reads a clock. Every table
@@ -7,14 +7,21 @@
 
 use crate::uri::Endpoint;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// Most inbound connections (TCP and QUIC together, set up or being set up) at once; beyond,
-/// new ones are refused.
+/// the oldest connection not yet carrying an authenticated link makes room (see
+/// [`super::Conns::handle_inbound`]).
 pub const MAX_INBOUND: usize = 256;
 /// Most inbound connections from one remote IP address at once.
 pub const MAX_PER_ADDRESS: usize = 8;
+/// Most inbound connections from one network at once: an IPv4 /24 or an IPv6 /64 (see
+/// [`prefix_of`]), so that one network cannot take the whole table.
+pub const MAX_PER_PREFIX: usize = MAX_INBOUND / 4;
+/// Beyond this many inbound connections, a QUIC connection attempt from an address not yet
+/// proven is asked to prove it first (a QUIC Retry), so that spoofed sources hold no slot.
+pub const VALIDATE_ABOVE: usize = MAX_INBOUND / 2;
 /// The first redial of an endpoint whose connection attempt failed waits this long.
 pub const REDIAL_MIN: Duration = Duration::from_secs(1);
 /// Each further failure doubles the wait, up to this (the link core's own dial schedule,
@@ -27,50 +34,83 @@ pub const MAX_INBOUND_ONLY: usize = 4 * MAX_INBOUND;
 /// An inbound-only endpoint is forgotten this long after its connection came up.
 pub const INBOUND_ONLY_EXPIRY: Duration = Duration::from_secs(600);
 
-/// Inbound connection slots: [`MAX_INBOUND`] in all, [`MAX_PER_ADDRESS`] per remote address.
+/// The network `ip` is counted in for [`MAX_PER_PREFIX`]: its /24 (IPv4, or an IPv4-mapped
+/// IPv6 address) or its /64 (IPv6), as an address with the host bits cleared.
+pub fn prefix_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(v4.to_bits() & !0xff)),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+    }
+}
+
+/// Inbound connection slots: [`MAX_INBOUND`] in all, [`MAX_PER_ADDRESS`] per remote address,
+/// [`MAX_PER_PREFIX`] per remote network. Addresses are counted canonical (an IPv4-mapped
+/// IPv6 address as the IPv4 one).
 #[derive(Debug, Default)]
 pub(crate) struct InboundSlots {
     total: usize,
     per_address: HashMap<IpAddr, usize>,
+    per_prefix: HashMap<IpAddr, usize>,
 }
 
-/// Why an inbound connection was refused.
+/// Why an inbound connection was refused (or which bound made room first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Its address holds [`MAX_PER_ADDRESS`] connections already.
     PerAddress,
+    /// Its network holds [`MAX_PER_PREFIX`] connections already.
+    PerPrefix,
     /// [`MAX_INBOUND`] inbound connections exist already.
     Total,
 }
 
 impl InboundSlots {
-    /// Takes a slot for a connection from `ip`, if one is free.
-    pub(crate) fn take(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+    /// Which bound, if any, a new connection from `ip` would exceed, the narrowest first.
+    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let ip = ip.to_canonical();
+        if self.per_address.get(&ip).copied().unwrap_or(0) >= MAX_PER_ADDRESS {
+            return Err(Refusal::PerAddress);
+        }
+        if self.per_prefix.get(&prefix_of(ip)).copied().unwrap_or(0) >= MAX_PER_PREFIX {
+            return Err(Refusal::PerPrefix);
+        }
         if self.total >= MAX_INBOUND {
             return Err(Refusal::Total);
         }
-        let n = self.per_address.get(&ip).copied().unwrap_or(0);
-        if n >= MAX_PER_ADDRESS {
-            return Err(Refusal::PerAddress);
-        }
-        self.per_address.insert(ip, n + 1);
+        Ok(())
+    }
+
+    /// Takes a slot for a connection from `ip`, if one is free.
+    pub(crate) fn take(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        self.check(ip)?;
+        let ip = ip.to_canonical();
+        *self.per_address.entry(ip).or_insert(0) += 1;
+        *self.per_prefix.entry(prefix_of(ip)).or_insert(0) += 1;
         self.total += 1;
         Ok(())
     }
 
     /// Gives back the slot of a connection from `ip`.
     pub(crate) fn give_back(&mut self, ip: IpAddr) {
-        if let Some(n) = self.per_address.get_mut(&ip) {
+        let ip = ip.to_canonical();
+        let Some(n) = self.per_address.get_mut(&ip) else {
+            return;
+        };
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.per_address.remove(&ip);
+        }
+        let prefix = prefix_of(ip);
+        if let Some(n) = self.per_prefix.get_mut(&prefix) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_address.remove(&ip);
+                self.per_prefix.remove(&prefix);
             }
-            self.total = self.total.saturating_sub(1);
         }
+        self.total = self.total.saturating_sub(1);
     }
 
     /// Inbound connections holding a slot.
-    #[cfg(test)]
     pub(crate) fn total(&self) -> usize {
         self.total
     }

@@ -5,12 +5,14 @@
 //! endpoint when the link core first sends to it (keeping a few frames for it meanwhile),
 //! redials a failed one only after a backoff, keeps one of two crossing connections (the one
 //! the lower key dialed, on both sides), closes a connection that stopped carrying anything,
-//! and bounds inbound connections per remote address and in all. It owns no socket, no task
-//! and no clock, following quinn-proto's contract:
+//! and shares the inbound slots out (below). It owns no socket, no task and no clock,
+//! following quinn-proto's contract:
 //!
 //! ```text
 //!   link frame to send ──► handle_send(now, to, frame) ──► Send::Write(id) / Queued / Dropped
 //!   accept from addr   ──► handle_inbound(now, from)    ──► Some(id): set it up, None: refuse
+//!   (QUIC, unproven)   ──► must_validate()              ──► true: ask for a Retry first
+//!   link session sent  ──► handle_authenticated(id)     (the link core sent a sealed datagram)
 //!   connection set up  ──► handle_up(now, id, key)
 //!   frame received     ──► handle_frame(now, id)        ──► the endpoint, for the link core
 //!   ended / failed     ──► handle_down(now, id) / handle_dial_failed(now, id, why)
@@ -19,7 +21,19 @@
 //!   poll_event()   ──► Bound / Unbound / DialFailed                           (the link core)
 //! ```
 //!
-//! The shell (`daemon/streams.rs`) only moves bytes: it runs the dials, accepts, readers and
+//! **Inbound slots.** A stranger's connection costs a slot from accept until it carries an
+//! authenticated link, which the shell reports with [`Conns::handle_authenticated`] when the
+//! link core first sends a datagram of an established session on it (the responder sends a
+//! keepalive the moment the handshake completes). Slots are bounded per remote address
+//! ([`MAX_PER_ADDRESS`]), per /24 or /64 ([`MAX_PER_PREFIX`]) and in all ([`MAX_INBOUND`]);
+//! a new connection that meets a bound takes the slot of the oldest connection within that
+//! bound that is not authenticated ([`CloseReason::Evicted`]), and is refused only if every
+//! connection there is authenticated: whoever holds slots without linking cannot keep a new
+//! peer out, and authenticated links are never closed for strangers. An inbound connection
+//! not authenticated within [`AUTH_TIMEOUT`] of its accept is closed, whatever it sends; the
+//! shell bounds every read besides (a frame's body within [`FRAME_TIMEOUT`]).
+//!
+//! The shell (`daemon/streams/`) only moves bytes: it runs the dials, accepts, readers and
 //! writers the actions ask for, and reports what happened with the `handle_*` calls. Every
 //! connection is named by a [`ConnId`] this core hands out; a connection up is the one that
 //! carries its endpoint ([`Conns::handle_send`] answers with its id), so the shell's lookup is
@@ -31,20 +45,21 @@
 //! dials in flight, outbound and inbound connections, and the tables in [`limits`].
 
 mod api;
+mod inbound;
 pub mod limits;
 #[cfg(test)]
 mod tests;
 
 use crate::identity::PublicKey;
 use crate::uri::{Endpoint, Scheme};
-use limits::{InboundSlots, NoDial, Redial, Refusal};
-use std::collections::{HashMap, VecDeque};
+use limits::{InboundSlots, NoDial, Redial};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use api::{Action, CloseReason, ConnId, Counters, DropReason, Event, Send};
 pub use limits::{
-    INBOUND_ONLY_EXPIRY, MAX_BACKOFFS, MAX_INBOUND, MAX_INBOUND_ONLY, MAX_PER_ADDRESS, REDIAL_MAX,
-    REDIAL_MIN,
+    INBOUND_ONLY_EXPIRY, MAX_BACKOFFS, MAX_INBOUND, MAX_INBOUND_ONLY, MAX_PER_ADDRESS,
+    MAX_PER_PREFIX, REDIAL_MAX, REDIAL_MIN, VALIDATE_ABOVE, prefix_of,
 };
 
 /// Longest frame a connection carries (frames are framed with a 2-byte length).
@@ -62,6 +77,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that received nothing for this long is closed (a live link hears a
 /// keepalive every half second).
 pub const IDLE: Duration = Duration::from_secs(10);
+/// An inbound connection that does not carry an authenticated link this long after its
+/// accept is closed (a handshake takes one round trip; a dialer whose inits are rate-limited
+/// retries within a few seconds).
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A frame whose first byte arrived must be complete within this long, or its connection is
+/// closed (enforced by the shell's readers: a 2-byte length followed by nothing holds nothing).
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// Two connections between the same two sockets that came up within this long of each
 /// other crossed (both sides dialed at once): both sides keep the one the lower key dialed.
 /// An older one is from before (a restarted peer) and the newer replaces it.
@@ -72,6 +94,8 @@ pub const CROSSING_WINDOW: Duration = CONNECT_TIMEOUT;
 struct Conn {
     endpoint: Endpoint,
     inbound: bool,
+    /// When it was dialed or accepted.
+    opened: Instant,
     /// When it was started (opening) or came up (up).
     since: Instant,
     state: State,
@@ -101,6 +125,9 @@ pub struct Conns {
     outbound_up: usize,
     pending_bytes: usize,
     inbound: InboundSlots,
+    /// Inbound connections not yet carrying an authenticated link, oldest (lowest id) first:
+    /// the ones that make room when the slots are full.
+    unauthenticated: BTreeSet<ConnId>,
     redial: Redial,
     /// No deadline of any connection is earlier (it may be earlier than the real next one:
     /// receiving moves idle deadlines later without recomputing it).
@@ -122,6 +149,7 @@ impl Conns {
             outbound_up: 0,
             pending_bytes: 0,
             inbound: InboundSlots::default(),
+            unauthenticated: BTreeSet::new(),
             redial: Redial::default(),
             next_timeout: None,
             actions: VecDeque::new(),
@@ -162,6 +190,7 @@ impl Conns {
             Conn {
                 endpoint: to,
                 inbound: false,
+                opened: now,
                 since: now,
                 state: State::Opening { pending: vec![] },
             },
@@ -171,35 +200,6 @@ impl Conns {
         self.counters.dials += 1;
         self.actions.push_back(Action::Dial { id, to });
         self.keep(id, frame)
-    }
-
-    /// A connection from `from` was accepted (TCP) or is being (QUIC): `Some(id)` to set it
-    /// up under, `None` to refuse it (counted) when its address or all inbound connections
-    /// are at their bound.
-    pub fn handle_inbound(&mut self, now: Instant, from: Endpoint) -> Option<ConnId> {
-        match self.inbound.take(from.addr.ip().to_canonical()) {
-            Err(Refusal::PerAddress) => {
-                self.counters.refused_per_address += 1;
-                return None;
-            }
-            Err(Refusal::Total) => {
-                self.counters.refused_total += 1;
-                return None;
-            }
-            Ok(()) => {}
-        }
-        let id = self.fresh_id();
-        self.conns.insert(
-            id,
-            Conn {
-                endpoint: from,
-                inbound: true,
-                since: now,
-                state: State::Opening { pending: vec![] },
-            },
-        );
-        self.arm(now + CONNECT_TIMEOUT);
-        Some(id)
     }
 
     /// Connection `id` is up; `key` is the key its transport authenticated (QUIC), if any.
@@ -216,7 +216,7 @@ impl Conns {
             return;
         };
         let pending = std::mem::take(pending);
-        let (ep, inbound) = (conn.endpoint, conn.inbound);
+        let (ep, inbound, opened) = (conn.endpoint, conn.inbound, conn.opened);
         if !inbound && self.outbound_up >= MAX_OUTBOUND {
             // Its frames are counted as lost when it is forgotten.
             conn.state = State::Opening { pending };
@@ -230,6 +230,9 @@ impl Conns {
             self.outbound_up += 1;
         }
         self.arm(now + IDLE);
+        if inbound {
+            self.arm(opened + AUTH_TIMEOUT);
+        }
         if self.dialing.get(&ep) == Some(&id) {
             self.dialing.remove(&ep);
         }
@@ -325,7 +328,8 @@ impl Conns {
     }
 
     /// Closes what timed out: dials and accepts not set up within [`CONNECT_TIMEOUT`],
-    /// connections idle for [`IDLE`].
+    /// connections idle for [`IDLE`], inbound connections not authenticated within
+    /// [`AUTH_TIMEOUT`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.next_timeout.is_none_or(|t| now < t) {
             return;
@@ -333,10 +337,13 @@ impl Conns {
         let mut expired = Vec::new();
         let mut next: Option<Instant> = None;
         for (id, c) in &self.conns {
-            let deadline = match c.state {
+            let mut deadline = match c.state {
                 State::Opening { .. } => c.since + CONNECT_TIMEOUT,
                 State::Up { last_rx, .. } => last_rx + IDLE,
             };
+            if self.unauthenticated.contains(id) {
+                deadline = deadline.min(c.opened + AUTH_TIMEOUT);
+            }
             if deadline <= now {
                 expired.push(*id);
             } else {
@@ -350,6 +357,7 @@ impl Conns {
                 continue;
             };
             let (ep, dial) = (c.endpoint, !c.inbound);
+            let stranger = self.unauthenticated.contains(&id) && c.opened + AUTH_TIMEOUT <= now;
             match c.state {
                 State::Opening { .. } => {
                     self.close(id, CloseReason::TimedOut);
@@ -360,6 +368,11 @@ impl Conns {
                         };
                         self.dial_failed(ep, now, why.into());
                     }
+                }
+                State::Up { .. } if stranger => {
+                    tracing::debug!(endpoint = %ep, "inbound connection carries no authenticated link; closed");
+                    self.counters.unauthenticated_closed += 1;
+                    self.close(id, CloseReason::Unauthenticated);
                 }
                 State::Up { .. } => {
                     tracing::debug!(endpoint = %ep, "connection idle; closed");
@@ -497,6 +510,7 @@ impl Conns {
         let ep = c.endpoint;
         if c.inbound {
             self.inbound.give_back(ep.addr.ip().to_canonical());
+            self.unauthenticated.remove(&id);
         }
         if self.dialing.get(&ep) == Some(&id) {
             self.dialing.remove(&ep);

@@ -20,6 +20,7 @@
 //! awaits. The core's state sits in a `RefCell`: the loop is one thread, and no borrow lives
 //! across an `await`.
 
+mod reader;
 mod tasks;
 
 use crate::conns::{Action, ConnId, Conns, Event, Send};
@@ -30,10 +31,12 @@ use crate::uri::{Endpoint, Scheme};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tasks::{
-    accept_quic, accept_quic_conn, accept_tcp, dial_quic, dial_tcp, quic_client, read_frames,
-    read_quic, tcp_listener, write_frames,
+    accept_quic, accept_quic_conn, accept_tcp, dial_quic, dial_tcp, quic_client, read_quic,
+    read_tcp, tcp_listener, write_frames,
 };
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -51,6 +54,13 @@ const WRITE_BATCH: usize = 60 * 1024;
 const QUIC_PREAMBLE: &[u8; 4] = b"PLQ1";
 /// Server name given to quinn (identity is the key; the name is not checked or sent).
 const SERVER_NAME: &str = "planetary-lan";
+/// QUIC connection attempts quinn holds before the loop accepts or refuses them (it does so
+/// at once; the core's slots bound the connections).
+const QUIC_MAX_INCOMING: usize = crate::conns::MAX_INBOUND;
+/// Bytes quinn buffers for one QUIC connection attempt before the loop takes it.
+const QUIC_INCOMING_BUFFER: u64 = 16 * 1024;
+/// Bytes quinn buffers for all QUIC connection attempts together.
+const QUIC_INCOMING_BUFFER_TOTAL: u64 = 1024 * 1024;
 
 /// What the connection tasks tell the event loop (see [`next_event`]).
 pub enum StreamEvent {
@@ -91,11 +101,13 @@ pub enum Transport {
 enum Io {
     /// Being dialed or accepted by this task.
     Opening(AbortHandle),
-    /// Up: its writer's queue, its reader, and the QUIC connection.
+    /// Up: its writer's queue, its reader, the QUIC connection, and whether it carries an
+    /// authenticated link (shared with the reader, whose buffer stays small until then).
     Open {
         tx: mpsc::Sender<Vec<u8>>,
         reader: AbortHandle,
         quic: Option<quinn::Connection>,
+        authenticated: Arc<AtomicBool>,
     },
 }
 
@@ -159,7 +171,12 @@ impl Streams {
                     if quic.is_some() {
                         anyhow::bail!("listen: only one quic:// address is supported");
                     }
-                    let cfg = quic_tls::server_config(identity)?;
+                    let mut cfg = quic_tls::server_config(identity)?;
+                    // quinn's own handshake and idle bound is the transport config's idle
+                    // timeout; these bound what it holds for attempts not yet taken.
+                    cfg.max_incoming(QUIC_MAX_INCOMING)
+                        .incoming_buffer_size(QUIC_INCOMING_BUFFER)
+                        .incoming_buffer_size_total(QUIC_INCOMING_BUFFER_TOTAL);
                     let e = quinn::Endpoint::server(cfg, ep.addr).map_err(|e| {
                         anyhow::anyhow!("cannot listen on quic://{} ({e}); is the port used by another socket (UDP links need a port of their own)?", ep.addr)
                     })?;
@@ -233,6 +250,15 @@ impl Streams {
                 }
                 None => tracing::debug!(%from, "too many inbound connections; closed"),
             },
+            StreamEvent::IncomingQuic(from, incoming)
+                if !incoming.remote_address_validated() && g.core.must_validate() =>
+            {
+                // Many slots taken: the source proves its address (a Retry) before it gets one.
+                tracing::debug!(%from, "QUIC: address not proven; Retry asked");
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+            }
             StreamEvent::IncomingQuic(from, incoming) => match g.core.handle_inbound(now, from) {
                 Some(id) => {
                     let task = tokio::spawn(accept_quic_conn(*incoming, id, self.events.clone()));
@@ -354,12 +380,25 @@ impl Streams {
 }
 
 impl Inner {
-    /// Queues `data` for connection `id`'s writer (or sends it as a QUIC datagram).
+    /// Queues `data` for connection `id`'s writer (or sends it as a QUIC datagram). The first
+    /// datagram of an established session (a sealed one) marks the connection authenticated.
     fn write(&mut self, id: ConnId, data: &[u8]) {
-        let Some(Io::Open { tx, quic, .. }) = self.io.get(&id) else {
+        let Some(Io::Open {
+            tx,
+            quic,
+            authenticated,
+            ..
+        }) = self.io.get(&id)
+        else {
             self.queue_dropped += 1;
             return;
         };
+        if data.first() == Some(&crate::wire::TYPE_TRANSPORT)
+            && !authenticated.load(Ordering::Relaxed)
+            && self.core.handle_authenticated(id)
+        {
+            authenticated.store(true, Ordering::Relaxed);
+        }
         if let Some(q) = quic
             && data.first() == Some(&crate::wire::TYPE_TRANSPORT)
             && q.max_datagram_size().is_some_and(|m| data.len() <= m)
@@ -378,27 +417,36 @@ impl Inner {
     /// Starts the reader and the writer of connection `id`.
     fn start(&mut self, id: ConnId, t: Transport, events: &mpsc::Sender<StreamEvent>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let authenticated = Arc::new(AtomicBool::new(false));
         let io = match t {
             Transport::Tcp(s) => {
                 let _ = s.set_nodelay(true);
                 let (r, w) = s.into_split();
                 tokio::spawn(write_frames(w, rx, id, events.clone()));
-                let reader = tokio::spawn(read_frames(r, id, events.clone()));
+                let reader = tokio::spawn(read_tcp(r, id, events.clone(), authenticated.clone()));
                 Io::Open {
                     tx,
                     reader: reader.abort_handle(),
                     quic: None,
+                    authenticated,
                 }
             }
             Transport::Quic {
                 conn, send, recv, ..
             } => {
                 tokio::spawn(write_frames(send, rx, id, events.clone()));
-                let reader = tokio::spawn(read_quic(conn.clone(), recv, id, events.clone()));
+                let reader = tokio::spawn(read_quic(
+                    conn.clone(),
+                    recv,
+                    id,
+                    events.clone(),
+                    authenticated.clone(),
+                ));
                 Io::Open {
                     tx,
                     reader: reader.abort_handle(),
                     quic: Some(conn),
+                    authenticated,
                 }
             }
         };
@@ -412,7 +460,9 @@ impl Io {
     fn close(self) {
         match self {
             Io::Opening(task) => task.abort(),
-            Io::Open { tx, reader, quic } => {
+            Io::Open {
+                tx, reader, quic, ..
+            } => {
                 drop(tx);
                 reader.abort();
                 if let Some(q) = quic {

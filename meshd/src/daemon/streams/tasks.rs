@@ -2,13 +2,16 @@
 //! and writer. They only move bytes and report to the loop through the event channel; they
 //! decide nothing (the loop's [`crate::conns`] core does).
 
+use super::reader::read_frames;
 use super::{QUIC_PREAMBLE, SERVER_NAME, StreamEvent, Transport, WRITE_BATCH, WRITE_STALL};
-use crate::conns::ConnId;
+use crate::conns::{CONNECT_TIMEOUT, ConnId, IDLE};
 use crate::quic_tls;
 use crate::uri::{Endpoint, Scheme};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// A QUIC endpoint for dialing only.
@@ -66,8 +69,8 @@ pub(super) async fn accept_quic(e: quinn::Endpoint, events: mpsc::Sender<StreamE
     }
 }
 
-/// Sets up an accepted QUIC connection: TLS, its stream, the preamble. (The core closes it if
-/// this takes too long.)
+/// Sets up an accepted QUIC connection: TLS, its stream, the preamble, all within
+/// [`CONNECT_TIMEOUT`] (the core closes it then too).
 pub(super) async fn accept_quic_conn(
     incoming: quinn::Incoming,
     id: ConnId,
@@ -85,6 +88,11 @@ pub(super) async fn accept_quic_conn(
             return Err("QUIC: bad preamble".to_string());
         }
         quic_transport(conn, send, recv)
+    };
+    let attempt = async {
+        tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err("QUIC: not set up in time".to_string()))
     };
     let ev = match attempt.await {
         Ok(t) => StreamEvent::Up(id, Box::new(t)),
@@ -162,7 +170,9 @@ pub(super) async fn write_frames(
     id: ConnId,
     events: mpsc::Sender<StreamEvent>,
 ) {
-    let mut buf = Vec::with_capacity(WRITE_BATCH + 4096);
+    // Grows with what is written: a stranger's connection, answered with a handshake message
+    // or two, holds a few hundred bytes, not a batch's worth.
+    let mut buf = Vec::new();
     while let Some(f) = rx.recv().await {
         buf.clear();
         push_frame(&mut buf, &f);
@@ -196,46 +206,29 @@ fn push_frame(buf: &mut Vec<u8>, f: &[u8]) {
     buf.extend_from_slice(&f[..usize::from(len)]);
 }
 
-/// Reads length-prefixed frames until the stream ends.
-async fn read_stream(
-    r: impl AsyncRead + Unpin,
-    capacity: usize,
-    id: ConnId,
-    events: &mpsc::Sender<StreamEvent>,
-) {
-    let mut r = tokio::io::BufReader::with_capacity(capacity, r);
-    loop {
-        let len = match r.read_u16().await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => usize::from(n),
-        };
-        let mut f = vec![0u8; len];
-        if r.read_exact(&mut f).await.is_err() {
-            return;
-        }
-        if events.send(StreamEvent::Frame(id, f)).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads a TCP connection until it ends, then reports it down.
-pub(super) async fn read_frames(
+/// Reads a TCP connection until it ends or a read deadline passes (nothing for [`IDLE`], a
+/// frame not complete within [`crate::conns::FRAME_TIMEOUT`]), then reports it down.
+pub(super) async fn read_tcp(
     r: impl AsyncRead + Unpin,
     id: ConnId,
     events: mpsc::Sender<StreamEvent>,
+    authenticated: Arc<AtomicBool>,
 ) {
-    read_stream(r, 64 * 1024, id, &events).await;
+    let end = read_frames(r, id, &events, &authenticated, Some(IDLE)).await;
+    tracing::debug!(id = id.0, "TCP connection read: {end}");
     let _ = events.send(StreamEvent::Down(id)).await;
 }
 
 /// Reads a QUIC connection's stream and datagrams until either ends, then closes it and
-/// reports it down. (The stream may be quiet while datagrams flow.)
+/// reports it down. The stream may be quiet while datagrams flow: the wait for a frame is
+/// bounded by the core's idle and authentication deadlines (and quinn's idle timeout), a
+/// frame's body by [`crate::conns::FRAME_TIMEOUT`].
 pub(super) async fn read_quic(
     conn: quinn::Connection,
     recv: quinn::RecvStream,
     id: ConnId,
     events: mpsc::Sender<StreamEvent>,
+    authenticated: Arc<AtomicBool>,
 ) {
     let datagrams = async {
         while let Ok(d) = conn.read_datagram().await {
@@ -250,7 +243,9 @@ pub(super) async fn read_quic(
     };
     tokio::select! {
         _ = datagrams => {}
-        _ = read_stream(recv, 16 * 1024, id, &events) => {}
+        end = read_frames(recv, id, &events, &authenticated, None) => {
+            tracing::debug!(id = id.0, "QUIC stream read: {end}");
+        }
     }
     conn.close(0u32.into(), b"stream ended");
     let _ = events.send(StreamEvent::Down(id)).await;
