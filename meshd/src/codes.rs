@@ -7,7 +7,7 @@
 //! shadow an old one.
 //!
 //! ```text
-//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX) or TRANSPORT
+//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX), COOKIE or TRANSPORT
 //!    TRANSPORT plaintext ─ [link_frame] ─► ROUTING ─► routing message ─ [routing::wire::kind]
 //!      TRAFFIC payload ─ [routed] ─► E2E_INIT / E2E_RESP / E2E_DATA, or ZNET | id | e2e message
 //!        E2E_DATA plaintext ─ [session_payload] ─► IPv6 (or IPv4/IPv6 in a znet), or CONTROL
@@ -28,12 +28,15 @@ pub mod datagram {
     pub const FINAL: u8 = 3;
     /// A transport message (encrypted frame).
     pub const TRANSPORT: u8 = 4;
+    /// A cookie reply: the answer to an init under load (prove your address first).
+    pub const COOKIE: u8 = 5;
     /// All of them, for the collision test.
     pub const ALL: &[(&str, u8)] = &[
         ("INIT", INIT),
         ("RESPONSE", RESPONSE),
         ("FINAL", FINAL),
         ("TRANSPORT", TRANSPORT),
+        ("COOKIE", COOKIE),
     ];
 }
 
@@ -178,6 +181,7 @@ mod tests {
     fn the_parsers_use_the_registry() {
         assert_eq!(crate::wire::TYPE_INIT, datagram::INIT);
         assert_eq!(crate::wire::TYPE_TRANSPORT, datagram::TRANSPORT);
+        assert_eq!(crate::wire::TYPE_COOKIE, datagram::COOKIE);
         assert_eq!(crate::wire::frame::PROBE_REPLY, link_frame::PROBE_REPLY);
         assert_eq!(crate::e2e::wire::TYPE_DATA, routed::E2E_DATA);
         assert_eq!(crate::znet::ZNET, routed::ZNET);
