@@ -478,7 +478,10 @@ mod tests {
         // announcement names a key sighted a second ago, and is checked.
         spoof(&mut rx, start, 1, 1_000_000, 1000);
         let took = heard_during_flood(&mut rx, start, &a, on(1, 1));
-        assert_eq!(took, 1, "heard after {took} s, not at its second announcement");
+        assert_eq!(
+            took, 1,
+            "heard after {took} s, not at its second announcement"
+        );
     }
 
     #[test]

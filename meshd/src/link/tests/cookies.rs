@@ -15,7 +15,7 @@ fn spoofed_init(i: u32) -> (Endpoint, Vec<u8>) {
         *x = (i as u8).wrapping_mul(31).wrapping_add(k as u8) | 1;
     }
     // Half of them carry a made-up cookie MAC.
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         b[wire::INIT_MAC_AT..wire::INIT_MAC_AT + wire::COOKIE_LEN].fill(0xa5);
     }
     (from, b)
