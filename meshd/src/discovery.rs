@@ -27,20 +27,22 @@
 //! 3. a **new** key is verified from its interface's budget (per source address, then per
 //!    interface: a flood on one interface spends nothing of another's). Once that is spent
 //!    (a flood), only keys already **sighted** in the last two [`SIGHTING_WINDOW`]s are
-//!    verified, from a second budget of the interface: a real neighbour announces every
-//!    [`INTERVAL`] under the same key, while a flood of made-up keys mostly names each key
-//!    once, so the second announcement of a real neighbour gets through.
+//!    verified, and only when they come with a higher `seq` than when sighted, from a second
+//!    budget of the interface: a real neighbour announces every [`INTERVAL`] under the same
+//!    key with a growing `seq`, while a flood of made-up keys names each key once (or replays
+//!    the same announcements), so the second announcement of a real neighbour gets through.
 //!
 //! The limits of this: a spoofer who names one recognised key can spend that key's budget
 //! (delaying only that neighbour's re-announcements, never its link, which is already dialed);
-//! one who sends each made-up key twice competes for the sighted budget, and beyond
-//! [`MAX_SIGHTINGS`] new keys per window, later keys are not remembered until the next
-//! window.
+//! one who sends each made-up key twice with a growing `seq` competes for the sighted budget;
+//! and beyond [`MAX_SIGHTINGS`] new keys per window (a flood of more than about 30,000 made-up
+//! keys a second), later keys are not remembered until the next window, so a new neighbour
+//! may need several windows to be heard.
 
 use crate::identity::{Identity, PublicKey};
 use crate::toolkit::bucket::{Bucket, Rate};
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -128,16 +130,18 @@ pub const MAX_SIGHTINGS: usize = 65_536;
 /// accepted this long ago.
 pub const RESET_AFTER: Duration = Duration::from_secs(30);
 
-/// Keys named recently, verified or not: the current window and the one before.
+/// Keys named recently, verified or not, with the highest `seq` each was named with: the
+/// current window and the one before.
 struct Sightings {
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
+    current: HashMap<u64, u64>,
+    previous: HashMap<u64, u64>,
     since: Instant,
 }
 
 impl Sightings {
-    /// Whether `key` was named in this window or the last; notes it in this one.
-    fn seen(&mut self, key: &PublicKey, now: Instant) -> bool {
+    /// Whether `key` was named in this window or the last with a lower `seq` (a neighbour
+    /// announcing again; a replayed announcement does not count); notes it in this one.
+    fn seen(&mut self, key: &PublicKey, seq: u64, now: Instant) -> bool {
         if now >= self.since + SIGHTING_WINDOW {
             let quiet = now >= self.since + 2 * SIGHTING_WINDOW;
             self.previous = std::mem::take(&mut self.current);
@@ -149,11 +153,16 @@ impl Sightings {
         let mut f = [0u8; 8];
         f.copy_from_slice(&key.0[..8]);
         let f = u64::from_be_bytes(f);
-        let seen = self.current.contains(&f) || self.previous.contains(&f);
-        if !seen && self.current.len() < MAX_SIGHTINGS {
-            self.current.insert(f);
+        let before = [self.current.get(&f), self.previous.get(&f)]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied();
+        if self.current.len() < MAX_SIGHTINGS || self.current.contains_key(&f) {
+            let e = self.current.entry(f).or_insert(seq);
+            *e = (*e).max(seq);
         }
-        seen
+        before.is_some_and(|b| b < seq)
     }
 }
 
@@ -183,8 +192,8 @@ impl Receiver {
             interfaces: HashMap::new(),
             recognised: HashMap::new(),
             sightings: Sightings {
-                current: HashSet::new(),
-                previous: HashSet::new(),
+                current: HashMap::new(),
+                previous: HashMap::new(),
                 since: now,
             },
             latest: HashMap::new(),
@@ -222,7 +231,7 @@ impl Receiver {
         {
             return Err(Rejected::Stale);
         }
-        if !self.admit(now, from, &key) {
+        if !self.admit(now, from, &key, seq) {
             return Err(Rejected::RateLimited);
         }
         let mut sig = [0u8; 64];
@@ -247,13 +256,13 @@ impl Receiver {
     }
 
     /// Whether the signature of an announcement naming `key` from `from` may be checked now.
-    fn admit(&mut self, now: Instant, from: SocketAddr, key: &PublicKey) -> bool {
+    fn admit(&mut self, now: Instant, from: SocketAddr, key: &PublicKey, seq: u64) -> bool {
         if let Some((at, bucket)) = self.recognised.get_mut(key)
             && now < *at + RECOGNISED_FOR
         {
             return bucket.take(now, RECOGNISED_RATE);
         }
-        let sighted = self.sightings.seen(key, now);
+        let sighted = self.sightings.seen(key, seq, now);
         if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&from.ip()) {
             // Only a flood from many addresses fills it: starting over is fair to all.
             self.sources.clear();
@@ -482,6 +491,30 @@ mod tests {
             took, 1,
             "heard after {took} s, not at its second announcement"
         );
+    }
+
+    #[test]
+    fn a_replayed_flood_is_not_taken_for_announcing_neighbours() {
+        let (a, me) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let start = Instant::now();
+        let mut rx = Receiver::new(me.public_key(), start);
+        // The same 5,000 announcements over and over (from as many sources, so that the
+        // per-source buckets do not hold them back): every key is named again and again, but
+        // never with a newer seq, so none of them spends the budget for sighted keys.
+        let mut heard = None;
+        for ms in 0..3000u64 {
+            let now = start + Duration::from_millis(ms);
+            for i in 0..10 {
+                spoof(&mut rx, now, 1, (ms as u32 * 10 + i) % 5000, 1);
+            }
+            if ms % 1000 == 500
+                && heard.is_none()
+                && rx.handle(now, on(1, 1), &announce(&a, 7820, ms)).is_ok()
+            {
+                heard = Some(ms / 1000);
+            }
+        }
+        assert_eq!(heard, Some(1), "heard at its second announcement");
     }
 
     #[test]
