@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!   B ── 10.91.1.0/24 ── A ── 10.91.3.0/24 ── F (raw socket: inits from 10.200.0.0/16;
-//!                        │                       A routes its answers into a dummy device)
+//!                        │                       A's answers to them: back to F, dropped)
 //!                        │
 //!   C (new) ─ 10.91.2.0/24
 //! ```
@@ -207,21 +207,39 @@ fn init_flood_setup() -> (Node, Node, Node, Netns) {
     veth(&a.ns, A_TO_C, &c.ns, C_IP);
     let (a_if, _) = veth(&a.ns, A_TO_F, &f, F_IP);
     // A accepts packets from the spoofed range on F's link, and routes its answers to them
-    // into a blackhole: a dummy device, which drops them (as the Internet would lose answers
-    // to forged addresses) without failing A's sends.
+    // back to F, whose nftables drops them on arrival (as the Internet would lose answers to
+    // forged addresses): A's sends succeed and cost it what they would in the wild.
     for (k, v) in [
         ("net.ipv4.conf.all.rp_filter", "0"),
         (&format!("net.ipv4.conf.{a_if}.rp_filter"), "0"),
     ] {
         run(a.ns.cmd("sysctl").args(["-qw", &format!("{k}={v}")]));
     }
-    let sink = unique("fs");
-    run(a.ns.cmd("ip").args(["link", "add", &sink, "type", "dummy"]));
-    run(a.ns.cmd("ip").args(["link", "set", &sink, "up"]));
     run(a
         .ns
         .cmd("ip")
-        .args(["route", "add", "10.200.0.0/16", "dev", &sink]));
+        .args(["route", "add", "10.200.0.0/16", "via", F_IP]));
+    let sink = unique("fs");
+    run(f.cmd("nft").args(["add", "table", "ip", &sink]));
+    run(f.cmd("nft").args([
+        "add",
+        "chain",
+        "ip",
+        &sink,
+        "pre",
+        "{ type filter hook prerouting priority -300; }",
+    ]));
+    run(f.cmd("nft").args([
+        "add",
+        "rule",
+        "ip",
+        &sink,
+        "pre",
+        "ip",
+        "daddr",
+        "10.200.0.0/16",
+        "drop",
+    ]));
     let table = unique("fl");
     run(a.ns.cmd("nft").args(["add", "table", "inet", &table]));
     run(a.ns.cmd("nft").args([
