@@ -138,12 +138,19 @@ fn flooding<T>(
     max_rate: Option<f64>,
     during: impl FnOnce() -> T,
 ) -> (T, f64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let f = flood(ns, packets, max_rate, stop.clone());
+    /// Stops the flood however `during` ends (a failed assertion too).
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = Stop(Arc::new(AtomicBool::new(false)));
+    let f = flood(ns, packets, max_rate, stop.0.clone());
     // Let the flood spend the budgets first.
     std::thread::sleep(Duration::from_millis(500));
     let out = during();
-    stop.store(true, Ordering::Relaxed);
+    drop(stop);
     let (sent, took) = f.join().expect("flood thread");
     let rate = sent as f64 / took.as_secs_f64();
     eprintln!("{what}: {sent} packets in {took:.1?} = {rate:.0} a second");
