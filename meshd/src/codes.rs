@@ -7,7 +7,7 @@
 //! shadow an old one.
 //!
 //! ```text
-//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX), TRANSPORT or STALE
+//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX), COOKIE, TRANSPORT or STALE
 //!    TRANSPORT plaintext ─ [link_frame] ─► ROUTING ─► routing message ─ [routing::wire::kind]
 //!      TRAFFIC payload ─ [routed] ─► E2E_INIT / E2E_RESP / E2E_DATA / E2E_STALE, or ZNET | id | e2e message
 //!        E2E_DATA plaintext ─ [session_payload] ─► IPv6 (or IPv4/IPv6 in a znet), or CONTROL
@@ -28,6 +28,8 @@ pub mod datagram {
     pub const FINAL: u8 = 3;
     /// A transport message (encrypted frame).
     pub const TRANSPORT: u8 = 4;
+    /// A cookie reply: the answer to an init under load (prove your address first).
+    pub const COOKIE: u8 = 5;
     /// "The receiver index you used is unknown here" (a hint, unauthenticated).
     pub const STALE: u8 = 6;
     /// All of them, for the collision test.
@@ -36,6 +38,7 @@ pub mod datagram {
         ("RESPONSE", RESPONSE),
         ("FINAL", FINAL),
         ("TRANSPORT", TRANSPORT),
+        ("COOKIE", COOKIE),
         ("STALE", STALE),
     ];
 }
@@ -184,6 +187,7 @@ mod tests {
     fn the_parsers_use_the_registry() {
         assert_eq!(crate::wire::TYPE_INIT, datagram::INIT);
         assert_eq!(crate::wire::TYPE_TRANSPORT, datagram::TRANSPORT);
+        assert_eq!(crate::wire::TYPE_COOKIE, datagram::COOKIE);
         assert_eq!(crate::wire::frame::PROBE_REPLY, link_frame::PROBE_REPLY);
         assert_eq!(crate::e2e::wire::TYPE_DATA, routed::E2E_DATA);
         assert_eq!(crate::znet::ZNET, routed::ZNET);

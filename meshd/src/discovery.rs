@@ -1,8 +1,7 @@
 //! LAN discovery, sans-IO: signed announcements a node multicasts on its links' IPv6
 //! link-local scope, and the checks a received one must pass before the node dials it.
 //!
-//! (Issue 8, first part: the wire format and its checks. The daemon does not send or listen
-//! yet; see `docs/ARCHITECTURE.md`.)
+//! The daemon's socket and interfaces are `daemon/lan.rs`'s.
 //!
 //! ```text
 //!   announcement (110 bytes) = "PLD1" | key (32) | port (u16) | seq (u64) | ed25519 signature (64)
@@ -17,9 +16,28 @@
 //! linked under it. A replay of an older `seq` than one already seen from that key is dropped
 //! outright.
 //!
-//! **What it costs a receiver.** Announcements are admitted through a token bucket per source
-//! address and one for all sources *before* the signature is checked, so a flood costs a few
-//! hash-free comparisons per datagram, not a verification each.
+//! **What it costs a receiver.** Checking a signature is the only expensive step, and anyone
+//! on the LAN can send announcements from any link-local address with any key. So:
+//!
+//! 1. the cheap checks come first: length, magic, our own key, and staleness (a `seq` not
+//!    newer than the last one accepted from that key); none of them costs a token;
+//! 2. a **recognised** neighbour (its key verified in the last [`RECOGNISED_FOR`]) is verified
+//!    from a budget of its own: random spoofed announcements never touch it, so a neighbour
+//!    that restarts is heard again at once;
+//! 3. a **new** key is verified from its interface's budget (per source address, then per
+//!    interface: a flood on one interface spends nothing of another's). Once that is spent
+//!    (a flood), only keys already **sighted** in the last two [`SIGHTING_WINDOW`]s are
+//!    verified, and only when they come with a higher `seq` than when sighted, from a second
+//!    budget of the interface: a real neighbour announces every [`INTERVAL`] under the same
+//!    key with a growing `seq`, while a flood of made-up keys names each key once (or replays
+//!    the same announcements), so the second announcement of a real neighbour gets through.
+//!
+//! The limits of this: a spoofer who names one recognised key can spend that key's budget
+//! (delaying only that neighbour's re-announcements, never its link, which is already dialed);
+//! one who sends each made-up key twice with a growing `seq` competes for the sighted budget;
+//! and beyond [`MAX_SIGHTINGS`] new keys per window (a flood of more than about 30,000 made-up
+//! keys a second), later keys are not remembered until the next window, so a new neighbour
+//! may need several windows to be heard.
 
 use crate::identity::{Identity, PublicKey};
 use crate::toolkit::bucket::{Bucket, Rate};
@@ -87,22 +105,81 @@ pub enum Rejected {
     Stale,
 }
 
-/// Most sources remembered for rate limiting (the stalest go first beyond).
+/// Most sources, keys and interfaces remembered for rate limiting (each table starts over, or
+/// forgets its stalest, beyond).
 const MAX_SOURCES: usize = 1024;
-/// Per source: one announcement a second, bursts of 4.
+/// Per source address, announcements of new keys: one a second, bursts of 4.
 const SOURCE_RATE: Rate = Rate::new(1.0, 4.0);
-/// All sources together: 50 a second, bursts of 100.
-const GLOBAL_RATE: Rate = Rate::new(50.0, 100.0);
+/// Per interface, announcements of new keys verified: 20 a second, bursts of 40.
+const NEW_RATE: Rate = Rate::new(20.0, 40.0);
+/// Per interface, once [`NEW_RATE`] is spent, announcements of keys sighted before.
+const SIGHTED_RATE: Rate = Rate::new(20.0, 40.0);
+/// Per recognised key (whatever the interface): two a second, bursts of 4.
+const RECOGNISED_RATE: Rate = Rate::new(2.0, 4.0);
+/// Most interfaces with a budget of their own.
+const MAX_INTERFACES: usize = 64;
+/// A key verified this recently is a recognised neighbour's.
+pub const RECOGNISED_FOR: Duration = Duration::from_secs(600);
+/// Keys named in announcements are remembered (unverified) for two windows of this length:
+/// longer than [`INTERVAL`], so that a neighbour's next announcement finds its last one.
+pub const SIGHTING_WINDOW: Duration = Duration::from_secs(2);
+/// Most keys remembered per sighting window (8 bytes each).
+pub const MAX_SIGHTINGS: usize = 65_536;
 
 /// An announcement older than the last one from its key is accepted again once the last was
 /// accepted this long ago.
 pub const RESET_AFTER: Duration = Duration::from_secs(30);
 
+/// Keys named recently, verified or not, with the highest `seq` each was named with: the
+/// current window and the one before.
+struct Sightings {
+    current: HashMap<u64, u64>,
+    previous: HashMap<u64, u64>,
+    since: Instant,
+}
+
+impl Sightings {
+    /// Whether `key` was named in this window or the last with a lower `seq` (a neighbour
+    /// announcing again; a replayed announcement does not count); notes it in this one.
+    fn seen(&mut self, key: &PublicKey, seq: u64, now: Instant) -> bool {
+        if now >= self.since + SIGHTING_WINDOW {
+            let quiet = now >= self.since + 2 * SIGHTING_WINDOW;
+            self.previous = std::mem::take(&mut self.current);
+            if quiet {
+                self.previous.clear();
+            }
+            self.since = now;
+        }
+        let mut f = [0u8; 8];
+        f.copy_from_slice(&key.0[..8]);
+        let f = u64::from_be_bytes(f);
+        let before = [self.current.get(&f), self.previous.get(&f)]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied();
+        if self.current.len() < MAX_SIGHTINGS || self.current.contains_key(&f) {
+            let e = self.current.entry(f).or_insert(seq);
+            *e = (*e).max(seq);
+        }
+        before.is_some_and(|b| b < seq)
+    }
+}
+
+/// The verification budgets of one interface.
+struct Interface {
+    new: Bucket,
+    sighted: Bucket,
+}
+
 /// The receiving side: checks announcements.
 pub struct Receiver {
     own: PublicKey,
     sources: HashMap<IpAddr, Bucket>,
-    global: Bucket,
+    interfaces: HashMap<u32, Interface>,
+    /// Recognised keys: when last verified, and their own bucket.
+    recognised: HashMap<PublicKey, (Instant, Bucket)>,
+    sightings: Sightings,
     latest: HashMap<PublicKey, (u64, Instant)>,
 }
 
@@ -112,38 +189,27 @@ impl Receiver {
         Receiver {
             own,
             sources: HashMap::new(),
-            global: Bucket::full(GLOBAL_RATE.burst, now),
+            interfaces: HashMap::new(),
+            recognised: HashMap::new(),
+            sightings: Sightings {
+                current: HashMap::new(),
+                previous: HashMap::new(),
+                since: now,
+            },
             latest: HashMap::new(),
         }
     }
 
-    /// Checks an announcement that came from `from`.
+    /// Checks an announcement that came from `from` (its scope id names the interface).
     pub fn handle(
         &mut self,
         now: Instant,
         from: SocketAddr,
         bytes: &[u8],
     ) -> Result<Announcement, Rejected> {
-        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&from.ip()) {
-            let stale = self
-                .sources
-                .iter()
-                .min_by_key(|(_, b)| b.last_used())
-                .map(|(ip, _)| *ip);
-            if let Some(ip) = stale {
-                self.sources.remove(&ip);
-            }
-        }
         // Cheap checks first, so that junk does not use up the budget of real neighbours.
         if bytes.len() != LEN || &bytes[..4] != MAGIC {
             return Err(Rejected::Malformed);
-        }
-        let src = self
-            .sources
-            .entry(from.ip())
-            .or_insert(Bucket::full(SOURCE_RATE.burst, now));
-        if !src.take(now, SOURCE_RATE) || !self.global.take(now, GLOBAL_RATE) {
-            return Err(Rejected::RateLimited);
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(&bytes[4..36]);
@@ -165,6 +231,9 @@ impl Receiver {
         {
             return Err(Rejected::Stale);
         }
+        if !self.admit(now, from, &key, seq) {
+            return Err(Rejected::RateLimited);
+        }
         let mut sig = [0u8; 64];
         sig.copy_from_slice(&bytes[46..]);
         let ok = VerifyingKey::from_bytes(&key.0).is_ok_and(|vk| {
@@ -182,7 +251,67 @@ impl Receiver {
             }
         }
         self.latest.insert(key, (seq, now));
+        self.recognise(key, now);
         Ok(Announcement { key, port, seq })
+    }
+
+    /// Whether the signature of an announcement naming `key` from `from` may be checked now.
+    fn admit(&mut self, now: Instant, from: SocketAddr, key: &PublicKey, seq: u64) -> bool {
+        if let Some((at, bucket)) = self.recognised.get_mut(key)
+            && now < *at + RECOGNISED_FOR
+        {
+            return bucket.take(now, RECOGNISED_RATE);
+        }
+        let sighted = self.sightings.seen(key, seq, now);
+        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&from.ip()) {
+            // Only a flood from many addresses fills it: starting over is fair to all.
+            self.sources.clear();
+        }
+        if !self
+            .sources
+            .entry(from.ip())
+            .or_insert(Bucket::full(SOURCE_RATE.burst, now))
+            .take(now, SOURCE_RATE)
+            && !sighted
+        {
+            return false;
+        }
+        let scope = match from {
+            SocketAddr::V6(a) => a.scope_id(),
+            SocketAddr::V4(_) => 0,
+        };
+        if self.interfaces.len() >= MAX_INTERFACES && !self.interfaces.contains_key(&scope) {
+            self.interfaces.clear();
+        }
+        let i = self.interfaces.entry(scope).or_insert(Interface {
+            new: Bucket::full(NEW_RATE.burst, now),
+            sighted: Bucket::full(SIGHTED_RATE.burst, now),
+        });
+        // Under load (the budget for new keys spent), only keys sighted before are checked.
+        i.new.take(now, NEW_RATE) || (sighted && i.sighted.take(now, SIGHTED_RATE))
+    }
+
+    /// Gives a key whose announcement verified a budget of its own.
+    fn recognise(&mut self, key: PublicKey, now: Instant) {
+        if self.recognised.len() >= MAX_SOURCES && !self.recognised.contains_key(&key) {
+            self.recognised
+                .retain(|_, (at, _)| now < *at + RECOGNISED_FOR);
+            if self.recognised.len() >= MAX_SOURCES {
+                let oldest = self
+                    .recognised
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    self.recognised.remove(&k);
+                }
+            }
+        }
+        let e = self
+            .recognised
+            .entry(key)
+            .or_insert((now, Bucket::full(RECOGNISED_RATE.burst, now)));
+        e.0 = now;
     }
 }
 
@@ -286,15 +415,126 @@ mod tests {
                 admitted += 1;
             }
         }
-        assert_eq!(admitted, 4, "one source gets its burst, then one a second");
-        // Another source is not held back by the first.
-        assert!(rx.handle(now, from(10), &announce(&a, 1, 1000)).is_ok());
-        // A second later the flooding source gets one more.
+        assert_eq!(
+            admitted, 5,
+            "the first, then the recognised key's own burst of 4"
+        );
+        // Another key from another source is not held back by the first.
+        let c = Identity::from_seed(&[3; 32]);
+        assert!(rx.handle(now, from(10), &announce(&c, 1, 1000)).is_ok());
+        // A second later the flooding key gets two more.
         let later = now + Duration::from_secs(1);
         assert!(rx.handle(later, from(9), &announce(&a, 1, 1001)).is_ok());
+        assert!(rx.handle(later, from(9), &announce(&a, 1, 1002)).is_ok());
         assert_eq!(
-            rx.handle(later, from(9), &announce(&a, 1, 1002)),
+            rx.handle(later, from(9), &announce(&a, 1, 1003)),
             Err(Rejected::RateLimited)
         );
+    }
+
+    fn on(scope: u32, last: u16) -> SocketAddr {
+        SocketAddr::V6(std::net::SocketAddrV6::new(
+            std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last),
+            PORT,
+            0,
+            scope,
+        ))
+    }
+
+    /// `n` announcements of made-up keys with junk signatures from made-up link-local
+    /// addresses on interface `scope`.
+    fn spoof(rx: &mut Receiver, now: Instant, scope: u32, first: u32, n: u32) {
+        for i in first..first + n {
+            let mut m = [0u8; LEN];
+            m[..4].copy_from_slice(MAGIC);
+            for (k, x) in m[4..].iter_mut().enumerate() {
+                *x = (i.wrapping_mul(2_654_435_761) >> (k % 4 * 8)) as u8 ^ k as u8;
+            }
+            let from = on(scope, (i % 65_000) as u16 + 100);
+            let _ = rx.handle(now, from, &m);
+        }
+    }
+
+    /// Runs 10,000 spoofed announcements a second on interface 1 (and one announcement a
+    /// second of `who` from `at`) until `who` is accepted; returns after how many seconds.
+    fn heard_during_flood(
+        rx: &mut Receiver,
+        start: Instant,
+        who: &Identity,
+        at: SocketAddr,
+    ) -> u64 {
+        let mut next = 0;
+        for ms in 0..5000u64 {
+            let now = start + Duration::from_millis(ms);
+            spoof(rx, now, 1, next, 10);
+            next += 10;
+            if ms % 1000 == 500 {
+                let seq = 1_000_000 + ms;
+                if rx.handle(now, at, &announce(who, 7820, seq)).is_ok() {
+                    return ms / 1000;
+                }
+            }
+        }
+        panic!("never heard during the flood");
+    }
+
+    #[test]
+    fn a_flood_of_made_up_keys_keeps_no_new_neighbour_out() {
+        let (a, me) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let start = Instant::now();
+        let mut rx = Receiver::new(me.public_key(), start);
+        // The flood spends the budget for new keys first; the neighbour's second
+        // announcement names a key sighted a second ago, and is checked.
+        spoof(&mut rx, start, 1, 1_000_000, 1000);
+        let took = heard_during_flood(&mut rx, start, &a, on(1, 1));
+        assert_eq!(
+            took, 1,
+            "heard after {took} s, not at its second announcement"
+        );
+    }
+
+    #[test]
+    fn a_replayed_flood_is_not_taken_for_announcing_neighbours() {
+        let (a, me) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let start = Instant::now();
+        let mut rx = Receiver::new(me.public_key(), start);
+        // The same 5,000 announcements over and over (from as many sources, so that the
+        // per-source buckets do not hold them back): every key is named again and again, but
+        // never with a newer seq, so none of them spends the budget for sighted keys.
+        let mut heard = None;
+        for ms in 0..3000u64 {
+            let now = start + Duration::from_millis(ms);
+            for i in 0..10 {
+                spoof(&mut rx, now, 1, (ms as u32 * 10 + i) % 5000, 1);
+            }
+            if ms % 1000 == 500
+                && heard.is_none()
+                && rx.handle(now, on(1, 1), &announce(&a, 7820, ms)).is_ok()
+            {
+                heard = Some(ms / 1000);
+            }
+        }
+        assert_eq!(heard, Some(1), "heard at its second announcement");
+    }
+
+    #[test]
+    fn a_flood_on_one_interface_spends_nothing_of_another() {
+        let (a, me) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let now = Instant::now();
+        let mut rx = Receiver::new(me.public_key(), now);
+        spoof(&mut rx, now, 1, 0, 5000);
+        assert!(rx.handle(now, on(2, 1), &announce(&a, 7820, 1)).is_ok());
+    }
+
+    #[test]
+    fn a_recognised_neighbour_that_restarts_is_heard_at_once_during_a_flood() {
+        let (a, me) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let start = Instant::now();
+        let mut rx = Receiver::new(me.public_key(), start);
+        assert!(rx.handle(start, on(1, 1), &announce(&a, 7820, 5)).is_ok());
+        spoof(&mut rx, start, 1, 0, 5000);
+        // Restarted: a newer seq (its clock), at once.
+        let took = heard_during_flood(&mut rx, start, &a, on(1, 1));
+        assert_eq!(took, 0);
     }
 }

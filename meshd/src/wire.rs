@@ -4,11 +4,12 @@
 //!
 //! ```text
 //! HandshakeInit (1)       0 type=1 | 1 suite | 2 zero(2) | 4 sender_index(4) | 8 noise XX msg 1 (32)
-//!                         | 40 zero padding up to INIT_LEN (148)
+//!                         | 40 cookie MAC (16, zero: none) | 56 zero padding up to INIT_LEN (148)
 //! HandshakeResponse (2)   0 type=2 | 1 zero(3) | 4 sender_index(4) | 8 receiver_index(4)
 //!                         | 12 noise XX msg 2 (e, encrypted s, encrypted payload)
 //! HandshakeFinal (3)      0 type=3 | 1 zero(3) | 4 receiver_index(4) | 8 noise XX msg 3
 //! Transport (4)           0 type=4 | 1 receiver_index(4) | 5 counter(8) | 13 ciphertext (>= 16)
+//! CookieReply (5)         0 type=5 | 1 zero(3) | 4 receiver_index(4) | 8 echo(8) | 16 cookie(16)
 //! Stale (6)               0 type=6 | 1 zero(3) | 4 receiver_index(4)
 //! ```
 //!
@@ -18,6 +19,12 @@
 //!   makes this node send more bytes than it received (no amplification).
 //! * The **suite** byte names the AEAD of the session (see [`Suite`]). It is also part of the
 //!   Noise prologue, so a tampered suite byte makes the handshake fail.
+//! * A **cookie reply** answers an init when this node is under a flood of them
+//!   ([`crate::link`]'s `cookie` module): it carries a MAC of the initiator's address and port,
+//!   which the initiator puts, MACed over the init's first [`INIT_MAC_AT`] bytes, into the
+//!   cookie MAC field of its next init to prove that it receives at its address. It echoes the
+//!   init's index and the first 8 bytes of its ephemeral key, so that nobody off the path can
+//!   forge one, and is shorter than an init (no amplification).
 //! * A **stale** hint answers a transport message whose receiver index this node does not know
 //!   (it restarted, or dropped the session): "index N is gone here". It is not authenticated,
 //!   so it never tears anything down; the peer that used index N only handshakes again at once
@@ -43,11 +50,24 @@ pub const TYPE_RESPONSE: u8 = codes::datagram::RESPONSE;
 pub const TYPE_FINAL: u8 = codes::datagram::FINAL;
 /// Type byte of a transport message.
 pub const TYPE_TRANSPORT: u8 = codes::datagram::TRANSPORT;
+/// Type byte of a cookie reply.
+pub const TYPE_COOKIE: u8 = codes::datagram::COOKIE;
 
 /// Length of the Noise part of a handshake init (the initiator's ephemeral key).
 pub const INIT_NOISE_LEN: usize = 32;
 /// Exact length of a handshake init on the wire (header, Noise message, padding).
 pub const INIT_LEN: usize = 148;
+/// Where an init's cookie MAC starts; the MAC covers the bytes before it.
+pub const INIT_MAC_AT: usize = 8 + INIT_NOISE_LEN;
+/// Length of a cookie, of a cookie MAC, and of a cookie reply's echo.
+pub const COOKIE_LEN: usize = 16;
+/// Length of the echo of the init in a cookie reply.
+pub const COOKIE_ECHO_LEN: usize = 8;
+/// Exact length of a cookie reply.
+pub const COOKIE_REPLY_LEN: usize = 8 + COOKIE_ECHO_LEN + COOKIE_LEN;
+// A cookie reply, which anyone can provoke with a spoofed init, is no amplifier; and the
+// cookie MAC fits in the init's padding.
+const _: () = assert!(COOKIE_REPLY_LEN < INIT_LEN && INIT_MAC_AT + COOKIE_LEN <= INIT_LEN);
 /// Bytes before the ciphertext of a transport message.
 pub const TRANSPORT_HEADER_LEN: usize = 13;
 /// Length of the AEAD tag.
@@ -117,6 +137,10 @@ pub enum Message<'a> {
         sender: u32,
         /// The Noise message (exactly [`INIT_NOISE_LEN`] bytes).
         noise: &'a [u8],
+        /// The bytes the cookie MAC covers (the first [`INIT_MAC_AT`]).
+        head: &'a [u8],
+        /// The cookie MAC ([`COOKIE_LEN`] bytes); all zero when the init carries none.
+        mac: &'a [u8],
     },
     /// Handshake message 2.
     Response {
@@ -147,6 +171,15 @@ pub enum Message<'a> {
     Stale {
         /// The index the sender did not know (the receiver's remote index of a session).
         receiver: u32,
+    },
+    /// A cookie reply to one of our inits.
+    Cookie {
+        /// Our index of the init it answers.
+        receiver: u32,
+        /// The first [`COOKIE_ECHO_LEN`] bytes of that init's Noise message.
+        echo: &'a [u8],
+        /// The cookie ([`COOKIE_LEN`] bytes).
+        cookie: &'a [u8],
     },
 }
 
@@ -205,7 +238,9 @@ pub fn parse(b: &[u8]) -> Result<Message<'_>, WireError> {
             Ok(Message::Init {
                 suite,
                 sender: u32_at(b, 4),
-                noise: &b[8..8 + INIT_NOISE_LEN],
+                noise: &b[8..INIT_MAC_AT],
+                head: &b[..INIT_MAC_AT],
+                mac: &b[INIT_MAC_AT..INIT_MAC_AT + COOKIE_LEN],
             })
         }
         TYPE_RESPONSE => {
@@ -245,6 +280,16 @@ pub fn parse(b: &[u8]) -> Result<Message<'_>, WireError> {
                 receiver: u32_at(b, 4),
             })
         }
+        TYPE_COOKIE => {
+            if b.len() != COOKIE_REPLY_LEN {
+                return Err(bad_len);
+            }
+            Ok(Message::Cookie {
+                receiver: u32_at(b, 4),
+                echo: &b[8..8 + COOKIE_ECHO_LEN],
+                cookie: &b[8 + COOKIE_ECHO_LEN..],
+            })
+        }
         other => Err(WireError::UnknownType(other)),
     }
 }
@@ -260,6 +305,24 @@ pub fn emit_init_header(out: &mut [u8], suite: Suite, sender: u32) -> usize {
     out[1] = suite.to_byte();
     out[4..8].copy_from_slice(&sender.to_be_bytes());
     INIT_LEN
+}
+
+/// Writes a whole cookie reply into `out[..COOKIE_REPLY_LEN]`: the init's index, the first
+/// [`COOKIE_ECHO_LEN`] bytes of its Noise message, the cookie. Returns [`COOKIE_REPLY_LEN`].
+///
+/// # Panics
+/// If `out` is shorter than [`COOKIE_REPLY_LEN`] (a caller bug).
+pub fn emit_cookie_reply(
+    out: &mut [u8],
+    receiver: u32,
+    echo: &[u8; COOKIE_ECHO_LEN],
+    cookie: &[u8; COOKIE_LEN],
+) -> usize {
+    out[..4].copy_from_slice(&[TYPE_COOKIE, 0, 0, 0]);
+    out[4..8].copy_from_slice(&receiver.to_be_bytes());
+    out[8..8 + COOKIE_ECHO_LEN].copy_from_slice(echo);
+    out[8 + COOKIE_ECHO_LEN..COOKIE_REPLY_LEN].copy_from_slice(cookie);
+    COOKIE_REPLY_LEN
 }
 
 /// Writes the 12-byte header of a handshake response; the Noise message follows at `out[12..]`.
@@ -299,7 +362,7 @@ pub fn emit_transport_header(out: &mut [u8], receiver: u32, counter: u64) -> usi
 /// 0 version=1 | 1 ed25519 public key (32) | 33 extensions (ignored by version 1)
 /// ```
 ///
-/// Link handshakes carry one extension: the sender's *incarnation* (8 bytes at offset 33), a
+/// Link handshakes carry one extension: the sender's *incarnation* (4 bytes at offset 33), a
 /// random number drawn at each start of the node ([`LinkPayload`]). A peer that handshakes
 /// with another incarnation than the link's restarted: its old link is torn down and a new one
 /// comes up, so that routing starts over with it.
@@ -352,19 +415,21 @@ pub struct LinkPayload {
     /// The key part.
     pub base: HandshakePayload,
     /// A random number per start of the sender; `None` from a node that does not send it.
-    pub incarnation: Option<u64>,
+    pub incarnation: Option<u32>,
 }
 
-/// Length of a link handshake payload with its incarnation.
-pub const LINK_PAYLOAD_LEN: usize = HANDSHAKE_PAYLOAD_LEN + 8;
+/// Length of a link handshake payload with its incarnation (4 bytes: with 8, a response would
+/// be longer than the init that provokes it, which is padded to 148 bytes against
+/// amplification).
+pub const LINK_PAYLOAD_LEN: usize = HANDSHAKE_PAYLOAD_LEN + 4;
 
 impl LinkPayload {
-    /// Parses a payload; an extension shorter than 8 bytes is no incarnation.
+    /// Parses a payload; an extension shorter than 4 bytes is no incarnation.
     pub fn parse(b: &[u8]) -> Result<Self, PayloadError> {
         let base = HandshakePayload::parse(b)?;
         let incarnation = b
             .get(HANDSHAKE_PAYLOAD_LEN..LINK_PAYLOAD_LEN)
-            .map(|x| u64_at(x, 0));
+            .map(|x| u32_at(x, 0));
         Ok(LinkPayload { base, incarnation })
     }
 
@@ -412,9 +477,25 @@ mod tests {
             Ok(Message::Init {
                 suite: Suite::ChaChaPoly,
                 sender: 0xdead_beef,
-                noise: &[0; 32]
+                noise: &[0; 32],
+                head: &b[..INIT_MAC_AT],
+                mac: &[0; COOKIE_LEN],
             })
         );
+        let mut c = [0u8; COOKIE_REPLY_LEN];
+        emit_cookie_reply(&mut c, 9, &[1; COOKIE_ECHO_LEN], &[2; COOKIE_LEN]);
+        assert_eq!(
+            parse(&c),
+            Ok(Message::Cookie {
+                receiver: 9,
+                echo: &[1; COOKIE_ECHO_LEN],
+                cookie: &[2; COOKIE_LEN],
+            })
+        );
+        assert!(matches!(
+            parse(&c[..COOKIE_REPLY_LEN - 1]),
+            Err(WireError::Length { .. })
+        ));
         let mut b = [7u8; 12 + MIN_RESPONSE_NOISE];
         emit_response_header(&mut b, 1, 2);
         assert!(matches!(
@@ -444,7 +525,13 @@ mod tests {
     fn rejects_bad_lengths_and_types() {
         assert_eq!(parse(&[]), Err(WireError::Empty));
         assert_eq!(parse(&[9]), Err(WireError::UnknownType(9)));
-        for ty in [TYPE_INIT, TYPE_RESPONSE, TYPE_FINAL, TYPE_TRANSPORT] {
+        for ty in [
+            TYPE_INIT,
+            TYPE_RESPONSE,
+            TYPE_FINAL,
+            TYPE_TRANSPORT,
+            TYPE_COOKIE,
+        ] {
             for len in [1, 5, 12, 28] {
                 let mut b = vec![0u8; len];
                 b[0] = ty;

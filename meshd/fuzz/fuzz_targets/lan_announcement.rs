@@ -1,5 +1,6 @@
-//! Any bytes as a LAN discovery announcement, from a few sources: no panic, and nothing that
-//! names a key is accepted unless that key signed it (the fuzzer cannot sign for key 1).
+//! Any bytes as a LAN discovery announcement, from a few sources on a few interfaces: no
+//! panic, and nothing that names a key is accepted unless that key signed it (the fuzzer
+//! cannot sign for key 1).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use meshd::discovery::Receiver;
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(rest[0] % 4)),
             7822,
             0,
-            2,
+            2 + u32::from(rest[0] >> 6),
         ));
         now += Duration::from_millis(u64::from(rest[1]) * 10);
         let len = usize::from(rest[2]).min(rest.len() - 3);

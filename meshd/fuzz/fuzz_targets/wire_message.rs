@@ -7,7 +7,16 @@ use meshd::wire::{Message, parse};
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = parse(data) {
         let inner = match m {
-            Message::Init { noise, .. } => noise,
+            Message::Init {
+                noise, head, mac, ..
+            } => {
+                assert!(head.len() + mac.len() <= data.len());
+                noise
+            }
+            Message::Cookie { echo, cookie, .. } => {
+                assert!(8 + echo.len() + cookie.len() == data.len());
+                cookie
+            }
             Message::Response { noise, .. } => noise,
             Message::Final { noise, .. } => noise,
             Message::Transport { ciphertext, .. } => ciphertext,

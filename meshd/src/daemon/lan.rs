@@ -19,6 +19,12 @@ use tokio::net::UdpSocket;
 
 /// Interfaces are looked for again this often.
 const RESCAN: Duration = Duration::from_secs(1);
+/// Receive buffer of the discovery socket: room for a burst of a flood (about 8,000
+/// announcements), so that one of a real neighbour's is not lost in the kernel before the
+/// receiver's cheap checks see it.
+const RECV_BUFFER: usize = 1 << 20;
+/// Announcements read per wake-up before the loop looks at other work.
+const READ_BUDGET: usize = 256;
 
 /// Counters shown by `meshctl status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -171,7 +177,7 @@ impl Lan {
     /// Reads what is queued and hands good announcements to the node's link core.
     pub fn receive(&mut self, node: &mut Node, now: Instant) {
         let mut buf = [0u8; 512];
-        for _ in 0..64 {
+        for _ in 0..READ_BUDGET {
             let (len, from) = match self.sock.try_recv_from(&mut buf) {
                 Ok(r) => r,
                 Err(_) => return,
@@ -234,6 +240,8 @@ fn bind() -> std::io::Result<UdpSocket> {
     s.set_multicast_loop_v6(false)?;
     s.set_multicast_hops_v6(1)?;
     s.set_nonblocking(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = s.set_recv_buffer_size(RECV_BUFFER);
     let addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, discovery::PORT, 0, 0);
     s.bind(&SockAddr::from(addr))?;
     UdpSocket::from_std(s.into())

@@ -7,7 +7,8 @@
 //! out through [`E2e::encrypt`]) nor decide when to retry (that is [`super::timers`]).
 
 use super::{
-    E2e, Encrypt, INIT_RATE, KEY_RATE, MAX_KEY_BUCKETS, MAX_SESSIONS, Pending, Received, wire,
+    E2e, Encrypt, INIT_RATE, KEY_RATE, MAX_KEY_BUCKETS, MAX_SESSIONS, MAX_VIA_BUCKETS, Pending,
+    Received, VIA_RATE, wire,
 };
 use crate::identity::PublicKey;
 use crate::noise;
@@ -74,16 +75,33 @@ impl E2e {
             .take(now, KEY_RATE)
     }
 
+    /// Per-link limit on handshakes (see [`VIA_RATE`]); asked before the global bucket, so
+    /// that a flood over one link does not drain it.
+    fn admit_via(&mut self, now: Instant, via: Option<u64>) -> bool {
+        let Some(via) = via else {
+            return true;
+        };
+        if self.per_via.len() >= MAX_VIA_BUCKETS && !self.per_via.contains_key(&via) {
+            self.per_via.clear();
+        }
+        self.per_via
+            .entry(via)
+            .or_insert(Bucket::full(VIA_RATE.burst, now))
+            .take(now, VIA_RATE)
+    }
+
     pub(super) fn on_init(
         &mut self,
         now: Instant,
+        via: Option<u64>,
         src: &PublicKey,
         suite: Suite,
         sender: u32,
         noise_msg: &[u8],
     ) -> Received {
-        // The global bucket bounds the Diffie-Hellman work strangers can cause.
-        if !self.tokens.take(now, INIT_RATE) {
+        // The global bucket bounds the Diffie-Hellman work strangers can cause; the per-link
+        // one keeps one flooding neighbour from taking all of it.
+        if !self.admit_via(now, via) || !self.tokens.take(now, INIT_RATE) {
             self.counters.rate_limited += 1;
             return Received::Dropped;
         }
@@ -235,6 +253,59 @@ impl E2e {
         for pkt in queued {
             if self.encrypt(now, &key, &pkt, &mut out) == Encrypt::Ready {
                 self.transmits.push_back((key, std::mem::take(&mut out)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{E2eConfig, Encrypt};
+    use super::*;
+    use crate::identity::Identity;
+    use std::time::Duration;
+
+    /// An init from `sender` to `dest`, as its E2e core makes it.
+    fn init_from(sender: &Identity, dest: &PublicKey, now: Instant) -> Vec<u8> {
+        let mut e = E2e::new(sender, E2eConfig::default(), 7, now);
+        let mut out = Vec::new();
+        assert_eq!(e.encrypt(now, dest, &[0x60; 40], &mut out), Encrypt::Queued);
+        e.poll_transmit().expect("an init").1
+    }
+
+    #[test]
+    fn one_link_flooding_inits_does_not_starve_sessions_over_others() {
+        let now = Instant::now();
+        let me = Identity::from_seed(&[1; 32]);
+        let mut r = E2e::new(&me, E2eConfig::default(), 1, now);
+        let flooder = Identity::from_seed(&[2; 32]);
+        let flood = init_from(&flooder, &me.public_key(), now);
+        let mut out = vec![0u8; 2048];
+        // Link 1 floods; the rest of the budget stays for the others.
+        for t in 0..3u64 {
+            let at = now + Duration::from_secs(t);
+            let admitted = (0..5000)
+                .filter(|_| {
+                    let before = r.counters.rate_limited;
+                    r.handle_via(at, Some(1), &flooder.public_key(), &flood, &mut out);
+                    r.counters.rate_limited == before
+                })
+                .count();
+            assert!(admitted <= 64, "link 1 got {admitted} inits past the limit");
+            for n in 0..20u8 {
+                let other = Identity::from_seed(&[10 + n + 20 * t as u8; 32]);
+                let init = init_from(&other, &me.public_key(), at);
+                assert_eq!(
+                    r.handle_via(
+                        at,
+                        Some(2 + u64::from(n)),
+                        &other.public_key(),
+                        &init,
+                        &mut out
+                    ),
+                    Received::Consumed,
+                    "an init over another link was refused at {t} s"
+                );
             }
         }
     }

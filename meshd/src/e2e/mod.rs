@@ -203,10 +203,11 @@ pub struct E2e {
     remotes: HashMap<PublicKey, Remote>,
     /// Local index (sessions and our handshakes in flight) to remote key.
     by_index: HashMap<u32, PublicKey>,
-    /// Handshake inits answered: global bucket, and per sender.
+    /// Handshake inits answered: global bucket, per link they arrived over, and per sender.
     tokens: Bucket,
     /// Stale-index hints sent ([`STALE_RATE`]).
     stale_tokens: Bucket,
+    per_via: HashMap<u64, Bucket>,
     per_key: BTreeMap<PublicKey, Bucket>,
     transmits: VecDeque<(PublicKey, Vec<u8>)>,
     counters: E2eCounters,
@@ -219,6 +220,13 @@ const INIT_RATE: Rate = Rate::new(128.0, 256.0);
 /// Stale-index hints sent, all remotes together (each is 8 bytes, smaller than what it
 /// answers).
 const STALE_RATE: Rate = Rate::new(64.0, 128.0);
+/// Handshake inits answered per link they arrived over (charged before [`INIT_RATE`]): the
+/// sender key of an init is whatever the sender likes, but the link it came over is not, so
+/// one peer flooding inits under made-up keys takes at most this share of the global budget
+/// and sessions arriving over other links still get the rest.
+const VIA_RATE: Rate = Rate::new(32.0, 64.0);
+/// Most per-link buckets kept; beyond, the table starts over.
+const MAX_VIA_BUCKETS: usize = 1024;
 /// Handshake inits answered per sender key (charged once the init proved its key).
 const KEY_RATE: Rate = Rate::new(4.0, 8.0);
 /// Most per-key buckets kept; beyond, the table starts over.
@@ -241,6 +249,7 @@ impl E2e {
             by_index: HashMap::new(),
             tokens: Bucket::full(INIT_RATE.burst, now),
             stale_tokens: Bucket::full(STALE_RATE.burst, now),
+            per_via: HashMap::new(),
             per_key: BTreeMap::new(),
             transmits: VecDeque::new(),
             counters: E2eCounters::default(),
@@ -303,6 +312,19 @@ impl E2e {
         msg: &[u8],
         out: &mut [u8],
     ) -> Received {
+        self.handle_via(now, None, src, msg, out)
+    }
+
+    /// As [`E2e::handle`], for a message that arrived over the link `via` (its id): handshake
+    /// inits are then shared fairly between the links they arrive over.
+    pub fn handle_via(
+        &mut self,
+        now: Instant,
+        via: Option<u64>,
+        src: &PublicKey,
+        msg: &[u8],
+        out: &mut [u8],
+    ) -> Received {
         match wire::parse(msg) {
             Err(_) => {
                 self.counters.malformed += 1;
@@ -312,7 +334,7 @@ impl E2e {
                 suite,
                 sender,
                 noise,
-            }) => self.on_init(now, src, suite, sender, noise),
+            }) => self.on_init(now, via, src, suite, sender, noise),
             Ok(Msg::Resp {
                 sender,
                 receiver,

@@ -8,13 +8,19 @@
 //!   Final     (-> s, se; payload: ed25519 key) ────────►  check key (pin, self)
 //!   session (unconfirmed)                        session (confirmed) + keepalive
 //! ```
+//!
+//! When the budget an init would be served from is spent (a flood), the responder answers
+//! with a cookie reply instead of message 2 ([`super::cookie`]); the initiator sends the same
+//! init again at once with the cookie's MAC, which proves its address and is served from the
+//! budget of proven addresses.
 
+use super::cookie::{self, MAX_COOKIE_RESENDS};
 use super::{DropReason, Event, Links, Recv, Timer};
 use crate::identity::PublicKey;
 use crate::noise::peer_identity;
 use crate::session::Session;
-use crate::uri::Endpoint;
-use crate::wire::{self, HandshakePayload, Suite};
+use crate::uri::{Endpoint, Scheme};
+use crate::wire::{self, COOKIE_ECHO_LEN, COOKIE_LEN, HandshakePayload, INIT_MAC_AT, Suite};
 use snow::HandshakeState;
 use std::time::{Duration, Instant};
 
@@ -41,6 +47,10 @@ pub struct Initiating {
     pub(crate) purpose: Purpose,
     /// Where it is filed in [`Links::timers`] (at `sent + handshake_timeout`).
     pub(crate) timer: Option<Instant>,
+    /// The init's first bytes (header and ephemeral key), to send it again with a cookie.
+    pub(crate) head: [u8; INIT_MAC_AT],
+    /// How often it was sent again because of a cookie reply.
+    pub(crate) resends: u8,
 }
 
 /// A peer's handshake in flight (we sent Response).
@@ -88,6 +98,13 @@ impl Links {
                 return None;
             }
         }
+        let mut head = [0u8; INIT_MAC_AT];
+        head.copy_from_slice(&buf[..INIT_MAC_AT]);
+        if let Some(c) = self.cookie_jar.get(to, now) {
+            // A cookie from this endpoint is still fresh: prove our address from the start.
+            buf[INIT_MAC_AT..INIT_MAC_AT + COOKIE_LEN]
+                .copy_from_slice(&cookie::init_mac(&c, &head));
+        }
         self.initiating.insert(
             index,
             Initiating {
@@ -97,6 +114,8 @@ impl Links {
                 sent: now,
                 purpose,
                 timer: None,
+                head,
+                resends: 0,
             },
         );
         if let Some(i) = self.initiating.get_mut(&index) {
@@ -121,6 +140,7 @@ impl Links {
                 .any(|p| p.paths.iter().any(|q| q.endpoint == from))
     }
 
+    /// `cookie` is the init's head and cookie MAC.
     pub(super) fn handle_init(
         &mut self,
         now: Instant,
@@ -128,9 +148,9 @@ impl Links {
         suite: Suite,
         sender: u32,
         noise: &[u8],
+        cookie: (&[u8], &[u8]),
     ) -> Recv {
-        let known = self.is_known_source(from);
-        if !self.init_limiter.admit(from.addr, known, now) {
+        if !self.admit_init(now, from, sender, noise, cookie) {
             return Recv::Dropped(DropReason::RateLimited);
         }
         let Ok(mut hs) = crate::noise::responder(&self.noise_private, suite) else {
@@ -167,6 +187,72 @@ impl Links {
         );
         self.responding_order.push_back(index);
         self.queue(from, buf);
+        Recv::Consumed
+    }
+
+    /// Whether to answer an init with the handshake. When not, and its source has not proved
+    /// its address, a cookie reply is queued for it (see [`super::cookie`]).
+    fn admit_init(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        sender: u32,
+        noise: &[u8],
+        (head, mac): (&[u8], &[u8]),
+    ) -> bool {
+        if self.cookie_secrets.due(now) {
+            let fresh = [self.rng.next_u64(), self.rng.next_u64()];
+            self.cookie_secrets.rotate(&self.noise_private, fresh, now);
+        }
+        // TCP and QUIC connections proved the address with their own handshake.
+        let proven = from.scheme != Scheme::Udp || self.cookie_secrets.verify(from.addr, head, mac);
+        if proven {
+            return self.init_limiter.admit_proven(from.addr, now);
+        }
+        let known = self.is_known_source(from);
+        if self.init_limiter.admit(from.addr, known, now) {
+            return true;
+        }
+        // Under load: ask for proof of the address instead of doing Diffie-Hellman. The
+        // reply is smaller than the init and goes to the address the init claims.
+        let mut echo = [0u8; COOKIE_ECHO_LEN];
+        echo.copy_from_slice(&noise[..COOKIE_ECHO_LEN.min(noise.len())]);
+        let c = self.cookie_secrets.cookie(from.addr);
+        let mut buf = vec![0u8; wire::COOKIE_REPLY_LEN];
+        wire::emit_cookie_reply(&mut buf, sender, &echo, &c);
+        self.queue(from, buf);
+        false
+    }
+
+    /// A cookie reply to our init `receiver`: keep the cookie and send the init again with it.
+    pub(super) fn handle_cookie(
+        &mut self,
+        now: Instant,
+        receiver: u32,
+        echo: &[u8],
+        cookie: &[u8],
+    ) -> Recv {
+        let Some(init) = self.initiating.get_mut(&receiver) else {
+            return Recv::Dropped(DropReason::Handshake);
+        };
+        if init.head[8..8 + COOKIE_ECHO_LEN] != *echo {
+            return Recv::Dropped(DropReason::Handshake);
+        }
+        let Ok(c) = <[u8; COOKIE_LEN]>::try_from(cookie) else {
+            return Recv::Dropped(DropReason::Malformed);
+        };
+        let to = init.to;
+        if init.resends >= MAX_COOKIE_RESENDS {
+            self.cookie_jar.store(to, c, now);
+            return Recv::Consumed;
+        }
+        init.resends += 1;
+        let mut buf = vec![0u8; wire::INIT_LEN];
+        buf[..INIT_MAC_AT].copy_from_slice(&init.head);
+        buf[INIT_MAC_AT..INIT_MAC_AT + COOKIE_LEN]
+            .copy_from_slice(&cookie::init_mac(&c, &init.head));
+        self.cookie_jar.store(to, c, now);
+        self.queue(to, buf);
         Recv::Consumed
     }
 
@@ -427,7 +513,7 @@ impl Links {
 }
 
 /// The incarnation a peer's handshake payload carries, if any ([`wire::LinkPayload`]).
-fn incarnation_of(payload: &[u8]) -> Option<u64> {
+fn incarnation_of(payload: &[u8]) -> Option<u32> {
     wire::LinkPayload::parse(payload)
         .ok()
         .and_then(|p| p.incarnation)

@@ -21,6 +21,7 @@
 //! comes from a seed given to [`Links::new`]; the Noise ephemeral keys come from the operating
 //! system through snow.
 
+mod cookie;
 mod data;
 mod discovered;
 mod handshake;
@@ -198,6 +199,10 @@ pub struct Links {
     /// When each peer and each handshake of ours next has work ([`timers`]).
     pub(crate) timers: TimerTable<Timer>,
     pub(crate) init_limiter: ratelimit::InitLimiter,
+    /// The secrets our cookie replies are made with ([`cookie`]).
+    pub(crate) cookie_secrets: cookie::Secrets,
+    /// Cookies other nodes gave us, by the endpoint we dial.
+    pub(crate) cookie_jar: cookie::Jar,
     /// The circle policy (`peer` rules); `None`: everyone may link.
     pub(crate) policy: Option<std::sync::Arc<acl::Policy>>,
     /// Endpoints whose transport authenticated the remote node itself (a QUIC connection's
@@ -205,7 +210,7 @@ pub struct Links {
     pub(crate) bound_keys: HashMap<Endpoint, PublicKey>,
     /// Drawn at start, sent in every handshake: a peer that sees it change knows this node
     /// restarted ([`liveness`]).
-    pub(crate) incarnation: u64,
+    pub(crate) incarnation: u32,
     /// Stale-index hints this node sends ([`liveness`]).
     pub(crate) stale_tokens: crate::toolkit::bucket::Bucket,
 }
@@ -214,11 +219,15 @@ impl Links {
     /// A link layer for `identity`. `seed` drives session indexes and jitter.
     pub fn new(identity: &Identity, cfg: LinkConfig, seed: u64, now: Instant) -> Self {
         let public = identity.public_key();
+        let noise_private = identity.noise_private();
         let mut rng = crate::toolkit::rng::SplitMix64::new(seed, 0x6a09_e667_f3bc_c909);
-        let incarnation = rng.next_u64();
+        let fresh = [rng.next_u64(), rng.next_u64()];
+        let incarnation = rng.next_u64() as u32;
         Links {
             public,
-            noise_private: identity.noise_private(),
+            cookie_secrets: cookie::Secrets::new(&noise_private, fresh, now),
+            cookie_jar: cookie::Jar::default(),
+            noise_private,
             init_limiter: ratelimit::InitLimiter::new(cfg.init_limits, now),
             cfg,
             rng,
@@ -457,7 +466,14 @@ impl Links {
                 suite,
                 sender,
                 noise,
-            }) => self.handle_init(now, from, suite, sender, noise),
+                head,
+                mac,
+            }) => self.handle_init(now, from, suite, sender, noise, (head, mac)),
+            Ok(Message::Cookie {
+                receiver,
+                echo,
+                cookie,
+            }) => self.handle_cookie(now, receiver, echo, cookie),
             Ok(Message::Response {
                 sender,
                 receiver,
@@ -481,7 +497,7 @@ impl Links {
         from: Endpoint,
         now: Instant,
         rtt: Option<Duration>,
-        incarnation: Option<u64>,
+        incarnation: Option<u32>,
     ) {
         self.counters.handshakes_completed += 1;
         let local = session.local_index;

@@ -59,7 +59,7 @@ pub struct Peer {
     /// Where it is filed in the timer table (never later than [`Peer::deadline`]).
     pub(crate) timer: Option<Instant>,
     /// The peer's incarnation (a number drawn at each of its starts), from its handshake.
-    pub(crate) incarnation: Option<u64>,
+    pub(crate) incarnation: Option<u32>,
     /// The round trip of the last handshake.
     pub(crate) rtt: Option<Duration>,
 }

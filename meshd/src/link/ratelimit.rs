@@ -9,10 +9,16 @@
 //!   known peer (say, one that just restarted) from linking again;
 //! * from anywhere else, through a bucket per source IP address **and** a global bucket, so
 //!   that one address cannot take the whole budget and all addresses together cannot take the
-//!   CPU.
+//!   CPU;
+//! * from a source that **proved its address** with a cookie ([`super::cookie`]), or came over
+//!   a transport whose own handshake did (TCP, QUIC), through a bucket of that IP address and a
+//!   global bucket of proven sources: spoofed inits never reach these, so a flood from forged
+//!   addresses cannot spend them.
 //!
-//! An attacker who spoofs a known peer's exact address and port can still exhaust that peer's
-//! bucket; return-routability cookies (as WireGuard's) would close that and are future work.
+//! When the bucket an init needs is empty, `handshake.rs` answers with a cookie reply instead
+//! of the handshake: the initiator proves its address and is then served from the proven
+//! budgets. That also covers an attacker who spoofs a known peer's exact address and port
+//! (it can empty that peer's bucket, but not the peer's proven one).
 
 use crate::toolkit::bucket::{Bucket, Rate};
 use std::collections::HashMap;
@@ -34,6 +40,14 @@ pub struct Limits {
     pub known_rate: f64,
     /// See `known_rate`.
     pub known_burst: f64,
+    /// One IP address that proved itself (cookie, or a TCP/QUIC connection).
+    pub proven_rate: f64,
+    /// See `proven_rate`.
+    pub proven_burst: f64,
+    /// All proven sources together.
+    pub proven_global_rate: f64,
+    /// See `proven_global_rate`.
+    pub proven_global_burst: f64,
 }
 
 impl Default for Limits {
@@ -45,6 +59,10 @@ impl Default for Limits {
             per_ip_burst: 16.0,
             known_rate: 8.0,
             known_burst: 16.0,
+            proven_rate: 4.0,
+            proven_burst: 16.0,
+            proven_global_rate: 256.0,
+            proven_global_burst: 512.0,
         }
     }
 }
@@ -60,6 +78,8 @@ pub struct InitLimiter {
     global: Bucket,
     per_ip: HashMap<IpAddr, Bucket>,
     known: HashMap<SocketAddr, Bucket>,
+    proven_global: Bucket,
+    proven: HashMap<IpAddr, Bucket>,
 }
 
 impl InitLimiter {
@@ -70,7 +90,26 @@ impl InitLimiter {
             limits,
             per_ip: HashMap::new(),
             known: HashMap::new(),
+            proven_global: Bucket::full(limits.proven_global_burst, now),
+            proven: HashMap::new(),
         }
+    }
+
+    /// Whether an init from `from`, which proved its address, may be answered now.
+    pub fn admit_proven(&mut self, from: SocketAddr, now: Instant) -> bool {
+        let l = self.limits;
+        if self.proven.len() >= MAX_TRACKED {
+            // Only real addresses get here: starting over is fair to all of them.
+            self.proven.clear();
+        }
+        let ip = from.ip().to_canonical();
+        self.proven
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(l.proven_burst, now))
+            .take(now, Rate::new(l.proven_rate, l.proven_burst))
+            && self
+                .proven_global
+                .take(now, Rate::new(l.proven_global_rate, l.proven_global_burst))
     }
 
     /// Whether an init from `from` may be answered now. `known` says whether `from` is a
@@ -146,5 +185,21 @@ mod tests {
         // And the budget comes back with time.
         let later = now + Duration::from_secs(1);
         assert!(l.admit(addr("198.51.100.1:1"), false, later));
+    }
+
+    #[test]
+    fn the_proven_budget_is_apart_and_per_address() {
+        let now = Instant::now();
+        let mut l = InitLimiter::new(Limits::default(), now);
+        for i in 0..100_000u32 {
+            let a = SocketAddr::new(IpAddr::from(i.to_be_bytes()), 1);
+            l.admit(a, false, now);
+            l.admit(a, true, now);
+        }
+        let admitted = (0..100)
+            .filter(|_| l.admit_proven(addr("198.51.100.1:1"), now))
+            .count();
+        assert_eq!(admitted, 16, "one address gets its own burst, no more");
+        assert!(l.admit_proven(addr("198.51.100.2:1"), now));
     }
 }

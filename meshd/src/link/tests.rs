@@ -711,4 +711,5 @@ fn a_peer_answering_from_another_address_is_not_dialed_in_a_loop() {
     assert!(inits <= 6, "{inits} handshake inits in 30 s");
 }
 
+mod cookies;
 mod liveness;

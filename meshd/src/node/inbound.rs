@@ -63,7 +63,7 @@ impl Node {
                     self.firewall.counters_mut().sessions_refused += 1;
                     return Inbound::Done;
                 }
-                match self.e2e.handle(now, &src, body, tun_out) {
+                match self.e2e.handle_via(now, Some(link.0), &src, body, tun_out) {
                     Received::Deliver { len: n, from } => {
                         if !self.firewall.check_in(now, &from, &tun_out[..n]) {
                             return Inbound::Done;
