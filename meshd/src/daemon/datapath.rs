@@ -269,7 +269,11 @@ impl UdpToTun {
         let mut count = 0;
         let mut errors = ReadErrors::default();
         let mut result = Ok(());
-        for _ in 0..BUDGET {
+        // Handshake inits (a socket of their own, `udp.rs`): one batch a turn, however many
+        // wait; a flood of them then costs the loop a bounded share and the kernel drops the
+        // rest.
+        let budget = if sock.handshakes() { 1 } else { BUDGET };
+        for _ in 0..budget {
             let n = {
                 let mut iovs: Vec<IoSliceMut<'_>> =
                     self.rx.iter_mut().map(|b| IoSliceMut::new(b)).collect();

@@ -145,6 +145,7 @@ impl Sockets {
         let listen: Vec<String> = self
             .udp
             .iter()
+            .filter(|s| !s.handshakes())
             .map(|s| s.local_addr().to_string())
             .collect();
         (!self.udp.iter().any(|s| s.can_reach(&addr))).then(|| {
@@ -255,11 +256,19 @@ pub async fn run_with(
     let mut store = PeerStore::open(&cfg.state_dir)?;
     let (mut policy_file, policy) = policy::PolicyFile::open(cfg.policy_file.clone())?;
     let mut socks = Vec::new();
+    let mut init_socks = Vec::new();
     for addr in cfg.listen_addrs()? {
-        let s = UdpSock::bind(addr)?;
-        tracing::info!(listen = %s.local_addr(), gso_segments = s.max_gso_segments(), "listening");
-        socks.push(s);
+        for s in UdpSock::bind_steered(addr)? {
+            if s.handshakes() {
+                init_socks.push(s);
+                continue;
+            }
+            tracing::info!(listen = %s.local_addr(), gso_segments = s.max_gso_segments(), "listening");
+            socks.push(s);
+        }
     }
+    // After the data sockets, so that sends (the first socket of a family) never pick them.
+    socks.append(&mut init_socks);
     let listen = cfg.listen_endpoints()?;
     let wants_quic = cfg
         .peer_uris()?
