@@ -50,6 +50,9 @@ impl Links {
             }
         }
         self.path_heard(&key, from, now);
+        if n > 0 && out[0] == wire::frame::ROUTING {
+            self.follow_data_path(&key, from, now);
+        }
         let Some(peer) = self.peers.get_mut(&key) else {
             return Recv::Dropped(DropReason::UnknownSession);
         };

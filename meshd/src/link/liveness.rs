@@ -19,6 +19,10 @@
 //!   incarnation of a linked peer replaces the link (down, then up), so the router starts
 //!   over with the new instance instead of keeping what the old one said.
 //!
+//! * **Paths.** Data unanswered on the path in use moves the link to another path heard from
+//!   lately instead of taking it down; the peer follows its data there
+//!   ([`Links::follow_data_path`]).
+//!
 //! It must not tear a link down on anything unauthenticated.
 
 use super::peer::PASSIVE_KEEPALIVE;
@@ -95,5 +99,30 @@ impl Links {
         }
         self.refile_peer(&key);
         Recv::Consumed
+    }
+
+    /// Data from `key` arrived over `from`, not the path in use: if the path in use has been
+    /// silent for [`SILENT_MIN`], the peer moved its traffic (its data went unanswered there):
+    /// answer where its data comes from. One comparison when nothing moved.
+    pub(super) fn follow_data_path(
+        &mut self,
+        key: &crate::identity::PublicKey,
+        from: Endpoint,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        if peer.endpoint == from {
+            return;
+        }
+        let current = peer.endpoint;
+        let heard = peer.paths.iter().find(|p| p.endpoint == current);
+        if heard.is_none_or(|p| now >= p.last_rx + SILENT_MIN) {
+            tracing::info!(peer = %key.short(), from = %current, to = %from,
+                "the peer's data moved to another path: following it");
+            peer.endpoint = from;
+            peer.switched = now;
+        }
     }
 }

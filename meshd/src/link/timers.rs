@@ -155,7 +155,26 @@ impl Links {
             return;
         }
         let silent = peer.silent_after(&cfg);
-        let unanswered = peer.first_unanswered_tx.is_some_and(|t| now >= t + silent);
+        let mut unanswered = peer.first_unanswered_tx.is_some_and(|t| now >= t + silent);
+        if unanswered && now < peer.last_rx + cfg.peer_timeout {
+            // Another path heard from lately (its probes are answered): the path in use died,
+            // not the link. Move there and give it the same time.
+            let other = peer
+                .paths
+                .iter()
+                .filter(|p| p.endpoint != peer.endpoint)
+                .filter(|p| now < p.last_rx + super::paths::PATH_SILENT)
+                .max_by_key(|p| p.last_rx)
+                .map(|p| p.endpoint);
+            if let Some(ep) = other {
+                tracing::info!(peer = %key.short(), from = %peer.endpoint, to = %ep,
+                    "data unanswered on the path in use: the link moves to another path");
+                peer.endpoint = ep;
+                peer.switched = now;
+                peer.first_unanswered_tx = Some(now);
+                unanswered = false;
+            }
+        }
         if unanswered || now >= peer.last_rx + cfg.peer_timeout {
             let confirmed = peer.sessions.iter().any(|s| s.confirmed);
             let why = if unanswered {
