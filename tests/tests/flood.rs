@@ -35,6 +35,14 @@ const ANNOUNCEMENT_FLOOD: f64 = 20_000.0;
 /// How long each transfer runs.
 const TRANSFER: Duration = Duration::from_secs(3);
 
+/// Each test floods at the highest rate the machine allows: one at a time, or they would
+/// measure each other's floods.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A small xorshift stream: the spoofed sources and keys.
 struct Rng(u64);
 
@@ -302,6 +310,7 @@ fn spoofed_inits(seed: u64, port: u16) -> Vec<(Vec<u8>, SockAddr)> {
 
 #[test]
 fn a_new_node_links_within_2_s_during_a_spoofed_init_flood() {
+    let _g = serial();
     let (a, _b, mut c, f) = init_flood_setup();
     let (_, ka) = a.identity();
     let (took, rate) = flooding(
@@ -339,6 +348,7 @@ fn a_new_node_links_within_2_s_during_a_spoofed_init_flood() {
 
 #[test]
 fn a_transfer_keeps_80_percent_of_its_throughput_during_a_spoofed_init_flood() {
+    let _g = serial();
     let (a, b, _c, f) = init_flood_setup();
     let phase = Instant::now();
     let (control, control_rate) = flooding(
@@ -462,6 +472,7 @@ fn spoofed_announcement(rng: &mut Rng) -> Vec<u8> {
 
 #[test]
 fn neighbours_find_each_other_within_5_s_during_a_spoofed_announcement_flood() {
+    let _g = serial();
     require_root();
     let mut a = Node::new("fd");
     let mut b = Node::new("fe");
