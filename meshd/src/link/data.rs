@@ -61,7 +61,7 @@ impl Links {
         }
         match out[0] {
             wire::frame::ROUTING => {
-                peer.last_data_rx = Some(now);
+                peer.owed_answer.get_or_insert(now);
                 // A passive keepalive may now be due before what is filed (not with the
                 // default intervals: then this is one comparison).
                 let passive = now + super::peer::PASSIVE_KEEPALIVE;
@@ -122,6 +122,7 @@ impl Links {
         match session.encrypt(frame, out) {
             Ok(n) => {
                 peer.last_tx = now;
+                peer.owed_answer = None;
                 if peer.first_unanswered_tx.is_none() {
                     peer.first_unanswered_tx = Some(now);
                     // The link is dead if nothing comes back by then; usually filed earlier
@@ -160,6 +161,7 @@ impl Links {
         };
         // Even if this fails (an exhausted session), the keepalive is not due again at once.
         peer.last_tx = now;
+        peer.owed_answer = None;
         let to = peer.endpoint;
         self.send_control_frame_to(key, to, frame);
     }

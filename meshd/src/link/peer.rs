@@ -49,7 +49,9 @@ pub struct Peer {
     pub(crate) up_since: Instant,
     pub(crate) last_rx: Instant,
     pub(crate) last_tx: Instant,
-    pub(crate) last_data_rx: Option<Instant>,
+    /// Data received since our last transmission (first at): the peer waits for an answer
+    /// (a flag, not a comparison of instants, which a coarse clock can make equal).
+    pub(crate) owed_answer: Option<Instant>,
     pub(crate) first_unanswered_tx: Option<Instant>,
     pub(crate) last_handshake: Instant,
     /// Local index of our handshake in flight to this peer (rekey or probe).
@@ -82,7 +84,7 @@ impl Peer {
             up_since: now,
             last_rx: now,
             last_tx: now,
-            last_data_rx: None,
+            owed_answer: None,
             first_unanswered_tx: None,
             last_handshake: now,
             rekey_in_flight: None,
@@ -140,7 +142,7 @@ impl Peer {
     /// When a keepalive is due, if one is.
     pub(crate) fn keepalive_due(&self, cfg: &LinkConfig) -> Instant {
         let mut due = self.last_tx + cfg.keepalive_interval;
-        if let Some(rx) = self.last_data_rx.filter(|rx| *rx > self.last_tx) {
+        if let Some(rx) = self.owed_answer {
             due = due.min(rx + PASSIVE_KEEPALIVE);
         }
         due
