@@ -41,7 +41,8 @@ impl Router {
             return Some((*id, 0));
         }
         let ours = &self.coords.0;
-        let limit = dest.dist(ours).min(watermark as u64);
+        // (Not our peer, checked above: a position of its place at ours is stale.)
+        let limit = dest.dist_from_us(ours).min(watermark as u64);
         // A child of ours is nearer only if a position of the place lies in its subtree: the
         // ports below us on the way to those positions. (A hub has thousands of children;
         // this spares computing each one's distance.)

@@ -279,6 +279,17 @@ impl PlaceBuf {
             .fold(dist(self.at(), c), u64::min)
     }
 
+    /// Distance from us, at `ours`, to this place, for a node that is not our peer: a
+    /// position one hop from it *at our own coordinates* says it was our peer when it signed
+    /// the place; that link is gone, so the position leads nowhere and is left out (else we
+    /// would find ourselves nearest and drop our own traffic until a newer place comes).
+    pub fn dist_from_us(&self, ours: &[u64]) -> u64 {
+        self.near()
+            .filter(|(h, n)| !(*h == 1 && *n == ours))
+            .map(|(h, n)| dist(n, ours) + h as u64)
+            .fold(dist(self.at(), ours), u64::min)
+    }
+
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut b = PlaceBuf {
             ports: [0; MAX_PLACE_PORTS],

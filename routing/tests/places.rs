@@ -149,3 +149,49 @@ fn a_peer_lying_about_its_neighbours_wins_only_among_real_progress() {
         assert_ne!(path[1], x, "the lie pulled traffic its way: {path:?}");
     }
 }
+
+/// Two siblings linked to each other name each other in their places. When that link goes
+/// down, the place one holds of the other still names its own position: it must not find
+/// itself nearest and drop its own traffic until a newer place arrives, but send it through
+/// their parent at once (before the fix, a reply across a broken direct path was lost for up
+/// to two seconds, until a lookup brought the newer record).
+#[test]
+fn a_sibling_whose_direct_link_broke_is_reached_through_the_parent_at_once() {
+    for seed in 0..8 {
+        let mut net = Net::new(3, &[(0, 1), (0, 2), (1, 2)], RouterConfig::default(), seed);
+        net.converge(Duration::from_secs(20)).expect("converges");
+        net.run_for(Duration::from_secs(2));
+        let root = (0..3)
+            .find(|&i| net.nodes[i].router.coords().0.is_empty())
+            .expect("a root");
+        let (x, y) = match root {
+            0 => (1, 2),
+            1 => (0, 2),
+            _ => (0, 1),
+        };
+        let y_at = net.nodes[y].router.coords().clone();
+        assert!(
+            net.nodes[x]
+                .router
+                .place()
+                .near
+                .iter()
+                .any(|n| n.at == y_at),
+            "seed {seed}: x names its sibling y in its place"
+        );
+        // y learns x's place (which names y), then the direct link breaks.
+        assert!(net.send(y, x, b"before").is_some(), "seed {seed}");
+        net.disconnect(x, y);
+        let key = net.nodes[x].key;
+        let now = net.now;
+        let mut out = Vec::new();
+        let peer = net.nodes[y]
+            .router
+            .send_traffic(now, &key, b"after", &mut out);
+        assert_eq!(
+            peer,
+            Some(PeerId(root as u64)),
+            "seed {seed}: y sends through the parent"
+        );
+    }
+}

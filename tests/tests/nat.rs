@@ -144,10 +144,14 @@ fn nodes_behind_two_nats_punch_a_direct_path_and_keep_it_without_the_public_node
         "relayed through P again {:?} after the direct link went down",
         lost.elapsed()
     );
+    let n3 = a.ping(&addr_b, 3, "0.2");
     assert_eq!(
-        a.ping(&addr_b, 3, "0.2"),
+        n3,
         3,
-        "fallback through P\n{}",
+        "fallback through P\nA status {}\nB status {}\nP status {}\n{}",
+        a.status(),
+        b.status(),
+        p.status(),
         a.log()
     );
     let line = meshctl_ping(&a, &addr_b);

@@ -168,7 +168,10 @@ impl Node {
                     ));
                 }
             }
-            RouteEvent::PathBroken { .. } | RouteEvent::TreeChanged => {}
+            RouteEvent::PathBroken { key } => {
+                tracing::debug!(peer = %PublicKey(key).short(), "a node on the path could not forward to it: looking it up again");
+            }
+            RouteEvent::TreeChanged => tracing::debug!("our place in the tree changed"),
         }
     }
 }
