@@ -18,7 +18,7 @@ use std::net::{
     Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tests::{Netns, Node, require_root, run, unique, veth, wait_until};
 
@@ -104,6 +104,7 @@ fn flood(
     packets: Vec<(Vec<u8>, SockAddr)>,
     max_rate: Option<f64>,
     stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<(u64, Duration)> {
     ns.spawn(move || {
         let domain = match packets.first().map(|p| p.1.is_ipv6()) {
@@ -121,6 +122,7 @@ fn flood(
                     sent += 1;
                 }
                 if sent.is_multiple_of(256) {
+                    progress.store(sent, Ordering::Relaxed);
                     if stop.load(Ordering::Relaxed) {
                         break 'flood;
                     }
@@ -154,8 +156,15 @@ fn flooding<T>(
         }
     }
     let stop = Stop(Arc::new(AtomicBool::new(false)));
-    let f = flood(ns, packets, max_rate, stop.0.clone());
-    // Let the flood spend the budgets first.
+    let progress = Arc::new(AtomicU64::new(0));
+    let f = flood(ns, packets, max_rate, stop.0.clone(), progress.clone());
+    // The flood is out (a new interface may refuse sends for a moment), then it spends the
+    // budgets first.
+    assert!(
+        wait_until(Duration::from_secs(5), || progress.load(Ordering::Relaxed)
+            > 0),
+        "{what}: no packet went out in 5 s"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let out = during();
     drop(stop);
