@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tests::{Node, require_root, veth};
+use tests::{Node, Rng, require_root, veth};
 
 const A_IP: &str = "10.98.0.1";
 const B_IP: &str = "10.98.0.2";
@@ -46,22 +46,6 @@ fn udp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
         out.push(ip[ihl + 8..total.min(ip.len())].to_vec());
     }
     out
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
 }
 
 /// Builds the hostile datagrams; returns them and how many are well-formed handshake inits

@@ -20,7 +20,7 @@ use std::net::{
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tests::{Netns, Node, require_root, run, unique, veth, wait_until};
+use tests::{Netns, Node, Rng, require_root, run, unique, veth, wait_until};
 
 const A_TO_B: &str = "10.91.1.1";
 const B_IP: &str = "10.91.1.2";
@@ -41,18 +41,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A small xorshift stream: the spoofed sources and keys.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// One's complement sum of 16-bit words, folded.
@@ -90,9 +78,9 @@ fn spoofed_init(rng: &mut Rng, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> 
     p[22..24].copy_from_slice(&dst.port().to_be_bytes());
     p[24..26].copy_from_slice(&((8 + wire::INIT_LEN) as u16).to_be_bytes());
     let init = &mut p[28..];
-    wire::emit_init_header(init, Suite::ChaChaPoly, rng.next() as u32);
+    wire::emit_init_header(init, Suite::ChaChaPoly, rng.next_u64() as u32);
     for b in &mut init[8..8 + wire::INIT_NOISE_LEN] {
-        *b = rng.next() as u8;
+        *b = rng.next_u64() as u8;
     }
     p
 }
@@ -307,7 +295,7 @@ fn spoofed_inits(seed: u64, port: u16) -> Vec<(Vec<u8>, SockAddr)> {
     let dst = SocketAddrV4::new(A_TO_F.parse().expect("ip"), port);
     (0..65_536)
         .map(|_| {
-            let r = rng.next();
+            let r = rng.next_u64();
             let src = SocketAddrV4::new(
                 Ipv4Addr::new(10, 200, (r >> 8) as u8, r as u8),
                 1024 + (r >> 16) as u16 % 60_000,
@@ -439,22 +427,22 @@ fn spoofed_announcement(rng: &mut Rng) -> Vec<u8> {
     let mut body = [0u8; meshd::discovery::LEN];
     body[..4].copy_from_slice(meshd::codes::discovery::MAGIC);
     for b in &mut body[4..] {
-        *b = rng.next() as u8;
+        *b = rng.next_u64() as u8;
     }
     let src = Ipv6Addr::new(
         0xfe80,
         0,
         0,
         0,
-        rng.next() as u16,
-        rng.next() as u16,
-        rng.next() as u16,
-        rng.next() as u16,
+        rng.next_u64() as u16,
+        rng.next_u64() as u16,
+        rng.next_u64() as u16,
+        rng.next_u64() as u16,
     );
     let dst = meshd::discovery::GROUP;
     let udp_len = (8 + body.len()) as u16;
     let mut udp = vec![0u8; 8];
-    udp[..2].copy_from_slice(&(1024 + rng.next() as u16 % 60_000).to_be_bytes());
+    udp[..2].copy_from_slice(&(1024 + rng.next_u64() as u16 % 60_000).to_be_bytes());
     udp[2..4].copy_from_slice(&meshd::discovery::PORT.to_be_bytes());
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
     let pseudo_len = u32::from(udp_len).to_be_bytes();
