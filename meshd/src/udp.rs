@@ -1,13 +1,16 @@
 //! UDP sockets: created with socket2, driven in batches with quinn-udp (recvmmsg, GRO on
 //! receive, GSO on send), awaited with tokio.
 //!
-//! **Handshake inits get a socket of their own** where the kernel can steer by content (Linux):
-//! two sockets share the listen address (`SO_REUSEPORT`), and a classic BPF program attached
-//! to the group sends every datagram whose first byte is a handshake init to the second one
-//! ([`UdpSock::bind_steered`]). A flood of spoofed inits then fills only that socket's small
-//! queue, where the kernel drops the excess for free, and the daemon reads it with a small
-//! budget beside the data socket ([`UdpSock::handshakes`]), so data from linked peers keeps
-//! its own queue and its share of the loop.
+//! **Handshake inits get sockets of their own** where the kernel can steer by content (Linux):
+//! three sockets share the listen address (`SO_REUSEPORT`), and a classic BPF program attached
+//! to the group sends every handshake init to the second one, or to the third if it carries a
+//! cookie MAC ([`UdpSock::bind_steered`]). A flood of spoofed inits then fills only a small
+//! queue of its own, where the kernel drops the excess for free, and the daemon reads them in
+//! batches beside the data socket ([`UdpSock::handshakes`], [`UdpSock::try_recv_inits`]), so
+//! data from linked peers keeps its own queue and its share of the loop. An init that comes
+//! back with a cookie (its sender proved its address) does not queue behind the flood that
+//! made the cookie necessary: spoofers cannot make valid MACs, and the ones they make up cost
+//! only a MAC check (`link/handshake.rs`).
 
 use anyhow::Context;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
@@ -19,9 +22,41 @@ use tokio::io::Interest;
 /// Kernel socket buffer size asked for (forced past `rmem_max` when running as root).
 const SOCKET_BUFFER: usize = 8 << 20;
 
-/// Receive buffer of a handshake socket: a few hundred inits; a flood beyond is dropped by
-/// the kernel.
-const HANDSHAKE_BUFFER: usize = 64 << 10;
+/// Receive buffer of a handshake socket: a few hundred inits (a millisecond of a flood, to
+/// ride out the reader's pauses); a flood beyond is dropped by the kernel.
+const HANDSHAKE_BUFFER: usize = 2 << 20;
+
+/// Most handshake inits read with one `recvmmsg`.
+pub const INIT_BATCH: usize = 32;
+/// Room for one datagram on the handshake socket: an init has a fixed length
+/// ([`crate::wire::INIT_LEN`]); a longer datagram is cut, flagged and dropped.
+const INIT_SLOT: usize = 256;
+
+/// Buffers for reading handshake inits in batches ([`UdpSock::try_recv_inits`]): no control
+/// messages and no coalescing, since an init needs only its source address.
+pub struct InitBatch {
+    bufs: Vec<[u8; INIT_SLOT]>,
+    got: Vec<(SocketAddr, usize)>,
+}
+
+impl Default for InitBatch {
+    fn default() -> Self {
+        InitBatch {
+            bufs: vec![[0; INIT_SLOT]; INIT_BATCH],
+            got: Vec::with_capacity(INIT_BATCH),
+        }
+    }
+}
+
+impl InitBatch {
+    /// The datagrams of the last read and where each came from.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.got
+            .iter()
+            .zip(&self.bufs)
+            .map(|(&(from, len), b)| (from, &b[..len]))
+    }
+}
 
 /// One bound UDP socket.
 pub struct UdpSock {
@@ -70,43 +105,51 @@ fn buffers(s: &Socket, size: usize) {
     }
 }
 
-/// Sends datagrams whose first byte is a handshake init to the second socket of the
-/// `SO_REUSEPORT` group `s` belongs to, everything else to the first. (For UDP the kernel runs
-/// the program on the payload; a load past its end returns 0: the data socket.)
+/// Steers by content within the `SO_REUSEPORT` group `s` belongs to: a handshake init that
+/// carries a cookie MAC (any non-zero byte in it) goes to the third socket, any other init to
+/// the second, everything else to the first. (For UDP the kernel runs the program on the
+/// payload; a load past its end returns 0: the data socket.)
 #[cfg(target_os = "linux")]
 fn steer_inits(s: &Socket) -> anyhow::Result<()> {
-    use libc::sock_filter;
-    let code = [
-        // A = payload[0]
-        sock_filter {
-            code: (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        // A == INIT ? next : skip one
-        sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 1,
-            k: u32::from(crate::wire::TYPE_INIT),
-        },
-        sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: 1,
-        },
-        sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
+    use crate::wire::{COOKIE_LEN, INIT_MAC_AT, TYPE_INIT};
+    use libc::{BPF_ABS, BPF_B, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, sock_filter};
+    let op = |code: u32, jt: u8, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let words = (COOKIE_LEN / 4) as u8;
+    let mut code = vec![
+        // A = payload[0]; not an init: the data socket.
+        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 0),
+        op(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            0,
+            2 * words + 1,
+            u32::from(TYPE_INIT),
+        ),
     ];
+    // Each word of the cookie MAC: non-zero jumps to "proven", past the words left and the
+    // two returns after them.
+    for w in 0..words {
+        let left = words - 1 - w;
+        code.push(op(
+            BPF_LD | BPF_W | BPF_ABS,
+            0,
+            0,
+            (INIT_MAC_AT + 4 * w as usize) as u32,
+        ));
+        code.push(op(BPF_JMP | BPF_JEQ | BPF_K, 0, 2 * left + 2, 0));
+    }
+    code.extend([
+        op(BPF_RET | BPF_K, 0, 0, 1),
+        op(BPF_RET | BPF_K, 0, 0, 0),
+        op(BPF_RET | BPF_K, 0, 0, 2),
+    ]);
     let prog = libc::sock_fprog {
         len: code.len() as u16,
-        filter: code.as_ptr().cast_mut(),
+        filter: code.as_mut_ptr(),
     };
     nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::AttachReusePortCbpf, &prog)
         .context("cannot attach the handshake-steering program")
@@ -134,17 +177,26 @@ impl UdpSock {
         drop(probe);
         #[cfg(target_os = "linux")]
         {
-            let pair = || -> anyhow::Result<Vec<UdpSock>> {
+            let group = || -> anyhow::Result<Vec<UdpSock>> {
+                // The order of binding is the order in the group, which the program's
+                // answers index.
                 let data = socket(addr, true)?;
                 bind(&data, addr)?;
                 let inits = socket(addr, true)?;
                 bind(&inits, addr)?;
+                let proven = socket(addr, true)?;
+                bind(&proven, addr)?;
                 steer_inits(&data)?;
                 buffers(&data, SOCKET_BUFFER);
                 buffers(&inits, HANDSHAKE_BUFFER);
-                Ok(vec![Self::wrap(data, false)?, Self::wrap(inits, true)?])
+                buffers(&proven, HANDSHAKE_BUFFER);
+                Ok(vec![
+                    Self::wrap(data, false)?,
+                    Self::wrap(inits, true)?,
+                    Self::wrap(proven, true)?,
+                ])
             };
-            match pair() {
+            match group() {
                 Ok(p) => return Ok(p),
                 Err(e) => tracing::debug!(%addr, "one socket for inits and data: {e:#}"),
             }
@@ -156,6 +208,16 @@ impl UdpSock {
         let std_sock: std::net::UdpSocket = s.into();
         let state = UdpSocketState::new(UdpSockRef::from(&std_sock))
             .context("cannot set up UDP socket options")?;
+        #[cfg(target_os = "linux")]
+        if handshakes {
+            // Inits are read without control messages: nothing may be coalesced.
+            nix::sys::socket::setsockopt(
+                &std_sock,
+                nix::sys::socket::sockopt::UdpGroSegment,
+                &false,
+            )
+            .context("cannot turn off coalescing on the handshake socket")?;
+        }
         let local = std_sock.local_addr()?;
         let sock = tokio::net::UdpSocket::from_std(std_sock)?;
         Ok(UdpSock {
@@ -214,6 +276,119 @@ impl UdpSock {
         })
     }
 
+    /// Reads up to `max` (at most [`INIT_BATCH`]) datagrams into `batch` with one
+    /// `recvmmsg`, without waiting; `Err(WouldBlock)` when there is nothing. For the handshake
+    /// socket, whose datagrams are small and many under a flood: no control messages to fill,
+    /// and the kernel's per-datagram cost is a third of a [`UdpSock::try_recv`].
+    #[cfg(target_os = "linux")]
+    pub fn try_recv_inits(&self, batch: &mut InitBatch, max: usize) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+        use std::os::fd::AsRawFd;
+        let n = max.clamp(1, INIT_BATCH);
+        batch.got.clear();
+        let got = &mut batch.got;
+        let bufs = &mut batch.bufs;
+        self.sock.try_io(Interest::READABLE, || {
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(n, None);
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs[..n]
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            let results = recvmmsg(
+                self.sock.as_raw_fd(),
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from)?;
+            for r in results {
+                let from = r.address.as_ref().and_then(socket_addr);
+                // A cut datagram keeps its slot, as empty: the slots stay in step with `got`.
+                let len = if r.flags.contains(MsgFlags::MSG_TRUNC) {
+                    0
+                } else {
+                    r.bytes
+                };
+                got.push((from.unwrap_or(self.local), len));
+            }
+            Ok(got.len())
+        })
+    }
+
+    /// Sends each datagram to its address, as many per `sendmmsg` as the kernel takes, waiting
+    /// while the socket buffer is full. A datagram the kernel refuses (no route, say) is
+    /// skipped and logged; the others still go.
+    #[cfg(target_os = "linux")]
+    pub async fn send_many(&self, datagrams: &[(SocketAddr, &[u8])]) {
+        let mut at = 0;
+        while at < datagrams.len() {
+            let rest = &datagrams[at..];
+            match self
+                .sock
+                .async_io(Interest::WRITABLE, || self.try_send_many(rest))
+                .await
+            {
+                Ok(k) => at += k.max(1),
+                Err(e) => {
+                    tracing::debug!(to = %rest[0].0, "UDP send: {e}");
+                    at += 1;
+                }
+            }
+        }
+    }
+
+    /// Sends each datagram to its address (one `sendmsg` each where there is no `sendmmsg`).
+    #[cfg(not(target_os = "linux"))]
+    pub async fn send_many(&self, datagrams: &[(SocketAddr, &[u8])]) {
+        for (to, d) in datagrams {
+            if let Err(e) = self.send(*to, d, None).await {
+                tracing::debug!(%to, "UDP send: {e}");
+            }
+        }
+    }
+
+    /// Reads up to `max` datagrams into `batch`, one `recvfrom` each.
+    #[cfg(not(target_os = "linux"))]
+    pub fn try_recv_inits(&self, batch: &mut InitBatch, max: usize) -> io::Result<usize> {
+        batch.got.clear();
+        for b in batch.bufs.iter_mut().take(max.clamp(1, INIT_BATCH)) {
+            match self.sock.try_recv_from(&mut b[..]) {
+                Ok((len, from)) => batch.got.push((from, len)),
+                Err(e) if batch.got.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(batch.got.len())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn try_send_many(&self, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+        use std::os::fd::AsRawFd;
+        let n = datagrams.len().min(INIT_BATCH * 2);
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(n, None);
+        let iovs: Vec<[io::IoSlice<'_>; 1]> = datagrams[..n]
+            .iter()
+            .map(|(_, d)| [io::IoSlice::new(d)])
+            .collect();
+        let addrs: Vec<Option<SockaddrStorage>> = datagrams[..n]
+            .iter()
+            .map(|(to, _)| Some(SockaddrStorage::from(self.map_destination(*to))))
+            .collect();
+        let none: [ControlMessage<'_>; 0] = [];
+        let sent = sendmmsg(
+            self.sock.as_raw_fd(),
+            &mut headers,
+            &iovs,
+            &addrs,
+            none,
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        Ok(sent.count())
+    }
+
     /// Sends `contents` to `to`, as `contents.len() / segment` datagrams of `segment` bytes (the
     /// last may be shorter) when `segment` is given. Waits while the socket buffer is full.
     pub async fn send(
@@ -247,6 +422,16 @@ impl UdpSock {
     }
 }
 
+/// A socket address nix decoded, as the standard library's.
+#[cfg(target_os = "linux")]
+fn socket_addr(s: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4(std::net::SocketAddrV4::from(*v4)));
+    }
+    s.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
+}
+
 /// The address a datagram came from, with IPv4-mapped IPv6 turned back into IPv4 so that it
 /// compares equal to the configured `udp://192.0.2.1:7820`.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -256,5 +441,70 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
             std::net::SocketAddrV6::new(*a.ip(), a.port(), 0, a.scope_id()),
         ),
         a => SocketAddr::new(a.ip().to_canonical(), a.port()),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::wire;
+    use std::time::Duration;
+
+    /// Reads what `sock` (a handshake socket) has within a second: the sender index's first
+    /// byte (or the length, for `lens`) of each.
+    async fn inits_on(sock: &UdpSock, want: usize, lens: bool) -> Vec<usize> {
+        let mut batch = InitBatch::default();
+        let mut got = Vec::new();
+        let end = tokio::time::Instant::now() + Duration::from_secs(1);
+        while got.len() < want {
+            if tokio::time::timeout_at(end, sock.readable()).await.is_err() {
+                break;
+            }
+            if sock.try_recv_inits(&mut batch, INIT_BATCH).is_ok() {
+                got.extend(batch.datagrams().map(
+                    |(_, d)| {
+                        if lens { d.len() } else { usize::from(d[4]) }
+                    },
+                ));
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn the_kernel_steers_inits_and_inits_with_a_cookie_to_sockets_of_their_own() {
+        let socks = UdpSock::bind_steered("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        assert_eq!(socks.len(), 3, "data, inits, inits with a cookie");
+        assert!(!socks[0].handshakes() && socks[1].handshakes() && socks[2].handshakes());
+        let to = socks[0].local_addr();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+        // Inits (told apart by their sender index's first byte) and one transport message.
+        for (tag, mac) in [(1u8, false), (2, true), (3, false), (4, true)] {
+            let mut init = vec![0u8; wire::INIT_LEN];
+            wire::emit_init_header(&mut init, wire::Suite::ChaChaPoly, u32::from(tag));
+            init[4] = tag;
+            if mac {
+                init[wire::INIT_MAC_AT + wire::COOKIE_LEN - 1] = 1;
+            }
+            tx.send_to(&init, to).expect("send");
+        }
+        tx.send_to(&[wire::TYPE_TRANSPORT, 0, 0, 0, 9, 9, 9, 9], to)
+            .expect("send");
+        assert_eq!(inits_on(&socks[1], 2, false).await, [1, 3]);
+        assert_eq!(inits_on(&socks[2], 2, false).await, [2, 4]);
+        // The data socket got the transport message only.
+        let mut buf = [0u8; 64];
+        let got = tokio::time::timeout(Duration::from_secs(1), socks[0].sock.recv(&mut buf))
+            .await
+            .expect("in time")
+            .expect("data");
+        assert_eq!((got, buf[0]), (8, wire::TYPE_TRANSPORT));
+        // A datagram longer than an init on the handshake socket is cut and flagged, not
+        // read as an init.
+        let mut long = vec![0u8; 1000];
+        long[0] = wire::TYPE_INIT;
+        tx.send_to(&long, to).expect("send");
+        let lens = inits_on(&socks[1], 1, true).await;
+        assert_eq!(lens, [0]);
     }
 }

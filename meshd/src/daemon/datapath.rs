@@ -8,9 +8,10 @@
 //! re-encrypted for the next link and batched the same way. No allocation per packet.
 
 use super::Sockets;
+use super::init_pacing::{Allowance, InitPacing};
 use super::local::{GROTable, IDEAL_BATCH_SIZE, Local, LocalIo, VIRTIO_NET_HDR_LEN};
 use crate::node::{Inbound, Node, Outbound};
-use crate::udp::canonical;
+use crate::udp::{InitBatch, canonical};
 use crate::uri::{Endpoint, Scheme};
 use quinn_udp::RecvMeta;
 use std::io::{self, IoSliceMut};
@@ -179,16 +180,17 @@ impl TunToUdp {
     }
 
     /// Reads what the TUN device has (up to the budget), encrypts, routes and sends it.
-    /// Fails if the device itself failed.
+    /// Returns whether it read anything; fails if the device itself failed.
     pub async fn pump(
         &mut self,
         tun: &impl LocalIo,
         node: &mut Node,
         socks: &Sockets,
         znet: Option<u64>,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let mut errors = ReadErrors::default();
         let mut result = Ok(());
+        let mut batches = 0;
         for _ in 0..BUDGET {
             let n =
                 match tun.try_recv_multiple(&mut self.original, &mut self.bufs, &mut self.sizes, 0)
@@ -203,6 +205,7 @@ impl TunToUdp {
                     },
                 };
             errors.reset();
+            batches += 1;
             let now = Instant::now();
             for i in 0..n {
                 let len = self.sizes[i].min(self.bufs[i].len());
@@ -218,7 +221,7 @@ impl TunToUdp {
             }
         }
         self.batch.flush(socks).await;
-        result
+        result.map(|()| batches > 0)
     }
 }
 
@@ -235,6 +238,10 @@ pub struct UdpToTun {
     znet_bufs: std::collections::HashMap<u64, (Vec<Vec<u8>>, GROTable)>,
     /// Buffers given back after a znet batch, to refill the slots they came from.
     spare: Vec<Vec<u8>>,
+    /// Buffers for the handshake socket.
+    inits: InitBatch,
+    /// How much of the handshake sockets a turn reads.
+    pacing: InitPacing,
 }
 
 impl Default for UdpToTun {
@@ -248,6 +255,8 @@ impl Default for UdpToTun {
             forward: GsoBatch::new(),
             znet_bufs: Default::default(),
             spare: Vec::new(),
+            inits: InitBatch::default(),
+            pacing: InitPacing::default(),
         }
     }
 }
@@ -266,14 +275,14 @@ impl UdpToTun {
         let Some(sock) = socks.get(idx) else {
             return Ok(());
         };
+        if sock.handshakes() {
+            return self.inits(idx, tun, node, socks, znets).await;
+        }
         let mut count = 0;
         let mut errors = ReadErrors::default();
         let mut result = Ok(());
-        // Handshake inits (a socket of their own, `udp.rs`): one batch a turn, however many
-        // wait; a flood of them then costs the loop a bounded share and the kernel drops the
-        // rest.
-        let budget = if sock.handshakes() { 1 } else { BUDGET };
-        for _ in 0..budget {
+        let mut batches = 0;
+        for _ in 0..BUDGET {
             let n = {
                 let mut iovs: Vec<IoSliceMut<'_>> =
                     self.rx.iter_mut().map(|b| IoSliceMut::new(b)).collect();
@@ -289,6 +298,7 @@ impl UdpToTun {
                 }
             };
             errors.reset();
+            batches += 1;
             let now = Instant::now();
             let rx = std::mem::take(&mut self.rx);
             let meta = std::mem::take(&mut self.meta);
@@ -308,7 +318,83 @@ impl UdpToTun {
             }
         }
         self.finish(count, tun, socks, znets).await;
+        if batches > 0 {
+            self.pacing.data_moved(Instant::now());
+        }
         result
+    }
+
+    /// Reads a handshake socket ([`crate::udp`]: inits only) as far as [`InitPacing`] allows.
+    async fn inits(
+        &mut self,
+        idx: usize,
+        tun: &Local,
+        node: &mut Node,
+        socks: &Sockets,
+        znets: &super::znets::Devices,
+    ) -> io::Result<()> {
+        let Some(sock) = socks.get(idx) else {
+            return Ok(());
+        };
+        let Some(allowed) = self.pacing.allowance(idx, Instant::now()) else {
+            return Ok(());
+        };
+        let Allowance { batches, per_batch } = allowed;
+        node.links.set_cookie_share(self.pacing.share());
+        let mut emptied = false;
+        let mut count = 0;
+        let mut errors = ReadErrors::default();
+        let mut result = Ok(());
+        let mut batch = std::mem::take(&mut self.inits);
+        for _ in 0..batches {
+            match sock.try_recv_inits(&mut batch, per_batch) {
+                Ok(n) => {
+                    errors.reset();
+                    emptied = n < per_batch;
+                }
+                Err(e) => match errors.on(e, "UDP receive") {
+                    Some(r) => {
+                        emptied = true;
+                        result = r;
+                        break;
+                    }
+                    None => continue,
+                },
+            }
+            let now = Instant::now();
+            for (from, dgram) in batch.datagrams() {
+                if dgram.is_empty() {
+                    continue;
+                }
+                let from = Endpoint::udp(canonical(from));
+                self.one(&mut count, now, from, dgram, node, socks, znets)
+                    .await;
+            }
+            // Answers (cookie replies) leave in batches too.
+            super::flush_control(node, socks, tun, &mut self.gro).await;
+            if emptied {
+                break;
+            }
+        }
+        self.pacing.read(idx, allowed, emptied);
+        self.inits = batch;
+        self.finish(count, tun, socks, znets).await;
+        result
+    }
+
+    /// The TUN device had packets to send (see [`InitPacing`]).
+    pub fn data_moved(&mut self) {
+        self.pacing.data_moved(Instant::now());
+    }
+
+    /// Which handshake sockets rest now (bit `i`: socket `i`), and until when the first of
+    /// them does (see [`InitPacing`]).
+    pub fn resting(&self, sockets: usize) -> (u64, Option<Instant>) {
+        let now = Instant::now();
+        let mask = (0..sockets.min(64))
+            .filter(|&i| self.pacing.resting(i, now))
+            .fold(0u64, |m, i| m | 1 << i);
+        (mask, self.pacing.next_wake(now))
     }
 
     /// Writes what a batch left: TUN packets, forwarded datagrams, znets' packets.

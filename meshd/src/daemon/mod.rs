@@ -12,6 +12,7 @@ mod blocking;
 mod control;
 mod datapath;
 mod gateway;
+mod init_pacing;
 pub mod lan;
 pub mod local;
 mod peer_store;
@@ -187,13 +188,41 @@ impl Sockets {
         }
     }
 
+    /// Sends each UDP datagram to its address, in batches per socket (`sendmmsg`).
+    async fn send_many(&self, transmits: &[crate::link::Transmit]) {
+        let mut run: Vec<(SocketAddr, &[u8])> = Vec::new();
+        let mut run_sock: Option<usize> = None;
+        for t in transmits {
+            let to = t.to.addr;
+            let Some(i) = self.udp.iter().position(|s| s.can_reach(&to)) else {
+                tracing::debug!(%to, "no socket of this address family");
+                continue;
+            };
+            if run_sock.is_some_and(|r| r != i) {
+                if let Some(s) = run_sock.and_then(|r| self.udp.get(r)) {
+                    s.send_many(&run).await;
+                }
+                run.clear();
+            }
+            run_sock = Some(i);
+            run.push((to, &t.data));
+        }
+        if let Some(s) = run_sock.and_then(|r| self.udp.get(r)) {
+            s.send_many(&run).await;
+        }
+    }
+
     /// Waits until one of the sockets may be readable; returns its index. Polling starts after
     /// the socket served last, so a busy socket cannot starve the others.
-    async fn readable(&self, last: usize) -> usize {
+    /// Sockets whose bit is set in `resting` are not polled.
+    async fn readable(&self, last: usize, resting: u64) -> usize {
         let n = self.udp.len();
         std::future::poll_fn(|cx| {
             for k in 1..=n {
                 let i = (last + k) % n;
+                if i < 64 && resting & (1 << i) != 0 {
+                    continue;
+                }
                 if self.udp[i].poll_recv_ready(cx).is_ready() {
                     return Poll::Ready(i);
                 }
@@ -207,9 +236,15 @@ impl Sockets {
 /// Sends every control datagram the node has queued, and its packets for the local stack.
 async fn flush_control(node: &mut Node, socks: &Sockets, tun: &Local, gro: &mut local::GROTable) {
     let now = Instant::now();
+    let mut udp = Vec::new();
     while let Some(t) = node.poll_transmit(now) {
-        socks.send(t.to, &t.data, None).await;
+        if t.to.scheme == Scheme::Udp {
+            udp.push(t);
+        } else {
+            socks.send(t.to, &t.data, None).await;
+        }
     }
+    socks.send_many(&udp).await;
     datapath::write_local(tun, node, gro).await;
 }
 
@@ -438,7 +473,11 @@ pub async fn run_with(
                 });
             }
         }
-        let deadline = deadline.unwrap_or(now + Duration::from_secs(3600));
+        let (resting, wake) = udp_rx.resting(socks.udp.len());
+        let deadline = match (deadline, wake) {
+            (Some(d), Some(w)) => d.min(w),
+            (d, w) => d.or(w).unwrap_or(now + Duration::from_secs(3600)),
+        };
         drop(t);
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
@@ -449,6 +488,9 @@ pub async fn run_with(
                     Ok(()) => tun_rx.pump(&tun, &mut node, &socks, None).await,
                     Err(e) => Err(e),
                 };
+                if r.as_ref().is_ok_and(|read| *read) {
+                    udp_rx.data_moved();
+                }
                 if let Err(e) = r {
                     anyhow::bail!(
                         "the TUN device {} failed ({e}); was it deleted or closed? exiting",
@@ -456,7 +498,7 @@ pub async fn run_with(
                     );
                 }
             }
-            i = socks.readable(last_sock) => {
+            i = socks.readable(last_sock, resting) => {
                 let _t = turns::turn("links to TUN");
                 last_sock = i;
                 if let Err(e) = udp_rx.pump(i, &tun, &mut node, &socks, &znets.devices).await {

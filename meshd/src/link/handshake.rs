@@ -15,7 +15,7 @@
 //! budget of proven addresses.
 
 use super::cookie::{self, MAX_COOKIE_RESENDS};
-use super::{DropReason, Event, Links, Recv, Timer};
+use super::{COOKIE_SHARE_ALL, DropReason, Event, Links, Recv, Timer};
 use crate::identity::PublicKey;
 use crate::noise::peer_identity;
 use crate::session::Session;
@@ -28,6 +28,13 @@ use std::time::{Duration, Instant};
 const MAX_PAYLOAD: usize = 1024;
 /// Half-open inbound handshakes older than this are forgotten.
 pub const RESPONDER_EXPIRY: Duration = Duration::from_secs(5);
+/// An init not answered within this is sent again (the same bytes, with a cookie's MAC if one
+/// came meanwhile), until the handshake times out. A lost init then costs a quarter of a
+/// second, not the whole timeout; under a flood, where a responder answers only a share of
+/// the inits it gets (`Links::set_cookie_share`), a real initiator gets several draws in the
+/// time it would have had one. A responder that gets both answers both (the limits bound
+/// that); the initiator takes the first answer and drops the other.
+pub const INIT_RESEND: Duration = Duration::from_millis(250);
 
 /// Why we are initiating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +52,8 @@ pub struct Initiating {
     pub(crate) to: Endpoint,
     pub(crate) sent: Instant,
     pub(crate) purpose: Purpose,
-    /// Where it is filed in [`Links::timers`] (at `sent + handshake_timeout`).
+    /// Where it is filed in [`Links::timers`]: when it is sent again ([`INIT_RESEND`]) or,
+    /// at `sent + handshake_timeout`, given up.
     pub(crate) timer: Option<Instant>,
     /// The init's first bytes (header and ephemeral key), to send it again with a cookie.
     pub(crate) head: [u8; INIT_MAC_AT],
@@ -100,11 +108,7 @@ impl Links {
         }
         let mut head = [0u8; INIT_MAC_AT];
         head.copy_from_slice(&buf[..INIT_MAC_AT]);
-        if let Some(c) = self.cookie_jar.get(to, now) {
-            // A cookie from this endpoint is still fresh: prove our address from the start.
-            buf[INIT_MAC_AT..INIT_MAC_AT + COOKIE_LEN]
-                .copy_from_slice(&cookie::init_mac(&c, &head));
-        }
+        self.add_cookie_mac(&mut buf, to, now);
         self.initiating.insert(
             index,
             Initiating {
@@ -119,12 +123,39 @@ impl Links {
             },
         );
         if let Some(i) = self.initiating.get_mut(&index) {
-            let retry = now + self.cfg.handshake_timeout;
+            let next = (now + INIT_RESEND).min(now + self.cfg.handshake_timeout);
             self.timers
-                .set(Timer::Handshake(index), &mut i.timer, Some(retry));
+                .set(Timer::Handshake(index), &mut i.timer, Some(next));
         }
         self.queue(to, buf);
         Some(index)
+    }
+
+    /// A cookie from `to` that is still fresh goes into the init `buf` (its MAC over the
+    /// head): the init proves our address from the start.
+    fn add_cookie_mac(&self, buf: &mut [u8], to: Endpoint, now: Instant) {
+        if let Some(c) = self.cookie_jar.get(to, now) {
+            let mac = cookie::init_mac(&c, &buf[..INIT_MAC_AT]);
+            buf[INIT_MAC_AT..INIT_MAC_AT + COOKIE_LEN].copy_from_slice(&mac);
+        }
+    }
+
+    /// Our init `index` is due again ([`INIT_RESEND`]): sends it and files the next time it
+    /// is due (again, or to time out).
+    pub(super) fn resend_init(&mut self, index: u32, now: Instant) {
+        let Some(init) = self.initiating.get(&index) else {
+            return;
+        };
+        let (to, deadline) = (init.to, init.sent + self.cfg.handshake_timeout);
+        let mut buf = vec![0u8; wire::INIT_LEN];
+        buf[..INIT_MAC_AT].copy_from_slice(&init.head);
+        self.add_cookie_mac(&mut buf, to, now);
+        if let Some(i) = self.initiating.get_mut(&index) {
+            let next = (now + INIT_RESEND).min(deadline);
+            self.timers
+                .set(Timer::Handshake(index), &mut i.timer, Some(next));
+        }
+        self.queue(to, buf);
     }
 
     /// True if `from` is a configured peer's address or the endpoint of a link.
@@ -205,13 +236,26 @@ impl Links {
             self.cookie_secrets.rotate(&self.noise_private, fresh, now);
         }
         // TCP and QUIC connections proved the address with their own handshake.
-        let proven = from.scheme != Scheme::Udp || self.cookie_secrets.verify(from.addr, head, mac);
+        let has_mac = mac.iter().any(|&b| b != 0);
+        let proven = from.scheme != Scheme::Udp
+            || (has_mac && self.cookie_secrets.verify(from.addr, head, mac));
         if proven {
             return self.init_limiter.admit_proven(from.addr, now);
         }
         let known = self.is_known_source(from);
         if self.init_limiter.admit(from.addr, known, now) {
             return true;
+        }
+        // A wrong MAC is made up (a spoofer's) or, seldom, from a cookie gone stale: a new
+        // cookie within a small budget, so that making MACs up buys an attacker no answers.
+        if has_mac && !self.init_limiter.answer_bad_mac(now) {
+            return false;
+        }
+        if self.cookie_share < COOKIE_SHARE_ALL
+            && (self.next_random() & u64::from(COOKIE_SHARE_ALL - 1))
+                >= u64::from(self.cookie_share)
+        {
+            return false;
         }
         // Under load: ask for proof of the address instead of doing Diffie-Hellman. The
         // reply is smaller than the init and goes to the address the init claims.

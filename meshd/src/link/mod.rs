@@ -176,6 +176,9 @@ pub enum Event {
     },
 }
 
+/// [`Links::set_cookie_share`] of 1.
+pub(crate) const COOKIE_SHARE_ALL: u32 = 1 << 16;
+
 /// The link layer of one node.
 pub struct Links {
     pub(crate) public: PublicKey,
@@ -213,6 +216,9 @@ pub struct Links {
     pub(crate) incarnation: u32,
     /// Stale-index hints this node sends ([`liveness`]).
     pub(crate) stale_tokens: crate::toolkit::bucket::Bucket,
+    /// The share of unproven inits answered with a cookie reply when no budget serves them,
+    /// in 2^-16 units (see [`Links::set_cookie_share`]).
+    pub(crate) cookie_share: u32,
 }
 
 impl Links {
@@ -231,6 +237,7 @@ impl Links {
             init_limiter: ratelimit::InitLimiter::new(cfg.init_limits, now),
             cfg,
             rng,
+            cookie_share: COOKIE_SHARE_ALL,
             peers: HashMap::new(),
             links: HashMap::new(),
             next_link: 1,
@@ -327,6 +334,16 @@ impl Links {
     /// Configured peer URIs and their dial state.
     pub fn dialers(&self) -> &[Dialer] {
         &self.dialers
+    }
+
+    /// Answer only `share` (0 to 1) of the unproven inits that no budget serves with a cookie
+    /// reply; the others are dropped. The shell lowers it when it cannot keep up with a flood
+    /// of them: answering a random share of all is fairer to a real initiator than leaving the
+    /// kernel to drop whatever arrives while its queue is full (the same ones every time, if
+    /// they come when the reader is busy). Inits that proved their address, or come from a
+    /// known source within its budget, are always served.
+    pub fn set_cookie_share(&mut self, share: f64) {
+        self.cookie_share = (share.clamp(0.0, 1.0) * f64::from(COOKIE_SHARE_ALL)) as u32;
     }
 
     pub(crate) fn next_random(&mut self) -> u64 {

@@ -48,6 +48,12 @@ pub struct Limits {
     pub proven_global_rate: f64,
     /// See `proven_global_rate`.
     pub proven_global_burst: f64,
+    /// Cookie replies to inits whose cookie MAC is present but wrong (all sources together):
+    /// a cookie gone stale is rare for a real initiator, and a made-up one costs us a MAC
+    /// check only.
+    pub bad_mac_reply_rate: f64,
+    /// See `bad_mac_reply_rate`.
+    pub bad_mac_reply_burst: f64,
 }
 
 impl Default for Limits {
@@ -63,6 +69,8 @@ impl Default for Limits {
             proven_burst: 16.0,
             proven_global_rate: 256.0,
             proven_global_burst: 512.0,
+            bad_mac_reply_rate: 64.0,
+            bad_mac_reply_burst: 64.0,
         }
     }
 }
@@ -80,6 +88,7 @@ pub struct InitLimiter {
     known: HashMap<SocketAddr, Bucket>,
     proven_global: Bucket,
     proven: HashMap<IpAddr, Bucket>,
+    bad_mac_replies: Bucket,
 }
 
 impl InitLimiter {
@@ -92,7 +101,15 @@ impl InitLimiter {
             known: HashMap::new(),
             proven_global: Bucket::full(limits.proven_global_burst, now),
             proven: HashMap::new(),
+            bad_mac_replies: Bucket::full(limits.bad_mac_reply_burst, now),
         }
+    }
+
+    /// Whether an init whose cookie MAC is wrong may get a cookie reply now.
+    pub fn answer_bad_mac(&mut self, now: Instant) -> bool {
+        let l = self.limits;
+        self.bad_mac_replies
+            .take(now, Rate::new(l.bad_mac_reply_rate, l.bad_mac_reply_burst))
     }
 
     /// Whether an init from `from`, which proved its address, may be answered now.
@@ -126,6 +143,11 @@ impl InitLimiter {
                 .or_insert_with(|| Bucket::full(l.known_burst, now))
                 .take(now, Rate::new(l.known_rate, l.known_burst));
         }
+        let global = Rate::new(l.global_rate, l.global_burst);
+        if !self.global.has(now, global) {
+            // Spent (a flood): no need to look up, or make room for, the address.
+            return false;
+        }
         if self.per_ip.len() >= MAX_TRACKED {
             self.per_ip.clear();
         }
@@ -136,10 +158,7 @@ impl InitLimiter {
             .or_insert_with(|| Bucket::full(l.per_ip_burst, now));
         // Both must have a token; the per-address one is asked first so that one noisy
         // address does not drain the global bucket.
-        per_ip.take(now, Rate::new(l.per_ip_rate, l.per_ip_burst))
-            && self
-                .global
-                .take(now, Rate::new(l.global_rate, l.global_burst))
+        per_ip.take(now, Rate::new(l.per_ip_rate, l.per_ip_burst)) && self.global.take(now, global)
     }
 }
 

@@ -49,6 +49,25 @@ impl Bucket {
         }
     }
 
+    /// Refills for the time since the last call, then spends as many whole tokens as there
+    /// are, up to `most`; returns how many.
+    pub fn take_up_to(&mut self, now: Instant, rate: Rate, most: usize) -> usize {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
+        let n = (self.tokens.floor().max(0.0) as usize).min(most);
+        self.tokens -= n as f64;
+        n
+    }
+
+    /// Refills for the time since the last call; whether a token is there (none is spent).
+    pub fn has(&mut self, now: Instant, rate: Rate) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = self.at.max(now);
+        self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
+        self.tokens >= 1.0
+    }
+
     /// When it was last asked (to evict the stalest of a table).
     pub fn last_used(&self) -> Instant {
         self.at
