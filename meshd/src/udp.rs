@@ -29,7 +29,7 @@ const HANDSHAKE_BUFFER: usize = 2 << 20;
 /// Most handshake inits read with one `recvmmsg`.
 pub const INIT_BATCH: usize = 32;
 /// Room for one datagram on the handshake socket: an init has a fixed length
-/// ([`crate::wire::INIT_LEN`]); a longer datagram is cut, flagged and dropped.
+/// ([`crate::wire::INIT_LEN`]); a longer datagram is cut, and then malformed.
 const INIT_SLOT: usize = 256;
 
 /// Buffers for reading handshake inits in batches ([`UdpSock::try_recv_inits`]): no control
@@ -304,9 +304,10 @@ impl UdpSock {
             .map_err(io::Error::from)?;
             for r in results {
                 let from = r.address.as_ref().and_then(socket_addr);
-                // A cut datagram keeps its slot, as empty: the slots stay in step with `got`.
+                // A cut datagram was longer than the slot, so longer than any init: handed
+                // on as the slot's bytes, it is counted as malformed like any bad init.
                 let len = if r.flags.contains(MsgFlags::MSG_TRUNC) {
-                    0
+                    INIT_SLOT
                 } else {
                     r.bytes
                 };
@@ -499,12 +500,13 @@ mod tests {
             .expect("in time")
             .expect("data");
         assert_eq!((got, buf[0]), (8, wire::TYPE_TRANSPORT));
-        // A datagram longer than an init on the handshake socket is cut and flagged, not
-        // read as an init.
+        // A datagram longer than an init on the handshake socket is cut, and then longer
+        // than an init still (the link layer counts it as malformed).
         let mut long = vec![0u8; 1000];
         long[0] = wire::TYPE_INIT;
         tx.send_to(&long, to).expect("send");
         let lens = inits_on(&socks[1], 1, true).await;
-        assert_eq!(lens, [0]);
+        assert_eq!(lens, [INIT_SLOT]);
+        assert!(INIT_SLOT > wire::INIT_LEN);
     }
 }

@@ -363,9 +363,6 @@ impl UdpToTun {
             }
             let now = Instant::now();
             for (from, dgram) in batch.datagrams() {
-                if dgram.is_empty() {
-                    continue;
-                }
                 let from = Endpoint::udp(canonical(from));
                 self.one(&mut count, now, from, dgram, node, socks, znets)
                     .await;
