@@ -46,7 +46,7 @@ pub use policy::{CircleEdited, CircleInfo, ExplainRow, PolicyCheck, PolicyCounte
 pub use reply::Reply;
 pub use request::Request;
 pub use status::{
-    DiscoveryInfo, DropCounters, E2eCounters, LanCounters, LinkCounters, NatCounters, NatInfo,
-    NodeCounters, RoutingInfo, Status,
+    ConnectionCounters, DiscoveryInfo, DropCounters, E2eCounters, LanCounters, LinkCounters,
+    NatCounters, NatInfo, NodeCounters, RoutingInfo, Status,
 };
 pub use znet::{Attachment, ZnetCounters, ZnetCreated, ZnetInfo, ZnetLeft, ZnetMemberInfo};

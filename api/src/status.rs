@@ -1,5 +1,6 @@
 //! What `status` answers: the node, its uptime and links, and the counters of every layer
-//! (link, routing, end-to-end, node, policy, discovery, NAT traversal).
+//! (link, routing, end-to-end, node, policy, discovery, NAT traversal, TCP and QUIC
+//! connections).
 //!
 //! meshd keeps its own counter structs next to the code that counts; `meshd::admin` copies
 //! them into these with exhaustive destructuring, so a counter added or renamed there does not
@@ -38,6 +39,40 @@ pub struct Status {
     pub discovery: Option<DiscoveryInfo>,
     /// NAT traversal: this node's endpoints as its peers see them, and counters.
     pub nat: NatInfo,
+    /// TCP and QUIC connections (links over `tcp://` and `quic://`): what was dialed, and
+    /// what happened to inbound connections when slots ran short. Absent from older daemons.
+    #[serde(default)]
+    pub connections: ConnectionCounters,
+}
+
+/// What the connection manager (links over TCP and QUIC) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounters {
+    /// Dials started.
+    pub dials: u64,
+    /// Dials that failed (timeouts included).
+    pub dial_failures: u64,
+    /// Connections closed for carrying nothing.
+    pub idle_closed: u64,
+    /// Connections closed by the tie-break between two crossing dials.
+    pub crossing_closed: u64,
+    /// Connections replaced by a newer one to the same endpoint.
+    pub replaced: u64,
+    /// Inbound connections refused: their address held its most, all authenticated.
+    pub refused_per_address: u64,
+    /// Inbound connections refused: their network (/24, /64) held its most, all
+    /// authenticated.
+    pub refused_per_prefix: u64,
+    /// Inbound connections refused: the node held its most, all authenticated.
+    pub refused_total: u64,
+    /// Inbound connections not yet authenticated closed to make room for a new one.
+    pub evicted: u64,
+    /// Inbound connections closed for not carrying an authenticated link in time.
+    pub unauthenticated_closed: u64,
+    /// QUIC connection attempts asked to prove their address first (a Retry).
+    pub validations_asked: u64,
+    /// Frames received on a connection no longer carried (closed meanwhile).
+    pub stale_frames: u64,
 }
 
 /// The link layer's counters.

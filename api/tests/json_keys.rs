@@ -115,6 +115,7 @@ fn status() -> Status {
             endpoints: vec![s()],
             ..NatInfo::default()
         },
+        connections: ConnectionCounters::default(),
     }
 }
 
@@ -250,6 +251,19 @@ fn json_keys_are_pinned() {
         "status",
         &status(),
         &[
+            "connections",
+            "connections.crossing_closed",
+            "connections.dial_failures",
+            "connections.dials",
+            "connections.evicted",
+            "connections.idle_closed",
+            "connections.refused_per_address",
+            "connections.refused_per_prefix",
+            "connections.refused_total",
+            "connections.replaced",
+            "connections.stale_frames",
+            "connections.unauthenticated_closed",
+            "connections.validations_asked",
             "counters",
             "counters.dropped",
             "counters.dropped.bad_frame",
@@ -844,4 +858,14 @@ fn gateway_keys() {
     assert!(
         matches!(serde_json::from_str::<Request>(short), Ok(Request::Publish(p)) if p.kind == "tls")
     );
+}
+
+#[test]
+fn a_status_from_a_daemon_without_connection_counters_still_reads() {
+    let mut v = serde_json::to_value(status()).unwrap_or_default();
+    if let Value::Object(m) = &mut v {
+        m.remove("connections");
+    }
+    let back: Status = serde_json::from_value(v).expect("older status");
+    assert_eq!(back.connections, ConnectionCounters::default());
 }

@@ -183,6 +183,17 @@ pub fn status(s: &Status) -> String {
         },
         s.nat.counters.punches,
     );
+    let cc = &s.connections;
+    let _ = writeln!(
+        o,
+        "connections {} dialed ({} failed); inbound: {} strangers closed to make room, {} \
+         refused (full), {} closed unauthenticated",
+        cc.dials,
+        cc.dial_failures,
+        cc.evicted,
+        cc.refused_per_address + cc.refused_per_prefix + cc.refused_total,
+        cc.unauthenticated_closed,
+    );
     let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
     for (k, v) in c.dropped.entries() {
         if v > 0 {

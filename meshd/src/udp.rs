@@ -31,6 +31,7 @@ pub const INIT_BATCH: usize = 32;
 /// Room for one datagram on the handshake socket: an init has a fixed length
 /// ([`crate::wire::INIT_LEN`]); a longer datagram is cut, and then malformed.
 const INIT_SLOT: usize = 256;
+const _: () = assert!(INIT_SLOT > crate::wire::INIT_LEN);
 
 /// Buffers for reading handshake inits in batches ([`UdpSock::try_recv_inits`]): no control
 /// messages and no coalescing, since an init needs only its source address.
@@ -507,6 +508,5 @@ mod tests {
         tx.send_to(&long, to).expect("send");
         let lens = inits_on(&socks[1], 1, true).await;
         assert_eq!(lens, [INIT_SLOT]);
-        assert!(INIT_SLOT > wire::INIT_LEN);
     }
 }

@@ -298,6 +298,19 @@ fn held_partial_frames_do_not_keep_a_new_tcp_peer_out() {
     drop(attack);
     assert!(a.wait_link_up(&kb, Duration::from_secs(1)));
     assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "pings after the attack");
+    // An operator sees what happened: `meshctl status` (and its JSON) counts the strangers
+    // closed to make room.
+    let conns = &a.status()["connections"];
+    eprintln!("A's connection counters: {conns}");
+    assert!(
+        conns["evicted"].as_u64().is_some_and(|n| n > 0),
+        "evictions not counted: {conns}"
+    );
+    let shown = String::from_utf8_lossy(&a.ctl(&["status"]).stdout).into_owned();
+    assert!(
+        shown.contains("strangers closed to make room"),
+        "meshctl status:\n{shown}"
+    );
     eprintln!("[{:.1}s] done", t.elapsed().as_secs_f64());
     drop(peak);
 }

@@ -173,6 +173,45 @@ pub fn nat_counters(c: &NatCounters) -> api::NatCounters {
     }
 }
 
+/// The connection manager's counters (its frames dropped are in `NatInfo::stream_dropped`).
+pub fn connection_counters(c: &crate::conns::Counters) -> api::ConnectionCounters {
+    let crate::conns::Counters {
+        dropped_too_long: _,
+        dropped_not_a_stream: _,
+        dropped_pending_full: _,
+        dropped_backoff: _,
+        dropped_inbound_only: _,
+        dropped_too_many: _,
+        dropped_connection_lost: _,
+        dials,
+        dial_failures,
+        idle_closed,
+        crossing_closed,
+        replaced,
+        refused_per_address,
+        refused_per_prefix,
+        refused_total,
+        evicted,
+        unauthenticated_closed,
+        validations_asked,
+        stale_frames,
+    } = c;
+    api::ConnectionCounters {
+        dials: *dials,
+        dial_failures: *dial_failures,
+        idle_closed: *idle_closed,
+        crossing_closed: *crossing_closed,
+        replaced: *replaced,
+        refused_per_address: *refused_per_address,
+        refused_per_prefix: *refused_per_prefix,
+        refused_total: *refused_total,
+        evicted: *evicted,
+        unauthenticated_closed: *unauthenticated_closed,
+        validations_asked: *validations_asked,
+        stale_frames: *stale_frames,
+    }
+}
+
 /// One znet's counters.
 pub fn znet_counters(c: &ZnetCounters) -> api::ZnetCounters {
     let ZnetCounters {

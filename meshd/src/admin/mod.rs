@@ -25,7 +25,7 @@ pub use api::{
     Status, TreeInfo, TreePeer, ZnetCreated, ZnetInfo, ZnetLeft, ZnetMemberInfo,
 };
 pub use convert::{
-    discovery_info, e2e_counters, link_counters, nat_counters, node_counters, ping_outcome,
-    policy_counters, session_info, znet_counters,
+    connection_counters, discovery_info, e2e_counters, link_counters, nat_counters, node_counters,
+    ping_outcome, policy_counters, session_info, znet_counters,
 };
 pub use server::{AdminRequest, Server};

@@ -99,6 +99,7 @@ impl Control<'_> {
                 counters: admin::nat_counters(&node.nat.counters),
                 stream_dropped: socks.streams.dropped(),
             },
+            connections: admin::connection_counters(&socks.streams.counters()),
         }
     }
 

@@ -212,6 +212,11 @@ impl Streams {
         g.core.counters().dropped() + g.queue_dropped
     }
 
+    /// The connection manager's counters.
+    pub fn counters(&self) -> crate::conns::Counters {
+        self.inner.borrow().core.counters().clone()
+    }
+
     /// When [`StreamEvent::Timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.inner.borrow().core.poll_timeout()
