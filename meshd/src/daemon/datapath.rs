@@ -276,7 +276,7 @@ impl UdpToTun {
             return Ok(());
         };
         if sock.handshakes() {
-            return self.inits(idx, tun, node, socks, znets).await;
+            return self.inits(idx, sock, tun, node, socks, znets).await;
         }
         let mut count = 0;
         let mut errors = ReadErrors::default();
@@ -328,14 +328,12 @@ impl UdpToTun {
     async fn inits(
         &mut self,
         idx: usize,
+        sock: &crate::udp::UdpSock,
         tun: &Local,
         node: &mut Node,
         socks: &Sockets,
         znets: &super::znets::Devices,
     ) -> io::Result<()> {
-        let Some(sock) = socks.get(idx) else {
-            return Ok(());
-        };
         let Some(allowed) = self.pacing.allowance(idx, Instant::now()) else {
             return Ok(());
         };
