@@ -310,7 +310,7 @@ impl UdpSock {
                 let len = if r.flags.contains(MsgFlags::MSG_TRUNC) {
                     INIT_SLOT
                 } else {
-                    r.bytes
+                    r.bytes.min(INIT_SLOT)
                 };
                 got.push((from.unwrap_or(self.local), len));
             }
