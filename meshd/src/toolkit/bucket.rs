@@ -36,25 +36,22 @@ impl Bucket {
         }
     }
 
-    /// Refills for the time since the last call, then spends a token if there is one.
-    pub fn take(&mut self, now: Instant, rate: Rate) -> bool {
+    /// Adds the tokens earned since the last call, up to the burst.
+    fn refill(&mut self, now: Instant, rate: Rate) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
         self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    }
+
+    /// Refills for the time since the last call, then spends a token if there is one.
+    pub fn take(&mut self, now: Instant, rate: Rate) -> bool {
+        self.take_up_to(now, rate, 1) == 1
     }
 
     /// Refills for the time since the last call, then spends as many whole tokens as there
     /// are, up to `most`; returns how many.
     pub fn take_up_to(&mut self, now: Instant, rate: Rate, most: usize) -> usize {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
+        self.refill(now, rate);
         let n = (self.tokens.floor().max(0.0) as usize).min(most);
         self.tokens -= n as f64;
         n
@@ -62,9 +59,7 @@ impl Bucket {
 
     /// Refills for the time since the last call; whether a token is there (none is spent).
     pub fn has(&mut self, now: Instant, rate: Rate) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = self.at.max(now);
-        self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
+        self.refill(now, rate);
         self.tokens >= 1.0
     }
 
