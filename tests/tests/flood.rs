@@ -1,6 +1,7 @@
 //! Floods from spoofed sources (issue 18): handshake inits at the highest rate one thread can
 //! send from random forged IPv4 addresses, and LAN announcements (20,000 a second) from random
-//! forged link-local addresses. A new node still links within 2 s, a transfer over an existing
+//! forged link-local addresses. A new node still links within 2 s (also when the inits carry
+//! made-up cookie MACs, which lands them on the socket for inits with a cookie), a transfer over an existing
 //! link keeps at least 80% of its throughput (against a control run whose flood nft drops),
 //! and two neighbours still find each other within 5 s.
 //!
@@ -291,6 +292,12 @@ fn init_flood_setup() -> (Node, Node, Node, Netns) {
 /// Inits from random sources in 10.200.0.0/16 and random ports to A's address on F's link,
 /// port `port`: 65,536 distinct packets, sent in turn.
 fn spoofed_inits(seed: u64, port: u16) -> Vec<(Vec<u8>, SockAddr)> {
+    spoofed_inits_with(seed, port, false)
+}
+
+/// [`spoofed_inits`], each with a made-up cookie MAC if `made_up_mac` (they then land on the
+/// socket meant for inits that come back with a cookie).
+fn spoofed_inits_with(seed: u64, port: u16, made_up_mac: bool) -> Vec<(Vec<u8>, SockAddr)> {
     let mut rng = Rng(seed);
     let dst = SocketAddrV4::new(A_TO_F.parse().expect("ip"), port);
     (0..65_536)
@@ -300,31 +307,49 @@ fn spoofed_inits(seed: u64, port: u16) -> Vec<(Vec<u8>, SockAddr)> {
                 Ipv4Addr::new(10, 200, (r >> 8) as u8, r as u8),
                 1024 + (r >> 16) as u16 % 60_000,
             );
-            (spoofed_init(&mut rng, src, dst), SockAddr::from(dst))
+            let mut p = spoofed_init(&mut rng, src, dst);
+            if made_up_mac {
+                let mac = 28 + wire::INIT_MAC_AT;
+                for b in &mut p[mac..mac + wire::COOKIE_LEN] {
+                    *b = rng.next_u64() as u8 | 1;
+                }
+            }
+            (p, SockAddr::from(dst))
         })
         .collect()
 }
 
 #[test]
 fn a_new_node_links_within_2_s_during_a_spoofed_init_flood() {
+    new_node_during(
+        spoofed_inits(0x9e37_79b9_7f4a_7c15, 7820),
+        "spoofed init flood",
+    );
+}
+
+/// The same with made-up cookie MACs: the flood then fills the socket for inits that come
+/// back with a cookie, where the new node's second init goes.
+#[test]
+fn a_new_node_links_within_2_s_during_a_flood_of_inits_with_made_up_cookies() {
+    new_node_during(
+        spoofed_inits_with(0x3c6e_f372_fe94_f82b, 7820, true),
+        "spoofed init flood, made-up cookie MACs",
+    );
+}
+
+fn new_node_during(packets: Vec<(Vec<u8>, SockAddr)>, what: &str) {
     let _g = serial();
     let (a, _b, mut c, f) = init_flood_setup();
     let (_, ka) = a.identity();
-    let (took, rate) = flooding(
-        &f,
-        spoofed_inits(0x9e37_79b9_7f4a_7c15, 7820),
-        "spoofed init flood",
-        None,
-        || {
-            c.start();
-            let started = Instant::now();
-            c.wait_link_up(&ka, Duration::from_secs(5))
-                .then(|| started.elapsed())
-        },
-    );
+    let (took, rate) = flooding(&f, packets, what, None, || {
+        c.start();
+        let started = Instant::now();
+        c.wait_link_up(&ka, Duration::from_secs(5))
+            .then(|| started.elapsed())
+    });
     eprintln!(
-        "new node linked in {took:.2?} during {rate:.0} spoofed inits a second; A's link \
-         counters: {}",
+        "{what}: new node linked in {took:.2?} during {rate:.0} spoofed inits a second; A's \
+         link counters: {}",
         a.status()["counters"]
     );
     let Some(took) = took else {
