@@ -1,9 +1,9 @@
 //! Floods from spoofed sources (issue 18): handshake inits at the highest rate one thread can
 //! send from random forged IPv4 addresses, and LAN announcements (20,000 a second) from random
 //! forged link-local addresses. A new node still links within 2 s (also when the inits carry
-//! made-up cookie MACs, which lands them on the socket for inits with a cookie), a transfer over an existing
-//! link keeps at least 80% of its throughput (against a control run whose flood nft drops),
-//! and two neighbours still find each other within 5 s.
+//! made-up cookie MACs, which lands them on the socket for inits with a cookie), a transfer
+//! over an existing link keeps at least 80% of its throughput (against a control run whose
+//! flood nft drops), and two neighbours still find each other within 5 s.
 //!
 //! ```text
 //!   B ── 10.91.1.0/24 ── A ── 10.91.3.0/24 ── F (raw socket: inits from 10.200.0.0/16;
