@@ -22,6 +22,10 @@
 //! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
 //! | `[gateway]` | none | this node is a gateway for published services (`docs/GATEWAY.md`; keys in `gateway::config`) |
 //! | `znet.exit` | `[]` | znets (by name) this node may be the exit of, when their manifest's `egress` names it (see `docs/ZNET.md`) |
+//! | `name_ttl` | `3600` | seconds a name record this node signs stays valid (re-published every third of it; `docs/NAMES.md`) |
+//! | `dns.listen` | none (off) | where the DNS responder answers for names under `dns.suffix`, UDP and TCP (`"127.0.0.1:53"`, `"[fdxx::1]:53"`) |
+//! | `dns.suffix` | `mesh` | the DNS suffix of mesh names: `shop.mesh`, `<key in base32>.mesh` |
+//! | `dns.forward` | none | an upstream resolver (`"192.0.2.53:53"`) for every other name; without it they are refused |
 //!
 //! Environment: `MESHD_` + the key in capitals, with `__` between a table and its key:
 //! `MESHD_LOG_LEVEL=debug`, `MESHD_TUN__NAME=mesh1`, `MESHD_PEERS=udp://a:7820,udp://b:7820`.
@@ -34,6 +38,10 @@ use std::path::{Path, PathBuf};
 
 /// The default UDP port.
 pub const DEFAULT_PORT: u16 = 7820;
+/// The default lifetime of the name records this node signs, in seconds.
+pub const DEFAULT_NAME_TTL: u64 = 3600;
+/// The shortest `name_ttl` (tests use it; a record is re-published every third of it).
+pub const MIN_NAME_TTL: u64 = 6;
 
 /// The daemon configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +77,10 @@ pub struct Config {
     pub gateway: Option<crate::gateway::config::GatewayConfig>,
     /// znet settings.
     pub znet: ZnetConfig,
+    /// Seconds a name record this node signs (a claim) stays valid; re-published every third.
+    pub name_ttl: u64,
+    /// `[dns]`: the DNS responder for mesh names.
+    pub dns: DnsConfig,
     /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -94,6 +106,80 @@ pub struct ZnetConfig {
     /// member (when the manifest's `egress` names this node). Without it, a manifest alone
     /// cannot make this node a NAT for other nodes' containers.
     pub exit: Vec<String>,
+}
+
+/// The `[dns]` table: the DNS responder (`docs/NAMES.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Where to answer (UDP and TCP); `None`: no responder.
+    pub listen: Option<String>,
+    /// The suffix of mesh names (one or more DNS labels, no dots at the ends).
+    pub suffix: String,
+    /// An upstream resolver for every name outside the suffix; `None`: those are refused.
+    pub forward: Option<String>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            listen: None,
+            suffix: "mesh".into(),
+            forward: None,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// The responder's address, if it is on.
+    pub fn listen_addr(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        self.listen
+            .as_deref()
+            .map(|l| {
+                l.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "dns.listen: {l:?} is not an address and port; write \"127.0.0.1:53\" \
+                         or \"[fd00::53]:53\""
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The upstream resolver, if any.
+    pub fn forward_addr(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        self.forward
+            .as_deref()
+            .map(|l| {
+                l.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "dns.forward: {l:?} is not an address and port; write \"192.0.2.53:53\" \
+                         (an IP address: meshd does not resolve its own resolver)"
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Checks the suffix: DNS labels of `a-z 0-9 -`, dot-separated, 1 to 200 bytes.
+    pub fn check_suffix(&self) -> anyhow::Result<()> {
+        let s = &self.suffix;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if s.is_empty() || s.len() > 200 || !s.split('.').all(label_ok) {
+            bail!(
+                "dns.suffix: {s:?} is not a DNS suffix; write lowercase labels of a-z, 0-9 and \
+                 '-' separated by dots, without a leading or trailing dot (\"mesh\", \"mesh.example\")"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The `[discovery]` table: LAN discovery by IPv6 link-local multicast.
@@ -156,6 +242,8 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             gateway: None,
             znet: ZnetConfig::default(),
+            name_ttl: DEFAULT_NAME_TTL,
+            dns: DnsConfig::default(),
             ignored_env: vec![],
         }
     }
@@ -180,6 +268,8 @@ fn known_env_keys() -> Vec<String> {
     out.push("MESHD_IDENTITY_FILE".into());
     out.push("MESHD_ADMIN_GROUP".into());
     out.push("MESHD_POLICY_FILE".into());
+    out.push("MESHD_DNS__LISTEN".into());
+    out.push("MESHD_DNS__FORWARD".into());
     out
 }
 
@@ -230,6 +320,10 @@ eligible_roots = []
 # None: everything is allowed. See docs/POLICY.md.
 # policy_file = "/etc/meshd/policy.toml"
 
+# Seconds a name record this node signs (`meshctl name claim`) stays valid; it is re-published
+# every third of it, and a name that is not renewed frees at the end of it. At most 86400.
+name_ttl = 3600
+
 [tun]
 name = "mesh0"
 mtu = 1420
@@ -254,6 +348,14 @@ exclude = []
 # outside through this node's uplink, NATed, when the manifest says egress = "<this node's key>".
 # A manifest alone cannot make this node an exit.
 exit = []
+
+# The DNS responder for mesh names (docs/NAMES.md): shop.mesh and <key in base32>.mesh
+# resolve to AAAA (the owner's address) and TXT (its key). Off unless `listen` is given.
+[dns]
+# listen = "127.0.0.1:53"        # UDP and TCP; or the TUN's address, "[fdxx::1]:53"
+suffix = "mesh"
+# forward = "192.0.2.53:53"      # an upstream resolver for every other name; else REFUSED
+
 # A gateway for published services (docs/GATEWAY.md): accepts public TCP and carries it to
 # the containers whose nodes publish through this one (policy action "publish"). Off unless
 # this section is given.
@@ -457,6 +559,15 @@ impl Config {
         if let Some(g) = &self.gateway {
             g.validate()?;
         }
+        self.dns.listen_addr()?;
+        self.dns.forward_addr()?;
+        self.dns.check_suffix()?;
+        if !(MIN_NAME_TTL..=86_400).contains(&self.name_ttl) {
+            bail!(
+                "name_ttl: {} is out of range {MIN_NAME_TTL}..=86400 (seconds a name record stays valid)",
+                self.name_ttl
+            );
+        }
         if self.max_peers == 0 {
             bail!("max_peers: must be at least 1");
         }
@@ -558,6 +669,11 @@ mod tests {
             ("cipher = \"rot13\"", "cipher"),
             ("[znet]\nexit = [\"Shop!\"]", "znet.exit"),
             ("[znet]\nexits = []", "exits"),
+            ("[dns]\nlisten = \"53\"", "dns.listen"),
+            ("[dns]\nforward = \"dns.example:53\"", "dns.forward"),
+            ("[dns]\nsuffix = \".mesh\"", "dns.suffix"),
+            ("[dns]\nsuffix = \"Mesh\"", "dns.suffix"),
+            ("name_ttl = 1", "name_ttl"),
             ("peers = 3", "peers"),
             ("this is not toml", "m.toml"),
             ("[gateway]\nmesh_port = 7443", "no listen address"),

@@ -45,6 +45,7 @@ pub mod config;
 pub mod conns;
 pub mod daemon;
 pub mod discovery;
+pub mod dns;
 pub mod e2e;
 pub mod firewall;
 pub mod gateway;
