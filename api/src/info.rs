@@ -20,6 +20,12 @@ pub struct SelfInfo {
     pub mtu: u16,
     /// Daemon version.
     pub version: String,
+    /// The node's key name: `<key in base32>.<suffix>`, which always resolves to it.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    /// The names this node claims, and their state. Absent from older daemons.
+    #[serde(default)]
+    pub names: Vec<crate::NameInfo>,
 }
 
 /// One row of `peers`.

@@ -27,6 +27,7 @@
 mod error;
 mod gateway;
 mod info;
+mod names;
 mod policy;
 mod reply;
 mod request;
@@ -41,6 +42,9 @@ pub use gateway::{
 pub use info::{
     PeerAdded, PeerInfo, PeerRemoved, PingOutcome, RouteInfo, SelfInfo, SessionInfo, TreeInfo,
     TreePeer, Verification,
+};
+pub use names::{
+    NameCounters, NameDelegation, NameInfo, NamePublished, NameReleasedInfo, NameResolution,
 };
 pub use policy::{CircleEdited, CircleInfo, ExplainRow, PolicyCheck, PolicyCounters, PolicyInfo};
 pub use reply::Reply;

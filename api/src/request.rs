@@ -148,6 +148,44 @@ pub enum Request {
         /// The public name.
         name: String,
     },
+    /// Claim a name for this node's key (kept across restarts, re-published until released).
+    NameClaim {
+        /// The name: one DNS label, 1–63 of `a-z 0-9 -`.
+        name: String,
+        /// A service address to answer AAAA with instead of the node's address.
+        #[serde(default)]
+        addr: Option<String>,
+        /// A delegation token from an authority (`name delegate` on the authority's node).
+        #[serde(default)]
+        delegation: Option<String>,
+    },
+    /// Stop claiming a name: it frees at once at the storing nodes.
+    NameRelease {
+        /// The name.
+        name: String,
+    },
+    /// Resolve a name as the DNS responder would (pins, delegations, claims).
+    NameResolve {
+        /// The name (`shop`, or `shop.<suffix>`).
+        name: String,
+    },
+    /// The names this node claims.
+    NameList,
+    /// Sign, as an authority, a delegation of `name` to `key`.
+    NameDelegate {
+        /// The name.
+        name: String,
+        /// The delegate's public key.
+        key: String,
+        /// How many days it is valid (default 30).
+        #[serde(default)]
+        days: Option<u32>,
+    },
+    /// Send a name record signed elsewhere (hex of its bytes) to its storing nodes, as it is.
+    NamePublish {
+        /// The record's bytes, in hex.
+        record: String,
+    },
 }
 
 fn yes() -> bool {

@@ -43,6 +43,9 @@ pub struct Status {
     /// what happened to inbound connections when slots ran short. Absent from older daemons.
     #[serde(default)]
     pub connections: ConnectionCounters,
+    /// Names: records stored for others, records dropped by reason. Absent from older daemons.
+    #[serde(default)]
+    pub names: crate::NameCounters,
 }
 
 /// What the connection manager (links over TCP and QUIC) did.

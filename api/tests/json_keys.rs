@@ -56,6 +56,19 @@ fn self_info() -> SelfInfo {
         tun: s(),
         mtu: 1280,
         version: s(),
+        key_name: Some(s()),
+        names: vec![name_info()],
+    }
+}
+
+fn name_info() -> NameInfo {
+    NameInfo {
+        name: s(),
+        state: s(),
+        storers: Some(1),
+        taken_by: Some(s()),
+        addr: Some(s()),
+        delegated_by: Some(s()),
     }
 }
 
@@ -116,6 +129,7 @@ fn status() -> Status {
             ..NatInfo::default()
         },
         connections: ConnectionCounters::default(),
+        names: NameCounters::default(),
     }
 }
 
@@ -217,8 +231,16 @@ fn json_keys_are_pinned() {
         &self_info(),
         &[
             "address",
+            "key_name",
             "listen",
             "mtu",
+            "names",
+            "names[].addr",
+            "names[].delegated_by",
+            "names[].name",
+            "names[].state",
+            "names[].storers",
+            "names[].taken_by",
             "public_key",
             "subnet",
             "tun",
@@ -310,6 +332,15 @@ fn json_keys_are_pinned() {
             "local.outside_overlay",
             "local.too_big",
             "local.unreachable",
+            "names",
+            "names.bad_signature",
+            "names.claims",
+            "names.expired",
+            "names.full",
+            "names.lookups",
+            "names.old_sequence",
+            "names.stored",
+            "names.taken",
             "nat",
             "nat.counters",
             "nat.counters.endpoints_received",
@@ -352,8 +383,16 @@ fn json_keys_are_pinned() {
             "routing.state_entries",
             "self",
             "self.address",
+            "self.key_name",
             "self.listen",
             "self.mtu",
+            "self.names",
+            "self.names[].addr",
+            "self.names[].delegated_by",
+            "self.names[].name",
+            "self.names[].state",
+            "self.names[].storers",
+            "self.names[].taken_by",
             "self.public_key",
             "self.subnet",
             "self.tun",
@@ -868,4 +907,78 @@ fn a_status_from_a_daemon_without_connection_counters_still_reads() {
     }
     let back: Status = serde_json::from_value(v).expect("older status");
     assert_eq!(back.connections, ConnectionCounters::default());
+}
+
+/// The names structs (issue 19): `meshctl name … --json`.
+#[test]
+fn name_keys() {
+    pin(
+        "name_list",
+        &vec![name_info()],
+        &[
+            "[].addr",
+            "[].delegated_by",
+            "[].name",
+            "[].state",
+            "[].storers",
+            "[].taken_by",
+        ],
+    );
+    let r = NameResolution {
+        name: s(),
+        found: true,
+        public_key: Some(s()),
+        address: Some(s()),
+        source: Some(s()),
+        authority: None,
+        expires: Some(1),
+    };
+    pin(
+        "name_resolve",
+        &r,
+        &[
+            "address",
+            "authority",
+            "expires",
+            "found",
+            "name",
+            "public_key",
+            "source",
+        ],
+    );
+    let d = NameDelegation {
+        name: s(),
+        public_key: s(),
+        authority: s(),
+        expires: 1,
+        token: s(),
+    };
+    pin(
+        "name_delegate",
+        &d,
+        &["authority", "expires", "name", "public_key", "token"],
+    );
+    let p = NamePublished {
+        name: s(),
+        public_key: s(),
+        seq: 1,
+        expires: 1,
+    };
+    pin(
+        "name_publish",
+        &p,
+        &["expires", "name", "public_key", "seq"],
+    );
+    pin(
+        "name_release",
+        &NameReleasedInfo { released: s() },
+        &["released"],
+    );
+    // A status from a daemon before names reads with zero counters.
+    let mut v = serde_json::to_value(status()).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("names");
+    }
+    let old: Status = serde_json::from_value(v).unwrap_or_else(|_| status());
+    assert_eq!(old.names, NameCounters::default());
 }

@@ -11,6 +11,7 @@
 //! (daemon not running and no permission are one line), and a non-zero exit status.
 
 mod gateway;
+mod names;
 mod policy;
 mod table;
 mod verify;
@@ -120,6 +121,9 @@ enum Command {
     /// This node as a gateway: listeners, published names, connections, counters.
     #[command(subcommand)]
     Gateway(GatewayCmd),
+    /// Names: claim, release, resolve, list, delegate (as an authority), publish a record.
+    #[command(subcommand)]
+    Name(names::NameCmd),
     /// Check, without a daemon, that an overlay address belongs to a public key.
     Verify {
         /// The overlay address (a node address or an address in a node's /64).
@@ -413,6 +417,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Gateway(GatewayCmd::Release { name }) => {
             Request::GatewayRelease { name: name.clone() }
         }
+        Command::Name(cmd) => names::request(cmd)?,
         Command::Tree => Request::Tree,
         Command::Routes => Request::Routes,
         Command::Sessions => Request::Sessions,
@@ -459,6 +464,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::GatewayRelease { .. } => show(reply, json, |r: &api::NameReleased| {
             format!("{} released (it was held by {})\n", r.name, r.was_held_by)
         }),
+        Request::NameClaim { .. } => show(reply, json, names::claimed),
+        Request::NameRelease { .. } => show(reply, json, names::released),
+        Request::NameResolve { .. } => show(reply, json, names::resolved),
+        Request::NameList => show(reply, json, |n: &Vec<api::NameInfo>| names::list(n)),
+        Request::NameDelegate { .. } => show(reply, json, names::delegated),
+        Request::NamePublish { .. } => show(reply, json, names::published),
         // Answered above.
         Request::Ping { .. } | Request::ZnetCreate { .. } => Ok(()),
     }

@@ -58,6 +58,17 @@ pub fn self_info(s: &SelfInfo) -> String {
     let _ = writeln!(o, "listen      {}", s.listen.join(", "));
     let _ = writeln!(o, "tun         {} (mtu {})", s.tun, s.mtu);
     let _ = writeln!(o, "version     {}", s.version);
+    if let Some(k) = &s.key_name {
+        let _ = writeln!(o, "key name    {k}");
+    }
+    for n in &s.names {
+        let state = match (n.state.as_str(), n.storers, &n.taken_by) {
+            ("held", Some(c), _) => format!("held ({c} storing nodes)"),
+            ("taken", _, Some(by)) => format!("taken by {by}"),
+            (st, ..) => st.to_string(),
+        };
+        let _ = writeln!(o, "name        {} {state}", n.name);
+    }
     o
 }
 
@@ -193,6 +204,20 @@ pub fn status(s: &Status) -> String {
         cc.evicted,
         cc.refused_per_address + cc.refused_per_prefix + cc.refused_total,
         cc.unauthenticated_closed,
+    );
+    let nc = &s.names;
+    let _ = writeln!(
+        o,
+        "names       {} claimed, {} stored for others, {} lookups; refused: {} taken, {} full; \
+         dropped: {} bad signature, {} old sequence, {} expired",
+        nc.claims,
+        nc.stored,
+        nc.lookups,
+        nc.taken,
+        nc.full,
+        nc.bad_signature,
+        nc.old_sequence,
+        nc.expired,
     );
     let _ = writeln!(o, "dropped     {} from the network", s.dropped_from_network);
     for (k, v) in c.dropped.entries() {

@@ -100,6 +100,7 @@ impl Control<'_> {
                 stream_dropped: socks.streams.dropped(),
             },
             connections: admin::connection_counters(&socks.streams.counters()),
+            names: Default::default(),
         }
     }
 
@@ -188,6 +189,12 @@ impl Control<'_> {
             tun: self.cfg.tun.name.clone(),
             mtu: self.cfg.tun.mtu,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            key_name: Some(format!(
+                "{}.{}",
+                crate::dns::keyname::encode(&key.0),
+                self.cfg.dns.suffix
+            )),
+            names: Vec::new(),
         }
     }
 }
