@@ -7,7 +7,8 @@
 //! the branch predictor cannot learn the sequence.
 
 use acl::{
-    Action, At, Circle, Class, Key, Loc, Model, Policy, PortSpec, Proto, Rule, Subject, Verdict,
+    Action, At, Circle, Class, Key, Loc, Model, NamePolicy, Policy, PortSpec, Proto, Rule, Subject,
+    Verdict,
 };
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -189,6 +190,7 @@ fn build(rng: &mut Rng, listed: &[Key]) -> Model {
         circles,
         rules,
         tests: Vec::new(),
+        names: NamePolicy::default(),
     }
 }
 

@@ -84,6 +84,13 @@ pub(crate) fn check(model: &Model, file: &str) -> Result<Circles, PolicyError> {
     for t in &model.tests {
         unknown(&t.subject, "this test ", &mut p);
     }
+    if let Some(a) = &model.names.authorities {
+        let s = At {
+            value: Subject::Circle(a.value.clone()),
+            loc: a.loc,
+        };
+        unknown(&s, "[names] authorities ", &mut p);
+    }
     // Cycles: depth-first, reporting the member that closes each cycle.
     let n = model.circles.len();
     let mut state = vec![0u8; n]; // 0 new, 1 on the stack, 2 done

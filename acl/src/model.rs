@@ -369,6 +369,30 @@ pub struct Model {
     pub rules: Vec<Rule>,
     /// Tests, in file order.
     pub tests: Vec<Test>,
+    /// `[names]`: pinned names and the circle of name authorities.
+    pub names: NamePolicy,
+}
+
+/// `[names]`: names this node resolves by its own policy, before any claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamePolicy {
+    /// `shop = "KEY"`: the name always resolves to this key here (pins win over delegations
+    /// and claims), in file order.
+    pub pins: Vec<NamePin>,
+    /// `authorities = "circle:NAME"`: the circle whose members' signed delegations this node
+    /// accepts (a delegated name wins over a first claim).
+    pub authorities: Option<At<String>>,
+}
+
+/// One pinned name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePin {
+    /// The name (lowercase).
+    pub name: String,
+    /// The key it resolves to.
+    pub key: Key,
+    /// Where it is written.
+    pub loc: Loc,
 }
 
 impl Default for Model {
@@ -385,6 +409,7 @@ impl Default for Model {
             circles: Vec::new(),
             rules: Vec::new(),
             tests: Vec::new(),
+            names: NamePolicy::default(),
         }
     }
 }

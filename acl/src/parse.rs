@@ -38,12 +38,12 @@ pub fn parse(text: &str, file: &str) -> Result<Model, PolicyError> {
                     }
                 }
             }
-            "defaults" | "circles" | "rules" | "tests" => {}
+            "defaults" | "circles" | "rules" | "tests" | "names" => {}
             other => cx.bad(
                 k.span().start,
                 format!(
                     "unknown key {other:?}; a policy has default, [defaults], [circles], \
-                     [[rules]] and [[tests]]"
+                     [[rules]], [[tests]] and [names]"
                 ),
             ),
         }
@@ -69,6 +69,9 @@ pub fn parse(text: &str, file: &str) -> Result<Model, PolicyError> {
         for t in cx.tables(v, "tests", "[[tests]]") {
             cx.test(t, &mut model);
         }
+    }
+    if let Some(v) = get("names") {
+        cx.names(v, &mut model);
     }
     cx.p.into_result(file, model)
 }
@@ -204,6 +207,86 @@ impl Cx<'_> {
             });
         }
         model.circles.sort_by_key(|c| c.loc);
+    }
+
+    /// `[names]`: `NAME = "KEY"` pins, and `authorities = "circle:NAME"`.
+    fn names(&mut self, v: &Val<'_>, model: &mut Model) {
+        let DeValue::Table(t) = v.get_ref() else {
+            self.bad(
+                v.span().start,
+                "[names] must be a table: shop = \"KEY\" pins a name, authorities = \
+                 \"circle:NAME\" trusts a circle's delegations",
+            );
+            return;
+        };
+        for (k, v) in t {
+            let name = k.get_ref().as_ref();
+            let at = v.span().start;
+            if name == "authorities" {
+                let Some(s) = self.string(v, "authorities") else {
+                    continue;
+                };
+                match s.strip_prefix("circle:") {
+                    Some(c) => match check_circle_name(c) {
+                        Ok(()) => {
+                            model.names.authorities = Some(At {
+                                value: c.to_string(),
+                                loc: self.loc(at),
+                            })
+                        }
+                        Err(why) => self.bad(at, format!("[names] authorities: {why}")),
+                    },
+                    None => self.bad(
+                        at,
+                        format!(
+                            "[names] authorities = {s:?}: name a circle, \"circle:NAME\", whose \
+                             members are the name authorities"
+                        ),
+                    ),
+                }
+                continue;
+            }
+            let Some(lower) = check_name(name) else {
+                self.bad(
+                    k.span().start,
+                    format!(
+                        "[names] {name:?} is not a name: one DNS label, 1 to 63 of a-z, 0-9 and \
+                         '-', not starting or ending with '-' (or \"authorities\")"
+                    ),
+                );
+                continue;
+            };
+            let Some(s) = self.string(v, "a pinned name's key") else {
+                continue;
+            };
+            match parse_key(s) {
+                Ok(key) => model.names.pins.push(NamePin {
+                    name: lower,
+                    key,
+                    loc: self.loc(k.span().start),
+                }),
+                Err(why) => self.bad(at, format!("[names] {name}: {why}")),
+            }
+        }
+        // In file order (the table's keys are not); a name pinned twice is reported at the
+        // second pin.
+        model.names.pins.sort_by_key(|p| p.loc);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut twice = Vec::new();
+        model.names.pins.retain(|p| {
+            let first = seen.insert(p.name.clone());
+            if !first {
+                twice.push((p.loc, p.name.clone()));
+            }
+            first
+        });
+        for (loc, name) in twice {
+            self.p.push(
+                loc,
+                ProblemKind::BadValue,
+                format!("[names] {name:?} is pinned twice; keep one"),
+            );
+        }
     }
 
     fn tables<'v, 'a>(
@@ -410,6 +493,19 @@ impl Cx<'_> {
             expect,
         });
     }
+}
+
+/// A name as `[names]` pins it: one DNS label (`a-z 0-9 -`, 1 to 63, no `-` at either end),
+/// lowercased; `None` if it is not one. The same rule as the routing core's names.
+pub fn check_name(name: &str) -> Option<String> {
+    let l = name.to_ascii_lowercase();
+    let ok = !l.is_empty()
+        && l.len() <= 63
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    ok.then_some(l)
 }
 
 /// Circle names: letters, digits, `-`, `_`, `.`; not `any`.

@@ -286,6 +286,52 @@ impl Policy {
         self.classify(key).decide(action, proto, port)
     }
 
+    /// `[names]` pins: name to key.
+    pub fn name_pins(&self) -> std::collections::BTreeMap<String, Key> {
+        self.model
+            .names
+            .pins
+            .iter()
+            .map(|p| (p.name.clone(), p.key))
+            .collect()
+    }
+
+    /// The keys of the `[names] authorities` circle (nesting resolved; members written as
+    /// addresses cannot sign and do not count: [`Policy::name_authority_addresses`]).
+    pub fn name_authorities(&self) -> BTreeSet<Key> {
+        let Some(a) = &self.model.names.authorities else {
+            return BTreeSet::new();
+        };
+        let Some(&i) = self.circles.index.get(&a.value) else {
+            return BTreeSet::new();
+        };
+        self.circles.expanded[i]
+            .iter()
+            .filter_map(|m| match m {
+                Atom::Key(k) => Some(*k),
+                Atom::Addr(_) => None,
+            })
+            .collect()
+    }
+
+    /// Members of the authorities circle written as addresses: they cannot sign delegations,
+    /// so they are not authorities (a warning for the operator).
+    pub fn name_authority_addresses(&self) -> Vec<Ipv6Addr> {
+        let Some(a) = &self.model.names.authorities else {
+            return Vec::new();
+        };
+        let Some(&i) = self.circles.index.get(&a.value) else {
+            return Vec::new();
+        };
+        self.circles.expanded[i]
+            .iter()
+            .filter_map(|m| match m {
+                Atom::Addr(o) => Some(*o),
+                Atom::Key(_) => None,
+            })
+            .collect()
+    }
+
     /// Circle names, in file order.
     pub fn circle_names(&self) -> impl Iterator<Item = &str> {
         self.model.circles.iter().map(|c| c.name.as_str())

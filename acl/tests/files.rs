@@ -328,3 +328,76 @@ fn publishing_is_denied_unless_a_rule_or_its_own_default_allows_it() {
     let e = err("[[rules]]\naction = \"publish\"\nallow = \"any\"\nports = \"tcp/443\"\n");
     assert!(e.to_string().contains("takes no ports"), "{e}");
 }
+
+/// `[names]`: pins and the authorities circle (issue 19); mistakes name their place and fix.
+#[test]
+fn names_pins_and_authorities() {
+    let [k1, k2, k3] = keys();
+    let text = format!(
+        "[circles]\nauth = [\"{k2}\", \"circle:more\"]\nmore = [\"{k3}\"]\n\n[names]\nShop = \"{k1}\"\nauthorities = \"circle:auth\"\n"
+    );
+    let p = Policy::load(&text, "policy.toml").expect("loads");
+    let pins = p.name_pins();
+    let want = acl::parse::parse_key(&k1).expect("key");
+    assert_eq!(pins.get("shop"), Some(&want), "pinned names are lowercased");
+    let auth = p.name_authorities();
+    assert_eq!(auth.len(), 2, "nested circles count");
+    assert!(p.name_authority_addresses().is_empty());
+    // Without [names], nothing is pinned or trusted.
+    let plain = Policy::load("default = \"allow\"\n", "policy.toml").expect("loads");
+    assert!(plain.name_pins().is_empty() && plain.name_authorities().is_empty());
+    for (text, kind, at, words) in [
+        (
+            format!("[names]\n-shop = \"{k1}\"\n"),
+            ProblemKind::BadValue,
+            "2:1",
+            "is not a name",
+        ),
+        (
+            "[names]\nshop = \"abcd\"\n".to_string(),
+            ProblemKind::BadValue,
+            "2:8",
+            "a key has 64 hex digits",
+        ),
+        (
+            "[names]\nauthorities = \"auth\"\n".to_string(),
+            ProblemKind::BadValue,
+            "2:15",
+            "name a circle, \"circle:NAME\"",
+        ),
+        (
+            "[names]\nauthorities = \"circle:nobody\"\n".to_string(),
+            ProblemKind::UnknownCircle,
+            "2:15",
+            "[names] authorities names unknown circle \"nobody\"",
+        ),
+        (
+            format!("[names]\nshop = \"{k1}\"\nSHOP = \"{k2}\"\n"),
+            ProblemKind::BadValue,
+            "3:1",
+            "pinned twice",
+        ),
+        (
+            "names = 3\n".to_string(),
+            ProblemKind::BadValue,
+            "1:9",
+            "[names] must be a table",
+        ),
+    ] {
+        let e = err(&text);
+        let p = e
+            .problems
+            .iter()
+            .find(|p| p.kind == kind)
+            .unwrap_or_else(|| panic!("{text}: {e}"));
+        let shown = e.to_string();
+        assert!(shown.contains(words), "{text}: {shown}");
+        if !at.is_empty() {
+            assert!(
+                shown.contains(&format!("policy.toml:{at}")),
+                "{text}: {shown}"
+            );
+        }
+        let _ = p;
+    }
+}

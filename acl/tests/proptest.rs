@@ -13,8 +13,8 @@
 //! asked, so each segment of every port map is checked, not a sample.
 
 use acl::{
-    Action, At, Circle, Loc, Model, Policy, PortSpec, ProblemKind, Proto, Rule, Subject, Verdict,
-    Who,
+    Action, At, Circle, Loc, Model, NamePolicy, Policy, PortSpec, ProblemKind, Proto, Rule,
+    Subject, Verdict, Who,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -525,6 +525,7 @@ impl Spec {
             circles,
             rules,
             tests: Vec::new(),
+            names: NamePolicy::default(),
         }
     }
 
@@ -873,6 +874,7 @@ proptest! {
                 note: None,
             }],
             tests: Vec::new(),
+            names: NamePolicy::default(),
         };
         let policy = if as_text {
             let mut t = Text::default();
