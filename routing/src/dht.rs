@@ -84,6 +84,8 @@ struct Lookup {
     /// The owner did not answer at the place this record (sequence number) gives: only a
     /// fresher copy is worth confirming.
     unconfirmed: Option<u64>,
+    /// The name operation this lookup finds storing nodes for (see [`crate::names`]).
+    name_op: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -317,6 +319,12 @@ impl Router {
         }
     }
 
+    /// Starts a lookup of the nodes closest to `target`, for a name operation: when it ends,
+    /// [`Router::name_lookup_done`] gets the nodes that answered.
+    pub(crate) fn start_name_lookup(&mut self, now: Instant, target: u128, op: u64) {
+        self.start_lookup_for(now, target, None, None, Some(op));
+    }
+
     /// Starts a lookup; `first` is when an earlier, deferred attempt for it began.
     fn start_lookup(
         &mut self,
@@ -324,6 +332,17 @@ impl Router {
         target: u128,
         addr: Option<Ipv6Addr>,
         first: Option<Instant>,
+    ) {
+        self.start_lookup_for(now, target, addr, first, None);
+    }
+
+    fn start_lookup_for(
+        &mut self,
+        now: Instant,
+        target: u128,
+        addr: Option<Ipv6Addr>,
+        first: Option<Instant>,
+        name_op: Option<u64>,
     ) {
         self.stats.lookups += 1;
         let lid = self.dht.next_lookup;
@@ -361,6 +380,7 @@ impl Router {
                 owner: None,
                 confirming: false,
                 unconfirmed: None,
+                name_op,
             },
         );
         self.lookup_step(now, lid);
@@ -427,9 +447,18 @@ impl Router {
                 None => {
                     // Nothing left to ask: the freshest copy of the owner's record if any (it
                     // could not be confirmed), else not found.
-                    if let Some(l) = self.dht.lookups.remove(&lid)
-                        && let Some(addr) = l.addr
-                    {
+                    let Some(l) = self.dht.lookups.remove(&lid) else {
+                        return;
+                    };
+                    if let Some(op) = l.name_op {
+                        let answered = l
+                            .short
+                            .into_iter()
+                            .filter(|(_, (_, a))| *a == Ask::Answered)
+                            .map(|(d, (r, _))| (d, r))
+                            .collect();
+                        self.name_lookup_done(now, op, answered);
+                    } else if let Some(addr) = l.addr {
                         match l.owner {
                             Some(best) => self.finish_found(now, addr, best),
                             None => self.events.push_back(Event::Resolved { addr, key: None }),

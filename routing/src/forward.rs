@@ -121,7 +121,7 @@ impl Router {
             if h.hop_limit == 0 {
                 return self.drop_count(Drop::HopLimit);
             }
-            if h.kind == kind::FIND
+            if matches!(h.kind, kind::FIND | kind::NAME_PUT | kind::NAME_GET)
                 && self
                     .peers
                     .get_mut(&peer)
@@ -240,6 +240,15 @@ impl Router {
                     let rtt = now.saturating_duration_since(sent);
                     self.events.push_back(Event::Pong { nonce, hops, rtt });
                 }
+            }
+            RoutedBody::NamePut { nonce, record } => self.on_name_put(now, h, nonce, record, msg),
+            RoutedBody::NameGet {
+                nonce,
+                name,
+                authorities,
+            } => self.on_name_get(now, h, nonce, name, authorities, msg),
+            b @ (RoutedBody::NameAck { .. } | RoutedBody::NameVal { .. }) => {
+                self.on_name_answer(now, &h.src_key, b)
             }
             RoutedBody::Notify { record } => {
                 // Only the node itself can say where it moved.

@@ -12,6 +12,8 @@
 //! * [`broken`]: a `BROKEN` notice makes the source look again, never forget;
 //! * [`budget`]: lookup requests served within a budget per peer, and our own lookups bounded;
 //! * [`dht`]: lookups from an address to the owner's key and coordinates, signed by the owner;
+//! * [`names`] ([`name_record`], [`name_store`]): human names bound to keys, signed by their
+//!   owners, stored at the nodes closest to the name's hash, resolved by policy then by claim;
 //! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests.
 //!
 //! `docs/ROUTING.md` explains the design, its choices and its measured behaviour.
@@ -39,6 +41,9 @@ pub mod consent;
 pub mod coords;
 pub mod dht;
 pub mod forward;
+pub mod name_record;
+pub mod name_store;
+pub mod names;
 pub mod place;
 pub mod record;
 pub mod router;

@@ -60,6 +60,10 @@ pub struct RouterConfig {
     pub near: usize,
     /// ... and peers' peers (two hops away). At most [`crate::coords::MAX_NEAR`] in all.
     pub near2: usize,
+    /// Our name records expire this long after we sign them (re-published every third).
+    pub name_ttl: Duration,
+    /// A name's resolution is reused this long (at most until its record expires).
+    pub name_cache: Duration,
 }
 
 impl Default for RouterConfig {
@@ -80,6 +84,8 @@ impl Default for RouterConfig {
             route_ttl: Duration::from_secs(300),
             near: 4,
             near2: 8,
+            name_ttl: Duration::from_secs(3600),
+            name_cache: Duration::from_secs(30),
         }
     }
 }
@@ -242,6 +248,20 @@ pub enum Event {
     },
     /// Our position in the tree changed.
     TreeChanged,
+    /// Where one of our name claims stands changed.
+    NameClaimed {
+        /// The name.
+        name: String,
+        /// Where it stands.
+        state: crate::names::ClaimState,
+    },
+    /// A resolution of a name finished.
+    NameResolved {
+        /// The name.
+        name: String,
+        /// Its owner, or `None`: no such name (or no storing node answered).
+        result: Option<Box<crate::names::Resolution>>,
+    },
 }
 
 /// Counters.
@@ -269,6 +289,22 @@ pub struct Stats {
     pub lookups_refused: u64,
     /// `BROKEN` notices that started no lookup (one for that destination was recent).
     pub broken_ignored: u64,
+    /// Name records this node took for storage (new, renewed or released).
+    pub names_stored: u64,
+    /// Name records offered again unchanged.
+    pub names_renewed: u64,
+    /// Name records refused: another key holds the name.
+    pub names_taken: u64,
+    /// Name records refused: no room (for the owner, or at all).
+    pub names_full: u64,
+    /// Name records dropped: a signature did not verify.
+    pub names_bad_sig: u64,
+    /// Name records dropped: not newer than what the owner stored before.
+    pub names_old_seq: u64,
+    /// Name records dropped: expired, or expiring too far ahead.
+    pub names_expired: u64,
+    /// Name resolutions that asked the network.
+    pub name_lookups: u64,
 }
 
 /// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`
@@ -315,6 +351,7 @@ pub struct Router {
     pub(crate) verified: crate::tree::VerifiedCache,
     // --- lookups and routes ---
     pub(crate) dht: Dht,
+    pub(crate) names: crate::names::Names,
     pub(crate) routes: BTreeMap<Ipv6Addr, Route>,
     pub(crate) coords_of: BTreeMap<Key, Located>,
     pub(crate) pings: BTreeMap<u64, Instant>,
@@ -377,6 +414,7 @@ impl Router {
             place_due: None,
             verified: Default::default(),
             dht,
+            names: Default::default(),
             routes: BTreeMap::new(),
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
@@ -603,6 +641,9 @@ impl Router {
         if let Some(d) = self.dht.next_deadline(&self.cfg) {
             t = t.min(d);
         }
+        if let Some(d) = self.names.next_deadline(self.cfg.lookup_rpc_timeout) {
+            t = t.min(d);
+        }
         if let Some(d) = self.place_due {
             t = t.min(d);
         }
@@ -619,6 +660,7 @@ impl Router {
         self.place_timer(now);
         self.probe_links(now);
         self.dht_timers(now);
+        self.name_timers(now);
     }
 }
 

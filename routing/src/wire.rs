@@ -31,7 +31,13 @@
 //! PING    (20)  body: nonce (8) | initial hop limit (1)
 //! PONG    (21)  body: nonce (8) | hops the ping took (1)
 //! NOTIFY  (22)  body: the sender's new node record (sent to the nodes it talks to when it moves)
+//! NAME_PUT (23) body: nonce (8) | name record                 "store this" (see `name_record`)
+//! NAME_ACK (24) body: nonce (8) | outcome (1) | 0, or 1 then the holder's key (32)
+//! NAME_GET (25) body: nonce (8) | len (1) | name | n (≤ 4) | n authority keys (32)
+//! NAME_VAL (26) body: nonce (8) | 0, or 1 then the first claim | n (≤ 4) | n delegated records
 //! ```
+//!
+//! Kinds 23–31 are routed (27–31 reserved).
 //!
 //! The hop limit and the watermark sit at fixed offsets (1 and 2) so that a forwarding node
 //! rewrites them in place. Distances never exceed 2 × [`MAX_DEPTH`], so the watermark fits a
@@ -41,6 +47,8 @@ use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
 use crate::coords::{
     Coords, MAX_DEPTH, MAX_NEAR, MAX_NEAR_HOPS, MAX_PLACE_PORTS, Near, Place, dist,
 };
+use crate::name_record::{MAX_NAME_LEN, NameRecord, validate_name};
+use crate::name_store::{MAX_DELEGATED_PER_GET, Stored};
 use crate::record::{Consent, NodeRecord, TreeRecord};
 
 /// Message types.
@@ -71,6 +79,16 @@ pub mod kind {
     pub const PONG: u8 = 21;
     /// "I moved": the sender's new node record.
     pub const NOTIFY: u8 = 22;
+    /// "Store this name record."
+    pub const NAME_PUT: u8 = 23;
+    /// What became of a stored name record.
+    pub const NAME_ACK: u8 = 24;
+    /// "What do you hold for this name?"
+    pub const NAME_GET: u8 = 25;
+    /// The name records held.
+    pub const NAME_VAL: u8 = 26;
+    /// The last routed kind (reserved up to here).
+    pub const LAST_ROUTED: u8 = 31;
 }
 
 /// Offset of the hop limit in a routed message.
@@ -241,7 +259,7 @@ pub fn chain_digest(chain: &[TreeRecord]) -> u64 {
 
 /// Is this type byte a routed message?
 pub fn is_routed(t: u8) -> bool {
-    (kind::TRAFFIC..=kind::NOTIFY).contains(&t)
+    (kind::TRAFFIC..=kind::LAST_ROUTED).contains(&t)
 }
 
 /// A [`Place`] decoded onto the stack: no allocation on the forwarding path.
@@ -553,6 +571,38 @@ pub enum RoutedBody {
         /// Signed by the sender.
         record: NodeRecord,
     },
+    /// "Store this name record."
+    NamePut {
+        /// Matches the answer to the request.
+        nonce: u64,
+        /// Signed by its owner (checked by the storing node).
+        record: NameRecord,
+    },
+    /// What became of a stored name record.
+    NameAck {
+        /// The request's nonce.
+        nonce: u64,
+        /// The outcome.
+        outcome: Stored,
+    },
+    /// "What do you hold for this name?"
+    NameGet {
+        /// Matches the answer to the request.
+        nonce: u64,
+        /// The name (valid, lowercase).
+        name: String,
+        /// Authorities whose delegated records the asker wants.
+        authorities: Vec<Key>,
+    },
+    /// The name records held.
+    NameVal {
+        /// The request's nonce.
+        nonce: u64,
+        /// The first claim, if any.
+        claim: Option<NameRecord>,
+        /// Records delegated by the authorities asked for.
+        delegated: Vec<NameRecord>,
+    },
 }
 
 impl RoutedBody {
@@ -565,6 +615,10 @@ impl RoutedBody {
             RoutedBody::Ping { .. } => kind::PING,
             RoutedBody::Pong { .. } => kind::PONG,
             RoutedBody::Notify { .. } => kind::NOTIFY,
+            RoutedBody::NamePut { .. } => kind::NAME_PUT,
+            RoutedBody::NameAck { .. } => kind::NAME_ACK,
+            RoutedBody::NameGet { .. } => kind::NAME_GET,
+            RoutedBody::NameVal { .. } => kind::NAME_VAL,
         }
     }
 
@@ -600,6 +654,52 @@ impl RoutedBody {
                 out.push(*hops);
             }
             RoutedBody::Notify { record } => record.encode(out),
+            RoutedBody::NamePut { nonce, record } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                record.encode(out);
+            }
+            RoutedBody::NameAck { nonce, outcome } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.push(outcome.code());
+                match outcome {
+                    Stored::Taken(k) => {
+                        out.push(1);
+                        out.extend_from_slice(k);
+                    }
+                    _ => out.push(0),
+                }
+            }
+            RoutedBody::NameGet {
+                nonce,
+                name,
+                authorities,
+            } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.push(name.len() as u8);
+                out.extend_from_slice(name.as_bytes());
+                put_varint(out, authorities.len() as u64);
+                for a in authorities {
+                    out.extend_from_slice(a);
+                }
+            }
+            RoutedBody::NameVal {
+                nonce,
+                claim,
+                delegated,
+            } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                match claim {
+                    Some(c) => {
+                        out.push(1);
+                        c.encode(out);
+                    }
+                    None => out.push(0),
+                }
+                put_varint(out, delegated.len() as u64);
+                for d in delegated {
+                    d.encode(out);
+                }
+            }
         }
     }
 
@@ -633,6 +733,59 @@ impl RoutedBody {
             kind::NOTIFY => RoutedBody::Notify {
                 record: NodeRecord::decode(&mut r)?,
             },
+            kind::NAME_PUT => RoutedBody::NamePut {
+                nonce: u64::from_be_bytes(r.array()?),
+                record: NameRecord::decode(&mut r)?,
+            },
+            kind::NAME_ACK => {
+                let nonce = u64::from_be_bytes(r.array()?);
+                let code = r.u8()?;
+                let holder = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.array()?),
+                    _ => return Err(DecodeError::Invalid),
+                };
+                RoutedBody::NameAck {
+                    nonce,
+                    outcome: Stored::from_code(code, holder).ok_or(DecodeError::Invalid)?,
+                }
+            }
+            kind::NAME_GET => {
+                let nonce = u64::from_be_bytes(r.array()?);
+                let n = r.count(MAX_NAME_LEN)?;
+                let name = std::str::from_utf8(r.bytes(n)?).map_err(|_| DecodeError::Invalid)?;
+                if validate_name(name).ok().as_deref() != Some(name) {
+                    return Err(DecodeError::Invalid);
+                }
+                let na = r.count(MAX_DELEGATED_PER_GET)?;
+                let mut authorities = Vec::with_capacity(na);
+                for _ in 0..na {
+                    authorities.push(r.array()?);
+                }
+                RoutedBody::NameGet {
+                    nonce,
+                    name: name.to_string(),
+                    authorities,
+                }
+            }
+            kind::NAME_VAL => {
+                let nonce = u64::from_be_bytes(r.array()?);
+                let claim = match r.u8()? {
+                    0 => None,
+                    1 => Some(NameRecord::decode(&mut r)?),
+                    _ => return Err(DecodeError::Invalid),
+                };
+                let n = r.count(MAX_DELEGATED_PER_GET)?;
+                let mut delegated = Vec::with_capacity(n);
+                for _ in 0..n {
+                    delegated.push(NameRecord::decode(&mut r)?);
+                }
+                RoutedBody::NameVal {
+                    nonce,
+                    claim,
+                    delegated,
+                }
+            }
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -742,6 +895,7 @@ mod tests {
     fn routed_bodies_roundtrip() {
         let sk = SigningKey::from_bytes(&[2; 32]);
         let rec = NodeRecord::new(&sk, 1, Coords(vec![3]).into());
+        let name = NameRecord::new(&sk, "shop", 1, 2, vec![], None).expect("valid");
         for body in [
             RoutedBody::Find {
                 nonce: 1,
@@ -758,6 +912,33 @@ mod tests {
                 initial_hops: 64,
             },
             RoutedBody::Pong { nonce: 3, hops: 4 },
+            RoutedBody::NamePut {
+                nonce: 5,
+                record: name.clone(),
+            },
+            RoutedBody::NameAck {
+                nonce: 5,
+                outcome: Stored::Taken([4; 32]),
+            },
+            RoutedBody::NameAck {
+                nonce: 5,
+                outcome: Stored::OldSeq,
+            },
+            RoutedBody::NameGet {
+                nonce: 6,
+                name: "shop".into(),
+                authorities: vec![[1; 32], [2; 32]],
+            },
+            RoutedBody::NameVal {
+                nonce: 6,
+                claim: Some(name.clone()),
+                delegated: vec![name],
+            },
+            RoutedBody::NameVal {
+                nonce: 6,
+                claim: None,
+                delegated: vec![],
+            },
         ] {
             let mut b = Vec::new();
             body.encode(&mut b);

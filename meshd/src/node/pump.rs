@@ -172,6 +172,8 @@ impl Node {
                 tracing::debug!(peer = %PublicKey(key).short(), "a node on the path could not forward to it: looking it up again");
             }
             RouteEvent::TreeChanged => tracing::debug!("our place in the tree changed"),
+            // Names are not served by the daemon yet.
+            RouteEvent::NameClaimed { .. } | RouteEvent::NameResolved { .. } => {}
         }
     }
 }

@@ -1,0 +1,708 @@
+//! Names: claiming a human name for our key, storing others' names, resolving a name to a key.
+//!
+//! **Where a name lives.** A name's records are stored at the [`REPLICAS`] nodes whose ids are
+//! closest (XOR) to the name's target ([`name_target`]), found by the same iterative lookup
+//! that finds addresses ([`crate::dht`]). Claiming publishes (`NAME_PUT`) to them; resolving
+//! asks them (`NAME_GET`) and decides from what they answer.
+//!
+//! **Who owns a name** (the rule each storing node applies is in [`crate::name_store`]):
+//! 1. a name **pinned** by this node's policy resolves to the pinned key, without asking;
+//! 2. else a record **delegated** by an authority this node trusts, if a storing node has one;
+//! 3. else the **first claim**: the owner that most of the storing nodes that answered hold
+//!    (a tie goes to the one held by the storing node closest to the target).
+//!
+//! So the first valid claim the storing nodes saw holds a name until it expires unrenewed. That
+//! is a property with limits: two parts of a partitioned network can each see a different first
+//! claim; when they join, each storing node keeps what it holds, the owners' republications
+//! reach the new closest nodes, and resolvers take the majority, which converges once the
+//! losing claim expires unrenewed (its owner's republications are refused as `Taken` wherever
+//! the other claim is held). Pins and delegations are how a node makes sure a squatter gains
+//! nothing where it matters.
+//!
+//! **Time.** Records expire in unix seconds, so every node must agree on the date: the caller
+//! gives the wall clock once ([`Router::set_wall_clock`]) and the router derives it from `now`.
+//!
+//! **Our claims** are signed with sequence numbers that are milliseconds of wall-clock time
+//! (a restart never goes back), expire `name_ttl` after signing, and are re-published every
+//! third of that (sooner while the network is young), so storing nodes that joined since get
+//! them.
+
+use crate::codec::Key;
+use crate::coords::Place;
+use crate::dht::id_of;
+use crate::name_record::{Delegation, NameError, NameRecord, Service, name_target, validate_name};
+use crate::name_store::{NameStore, Stored};
+use crate::record::NodeRecord;
+use crate::router::{Event, Router};
+use crate::wire::{RoutedBody, RoutedHeader};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// Storing nodes per name.
+pub const REPLICAS: usize = 4;
+/// Names this node may claim.
+pub const MAX_CLAIMS: usize = 16;
+/// Name operations (claims being published, resolutions) running at once.
+pub const MAX_NAME_OPS: usize = 128;
+/// Resolutions remembered.
+const MAX_CACHE: usize = 1024;
+/// "No such name" is remembered this long (a resolution: `name_cache`).
+const NEGATIVE_FOR: Duration = Duration::from_secs(2);
+/// A claim is re-published this soon at first, doubling up to a third of its lifetime.
+const FIRST_REPUBLISH: Duration = Duration::from_secs(5);
+/// Expired records are dropped this often.
+const PURGE_EVERY: Duration = Duration::from_secs(10);
+
+/// Where one of our claims stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Being published.
+    Pending,
+    /// Stored by this many storing nodes.
+    Held {
+        /// Storing nodes that took it.
+        storers: usize,
+    },
+    /// Another key holds it.
+    Taken {
+        /// The holder.
+        by: Key,
+    },
+    /// No storing node answered (the network may be young): retried.
+    NoStorers,
+}
+
+/// Why a name resolved to its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameSource {
+    /// Pinned by this node's policy.
+    Pinned,
+    /// Delegated by an authority this node trusts.
+    Delegated {
+        /// The authority.
+        authority: Key,
+    },
+    /// The first claim the storing nodes hold.
+    Claim,
+}
+
+/// A name and the key it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The name.
+    pub name: String,
+    /// Its owner.
+    pub key: Key,
+    /// The owner's record (none for a pinned name).
+    pub record: Option<NameRecord>,
+    /// Why.
+    pub source: NameSource,
+}
+
+#[derive(Debug)]
+struct Claim {
+    services: Vec<Service>,
+    delegation: Option<Delegation>,
+    state: ClaimState,
+    seq: u64,
+    next_publish: Instant,
+    backoff: Duration,
+}
+
+#[derive(Debug)]
+enum OpKind {
+    /// Publishing a record; `ours`: one of our claims (its outcome updates the claim).
+    Put {
+        record: Box<NameRecord>,
+        ours: bool,
+    },
+    Get {
+        name: String,
+    },
+}
+
+#[derive(Debug)]
+struct Op {
+    kind: OpKind,
+    /// Storing nodes asked, by distance to the target; answers as they come.
+    asked: Vec<(u128, Key)>,
+    acks: Vec<(u128, Stored)>,
+    vals: Vec<(u128, Option<NameRecord>, Vec<NameRecord>)>,
+    /// When the last request went out (answers are awaited one lookup timeout).
+    sent: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NameRpc {
+    op: u64,
+    asked: Key,
+    dist: u128,
+}
+
+/// The names state of a router.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    /// `now` and the unix seconds it was.
+    wall: Option<(Instant, u64)>,
+    pins: BTreeMap<String, Key>,
+    authorities: BTreeSet<Key>,
+    claims: BTreeMap<String, Claim>,
+    store: NameStore,
+    ops: BTreeMap<u64, Op>,
+    rpcs: BTreeMap<u64, NameRpc>,
+    cache: BTreeMap<String, (Instant, Option<Resolution>)>,
+    next_op: u64,
+    next_purge: Option<Instant>,
+}
+
+impl Names {
+    /// The next instant names have work.
+    pub(crate) fn next_deadline(&self, rpc_timeout: Duration) -> Option<Instant> {
+        let claims = self.claims.values().map(|c| c.next_publish);
+        let ops = self
+            .ops
+            .values()
+            .filter_map(|o| o.sent.map(|s| s + rpc_timeout));
+        claims.chain(ops).chain(self.next_purge).min()
+    }
+}
+
+impl Router {
+    fn unix_now(&self, now: Instant) -> Option<u64> {
+        let (at, unix) = self.names.wall?;
+        Some(unix + now.saturating_duration_since(at).as_secs())
+    }
+
+    fn unix_ms(&self, now: Instant) -> Option<u64> {
+        let (at, unix) = self.names.wall?;
+        Some(unix * 1000 + now.saturating_duration_since(at).as_millis() as u64)
+    }
+
+    /// Tells the router the wall clock: `now` is `unix_secs` seconds after 1970. Needed before
+    /// names can be claimed or stored (records expire by the date).
+    pub fn set_wall_clock(&mut self, now: Instant, unix_secs: u64) {
+        self.names.wall = Some((now, unix_secs));
+        self.names.next_purge.get_or_insert(now + PURGE_EVERY);
+    }
+
+    /// This node's policy: pinned names, and the authorities whose delegations it trusts.
+    pub fn set_name_policy(&mut self, pins: BTreeMap<String, Key>, authorities: BTreeSet<Key>) {
+        self.names.pins = pins;
+        self.names.authorities = authorities;
+        self.names.cache.clear();
+    }
+
+    /// Claims `name` for our key. The outcome comes as [`Event::NameClaimed`] (again whenever
+    /// it changes); the claim is re-published until released.
+    pub fn claim_name(
+        &mut self,
+        now: Instant,
+        name: &str,
+        services: Vec<Service>,
+        delegation: Option<Delegation>,
+    ) -> Result<(), NameError> {
+        let name = validate_name(name)?;
+        let seq = self.unix_ms(now).ok_or(NameError::NoClock)?;
+        if !self.names.claims.contains_key(&name) && self.names.claims.len() >= MAX_CLAIMS {
+            return Err(NameError::TooManyClaims);
+        }
+        // Check what we would sign before keeping it.
+        NameRecord::new(
+            &self.sk,
+            &name,
+            seq,
+            0,
+            services.clone(),
+            delegation.clone(),
+        )?;
+        let seq = self
+            .names
+            .claims
+            .get(&name)
+            .map_or(seq, |c| seq.max(c.seq + 1));
+        self.names.claims.insert(
+            name.clone(),
+            Claim {
+                services,
+                delegation,
+                state: ClaimState::Pending,
+                seq,
+                next_publish: now,
+                backoff: FIRST_REPUBLISH,
+            },
+        );
+        self.publish_claim(now, &name);
+        Ok(())
+    }
+
+    /// Stops claiming `name` and publishes an expired successor, so that the storing nodes
+    /// free it at once (those that miss it free it at expiry). False if we did not claim it.
+    pub fn release_name(&mut self, now: Instant, name: &str) -> bool {
+        let Ok(name) = validate_name(name) else {
+            return false;
+        };
+        let Some(c) = self.names.claims.remove(&name) else {
+            return false;
+        };
+        let (Some(ms), Some(unix)) = (self.unix_ms(now), self.unix_now(now)) else {
+            return true;
+        };
+        if let Ok(rec) = NameRecord::new(
+            &self.sk,
+            &name,
+            ms.max(c.seq + 1),
+            unix,
+            c.services,
+            c.delegation,
+        ) {
+            self.start_name_op(
+                now,
+                OpKind::Put {
+                    record: Box::new(rec),
+                    ours: false,
+                },
+            );
+        }
+        self.names.cache.remove(&name);
+        true
+    }
+
+    /// Publishes a record signed elsewhere, as it is: the storing nodes check it.
+    pub fn publish_name_record(&mut self, now: Instant, record: NameRecord) {
+        self.start_name_op(
+            now,
+            OpKind::Put {
+                record: Box::new(record),
+                ours: false,
+            },
+        );
+    }
+
+    /// The key `name` resolves to, at once if pinned or resolved lately; else `None`, and a
+    /// lookup runs whose answer comes as [`Event::NameResolved`].
+    pub fn resolve_name(
+        &mut self,
+        now: Instant,
+        name: &str,
+    ) -> Result<Option<Resolution>, NameError> {
+        let name = validate_name(name)?;
+        if let Some(key) = self.names.pins.get(&name) {
+            return Ok(Some(Resolution {
+                name,
+                key: *key,
+                record: None,
+                source: NameSource::Pinned,
+            }));
+        }
+        if let Some((until, res)) = self.names.cache.get(&name) {
+            if now < *until {
+                if let Some(r) = res {
+                    return Ok(Some(r.clone()));
+                }
+            } else {
+                self.names.cache.remove(&name);
+            }
+        }
+        if self
+            .names
+            .ops
+            .values()
+            .any(|o| matches!(&o.kind, OpKind::Get { name: n } if *n == name))
+        {
+            return Ok(None);
+        }
+        self.stats.name_lookups += 1;
+        self.start_name_op(now, OpKind::Get { name });
+        Ok(None)
+    }
+
+    /// Our claims and where they stand.
+    pub fn claims(&self) -> impl Iterator<Item = (&str, &ClaimState)> {
+        self.names
+            .claims
+            .iter()
+            .map(|(n, c)| (n.as_str(), &c.state))
+    }
+
+    /// Records this node stores for others.
+    pub fn stored_names(&self) -> usize {
+        self.names.store.len()
+    }
+
+    fn publish_claim(&mut self, now: Instant, name: &str) {
+        let (Some(ms), Some(unix)) = (self.unix_ms(now), self.unix_now(now)) else {
+            return;
+        };
+        let ttl = self.cfg.name_ttl;
+        let Some(c) = self.names.claims.get_mut(name) else {
+            return;
+        };
+        c.seq = ms.max(c.seq + 1);
+        c.next_publish = now + c.backoff.min(ttl / 3);
+        c.backoff = (c.backoff * 2).min(ttl / 3);
+        let Ok(rec) = NameRecord::new(
+            &self.sk,
+            name,
+            c.seq,
+            unix + ttl.as_secs().max(1),
+            c.services.clone(),
+            c.delegation.clone(),
+        ) else {
+            return;
+        };
+        self.start_name_op(
+            now,
+            OpKind::Put {
+                record: Box::new(rec),
+                ours: true,
+            },
+        );
+    }
+
+    fn start_name_op(&mut self, now: Instant, kind: OpKind) {
+        let name = match &kind {
+            OpKind::Put { record, .. } => record.name.clone(),
+            OpKind::Get { name } => name.clone(),
+        };
+        if self.names.ops.len() >= MAX_NAME_OPS {
+            self.end_name_op(now, Op::new(kind));
+            return;
+        }
+        let op = self.names.next_op;
+        self.names.next_op += 1;
+        self.names.ops.insert(op, Op::new(kind));
+        self.start_name_lookup(now, name_target(&name), op);
+    }
+
+    /// The lookup towards a name's target ended: `answered` holds the nodes that answered, by
+    /// distance. Ask the closest of them (and ourselves, if we are among the closest).
+    pub(crate) fn name_lookup_done(
+        &mut self,
+        now: Instant,
+        op: u64,
+        answered: Vec<(u128, NodeRecord)>,
+    ) {
+        let Some(o) = self.names.ops.get(&op) else {
+            return;
+        };
+        let target = match &o.kind {
+            OpKind::Put { record, .. } => name_target(&record.name),
+            OpKind::Get { name } => name_target(name),
+        };
+        let mut storers: Vec<(u128, Key, Option<Place>)> = answered
+            .into_iter()
+            .filter(|(_, r)| r.key != self.key)
+            .map(|(d, r)| (d, r.key, Some(Place::from(r.place.at.clone()))))
+            .collect();
+        storers.push((id_of(&self.key) ^ target, self.key, None));
+        storers.sort_by_key(|s| s.0);
+        storers.dedup_by_key(|s| s.1);
+        storers.truncate(REPLICAS);
+        let body = |nonce: u64, o: &Op, authorities: &BTreeSet<Key>| match &o.kind {
+            OpKind::Put { record, .. } => RoutedBody::NamePut {
+                nonce,
+                record: (**record).clone(),
+            },
+            OpKind::Get { name } => RoutedBody::NameGet {
+                nonce,
+                name: name.clone(),
+                authorities: authorities
+                    .iter()
+                    .take(crate::name_store::MAX_DELEGATED_PER_GET)
+                    .copied()
+                    .collect(),
+            },
+        };
+        for (dist, key, place) in storers {
+            let nonce = self.next_random();
+            let Some(o) = self.names.ops.get_mut(&op) else {
+                return;
+            };
+            o.asked.push((dist, key));
+            o.sent = Some(now);
+            let msg = body(nonce, o, &self.names.authorities);
+            self.names.rpcs.insert(
+                nonce,
+                NameRpc {
+                    op,
+                    asked: key,
+                    dist,
+                },
+            );
+            let place = place.unwrap_or_else(|| self.node_record.place.clone());
+            self.send_control(now, &key, &place, msg);
+        }
+        self.maybe_end_name_op(now, op);
+    }
+
+    /// A storing node's part: a record offered.
+    pub(crate) fn on_name_put(
+        &mut self,
+        now: Instant,
+        h: &RoutedHeader,
+        nonce: u64,
+        record: NameRecord,
+        msg: &[u8],
+    ) {
+        let outcome = match self.unix_now(now) {
+            Some(unix) => self.names.store.put(record, unix, |r| r.verify()),
+            None => Stored::Full,
+        };
+        let counter = match outcome {
+            Stored::Stored | Stored::Released => &mut self.stats.names_stored,
+            Stored::Same => &mut self.stats.names_renewed,
+            Stored::Taken(_) => &mut self.stats.names_taken,
+            Stored::Full => &mut self.stats.names_full,
+            Stored::BadSig => &mut self.stats.names_bad_sig,
+            Stored::OldSeq => &mut self.stats.names_old_seq,
+            Stored::Expired => &mut self.stats.names_expired,
+        };
+        *counter += 1;
+        self.reply(now, h, msg, RoutedBody::NameAck { nonce, outcome });
+    }
+
+    /// A storing node's part: what it holds for a name.
+    pub(crate) fn on_name_get(
+        &mut self,
+        now: Instant,
+        h: &RoutedHeader,
+        nonce: u64,
+        name: String,
+        authorities: Vec<Key>,
+        msg: &[u8],
+    ) {
+        let (claim, delegated) = match self.unix_now(now) {
+            Some(unix) => self.names.store.get(&name, &authorities, unix),
+            None => (None, Vec::new()),
+        };
+        let body = RoutedBody::NameVal {
+            nonce,
+            claim,
+            delegated,
+        };
+        self.reply(now, h, msg, body);
+    }
+
+    fn reply(&mut self, now: Instant, h: &RoutedHeader, msg: &[u8], body: RoutedBody) {
+        let Ok(src) = h.src.to_place(msg) else {
+            return;
+        };
+        self.send_control(now, &h.src_key, &src, body);
+    }
+
+    /// An answer from a storing node we asked.
+    pub(crate) fn on_name_answer(&mut self, now: Instant, from: &Key, body: RoutedBody) {
+        let nonce = match &body {
+            RoutedBody::NameAck { nonce, .. } | RoutedBody::NameVal { nonce, .. } => *nonce,
+            _ => return,
+        };
+        if self.names.rpcs.get(&nonce).is_none_or(|r| r.asked != *from) {
+            return;
+        }
+        let Some(rpc) = self.names.rpcs.remove(&nonce) else {
+            return;
+        };
+        let Some(o) = self.names.ops.get_mut(&rpc.op) else {
+            return;
+        };
+        match (body, &o.kind) {
+            (RoutedBody::NameAck { outcome, .. }, OpKind::Put { .. }) => {
+                o.acks.push((rpc.dist, outcome))
+            }
+            (
+                RoutedBody::NameVal {
+                    claim, delegated, ..
+                },
+                OpKind::Get { .. },
+            ) => o.vals.push((rpc.dist, claim, delegated)),
+            _ => return,
+        }
+        self.maybe_end_name_op(now, rpc.op);
+    }
+
+    fn maybe_end_name_op(&mut self, now: Instant, op: u64) {
+        let done = self
+            .names
+            .ops
+            .get(&op)
+            .is_some_and(|o| o.acks.len() + o.vals.len() >= o.asked.len());
+        if done && let Some(o) = self.names.ops.remove(&op) {
+            self.end_name_op(now, o);
+        }
+    }
+
+    fn end_name_op(&mut self, now: Instant, o: Op) {
+        self.names
+            .rpcs
+            .retain(|_, r| self.names.ops.contains_key(&r.op));
+        match o.kind {
+            OpKind::Put { record, ours: true } => {
+                let held = o
+                    .acks
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Stored::Stored | Stored::Same))
+                    .count();
+                let mut takers: BTreeMap<Key, (usize, u128)> = BTreeMap::new();
+                for (d, s) in &o.acks {
+                    if let Stored::Taken(k) = s {
+                        let e = takers.entry(*k).or_insert((0, *d));
+                        e.0 += 1;
+                        e.1 = e.1.min(*d);
+                    }
+                }
+                let taken = takers
+                    .into_iter()
+                    .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)));
+                let state = match taken {
+                    Some((by, (n, _))) if n > held => ClaimState::Taken { by },
+                    _ if held > 0 => ClaimState::Held { storers: held },
+                    _ => ClaimState::NoStorers,
+                };
+                let Some(c) = self.names.claims.get_mut(&record.name) else {
+                    return;
+                };
+                if record.seq != c.seq {
+                    return; // a newer publication is under way
+                }
+                if state == ClaimState::NoStorers {
+                    c.next_publish = c.next_publish.min(now + FIRST_REPUBLISH);
+                }
+                if c.state != state {
+                    c.state = state.clone();
+                    self.events.push_back(Event::NameClaimed {
+                        name: record.name,
+                        state,
+                    });
+                }
+            }
+            OpKind::Put { ours: false, .. } => {}
+            OpKind::Get { name } => {
+                let result = self.decide(now, &name, o.vals);
+                let until = match &result {
+                    Some(r) => {
+                        let cache_for = self.cfg.name_cache;
+                        let left = r.record.as_ref().map_or(cache_for, |rec| {
+                            let unix = self.unix_now(now).unwrap_or(0);
+                            Duration::from_secs(rec.expires.saturating_sub(unix))
+                        });
+                        now + left.min(cache_for)
+                    }
+                    None => now + NEGATIVE_FOR,
+                };
+                if self.names.cache.len() >= MAX_CACHE {
+                    self.names.cache.retain(|_, (t, _)| now < *t);
+                    if self.names.cache.len() >= MAX_CACHE {
+                        self.names.cache.pop_first();
+                    }
+                }
+                self.names
+                    .cache
+                    .insert(name.clone(), (until, result.clone()));
+                self.events.push_back(Event::NameResolved {
+                    name,
+                    result: result.map(Box::new),
+                });
+            }
+        }
+    }
+
+    /// Decides a name from the storing nodes' answers (see the module doc for the order).
+    fn decide(
+        &mut self,
+        now: Instant,
+        name: &str,
+        vals: Vec<(u128, Option<NameRecord>, Vec<NameRecord>)>,
+    ) -> Option<Resolution> {
+        let unix = self.unix_now(now)?;
+        let valid = |r: &NameRecord| r.name == name && r.expires > unix && r.verify();
+        let mut delegated: Option<(u64, NameRecord)> = None;
+        let mut claims: BTreeMap<Key, (usize, u128, NameRecord)> = BTreeMap::new();
+        for (d, claim, dels) in vals {
+            for r in dels {
+                let Some(a) = r.delegated_by(unix) else {
+                    continue;
+                };
+                let exp = r.delegation.as_ref().map_or(0, |x| x.expires);
+                if self.names.authorities.contains(&a)
+                    && delegated.as_ref().is_none_or(|(e, _)| exp > *e)
+                    && valid(&r)
+                {
+                    delegated = Some((exp, r));
+                }
+            }
+            if let Some(r) = claim
+                && valid(&r)
+            {
+                let e = claims.entry(r.key).or_insert((0, d, r.clone()));
+                e.0 += 1;
+                e.1 = e.1.min(d);
+                if r.seq > e.2.seq {
+                    e.2 = r;
+                }
+            }
+        }
+        if let Some((_, r)) = delegated {
+            let authority = r.delegated_by(unix).unwrap_or_default();
+            return Some(Resolution {
+                name: name.to_string(),
+                key: r.key,
+                record: Some(r),
+                source: NameSource::Delegated { authority },
+            });
+        }
+        let (_, (_, _, r)) = claims
+            .into_iter()
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))?;
+        Some(Resolution {
+            name: name.to_string(),
+            key: r.key,
+            record: Some(r),
+            source: NameSource::Claim,
+        })
+    }
+
+    /// Republications, answers that never came, and the store's expiry.
+    pub(crate) fn name_timers(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .names
+            .claims
+            .iter()
+            .filter(|(_, c)| now >= c.next_publish)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in due {
+            self.publish_claim(now, &n);
+        }
+        let timeout = self.cfg.lookup_rpc_timeout;
+        let late: Vec<u64> = self
+            .names
+            .ops
+            .iter()
+            .filter(|(_, o)| o.sent.is_some_and(|s| now >= s + timeout))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(o) = self.names.ops.remove(&id) {
+                self.end_name_op(now, o);
+            }
+        }
+        if self.names.next_purge.is_some_and(|t| now >= t) {
+            self.names.next_purge = Some(now + PURGE_EVERY);
+            if let Some(unix) = self.unix_now(now) {
+                self.names.store.purge(unix);
+            }
+        }
+    }
+}
+
+impl Op {
+    fn new(kind: OpKind) -> Self {
+        Op {
+            kind,
+            asked: Vec::new(),
+            acks: Vec::new(),
+            vals: Vec::new(),
+            sent: None,
+        }
+    }
+}
