@@ -31,6 +31,8 @@ pub(super) struct StatusSources<'a> {
     pub policy_file: &'a PolicyFile,
     /// LAN discovery, if on.
     pub lan: Option<&'a Lan>,
+    /// Names: the claims and their saved details.
+    pub names: &'a super::names::Names,
 }
 
 impl Control<'_> {
@@ -53,7 +55,7 @@ impl Control<'_> {
                     .map(admin::session_info)
                     .collect::<Vec<_>>(),
             ),
-            Request::SelfInfo => Reply::ok(self.self_info(socks)),
+            Request::SelfInfo => Reply::ok(self.self_info(node, socks, sources)),
             Request::Peers => Reply::ok(peer_rows(&node.links, now)),
             Request::Status => Reply::ok(self.status(node, socks, sources, now)),
             Request::PeerAdd { uri, persist } => {
@@ -76,7 +78,7 @@ impl Control<'_> {
         let links = &node.links;
         let c = links.counters();
         Status {
-            node: self.self_info(socks),
+            node: self.self_info(node, socks, sources),
             uptime_secs: self.started.elapsed().as_secs(),
             peers_up: links.peers().count(),
             peers_configured: links.dialers().len(),
@@ -100,7 +102,7 @@ impl Control<'_> {
                 stream_dropped: socks.streams.dropped(),
             },
             connections: admin::connection_counters(&socks.streams.counters()),
-            names: Default::default(),
+            names: super::names::counters(node),
         }
     }
 
@@ -174,7 +176,7 @@ impl Control<'_> {
         })
     }
 
-    fn self_info(&self, socks: &Sockets) -> SelfInfo {
+    fn self_info(&self, node: &Node, socks: &Sockets, sources: &StatusSources<'_>) -> SelfInfo {
         let key = self.identity.public_key();
         SelfInfo {
             public_key: key.to_string(),
@@ -194,7 +196,7 @@ impl Control<'_> {
                 crate::dns::keyname::encode(&key.0),
                 self.cfg.dns.suffix
             )),
-            names: Vec::new(),
+            names: sources.names.list(node),
         }
     }
 }

@@ -15,6 +15,8 @@ mod gateway;
 mod init_pacing;
 pub mod lan;
 pub mod local;
+mod name_store;
+mod names;
 mod peer_store;
 pub mod policy;
 mod policy_worker;
@@ -359,6 +361,7 @@ pub async fn run_with(
         },
         router: RouterConfig {
             eligible_roots: cfg.eligible_roots()?,
+            name_ttl: Duration::from_secs(cfg.name_ttl),
             ..RouterConfig::default()
         },
         e2e: E2eConfig {
@@ -376,7 +379,22 @@ pub async fn run_with(
         u64::from_le_bytes(seed),
         Instant::now(),
     );
+    // Names expire by the date: the router is told the wall clock once.
+    node.router
+        .set_wall_clock(Instant::now(), names::unix_now());
     node.set_policy(Instant::now(), policy);
+    let mut names = names::Names::open(&cfg.state_dir, &cfg.dns.suffix)?;
+    names.restore(&mut node, Instant::now());
+    let (_dns, mut dns_rx) = match cfg.dns.listen_addr()? {
+        Some(addr) => {
+            let zone = crate::dns::Zone::new(&cfg.dns.suffix, cfg.dns.forward.is_some())
+                .map_err(anyhow::Error::msg)?;
+            let (server, rx) =
+                crate::dns::server::start(addr, zone, cfg.dns.forward_addr()?).await?;
+            (Some(server), Some(rx))
+        }
+        None => (None, None),
+    };
     node.znet_exits = cfg.znet.exit.clone();
     let mut znets = znets::Znets::new(&cfg.state_dir, &identity, cfg.znet.exit.clone());
     znets.restore(&mut node, &identity);
@@ -463,6 +481,9 @@ pub async fn run_with(
             if let Some(reply) = pings.remove(&ticket) {
                 reply(admin::Reply::ok(admin::ping_outcome(outcome)));
             }
+        }
+        while let Some(e) = node.poll_name_event() {
+            names.on_event(&node, e);
         }
         while let Some(e) = node.poll_peer_event() {
             if let Some(f) = on_event.as_mut() {
@@ -564,6 +585,14 @@ pub async fn run_with(
                     g.set_policy(node.firewall.policy().clone());
                 }
             }
+            ask = recv_opt(&mut dns_rx) => {
+                let _t = turns::control_turn("DNS query");
+                names.dns_ask(&mut node, ask);
+            }
+            saved = names.store.saved() => {
+                let _t = turns::control_turn("names saved");
+                names::finish(&mut names, saved);
+            }
             saved = store.saved() => {
                 let _t = turns::control_turn("peers saved");
                 store.finish(saved);
@@ -616,8 +645,16 @@ pub async fn run_with(
                     | admin::Request::CircleRemove { .. }) => {
                         policy_file.request(req, reply, &mut node);
                     }
+                    req @ (admin::Request::NameClaim { .. }
+                    | admin::Request::NameRelease { .. }
+                    | admin::Request::NameResolve { .. }
+                    | admin::Request::NameList
+                    | admin::Request::NameDelegate { .. }
+                    | admin::Request::NamePublish { .. }) => {
+                        names.request(req, reply, &mut node, &identity);
+                    }
                     req => {
-                        let sources = control::StatusSources { policy_file: &policy_file, lan: lan.as_ref() };
+                        let sources = control::StatusSources { policy_file: &policy_file, lan: lan.as_ref(), names: &names };
                         let r = ctl.handle(req, &mut node, &mut store, &socks, &sources);
                         // A peer change is answered once it is saved (off the loop).
                         store.answer(r, reply);

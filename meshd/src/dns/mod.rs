@@ -32,32 +32,53 @@ pub use message::{NameAnswer, Question, Step, Transport, Zone};
 
 use std::time::Instant;
 
-/// What the router said about a name, at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
+/// What the router said about a name, at once; `T` is the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
     /// Known now (pinned, or a fresh cached answer): the answer, or `None`, no such name.
-    Done(Option<NameAnswer>),
+    Done(Option<T>),
     /// A lookup runs; its outcome comes later ([`waiting::Waiting::resolved`]).
     Started,
     /// Not a valid name, or the router cannot look it up now.
     Failed,
 }
 
-/// Whoever resolves mesh names (the router, in the daemon).
-pub trait NameSource {
+/// Whoever resolves mesh names (the router, in the daemon), answering with a `T`.
+pub trait NameSource<T> {
     /// Resolves `name` (one label, lowercase).
-    fn resolve(&mut self, now: Instant, name: &str) -> Lookup;
+    fn resolve(&mut self, now: Instant, name: &str) -> Lookup<T>;
 }
 
-/// `label` as a mesh name (lowercase; 1–63 bytes of `a-z 0-9 -`, no `-` at either end), or
-/// `None`.
+/// The DNS answer of a resolution: the record's service address if it has one, else the
+/// owner's node address.
+pub fn answer_of(r: &routing::names::Resolution) -> NameAnswer {
+    let addr = r
+        .record
+        .as_ref()
+        .and_then(|rec| rec.service_addr())
+        .unwrap_or_else(|| routing::address::node_address(&r.key));
+    NameAnswer { key: r.key, addr }
+}
+
+/// The router as a [`NameSource`]: `f` turns a resolution into the answer wanted.
+pub struct RouterNames<'a, F> {
+    /// The router.
+    pub router: &'a mut routing::Router,
+    /// Resolution to answer.
+    pub f: F,
+}
+
+impl<T, F: Fn(&routing::names::Resolution) -> T> NameSource<T> for RouterNames<'_, F> {
+    fn resolve(&mut self, now: Instant, name: &str) -> Lookup<T> {
+        match self.router.resolve_name(now, name) {
+            Ok(Some(r)) => Lookup::Done(Some((self.f)(&r))),
+            Ok(None) => Lookup::Started,
+            Err(_) => Lookup::Failed,
+        }
+    }
+}
+
+/// `label` as a mesh name (lowercase; the routing core's rule), or `None`.
 pub fn valid_name(label: &str) -> Option<String> {
-    let l = label.to_ascii_lowercase();
-    let ok = !l.is_empty()
-        && l.len() <= 63
-        && !l.starts_with('-')
-        && !l.ends_with('-')
-        && l.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    ok.then_some(l)
+    routing::name_record::validate_name(label).ok()
 }

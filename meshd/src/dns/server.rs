@@ -7,6 +7,7 @@
 //! closed at once), each with a deadline for every read and write and at most
 //! [`MAX_TCP_QUERIES`] queries.
 
+use super::NameAnswer;
 use super::message::{self, Step, Transport, Zone};
 use super::waiting::{Ask, LOOKUP_DEADLINE};
 use anyhow::Context;
@@ -57,7 +58,7 @@ impl Drop for DnsServer {
 struct Shared {
     zone: Zone,
     forward: Option<SocketAddr>,
-    asks: mpsc::Sender<Ask>,
+    asks: mpsc::Sender<Ask<NameAnswer>>,
     lookups: Arc<Semaphore>,
     forwards: Arc<Semaphore>,
 }
@@ -68,7 +69,7 @@ pub async fn start(
     listen: SocketAddr,
     zone: Zone,
     forward: Option<SocketAddr>,
-) -> anyhow::Result<(DnsServer, mpsc::Receiver<Ask>)> {
+) -> anyhow::Result<(DnsServer, mpsc::Receiver<Ask<NameAnswer>>)> {
     let udp = UdpSocket::bind(listen)
         .await
         .with_context(|| format!("dns.listen: cannot bind UDP {listen} (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)"))?;
@@ -249,7 +250,6 @@ async fn serve_conn(mut stream: TcpStream, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::NameAnswer;
     use hickory_proto::op::{Message, Query, ResponseCode};
     use hickory_proto::rr::{Name, RecordType};
 

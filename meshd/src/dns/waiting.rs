@@ -2,7 +2,7 @@
 //! router's lookup. Each waits in a oneshot the server's task holds with a deadline; this
 //! table only keeps the senders, bounded, and drops those whose task gave up.
 
-use super::{Lookup, NameAnswer, NameSource};
+use super::{Lookup, NameSource};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -16,27 +16,35 @@ pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Where a query's answer goes: `Some(answer)`, `None` for no such name; dropping it means
 /// SERVFAIL.
-pub type Reply = oneshot::Sender<Option<NameAnswer>>;
+pub type Reply<T> = oneshot::Sender<Option<T>>;
 
 /// A query the server hands to the loop.
 #[derive(Debug)]
-pub struct Ask {
+pub struct Ask<T> {
     /// The mesh name (one label, lowercase).
     pub name: String,
     /// Where the answer goes.
-    pub reply: Reply,
+    pub reply: Reply<T>,
 }
 
-/// Queries waiting for lookups, by name.
-#[derive(Debug, Default)]
-pub struct Waiting {
-    by_name: HashMap<String, (Instant, Vec<Reply>)>,
+/// Queries waiting for lookups, by name; `T` is what they are answered with.
+#[derive(Debug)]
+pub struct Waiting<T> {
+    by_name: HashMap<String, (Instant, Vec<Reply<T>>)>,
 }
 
-impl Waiting {
+impl<T> Default for Waiting<T> {
+    fn default() -> Self {
+        Waiting {
+            by_name: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Clone> Waiting<T> {
     /// Answers `ask` at once if `source` knows the name now; otherwise keeps it until
     /// [`Waiting::resolved`] (or drops it: the server then answers SERVFAIL).
-    pub fn ask(&mut self, source: &mut impl NameSource, now: Instant, ask: Ask) {
+    pub fn ask(&mut self, source: &mut impl NameSource<T>, now: Instant, ask: Ask<T>) {
         if self.by_name.len() >= MAX_WAITING_NAMES {
             self.sweep(now);
         }
@@ -67,10 +75,10 @@ impl Waiting {
     }
 
     /// A lookup finished: answers every query waiting for `name`.
-    pub fn resolved(&mut self, name: &str, found: Option<NameAnswer>) {
+    pub fn resolved(&mut self, name: &str, found: Option<T>) {
         if let Some((_, list)) = self.by_name.remove(name) {
             for r in list {
-                let _ = r.send(found);
+                let _ = r.send(found.clone());
             }
         }
     }
@@ -97,6 +105,7 @@ impl Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::NameAnswer;
 
     /// Knows `known` at once, looks everything else up.
     struct Fake {
@@ -104,8 +113,8 @@ mod tests {
         asked: usize,
     }
 
-    impl NameSource for Fake {
-        fn resolve(&mut self, _now: Instant, name: &str) -> Lookup {
+    impl NameSource<NameAnswer> for Fake {
+        fn resolve(&mut self, _now: Instant, name: &str) -> Lookup<NameAnswer> {
             self.asked += 1;
             match name {
                 "known" => Lookup::Done(self.known),
@@ -115,7 +124,7 @@ mod tests {
         }
     }
 
-    fn ask(name: &str) -> (Ask, oneshot::Receiver<Option<NameAnswer>>) {
+    fn ask(name: &str) -> (Ask<NameAnswer>, oneshot::Receiver<Option<NameAnswer>>) {
         let (reply, rx) = oneshot::channel();
         (
             Ask {
@@ -137,7 +146,7 @@ mod tests {
             known: Some(a),
             asked: 0,
         };
-        let mut w = Waiting::default();
+        let mut w = Waiting::<NameAnswer>::default();
         let (q, mut rx) = ask("known");
         w.ask(&mut src, now, q);
         assert_eq!(rx.try_recv().expect("at once"), Some(a));
@@ -162,7 +171,7 @@ mod tests {
             known: None,
             asked: 0,
         };
-        let mut w = Waiting::default();
+        let mut w = Waiting::<NameAnswer>::default();
         let mut keep = Vec::new();
         for i in 0..MAX_WAITING_NAMES + 10 {
             let (q, rx) = ask(&format!("n{i}"));

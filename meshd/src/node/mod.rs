@@ -174,7 +174,30 @@ pub struct Node {
     counters: NodeCounters,
     links_events: VecDeque<crate::uri::PeerUri>,
     peer_events: VecDeque<PeerEvent>,
+    name_events: VecDeque<NameEvent>,
 }
+
+/// What the router said about names (for the daemon: claims, the DNS responder, meshctl).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameEvent {
+    /// Where one of our claims stands changed.
+    Claimed {
+        /// The name.
+        name: String,
+        /// Where it stands.
+        state: routing::names::ClaimState,
+    },
+    /// A resolution finished: the owner, or `None` (no such name).
+    Resolved {
+        /// The name.
+        name: String,
+        /// The owner and why.
+        result: Option<Box<routing::names::Resolution>>,
+    },
+}
+
+/// Most name events kept for a reader that does not read them: the oldest go first.
+const MAX_NAME_EVENTS: usize = 1024;
 
 /// A link to a peer came up or went down (for whoever embeds the node: logs, apps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +247,7 @@ impl Node {
             counters: NodeCounters::default(),
             links_events: VecDeque::new(),
             peer_events: VecDeque::new(),
+            name_events: VecDeque::new(),
         }
     }
 
@@ -270,6 +294,16 @@ impl Node {
                 as routing::RootFilter
         });
         self.router.set_root_filter(now, filter);
+        let odd = policy.name_authority_addresses();
+        if !odd.is_empty() {
+            tracing::warn!(
+                addresses = ?odd,
+                "[names] authorities: members written as addresses cannot sign delegations and \
+                 are not authorities; name their keys"
+            );
+        }
+        self.router
+            .set_name_policy(policy.name_pins(), policy.name_authorities());
         self.pump(now);
     }
 
@@ -294,6 +328,18 @@ impl Node {
             self.peer_events.pop_front();
         }
         self.peer_events.push_back(PeerEvent { key, up });
+    }
+
+    pub(super) fn name_event(&mut self, e: NameEvent) {
+        if self.name_events.len() == MAX_NAME_EVENTS {
+            self.name_events.pop_front();
+        }
+        self.name_events.push_back(e);
+    }
+
+    /// The next name event (at most the last 1,024 are kept).
+    pub fn poll_name_event(&mut self) -> Option<NameEvent> {
+        self.name_events.pop_front()
     }
 
     /// The next link that came up or went down (at most the last 256 are kept).

@@ -2,7 +2,7 @@
 //! router events (lookups resolved, pongs) back to waiting packets and pings, end-to-end and
 //! znet handshakes and routing messages out as datagrams. Loops until every layer is quiet.
 
-use super::{MAX_DATAGRAM, Node, Outbound, PingOutcome};
+use super::{MAX_DATAGRAM, NameEvent, Node, Outbound, PingOutcome};
 use crate::identity::PublicKey;
 use crate::link::{self, LinkId, Transmit};
 use crate::nat;
@@ -172,8 +172,12 @@ impl Node {
                 tracing::debug!(peer = %PublicKey(key).short(), "a node on the path could not forward to it: looking it up again");
             }
             RouteEvent::TreeChanged => tracing::debug!("our place in the tree changed"),
-            // Names are not served by the daemon yet.
-            RouteEvent::NameClaimed { .. } | RouteEvent::NameResolved { .. } => {}
+            RouteEvent::NameClaimed { name, state } => {
+                self.name_event(NameEvent::Claimed { name, state });
+            }
+            RouteEvent::NameResolved { name, result } => {
+                self.name_event(NameEvent::Resolved { name, result });
+            }
         }
     }
 }
