@@ -381,7 +381,7 @@ fn delegate(
         )));
     }
     let expires = unix_now() + u64::from(days) * 86_400;
-    let sk = ed25519_dalek::SigningKey::from_bytes(&*id.secret_seed());
+    let sk = ed25519_dalek::SigningKey::from_bytes(&id.secret_seed());
     let d = Delegation::new(&sk, &name, &key.0, expires)
         .map_err(|e| Error::bad_request(e.to_string()))?;
     Ok(NameDelegation {
