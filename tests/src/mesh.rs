@@ -35,6 +35,12 @@ impl Mesh {
     /// `n` nodes, a veth per edge (10.100.k.1 and .2 for edge k); the lower-numbered end of
     /// each edge dials the other. Starts every daemon and waits for every link.
     pub fn new(n: usize, edges: &[(usize, usize)]) -> Mesh {
+        Mesh::new_with(n, edges, |_| String::new())
+    }
+
+    /// As [`Mesh::new`], with `extra(i)` added to node `i`'s configuration (top-level keys
+    /// first, then tables), written before any daemon starts.
+    pub fn new_with(n: usize, edges: &[(usize, usize)], extra: impl Fn(usize) -> String) -> Mesh {
         crate::require_root();
         let mut nodes: Vec<Node> = (0..n).map(|i| Node::new(&format!("m{i}"))).collect();
         let mut peers: Vec<Vec<String>> = vec![vec![]; n];
@@ -72,7 +78,7 @@ impl Mesh {
             });
         }
         for (i, node) in nodes.iter_mut().enumerate() {
-            node.configure("udp://0.0.0.0:7820", &peers[i], "");
+            node.configure("udp://0.0.0.0:7820", &peers[i], &extra(i));
             node.start();
         }
         let ids: Vec<(Ipv6Addr, String)> = nodes.iter().map(|n| n.identity()).collect();
