@@ -481,7 +481,8 @@ mod tests {
             assert!(!r.verify(), "change {change} went unnoticed");
         }
         // A delegation for another name or key does not transfer.
-        let other = NameRecord::new(&sk(2), "shop", 1, 1_000, vec![], Some(d.clone())).expect("valid");
+        let other =
+            NameRecord::new(&sk(2), "shop", 1, 1_000, vec![], Some(d.clone())).expect("valid");
         assert!(!other.verify());
         assert_eq!(Delegation::from_text(&d.to_text()), Ok(d));
         assert_eq!(Delegation::from_text("zz"), Err(NameError::BadToken));

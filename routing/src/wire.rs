@@ -35,6 +35,7 @@
 //! NAME_ACK (24) body: nonce (8) | outcome (1) | 0, or 1 then the holder's key (32)
 //! NAME_GET (25) body: nonce (8) | len (1) | name | n (≤ 4) | n authority keys (32)
 //! NAME_VAL (26) body: nonce (8) | 0, or 1 then the first claim | n (≤ 4) | n delegated records
+//!               | m (≤ 16) | m node records (closer nodes, as in FOUND: NAME_GET doubles as FIND)
 //! ```
 //!
 //! Kinds 23–31 are routed (27–31 reserved).
@@ -602,6 +603,8 @@ pub enum RoutedBody {
         claim: Option<NameRecord>,
         /// Records delegated by the authorities asked for.
         delegated: Vec<NameRecord>,
+        /// The closest nodes to the name's target the answerer knows (as in `Found`).
+        nodes: Vec<NodeRecord>,
     },
 }
 
@@ -686,6 +689,7 @@ impl RoutedBody {
                 nonce,
                 claim,
                 delegated,
+                nodes,
             } => {
                 out.extend_from_slice(&nonce.to_be_bytes());
                 match claim {
@@ -698,6 +702,10 @@ impl RoutedBody {
                 put_varint(out, delegated.len() as u64);
                 for d in delegated {
                     d.encode(out);
+                }
+                put_varint(out, nodes.len() as u64);
+                for n in nodes {
+                    n.encode(out);
                 }
             }
         }
@@ -780,10 +788,16 @@ impl RoutedBody {
                 for _ in 0..n {
                     delegated.push(NameRecord::decode(&mut r)?);
                 }
+                let n = r.count(MAX_FOUND)?;
+                let mut nodes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    nodes.push(NodeRecord::decode(&mut r)?);
+                }
                 RoutedBody::NameVal {
                     nonce,
                     claim,
                     delegated,
+                    nodes,
                 }
             }
             t => return Err(DecodeError::UnknownType(t)),
@@ -904,7 +918,7 @@ mod tests {
             },
             RoutedBody::Found {
                 nonce: 1,
-                nodes: vec![rec.clone(), rec],
+                nodes: vec![rec.clone(), rec.clone()],
             },
             RoutedBody::Broken { key: [9; 32] },
             RoutedBody::Ping {
@@ -933,11 +947,13 @@ mod tests {
                 nonce: 6,
                 claim: Some(name.clone()),
                 delegated: vec![name],
+                nodes: vec![rec.clone()],
             },
             RoutedBody::NameVal {
                 nonce: 6,
                 claim: None,
                 delegated: vec![],
+                nodes: vec![],
             },
         ] {
             let mut b = Vec::new();
