@@ -906,6 +906,24 @@ mod tests {
     }
 
     #[test]
+    fn name_answers_have_one_encoding() {
+        // A holder's key only with "taken" (found by the name_records fuzz target).
+        let mut b = 7u64.to_be_bytes().to_vec();
+        b.extend_from_slice(&[1, 1]);
+        b.extend_from_slice(&[6; 32]);
+        assert!(RoutedBody::decode(kind::NAME_ACK, &b).is_err());
+        b[8] = 3;
+        assert!(RoutedBody::decode(kind::NAME_ACK, &b).is_ok());
+        let mut taken_without_holder = 7u64.to_be_bytes().to_vec();
+        taken_without_holder.extend_from_slice(&[3, 0]);
+        assert!(RoutedBody::decode(kind::NAME_ACK, &taken_without_holder).is_err());
+        // Names on the wire are lowercase.
+        let mut get = 7u64.to_be_bytes().to_vec();
+        get.extend_from_slice(&[4, b'S', b'h', b'o', b'p', 0]);
+        assert!(RoutedBody::decode(kind::NAME_GET, &get).is_err());
+    }
+
+    #[test]
     fn routed_bodies_roundtrip() {
         let sk = SigningKey::from_bytes(&[2; 32]);
         let rec = NodeRecord::new(&sk, 1, Coords(vec![3]).into());
