@@ -390,10 +390,14 @@ impl Router {
     fn lookup_step(&mut self, now: Instant, lid: u64) {
         // Ask among the 2k closest candidates: tables are sparse while a network is young, and
         // a slightly wider search finds the owner where a strict k would give up.
-        let k = self.cfg.bucket_size * 2;
         loop {
             let Some(l) = self.dht.lookups.get(&lid) else {
                 return;
+            };
+            // A name's storing nodes are its REPLICAS closest: the lookup ends once they are known.
+            let k = match l.name_op {
+                Some(_) => crate::names::REPLICAS,
+                None => self.cfg.bucket_size * 2,
             };
             let in_flight = l
                 .short
@@ -411,12 +415,20 @@ impl Router {
             match next {
                 Some((d, rec)) if in_flight < self.cfg.lookup_parallelism => {
                     let target = l.target;
+                    if l.name_op.is_some() {
+                        self.stats.name_requests += 1;
+                    }
+                    let name_op = l.name_op;
                     let nonce = self.next_random();
-                    let body = RoutedBody::Find {
-                        nonce,
-                        target,
-                        requester: self.node_record.clone(),
-                    };
+                    // A name's resolution asks each node what it holds for the name, and for
+                    // closer nodes, in one request.
+                    let body = name_op
+                        .and_then(|op| self.name_lookup_request(op, nonce))
+                        .unwrap_or_else(|| RoutedBody::Find {
+                            nonce,
+                            target,
+                            requester: self.node_record.clone(),
+                        });
                     self.stats.lookup_requests += 1;
                     // To its coordinates only: a copy of its record may name positions around
                     // it that are gone, and the owner's answer is what refreshes them.
@@ -512,6 +524,28 @@ impl Router {
         nodes.push(self.node_record.clone());
         let body = RoutedBody::Found { nonce, nodes };
         self.send_control(now, &h.src_key, &reply_to, body);
+    }
+
+    /// The lookup request `nonce` is in flight for: its name operation and the distance of
+    /// the node asked to the target.
+    pub(crate) fn name_rpc(&self, nonce: u64) -> Option<(u64, u128)> {
+        let rpc = self.dht.rpcs.get(&nonce)?;
+        let op = self.dht.lookups.get(&rpc.lookup)?.name_op?;
+        Some((op, rpc.dist))
+    }
+
+    /// The node the lookup request `nonce` went to.
+    pub(crate) fn dht_asked(&self, nonce: u64) -> Option<Key> {
+        self.dht.rpcs.get(&nonce).map(|r| r.asked)
+    }
+
+    /// The closest nodes to `target` we can name in an answer, and ourselves.
+    pub(crate) fn answer_nodes(&self, target: u128) -> Vec<NodeRecord> {
+        let mut nodes = self
+            .dht
+            .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));
+        nodes.push(self.node_record.clone());
+        nodes
     }
 
     pub(crate) fn on_found(

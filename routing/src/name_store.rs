@@ -68,15 +68,16 @@ impl Stored {
 
     /// From the wire code (and the holder, for [`Stored::Taken`]).
     pub fn from_code(code: u8, holder: Option<Key>) -> Option<Self> {
+        // The holder comes with `Taken` and nothing else: one meaning, one encoding.
         Some(match (code, holder) {
-            (0, _) => Stored::Stored,
-            (1, _) => Stored::Same,
-            (2, _) => Stored::Released,
+            (0, None) => Stored::Stored,
+            (1, None) => Stored::Same,
+            (2, None) => Stored::Released,
             (3, Some(k)) => Stored::Taken(k),
-            (4, _) => Stored::Full,
-            (5, _) => Stored::BadSig,
-            (6, _) => Stored::OldSeq,
-            (7, _) => Stored::Expired,
+            (4, None) => Stored::Full,
+            (5, None) => Stored::BadSig,
+            (6, None) => Stored::OldSeq,
+            (7, None) => Stored::Expired,
             _ => return None,
         })
     }

@@ -44,6 +44,8 @@ pub const REPLICAS: usize = 4;
 pub const MAX_CLAIMS: usize = 16;
 /// Name operations (claims being published, resolutions) running at once.
 pub const MAX_NAME_OPS: usize = 128;
+/// Answers a resolution keeps (its lookup asks about 2 × `bucket_size` nodes).
+const MAX_VALS: usize = 64;
 /// Resolutions remembered.
 const MAX_CACHE: usize = 1024;
 /// "No such name" is remembered this long (a resolution: `name_cache`).
@@ -374,8 +376,31 @@ impl Router {
         self.start_name_lookup(now, name_target(&name), op);
     }
 
+    /// The request a name resolution's lookup sends (`NAME_GET`, which doubles as `FIND`);
+    /// `None` for other operations (a plain `FIND`).
+    pub(crate) fn name_lookup_request(&self, op: u64, nonce: u64) -> Option<RoutedBody> {
+        match &self.names.ops.get(&op)?.kind {
+            OpKind::Get { name } => Some(RoutedBody::NameGet {
+                nonce,
+                name: name.clone(),
+                authorities: self.asked_authorities(),
+            }),
+            OpKind::Put { .. } => None,
+        }
+    }
+
+    fn asked_authorities(&self) -> Vec<Key> {
+        self.names
+            .authorities
+            .iter()
+            .take(crate::name_store::MAX_DELEGATED_PER_GET)
+            .copied()
+            .collect()
+    }
+
     /// The lookup towards a name's target ended: `answered` holds the nodes that answered, by
-    /// distance. Ask the closest of them (and ourselves, if we are among the closest).
+    /// distance. A resolution decides from what the closest of them (and we, if we are among
+    /// them) hold; a publication sends its record to them.
     pub(crate) fn name_lookup_done(
         &mut self,
         now: Instant,
@@ -385,6 +410,33 @@ impl Router {
         let Some(o) = self.names.ops.get(&op) else {
             return;
         };
+        if let OpKind::Get { name } = &o.kind {
+            let target = name_target(name);
+            let own = id_of(&self.key) ^ target;
+            let mut closest: Vec<u128> = answered
+                .iter()
+                .filter(|(_, r)| r.key != self.key)
+                .map(|(d, _)| *d)
+                .chain([own])
+                .collect();
+            closest.sort_unstable();
+            closest.truncate(REPLICAS);
+            let held = match self.unix_now(now) {
+                Some(unix) if closest.contains(&own) => {
+                    Some(self.names.store.get(name, &self.asked_authorities(), unix))
+                }
+                _ => None,
+            };
+            let Some(mut o) = self.names.ops.remove(&op) else {
+                return;
+            };
+            o.vals.retain(|(d, _, _)| closest.contains(d));
+            if let Some((claim, delegated)) = held {
+                o.vals.push((own, claim, delegated));
+            }
+            self.end_name_op(now, o);
+            return;
+        }
         let target = match &o.kind {
             OpKind::Put { record, .. } => name_target(&record.name),
             OpKind::Get { name } => name_target(name),
@@ -430,6 +482,7 @@ impl Router {
                 },
             );
             let place = place.unwrap_or_else(|| self.node_record.place.clone());
+            self.stats.name_requests += 1;
             self.send_control(now, &key, &place, msg);
         }
         self.maybe_end_name_op(now, op);
@@ -479,6 +532,7 @@ impl Router {
             nonce,
             claim,
             delegated,
+            nodes: self.answer_nodes(name_target(&name)),
         };
         self.reply(now, h, msg, body);
     }
@@ -496,6 +550,25 @@ impl Router {
             RoutedBody::NameAck { nonce, .. } | RoutedBody::NameVal { nonce, .. } => *nonce,
             _ => return,
         };
+        // An answer to a resolution's lookup request: what the node holds, and closer nodes.
+        if let RoutedBody::NameVal {
+            claim,
+            delegated,
+            nodes,
+            ..
+        } = body
+        {
+            if self.dht_asked(nonce) == Some(*from)
+                && let Some((op, dist)) = self.name_rpc(nonce)
+                && let Some(o) = self.names.ops.get_mut(&op)
+                && matches!(o.kind, OpKind::Get { .. })
+                && o.vals.len() < MAX_VALS
+            {
+                o.vals.push((dist, claim, delegated));
+                self.on_found(now, from, nonce, nodes);
+            }
+            return;
+        }
         if self.names.rpcs.get(&nonce).is_none_or(|r| r.asked != *from) {
             return;
         }

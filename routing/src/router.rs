@@ -305,6 +305,9 @@ pub struct Stats {
     pub names_expired: u64,
     /// Name resolutions that asked the network.
     pub name_lookups: u64,
+    /// Requests name operations sent: lookup requests towards a name's storing nodes, and
+    /// `NAME_PUT`s and `NAME_GET`s.
+    pub name_requests: u64,
 }
 
 /// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`

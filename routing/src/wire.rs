@@ -35,6 +35,7 @@
 //! NAME_ACK (24) body: nonce (8) | outcome (1) | 0, or 1 then the holder's key (32)
 //! NAME_GET (25) body: nonce (8) | len (1) | name | n (≤ 4) | n authority keys (32)
 //! NAME_VAL (26) body: nonce (8) | 0, or 1 then the first claim | n (≤ 4) | n delegated records
+//!               | m (≤ 16) | m node records (closer nodes, as in FOUND: NAME_GET doubles as FIND)
 //! ```
 //!
 //! Kinds 23–31 are routed (27–31 reserved).
@@ -602,6 +603,8 @@ pub enum RoutedBody {
         claim: Option<NameRecord>,
         /// Records delegated by the authorities asked for.
         delegated: Vec<NameRecord>,
+        /// The closest nodes to the name's target the answerer knows (as in `Found`).
+        nodes: Vec<NodeRecord>,
     },
 }
 
@@ -686,6 +689,7 @@ impl RoutedBody {
                 nonce,
                 claim,
                 delegated,
+                nodes,
             } => {
                 out.extend_from_slice(&nonce.to_be_bytes());
                 match claim {
@@ -698,6 +702,10 @@ impl RoutedBody {
                 put_varint(out, delegated.len() as u64);
                 for d in delegated {
                     d.encode(out);
+                }
+                put_varint(out, nodes.len() as u64);
+                for n in nodes {
+                    n.encode(out);
                 }
             }
         }
@@ -780,10 +788,16 @@ impl RoutedBody {
                 for _ in 0..n {
                     delegated.push(NameRecord::decode(&mut r)?);
                 }
+                let n = r.count(MAX_FOUND)?;
+                let mut nodes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    nodes.push(NodeRecord::decode(&mut r)?);
+                }
                 RoutedBody::NameVal {
                     nonce,
                     claim,
                     delegated,
+                    nodes,
                 }
             }
             t => return Err(DecodeError::UnknownType(t)),
@@ -892,6 +906,24 @@ mod tests {
     }
 
     #[test]
+    fn name_answers_have_one_encoding() {
+        // A holder's key only with "taken" (found by the name_records fuzz target).
+        let mut b = 7u64.to_be_bytes().to_vec();
+        b.extend_from_slice(&[1, 1]);
+        b.extend_from_slice(&[6; 32]);
+        assert!(RoutedBody::decode(kind::NAME_ACK, &b).is_err());
+        b[8] = 3;
+        assert!(RoutedBody::decode(kind::NAME_ACK, &b).is_ok());
+        let mut taken_without_holder = 7u64.to_be_bytes().to_vec();
+        taken_without_holder.extend_from_slice(&[3, 0]);
+        assert!(RoutedBody::decode(kind::NAME_ACK, &taken_without_holder).is_err());
+        // Names on the wire are lowercase.
+        let mut get = 7u64.to_be_bytes().to_vec();
+        get.extend_from_slice(&[4, b'S', b'h', b'o', b'p', 0]);
+        assert!(RoutedBody::decode(kind::NAME_GET, &get).is_err());
+    }
+
+    #[test]
     fn routed_bodies_roundtrip() {
         let sk = SigningKey::from_bytes(&[2; 32]);
         let rec = NodeRecord::new(&sk, 1, Coords(vec![3]).into());
@@ -904,7 +936,7 @@ mod tests {
             },
             RoutedBody::Found {
                 nonce: 1,
-                nodes: vec![rec.clone(), rec],
+                nodes: vec![rec.clone(), rec.clone()],
             },
             RoutedBody::Broken { key: [9; 32] },
             RoutedBody::Ping {
@@ -933,11 +965,13 @@ mod tests {
                 nonce: 6,
                 claim: Some(name.clone()),
                 delegated: vec![name],
+                nodes: vec![rec.clone()],
             },
             RoutedBody::NameVal {
                 nonce: 6,
                 claim: None,
                 delegated: vec![],
+                nodes: vec![],
             },
         ] {
             let mut b = Vec::new();

@@ -110,6 +110,8 @@ pub struct Sim {
     tracked_nonces: std::collections::HashSet<u64>,
     /// Link hops of the measured lookups' messages.
     pub tracked_hops: u64,
+    /// Name events: (node, when, event), drained by [`crate::names`].
+    pub name_events: Vec<(u32, u64, Event)>,
 }
 
 fn norm(a: u32, b: u32) -> (u32, u32) {
@@ -188,6 +190,7 @@ impl Sim {
             tracked: Default::default(),
             tracked_nonces: Default::default(),
             tracked_hops: 0,
+            name_events: Vec::new(),
         };
         for &(a, b) in &g.edges {
             sim.link_up(a, b);
@@ -273,8 +276,14 @@ impl Sim {
             self.send(i, peer.0 as u32, data);
         }
         while let Some(e) = self.nodes[i as usize].router.poll_event() {
-            if let Event::Resolved { addr, key } = e {
-                self.resolved.insert((i, addr), (now_ns, key));
+            match e {
+                Event::Resolved { addr, key } => {
+                    self.resolved.insert((i, addr), (now_ns, key));
+                }
+                Event::NameClaimed { .. } | Event::NameResolved { .. } => {
+                    self.name_events.push((i, now_ns, e));
+                }
+                _ => {}
             }
         }
         let t = self.nodes[i as usize]

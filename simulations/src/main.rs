@@ -81,6 +81,9 @@ fn main() -> anyhow::Result<()> {
                 "router drops {:?}; consent renewals {}",
                 r.router_drops, r.consent_renewals
             );
+            if let Some(n) = &r.names {
+                println!("{}", report::names(n, &r.lookup_ms));
+            }
             println!(
                 "results: {}/{stem}.json; peak RSS {:.0} MiB",
                 common.out.display(),

@@ -244,3 +244,39 @@ fn line_plot(
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+/// The names phases, in a few lines.
+pub fn names(n: &crate::names::NameResults, key_lookup_ms: &crate::run::Summary) -> String {
+    let round = |label: &str, r: &crate::names::Round| {
+        format!(
+            "{label}: {} resolutions, {:.2}% right on the first try, p50 / p99 {:.0} / {:.0} ms \
+             (key lookups {:.0} / {:.0} ms), {:.1} requests each",
+            r.resolutions,
+            r.resolved_fraction * 100.0,
+            r.resolve_ms.p50,
+            r.resolve_ms.p99,
+            key_lookup_ms.p50,
+            key_lookup_ms.p99,
+            r.requests_per_resolution
+        )
+    };
+    let mut s = format!(
+        "names: {} claims, {:.1}% held (storers mean {:.2}) within {:.1} s; records per node \
+         mean {:.2}, max {:.0}\n{}",
+        n.claims,
+        n.held_fraction * 100.0,
+        n.storers.mean,
+        n.claim_s,
+        n.stored_per_node.mean,
+        n.stored_per_node.max,
+        round("  without churn", &n.round)
+    );
+    if let Some(a) = &n.after_churn {
+        s.push('\n');
+        s.push_str(&round(
+            &format!("  after {:.0}% of nodes failed", n.churn * 100.0),
+            a,
+        ));
+    }
+    s
+}

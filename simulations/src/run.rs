@@ -111,6 +111,9 @@ pub struct Results {
     pub router_drops: std::collections::BTreeMap<String, u64>,
     /// Renewals of a parent's consent the nodes asked for over the whole run.
     pub consent_renewals: u64,
+    /// Names: claims and resolutions (if the scenario has `[names]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<crate::names::NameResults>,
     /// Events the engine handled.
     pub engine_events: u64,
     /// Wall-clock seconds of the run (not part of the determinism check).
@@ -420,7 +423,13 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
     }
     let state_per_degree_log_n = ratio / g.n as f64;
 
-    // 5. Events, and reachability over time.
+    // 5. Names.
+    let names = s
+        .names
+        .as_ref()
+        .map(|spec| crate::names::run_names(spec, &mut sim, &mut rng));
+
+    // 6. Events, and reachability over time.
     let (reachability, recovery_s) = play_events(s, &mut sim, &pairs, &mut rng, quiet);
 
     Ok(Results {
@@ -468,6 +477,7 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             .iter()
             .map(|n| n.router.stats().consent_renewals)
             .sum(),
+        names,
         engine_events: sim.events,
         wall_s: wall.elapsed().as_secs_f64(),
     })

@@ -38,6 +38,12 @@
 //! [observe]                  # after the events: reachability of the pairs over time
 //! duration = 30.0
 //! every = 0.5
+//!
+//! [names]                    # optional, before the events (see `names`)
+//! claims = 1000              # nodes that claim a name each
+//! resolutions = 3000         # (resolver, name) pairs resolved per round
+//! churn = 0.05               # then this fraction of the other nodes fails ...
+//! settle = 5.0               # ... and after this long the pairs are resolved again
 //! ```
 
 use serde::Deserialize;
@@ -69,6 +75,9 @@ pub struct Scenario {
     /// Observation after the events.
     #[serde(default)]
     pub observe: Observe,
+    /// Names: claims and resolutions (see [`crate::names`]).
+    #[serde(default)]
+    pub names: Option<crate::names::NamesSpec>,
     /// The directory the file is in (to resolve relative paths).
     #[serde(skip)]
     pub dir: PathBuf,
