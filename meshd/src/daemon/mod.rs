@@ -483,7 +483,7 @@ pub async fn run_with(
             }
         }
         while let Some(e) = node.poll_name_event() {
-            names.on_event(&node, e);
+            names.on_event(e);
         }
         while let Some(e) = node.poll_peer_event() {
             if let Some(f) = on_event.as_mut() {

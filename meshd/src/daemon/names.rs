@@ -150,7 +150,7 @@ impl Names {
     }
 
     /// A name event of the router.
-    pub fn on_event(&mut self, node: &Node, e: NameEvent) {
+    pub fn on_event(&mut self, e: NameEvent) {
         match e {
             NameEvent::Claimed { name, state } => {
                 match &state {
@@ -182,7 +182,6 @@ impl Names {
         if self.dns.len() > crate::dns::waiting::MAX_WAITING_NAMES / 2 {
             self.dns.sweep(Instant::now());
         }
-        let _ = node;
     }
 
     /// A `name …` request.

@@ -282,7 +282,9 @@ fn reply(
     m.metadata.recursion_desired = query.recursion_desired;
     m.metadata.authoritative = authoritative;
     m.metadata.response_code = code;
-    m.add_queries(query.queries.iter().cloned());
+    // The question, echoed: only the first (a query with several is refused, and its
+    // answer must not grow with them).
+    m.add_queries(query.queries.iter().take(1).cloned());
     m.add_answers(answers);
     let limit = match (transport, &query.edns) {
         (Transport::Tcp, _) => u16::MAX,
@@ -301,9 +303,16 @@ fn reply(
     if bytes.len() <= usize::from(limit) {
         return bytes;
     }
-    m.truncate()
-        .to_vec()
-        .unwrap_or_else(|_| server_failure(query.id))
+    match m.truncate().to_vec() {
+        Ok(b) if b.len() <= usize::from(limit) => b,
+        // Not even the question fits: the header alone, truncated.
+        _ => {
+            let mut h = Message::response(query.id, query.op_code);
+            h.metadata = m.metadata;
+            h.metadata.truncation = true;
+            h.to_vec().unwrap_or_else(|_| server_failure(query.id))
+        }
+    }
 }
 
 /// A bare SERVFAIL (a response that could not be encoded, which should not happen).
@@ -452,5 +461,25 @@ mod tests {
             panic!("FORMERR")
         };
         assert_eq!(parse(&r).response_code, ResponseCode::FormErr);
+        // Many long questions under another opcode: NOTIMP, and the answer stays small
+        // (found by the dns_query fuzz target).
+        let mut m = Message::query();
+        m.metadata.op_code = OpCode::Status;
+        for i in 0..40 {
+            let long = format!("{}{i}.example.", "a".repeat(60));
+            m.add_query(Query::query(
+                Name::from_ascii(&long).expect("n"),
+                RecordType::AAAA,
+            ));
+        }
+        let Step::Reply(r) = z.handle(&m.to_vec().expect("enc"), Transport::Udp) else {
+            panic!("NOTIMP")
+        };
+        assert!(
+            r.len() <= usize::from(PLAIN_UDP_ANSWER),
+            "{} bytes",
+            r.len()
+        );
+        assert_eq!(parse(&r).response_code, ResponseCode::NotImp);
     }
 }
