@@ -182,7 +182,9 @@ fn names_resolve_by_dns_and_policy_beats_squatting() {
         } else {
             String::new()
         };
-        format!("name_ttl = 60\n{p}[dns]\nlisten = \"127.0.0.1:53\"\nsuffix = \"mesh\"\n")
+        // E's records live 8 s: once E is gone, its names free within that.
+        let ttl = if i == E { 8 } else { 60 };
+        format!("name_ttl = {ttl}\n{p}[dns]\nlisten = \"127.0.0.1:53\"\nsuffix = \"mesh\"\n")
     });
     let keys = m.keys.clone();
     let addrs = m.addrs.clone();
@@ -331,4 +333,18 @@ fn names_resolve_by_dns_and_policy_beats_squatting() {
         serde_json::json!([])
     );
     claim_until(&m.nodes[B], &["shop"], "held");
+
+    // An owner that stops renewing loses its name at expiry: E claims brief and dies.
+    claim_until(&m.nodes[E], &["brief"], "held");
+    resolve_until(&m.nodes[C], "brief", &keys[E]);
+    m.nodes[E].kill9();
+    let mut last = serde_json::Value::Null;
+    let freed = wait_until(Duration::from_secs(30), || {
+        last = m.nodes[C].ctl_json(&["name", "resolve", "brief"]);
+        last["found"] == false
+    });
+    assert!(
+        freed,
+        "brief still resolves after its owner stopped renewing: {last}"
+    );
 }
