@@ -86,6 +86,7 @@ pub fn request(cmd: &NameCmd) -> anyhow::Result<Request> {
 
 fn state(n: &NameInfo) -> String {
     match (n.state.as_str(), n.storers, &n.taken_by) {
+        ("held", Some(1), _) => "held (1 storing node)".into(),
         ("held", Some(s), _) => format!("held ({s} storing nodes)"),
         ("taken", _, Some(by)) => format!("taken by {by}"),
         ("no_storers", ..) => "no storing node answered (retrying)".into(),

@@ -63,6 +63,7 @@ pub fn self_info(s: &SelfInfo) -> String {
     }
     for n in &s.names {
         let state = match (n.state.as_str(), n.storers, &n.taken_by) {
+            ("held", Some(1), _) => "held (1 storing node)".into(),
             ("held", Some(c), _) => format!("held ({c} storing nodes)"),
             ("taken", _, Some(by)) => format!("taken by {by}"),
             (st, ..) => st.to_string(),
