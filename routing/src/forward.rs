@@ -121,7 +121,8 @@ impl Router {
             if h.hop_limit == 0 {
                 return self.drop_count(Drop::HopLimit);
             }
-            if h.kind == kind::FIND
+            // Ring upkeep is paid from the same budget as lookup requests.
+            if (h.kind == kind::FIND || h.kind == kind::RING)
                 && self
                     .peers
                     .get_mut(&peer)
@@ -241,6 +242,7 @@ impl Router {
                     self.events.push_back(Event::Pong { nonce, hops, rtt });
                 }
             }
+            RoutedBody::Ring { nodes } => self.on_ring(now, h, nodes),
             RoutedBody::Notify { record } => {
                 // Only the node itself can say where it moved.
                 if record.key == h.src_key && self.verified.check_node(&record) {

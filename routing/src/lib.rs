@@ -12,6 +12,8 @@
 //! * [`broken`]: a `BROKEN` notice makes the source look again, never forget;
 //! * [`budget`]: lookup requests served within a budget per peer, and our own lookups bounded;
 //! * [`dht`]: lookups from an address to the owner's key and coordinates, signed by the owner;
+//! * [`ring`]: the keyspace ring (nearest ids on each side), kept by linearization, where
+//!   lookups end;
 //! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests.
 //!
 //! `docs/ROUTING.md` explains the design, its choices and its measured behaviour.
@@ -41,6 +43,7 @@ pub mod dht;
 pub mod forward;
 pub mod place;
 pub mod record;
+pub mod ring;
 pub mod router;
 pub mod testnet;
 pub mod tree;

@@ -269,6 +269,8 @@ pub struct Stats {
     pub lookups_refused: u64,
     /// `BROKEN` notices that started no lookup (one for that destination was recent).
     pub broken_ignored: u64,
+    /// `RING` messages sent (keyspace ring upkeep, see [`crate::ring`]).
+    pub ring_messages: u64,
 }
 
 /// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`
@@ -315,6 +317,8 @@ pub struct Router {
     pub(crate) verified: crate::tree::VerifiedCache,
     // --- lookups and routes ---
     pub(crate) dht: Dht,
+    /// The keyspace ring (see [`crate::ring`]).
+    pub(crate) ring: crate::ring::RingState,
     pub(crate) routes: BTreeMap<Ipv6Addr, Route>,
     pub(crate) coords_of: BTreeMap<Key, Located>,
     pub(crate) pings: BTreeMap<u64, Instant>,
@@ -377,6 +381,7 @@ impl Router {
             place_due: None,
             verified: Default::default(),
             dht,
+            ring: crate::ring::RingState::new(crate::dht::id_of(&key)),
             routes: BTreeMap::new(),
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
@@ -584,11 +589,13 @@ impl Router {
         if !self.peers.contains_key(&from) {
             return self.drop_count(Drop::UnknownPeer);
         }
-        if crate::wire::is_routed(t) {
+        let handled = if crate::wire::is_routed(t) {
             self.handle_routed(now, Some(from), msg)
         } else {
             self.handle_peer_msg(now, from, msg)
-        }
+        };
+        self.ring_flush(now);
+        handled
     }
 
     /// The next instant [`Router::handle_timeout`] has work.
@@ -601,6 +608,9 @@ impl Router {
             t = t.min(p.next_probe);
         }
         if let Some(d) = self.dht.next_deadline(&self.cfg) {
+            t = t.min(d);
+        }
+        if let Some(d) = self.ring.next_deadline() {
             t = t.min(d);
         }
         if let Some(d) = self.place_due {
@@ -619,6 +629,8 @@ impl Router {
         self.place_timer(now);
         self.probe_links(now);
         self.dht_timers(now);
+        self.ring_timers(now);
+        self.ring_flush(now);
     }
 }
 

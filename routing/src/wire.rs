@@ -31,7 +31,13 @@
 //! PING    (20)  body: nonce (8) | initial hop limit (1)
 //! PONG    (21)  body: nonce (8) | hops the ping took (1)
 //! NOTIFY  (22)  body: the sender's new node record (sent to the nodes it talks to when it moves)
+//! RING    (30)  body: n (1 ≤ n ≤ 16) | n node records, the sender's own first: keyspace ring
+//!               upkeep (see `ring`): an introduction, a stabilisation, or records delegated
+//!               towards their place. Each record's signature is checked; paid from the
+//!               arriving link's lookup budget, like FIND.
 //! ```
+//!
+//! Types 23–29 are reserved (names).
 //!
 //! The hop limit and the watermark sit at fixed offsets (1 and 2) so that a forwarding node
 //! rewrites them in place. Distances never exceed 2 × [`MAX_DEPTH`], so the watermark fits a
@@ -71,6 +77,8 @@ pub mod kind {
     pub const PONG: u8 = 21;
     /// "I moved": the sender's new node record.
     pub const NOTIFY: u8 = 22;
+    /// Keyspace ring upkeep: node records (see [`crate::ring`]).
+    pub const RING: u8 = 30;
 }
 
 /// Offset of the hop limit in a routed message.
@@ -241,7 +249,7 @@ pub fn chain_digest(chain: &[TreeRecord]) -> u64 {
 
 /// Is this type byte a routed message?
 pub fn is_routed(t: u8) -> bool {
-    (kind::TRAFFIC..=kind::NOTIFY).contains(&t)
+    (kind::TRAFFIC..=kind::NOTIFY).contains(&t) || t == kind::RING
 }
 
 /// A [`Place`] decoded onto the stack: no allocation on the forwarding path.
@@ -553,6 +561,12 @@ pub enum RoutedBody {
         /// Signed by the sender.
         record: NodeRecord,
     },
+    /// Keyspace ring upkeep: the sender's record first, then records for the receiver's
+    /// ring (at most [`MAX_FOUND`] in all).
+    Ring {
+        /// Node records.
+        nodes: Vec<NodeRecord>,
+    },
 }
 
 impl RoutedBody {
@@ -565,6 +579,7 @@ impl RoutedBody {
             RoutedBody::Ping { .. } => kind::PING,
             RoutedBody::Pong { .. } => kind::PONG,
             RoutedBody::Notify { .. } => kind::NOTIFY,
+            RoutedBody::Ring { .. } => kind::RING,
         }
     }
 
@@ -600,6 +615,12 @@ impl RoutedBody {
                 out.push(*hops);
             }
             RoutedBody::Notify { record } => record.encode(out),
+            RoutedBody::Ring { nodes } => {
+                put_varint(out, nodes.len() as u64);
+                for n in nodes {
+                    n.encode(out);
+                }
+            }
         }
     }
 
@@ -633,6 +654,17 @@ impl RoutedBody {
             kind::NOTIFY => RoutedBody::Notify {
                 record: NodeRecord::decode(&mut r)?,
             },
+            kind::RING => {
+                let n = r.count(MAX_FOUND)?;
+                if n == 0 {
+                    return Err(DecodeError::Invalid);
+                }
+                let mut nodes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    nodes.push(NodeRecord::decode(&mut r)?);
+                }
+                RoutedBody::Ring { nodes }
+            }
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -750,7 +782,7 @@ mod tests {
             },
             RoutedBody::Found {
                 nonce: 1,
-                nodes: vec![rec.clone(), rec],
+                nodes: vec![rec.clone(), rec.clone()],
             },
             RoutedBody::Broken { key: [9; 32] },
             RoutedBody::Ping {
@@ -758,10 +790,23 @@ mod tests {
                 initial_hops: 64,
             },
             RoutedBody::Pong { nonce: 3, hops: 4 },
+            RoutedBody::Ring {
+                nodes: vec![rec.clone(); MAX_FOUND],
+            },
         ] {
             let mut b = Vec::new();
             body.encode(&mut b);
             assert_eq!(RoutedBody::decode(body.kind(), &b), Ok(body));
         }
+        // A RING names at least its sender, and at most MAX_FOUND records.
+        for n in [0, MAX_FOUND + 1] {
+            let mut b = Vec::new();
+            RoutedBody::Ring {
+                nodes: vec![rec.clone(); n],
+            }
+            .encode(&mut b);
+            assert!(RoutedBody::decode(kind::RING, &b).is_err(), "{n} records");
+        }
+        assert!(is_routed(kind::RING));
     }
 }
