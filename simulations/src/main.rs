@@ -82,6 +82,12 @@ fn main() -> anyhow::Result<()> {
                 r.router_drops, r.consent_renewals
             );
             println!(
+                "lookups found {:.2}% of {} pairs; ring upkeep {:.2} msg/node/s",
+                r.resolved_fraction * 100.0,
+                r.pairs,
+                r.ring_msgs_per_node_s
+            );
+            println!(
                 "results: {}/{stem}.json; peak RSS {:.0} MiB",
                 common.out.display(),
                 peak_rss_mib().unwrap_or(0.0)
