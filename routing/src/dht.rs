@@ -717,19 +717,28 @@ impl Router {
     /// for its leaves), the two nearest on each side of the target around the ring, and
     /// ourselves; at most [`MAX_FOUND`].
     fn answer(&self, target: u128) -> Vec<NodeRecord> {
-        let mut all: Vec<(u128, &NodeRecord)> = self
-            .known_records()
+        // By XOR: the lookup table and the direct peers (ring entries are left out here:
+        // right after the whole tree moved, those nearest the target are the ones most
+        // likely to be stale, and each costs the asker a timeout; the lookup reaches them
+        // through the two below).
+        let mut xor: Vec<(u128, &NodeRecord)> = self
+            .dht
+            .records()
+            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
             .map(|r| (id_of(&r.key) ^ target, r))
             .collect();
-        all.sort_by_key(|(d, r)| (*d, std::cmp::Reverse(r.seq)));
-        all.dedup_by_key(|(d, _)| *d);
-        let mut nodes: Vec<NodeRecord> = all
+        xor.sort_by_key(|(d, r)| (*d, std::cmp::Reverse(r.seq)));
+        xor.dedup_by_key(|(d, _)| *d);
+        let mut nodes: Vec<NodeRecord> = xor
             .iter()
             .take(self.cfg.bucket_size.min(MAX_FOUND - 5))
             .map(|(_, r)| (*r).clone())
             .collect();
-        let near = crate::ring::around(target, 2, all.iter().map(|(d, r)| (d ^ target, *r)));
-        for r in near {
+        let mut all: Vec<(u128, &NodeRecord)> =
+            self.known_records().map(|r| (id_of(&r.key), r)).collect();
+        all.sort_by_key(|(id, r)| (*id, std::cmp::Reverse(r.seq)));
+        all.dedup_by_key(|(id, _)| *id);
+        for r in crate::ring::around(target, 2, all) {
             if nodes.len() < MAX_FOUND - 1 && !nodes.iter().any(|n| n.key == r.key) {
                 nodes.push(r.clone());
             }
