@@ -128,7 +128,7 @@ impl Router {
             ) && self
                 .peers
                 .get_mut(&peer)
-                .is_some_and(|p| !p.finds.take(now))
+                .is_some_and(|p| !self.find_pool.take(&mut p.finds, now))
             {
                 return self.drop_count(Drop::RateLimited);
             }

@@ -356,6 +356,8 @@ pub struct Router {
     pub(crate) verified: crate::tree::VerifiedCache,
     // --- lookups and routes ---
     pub(crate) dht: Dht,
+    /// The lookup budget lent to links beyond their own share (see [`crate::budget`]).
+    pub(crate) find_pool: crate::budget::FindPool,
     pub(crate) names: crate::names::Names,
     /// The keyspace ring (see [`crate::ring`]).
     pub(crate) ring: crate::ring::RingState,
@@ -421,6 +423,7 @@ impl Router {
             place_due: None,
             verified: Default::default(),
             dht,
+            find_pool: crate::budget::FindPool::new(now),
             names: Default::default(),
             ring: crate::ring::RingState::new(crate::dht::id_of(&key)),
             routes: BTreeMap::new(),
@@ -588,6 +591,7 @@ impl Router {
                 next_probe: now,
             },
         );
+        self.find_pool.resize(self.peers.len(), now);
         self.announce_to(peer);
     }
 
@@ -596,6 +600,7 @@ impl Router {
         let Some(gone) = self.peers.remove(&peer) else {
             return;
         };
+        self.find_pool.resize(self.peers.len(), now);
         self.fwd.dirty = true;
         if self.peer_by_key.get(&gone.key) == Some(&peer) {
             self.peer_by_key.remove(&gone.key);
