@@ -1,66 +1,160 @@
 //! Lookup requests are served within budgets: per peer, and for our own lookups.
 //!
-//! * **Per peer.** Every lookup request (`FIND`) that arrives over a link, to answer or to
-//!   forward, is paid from that link's bucket: [`FIND_BURST`] requests at once, refilled at
-//!   [`FIND_RATE`] per second. A request over budget is dropped (counted as `rate_limited`);
-//!   its lookup asks someone else or times out. The link is the only thing a request carries
-//!   that is authenticated (keys are cheap and a request names any source it likes), so a peer
-//!   asking for 20,000 destinations gets at most the burst and then the rate, and every other
-//!   peer has its own bucket, untouched. The buckets live in the peer table: bounded by it.
+//! * **Per peer, guaranteed.** Every lookup request (`FIND`, and the ring's and names' requests)
+//!   that arrives over a link, to answer or to forward, is paid from that link's own bucket
+//!   first: [`FIND_BURST`] requests at once, refilled at [`FIND_RATE`] per second. The link is
+//!   the only thing a request carries that is authenticated (keys are cheap and a request names
+//!   any source it likes), so every peer's share is its own, whatever the others do.
+//! * **Lent from a pool.** Beyond its own share, a link borrows from the node's pool, which
+//!   grows with the number of links ([`POOL_BURST_PER_LINK`], [`POOL_RATE_PER_LINK`]) up to a
+//!   cap. A link's debt is repaid at `pool rate / BORROW_DIV` and may never exceed
+//!   `pool burst / BORROW_DIV`: the idle capacity of a hub's thousand leaf links serves its busy
+//!   hub-to-hub links, yet one abusive link gets at most its share plus a quarter of the pool,
+//!   and while at most three links borrow to their limit, a quarter of the pool is left for the
+//!   others. A request neither can pay for is dropped (counted as `rate_limited`); its lookup
+//!   asks someone else or times out.
 //! * **Our own.** At most [`MAX_LOOKUPS`] lookups run at once; a resolve beyond that ends at
 //!   once as not found (counted in `lookups_refused`), so a local program asking for many
 //!   addresses cannot grow the lookup table without bound.
 //!
-//! The budget is sized on the simulator at 10,000 nodes, where the links between hubs carry
-//! the lookups of thousands of nodes (docs/ROUTING.md, "Lookup budgets"): it caps abuse, not
-//! use, up to that size.
+//! A link's ceiling over `t` seconds is `FIND_BURST + FIND_RATE·t + (pool burst + pool rate·t)
+//! / BORROW_DIV`. The budgets live in the peer table and the router: bounded by them.
 //!
 //! This file must not decide where a request goes; it only says whether one is paid for.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Lookup requests a peer may send us at once ...
+/// Lookup requests a peer may send us at once from its own share ...
 pub const FIND_BURST: u32 = 8192;
 /// ... and per second after that.
 pub const FIND_RATE: u32 = 1024;
+/// The pool grows by this burst ...
+pub const POOL_BURST_PER_LINK: u64 = 8192;
+/// ... and this rate per link ...
+pub const POOL_RATE_PER_LINK: u64 = 1024;
+/// ... up to these (a hub's pool).
+pub const POOL_MAX_BURST: u64 = 1 << 19;
+/// The pool's largest rate per second.
+pub const POOL_MAX_RATE: u64 = 1 << 16;
+/// A link may owe at most 1/`BORROW_DIV` of the pool's burst, and repays at 1/`BORROW_DIV` of
+/// its rate.
+pub const BORROW_DIV: u64 = 4;
 /// Our own lookups running at once.
 pub const MAX_LOOKUPS: usize = 256;
 
-/// A token bucket: `FIND_BURST` tokens, one more every 1/`FIND_RATE` s.
+const NANO: u128 = 1_000_000_000;
+
+/// A token bucket with any burst and rate, refilled continuously (in billionths of a token).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bucket {
+    level: u128,
+    burst: u64,
+    rate: u64,
+    at: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(burst: u64, rate: u64, now: Instant) -> Self {
+        Bucket {
+            level: u128::from(burst) * NANO,
+            burst,
+            rate,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let ns = now.saturating_duration_since(self.at).as_nanos();
+        self.at = self.at.max(now);
+        self.level = (self.level + ns * u128::from(self.rate)).min(u128::from(self.burst) * NANO);
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.level < NANO {
+            return false;
+        }
+        self.level -= NANO;
+        true
+    }
+
+    /// New size: a larger burst comes full (a new link brings its part of the pool); what it
+    /// holds never exceeds the new burst.
+    fn resize(&mut self, burst: u64, rate: u64, now: Instant) {
+        self.refill(now);
+        self.level += u128::from(burst.saturating_sub(self.burst)) * NANO;
+        self.burst = burst;
+        self.rate = rate;
+        self.level = self.level.min(u128::from(burst) * NANO);
+    }
+}
+
+/// One link's budget: its own bucket and what it owes the pool.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FindBudget {
-    tokens: u32,
-    /// When the next token is due (meaningful while not full).
-    next: Instant,
+    own: Bucket,
+    /// Owed to the pool, in billionths of a request, as of `at`.
+    owed: u128,
+    at: Instant,
 }
 
 impl FindBudget {
     pub(crate) fn new(now: Instant) -> Self {
         FindBudget {
-            tokens: FIND_BURST,
-            next: now,
+            own: Bucket::new(u64::from(FIND_BURST), u64::from(FIND_RATE), now),
+            owed: 0,
+            at: now,
         }
     }
 
-    /// Takes one token if there is one.
+    /// Takes one request from the link's own share only (no pool).
+    #[cfg(test)]
     pub(crate) fn take(&mut self, now: Instant) -> bool {
-        let every = Duration::from_secs(1) / FIND_RATE;
-        if self.tokens >= FIND_BURST {
-            self.next = now + every;
-        } else if now >= self.next {
-            let due = (now - self.next).as_nanos() / every.as_nanos() + 1;
-            let add = due.min(u128::from(FIND_BURST)) as u32;
-            self.tokens = (self.tokens + add).min(FIND_BURST);
-            self.next = if self.tokens >= FIND_BURST {
-                now + every
-            } else {
-                self.next + every * add
-            };
+        self.own.take(now)
+    }
+}
+
+/// The node's pool, lent to its links.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FindPool {
+    pool: Bucket,
+}
+
+impl FindPool {
+    pub(crate) fn new(now: Instant) -> Self {
+        FindPool {
+            pool: Bucket::new(0, 0, now),
         }
-        if self.tokens == 0 {
+    }
+
+    /// Sizes the pool for this many links (on a link up or down).
+    pub(crate) fn resize(&mut self, links: usize, now: Instant) {
+        let l = links as u64;
+        self.pool.resize(
+            (POOL_BURST_PER_LINK * l).min(POOL_MAX_BURST),
+            (POOL_RATE_PER_LINK * l).min(POOL_MAX_RATE),
+            now,
+        );
+    }
+
+    /// One request arriving over the link whose budget is `b`: true if paid for.
+    pub(crate) fn take(&mut self, b: &mut FindBudget, now: Instant) -> bool {
+        if b.own.take(now) {
+            return true;
+        }
+        // Repay: the debt decays at a quarter of the pool's rate.
+        let ns = now.saturating_duration_since(b.at).as_nanos();
+        b.at = b.at.max(now);
+        let repaid = ns * u128::from(self.pool.rate / BORROW_DIV);
+        b.owed = b.owed.saturating_sub(repaid);
+        if b.owed + NANO > u128::from(self.pool.burst / BORROW_DIV) * NANO {
             return false;
         }
-        self.tokens -= 1;
+        if !self.pool.take(now) {
+            return false;
+        }
+        b.owed += NANO;
         true
     }
 }
@@ -68,9 +162,10 @@ impl FindBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn a_bucket_serves_the_burst_then_the_rate() {
+    fn a_links_own_share_serves_the_burst_then_the_rate() {
         let t0 = Instant::now();
         let mut b = FindBudget::new(t0);
         let served = (0..10_000).filter(|_| b.take(t0)).count();
@@ -89,5 +184,50 @@ mod tests {
             (0..10_000).filter(|_| b.take(later)).count(),
             FIND_BURST as usize
         );
+    }
+
+    /// Two links; one floods. The other's own share is untouched, the flooder borrows at most
+    /// a quarter of the pool, and the pool lends to an honest burst beyond a link's share.
+    #[test]
+    fn the_pool_lends_within_bounds() {
+        let t0 = Instant::now();
+        let mut pool = FindPool::new(t0);
+        pool.resize(2, t0);
+        let (mut flood, mut honest) = (FindBudget::new(t0), FindBudget::new(t0));
+        let served = (0..100_000).filter(|_| pool.take(&mut flood, t0)).count() as u64;
+        let pool_burst = POOL_BURST_PER_LINK * 2;
+        assert_eq!(served, u64::from(FIND_BURST) + pool_burst / BORROW_DIV);
+        // The honest link still has its own share and can borrow its own quarter.
+        let honest_served = (0..100_000).filter(|_| pool.take(&mut honest, t0)).count() as u64;
+        assert_eq!(
+            honest_served,
+            u64::from(FIND_BURST) + pool_burst / BORROW_DIV
+        );
+        // Ten seconds of flooding: own rate plus the debt's repayment, no more.
+        let mut served = 0u64;
+        for step in 1..=1000u32 {
+            let now = t0 + Duration::from_millis(10) * step;
+            served += (0..1000).filter(|_| pool.take(&mut flood, now)).count() as u64;
+        }
+        let rate = u64::from(FIND_RATE) + POOL_RATE_PER_LINK * 2 / BORROW_DIV;
+        assert!(served <= rate * 10 + 2, "{served} served in 10 s");
+        // After an hour idle: full, never above the caps; shrinking never leaves excess.
+        let later = t0 + Duration::from_secs(3600);
+        pool.resize(1, later);
+        let mut fresh = FindBudget::new(later);
+        let n = (0..100_000)
+            .filter(|_| pool.take(&mut fresh, later))
+            .count() as u64;
+        assert_eq!(n, u64::from(FIND_BURST) + POOL_BURST_PER_LINK / BORROW_DIV);
+    }
+
+    #[test]
+    fn a_hubs_pool_is_capped() {
+        let t0 = Instant::now();
+        let mut pool = FindPool::new(t0);
+        pool.resize(100_000, t0);
+        let mut b = FindBudget::new(t0);
+        let n = (0..1_000_000).filter(|_| pool.take(&mut b, t0)).count() as u64;
+        assert_eq!(n, u64::from(FIND_BURST) + POOL_MAX_BURST / BORROW_DIV);
     }
 }

@@ -93,6 +93,8 @@ struct Rpc {
     lookup: u64,
     dist: u128,
     sent: Instant,
+    /// How long the answer may take (see [`Router::rpc_wait`]).
+    wait: Duration,
     /// The key asked.
     asked: Key,
     /// Asked the owner itself, to confirm a record others gave us.
@@ -138,6 +140,11 @@ impl Dht {
     /// The contacts' keys (for tools and simulations).
     pub fn contact_keys(&self) -> impl Iterator<Item = Key> + '_ {
         self.buckets.iter().flatten().map(|c| c.rec.key)
+    }
+
+    /// The contacts' records.
+    pub(crate) fn records(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.buckets.iter().flatten().map(|c| &c.rec)
     }
 
     /// Contacts held.
@@ -206,12 +213,8 @@ impl Dht {
     }
 
     /// The next instant a request times out or a refresh is due.
-    pub fn next_deadline(&self, cfg: &RouterConfig) -> Option<Instant> {
-        let rpc = self
-            .rpcs
-            .values()
-            .map(|r| r.sent + cfg.lookup_rpc_timeout)
-            .min();
+    pub fn next_deadline(&self, _cfg: &RouterConfig) -> Option<Instant> {
+        let rpc = self.rpcs.values().map(|r| r.sent + r.wait).min();
         let deferred = self.deferred.iter().map(|d| d.0).min();
         [rpc, self.next_refresh, deferred]
             .into_iter()
@@ -223,6 +226,18 @@ impl Dht {
 impl Router {
     /// Learns a node record (checks its signature).
     pub(crate) fn dht_learn(&mut self, now: Instant, rec: NodeRecord) {
+        self.learn(now, rec, false, false);
+    }
+
+    /// Our id.
+    pub(crate) fn dht_id(&self) -> u128 {
+        self.dht.id
+    }
+
+    /// Learns a node record (checks its signature), and offers it to the ring
+    /// ([`crate::ring`]): `delegate`, pass it on towards its place if it does not belong in
+    /// ours; `direct`, the node itself sent it.
+    pub(crate) fn learn(&mut self, now: Instant, rec: NodeRecord, delegate: bool, direct: bool) {
         if rec.key == self.key || !self.verified.check_node(&rec) {
             return;
         }
@@ -231,12 +246,14 @@ impl Router {
             self.dht.next_refresh = Some(now + FIRST_REFRESH);
         }
         self.record_coords(now, &rec, false);
-        self.dht.insert(rec);
+        self.dht.insert(rec.clone());
+        self.ring_offer(now, rec, delegate, direct);
     }
 
     /// Our coordinates changed: tell our neighbourhood soon.
     pub(crate) fn dht_position_changed(&mut self, now: Instant) {
         self.dht.moved = true;
+        self.ring_soon(now);
         let soon = now + Duration::from_millis(500);
         if self.dht.next_refresh.is_some_and(|t| t > soon) {
             self.dht.next_refresh = Some(soon);
@@ -350,8 +367,18 @@ impl Router {
         let mut short = BTreeMap::new();
         let mut seeds = self.dht.closest(target, self.cfg.bucket_size * 2);
         seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
+        seeds.extend(self.ring_around(target, 2));
         for r in seeds {
-            short.insert(id_of(&r.key) ^ target, (r, Ask::New));
+            match short.entry(id_of(&r.key) ^ target) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((r, Ask::New));
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    if r.seq > o.get().0.seq {
+                        o.get_mut().0 = r;
+                    }
+                }
+            }
         }
         // We might be the answer ourselves.
         if let Some(a) = addr
@@ -404,12 +431,24 @@ impl Router {
                 .values()
                 .filter(|(_, a)| *a == Ask::InFlight)
                 .count();
-            // Only the k closest candidates that have not failed matter.
-            let next = l
-                .short
-                .iter()
-                .filter(|(_, (_, a))| *a != Ask::Failed)
+            // Only the k closest candidates that have not failed matter, and the nearest one
+            // on each side of the target around the ring: once the ring is sorted, the
+            // node just below the target names it (or its successor), so walking the ring
+            // always ends the lookup (see `ring`).
+            let live = || l.short.iter().filter(|(_, (_, a))| *a != Ask::Failed);
+            let t = l.target;
+            let pred = live()
+                .filter_map(|e| Some((crate::ring::below(t, *e.0 ^ t)?, e)))
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, e)| e);
+            let succ = live()
+                .filter_map(|e| Some((crate::ring::above(t, *e.0 ^ t)?, e)))
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, e)| e);
+            let next = live()
                 .take(k)
+                .chain(pred)
+                .chain(succ)
                 .find(|(_, (_, a))| *a == Ask::New)
                 .map(|(d, (r, _))| (*d, r.clone()));
             match next {
@@ -441,12 +480,14 @@ impl Router {
                         e.1 = if sent { Ask::InFlight } else { Ask::Failed };
                     }
                     if sent {
+                        let wait = self.rpc_wait(&rec);
                         self.dht.rpcs.insert(
                             nonce,
                             Rpc {
                                 lookup: lid,
                                 dist: d,
                                 sent: now,
+                                wait,
                                 asked: rec.key,
                                 confirm: false,
                             },
@@ -510,7 +551,7 @@ impl Router {
         let reply_to: Place = if requester.key == h.src_key && self.verified.check_node(&requester)
         {
             let c = requester.place.clone();
-            self.dht_learn(now, requester);
+            self.learn(now, requester, false, true);
             c
         } else {
             match h.src.to_place(msg) {
@@ -518,10 +559,7 @@ impl Router {
                 Err(_) => return,
             }
         };
-        let mut nodes = self
-            .dht
-            .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));
-        nodes.push(self.node_record.clone());
+        let nodes = self.answer(target);
         let body = RoutedBody::Found { nonce, nodes };
         self.send_control(now, &h.src_key, &reply_to, body);
     }
@@ -610,7 +648,11 @@ impl Router {
             }
             let d = id_of(&rec.key) ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
-                l.short.entry(d).or_insert((rec.clone(), Ask::New));
+                let e = l.short.entry(d).or_insert((rec.clone(), Ask::New));
+                // A fresher copy of a candidate not asked yet: ask it where it is now.
+                if e.1 == Ask::New && rec.seq > e.0.seq {
+                    e.0 = rec.clone();
+                }
             }
             self.dht_learn(now, rec);
         }
@@ -631,12 +673,14 @@ impl Router {
         self.stats.lookup_requests += 1;
         if self.send_control(now, &rec.key, &Place::from(rec.place.at.clone()), body) {
             let asked = rec.key;
+            let wait = self.rpc_wait(&rec);
             self.dht.rpcs.insert(
                 nonce,
                 Rpc {
                     lookup: lid,
                     dist: 0,
                     sent: now,
+                    wait,
                     asked,
                     confirm: true,
                 },
@@ -662,12 +706,11 @@ impl Router {
                 self.start_lookup(now, target, Some(addr), Some(first));
             }
         }
-        let timeout = self.cfg.lookup_rpc_timeout;
         let expired: Vec<(u64, Rpc)> = self
             .dht
             .rpcs
             .iter()
-            .filter(|(_, r)| now >= r.sent + timeout)
+            .filter(|(_, r)| now >= r.sent + r.wait)
             .map(|(n, r)| (*n, *r))
             .collect();
         for (nonce, rpc) in expired {
@@ -714,5 +757,56 @@ impl Router {
                 self.start_lookup(now, own, None, None);
             }
         }
+    }
+}
+
+/// A lookup request may take this long per tree hop between us and the node asked, both ways
+/// (on top of nothing: the configured timeout is the floor). On a deep tree (a Barabási–Albert
+/// graph with m = 1 has paths of 30 hops and more) a request and its answer cross 60 links.
+const PER_HOP_WAIT: Duration = Duration::from_millis(100);
+
+impl Router {
+    /// How long a request to `rec` may take: the configured timeout, or more if the node is
+    /// far in the tree.
+    fn rpc_wait(&self, rec: &NodeRecord) -> Duration {
+        let hops = crate::coords::dist(&self.coords.0, &rec.place.at.0);
+        self.cfg
+            .lookup_rpc_timeout
+            .max(PER_HOP_WAIT * hops.min(1000) as u32)
+    }
+
+    /// The records an answer to a request for `target` carries: the `bucket_size` closest by
+    /// XOR among everything we know (lookup table, ring, direct peers, so that a hub answers
+    /// for its leaves), the two nearest on each side of the target around the ring, and
+    /// ourselves; at most [`MAX_FOUND`].
+    fn answer(&self, target: u128) -> Vec<NodeRecord> {
+        // By XOR: the lookup table and the direct peers (ring entries are left out here:
+        // right after the whole tree moved, those nearest the target are the ones most
+        // likely to be stale, and each costs the asker a timeout; the lookup reaches them
+        // through the two below).
+        let mut xor: Vec<(u128, &NodeRecord)> = self
+            .dht
+            .records()
+            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+            .map(|r| (id_of(&r.key) ^ target, r))
+            .collect();
+        xor.sort_by_key(|(d, r)| (*d, std::cmp::Reverse(r.seq)));
+        xor.dedup_by_key(|(d, _)| *d);
+        let mut nodes: Vec<NodeRecord> = xor
+            .iter()
+            .take(self.cfg.bucket_size.min(MAX_FOUND - 5))
+            .map(|(_, r)| (*r).clone())
+            .collect();
+        let mut all: Vec<(u128, &NodeRecord)> =
+            self.known_records().map(|r| (id_of(&r.key), r)).collect();
+        all.sort_by_key(|(id, r)| (*id, std::cmp::Reverse(r.seq)));
+        all.dedup_by_key(|(id, _)| *id);
+        for r in crate::ring::around(target, 2, all) {
+            if nodes.len() < MAX_FOUND - 1 && !nodes.iter().any(|n| n.key == r.key) {
+                nodes.push(r.clone());
+            }
+        }
+        nodes.push(self.node_record.clone());
+        nodes
     }
 }

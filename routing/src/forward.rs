@@ -121,11 +121,14 @@ impl Router {
             if h.hop_limit == 0 {
                 return self.drop_count(Drop::HopLimit);
             }
-            if matches!(h.kind, kind::FIND | kind::NAME_PUT | kind::NAME_GET)
-                && self
-                    .peers
-                    .get_mut(&peer)
-                    .is_some_and(|p| !p.finds.take(now))
+            // Ring upkeep and name requests are paid from the same budget as lookup requests.
+            if matches!(
+                h.kind,
+                kind::FIND | kind::RING | kind::NAME_PUT | kind::NAME_GET
+            ) && self
+                .peers
+                .get_mut(&peer)
+                .is_some_and(|p| !self.find_pool.take(&mut p.finds, now))
             {
                 return self.drop_count(Drop::RateLimited);
             }
@@ -250,6 +253,7 @@ impl Router {
             b @ (RoutedBody::NameAck { .. } | RoutedBody::NameVal { .. }) => {
                 self.on_name_answer(now, &h.src_key, b)
             }
+            RoutedBody::Ring { nodes } => self.on_ring(now, h, nodes),
             RoutedBody::Notify { record } => {
                 // Only the node itself can say where it moved.
                 if record.key == h.src_key && self.verified.check_node(&record) {

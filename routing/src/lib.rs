@@ -14,6 +14,8 @@
 //! * [`dht`]: lookups from an address to the owner's key and coordinates, signed by the owner;
 //! * [`names`] ([`name_record`], [`name_store`]): human names bound to keys, signed by their
 //!   owners, stored at the nodes closest to the name's hash, resolved by policy then by claim;
+//! * [`ring`]: the keyspace ring (nearest ids on each side), kept by linearization, where
+//!   lookups end;
 //! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests.
 //!
 //! `docs/ROUTING.md` explains the design, its choices and its measured behaviour.
@@ -46,6 +48,7 @@ pub mod name_store;
 pub mod names;
 pub mod place;
 pub mod record;
+pub mod ring;
 pub mod router;
 pub mod testnet;
 pub mod tree;

@@ -308,6 +308,8 @@ pub struct Stats {
     /// Requests name operations sent: lookup requests towards a name's storing nodes, and
     /// `NAME_PUT`s and `NAME_GET`s.
     pub name_requests: u64,
+    /// `RING` messages sent (keyspace ring upkeep, see [`crate::ring`]).
+    pub ring_messages: u64,
 }
 
 /// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`
@@ -354,7 +356,11 @@ pub struct Router {
     pub(crate) verified: crate::tree::VerifiedCache,
     // --- lookups and routes ---
     pub(crate) dht: Dht,
+    /// The lookup budget lent to links beyond their own share (see [`crate::budget`]).
+    pub(crate) find_pool: crate::budget::FindPool,
     pub(crate) names: crate::names::Names,
+    /// The keyspace ring (see [`crate::ring`]).
+    pub(crate) ring: crate::ring::RingState,
     pub(crate) routes: BTreeMap<Ipv6Addr, Route>,
     pub(crate) coords_of: BTreeMap<Key, Located>,
     pub(crate) pings: BTreeMap<u64, Instant>,
@@ -417,7 +423,9 @@ impl Router {
             place_due: None,
             verified: Default::default(),
             dht,
+            find_pool: crate::budget::FindPool::new(now),
             names: Default::default(),
+            ring: crate::ring::RingState::new(crate::dht::id_of(&key)),
             routes: BTreeMap::new(),
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
@@ -583,6 +591,7 @@ impl Router {
                 next_probe: now,
             },
         );
+        self.find_pool.resize(self.peers.len(), now);
         self.announce_to(peer);
     }
 
@@ -591,6 +600,7 @@ impl Router {
         let Some(gone) = self.peers.remove(&peer) else {
             return;
         };
+        self.find_pool.resize(self.peers.len(), now);
         self.fwd.dirty = true;
         if self.peer_by_key.get(&gone.key) == Some(&peer) {
             self.peer_by_key.remove(&gone.key);
@@ -625,11 +635,13 @@ impl Router {
         if !self.peers.contains_key(&from) {
             return self.drop_count(Drop::UnknownPeer);
         }
-        if crate::wire::is_routed(t) {
+        let handled = if crate::wire::is_routed(t) {
             self.handle_routed(now, Some(from), msg)
         } else {
             self.handle_peer_msg(now, from, msg)
-        }
+        };
+        self.ring_flush(now);
+        handled
     }
 
     /// The next instant [`Router::handle_timeout`] has work.
@@ -645,6 +657,9 @@ impl Router {
             t = t.min(d);
         }
         if let Some(d) = self.names.next_deadline(self.cfg.lookup_rpc_timeout) {
+            t = t.min(d);
+        }
+        if let Some(d) = self.ring.next_deadline() {
             t = t.min(d);
         }
         if let Some(d) = self.place_due {
@@ -664,6 +679,8 @@ impl Router {
         self.probe_links(now);
         self.dht_timers(now);
         self.name_timers(now);
+        self.ring_timers(now);
+        self.ring_flush(now);
     }
 }
 

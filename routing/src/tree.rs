@@ -396,7 +396,9 @@ impl Router {
         {
             place_changed = p.record.as_ref().is_none_or(|r| r.place != n.place);
             p.record = Some(n.clone());
-            self.dht_learn(now, n);
+            // A peer's record also goes to the ring, and on towards its place if it does not
+            // belong here: the peer graph is what the ring is linearized over.
+            self.learn(now, n, true, true);
         }
         self.rebuild_chain(now, from);
         if place_changed {

@@ -36,9 +36,13 @@
 //! NAME_GET (25) body: nonce (8) | len (1) | name | n (≤ 4) | n authority keys (32)
 //! NAME_VAL (26) body: nonce (8) | 0, or 1 then the first claim | n (≤ 4) | n delegated records
 //!               | m (≤ 16) | m node records (closer nodes, as in FOUND: NAME_GET doubles as FIND)
+//! RING    (30)  body: n (1 ≤ n ≤ 16) | n node records, the sender's own first: keyspace ring
+//!               upkeep (see `ring`): an introduction, a stabilisation, or records delegated
+//!               towards their place. Each record's signature is checked; paid from the
+//!               arriving link's lookup budget, like FIND.
 //! ```
 //!
-//! Kinds 23–31 are routed (27–31 reserved).
+//! Kinds 16–31 are routed (27–29 and 31 reserved).
 //!
 //! The hop limit and the watermark sit at fixed offsets (1 and 2) so that a forwarding node
 //! rewrites them in place. Distances never exceed 2 × [`MAX_DEPTH`], so the watermark fits a
@@ -90,6 +94,8 @@ pub mod kind {
     pub const NAME_VAL: u8 = 26;
     /// The last routed kind (reserved up to here).
     pub const LAST_ROUTED: u8 = 31;
+    /// Keyspace ring upkeep: node records (see [`crate::ring`]).
+    pub const RING: u8 = 30;
 }
 
 /// Offset of the hop limit in a routed message.
@@ -606,6 +612,12 @@ pub enum RoutedBody {
         /// The closest nodes to the name's target the answerer knows (as in `Found`).
         nodes: Vec<NodeRecord>,
     },
+    /// Keyspace ring upkeep: the sender's record first, then records for the receiver's
+    /// ring (at most [`MAX_FOUND`] in all).
+    Ring {
+        /// Node records.
+        nodes: Vec<NodeRecord>,
+    },
 }
 
 impl RoutedBody {
@@ -622,6 +634,7 @@ impl RoutedBody {
             RoutedBody::NameAck { .. } => kind::NAME_ACK,
             RoutedBody::NameGet { .. } => kind::NAME_GET,
             RoutedBody::NameVal { .. } => kind::NAME_VAL,
+            RoutedBody::Ring { .. } => kind::RING,
         }
     }
 
@@ -703,6 +716,12 @@ impl RoutedBody {
                 for d in delegated {
                     d.encode(out);
                 }
+                put_varint(out, nodes.len() as u64);
+                for n in nodes {
+                    n.encode(out);
+                }
+            }
+            RoutedBody::Ring { nodes } => {
                 put_varint(out, nodes.len() as u64);
                 for n in nodes {
                     n.encode(out);
@@ -799,6 +818,17 @@ impl RoutedBody {
                     delegated,
                     nodes,
                 }
+            }
+            kind::RING => {
+                let n = r.count(MAX_FOUND)?;
+                if n == 0 {
+                    return Err(DecodeError::Invalid);
+                }
+                let mut nodes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    nodes.push(NodeRecord::decode(&mut r)?);
+                }
+                RoutedBody::Ring { nodes }
             }
             t => return Err(DecodeError::UnknownType(t)),
         };
@@ -973,10 +1003,23 @@ mod tests {
                 delegated: vec![],
                 nodes: vec![],
             },
+            RoutedBody::Ring {
+                nodes: vec![rec.clone(); MAX_FOUND],
+            },
         ] {
             let mut b = Vec::new();
             body.encode(&mut b);
             assert_eq!(RoutedBody::decode(body.kind(), &b), Ok(body));
         }
+        // A RING names at least its sender, and at most MAX_FOUND records.
+        for n in [0, MAX_FOUND + 1] {
+            let mut b = Vec::new();
+            RoutedBody::Ring {
+                nodes: vec![rec.clone(); n],
+            }
+            .encode(&mut b);
+            assert!(RoutedBody::decode(kind::RING, &b).is_err(), "{n} records");
+        }
+        assert!(is_routed(kind::RING));
     }
 }

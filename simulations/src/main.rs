@@ -85,6 +85,12 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", report::names(n, &r.lookup_ms));
             }
             println!(
+                "lookups found {:.2}% of {} pairs; ring upkeep {:.2} msg/node/s",
+                r.resolved_fraction * 100.0,
+                r.pairs,
+                r.ring_msgs_per_node_s
+            );
+            println!(
                 "results: {}/{stem}.json; peak RSS {:.0} MiB",
                 common.out.display(),
                 peak_rss_mib().unwrap_or(0.0)

@@ -72,6 +72,9 @@ pub struct Results {
     pub control_msgs_per_node_s: f64,
     /// Control bytes per node per second in the steady window.
     pub control_bytes_per_node_s: f64,
+    /// Keyspace ring upkeep (`RING` messages) per node per second in the steady window, part
+    /// of the control messages.
+    pub ring_msgs_per_node_s: f64,
     /// Pairs sampled.
     pub pairs: usize,
     /// Fraction of pairs whose lookup found the owner.
@@ -311,15 +314,24 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         .iter()
         .map(|n| n.router.coords().clone())
         .collect();
+    let ring = |sim: &Sim| -> u64 {
+        sim.nodes
+            .iter()
+            .map(|n| n.router.stats().ring_messages)
+            .sum()
+    };
     let (m0, b0) = control(&sim);
+    let r0 = ring(&sim);
     sim.run_for(Duration::from_secs_f64(s.run.steady));
     let (m1, b1) = control(&sim);
+    let r1 = ring(&sim);
     if debug {
         crate::diagnose::moved(&sim, &coords0);
     }
     let per = (g.n as f64 * s.run.steady).max(1e-9);
     let control_msgs_per_node_s = (m1 - m0) as f64 / per;
     let control_bytes_per_node_s = (b1 - b0) as f64 / per;
+    let ring_msgs_per_node_s = (r1 - r0) as f64 / per;
 
     // 3. Lookups and one packet per pair.
     let mut rng = Rng::new(s.seed ^ 0x0070_6169_7273);
@@ -334,26 +346,48 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             sim.tracked.insert((sim.keys[a as usize], t));
         }
     }
+    // Lookups start in batches of LOOKUP_BATCH every LOOKUP_BATCH_EVERY, so that a sample of
+    // thousands of pairs does not turn into thousands of simultaneous lookups, which on a
+    // tree-like graph would all cross the root's links at once and measure its lookup budget.
+    const LOOKUP_BATCH: usize = 500;
+    const LOOKUP_BATCH_EVERY: u64 = 3_000_000_000;
     let t0 = sim.now_ns;
-    let mut pending = Vec::new();
+    let mut pending: Vec<usize> = Vec::new();
     let mut lookup_ms = Vec::new();
     let mut found = vec![false; pairs.len()];
-    for (i, &(a, b)) in pairs.iter().enumerate() {
-        let addr = address::node_address(&sim.keys[b as usize]);
-        let now = sim.now();
-        match sim.nodes[a as usize].router.resolve(now, &addr) {
-            Some(k) => found[i] = k == sim.keys[b as usize],
-            None => pending.push(i),
+    let mut started = vec![t0; pairs.len()];
+    let mut pending_at_start = vec![false; pairs.len()];
+    let mut launched = 0;
+    let pb = bar(pairs.len() as u64, "lookups", quiet);
+    let mut deadline = t0;
+    loop {
+        if launched < pairs.len()
+            && sim.now_ns >= t0 + (launched / LOOKUP_BATCH) as u64 * LOOKUP_BATCH_EVERY
+        {
+            let end = (launched + LOOKUP_BATCH).min(pairs.len());
+            for i in launched..end {
+                let (a, b) = pairs[i];
+                let addr = address::node_address(&sim.keys[b as usize]);
+                let now = sim.now();
+                started[i] = sim.now_ns;
+                match sim.nodes[a as usize].router.resolve(now, &addr) {
+                    Some(k) => found[i] = k == sim.keys[b as usize],
+                    None => {
+                        pending.push(i);
+                        pending_at_start[i] = true;
+                    }
+                }
+                sim.collect(a);
+            }
+            if debug && launched == 0 {
+                crate::diagnose::nearest_neighbours(&sim, &adj);
+            }
+            launched = end;
+            deadline = sim.now_ns + 30_000_000_000;
         }
-        sim.collect(a);
-    }
-    if debug {
-        crate::diagnose::nearest_neighbours(&sim, &adj);
-    }
-    let needed = pending.len();
-    let pb = bar(needed as u64, "lookups", quiet);
-    let deadline = sim.now_ns + 30_000_000_000;
-    while !pending.is_empty() && sim.now_ns < deadline {
+        if (pending.is_empty() && launched == pairs.len()) || sim.now_ns >= deadline {
+            break;
+        }
         sim.run_for(Duration::from_millis(10));
         pending.retain(|&i| {
             let (a, b) = pairs[i];
@@ -362,22 +396,33 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
                 Some((t, k)) => {
                     found[i] = *k == Some(sim.keys[b as usize]);
                     if found[i] {
-                        lookup_ms.push((t - t0) as f64 / 1e6);
+                        lookup_ms.push((t - started[i]) as f64 / 1e6);
                     }
                     false
                 }
                 None => true,
             }
         });
-        pb.set_position((needed - pending.len()) as u64);
+        pb.set_position((launched - pending.len()) as u64);
     }
+    let needed = pending_at_start.iter().filter(|x| **x).count();
     pb.finish_and_clear();
+    // Per source (with more pairs than nodes, a source runs several lookups: its requests
+    // are shared among them).
+    let mut lookups_by_source: HashMap<u32, (u64, u64)> = HashMap::new();
+    for (i, ((a, _), a0)) in pairs.iter().zip(&asked0).enumerate() {
+        let e = lookups_by_source.entry(*a).or_insert((*a0, 0));
+        e.0 = e.0.min(*a0);
+        e.1 += u64::from(pending_at_start[i]);
+    }
     let lookup_nodes_asked = Summary::of(
         pairs
             .iter()
-            .zip(&asked0)
-            .map(|((a, _), a0)| (sim.nodes[*a as usize].router.stats().lookup_requests - a0) as f64)
-            .filter(|x| *x > 0.0)
+            .filter_map(|(a, _)| {
+                let (a0, n) = lookups_by_source.get(a)?;
+                let asked = sim.nodes[*a as usize].router.stats().lookup_requests - a0;
+                (asked > 0 && *n > 0).then(|| asked as f64 / *n as f64)
+            })
             .collect(),
     );
     let lookup_hops_per_lookup = sim.tracked_hops as f64 / needed.max(1) as f64;
@@ -443,6 +488,7 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         depth,
         control_msgs_per_node_s,
         control_bytes_per_node_s,
+        ring_msgs_per_node_s,
         pairs: pairs.len(),
         resolved_fraction,
         delivered_fraction,

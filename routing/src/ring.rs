@@ -1,0 +1,715 @@
+//! The keyspace ring: every node keeps the [`RING_SIDE`] nearest node ids below its own and
+//! above it, numerically, wrapping around the id space. Kept by *linearization* over the peer
+//! graph, so that a lookup always has a way to finish.
+//!
+//! **Why.** The Kademlia table ([`crate::dht`]) holds whatever a node's own lookups and the
+//! requests it receives happened to bring. On sparse graphs (many nodes of degree one) two
+//! neighbours in key space may never meet, and a lookup for one of them then fails everywhere
+//! (docs/SIMULATIONS.md, "What the simulations revealed", item 4). The ring adds a structure
+//! whose correctness does not depend on luck: once it is sorted, the owner of a target is its
+//! successor (the first id at or above it), and a node just below the target names it.
+//!
+//! **Linearization** (Onus, Richa and Scheideler; Yggdrasil 0.4's keyspace successor and
+//! Pinecone's virtual snake are relatives). Every record a node learns is *offered* to its
+//! ring. It is kept if it is among the [`RING_SIDE`] nearest on a side. A record that does not
+//! fit, or that a closer one pushed out, is *delegated*: sent to the contact we know (ring,
+//! lookup table or direct peer) strictly between us and it that is nearest to it. That node
+//! offers it in turn, so a record travels towards its place over the lookup table's shortcuts,
+//! and the node that keeps it is a new nearest neighbour of it, which its stabilisation soon
+//! tells it about. Every direct peer's record is offered (with delegation), so the
+//! "who knows whom" graph contains the connected peer graph, which is what linearization needs
+//! to converge to the sorted ring. Records from lookup answers are offered without delegation.
+//!
+//! **Stabilisation.** Every [`RING_PERIOD`] (first after 1 s, doubling, with jitter; 500 ms
+//! after we move or our nearest neighbour changes) a node sends its own record and the part of
+//! its ring the receiver should hold to its nearest neighbour on each side: two messages per
+//! period. An entry not heard from for [`RING_EXPIRY`], directly or through a node between us
+//! and it, is dropped.
+//!
+//! **A line, not a circle.** Ids are ordered as numbers and the ends do not wrap: with a wrap,
+//! each node would delegate the shorter way round, the nodes opposite a hub split into two
+//! sorted arcs that never meet (the unit tests found it). On a line, linearization converges,
+//! and lookups never need the wrap: the owner of a target (a node id, or a subnet prefix
+//! followed by zeros) is the first id at or above it.
+//!
+//! **Bounds.** The ring holds at most 2 × [`RING_SIDE`] records. A `RING` message carries at
+//! most [`crate::wire::MAX_FOUND`] records, each signature-checked before it is offered; a
+//! `RING` that arrives over a link is paid from that link's lookup budget ([`crate::budget`]),
+//! like a `FIND`. A node's record is delegated at most once per period by each node ([`MAX_DELEGATED`]
+//! remembered).
+//!
+//! This file must not decide where routed messages go (that is [`crate::forward`]); it only
+//! chooses which node a record is sent to.
+
+use crate::codec::Key;
+use crate::coords::Place;
+use crate::dht::id_of;
+use crate::record::NodeRecord;
+use crate::router::Router;
+use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Ring neighbours kept on each side.
+pub const RING_SIDE: usize = 4;
+/// Steady-state stabilisation interval.
+pub const RING_PERIOD: Duration = Duration::from_secs(30);
+/// An entry not heard from directly for this long is dropped.
+pub const RING_EXPIRY: Duration = Duration::from_secs(120);
+/// Delegations remembered (to send each record at most once per half period).
+pub const MAX_DELEGATED: usize = 4096;
+/// First stabilisation after the first contact, and the first interval.
+const FIRST_STABILISE: Duration = Duration::from_secs(1);
+/// Stabilisation after we moved or our nearest neighbour changed.
+const SOON: Duration = Duration::from_millis(500);
+/// How far above `from` the id `to` lies, if it does (ids are ordered as numbers, on a line:
+/// see the module doc for why the ends do not wrap).
+pub fn above(from: u128, to: u128) -> Option<u128> {
+    to.checked_sub(from).filter(|d| *d > 0)
+}
+
+/// How far below `from` the id `to` lies, if it does.
+pub fn below(from: u128, to: u128) -> Option<u128> {
+    from.checked_sub(to).filter(|d| *d > 0)
+}
+
+/// The candidate strictly between `me` and `w` that is nearest to `w`: where a record of `w`
+/// is delegated (classic linearization's rule: never past `w`, which would cut `w` off from
+/// the part of the line on our side).
+pub fn closer(me: u128, w: u128, cands: impl IntoIterator<Item = u128>) -> Option<u128> {
+    let (lo, hi) = (me.min(w), me.max(w));
+    let between = cands.into_iter().filter(|c| lo < *c && *c < hi);
+    if w > me { between.max() } else { between.min() }
+}
+
+/// What a ring keeps: anything with a version.
+pub trait Versioned: Clone {
+    /// Higher is newer.
+    fn version(&self) -> u64;
+}
+
+impl Versioned for NodeRecord {
+    fn version(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Versioned for u64 {
+    fn version(&self) -> u64 {
+        *self
+    }
+}
+
+/// One ring neighbour.
+#[derive(Debug, Clone)]
+pub struct Entry<T> {
+    /// Its id.
+    pub id: u128,
+    /// What we know of it (its newest record).
+    pub item: T,
+    /// When it last spoke to us itself (or was added).
+    pub heard: Instant,
+}
+
+/// What [`Ring::offer`] did.
+#[derive(Debug)]
+pub struct Offered<T> {
+    /// It is in the ring (new or refreshed).
+    pub kept: bool,
+    /// It was not in the ring before.
+    pub new: bool,
+    /// Our nearest neighbour on a side changed.
+    pub nearest_changed: bool,
+    /// Entries pushed out (to delegate).
+    pub evicted: Vec<(u128, T)>,
+}
+
+/// The nearest ids below and above ours, nearest first.
+#[derive(Debug, Clone)]
+pub struct Ring<T> {
+    me: u128,
+    side: usize,
+    /// Nearest first going up.
+    pub above: Vec<Entry<T>>,
+    /// Nearest first going down.
+    pub below: Vec<Entry<T>>,
+}
+
+impl<T: Versioned> Ring<T> {
+    /// An empty ring around `me`, keeping `side` entries per side.
+    pub fn new(me: u128, side: usize) -> Self {
+        Ring {
+            me,
+            side: side.max(1),
+            above: Vec::new(),
+            below: Vec::new(),
+        }
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry<T>> {
+        self.below.iter().chain(self.above.iter())
+    }
+
+    /// Whether `id` is a neighbour.
+    pub fn contains(&self, id: u128) -> bool {
+        self.entries().any(|e| e.id == id)
+    }
+
+    /// Offers `item` (of node `id`); `direct`: the node itself told us (refreshes `heard`).
+    pub fn offer(&mut self, id: u128, item: T, now: Instant, direct: bool) -> Offered<T> {
+        let mut o = Offered {
+            kept: false,
+            new: false,
+            nearest_changed: false,
+            evicted: Vec::new(),
+        };
+        if id == self.me {
+            return o;
+        }
+        let me = self.me;
+        let (list, dist) = if id > me {
+            (&mut self.above, above as fn(u128, u128) -> Option<u128>)
+        } else {
+            (&mut self.below, below as fn(u128, u128) -> Option<u128>)
+        };
+        if let Some(e) = list.iter_mut().find(|e| e.id == id) {
+            if item.version() > e.item.version() {
+                e.item = item;
+            }
+            if direct {
+                e.heard = now;
+            }
+            o.kept = true;
+            return o;
+        }
+        let d = dist(me, id);
+        let pos = list.partition_point(|e| dist(me, e.id) < d);
+        if pos >= self.side {
+            return o;
+        }
+        list.insert(
+            pos,
+            Entry {
+                id,
+                item,
+                heard: now,
+            },
+        );
+        o.kept = true;
+        o.new = true;
+        o.nearest_changed = pos == 0;
+        if list.len() > self.side
+            && let Some(e) = list.pop()
+        {
+            o.evicted.push((e.id, e.item));
+        }
+        o
+    }
+
+    /// Drops `id`.
+    pub fn remove(&mut self, id: u128) {
+        self.above.retain(|e| e.id != id);
+        self.below.retain(|e| e.id != id);
+    }
+
+    /// Drops entries not heard from since `cutoff`; true if the nearest one on a side went.
+    pub fn expire(&mut self, cutoff: Instant) -> bool {
+        let nearest = (
+            self.above.first().map(|e| e.id),
+            self.below.first().map(|e| e.id),
+        );
+        self.above.retain(|e| e.heard >= cutoff);
+        self.below.retain(|e| e.heard >= cutoff);
+        nearest
+            != (
+                self.above.first().map(|e| e.id),
+                self.below.first().map(|e| e.id),
+            )
+    }
+}
+
+/// Up to `n` of `items` nearest to `target` on each side, numerically (the target itself, if
+/// present, counts as the first above).
+pub fn around<'a, T>(
+    target: u128,
+    n: usize,
+    items: impl IntoIterator<Item = (u128, &'a T)>,
+) -> Vec<&'a T> {
+    let mut up: Vec<(u128, &T)> = Vec::new();
+    let mut down: Vec<(u128, &T)> = Vec::new();
+    for (id, t) in items {
+        if id >= target {
+            up.push((id, t))
+        } else {
+            down.push((id, t))
+        }
+    }
+    up.sort_by_key(|(id, _)| *id);
+    up.dedup_by_key(|(id, _)| *id);
+    down.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+    down.dedup_by_key(|(id, _)| *id);
+    up.into_iter()
+        .take(n)
+        .chain(down.into_iter().take(n))
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// The ring and what the router does with it.
+#[derive(Debug)]
+pub struct RingState {
+    pub(crate) ring: Ring<NodeRecord>,
+    next_stabilise: Option<Instant>,
+    every: Duration,
+    /// Records delegated lately: key → (seq, when).
+    delegated: BTreeMap<Key, (u64, Instant)>,
+    /// Messages to send when the current input is handled: destination → (where, records).
+    outbox: BTreeMap<Key, (Place, Vec<NodeRecord>)>,
+}
+
+impl RingState {
+    /// An empty ring for the node with id `id`.
+    pub fn new(id: u128) -> Self {
+        RingState {
+            ring: Ring::new(id, RING_SIDE),
+            next_stabilise: None,
+            every: FIRST_STABILISE,
+            delegated: BTreeMap::new(),
+            outbox: BTreeMap::new(),
+        }
+    }
+
+    /// The next stabilisation.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_stabilise
+    }
+}
+
+impl Router {
+    /// Offers a verified record to the ring; `delegate`: pass it on towards its place if we do
+    /// not keep it; `direct`: the node itself sent it.
+    pub(crate) fn ring_offer(
+        &mut self,
+        now: Instant,
+        rec: NodeRecord,
+        delegate: bool,
+        direct: bool,
+    ) {
+        if self.ring.next_stabilise.is_none() {
+            self.ring.next_stabilise = Some(now + FIRST_STABILISE);
+        }
+        let id = id_of(&rec.key);
+        let o = self.ring.ring.offer(id, rec.clone(), now, direct);
+        if o.nearest_changed {
+            self.ring_soon(now);
+        }
+        if !o.kept && delegate {
+            self.ring_delegate(now, rec);
+        }
+        for (_, e) in o.evicted {
+            self.ring_delegate(now, e);
+        }
+    }
+
+    /// Stabilise soon (we moved, or a nearest neighbour changed).
+    pub(crate) fn ring_soon(&mut self, now: Instant) {
+        let soon = now + SOON;
+        if self.ring.next_stabilise.is_some_and(|t| t > soon) {
+            self.ring.next_stabilise = Some(soon);
+        }
+    }
+
+    /// Sends `rec` to the contact nearest to it around the ring, if one is nearer than us.
+    fn ring_delegate(&mut self, now: Instant, rec: NodeRecord) {
+        // Once a period per node, whatever its sequence number: the record's place in the
+        // ring does not change with it, and its neighbours hear newer ones from the node.
+        if self
+            .ring
+            .delegated
+            .get(&rec.key)
+            .is_some_and(|(_, t)| now < *t + RING_PERIOD)
+        {
+            return;
+        }
+        let w = id_of(&rec.key);
+        let me = self.dht_id();
+        let best = {
+            let cands: Vec<&NodeRecord> = self
+                .dht
+                .records()
+                .chain(self.ring.ring.entries().map(|e| &e.item))
+                .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+                .collect();
+            closer(me, w, cands.iter().map(|c| id_of(&c.key)))
+                .and_then(|id| cands.iter().find(|c| id_of(&c.key) == id))
+                .map(|c| (*c).clone())
+        };
+        let Some(to) = best else {
+            return;
+        };
+        if self.ring.delegated.len() >= MAX_DELEGATED {
+            self.ring.delegated.clear();
+        }
+        self.ring.delegated.insert(rec.key, (rec.seq, now));
+        self.ring_queue(&to, Some(rec));
+    }
+
+    /// Adds a record (or just our own, `None`) to the next message for `to`.
+    fn ring_queue(&mut self, to: &NodeRecord, rec: Option<NodeRecord>) {
+        let e = self
+            .ring
+            .outbox
+            .entry(to.key)
+            .or_insert_with(|| (Place::from(to.place.at.clone()), Vec::new()));
+        if let Some(r) = rec
+            && r.key != to.key
+            && !e.1.iter().any(|x| x.key == r.key)
+        {
+            e.1.push(r);
+        }
+    }
+
+    /// Sends what the handling of one input queued: our record first, then up to
+    /// `MAX_FOUND - 1` others per message.
+    pub(crate) fn ring_flush(&mut self, now: Instant) {
+        if self.ring.outbox.is_empty() {
+            return;
+        }
+        let outbox = std::mem::take(&mut self.ring.outbox);
+        for (key, (place, recs)) in outbox {
+            let mut chunks: Vec<&[NodeRecord]> = recs.chunks(MAX_FOUND - 1).collect();
+            if chunks.is_empty() {
+                chunks.push(&[]);
+            }
+            for chunk in chunks {
+                let mut nodes = Vec::with_capacity(chunk.len() + 1);
+                nodes.push(self.node_record.clone());
+                nodes.extend_from_slice(chunk);
+                self.stats.ring_messages += 1;
+                self.send_control(now, &key, &place, RoutedBody::Ring { nodes });
+            }
+        }
+    }
+
+    /// A `RING` message: offer every record whose signature checks out.
+    ///
+    /// An entry counts as heard from if the node itself sent it, or a node between us and it
+    /// (which holds it, being nearer): freshness flows only from nearer to farther, so the
+    /// record of a node that died expires at its nearest neighbours first, then further out,
+    /// and no two nodes can keep each other's copy alive.
+    pub(crate) fn on_ring(&mut self, now: Instant, h: &RoutedHeader, nodes: Vec<NodeRecord>) {
+        let (me, from) = (self.dht_id(), id_of(&h.src_key));
+        for rec in nodes {
+            let w = id_of(&rec.key);
+            let direct = w == from || (me.min(w) < from && from < me.max(w));
+            self.learn(now, rec, true, direct);
+        }
+    }
+
+    /// Expiry and stabilisation.
+    pub(crate) fn ring_timers(&mut self, now: Instant) {
+        if let Some(cutoff) = now.checked_sub(RING_EXPIRY)
+            && self.ring.ring.expire(cutoff)
+        {
+            self.ring_soon(now);
+        }
+        if self.ring.next_stabilise.is_none_or(|t| now < t) {
+            return;
+        }
+        self.ring.every = (self.ring.every * 2).min(RING_PERIOD);
+        // Up to an eighth of the interval of jitter, so that neighbours do not stay in step.
+        let jitter = self
+            .ring
+            .every
+            .mul_f64((self.next_random() % 1000) as f64 / 8000.0);
+        self.ring.next_stabilise = Some(now + self.ring.every + jitter);
+        // To our nearest neighbour above: what it should keep of ours (our own record, our
+        // nearest below but the farthest, our above but itself); likewise below. A sorted ring
+        // therefore delegates nothing.
+        let r = &self.ring.ring;
+        let side = RING_SIDE.saturating_sub(1);
+        let mut sends: Vec<(NodeRecord, Vec<NodeRecord>)> = Vec::new();
+        for (near, same, other) in [
+            (&r.above, &r.above, &r.below),
+            (&r.below, &r.below, &r.above),
+        ] {
+            if let Some(n) = near.first() {
+                let recs = other
+                    .iter()
+                    .take(side)
+                    .chain(same.iter().skip(1))
+                    .map(|e| e.item.clone())
+                    .collect();
+                sends.push((n.item.clone(), recs));
+            }
+        }
+        for (to, recs) in sends {
+            self.ring_queue(&to, None);
+            for rec in recs {
+                self.ring_queue(&to, Some(rec));
+            }
+        }
+        self.ring_flush(now);
+    }
+
+    /// The known nodes nearest to `target` around the ring, up to `n` on each side: from the
+    /// ring, the lookup table and the direct peers. A lookup that ran out of candidates walks
+    /// towards these; names (stored at the nodes nearest to a hash) can use them too.
+    pub fn ring_around(&self, target: u128, n: usize) -> Vec<NodeRecord> {
+        around(target, n, self.known_records().map(|r| (id_of(&r.key), r)))
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Every record we hold: ring, lookup table, direct peers (possibly repeated).
+    pub(crate) fn known_records(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.ring
+            .ring
+            .entries()
+            .map(|e| &e.item)
+            .chain(self.dht.records())
+            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+    }
+
+    /// Our ring neighbours' keys, below (nearest first) then above (for tools and tests).
+    pub fn ring_keys(&self) -> (Vec<Key>, Vec<Key>) {
+        (
+            self.ring.ring.below.iter().map(|e| e.item.key).collect(),
+            self.ring.ring.above.iter().map(|e| e.item.key).collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pure model of the protocol over ids alone: each node knows its peers (fixed) and its
+    /// ring; offers, delegations and introductions travel as messages, one round at a time.
+    struct Model {
+        ids: Vec<u128>,
+        peers: Vec<Vec<usize>>,
+        rings: Vec<Ring<u64>>,
+        by_id: BTreeMap<u128, usize>,
+    }
+
+    impl Model {
+        fn new(ids: Vec<u128>, edges: &[(usize, usize)]) -> Model {
+            let n = ids.len();
+            let mut peers = vec![Vec::new(); n];
+            for &(a, b) in edges {
+                peers[a].push(b);
+                peers[b].push(a);
+            }
+            let rings = ids.iter().map(|id| Ring::new(*id, RING_SIDE)).collect();
+            let by_id = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            Model {
+                ids,
+                peers,
+                rings,
+                by_id,
+            }
+        }
+
+        /// Node `at` offers `w` (delegating if it does not keep it); messages go to `out`.
+        fn offer(&mut self, at: usize, w: usize, t: Instant, out: &mut Vec<(usize, usize)>) {
+            let o = self.rings[at].offer(self.ids[w], 0, t, true);
+            let mut to_delegate: Vec<u128> = o.evicted.iter().map(|(id, _)| *id).collect();
+            if !o.kept {
+                to_delegate.push(self.ids[w]);
+            }
+            for x in to_delegate {
+                let cands = self.rings[at]
+                    .entries()
+                    .map(|e| e.id)
+                    .chain(self.peers[at].iter().map(|p| self.ids[*p]))
+                    .collect::<Vec<_>>();
+                if let Some(c) = closer(self.ids[at], x, cands) {
+                    out.push((self.by_id[&c], self.by_id[&x]));
+                }
+            }
+        }
+
+        /// Rounds until sorted (at most `max`): in each, every node offers its peers and
+        /// stabilises as the router does (tells its nearest neighbour on each side about
+        /// itself and what that neighbour should keep of its ring); messages are delivered
+        /// until none is left.
+        fn run(&mut self, max: usize) -> Option<usize> {
+            let t = Instant::now();
+            for round in 1..=max {
+                let mut out = Vec::new();
+                for a in 0..self.ids.len() {
+                    for p in self.peers[a].clone() {
+                        self.offer(a, p, t, &mut out);
+                    }
+                    let r = &self.rings[a];
+                    let side = RING_SIDE - 1;
+                    for (near, same, other) in [
+                        (&r.above, &r.above, &r.below),
+                        (&r.below, &r.below, &r.above),
+                    ] {
+                        if let Some(n) = near.first() {
+                            let to = self.by_id[&n.id];
+                            out.push((to, a));
+                            for e in other.iter().take(side).chain(same.iter().skip(1)) {
+                                out.push((to, self.by_id[&e.id]));
+                            }
+                        }
+                    }
+                }
+                let mut steps = 0;
+                while let Some((to, w)) = out.pop() {
+                    steps += 1;
+                    assert!(steps < 10_000_000, "messages do not die out");
+                    if to != w {
+                        self.offer(to, w, t, &mut out);
+                    }
+                }
+                if self.sorted() {
+                    return Some(round);
+                }
+            }
+            None
+        }
+
+        fn wrong(&self) -> usize {
+            let mut order: Vec<usize> = (0..self.ids.len()).collect();
+            order.sort_by_key(|i| self.ids[*i]);
+            let n = order.len();
+            (0..n)
+                .filter(|&k| {
+                    let r = &self.rings[order[k]];
+                    let want_above: Vec<u128> = order[k + 1..]
+                        .iter()
+                        .take(RING_SIDE)
+                        .map(|i| self.ids[*i])
+                        .collect();
+                    let want_below: Vec<u128> = order[..k]
+                        .iter()
+                        .rev()
+                        .take(RING_SIDE)
+                        .map(|i| self.ids[*i])
+                        .collect();
+                    r.above.iter().map(|e| e.id).collect::<Vec<_>>() != want_above
+                        || r.below.iter().map(|e| e.id).collect::<Vec<_>>() != want_below
+                })
+                .count()
+        }
+
+        fn sorted(&self) -> bool {
+            self.wrong() == 0
+        }
+    }
+
+    fn ids(n: usize, seed: u64) -> Vec<u128> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                let mut v = 0u128;
+                for _ in 0..2 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    v = (v << 64) | u128::from(x);
+                }
+                (0x06u128 << 120) | (v >> 8)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delegation_goes_towards_the_record_never_past_it() {
+        let lo = 0x06u128 << 120;
+        assert_eq!(above(lo, lo + 3), Some(3));
+        assert_eq!(above(lo + 3, lo), None);
+        assert_eq!(below(lo + 3, lo), Some(3));
+        // Between us and the record, nearest to it; never past it.
+        assert_eq!(
+            closer(lo + 10, lo + 20, [lo + 15, lo + 30, lo + 21]),
+            Some(lo + 15)
+        );
+        assert_eq!(closer(lo + 10, lo + 20, [lo + 21, lo]), None);
+        assert_eq!(
+            closer(lo + 10, lo + 5, [lo + 6, lo + 4, lo + 9]),
+            Some(lo + 6)
+        );
+    }
+
+    #[test]
+    fn offer_keeps_the_nearest_and_evicts_the_farthest() {
+        let me = 0x06u128 << 120 | 1000;
+        let t = Instant::now();
+        let mut r: Ring<u64> = Ring::new(me, 2);
+        assert!(r.offer(me - 1, 1, t, false).new);
+        assert!(r.offer(me - 2, 1, t, false).new);
+        assert!(r.offer(me + 10, 1, t, false).new);
+        assert!(r.offer(me + 20, 1, t, false).new);
+        let o = r.offer(me + 5, 1, t, false);
+        assert!(o.kept && o.nearest_changed);
+        assert!(!r.offer(me + 30, 1, t, false).kept);
+        assert_eq!(
+            r.above.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![me + 5, me + 10]
+        );
+        assert!(o.evicted.iter().any(|(id, _)| *id == me + 20));
+        // A newer version replaces, an older does not.
+        r.offer(me + 5, 7, t, false);
+        r.offer(me + 5, 3, t, false);
+        assert_eq!(r.above[0].item, 7);
+    }
+
+    #[test]
+    fn around_takes_both_sides() {
+        let ids = [10u128, 20, 30, 40, 50];
+        let items: Vec<(u128, &u128)> = ids.iter().map(|i| (*i, i)).collect();
+        let got: Vec<u128> = around(30, 1, items.clone()).into_iter().copied().collect();
+        assert_eq!(got, vec![30, 20]);
+        let got: Vec<u128> = around(31, 2, items.clone()).into_iter().copied().collect();
+        assert_eq!(got, vec![40, 50, 30, 20]);
+        let got: Vec<u128> = around(30, 2, items).into_iter().copied().collect();
+        assert_eq!(got, vec![30, 40, 20, 10]);
+    }
+
+    #[test]
+    fn a_line_sorts_from_peer_knowledge_alone() {
+        let n = 100;
+        let edges: Vec<(usize, usize)> = (1..n).map(|i| (i - 1, i)).collect();
+        let mut m = Model::new(ids(n, 1), &edges);
+        let rounds = m.run(40).expect("a line sorts");
+        assert!(rounds <= 16, "{rounds} rounds");
+    }
+
+    #[test]
+    fn a_star_of_200_leaves_sorts() {
+        let n = 201;
+        let edges: Vec<(usize, usize)> = (1..n).map(|i| (0, i)).collect();
+        let mut m = Model::new(ids(n, 2), &edges);
+        let rounds = m.run(40).expect("a star sorts");
+        assert!(rounds <= 16, "{rounds} rounds");
+    }
+
+    #[test]
+    fn a_barabasi_albert_tree_sorts() {
+        // m = 1: each new node links to one earlier node, chosen by degree.
+        let n = 1000;
+        let mut x = 7u64;
+        let mut rnd = |k: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % k as u64) as usize
+        };
+        let mut ends = vec![0usize, 1];
+        let mut edges = vec![(0, 1)];
+        for v in 2..n {
+            let t = ends[rnd(ends.len())];
+            edges.push((t, v));
+            ends.extend([t, v]);
+        }
+        let mut m = Model::new(ids(n, 3), &edges);
+        let rounds = m.run(40).expect("a BA tree sorts");
+        assert!(rounds <= 16, "{rounds} rounds");
+    }
+}

@@ -1,0 +1,88 @@
+//! Lookups on a sparse graph whose nodes are mostly leaves: the keyspace ring (see
+//! `routing::ring`) is sorted from peer knowledge alone, and every node resolves every other on
+//! the first try.
+
+use routing::testnet::Net;
+use routing::{Event, Key, RouterConfig, address, dht};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A hub, `arms` sub-hubs linked to it, and `leaves` leaves on each sub-hub.
+fn star_of_stars(arms: usize, leaves: usize) -> (usize, Vec<(usize, usize)>) {
+    let mut edges = Vec::new();
+    let mut n = 1;
+    for _ in 0..arms {
+        let hub = n;
+        edges.push((0, hub));
+        n += 1;
+        for _ in 0..leaves {
+            edges.push((hub, n));
+            n += 1;
+        }
+    }
+    (n, edges)
+}
+
+#[test]
+fn every_node_resolves_every_other_first_try_on_a_star_of_stars() {
+    let (n, edges) = star_of_stars(8, 12);
+    let mut net = Net::new(n, &edges, RouterConfig::default(), 19);
+    net.converge(Duration::from_secs(30))
+        .expect("the tree converges");
+    // A few stabilisation rounds (1 s, then doubling).
+    net.run_for(Duration::from_secs(20));
+
+    // The ring is sorted: each node's nearest neighbours are the nearest ids.
+    let mut ids: Vec<(u128, Key)> = net
+        .nodes
+        .iter()
+        .map(|x| (dht::id_of(&x.key), x.key))
+        .collect();
+    ids.sort();
+    let side = routing::ring::RING_SIDE;
+    let mut wrong = 0;
+    for (k, (_, key)) in ids.iter().enumerate() {
+        let node = net.nodes.iter().find(|x| x.key == *key).expect("a node");
+        let (below, above) = node.router.ring_keys();
+        let want_above: Vec<Key> = ids[k + 1..].iter().take(side).map(|x| x.1).collect();
+        let want_below: Vec<Key> = ids[..k].iter().rev().take(side).map(|x| x.1).collect();
+        if below != want_below || above != want_above {
+            wrong += 1;
+        }
+    }
+    assert_eq!(wrong, 0, "{wrong} of {n} nodes have a wrong ring");
+
+    // Every source looks up every other node at once; every lookup must find its owner.
+    let mut failed = Vec::new();
+    for src in 0..n {
+        let now = net.now;
+        let mut want: BTreeMap<std::net::Ipv6Addr, Key> = BTreeMap::new();
+        for dst in (0..n).filter(|d| *d != src) {
+            let key = net.nodes[dst].key;
+            let addr = address::node_address(&key);
+            want.insert(addr, key);
+            if let Some(k) = net.nodes[src].router.resolve(now, &addr) {
+                assert_eq!(k, key);
+                want.remove(&addr);
+            }
+        }
+        net.collect(src);
+        net.run_for(Duration::from_secs(5));
+        for e in net.nodes[src].events.drain(..) {
+            if let Event::Resolved { addr, key } = e
+                && let Some(k) = want.remove(&addr)
+                && key != Some(k)
+            {
+                failed.push((src, addr));
+            }
+        }
+        failed.extend(want.keys().map(|a| (src, *a)));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} lookups failed, e.g. {:?}",
+        failed.len(),
+        n * (n - 1),
+        &failed[..failed.len().min(5)]
+    );
+}
