@@ -496,16 +496,10 @@ impl Cx<'_> {
 }
 
 /// A name as `[names]` pins it: one DNS label (`a-z 0-9 -`, 1 to 63, no `-` at either end),
-/// lowercased; `None` if it is not one. The same rule as the routing core's names.
+/// lowercased; `None` if it is not one. The routing core's rule, so a pin can never name
+/// what no record can.
 pub fn check_name(name: &str) -> Option<String> {
-    let l = name.to_ascii_lowercase();
-    let ok = !l.is_empty()
-        && l.len() <= 63
-        && !l.starts_with('-')
-        && !l.ends_with('-')
-        && l.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    ok.then_some(l)
+    routing::name_record::validate_name(name).ok()
 }
 
 /// Circle names: letters, digits, `-`, `_`, `.`; not `any`.
