@@ -445,12 +445,21 @@ impl Router {
                 .filter_map(|e| Some((crate::ring::above(t, *e.0 ^ t)?, e)))
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, e)| e);
+            // A name's lookup ends as soon as the k closest have answered: stragglers farther
+            // away cannot change which nodes store the name.
+            // Or once a majority of them agree, which the others cannot overturn.
+            let top: Vec<u128> = live().take(k).map(|(d, _)| *d).collect();
+            let names_done = l.name_op.is_some_and(|op| {
+                (top.len() >= k && live().take(k).all(|(_, (_, a))| *a == Ask::Answered))
+                    || self.name_agreed(op, &top)
+            });
             let next = live()
                 .take(k)
                 .chain(pred)
                 .chain(succ)
                 .find(|(_, (_, a))| *a == Ask::New)
-                .map(|(d, (r, _))| (*d, r.clone()));
+                .map(|(d, (r, _))| (*d, r.clone()))
+                .filter(|_| !names_done);
             match next {
                 Some((d, rec)) if in_flight < self.cfg.lookup_parallelism => {
                     let target = l.target;
@@ -495,7 +504,7 @@ impl Router {
                     }
                 }
                 Some(_) => return, // enough in flight
-                None if in_flight > 0 => return,
+                None if in_flight > 0 && !names_done => return,
                 None if l.confirming => return, // the owner's own answer decides
                 None => {
                     // Nothing left to ask: the freshest copy of the owner's record if any (it

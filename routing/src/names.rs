@@ -389,6 +389,30 @@ impl Router {
         }
     }
 
+    /// Whether a resolution can end before its closest nodes have all answered: more than
+    /// half of `REPLICAS` among `top` (its closest known nodes, by distance) answered with the
+    /// same first claim, so the rest cannot overturn it. Not with trusted
+    /// authorities: a delegated record held by the one that has not answered would win.
+    pub(crate) fn name_agreed(&self, op: u64, top: &[u128]) -> bool {
+        let Some(o) = self.names.ops.get(&op) else {
+            return false;
+        };
+        if !self.names.authorities.is_empty() || !matches!(o.kind, OpKind::Get { .. }) {
+            return false;
+        }
+        // Only on a claim: nodes that hold nothing may just not be the storing nodes yet
+        // (closer ones not found), so "no such name" waits for the lookup's end.
+        let mut votes: BTreeMap<Key, usize> = BTreeMap::new();
+        for (d, claim, _) in &o.vals {
+            if let Some(c) = claim
+                && top.contains(d)
+            {
+                *votes.entry(c.key).or_default() += 1;
+            }
+        }
+        votes.values().any(|n| *n > REPLICAS / 2)
+    }
+
     fn asked_authorities(&self) -> Vec<Key> {
         self.names
             .authorities
