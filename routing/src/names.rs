@@ -25,7 +25,10 @@
 //! **Our claims** are signed with sequence numbers that are milliseconds of wall-clock time
 //! (a restart never goes back), expire `name_ttl` after signing, and are re-published every
 //! third of that (sooner while the network is young), so storing nodes that joined since get
-//! them.
+//! them. A **release** is an expired successor of our last record, re-published on the same
+//! schedule until that record would have expired: a storing node that missed it once (the
+//! network was young after a restart, a path was down) still frees the name early, and a
+//! claim publication still in flight cannot bring it back.
 
 use crate::codec::Key;
 use crate::coords::Place;
@@ -52,6 +55,12 @@ const MAX_CACHE: usize = 1024;
 const NEGATIVE_FOR: Duration = Duration::from_secs(2);
 /// A claim is re-published this soon at first, doubling up to a third of its lifetime.
 const FIRST_REPUBLISH: Duration = Duration::from_secs(5);
+/// A claim that fewer than [`REPLICAS`] storing nodes took (the network is young, or small) is
+/// re-published this soon, up to [`QUICK_RETRIES`] times, before the usual schedule.
+const QUICK_REPUBLISH: Duration = Duration::from_secs(1);
+/// Quick re-publications of an under-replicated claim (a network of fewer than `REPLICAS`
+/// nodes stays under-replicated: then the usual schedule).
+const QUICK_RETRIES: u8 = 5;
 /// Expired records are dropped this often.
 const PURGE_EVERY: Duration = Duration::from_secs(10);
 
@@ -109,6 +118,20 @@ struct Claim {
     seq: u64,
     next_publish: Instant,
     backoff: Duration,
+    /// When the last record we published expires (unix seconds).
+    published_until: u64,
+    /// Quick re-publications left while under-replicated.
+    quick: u8,
+}
+
+/// A name we released: its expired successor, re-published until `until` (unix seconds), when
+/// the last record we published for it expires anyway.
+#[derive(Debug)]
+struct Release {
+    record: NameRecord,
+    until: u64,
+    next_publish: Instant,
+    backoff: Duration,
 }
 
 #[derive(Debug)]
@@ -149,6 +172,7 @@ pub(crate) struct Names {
     pins: BTreeMap<String, Key>,
     authorities: BTreeSet<Key>,
     claims: BTreeMap<String, Claim>,
+    releases: BTreeMap<String, Release>,
     store: NameStore,
     ops: BTreeMap<u64, Op>,
     rpcs: BTreeMap<u64, NameRpc>,
@@ -161,11 +185,16 @@ impl Names {
     /// The next instant names have work.
     pub(crate) fn next_deadline(&self, rpc_timeout: Duration) -> Option<Instant> {
         let claims = self.claims.values().map(|c| c.next_publish);
+        let releases = self.releases.values().map(|r| r.next_publish);
         let ops = self
             .ops
             .values()
             .filter_map(|o| o.sent.map(|s| s + rpc_timeout));
-        claims.chain(ops).chain(self.next_purge).min()
+        claims
+            .chain(releases)
+            .chain(ops)
+            .chain(self.next_purge)
+            .min()
     }
 }
 
@@ -222,6 +251,17 @@ impl Router {
             .claims
             .get(&name)
             .map_or(seq, |c| seq.max(c.seq + 1));
+        // Claiming a name we released: the claim must outrank the release.
+        let seq = self
+            .names
+            .releases
+            .remove(&name)
+            .map_or(seq, |r| seq.max(r.record.seq + 1));
+        let published_until = self
+            .names
+            .claims
+            .get(&name)
+            .map_or(0, |c| c.published_until);
         self.names.claims.insert(
             name.clone(),
             Claim {
@@ -231,6 +271,8 @@ impl Router {
                 seq,
                 next_publish: now,
                 backoff: FIRST_REPUBLISH,
+                published_until,
+                quick: QUICK_RETRIES,
             },
         );
         self.publish_claim(now, &name);
@@ -238,7 +280,8 @@ impl Router {
     }
 
     /// Stops claiming `name` and publishes an expired successor, so that the storing nodes
-    /// free it at once (those that miss it free it at expiry). False if we did not claim it.
+    /// free it at once; it is re-published until our last record would have expired, so that
+    /// those that miss it the first time free it early too. False if we did not claim it.
     pub fn release_name(&mut self, now: Instant, name: &str) -> bool {
         let Ok(name) = validate_name(name) else {
             return false;
@@ -246,27 +289,70 @@ impl Router {
         let Some(c) = self.names.claims.remove(&name) else {
             return false;
         };
+        self.names.cache.remove(&name);
+        // A publication of the claim still under way must not bring it back.
+        self.names.ops.retain(
+            |_, o| !matches!(&o.kind, OpKind::Put { record, ours: true } if record.name == name),
+        );
         let (Some(ms), Some(unix)) = (self.unix_ms(now), self.unix_now(now)) else {
             return true;
         };
-        if let Ok(rec) = NameRecord::new(
+        let Ok(record) = NameRecord::new(
             &self.sk,
             &name,
             ms.max(c.seq + 1),
             unix,
             c.services,
             c.delegation,
-        ) {
-            self.start_name_op(
-                now,
-                OpKind::Put {
-                    record: Box::new(rec),
-                    ours: false,
-                },
-            );
+        ) else {
+            return true;
+        };
+        if c.published_until <= unix {
+            return true; // nothing we published still holds it
         }
-        self.names.cache.remove(&name);
+        if self.names.releases.len() >= MAX_CLAIMS
+            && let Some(first) = self
+                .names
+                .releases
+                .iter()
+                .min_by_key(|(_, r)| r.until)
+                .map(|(n, _)| n.clone())
+        {
+            self.names.releases.remove(&first);
+        }
+        self.names.releases.insert(
+            name.clone(),
+            Release {
+                record,
+                until: c.published_until,
+                next_publish: now,
+                backoff: FIRST_REPUBLISH,
+            },
+        );
+        self.publish_release(now, &name);
         true
+    }
+
+    fn publish_release(&mut self, now: Instant, name: &str) {
+        let ttl = self.cfg.name_ttl;
+        let unix = self.unix_now(now).unwrap_or(u64::MAX);
+        let Some(r) = self.names.releases.get_mut(name) else {
+            return;
+        };
+        if unix >= r.until {
+            self.names.releases.remove(name);
+            return;
+        }
+        r.next_publish = now + r.backoff.min(ttl / 3);
+        r.backoff = (r.backoff * 2).min(ttl / 3);
+        let record = Box::new(r.record.clone());
+        self.start_name_op(
+            now,
+            OpKind::Put {
+                record,
+                ours: false,
+            },
+        );
     }
 
     /// Publishes a record signed elsewhere, as it is: the storing nodes check it.
@@ -342,16 +428,18 @@ impl Router {
         c.seq = ms.max(c.seq + 1);
         c.next_publish = now + c.backoff.min(ttl / 3);
         c.backoff = (c.backoff * 2).min(ttl / 3);
+        let expires = unix + ttl.as_secs().max(1);
         let Ok(rec) = NameRecord::new(
             &self.sk,
             name,
             c.seq,
-            unix + ttl.as_secs().max(1),
+            expires,
             c.services.clone(),
             c.delegation.clone(),
         ) else {
             return;
         };
+        c.published_until = c.published_until.max(expires);
         self.start_name_op(
             now,
             OpKind::Put {
@@ -489,6 +577,9 @@ impl Router {
                     .collect(),
             },
         };
+        // Every request is recorded before any goes out: our own copy is answered at once,
+        // and the operation must not end on that answer before the others are asked.
+        let mut out = Vec::with_capacity(storers.len());
         for (dist, key, place) in storers {
             let nonce = self.next_random();
             let Some(o) = self.names.ops.get_mut(&op) else {
@@ -496,7 +587,7 @@ impl Router {
             };
             o.asked.push((dist, key));
             o.sent = Some(now);
-            let msg = body(nonce, o, &self.names.authorities);
+            out.push((key, place, body(nonce, o, &self.names.authorities)));
             self.names.rpcs.insert(
                 nonce,
                 NameRpc {
@@ -505,6 +596,8 @@ impl Router {
                     dist,
                 },
             );
+        }
+        for (key, place, msg) in out {
             let place = place.unwrap_or_else(|| self.node_record.place.clone());
             self.stats.name_requests += 1;
             self.send_control(now, &key, &place, msg);
@@ -661,8 +754,15 @@ impl Router {
                 if record.seq != c.seq {
                     return; // a newer publication is under way
                 }
-                if state == ClaimState::NoStorers {
-                    c.next_publish = c.next_publish.min(now + FIRST_REPUBLISH);
+                match state {
+                    ClaimState::NoStorers => {
+                        c.next_publish = c.next_publish.min(now + FIRST_REPUBLISH);
+                    }
+                    ClaimState::Held { storers } if storers < REPLICAS && c.quick > 0 => {
+                        c.quick -= 1;
+                        c.next_publish = c.next_publish.min(now + QUICK_REPUBLISH);
+                    }
+                    _ => {}
                 }
                 if c.state != state {
                     c.state = state.clone();
@@ -769,6 +869,16 @@ impl Router {
             .collect();
         for n in due {
             self.publish_claim(now, &n);
+        }
+        let due: Vec<String> = self
+            .names
+            .releases
+            .iter()
+            .filter(|(_, r)| now >= r.next_publish)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in due {
+            self.publish_release(now, &n);
         }
         let timeout = self.cfg.lookup_rpc_timeout;
         let late: Vec<u64> = self

@@ -4,7 +4,8 @@
 
 use ed25519_dalek::SigningKey;
 use routing::Event;
-use routing::name_record::{Delegation, NameRecord};
+use routing::dht::id_of;
+use routing::name_record::{Delegation, NameRecord, name_target};
 use routing::names::{ClaimState, NameSource, REPLICAS, Resolution};
 use routing::testnet::{Net, graphs};
 use routing::{Key, RouterConfig};
@@ -161,6 +162,62 @@ fn bad_records_are_dropped_and_counted_by_the_storing_nodes() {
         Some(net.nodes[a].key)
     );
     assert_eq!(resolve(&mut net, 7, "other"), None);
+}
+
+#[test]
+fn a_claim_reaches_every_storing_node_when_the_claimer_is_the_closest() {
+    // Our own copy is stored at once: the publication must not end on that answer.
+    let mut net = net(24);
+    let a = 6;
+    let ids: Vec<u128> = net.nodes.iter().map(|n| id_of(&n.key)).collect();
+    let name = (0..10_000)
+        .map(|i| format!("mine-{i}"))
+        .find(|n| {
+            let t = name_target(n);
+            (0..ids.len()).min_by_key(|&i| ids[i] ^ t) == Some(a)
+        })
+        .expect("a name whose target is closest to a");
+    assert_eq!(
+        claim(&mut net, a, &name, None),
+        ClaimState::Held { storers: REPLICAS }
+    );
+}
+
+#[test]
+fn a_release_reaches_a_storing_node_that_missed_it_the_first_time() {
+    let mut net = net(24);
+    let (a, b) = (3, 17);
+    let before: Vec<usize> = net.nodes.iter().map(|n| n.router.stored_names()).collect();
+    assert!(matches!(
+        claim(&mut net, a, "shop", None),
+        ClaimState::Held { .. }
+    ));
+    let storers: Vec<usize> = (0..net.nodes.len())
+        .filter(|&i| i != a && net.nodes[i].router.stored_names() > before[i])
+        .collect();
+    let s = storers[0];
+    // s is cut off while a releases; when it comes back it still holds a's claim.
+    let links: Vec<usize> = (0..net.nodes.len())
+        .filter(|&i| net.links.contains_key(&(i.min(s), i.max(s))))
+        .collect();
+    for &i in &links {
+        net.disconnect(i, s);
+    }
+    let now = net.now;
+    assert!(net.nodes[a].router.release_name(now, "shop"));
+    net.collect(a);
+    net.run_for(Duration::from_secs(3));
+    for &i in &links {
+        net.connect(i, s, Duration::from_millis(5));
+    }
+    assert_eq!(net.nodes[s].router.stored_names(), before[s] + 1);
+    // The release is published again, and s frees the name long before the claim's expiry.
+    net.run_for(Duration::from_secs(12));
+    assert_eq!(net.nodes[s].router.stored_names(), before[s]);
+    assert_eq!(
+        claim(&mut net, b, "shop", None),
+        ClaimState::Held { storers: REPLICAS }
+    );
 }
 
 #[test]

@@ -128,6 +128,24 @@ fn claim_until(n: &Node, args: &[&str], want: &str) -> serde_json::Value {
     last
 }
 
+/// Waits until `n`'s claim of `name` is held by `storers` storing nodes (a claim made while
+/// the network is young reaches the rest on its quick re-publications).
+fn held_by(n: &Node, name: &str, storers: u64) {
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(STEP, || {
+        last = n.ctl_json(&["name", "list"]);
+        last.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|c| c["name"] == name && c["storers"].as_u64() == Some(storers))
+        })
+    });
+    assert!(
+        ok,
+        "{name} on {} not held by {storers} storing nodes: {last}",
+        n.ns.name
+    );
+}
+
 /// A name counter summed over every node.
 fn total(m: &Mesh, counter: &str) -> u64 {
     m.nodes
@@ -192,6 +210,8 @@ fn names_resolve_by_dns_and_policy_beats_squatting() {
     // A claims shop and serves HTTP on its overlay address.
     let held = claim_until(&m.nodes[A], &["shop"], "held");
     assert!(held["storers"].as_u64().unwrap_or(0) >= 1, "{held}");
+    // Four of the five nodes store it (REPLICAS), before anyone else may try.
+    held_by(&m.nodes[A], "shop", 4);
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("index.html"), "the shop of A\n").expect("index");
@@ -285,6 +305,7 @@ fn names_resolve_by_dns_and_policy_beats_squatting() {
     let list = m.nodes[A].ctl_json(&["name", "list"]);
     assert_eq!(list[0]["name"], "shop", "{list}");
     assert!(m.nodes[A].wait_link_up(&keys[B], Duration::from_secs(10)));
+    held_by(&m.nodes[A], "shop", 4);
 
     // A pin in B's policy beats A's first claim: shop is E's for B.
     std::fs::write(policy(B), format!("[names]\nshop = {:?}\n", keys[E])).expect("policy");
