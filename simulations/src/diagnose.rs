@@ -116,6 +116,59 @@ pub fn nearest_neighbours(sim: &Sim, adj: &[Vec<u32>]) {
     );
 }
 
+/// How sorted the keyspace ring is: nodes whose nearest ring entry below (above) is their
+/// true predecessor (successor) by id.
+pub fn ring_sorted(sim: &Sim) {
+    let mut sorted: Vec<(u128, u32)> = sim
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (id_of(k), i as u32))
+        .collect();
+    sorted.sort_unstable();
+    let (mut pred_ok, mut succ_ok, mut shown) = (0, 0, 0);
+    let mut hist = [0usize; 10];
+    for (pos, (_, i)) in sorted.iter().enumerate() {
+        let (below, above) = sim.nodes[*i as usize].router.ring_keys();
+        let want_pred = pos.checked_sub(1).map(|p| sim.keys[sorted[p].1 as usize]);
+        let want_succ = sorted.get(pos + 1).map(|s| sim.keys[s.1 as usize]);
+        if want_pred.is_none_or(|k| below.first() == Some(&k)) {
+            pred_ok += 1;
+        } else if {
+            hist[pos * 10 / sorted.len()] += 1;
+            shown < 6
+        } && let Some(p) = pos.checked_sub(1).map(|p| sorted[p].1 as usize)
+        {
+            shown += 1;
+            let me = sim.keys[*i as usize];
+            let (pb, pa) = sim.nodes[p].router.ring_keys();
+            let name = |k: Option<&routing::Key>| {
+                k.and_then(|k| sorted.iter().position(|(_, x)| sim.keys[*x as usize] == *k))
+                    .map(|q| q as i64 - pos as i64)
+            };
+            eprintln!(
+                "  ring pos {pos}: nearest below at {:?} (rel), its pred's nearest above at {:?}, pred holds us: {}, pred below len {}, we know pred anywhere: {}",
+                name(below.first()),
+                name(pa.first()),
+                pa.contains(&me) || pb.contains(&me),
+                pb.len(),
+                sim.nodes[*i as usize]
+                    .router
+                    .contact_keys()
+                    .any(|k| k == sim.keys[p]),
+            );
+        }
+        if want_succ.is_none_or(|k| above.first() == Some(&k)) {
+            succ_ok += 1;
+        }
+    }
+    eprintln!("ring: nodes without their predecessor, by tenth of the id space: {hist:?}");
+    eprintln!(
+        "ring: {pred_ok} of {} nodes hold their true predecessor, {succ_ok} their successor",
+        sim.nodes.len()
+    );
+}
+
 /// A lookup from `a` for `b` that found nothing.
 pub fn unresolved(sim: &Sim, adj: &[Vec<u32>], a: u32, b: u32, t0: u64) {
     let addr = address::node_address(&sim.keys[b as usize]);

@@ -381,6 +381,7 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             }
             if debug && launched == 0 {
                 crate::diagnose::nearest_neighbours(&sim, &adj);
+                crate::diagnose::ring_sorted(&sim);
             }
             launched = end;
             deadline = sim.now_ns + 30_000_000_000;
