@@ -81,6 +81,12 @@ fn a_silent_cut_with_another_path_costs_at_most_a_second() {
         .iter()
         .map(|&(a, b)| Some(replies.longest_gap(a, b)))
         .collect();
+    if gaps.iter().any(|g| g.is_some_and(|d| d > WITHIN)) {
+        for (i, n) in m.nodes.iter().enumerate() {
+            eprintln!("=== node {i} key {}\n{}", m.keys[i], n.log());
+        }
+        eprintln!("windows {windows:?}");
+    }
     check(
         "cut of the direct link, another path available: longest gap",
         &gaps,

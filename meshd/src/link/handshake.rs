@@ -59,6 +59,9 @@ pub struct Initiating {
     pub(crate) head: [u8; INIT_MAC_AT],
     /// How often it was sent again because of a cookie reply.
     pub(crate) resends: u8,
+    /// Sent more than once (no answer in time, or a cookie reply): its answer is no round-trip
+    /// sample (Karn's rule), since it may answer any of the copies.
+    pub(crate) retransmitted: bool,
 }
 
 /// A peer's handshake in flight (we sent Response).
@@ -120,6 +123,7 @@ impl Links {
                 timer: None,
                 head,
                 resends: 0,
+                retransmitted: false,
             },
         );
         if let Some(i) = self.initiating.get_mut(&index) {
@@ -151,6 +155,7 @@ impl Links {
         buf[..INIT_MAC_AT].copy_from_slice(&init.head);
         self.add_cookie_mac(&mut buf, to, now);
         if let Some(i) = self.initiating.get_mut(&index) {
+            i.retransmitted = true;
             let next = (now + INIT_RESEND).min(deadline);
             self.timers
                 .set(Timer::Handshake(index), &mut i.timer, Some(next));
@@ -291,6 +296,7 @@ impl Links {
             return Recv::Consumed;
         }
         init.resends += 1;
+        init.retransmitted = true;
         let mut buf = vec![0u8; wire::INIT_LEN];
         buf[..INIT_MAC_AT].copy_from_slice(&init.head);
         buf[INIT_MAC_AT..INIT_MAC_AT + COOKIE_LEN]
@@ -347,9 +353,12 @@ impl Links {
         };
         self.queue(from, buf);
         let session = Session::new(transport, receiver, sender, true, init.suite, now);
-        let rtt = now.saturating_duration_since(init.sent);
+        // A handshake that had to be sent again measures the wait, not the path: a link
+        // restored after an outage would otherwise start with a round trip of a second, and
+        // take that long (twice) to notice its next failure.
+        let rtt = (!init.retransmitted).then(|| now.saturating_duration_since(init.sent));
         let incarnation = incarnation_of(&payload[..n]);
-        self.install_session(key, session, from, now, Some(rtt), incarnation);
+        self.install_session(key, session, from, now, rtt, incarnation);
         if let Some(p) = self.peers.get_mut(&key) {
             p.counters.rx_bytes += wire_len as u64;
         }

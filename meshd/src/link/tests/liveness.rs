@@ -164,3 +164,31 @@ fn a_link_that_was_up_a_moment_ago_is_back_within_a_redial_of_the_repair() {
         "{inits} datagrams in 30 s after the fast period"
     );
 }
+
+#[test]
+fn a_handshake_sent_again_is_no_round_trip_sample_and_the_next_cut_is_seen_in_time() {
+    // A's first inits are lost (an outage): the link comes up on a copy sent later.
+    let mut p = Pair::new(None);
+    p.blackhole = Some(A_ADDR);
+    p.run_for(handshake::INIT_RESEND * 2 + Duration::from_millis(50));
+    assert!(!p.up());
+    p.blackhole = None;
+    p.run_for(handshake::INIT_RESEND + Duration::from_millis(100));
+    assert!(p.up());
+    // The 20 ms path, not the outage, decides how soon unanswered data counts.
+    let cfg = LinkConfig::default();
+    let silent = p.a.links.peers[&b_key()].silent_after(&cfg);
+    assert_eq!(silent, crate::link::liveness::SILENT_MIN, "{silent:?}");
+    // And so it does: B goes silent, A's data goes unanswered, the link is down in time.
+    stream(&mut p, Duration::from_millis(200));
+    p.blackhole = Some(B_ADDR);
+    let cut = p.now;
+    while p.up() && p.now < cut + Duration::from_secs(3) {
+        stream(&mut p, Duration::from_millis(10));
+    }
+    let took = p.now - cut;
+    assert!(
+        took <= crate::link::liveness::SILENT_MIN + Duration::from_millis(100),
+        "down after {took:?}"
+    );
+}
