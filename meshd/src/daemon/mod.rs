@@ -20,6 +20,7 @@ mod names;
 mod peer_store;
 pub mod policy;
 mod policy_worker;
+mod state_file;
 pub mod streams;
 mod turns;
 pub mod znets;

@@ -3,15 +3,14 @@
 //!
 //! Read once at start (before the event loop). A change is made in memory at once and the
 //! whole list is then written atomically (`fsync`ed) by the store's own writer thread
-//! ([`super::blocking`]), never on the event loop; whoever waits for the save (the reply to
+//! ([`super::state_file`]), never on the event loop; whoever waits for the save (the reply to
 //! `meshctl name claim`) gets a oneshot that fires when it is written.
 
-use super::blocking::{Refused, Worker};
-use crate::atomic_file;
+use super::state_file::{StateFile, Written};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::sync::oneshot;
 
 /// Saves waiting to be written, at most (a change beyond is refused: try again).
@@ -30,26 +29,16 @@ pub struct SavedClaim {
     pub delegation: Option<String>,
 }
 
-struct Save {
-    ticket: u64,
-    text: String,
-}
-
 /// A save the writer is done with.
-pub struct Saved {
-    ticket: u64,
-    result: Result<(), String>,
-}
+pub type Saved = Written;
 
 /// Whether a save was written: `Err` names the file and the reason.
 pub type SaveDone = oneshot::Receiver<Result<(), String>>;
 
 /// The claims of this node, as saved.
 pub struct NameStore {
-    path: PathBuf,
     claims: Vec<SavedClaim>,
-    writer: Worker<Save, Saved>,
-    next_ticket: u64,
+    file: StateFile,
     waiting: HashMap<u64, oneshot::Sender<Result<(), String>>>,
 }
 
@@ -68,17 +57,9 @@ impl NameStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let target = path.clone();
-        let writer = Worker::new("meshd-names", MAX_PENDING_SAVES, move |s: Save| Saved {
-            ticket: s.ticket,
-            result: atomic_file::write(&target, s.text.as_bytes(), atomic_file::Mode::Keep)
-                .map_err(|e| e.to_string()),
-        });
         Ok(NameStore {
-            path,
             claims,
-            writer,
-            next_ticket: 0,
+            file: StateFile::new("meshd-names", path, MAX_PENDING_SAVES),
             waiting: HashMap::new(),
         })
     }
@@ -108,23 +89,8 @@ impl NameStore {
     }
 
     fn save(&mut self) -> anyhow::Result<SaveDone> {
-        if self.waiting.len() >= MAX_PENDING_SAVES {
-            anyhow::bail!(
-                "{MAX_PENDING_SAVES} changes to {} are being written already; try again in a moment",
-                self.path.display()
-            );
-        }
         let text = serde_json::to_string_pretty(&self.claims)?;
-        let ticket = self.next_ticket;
-        match self.writer.submit(Save { ticket, text }) {
-            Ok(()) => {}
-            Err(Refused::Full(_)) => anyhow::bail!(
-                "the writer of {} is busy; try again in a moment",
-                self.path.display()
-            ),
-            Err(Refused::Gone(_, why)) => anyhow::bail!("{why}"),
-        }
-        self.next_ticket += 1;
+        let ticket = self.file.submit(text)?;
         let (tx, rx) = oneshot::channel();
         self.waiting.insert(ticket, tx);
         Ok(rx)
@@ -132,7 +98,7 @@ impl NameStore {
 
     /// The next save the writer is done with.
     pub async fn saved(&mut self) -> Saved {
-        self.writer.done().await
+        self.file.written().await
     }
 
     /// A save is written (or failed): tells whoever waits.

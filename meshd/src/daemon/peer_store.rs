@@ -3,19 +3,18 @@
 //!
 //! The store is read once at start (before the event loop). A change is made in memory at
 //! once, and the whole list is then written atomically (`fsync`ed) by the store's own writer
-//! thread ([`super::blocking`]), never on the event loop. Saves are written in the order the
+//! thread ([`super::state_file`]), never on the event loop. Saves are written in the order the
 //! changes were made, so a later save is never overtaken by an earlier one; the request that
 //! made a change is answered only once its save is written (or with the error if it failed):
 //! the loop [`park`](PeerStore::park)s the reply and [`finish`](PeerStore::finish)es it.
 
 use super::Responder;
-use super::blocking::{Refused, Worker};
+use super::state_file::{StateFile, Written};
 use crate::admin::Reply;
-use crate::atomic_file;
 use crate::uri::PeerUri;
 use anyhow::Context;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Saves written or waiting to be, at most (a change beyond that is refused).
 pub const MAX_PENDING_SAVES: usize = 32;
@@ -27,24 +26,13 @@ enum Change {
     Remove,
 }
 
-/// A save for the writer thread: the whole list as text.
-struct Save {
-    ticket: u64,
-    text: String,
-}
-
 /// A save the writer is done with.
-pub struct Saved {
-    ticket: u64,
-    result: Result<(), String>,
-}
+pub type Saved = Written;
 
 /// Peers added with `meshctl peer add`, kept in `<state_dir>/peers.json`.
 pub struct PeerStore {
-    path: PathBuf,
     peers: Vec<PeerUri>,
-    writer: Worker<Save, Saved>,
-    next_ticket: u64,
+    file: StateFile,
     /// Saves handed to the writer and not finished, with what they record.
     pending: HashMap<u64, Change>,
     /// The save queued by the last change, until the loop takes it ([`PeerStore::take_queued`]).
@@ -75,17 +63,9 @@ impl PeerStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let target = path.clone();
-        let writer = Worker::new("meshd-peers", MAX_PENDING_SAVES, move |s: Save| Saved {
-            ticket: s.ticket,
-            result: atomic_file::write(&target, s.text.as_bytes(), atomic_file::Mode::Keep)
-                .map_err(|e| e.to_string()),
-        });
         Ok(PeerStore {
-            path,
             peers,
-            writer,
-            next_ticket: 0,
+            file: StateFile::new("meshd-peers", path, MAX_PENDING_SAVES),
             pending: HashMap::new(),
             queued: None,
             parked: HashMap::new(),
@@ -99,24 +79,9 @@ impl PeerStore {
 
     /// Hands the list as it is now to the writer.
     fn save(&mut self, change: Change) -> anyhow::Result<()> {
-        if self.pending.len() >= MAX_PENDING_SAVES {
-            anyhow::bail!(
-                "{MAX_PENDING_SAVES} changes to {} are being written already; try again in a moment",
-                self.path.display()
-            );
-        }
         let list: Vec<String> = self.peers.iter().map(|p| p.to_string()).collect();
         let text = serde_json::to_string_pretty(&list)?;
-        let ticket = self.next_ticket;
-        match self.writer.submit(Save { ticket, text }) {
-            Ok(()) => {}
-            Err(Refused::Full(_)) => anyhow::bail!(
-                "the writer of {} is busy; try again in a moment",
-                self.path.display()
-            ),
-            Err(Refused::Gone(_, why)) => anyhow::bail!("{why}"),
-        }
-        self.next_ticket += 1;
+        let ticket = self.file.submit(text)?;
         self.pending.insert(ticket, change);
         self.queued = Some(ticket);
         Ok(())
@@ -164,7 +129,7 @@ impl PeerStore {
 
     /// The next save the writer is done with.
     pub async fn saved(&mut self) -> Saved {
-        self.writer.done().await
+        self.file.written().await
     }
 
     /// A save is written (or failed): sends the reply that waited for it.
@@ -189,6 +154,7 @@ impl PeerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::sync::{Arc, Mutex};
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
