@@ -860,24 +860,10 @@ impl Router {
 
     /// Republications, answers that never came, and the store's expiry.
     pub(crate) fn name_timers(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .names
-            .claims
-            .iter()
-            .filter(|(_, c)| now >= c.next_publish)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for n in due {
+        for n in due(&self.names.claims, now, |c| c.next_publish) {
             self.publish_claim(now, &n);
         }
-        let due: Vec<String> = self
-            .names
-            .releases
-            .iter()
-            .filter(|(_, r)| now >= r.next_publish)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for n in due {
+        for n in due(&self.names.releases, now, |r| r.next_publish) {
             self.publish_release(now, &n);
         }
         let timeout = self.cfg.lookup_rpc_timeout;
@@ -900,6 +886,14 @@ impl Router {
             }
         }
     }
+}
+
+/// The names whose next publication is due.
+fn due<T>(m: &BTreeMap<String, T>, now: Instant, next: impl Fn(&T) -> Instant) -> Vec<String> {
+    m.iter()
+        .filter(|(_, v)| now >= next(v))
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 impl Op {
