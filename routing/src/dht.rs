@@ -21,7 +21,7 @@
 use crate::address::{self, AddrKind};
 use crate::codec::Key;
 use crate::coords::Place;
-use crate::record::NodeRecord;
+use crate::record::{NodeRecord, tree_id};
 use crate::router::{Event, Route, Router, RouterConfig};
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
@@ -237,8 +237,20 @@ impl Router {
     /// Learns a node record (checks its signature), and offers it to the ring
     /// ([`crate::ring`]): `delegate`, pass it on towards its place if it does not belong in
     /// ours; `direct`, the node itself sent it.
+    ///
+    /// A record signed in another tree than ours is ignored (and counted): its coordinates
+    /// count ports from another root, so whatever we sent there would die on the way, and
+    /// passing it on would spread the dead end. Its owner's record of our tree comes soon
+    /// enough (the tree's root announcement reaches it about when it reached us).
     pub(crate) fn learn(&mut self, now: Instant, rec: NodeRecord, delegate: bool, direct: bool) {
-        if rec.key == self.key || !self.verified.check_node(&rec) {
+        if rec.key == self.key {
+            return;
+        }
+        if rec.tree != tree_id(&self.root) {
+            self.stats.other_tree += 1;
+            return;
+        }
+        if !self.verified.check_node(&rec) {
             return;
         }
         if self.dht.next_refresh.is_none() {
@@ -620,7 +632,15 @@ impl Router {
             e.1 = Ask::Answered;
         }
         for rec in nodes {
-            if rec.key == self.key || !self.verified.check_node(&rec) {
+            if rec.key == self.key {
+                continue;
+            }
+            // A place in another tree leads nowhere here (see `learn`).
+            if rec.tree != tree_id(&self.root) {
+                self.stats.other_tree += 1;
+                continue;
+            }
+            if !self.verified.check_node(&rec) {
                 continue;
             }
             if let Some(addr) = target.1

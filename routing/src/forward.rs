@@ -13,6 +13,7 @@
 
 use crate::codec::Key;
 use crate::coords::{MAX_NEAR, Place};
+use crate::record::tree_id;
 use crate::router::{Drop, Event, Handled, PeerId, Router};
 use crate::wire::{self, NO_WATERMARK, PlaceBuf, RoutedBody, RoutedHeader, kind};
 use std::time::{Duration, Instant};
@@ -255,8 +256,11 @@ impl Router {
             }
             RoutedBody::Ring { nodes } => self.on_ring(now, h, nodes),
             RoutedBody::Notify { record } => {
-                // Only the node itself can say where it moved.
-                if record.key == h.src_key && self.verified.check_node(&record) {
+                // Only the node itself can say where it moved, and only a place in our tree
+                // is one (see `Router::learn`).
+                if record.tree != tree_id(&self.root) {
+                    self.stats.other_tree += 1;
+                } else if record.key == h.src_key && self.verified.check_node(&record) {
                     // Someone we route to, or talked with lately (its entry may have just been
                     // dropped by a BROKEN): take the new place at once.
                     if self.coords_of.contains_key(&record.key)

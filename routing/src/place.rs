@@ -8,7 +8,7 @@
 
 use crate::codec::Key;
 use crate::coords::{Coords, MAX_NEAR, MAX_PLACE_PORTS, Near, Place};
-use crate::record::NodeRecord;
+use crate::record::{NodeRecord, tree_id};
 use crate::router::Router;
 use std::time::{Duration, Instant};
 
@@ -137,16 +137,16 @@ impl Router {
         };
     }
 
-    /// Re-signs our node record if our place changed. True if it did (the caller tells the
-    /// peers).
+    /// Re-signs our node record if our place (or the tree it is in) changed. True if it did
+    /// (the caller tells the peers).
     pub(crate) fn refresh_place(&mut self, _now: Instant) -> bool {
         self.place_due = None;
         let place = self.current_place();
-        if place == self.node_record.place {
+        if place == self.node_record.place && self.node_record.tree == tree_id(&self.root) {
             return false;
         }
         self.node_seq += 1;
-        self.node_record = NodeRecord::new(&self.sk, self.node_seq, place);
+        self.node_record = NodeRecord::new(&self.sk, self.node_seq, &self.root, place);
         true
     }
 }

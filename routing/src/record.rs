@@ -16,9 +16,14 @@
 //! is refused by whoever checks the chain (`crate::consent`), so a former child cannot go on
 //! claiming its old place; children renew their parent's consent well before that.
 //!
-//! **Node records.** `(key, seq, coords)` signed by `key`: what a lookup returns, so that the
-//! answer to "where is the owner of this address" comes signed by that owner and is checked
-//! against its address.
+//! **Node records.** `(key, seq, tree, place)` signed by `key`: what a lookup returns, so that
+//! the answer to "where is the owner of this address" comes signed by that owner and is checked
+//! against its address. `tree` names the root whose tree the coordinates belong to
+//! ([`tree_id`]): coordinates are ports counted from a root, so a record signed in another
+//! tree (typically before the network settled on its root) points at a place that does not
+//! exist in ours. A router uses only records of its own tree (`Router::learn`); without the tag,
+//! such records went on circulating after the tree formed and most routed control messages
+//! sent to them died on the way (docs/SIMULATIONS.md, "Records of another tree").
 
 use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
 use crate::coords::{Coords, Place};
@@ -26,7 +31,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 const TREE_PARENT_TAG: &[u8] = b"planetary-lan/tree/parent/v2";
 const TREE_NODE_TAG: &[u8] = b"planetary-lan/tree/node/v2";
-const NODE_RECORD_TAG: &[u8] = b"planetary-lan/node-record/v2";
+const NODE_RECORD_TAG: &[u8] = b"planetary-lan/node-record/v3";
 
 /// The port of a root's farewell record ([`TreeRecord::retired`]).
 pub const RETIRED: u64 = u64::MAX;
@@ -222,29 +227,43 @@ pub struct NodeRecord {
     pub key: Key,
     /// The node's sequence number for these records.
     pub seq: u64,
+    /// The tree `place` belongs to: [`tree_id`] of its root's key.
+    pub tree: u64,
     /// Where the node can be reached: its tree coordinates and a few neighbours'.
     pub place: Place,
     /// The node's signature.
     pub sig: Sig,
 }
 
+/// The short name of the tree rooted at `root` that node records carry: the first 8 bytes of
+/// the root's key. Only a hint of which tree coordinates belong to (a node can lie only about
+/// its own record, which makes it unreachable), so 64 bits are plenty.
+pub fn tree_id(root: &Key) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&root[..8]);
+    u64::from_be_bytes(b)
+}
+
 impl NodeRecord {
-    fn message(key: &Key, seq: u64, place: &Place) -> Vec<u8> {
-        let mut m = Vec::with_capacity(NODE_RECORD_TAG.len() + 64);
+    fn message(key: &Key, seq: u64, tree: u64, place: &Place) -> Vec<u8> {
+        let mut m = Vec::with_capacity(NODE_RECORD_TAG.len() + 72);
         m.extend_from_slice(NODE_RECORD_TAG);
         m.extend_from_slice(key);
         m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(&tree.to_be_bytes());
         place.encode(&mut m);
         m
     }
 
-    /// Signs a record for ourselves.
-    pub fn new(sk: &SigningKey, seq: u64, place: Place) -> Self {
+    /// Signs a record for ourselves, at `place` in the tree of `root`.
+    pub fn new(sk: &SigningKey, seq: u64, root: &Key, place: Place) -> Self {
         let key = sk.verifying_key().to_bytes();
-        let sig = sk.sign(&Self::message(&key, seq, &place)).to_bytes();
+        let tree = tree_id(root);
+        let sig = sk.sign(&Self::message(&key, seq, tree, &place)).to_bytes();
         NodeRecord {
             key,
             seq,
+            tree,
             place,
             sig,
         }
@@ -259,7 +278,7 @@ impl NodeRecord {
     pub fn verify(&self) -> bool {
         verify(
             &self.key,
-            &Self::message(&self.key, self.seq, &self.place),
+            &Self::message(&self.key, self.seq, self.tree, &self.place),
             &self.sig,
         )
     }
@@ -268,6 +287,7 @@ impl NodeRecord {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.key);
         put_varint(out, self.seq);
+        out.extend_from_slice(&self.tree.to_be_bytes());
         self.place.encode(out);
         out.extend_from_slice(&self.sig);
     }
@@ -277,6 +297,7 @@ impl NodeRecord {
         Ok(NodeRecord {
             key: r.array()?,
             seq: r.varint()?,
+            tree: u64::from_be_bytes(r.array()?),
             place: Place::decode(r)?,
             sig: r.array()?,
         })
@@ -337,10 +358,16 @@ mod tests {
 
     #[test]
     fn node_records_are_signed_by_their_key() {
-        let r = NodeRecord::new(&sk(5), 1, Coords(vec![1, 2]).into());
+        let root = sk(1).verifying_key().to_bytes();
+        let r = NodeRecord::new(&sk(5), 1, &root, Coords(vec![1, 2]).into());
         assert!(r.verify());
+        assert_eq!(r.tree, tree_id(&root));
         let mut bad = r.clone();
         bad.place.at = Coords(vec![1, 3]);
+        assert!(!bad.verify());
+        // The tree is signed too: the same coordinates in another tree are another place.
+        let mut bad = r.clone();
+        bad.tree ^= 1;
         assert!(!bad.verify());
         let mut b = Vec::new();
         r.encode(&mut b);

@@ -310,6 +310,9 @@ pub struct Stats {
     pub name_requests: u64,
     /// `RING` messages sent (keyspace ring upkeep, see [`crate::ring`]).
     pub ring_messages: u64,
+    /// Node records ignored because they were signed in another tree than ours (their
+    /// coordinates lead nowhere here).
+    pub other_tree: u64,
 }
 
 /// A test a root must pass besides [`RouterConfig::eligible_roots`]: `meshd` puts the `root`
@@ -386,7 +389,7 @@ impl Router {
         let sk = SigningKey::from_bytes(secret);
         let key = sk.verifying_key().to_bytes();
         let record = TreeRecord::root(&sk, seq);
-        let node_record = NodeRecord::new(&sk, seq, Coords::root().into());
+        let node_record = NodeRecord::new(&sk, seq, &key, Coords::root().into());
         let dht = Dht::new(crate::dht::id_of(&key), cfg.bucket_size);
         let mut root_heard = BTreeMap::new();
         root_heard.insert(key, now);

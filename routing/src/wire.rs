@@ -850,7 +850,7 @@ mod tests {
                 cost: 1234,
                 digest: 99,
                 records: vec![TreeRecord::root(&sk, 9)],
-                node: Some(NodeRecord::new(&sk, 3, Coords::root().into())),
+                node: Some(NodeRecord::new(&sk, 3, &[7; 32], Coords::root().into())),
             },
             PeerMsg::Announce {
                 cost: 0,
@@ -956,7 +956,7 @@ mod tests {
     #[test]
     fn routed_bodies_roundtrip() {
         let sk = SigningKey::from_bytes(&[2; 32]);
-        let rec = NodeRecord::new(&sk, 1, Coords(vec![3]).into());
+        let rec = NodeRecord::new(&sk, 1, &[7; 32], Coords(vec![3]).into());
         let name = NameRecord::new(&sk, "shop", 1, 2, vec![], None).expect("valid");
         for body in [
             RoutedBody::Find {

@@ -224,8 +224,18 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
         })
         .expect("node 3 sent a lookup request");
     let attacker = SigningKey::from_bytes(&net.nodes[5].secret);
-    let own = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone().into());
-    let mut forged = NodeRecord::new(&attacker, 1, net.nodes[5].router.coords().clone().into());
+    let own = NodeRecord::new(
+        &attacker,
+        1,
+        &net.nodes[5].router.root(),
+        net.nodes[5].router.coords().clone().into(),
+    );
+    let mut forged = NodeRecord::new(
+        &attacker,
+        1,
+        &net.nodes[5].router.root(),
+        net.nodes[5].router.coords().clone().into(),
+    );
     forged.key = net.nodes[6].key; // claims to be node 6, but signed by node 5
     let mut msg = Vec::new();
     wire::encode_routed_header(
@@ -284,7 +294,12 @@ fn an_old_record_cannot_move_a_destination_back() {
     // A genuine but old record of node 6 (a lower sequence number than its current one, at a
     // place it no longer is), sent to node 3 as a NOTIFY that names node 6 as its source.
     let six = SigningKey::from_bytes(&net.nodes[6].secret);
-    let old = NodeRecord::new(&six, 999_999, net.nodes[1].router.coords().clone().into());
+    let old = NodeRecord::new(
+        &six,
+        999_999,
+        &net.nodes[1].router.root(),
+        net.nodes[1].router.coords().clone().into(),
+    );
     let mut msg = Vec::new();
     wire::encode_routed_header(
         &mut msg,
@@ -298,6 +313,50 @@ fn an_old_record_cannot_move_a_destination_back() {
     RoutedBody::Notify { record: old }.encode(&mut msg);
     handle(&mut net, 1, 3, msg);
     assert_eq!(place(&net), Some(before), "the old record moved node 6");
+    assert!(net.send(3, 6, b"still there").is_some());
+}
+
+#[test]
+fn a_record_signed_in_another_tree_is_not_taken() {
+    let mut net = ready(RouterConfig::default());
+    assert!(net.send(3, 6, b"first").is_some());
+    let target = routing::address::node_address(&net.nodes[6].key);
+    let place = |net: &Net| {
+        net.nodes[3]
+            .router
+            .routes()
+            .find(|(a, _)| *a == target)
+            .map(|(_, r)| r.coords)
+    };
+    let before = place(&net).expect("a route to node 6");
+    // Node 6's own, newest record, but of a place in a tree rooted at node 6 itself (as it
+    // signed them before it joined the network's tree): its coordinates lead nowhere here.
+    let six = SigningKey::from_bytes(&net.nodes[6].secret);
+    let stray = NodeRecord::new(
+        &six,
+        u64::MAX / 2,
+        &net.nodes[6].key,
+        net.nodes[1].router.coords().clone().into(),
+    );
+    let mut msg = Vec::new();
+    wire::encode_routed_header(
+        &mut msg,
+        kind::NOTIFY,
+        64,
+        &net.nodes[3].key,
+        &net.nodes[3].router.coords().clone().into(),
+        &net.nodes[6].key,
+        &net.nodes[1].router.coords().clone().into(),
+    );
+    RoutedBody::Notify { record: stray }.encode(&mut msg);
+    let ignored = net.nodes[3].router.stats().other_tree;
+    handle(&mut net, 1, 3, msg);
+    assert_eq!(net.nodes[3].router.stats().other_tree, ignored + 1);
+    assert_eq!(
+        place(&net),
+        Some(before),
+        "a place of another tree was taken"
+    );
     assert!(net.send(3, 6, b"still there").is_some());
 }
 

@@ -109,6 +109,7 @@ fn a_peer_lying_about_its_neighbours_wins_only_among_real_progress() {
     let forged = NodeRecord::new(
         &liar,
         u64::MAX / 2,
+        &net.nodes[x].router.root(),
         Place {
             at: coords[x].clone(),
             near: vec![Near {

@@ -113,7 +113,12 @@ fn a_peer_flooding_lookups_gets_bounded_service_and_others_are_unaffected() {
     net.converge(Duration::from_secs(10)).expect("converges");
     net.run_for(Duration::from_secs(3));
     let sk = SigningKey::from_bytes(&net.nodes[abuser].secret);
-    let requester = NodeRecord::new(&sk, 1, net.nodes[abuser].router.place().clone());
+    let requester = NodeRecord::new(
+        &sk,
+        1,
+        &net.nodes[abuser].router.root(),
+        net.nodes[abuser].router.place().clone(),
+    );
     let far = 6; // requests node 2 must forward
     let mut rng = 0x1234_5678_9abc_def0u64;
     let (mut served, mut refused) = (0u64, 0u64);
