@@ -310,6 +310,8 @@ pub struct Stats {
     pub name_requests: u64,
     /// `RING` messages sent (keyspace ring upkeep, see [`crate::ring`]).
     pub ring_messages: u64,
+    /// Corrections sent: a `RING`'s sender told of a node between it and us.
+    pub ring_corrections: u64,
     /// Node records ignored because they were signed in another tree than ours (their
     /// coordinates lead nowhere here).
     pub other_tree: u64,

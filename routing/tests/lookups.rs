@@ -2,7 +2,10 @@
 //! `routing::ring`) is sorted from peer knowledge alone, and every node resolves every other on
 //! the first try.
 
+use ed25519_dalek::SigningKey;
+use routing::record::NodeRecord;
 use routing::testnet::Net;
+use routing::wire::{self, RoutedBody, RoutedHeader, kind};
 use routing::{Event, Key, RouterConfig, address, dht};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -84,5 +87,81 @@ fn every_node_resolves_every_other_first_try_on_a_star_of_stars() {
         failed.len(),
         n * (n - 1),
         &failed[..failed.len().min(5)]
+    );
+}
+
+/// Whether node `from` sent a `RING` to `to` carrying `about`'s record since capture began.
+fn ring_sent(net: &Net, from: usize, to: &Key, about: &Key) -> bool {
+    net.captured.iter().any(|(f, _, m)| {
+        *f == from
+            && RoutedHeader::decode(m).is_ok_and(|h| {
+                h.kind == kind::RING
+                    && h.dest_key == *to
+                    && matches!(RoutedBody::decode(h.kind, &m[h.body_at..]),
+                        Ok(RoutedBody::Ring { nodes }) if nodes.iter().any(|r| r.key == *about))
+            })
+    })
+}
+
+#[test]
+fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
+    let (n, edges) = star_of_stars(3, 4);
+    let mut net = Net::new(n, &edges, RouterConfig::default(), 5);
+    net.converge(Duration::from_secs(30))
+        .expect("the tree converges");
+    net.run_for(Duration::from_secs(20));
+    // The node with the lowest id; its nearest neighbour above, `a`, and the next, `b`.
+    let m = (0..n)
+        .min_by_key(|i| dht::id_of(&net.nodes[*i].key))
+        .expect("nodes");
+    let (_, above) = net.nodes[m].router.ring_keys();
+    let (a, b) = (above[0], above[1]);
+    let bi = (0..n).find(|i| net.nodes[*i].key == b).expect("b");
+    // `b` stabilises towards `m`, as if it took `m` for its nearest neighbour below.
+    let sk = SigningKey::from_bytes(&net.nodes[bi].secret);
+    let rec = NodeRecord::new(
+        &sk,
+        u64::MAX / 2,
+        &net.nodes[bi].router.root(),
+        net.nodes[bi].router.place().clone(),
+    );
+    let ring_msg = || {
+        let mut msg = Vec::new();
+        wire::encode_routed_header(
+            &mut msg,
+            kind::RING,
+            64,
+            &net.nodes[m].key,
+            &net.nodes[m].router.place().clone(),
+            &b,
+            &net.nodes[bi].router.place().clone(),
+        );
+        RoutedBody::Ring {
+            nodes: vec![rec.clone()],
+        }
+        .encode(&mut msg);
+        msg
+    };
+    let (first, again) = (ring_msg(), ring_msg());
+    let peer = edges
+        .iter()
+        .find_map(|&(x, y)| (x == m).then_some(y).or((y == m).then_some(x)))
+        .expect("m has a peer");
+    net.capture = true;
+    let corrections = net.nodes[m].router.stats().ring_corrections;
+    net.deliver(peer, m, first);
+    assert!(
+        ring_sent(&net, m, &b, &a),
+        "m did not tell b of a, the node between them"
+    );
+    assert_eq!(
+        net.nodes[m].router.stats().ring_corrections,
+        corrections + 1
+    );
+    // Once per interval per sender: the same message again gets no second correction.
+    net.deliver(peer, m, again);
+    assert_eq!(
+        net.nodes[m].router.stats().ring_corrections,
+        corrections + 1
     );
 }
