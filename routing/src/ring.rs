@@ -23,9 +23,9 @@
 //! **Stabilisation.** Every [`RING_PERIOD`] (first after 1 s, doubling, with jitter; 500 ms
 //! after we move or our nearest neighbour changes) a node sends its own record and the part of
 //! its ring the receiver should hold to its nearest neighbour on each side: two messages per
-//! period. While the ring changes (a new entry was kept) the interval starts again at 1 s, so
-//! a forming ring stabilises every second or two and a sorted one every 30 s. An entry not
-//! heard from for [`RING_EXPIRY`], directly or through a node between us and it, is dropped.
+//! period. An entry not heard from for [`RING_EXPIRY`], directly or through a node between us
+//! and it, is dropped. The same neighbour gets only the records that changed since our last
+//! message to it, and all of them once a period.
 //!
 //! **Corrections** (Chord's *notify*). The receiver of a stabilisation that holds a node
 //! between the sender and itself answers with the one nearest to the sender, at most once per
@@ -328,15 +328,6 @@ impl Router {
         let o = self.ring.ring.offer(id, rec.clone(), now, direct);
         if o.nearest_changed {
             self.ring_soon(now);
-        }
-        if o.new {
-            // The ring is still changing: stabilise within a second, and start the doubling
-            // over (a sorted ring stays quiet: nothing new enters it).
-            self.ring.every = FIRST_STABILISE / 2;
-            let soon = now + FIRST_STABILISE;
-            if self.ring.next_stabilise.is_some_and(|t| t > soon) {
-                self.ring.next_stabilise = Some(soon);
-            }
         }
         if !o.kept && delegate {
             self.ring_delegate(now, rec);
