@@ -254,7 +254,7 @@ impl Router {
             b @ (RoutedBody::NameAck { .. } | RoutedBody::NameVal { .. }) => {
                 self.on_name_answer(now, &h.src_key, b)
             }
-            RoutedBody::Ring { nodes } => self.on_ring(now, h, nodes),
+            RoutedBody::Ring { stabilise, nodes } => self.on_ring(now, h, stabilise, nodes),
             RoutedBody::Notify { record } => {
                 // Only the node itself can say where it moved, and only a place in our tree
                 // is one (see `Router::learn`).

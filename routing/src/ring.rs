@@ -288,7 +288,7 @@ pub struct RingState {
     /// records (key and sequence number) and when it last got all of them.
     told: [Option<Told>; 2],
     /// Messages to send when the current input is handled: destination → (where, records).
-    outbox: BTreeMap<Key, (Place, Vec<NodeRecord>)>,
+    outbox: BTreeMap<Key, (Place, Vec<NodeRecord>, bool)>,
 }
 
 impl RingState {
@@ -378,16 +378,18 @@ impl Router {
             self.ring.delegated.clear();
         }
         self.ring.delegated.insert(rec.key, (to.key, now));
-        self.ring_queue(&to, Some(rec));
+        self.ring_queue(&to, Some(rec), false);
     }
 
-    /// Adds a record (or just our own, `None`) to the next message for `to`.
-    fn ring_queue(&mut self, to: &NodeRecord, rec: Option<NodeRecord>) {
+    /// Adds a record (or just our own, `None`) to the next message for `to`; `stabilise`: the
+    /// message is our stabilisation (see [`RoutedBody::Ring`]).
+    fn ring_queue(&mut self, to: &NodeRecord, rec: Option<NodeRecord>, stabilise: bool) {
         let e = self
             .ring
             .outbox
             .entry(to.key)
-            .or_insert_with(|| (Place::from(to.place.at.clone()), Vec::new()));
+            .or_insert_with(|| (Place::from(to.place.at.clone()), Vec::new(), false));
+        e.2 |= stabilise;
         if let Some(r) = rec
             && r.key != to.key
             && !e.1.iter().any(|x| x.key == r.key)
@@ -403,7 +405,7 @@ impl Router {
             return;
         }
         let outbox = std::mem::take(&mut self.ring.outbox);
-        for (key, (place, recs)) in outbox {
+        for (key, (place, recs, stabilise)) in outbox {
             let mut chunks: Vec<&[NodeRecord]> = recs.chunks(MAX_FOUND - 1).collect();
             if chunks.is_empty() {
                 chunks.push(&[]);
@@ -413,7 +415,7 @@ impl Router {
                 nodes.push(self.node_record.clone());
                 nodes.extend_from_slice(chunk);
                 self.stats.ring_messages += 1;
-                self.send_control(now, &key, &place, RoutedBody::Ring { nodes });
+                self.send_control(now, &key, &place, RoutedBody::Ring { stabilise, nodes });
             }
         }
     }
@@ -431,12 +433,19 @@ impl Router {
     /// has nothing between, so it costs nothing once sorted; while the ring forms, it moves
     /// each node to its place a period sooner than delegation alone, which is what makes a
     /// large sparse tree sort in seconds (docs/SIMULATIONS.md, "Keyspace ring").
-    pub(crate) fn on_ring(&mut self, now: Instant, h: &RoutedHeader, nodes: Vec<NodeRecord>) {
+    pub(crate) fn on_ring(
+        &mut self,
+        now: Instant,
+        h: &RoutedHeader,
+        stabilise: bool,
+        nodes: Vec<NodeRecord>,
+    ) {
         let (me, from) = (self.dht_id(), id_of(&h.src_key));
-        if let Some(sender) = nodes
-            .iter()
-            .find(|r| r.key == h.src_key && r.tree == tree_id(&self.root))
-            .cloned()
+        if stabilise
+            && let Some(sender) = nodes
+                .iter()
+                .find(|r| r.key == h.src_key && r.tree == tree_id(&self.root))
+                .cloned()
         {
             self.ring_correct(now, me, from, sender);
         }
@@ -478,7 +487,7 @@ impl Router {
         }
         self.ring.corrected.insert(sender.key, now);
         self.stats.ring_corrections += 1;
-        self.ring_queue(&sender, Some(between));
+        self.ring_queue(&sender, Some(between), false);
     }
 
     /// Expiry and stabilisation.
@@ -550,9 +559,9 @@ impl Router {
             sends.push((n.item.clone(), send));
         }
         for (to, recs) in sends {
-            self.ring_queue(&to, None);
+            self.ring_queue(&to, None, true);
             for rec in recs {
-                self.ring_queue(&to, Some(rec));
+                self.ring_queue(&to, Some(rec), true);
             }
         }
         self.ring_flush(now);

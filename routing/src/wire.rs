@@ -615,6 +615,9 @@ pub enum RoutedBody {
     /// Keyspace ring upkeep: the sender's record first, then records for the receiver's
     /// ring (at most [`MAX_FOUND`] in all).
     Ring {
+        /// The sender stabilises towards us: it takes us for its nearest neighbour on our
+        /// side (a delegation does not).
+        stabilise: bool,
         /// Node records.
         nodes: Vec<NodeRecord>,
     },
@@ -721,7 +724,8 @@ impl RoutedBody {
                     n.encode(out);
                 }
             }
-            RoutedBody::Ring { nodes } => {
+            RoutedBody::Ring { stabilise, nodes } => {
+                out.push(u8::from(*stabilise));
                 put_varint(out, nodes.len() as u64);
                 for n in nodes {
                     n.encode(out);
@@ -820,6 +824,11 @@ impl RoutedBody {
                 }
             }
             kind::RING => {
+                let stabilise = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid),
+                };
                 let n = r.count(MAX_FOUND)?;
                 if n == 0 {
                     return Err(DecodeError::Invalid);
@@ -828,7 +837,7 @@ impl RoutedBody {
                 for _ in 0..n {
                     nodes.push(NodeRecord::decode(&mut r)?);
                 }
-                RoutedBody::Ring { nodes }
+                RoutedBody::Ring { stabilise, nodes }
             }
             t => return Err(DecodeError::UnknownType(t)),
         };
@@ -1004,7 +1013,12 @@ mod tests {
                 nodes: vec![],
             },
             RoutedBody::Ring {
+                stabilise: true,
                 nodes: vec![rec.clone(); MAX_FOUND],
+            },
+            RoutedBody::Ring {
+                stabilise: false,
+                nodes: vec![rec.clone()],
             },
         ] {
             let mut b = Vec::new();
@@ -1015,6 +1029,7 @@ mod tests {
         for n in [0, MAX_FOUND + 1] {
             let mut b = Vec::new();
             RoutedBody::Ring {
+                stabilise: false,
                 nodes: vec![rec.clone(); n],
             }
             .encode(&mut b);

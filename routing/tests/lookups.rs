@@ -98,7 +98,7 @@ fn ring_sent(net: &Net, from: usize, to: &Key, about: &Key) -> bool {
                 h.kind == kind::RING
                     && h.dest_key == *to
                     && matches!(RoutedBody::decode(h.kind, &m[h.body_at..]),
-                        Ok(RoutedBody::Ring { nodes }) if nodes.iter().any(|r| r.key == *about))
+                        Ok(RoutedBody::Ring { nodes, .. }) if nodes.iter().any(|r| r.key == *about))
             })
     })
 }
@@ -125,7 +125,7 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
         &net.nodes[bi].router.root(),
         net.nodes[bi].router.place().clone(),
     );
-    let ring_msg = || {
+    let ring_msg = |stabilise: bool| {
         let mut msg = Vec::new();
         wire::encode_routed_header(
             &mut msg,
@@ -137,18 +137,22 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
             &net.nodes[bi].router.place().clone(),
         );
         RoutedBody::Ring {
+            stabilise,
             nodes: vec![rec.clone()],
         }
         .encode(&mut msg);
         msg
     };
-    let (first, again) = (ring_msg(), ring_msg());
+    let (delegation, first, again) = (ring_msg(false), ring_msg(true), ring_msg(true));
     let peer = edges
         .iter()
         .find_map(|&(x, y)| (x == m).then_some(y).or((y == m).then_some(x)))
         .expect("m has a peer");
     net.capture = true;
     let corrections = net.nodes[m].router.stats().ring_corrections;
+    // A delegation does not take `m` for anyone's neighbour: nothing to correct.
+    net.deliver(peer, m, delegation);
+    assert_eq!(net.nodes[m].router.stats().ring_corrections, corrections);
     net.deliver(peer, m, first);
     assert!(
         ring_sent(&net, m, &b, &a),
