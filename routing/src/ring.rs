@@ -29,9 +29,10 @@
 //!
 //! **Corrections** (Chord's *notify*). The receiver of a stabilisation that holds a node
 //! between the sender and itself answers with the one nearest to the sender, at most once per
-//! [`CORRECT_INTERVAL`] per sender. A sorted ring has nothing to correct. On a 10,000-node
-//! Barabási–Albert tree they took the share of nodes holding their true predecessor 10 s after
-//! the tree formed from 79% to 95% (docs/SIMULATIONS.md, "Keyspace ring").
+//! [`CORRECT_INTERVAL`] per sender; only stabilisations (a `RING` says whether it is one) are
+//! corrected. A sorted ring has nothing to correct. On a 2,000-node Barabási–Albert tree they
+//! took the nodes holding their true predecessor 10 s after the tree formed from 86% to 97.5%
+//! (docs/SIMULATIONS.md, "Records of another tree, corrections").
 //!
 //! **A line, not a circle.** Ids are ordered as numbers and the ends do not wrap: with a wrap,
 //! each node would delegate the shorter way round, the nodes opposite a hub split into two
@@ -431,8 +432,8 @@ impl Router {
     /// its nearest neighbour on our side. If we hold a node between it and us, we send it the
     /// one nearest to it, at most once per [`CORRECT_INTERVAL`] per sender. A sorted ring
     /// has nothing between, so it costs nothing once sorted; while the ring forms, it moves
-    /// each node to its place a period sooner than delegation alone, which is what makes a
-    /// large sparse tree sort in seconds (docs/SIMULATIONS.md, "Keyspace ring").
+    /// each node to its place a period sooner than delegation alone. Delegations (`stabilise`
+    /// false) are not corrected: their sender does not take us for its neighbour.
     pub(crate) fn on_ring(
         &mut self,
         now: Instant,
