@@ -447,7 +447,10 @@ impl Router {
                 .iter()
                 .find(|r| r.key == h.src_key && r.tree == tree_id(&self.root))
                 .cloned()
+            && self.verified.check_node(&sender)
         {
+            // (Signature checked first: the answer goes to the place the record names, and an
+            // unchecked one would let anyone aim our corrections at any place.)
             self.ring_correct(now, me, from, sender);
         }
         for rec in nodes {

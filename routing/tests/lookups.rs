@@ -144,6 +144,28 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
         msg
     };
     let (delegation, first, again) = (ring_msg(false), ring_msg(true), ring_msg(true));
+    // The same stabilisation with the sender's record forged (a signature that does not
+    // match): no correction, wherever the forged record points.
+    let forged = {
+        let mut bad = rec.clone();
+        bad.sig[0] ^= 1;
+        let mut msg = Vec::new();
+        wire::encode_routed_header(
+            &mut msg,
+            kind::RING,
+            64,
+            &net.nodes[m].key,
+            &net.nodes[m].router.place().clone(),
+            &b,
+            &net.nodes[bi].router.place().clone(),
+        );
+        RoutedBody::Ring {
+            stabilise: true,
+            nodes: vec![bad],
+        }
+        .encode(&mut msg);
+        msg
+    };
     let peer = edges
         .iter()
         .find_map(|&(x, y)| (x == m).then_some(y).or((y == m).then_some(x)))
@@ -152,6 +174,8 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
     let corrections = net.nodes[m].router.stats().ring_corrections;
     // A delegation does not take `m` for anyone's neighbour: nothing to correct.
     net.deliver(peer, m, delegation);
+    assert_eq!(net.nodes[m].router.stats().ring_corrections, corrections);
+    net.deliver(peer, m, forged);
     assert_eq!(net.nodes[m].router.stats().ring_corrections, corrections);
     net.deliver(peer, m, first);
     assert!(
