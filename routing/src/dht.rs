@@ -86,6 +86,11 @@ struct Lookup {
     unconfirmed: Option<u64>,
     /// The name operation this lookup finds storing nodes for (see [`crate::names`]).
     name_op: Option<u64>,
+    /// When the first attempt for this address began (see [`DEFER_PATIENCE`]).
+    first: Instant,
+    /// An answer carried the owner's record signed in another tree than ours: the tree is
+    /// changing, so "not found" is premature.
+    owner_elsewhere: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -420,6 +425,8 @@ impl Router {
                 confirming: false,
                 unconfirmed: None,
                 name_op,
+                first: first.unwrap_or(now),
+                owner_elsewhere: false,
             },
         );
         self.lookup_step(now, lid);
@@ -535,6 +542,12 @@ impl Router {
                     } else if let Some(addr) = l.addr {
                         match l.owner {
                             Some(best) => self.finish_found(now, addr, best),
+                            // The owner exists but signed its place in another tree: ours or
+                            // its own is about to change. Look again shortly, within the same
+                            // patience as a lookup that had nobody to ask.
+                            None if l.owner_elsewhere && now < l.first + DEFER_PATIENCE => {
+                                self.dht.deferred.push((now + DEFER_STEP, addr, l.first));
+                            }
                             None => self.events.push_back(Event::Resolved { addr, key: None }),
                         }
                     }
@@ -635,9 +648,16 @@ impl Router {
             if rec.key == self.key {
                 continue;
             }
-            // A place in another tree leads nowhere here (see `learn`).
+            // A place in another tree leads nowhere here (see `learn`). If it is the owner's,
+            // the tree is changing under us: remember it, to look again rather than give up.
             if rec.tree != tree_id(&self.root) {
                 self.stats.other_tree += 1;
+                if let Some(addr) = target.1
+                    && address::key_owns(&rec.key, &addr)
+                    && let Some(l) = self.dht.lookups.get_mut(&lid)
+                {
+                    l.owner_elsewhere = true;
+                }
                 continue;
             }
             if !self.verified.check_node(&rec) {
