@@ -515,8 +515,8 @@ impl Router {
         // nearest below but the farthest, our above but itself); likewise below. A sorted ring
         // therefore delegates nothing. The same neighbour gets only what changed since the
         // last time, and everything again once a period (what it holds through us counts as
-        // heard from us, and must not expire): a forming ring stabilises every second or so,
-        // and each full message is up to 8 signed records.
+        // heard from us, and must not expire): a forming ring stabilises often (500 ms after
+        // each change of nearest neighbour), and each full message is up to 8 signed records.
         let r = &self.ring.ring;
         let side = RING_SIDE.saturating_sub(1);
         let mut sends: Vec<(NodeRecord, Vec<NodeRecord>)> = Vec::new();
