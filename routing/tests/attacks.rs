@@ -277,19 +277,38 @@ fn a_lookup_answer_for_an_address_not_derived_from_the_key_is_refused() {
     );
 }
 
+/// Where node 3 routes node 6 now.
+fn route_3_to_6(net: &Net) -> Option<routing::Coords> {
+    let target = routing::address::node_address(&net.nodes[6].key);
+    net.nodes[3]
+        .router
+        .routes()
+        .find(|(a, _)| *a == target)
+        .map(|(_, r)| r.coords)
+}
+
+/// A `NOTIFY` to node 3 naming node 6 as its source, carrying `record`, as node 1 passes it on.
+fn notify_6_to_3(net: &Net, record: NodeRecord) -> Vec<u8> {
+    let mut msg = Vec::new();
+    wire::encode_routed_header(
+        &mut msg,
+        kind::NOTIFY,
+        64,
+        &net.nodes[3].key,
+        &net.nodes[3].router.coords().clone().into(),
+        &net.nodes[6].key,
+        &net.nodes[1].router.coords().clone().into(),
+    );
+    RoutedBody::Notify { record }.encode(&mut msg);
+    msg
+}
+
 #[test]
 fn an_old_record_cannot_move_a_destination_back() {
     let mut net = ready(RouterConfig::default());
     // Node 3 routes to node 6.
     assert!(net.send(3, 6, b"first").is_some());
-    let target = routing::address::node_address(&net.nodes[6].key);
-    let place = |net: &Net| {
-        net.nodes[3]
-            .router
-            .routes()
-            .find(|(a, _)| *a == target)
-            .map(|(_, r)| r.coords)
-    };
+    let place = route_3_to_6;
     let before = place(&net).expect("a route to node 6");
     // A genuine but old record of node 6 (a lower sequence number than its current one, at a
     // place it no longer is), sent to node 3 as a NOTIFY that names node 6 as its source.
@@ -300,17 +319,7 @@ fn an_old_record_cannot_move_a_destination_back() {
         &net.nodes[1].router.root(),
         net.nodes[1].router.coords().clone().into(),
     );
-    let mut msg = Vec::new();
-    wire::encode_routed_header(
-        &mut msg,
-        kind::NOTIFY,
-        64,
-        &net.nodes[3].key,
-        &net.nodes[3].router.coords().clone().into(),
-        &net.nodes[6].key,
-        &net.nodes[1].router.coords().clone().into(),
-    );
-    RoutedBody::Notify { record: old }.encode(&mut msg);
+    let msg = notify_6_to_3(&net, old);
     handle(&mut net, 1, 3, msg);
     assert_eq!(place(&net), Some(before), "the old record moved node 6");
     assert!(net.send(3, 6, b"still there").is_some());
@@ -320,14 +329,7 @@ fn an_old_record_cannot_move_a_destination_back() {
 fn a_record_signed_in_another_tree_is_not_taken() {
     let mut net = ready(RouterConfig::default());
     assert!(net.send(3, 6, b"first").is_some());
-    let target = routing::address::node_address(&net.nodes[6].key);
-    let place = |net: &Net| {
-        net.nodes[3]
-            .router
-            .routes()
-            .find(|(a, _)| *a == target)
-            .map(|(_, r)| r.coords)
-    };
+    let place = route_3_to_6;
     let before = place(&net).expect("a route to node 6");
     // Node 6's own, newest record, but of a place in a tree rooted at node 6 itself (as it
     // signed them before it joined the network's tree): its coordinates lead nowhere here.
@@ -338,17 +340,7 @@ fn a_record_signed_in_another_tree_is_not_taken() {
         &net.nodes[6].key,
         net.nodes[1].router.coords().clone().into(),
     );
-    let mut msg = Vec::new();
-    wire::encode_routed_header(
-        &mut msg,
-        kind::NOTIFY,
-        64,
-        &net.nodes[3].key,
-        &net.nodes[3].router.coords().clone().into(),
-        &net.nodes[6].key,
-        &net.nodes[1].router.coords().clone().into(),
-    );
-    RoutedBody::Notify { record: stray }.encode(&mut msg);
+    let msg = notify_6_to_3(&net, stray);
     let ignored = net.nodes[3].router.stats().other_tree;
     handle(&mut net, 1, 3, msg);
     assert_eq!(net.nodes[3].router.stats().other_tree, ignored + 1);

@@ -125,7 +125,7 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
         &net.nodes[bi].router.root(),
         net.nodes[bi].router.place().clone(),
     );
-    let ring_msg = |stabilise: bool| {
+    let ring_msg = |stabilise: bool, sender: NodeRecord| {
         let mut msg = Vec::new();
         wire::encode_routed_header(
             &mut msg,
@@ -138,34 +138,21 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
         );
         RoutedBody::Ring {
             stabilise,
-            nodes: vec![rec.clone()],
+            nodes: vec![sender],
         }
         .encode(&mut msg);
         msg
     };
-    let (delegation, first, again) = (ring_msg(false), ring_msg(true), ring_msg(true));
+    let (delegation, first, again) = (
+        ring_msg(false, rec.clone()),
+        ring_msg(true, rec.clone()),
+        ring_msg(true, rec.clone()),
+    );
     // The same stabilisation with the sender's record forged (a signature that does not
     // match): no correction, wherever the forged record points.
-    let forged = {
-        let mut bad = rec.clone();
-        bad.sig[0] ^= 1;
-        let mut msg = Vec::new();
-        wire::encode_routed_header(
-            &mut msg,
-            kind::RING,
-            64,
-            &net.nodes[m].key,
-            &net.nodes[m].router.place().clone(),
-            &b,
-            &net.nodes[bi].router.place().clone(),
-        );
-        RoutedBody::Ring {
-            stabilise: true,
-            nodes: vec![bad],
-        }
-        .encode(&mut msg);
-        msg
-    };
+    let mut bad = rec.clone();
+    bad.sig[0] ^= 1;
+    let forged = ring_msg(true, bad);
     let peer = edges
         .iter()
         .find_map(|&(x, y)| (x == m).then_some(y).or((y == m).then_some(x)))
