@@ -180,3 +180,35 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
         corrections + 1
     );
 }
+
+#[test]
+fn a_lookup_started_while_the_root_changes_finds_its_owner() {
+    // Every node drops its root at the same instant (a root filter set live, as a circle
+    // policy does) while a lookup starts: answers then carry records signed in the old tree
+    // and in the new one, and a lookup that meets its owner only in the other tree must look
+    // again once the tree settles, not report it missing.
+    let edges = routing::testnet::graphs::ring5_chords_tail2();
+    let mut missing = Vec::new();
+    for dst in 0..7 {
+        for src in 0..7 {
+            let mut net = Net::new(7, &edges, RouterConfig::default(), 23);
+            net.converge(Duration::from_secs(10)).expect("converges");
+            net.run_for(Duration::from_secs(3));
+            let old = net.nodes[0].router.root();
+            if src == dst || net.nodes[src].key == old || net.nodes[dst].key == old {
+                continue;
+            }
+            let addr = address::node_address(&net.nodes[dst].key);
+            let now = net.now;
+            for n in net.nodes.iter_mut() {
+                let f: routing::RootFilter = std::sync::Arc::new(move |k: &Key| *k != old);
+                n.router.set_root_filter(now, Some(f));
+            }
+            net.nodes[src].router.forget(&addr);
+            if net.resolve(src, dst) != Some(net.nodes[dst].key) {
+                missing.push((src, dst));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not found: {missing:?}");
+}
