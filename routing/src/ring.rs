@@ -19,11 +19,15 @@
 //! tells it about. Every direct peer's record is offered (with delegation), so the
 //! "who knows whom" graph contains the connected peer graph, which is what linearization needs
 //! to converge to the sorted ring. Records from lookup answers are offered without delegation.
+//! A delegation can die on the way (sent to a place that changed while the tree formed), which
+//! would cut that graph for good and leave the ring sorted in separate arcs: so every
+//! stabilisation offers the direct peers' records again, and a delegation is held back only
+//! while the same contact, at the same place, got it within the period.
 //!
 //! **Stabilisation.** Every [`RING_PERIOD`] (first after 1 s, doubling, with jitter; 500 ms
-//! after we move or our nearest neighbour changes) a node sends its own record and the part of
-//! its ring the receiver should hold to its nearest neighbour on each side: two messages per
-//! period. An entry not heard from for [`RING_EXPIRY`], directly or through a node between us
+//! after we move or our nearest neighbour changes; back to 1 s, doubling, whenever our ring
+//! takes a new entry) a node sends its own record and the part of its ring the receiver should
+//! hold to its nearest neighbour on each side: two messages per period once sorted. An entry not heard from for [`RING_EXPIRY`], directly or through a node between us
 //! and it, is dropped. The same neighbour gets only the records that changed since our last
 //! message to it, and all of them once a period.
 //!
@@ -271,6 +275,9 @@ pub fn around<'a, T>(
 #[derive(Debug)]
 struct Told {
     to: Key,
+    /// The sequence number of its record then (a neighbour that moved since may not have
+    /// had our message: it gets everything again).
+    to_seq: u64,
     recs: Vec<(Key, u64)>,
     all_at: Instant,
 }
@@ -281,8 +288,8 @@ pub struct RingState {
     pub(crate) ring: Ring<NodeRecord>,
     next_stabilise: Option<Instant>,
     every: Duration,
-    /// Records delegated lately: key → (to whom, when).
-    delegated: BTreeMap<Key, (Key, Instant)>,
+    /// Records delegated lately: key → (to whom, its record's sequence number, when).
+    delegated: BTreeMap<Key, (Key, u64, Instant)>,
     /// Senders of a `RING` we corrected lately (told of a node between them and us): when.
     corrected: BTreeMap<Key, Instant>,
     /// What our last stabilisation on each side (above, below) told whom: the neighbour, the
@@ -330,6 +337,14 @@ impl Router {
         if o.nearest_changed {
             self.ring_soon(now);
         }
+        if o.new {
+            // Our part of the ring is still changing: stabilise often again.
+            self.ring.every = FIRST_STABILISE;
+            let next = now + FIRST_STABILISE;
+            if self.ring.next_stabilise.is_some_and(|t| t > next) {
+                self.ring.next_stabilise = Some(next);
+            }
+        }
         if !o.kept && delegate {
             self.ring_delegate(now, rec);
         }
@@ -371,14 +386,16 @@ impl Router {
             .ring
             .delegated
             .get(&rec.key)
-            .is_some_and(|(dest, t)| *dest == to.key && now < *t + RING_PERIOD)
+            .is_some_and(|(dest, seq, t)| {
+                *dest == to.key && *seq == to.seq && now < *t + RING_PERIOD
+            })
         {
             return;
         }
         if self.ring.delegated.len() >= MAX_DELEGATED {
             self.ring.delegated.clear();
         }
-        self.ring.delegated.insert(rec.key, (to.key, now));
+        self.ring.delegated.insert(rec.key, (to.key, to.seq, now));
         self.ring_queue(&to, Some(rec), false);
     }
 
@@ -511,6 +528,18 @@ impl Router {
             .every
             .mul_f64((self.next_random() % 1000) as f64 / 8000.0);
         self.ring.next_stabilise = Some(now + self.ring.every + jitter);
+        // Our direct peers again, with delegation: a delegation lost on the way (sent to a
+        // place that changed while the tree formed) would otherwise leave the "who knows
+        // whom" graph cut for good, and the ring sorted in separate arcs.
+        let peers: Vec<NodeRecord> = self
+            .peers
+            .values()
+            .filter_map(|p| p.record.clone())
+            .filter(|r| r.tree == tree_id(&self.root))
+            .collect();
+        for rec in peers {
+            self.ring_offer(now, rec, true, false);
+        }
         // To our nearest neighbour above: what it should keep of ours (our own record, our
         // nearest below but the farthest, our above but itself); likewise below. A sorted ring
         // therefore delegates nothing. The same neighbour gets only what changed since the
@@ -539,13 +568,18 @@ impl Router {
                 .collect();
             let ids: Vec<(Key, u64)> = recs.iter().map(|r| (r.key, r.seq)).collect();
             let send = match &self.ring.told[i] {
-                Some(t) if t.to == n.item.key && now < t.all_at + RING_PERIOD => {
+                Some(t)
+                    if t.to == n.item.key
+                        && t.to_seq == n.item.seq
+                        && now < t.all_at + RING_PERIOD =>
+                {
                     let new: Vec<NodeRecord> = recs
                         .into_iter()
                         .filter(|r| !t.recs.contains(&(r.key, r.seq)))
                         .collect();
                     self.ring.told[i] = Some(Told {
                         to: n.item.key,
+                        to_seq: n.item.seq,
                         recs: ids,
                         all_at: t.all_at,
                     });
@@ -554,6 +588,7 @@ impl Router {
                 _ => {
                     self.ring.told[i] = Some(Told {
                         to: n.item.key,
+                        to_seq: n.item.seq,
                         recs: ids,
                         all_at: now,
                     });

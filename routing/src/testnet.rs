@@ -52,6 +52,8 @@ pub struct Net {
     pub traces: BTreeMap<Vec<u8>, Vec<usize>>,
     /// Whether to fill `traces`.
     pub trace: bool,
+    /// Messages for which this returns true are lost on the link (set by a test).
+    pub lose: Option<fn(&[u8]) -> bool>,
 }
 
 /// A secret whose public key sorts by `rank` among the test's nodes (so tests know the root).
@@ -108,6 +110,7 @@ impl Net {
             capture: false,
             traces: BTreeMap::new(),
             trace: false,
+            lose: None,
         };
         for &(a, b) in edges {
             net.connect(a, b, Duration::from_millis(5));
@@ -182,6 +185,9 @@ impl Net {
     /// Delivers `msg` to node `to` as if it came from `from` over their link.
     pub fn deliver(&mut self, from: usize, to: usize, mut msg: Vec<u8>) {
         let now = self.now;
+        if self.lose.is_some_and(|lose| lose(&msg)) {
+            return;
+        }
         if self.trace
             && let Ok(h) = RoutedHeader::decode(&msg)
             && h.kind == kind::TRAFFIC
