@@ -593,7 +593,7 @@ impl Router {
                 Err(_) => return,
             }
         };
-        let nodes = self.answer(target);
+        let nodes = self.answer(target, &h.src_key);
         let body = RoutedBody::Found { nonce, nodes };
         self.send_control(now, &h.src_key, &reply_to, body);
     }
@@ -827,8 +827,8 @@ impl Router {
     /// The records an answer to a request for `target` carries: the `bucket_size` closest by
     /// XOR among everything we know (lookup table, ring, direct peers, so that a hub answers
     /// for its leaves), the two nearest on each side of the target around the ring, and
-    /// ourselves; at most [`MAX_FOUND`].
-    fn answer(&self, target: u128) -> Vec<NodeRecord> {
+    /// ourselves; never the asker; at most [`MAX_FOUND`].
+    fn answer(&self, target: u128, asker: &Key) -> Vec<NodeRecord> {
         // By XOR: the lookup table and the direct peers (ring entries are left out here:
         // right after the whole tree moved, those nearest the target are the ones most
         // likely to be stale, and each costs the asker a timeout; the lookup reaches them
@@ -837,6 +837,7 @@ impl Router {
             .dht
             .records()
             .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+            .filter(|r| r.key != *asker)
             .map(|r| (id_of(&r.key) ^ target, r))
             .collect();
         xor.sort_by_key(|(d, r)| (*d, std::cmp::Reverse(r.seq)));
@@ -846,8 +847,13 @@ impl Router {
             .take(self.cfg.bucket_size.min(MAX_FOUND - 5))
             .map(|(_, r)| (*r).clone())
             .collect();
-        let mut all: Vec<(u128, &NodeRecord)> =
-            self.known_records().map(|r| (id_of(&r.key), r)).collect();
+        // (Never the asker's own record: in its lookup of itself, that would take the place
+        // of its successor, and leave the nodes above a target less known than those below.)
+        let mut all: Vec<(u128, &NodeRecord)> = self
+            .known_records()
+            .filter(|r| r.key != *asker)
+            .map(|r| (id_of(&r.key), r))
+            .collect();
         all.sort_by_key(|(id, r)| (*id, std::cmp::Reverse(r.seq)));
         all.dedup_by_key(|(id, _)| *id);
         for r in crate::ring::around(target, 2, all) {

@@ -271,3 +271,69 @@ fn a_ring_sorts_after_its_first_delegations_were_lost() {
         "of {n} nodes ({cut} unsorted when the losses ended)"
     );
 }
+
+#[test]
+fn a_lookup_of_oneself_hears_of_two_nodes_above() {
+    // An answer names the two nodes nearest the target on each side. When the asker looks
+    // itself up, its own record must not take one of the places above.
+    let (n, edges) = star_of_stars(3, 4);
+    let mut net = Net::new(n, &edges, RouterConfig::default(), 5);
+    net.converge(Duration::from_secs(30))
+        .expect("the tree converges");
+    net.run_for(Duration::from_secs(20));
+    let mut ids: Vec<(u128, usize)> = (0..n).map(|i| (dht::id_of(&net.nodes[i].key), i)).collect();
+    ids.sort();
+    // `t` in the middle of the ring, `a` and `b` the two nodes above it.
+    let (t, a, b) = (ids[n / 2].1, ids[n / 2 + 1].1, ids[n / 2 + 2].1);
+    let sk = SigningKey::from_bytes(&net.nodes[t].secret);
+    let rec = NodeRecord::new(
+        &sk,
+        u64::MAX / 2,
+        &net.nodes[t].router.root(),
+        net.nodes[t].router.place().clone(),
+    );
+    let mut msg = Vec::new();
+    wire::encode_routed_header(
+        &mut msg,
+        kind::FIND,
+        64,
+        &net.nodes[a].key,
+        &net.nodes[a].router.place().clone(),
+        &net.nodes[t].key,
+        &net.nodes[t].router.place().clone(),
+    );
+    RoutedBody::Find {
+        nonce: 7,
+        target: dht::id_of(&net.nodes[t].key),
+        requester: rec,
+    }
+    .encode(&mut msg);
+    let peer = edges
+        .iter()
+        .find_map(|&(x, y)| (x == a).then_some(y).or((y == a).then_some(x)))
+        .expect("a has a peer");
+    net.capture = true;
+    net.deliver(peer, a, msg);
+    let answer: Vec<Key> = net
+        .captured
+        .iter()
+        .filter(|(f, _, _)| *f == a)
+        .find_map(|(_, _, m)| {
+            let h = RoutedHeader::decode(m).ok()?;
+            match RoutedBody::decode(h.kind, &m[h.body_at..]) {
+                Ok(RoutedBody::Found { nonce: 7, nodes }) => {
+                    Some(nodes.iter().map(|r| r.key).collect())
+                }
+                _ => None,
+            }
+        })
+        .expect("a answered");
+    assert!(
+        !answer.contains(&net.nodes[t].key),
+        "the asker's own record"
+    );
+    assert!(
+        answer.contains(&net.nodes[b].key),
+        "the second node above the asker is missing"
+    );
+}
