@@ -26,14 +26,39 @@ fn star_of_stars(arms: usize, leaves: usize) -> (usize, Vec<(usize, usize)>) {
     (n, edges)
 }
 
-#[test]
-fn every_node_resolves_every_other_first_try_on_a_star_of_stars() {
-    let (n, edges) = star_of_stars(8, 12);
-    let mut net = Net::new(n, &edges, RouterConfig::default(), 19);
+/// A star of stars whose tree has formed and whose ring has had 20 s of stabilisation rounds
+/// (1 s, then doubling).
+fn settled_star(arms: usize, leaves: usize, seed: u64) -> (usize, Vec<(usize, usize)>, Net) {
+    let (n, edges) = star_of_stars(arms, leaves);
+    let mut net = Net::new(n, &edges, RouterConfig::default(), seed);
     net.converge(Duration::from_secs(30))
         .expect("the tree converges");
-    // A few stabilisation rounds (1 s, then doubling).
     net.run_for(Duration::from_secs(20));
+    (n, edges, net)
+}
+
+/// Node `i`'s own record, signed now with a sequence number above any it used.
+fn fresh_record(net: &Net, i: usize) -> NodeRecord {
+    let sk = SigningKey::from_bytes(&net.nodes[i].secret);
+    NodeRecord::new(
+        &sk,
+        u64::MAX / 2,
+        &net.nodes[i].router.root(),
+        net.nodes[i].router.place().clone(),
+    )
+}
+
+/// A direct peer of node `x`.
+fn a_peer_of(edges: &[(usize, usize)], x: usize) -> usize {
+    edges
+        .iter()
+        .find_map(|&(a, b)| (a == x).then_some(b).or((b == x).then_some(a)))
+        .expect("a peer")
+}
+
+#[test]
+fn every_node_resolves_every_other_first_try_on_a_star_of_stars() {
+    let (n, _, mut net) = settled_star(8, 12, 19);
 
     // The ring is sorted: each node's nearest neighbours are the nearest ids.
     let mut ids: Vec<(u128, Key)> = net
@@ -105,11 +130,7 @@ fn ring_sent(net: &Net, from: usize, to: &Key, about: &Key) -> bool {
 
 #[test]
 fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
-    let (n, edges) = star_of_stars(3, 4);
-    let mut net = Net::new(n, &edges, RouterConfig::default(), 5);
-    net.converge(Duration::from_secs(30))
-        .expect("the tree converges");
-    net.run_for(Duration::from_secs(20));
+    let (n, edges, mut net) = settled_star(3, 4, 5);
     // The node with the lowest id; its nearest neighbour above, `a`, and the next, `b`.
     let m = (0..n)
         .min_by_key(|i| dht::id_of(&net.nodes[*i].key))
@@ -118,13 +139,7 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
     let (a, b) = (above[0], above[1]);
     let bi = (0..n).find(|i| net.nodes[*i].key == b).expect("b");
     // `b` stabilises towards `m`, as if it took `m` for its nearest neighbour below.
-    let sk = SigningKey::from_bytes(&net.nodes[bi].secret);
-    let rec = NodeRecord::new(
-        &sk,
-        u64::MAX / 2,
-        &net.nodes[bi].router.root(),
-        net.nodes[bi].router.place().clone(),
-    );
+    let rec = fresh_record(&net, bi);
     let ring_msg = |stabilise: bool, sender: NodeRecord| {
         let mut msg = Vec::new();
         wire::encode_routed_header(
@@ -153,10 +168,7 @@ fn a_ring_message_that_skips_a_nearer_node_is_answered_with_it() {
     let mut bad = rec.clone();
     bad.sig[0] ^= 1;
     let forged = ring_msg(true, bad);
-    let peer = edges
-        .iter()
-        .find_map(|&(x, y)| (x == m).then_some(y).or((y == m).then_some(x)))
-        .expect("m has a peer");
+    let peer = a_peer_of(&edges, m);
     net.capture = true;
     let corrections = net.nodes[m].router.stats().ring_corrections;
     // A delegation does not take `m` for anyone's neighbour: nothing to correct.
@@ -276,22 +288,12 @@ fn a_ring_sorts_after_its_first_delegations_were_lost() {
 fn a_lookup_of_oneself_hears_of_two_nodes_above() {
     // An answer names the two nodes nearest the target on each side. When the asker looks
     // itself up, its own record must not take one of the places above.
-    let (n, edges) = star_of_stars(3, 4);
-    let mut net = Net::new(n, &edges, RouterConfig::default(), 5);
-    net.converge(Duration::from_secs(30))
-        .expect("the tree converges");
-    net.run_for(Duration::from_secs(20));
+    let (n, edges, mut net) = settled_star(3, 4, 5);
     let mut ids: Vec<(u128, usize)> = (0..n).map(|i| (dht::id_of(&net.nodes[i].key), i)).collect();
     ids.sort();
     // `t` in the middle of the ring, `a` and `b` the two nodes above it.
     let (t, a, b) = (ids[n / 2].1, ids[n / 2 + 1].1, ids[n / 2 + 2].1);
-    let sk = SigningKey::from_bytes(&net.nodes[t].secret);
-    let rec = NodeRecord::new(
-        &sk,
-        u64::MAX / 2,
-        &net.nodes[t].router.root(),
-        net.nodes[t].router.place().clone(),
-    );
+    let rec = fresh_record(&net, t);
     let mut msg = Vec::new();
     wire::encode_routed_header(
         &mut msg,
@@ -308,10 +310,7 @@ fn a_lookup_of_oneself_hears_of_two_nodes_above() {
         requester: rec,
     }
     .encode(&mut msg);
-    let peer = edges
-        .iter()
-        .find_map(|&(x, y)| (x == a).then_some(y).or((y == a).then_some(x)))
-        .expect("a has a peer");
+    let peer = a_peer_of(&edges, a);
     net.capture = true;
     net.deliver(peer, a, msg);
     let answer: Vec<Key> = net
