@@ -626,6 +626,14 @@ impl Router {
             .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
     }
 
+    /// Our ring neighbours' records, below (nearest first) then above (for tools and tests).
+    pub fn ring_records(&self) -> (Vec<&NodeRecord>, Vec<&NodeRecord>) {
+        (
+            self.ring.ring.below.iter().map(|e| &e.item).collect(),
+            self.ring.ring.above.iter().map(|e| &e.item).collect(),
+        )
+    }
+
     /// Our ring neighbours' keys, below (nearest first) then above (for tools and tests).
     pub fn ring_keys(&self) -> (Vec<Key>, Vec<Key>) {
         (

@@ -163,6 +163,35 @@ pub fn ring_sorted(sim: &Sim) {
         }
     }
     eprintln!("ring: nodes without their predecessor, by tenth of the id space: {hist:?}");
+    // Ring entries whose record names a place its node has left (messages to it are lost).
+    let index: BTreeMap<routing::Key, usize> =
+        sim.keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let (mut entries, mut stale, mut stale_nearest, mut unsorted_stale_nearest) = (0, 0, 0, 0);
+    for (pos, (_, i)) in sorted.iter().enumerate() {
+        let (below, above) = sim.nodes[*i as usize].router.ring_records();
+        let want_pred = pos.checked_sub(1).map(|p| sim.keys[sorted[p].1 as usize]);
+        for (side, list) in [below, above].into_iter().enumerate() {
+            for (k, r) in list.iter().enumerate() {
+                entries += 1;
+                let Some(&x) = index.get(&r.key) else {
+                    continue;
+                };
+                if r.place.at != *sim.nodes[x].router.coords() {
+                    stale += 1;
+                    if k == 0 {
+                        stale_nearest += 1;
+                        if side == 0 && want_pred.is_some_and(|w| w != r.key) {
+                            unsorted_stale_nearest += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "ring: {stale} of {entries} entries name a place their node left ({stale_nearest} nearest ones; \
+         {unsorted_stale_nearest} wrong nearest below)"
+    );
     eprintln!(
         "ring: {pred_ok} of {} nodes hold their true predecessor, {succ_ok} their successor",
         sim.nodes.len()
@@ -218,4 +247,42 @@ pub fn undelivered(sim: &Sim, a: u32, b: u32, t0: u64) {
         sim.nodes[b as usize].router.coords(),
         sim.nodes[a as usize].router.coords(),
     );
+}
+
+/// Prints the ring of the nodes at sorted positions `lo..hi` (`SIM_RING_DUMP=lo..hi`): each
+/// node's entries below and above as positions relative to its own, its degree and its peers'
+/// relative positions (within 50).
+pub fn ring_dump(sim: &Sim, adj: &[Vec<u32>], lo: usize, hi: usize) {
+    let mut sorted: Vec<(u128, u32)> = sim
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (id_of(k), i as u32))
+        .collect();
+    sorted.sort_unstable();
+    let pos_of: BTreeMap<routing::Key, i64> = sorted
+        .iter()
+        .enumerate()
+        .map(|(p, (_, i))| (sim.keys[*i as usize], p as i64))
+        .collect();
+    eprintln!("ring dump at {:.1} s", sim.secs());
+    for pos in lo..hi.min(sorted.len()) {
+        let i = sorted[pos].1 as usize;
+        let (below, above) = sim.nodes[i].router.ring_keys();
+        let rel = |ks: &[routing::Key]| -> Vec<i64> {
+            ks.iter().map(|k| pos_of[k] - pos as i64).collect()
+        };
+        let peers: Vec<i64> = adj[i]
+            .iter()
+            .map(|p| pos_of[&sim.keys[*p as usize]] - pos as i64)
+            .filter(|d| d.abs() <= 50)
+            .collect();
+        eprintln!(
+            "  {pos} (node {i}, degree {}): below {:?} above {:?} near peers {:?}",
+            adj[i].len(),
+            rel(&below),
+            rel(&above),
+            peers
+        );
+    }
 }

@@ -322,7 +322,20 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
     };
     let (m0, b0) = control(&sim);
     let r0 = ring(&sim);
-    sim.run_for(Duration::from_secs_f64(s.run.steady));
+    let dump = std::env::var("SIM_RING_DUMP").ok().and_then(|v| {
+        let (a, b) = v.split_once("..")?;
+        Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+    });
+    if let Some((lo, hi)) = dump {
+        let step = s.run.steady / 6.0;
+        for _ in 0..6 {
+            crate::diagnose::ring_dump(&sim, &adj, lo, hi);
+            sim.run_for(Duration::from_secs_f64(step));
+        }
+        crate::diagnose::ring_dump(&sim, &adj, lo, hi);
+    } else {
+        sim.run_for(Duration::from_secs_f64(s.run.steady));
+    }
     let (m1, b1) = control(&sim);
     let r1 = ring(&sim);
     if debug {
