@@ -266,8 +266,8 @@ pub fn ring_dump(sim: &Sim, adj: &[Vec<u32>], lo: usize, hi: usize) {
         .map(|(p, (_, i))| (sim.keys[*i as usize], p as i64))
         .collect();
     eprintln!("ring dump at {:.1} s", sim.secs());
-    for pos in lo..hi.min(sorted.len()) {
-        let i = sorted[pos].1 as usize;
+    for (pos, (_, i)) in sorted.iter().enumerate().take(hi).skip(lo) {
+        let i = *i as usize;
         let (below, above) = sim.nodes[i].router.ring_keys();
         let rel = |ks: &[routing::Key]| -> Vec<i64> {
             ks.iter().map(|k| pos_of[k] - pos as i64).collect()
