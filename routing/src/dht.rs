@@ -51,6 +51,12 @@ pub fn target_of(addr: &Ipv6Addr) -> Option<u128> {
 
 /// First self-lookup after the first contact, and the first interval between them.
 const FIRST_REFRESH: Duration = Duration::from_millis(200);
+/// Our self-lookups start from this many contacts picked at random in our lookup table (with
+/// our direct peers), not from the contacts nearest us: see [`Router::start_lookup_for`].
+const SELF_LOOKUP_SEEDS: usize = 3;
+/// A self-lookup ends once this many of the candidates closest to us have answered (and the
+/// nearest below and above us): it looks for our neighbourhood, not for a node.
+const SELF_LOOKUP_K: usize = 2;
 /// A lookup with nobody to ask is retried this often ...
 const DEFER_STEP: Duration = Duration::from_millis(250);
 /// ... for this long, before it counts as not found.
@@ -91,6 +97,8 @@ struct Lookup {
     /// An answer carried the owner's record signed in another tree than ours: the tree is
     /// changing, so "not found" is premature.
     owner_elsewhere: bool,
+    /// Our own periodic lookup, started from far contacts (see [`Router::start_lookup_for`]).
+    own: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -382,9 +390,38 @@ impl Router {
         let lid = self.dht.next_lookup;
         self.dht.next_lookup += 1;
         let mut short = BTreeMap::new();
-        let mut seeds = self.dht.closest(target, self.cfg.bucket_size * 2);
+        // Our own periodic lookup (no address, no name) starts far from us: from a few
+        // contacts picked at random in our table and from our direct peers, not from the
+        // contacts nearest us. Those may all belong to a stretch of the ring that formed
+        // apart, sorted in itself but passing over the nodes between (a node's contacts near
+        // it are the ones it met while the tree formed, and they answer with each other).
+        // A walk from elsewhere ends where other nodes' lookups for us end, at the nodes just
+        // below and above us; our request introduces us to them, and the ring merges there
+        // (docs/SIMULATIONS.md, "Stretches of the ring that formed apart").
+        let own = addr.is_none() && name_op.is_none();
+        let mut seeds = if own {
+            let n = self
+                .dht
+                .records()
+                .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
+                .count() as u64;
+            let picks: Vec<usize> = (0..SELF_LOOKUP_SEEDS)
+                .filter(|_| n > 0)
+                .map(|_| (self.next_random() % n.max(1)) as usize)
+                .collect();
+            self.dht
+                .records()
+                .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
+                .enumerate()
+                .filter(|(i, _)| picks.contains(i))
+                .map(|(_, r)| r.clone())
+                .collect()
+        } else {
+            let mut v = self.dht.closest(target, self.cfg.bucket_size * 2);
+            v.extend(self.ring_around(target, 2));
+            v
+        };
         seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
-        seeds.extend(self.ring_around(target, 2));
         for r in seeds {
             match short.entry(id_of(&r.key) ^ target) {
                 std::collections::btree_map::Entry::Vacant(v) => {
@@ -427,6 +464,7 @@ impl Router {
                 name_op,
                 first: first.unwrap_or(now),
                 owner_elsewhere: false,
+                own,
             },
         );
         self.lookup_step(now, lid);
@@ -443,6 +481,7 @@ impl Router {
             // A name's storing nodes are its REPLICAS closest: the lookup ends once they are known.
             let k = match l.name_op {
                 Some(_) => crate::names::REPLICAS,
+                None if l.own => SELF_LOOKUP_K,
                 None => self.cfg.bucket_size * 2,
             };
             let in_flight = l

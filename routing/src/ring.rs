@@ -365,17 +365,17 @@ impl Router {
     fn ring_delegate(&mut self, now: Instant, rec: NodeRecord) {
         let w = id_of(&rec.key);
         let me = self.dht_id();
-        let best = {
-            let cands: Vec<&NodeRecord> = self
-                .dht
-                .records()
-                .chain(self.ring.ring.entries().map(|e| &e.item))
-                .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
-                .collect();
-            closer(me, w, cands.iter().map(|c| id_of(&c.key)))
-                .and_then(|id| cands.iter().find(|c| id_of(&c.key) == id))
-                .map(|c| (*c).clone())
-        };
+        // The nearest to `w` strictly between us (see [`closer`]), in one pass with no
+        // allocation: a hub offers each of its many peers' records again at every
+        // stabilisation (see `ring_timers`).
+        let (lo, hi) = (me.min(w), me.max(w));
+        let best = self
+            .known_records()
+            .map(|r| (id_of(&r.key), r))
+            .filter(|(id, _)| lo < *id && *id < hi)
+            // (The newest copy where we hold several: its place is the freshest.)
+            .min_by_key(|(id, r)| (id.abs_diff(w), std::cmp::Reverse(r.seq)))
+            .map(|(_, r)| r.clone());
         let Some(to) = best else {
             return;
         };
@@ -396,6 +396,7 @@ impl Router {
             self.ring.delegated.clear();
         }
         self.ring.delegated.insert(rec.key, (to.key, to.seq, now));
+        self.stats.ring_delegations += 1;
         self.ring_queue(&to, Some(rec), false);
     }
 
@@ -433,6 +434,7 @@ impl Router {
                 nodes.push(self.node_record.clone());
                 nodes.extend_from_slice(chunk);
                 self.stats.ring_messages += 1;
+                self.stats.ring_stabilisations += u64::from(stabilise);
                 self.send_control(now, &key, &place, RoutedBody::Ring { stabilise, nodes });
             }
         }

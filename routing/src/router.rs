@@ -283,6 +283,9 @@ pub struct Stats {
     pub control_sent: u64,
     /// Control bytes sent.
     pub control_bytes: u64,
+    /// Control bytes sent by message kind (the first byte of the message, modulo 32; the
+    /// simulator breaks control traffic down with it).
+    pub control_bytes_by_kind: [u64; 32],
     /// Renewals of our parent's consent asked for.
     pub consent_renewals: u64,
     /// Lookups not started: [`crate::budget::MAX_LOOKUPS`] were running.
@@ -312,6 +315,10 @@ pub struct Stats {
     pub ring_messages: u64,
     /// Corrections sent: a `RING`'s sender told of a node between it and us.
     pub ring_corrections: u64,
+    /// `RING` messages that were stabilisations (the rest carry delegations and corrections).
+    pub ring_stabilisations: u64,
+    /// Records delegated: sent towards their place in the ring.
+    pub ring_delegations: u64,
     /// Node records ignored because they were signed in another tree than ours (their
     /// coordinates lead nowhere here).
     pub other_tree: u64,
@@ -534,6 +541,9 @@ impl Router {
     pub(crate) fn send(&mut self, peer: PeerId, msg: Vec<u8>) {
         self.stats.control_sent += 1;
         self.stats.control_bytes += msg.len() as u64;
+        if let Some(k) = msg.first() {
+            self.stats.control_bytes_by_kind[(*k % 32) as usize] += msg.len() as u64;
+        }
         self.transmits.push_back((peer, msg));
     }
 

@@ -336,3 +336,56 @@ fn a_lookup_of_oneself_hears_of_two_nodes_above() {
         "the second node above the asker is missing"
     );
 }
+
+#[test]
+fn a_node_looks_itself_up_starting_away_from_its_ring() {
+    // On sparse graphs the ring can form in stretches apart: a sparse chain of nodes sorted
+    // among themselves, passing over the nodes between them (docs/SIMULATIONS.md, "Stretches
+    // of the ring that formed apart"). A node in such a chain holds the chain as its ring
+    // and nearest contacts, and they answer with each other: a self-lookup started from them
+    // never meets the nodes between. So a node's periodic lookup of itself starts from
+    // contacts picked at random away from its ring (and from its direct peers): the first
+    // request of its next one goes to no ring neighbour that is not also a peer. (Before,
+    // node 0's went to a ring neighbour.)
+    let (n, edges, mut net) = settled_star(3, 8, 41);
+    net.capture = true;
+    net.run_for(Duration::from_secs(70));
+    let mut checked = 0;
+    for x in 0..n {
+        let key = net.nodes[x].key;
+        let own = dht::id_of(&key);
+        let (below, above) = net.nodes[x].router.ring_keys();
+        let peers: Vec<Key> = edges
+            .iter()
+            .filter_map(|&(a, b)| {
+                (a == x)
+                    .then_some(b)
+                    .or((b == x).then_some(a))
+                    .map(|p| net.nodes[p].key)
+            })
+            .collect();
+        // The node asked first by x's next self-lookup.
+        let asked: Vec<Key> = net
+            .captured
+            .iter()
+            .filter(|(f, _, _)| *f == x)
+            .filter_map(|(_, _, m)| {
+                let h = RoutedHeader::decode(m).ok()?;
+                (h.src_key == key).then_some(())?;
+                match RoutedBody::decode(h.kind, &m[h.body_at..]) {
+                    Ok(RoutedBody::Find { target, .. }) if target == own => Some(h.dest_key),
+                    _ => None,
+                }
+            })
+            .take(1)
+            .collect();
+        for k in asked {
+            checked += 1;
+            assert!(
+                !(below.contains(&k) || above.contains(&k)) || peers.contains(&k),
+                "node {x} began its self-lookup with a ring neighbour"
+            );
+        }
+    }
+    assert!(checked >= n / 2, "{checked} self-lookups seen");
+}

@@ -322,6 +322,35 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
     };
     let (m0, b0) = control(&sim);
     let r0 = ring(&sim);
+    let lk = |sim: &Sim| -> (u64, u64) {
+        sim.nodes.iter().fold((0, 0), |(l, q), n| {
+            let st = n.router.stats();
+            (l + st.lookups, q + st.lookup_requests)
+        })
+    };
+    let (l0, q0) = lk(&sim);
+    let rk = |sim: &Sim| -> [u64; 4] {
+        sim.nodes.iter().fold([0; 4], |t, n| {
+            let st = n.router.stats();
+            [
+                t[0] + st.ring_messages,
+                t[1] + st.ring_stabilisations,
+                t[2] + st.ring_delegations,
+                t[3] + st.ring_corrections,
+            ]
+        })
+    };
+    let rk0 = rk(&sim);
+    let kinds = |sim: &Sim| -> [u64; 32] {
+        let mut t = [0u64; 32];
+        for n in &sim.nodes {
+            for (a, b) in t.iter_mut().zip(n.router.stats().control_bytes_by_kind) {
+                *a += b;
+            }
+        }
+        t
+    };
+    let k0 = kinds(&sim);
     let dump = std::env::var("SIM_RING_DUMP").ok().and_then(|v| {
         let (a, b) = v.split_once("..")?;
         Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
@@ -330,6 +359,7 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         let step = s.run.steady / 6.0;
         for _ in 0..6 {
             crate::diagnose::ring_dump(&sim, &adj, lo, hi);
+            crate::diagnose::ring_sorted(&sim);
             sim.run_for(Duration::from_secs_f64(step));
         }
         crate::diagnose::ring_dump(&sim, &adj, lo, hi);
@@ -339,6 +369,34 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
     let (m1, b1) = control(&sim);
     let r1 = ring(&sim);
     if debug {
+        let (l1, q1) = lk(&sim);
+        let per = g.n as f64 * s.run.steady;
+        eprintln!(
+            "steady window: {:.3} lookups and {:.3} lookup requests per node per s",
+            (l1 - l0) as f64 / per,
+            (q1 - q0) as f64 / per
+        );
+        let by: Vec<String> = kinds(&sim)
+            .iter()
+            .zip(k0)
+            .enumerate()
+            .filter(|(_, (a, b))| **a > *b)
+            .map(|(k, (a, b))| format!("{k}: {:.0}", (a - b) as f64 / per))
+            .collect();
+        eprintln!(
+            "steady window: control bytes per node per s by kind: {}",
+            by.join(", ")
+        );
+        let rk1 = rk(&sim);
+        let d = |i: usize| (rk1[i] - rk0[i]) as f64 / per;
+        eprintln!(
+            "steady window: per node per s, {:.3} ring messages, {:.3} of them stabilisations; \
+             {:.3} records delegated, {:.3} corrections",
+            d(0),
+            d(1),
+            d(2),
+            d(3)
+        );
         crate::diagnose::moved(&sim, &coords0);
     }
     let per = (g.n as f64 * s.run.steady).max(1e-9);
