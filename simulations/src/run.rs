@@ -360,7 +360,29 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
         for _ in 0..6 {
             crate::diagnose::ring_dump(&sim, &adj, lo, hi);
             crate::diagnose::ring_sorted(&sim);
+            let a = rk(&sim);
+            let (ka, qa) = (kinds(&sim), lk(&sim));
             sim.run_for(Duration::from_secs_f64(step));
+            let b = rk(&sim);
+            let (kb, qb) = (kinds(&sim), lk(&sim));
+            let per = g.n as f64 * step;
+            let d = |i: usize| (b[i] - a[i]) as f64 / per;
+            let by: Vec<String> = kb
+                .iter()
+                .zip(ka)
+                .enumerate()
+                .filter(|(_, (x, y))| **x > *y)
+                .map(|(k, (x, y))| format!("{k}: {:.0}", (x - y) as f64 / per))
+                .collect();
+            eprintln!(
+                "  next {step:.0} s, per node per s: ring {:.3} (stabilisations {:.3}, delegated {:.3}); lookups {:.3}, requests {:.3}; bytes by kind {}",
+                d(0),
+                d(1),
+                d(2),
+                (qb.0 - qa.0) as f64 / per,
+                (qb.1 - qa.1) as f64 / per,
+                by.join(", ")
+            );
         }
         crate::diagnose::ring_dump(&sim, &adj, lo, hi);
     } else {
