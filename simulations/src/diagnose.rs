@@ -116,9 +116,8 @@ pub fn nearest_neighbours(sim: &Sim, adj: &[Vec<u32>]) {
     );
 }
 
-/// How sorted the keyspace ring is: nodes whose nearest ring entry below (above) is their
-/// true predecessor (successor) by id.
-pub fn ring_sorted(sim: &Sim) {
+/// Every node's id with its index, in id order.
+fn sorted_ids(sim: &Sim) -> Vec<(u128, u32)> {
     let mut sorted: Vec<(u128, u32)> = sim
         .keys
         .iter()
@@ -126,6 +125,13 @@ pub fn ring_sorted(sim: &Sim) {
         .map(|(i, k)| (id_of(k), i as u32))
         .collect();
     sorted.sort_unstable();
+    sorted
+}
+
+/// How sorted the keyspace ring is: nodes whose nearest ring entry below (above) is their
+/// true predecessor (successor) by id.
+pub fn ring_sorted(sim: &Sim) {
+    let sorted = sorted_ids(sim);
     let (mut pred_ok, mut succ_ok, mut shown) = (0, 0, 0);
     let mut hist = [0usize; 10];
     for (pos, (_, i)) in sorted.iter().enumerate() {
@@ -253,13 +259,7 @@ pub fn undelivered(sim: &Sim, a: u32, b: u32, t0: u64) {
 /// node's entries below and above as positions relative to its own, its degree and its peers'
 /// relative positions (within 50).
 pub fn ring_dump(sim: &Sim, adj: &[Vec<u32>], lo: usize, hi: usize) {
-    let mut sorted: Vec<(u128, u32)> = sim
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (id_of(k), i as u32))
-        .collect();
-    sorted.sort_unstable();
+    let sorted = sorted_ids(sim);
     let pos_of: BTreeMap<routing::Key, i64> = sorted
         .iter()
         .enumerate()

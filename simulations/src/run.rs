@@ -264,6 +264,19 @@ fn components(sim: &Sim) -> Vec<u32> {
     label
 }
 
+/// Control bytes sent between two readings of the per-kind counters, per node per second
+/// (`per`: nodes times seconds), as "kind: bytes" for the kinds that sent any.
+fn by_kind(after: &[u64; 32], before: &[u64; 32], per: f64) -> String {
+    after
+        .iter()
+        .zip(before)
+        .enumerate()
+        .filter(|(_, (a, b))| a > b)
+        .map(|(k, (a, b))| format!("{k}: {:.0}", (a - b) as f64 / per))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs a scenario; `size` overrides the generator's node count.
 pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Results> {
     let wall = Instant::now();
@@ -367,13 +380,6 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             let (kb, qb) = (kinds(&sim), lk(&sim));
             let per = g.n as f64 * step;
             let d = |i: usize| (b[i] - a[i]) as f64 / per;
-            let by: Vec<String> = kb
-                .iter()
-                .zip(ka)
-                .enumerate()
-                .filter(|(_, (x, y))| **x > *y)
-                .map(|(k, (x, y))| format!("{k}: {:.0}", (x - y) as f64 / per))
-                .collect();
             eprintln!(
                 "  next {step:.0} s, per node per s: ring {:.3} (stabilisations {:.3}, delegated {:.3}); lookups {:.3}, requests {:.3}; bytes by kind {}",
                 d(0),
@@ -381,7 +387,7 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
                 d(2),
                 (qb.0 - qa.0) as f64 / per,
                 (qb.1 - qa.1) as f64 / per,
-                by.join(", ")
+                by_kind(&kb, &ka, per)
             );
         }
         crate::diagnose::ring_dump(&sim, &adj, lo, hi);
@@ -398,16 +404,9 @@ pub fn run(s: &Scenario, size: Option<usize>, quiet: bool) -> anyhow::Result<Res
             (l1 - l0) as f64 / per,
             (q1 - q0) as f64 / per
         );
-        let by: Vec<String> = kinds(&sim)
-            .iter()
-            .zip(k0)
-            .enumerate()
-            .filter(|(_, (a, b))| **a > *b)
-            .map(|(k, (a, b))| format!("{k}: {:.0}", (a - b) as f64 / per))
-            .collect();
         eprintln!(
             "steady window: control bytes per node per s by kind: {}",
-            by.join(", ")
+            by_kind(&kinds(&sim), &k0, per)
         );
         let rk1 = rk(&sim);
         let d = |i: usize| (rk1[i] - rk0[i]) as f64 / per;
