@@ -23,18 +23,36 @@ impl E2e {
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Encrypt {
+        out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
+        match self.seal(now, dest, packet, out) {
+            Ok(n) => {
+                out.truncate(n);
+                Encrypt::Ready
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Encrypts an IPv6 packet for `dest` as a DATA message into `out` (which needs
+    /// `packet.len() + wire::DATA_OVERHEAD` bytes) and returns its length; or queues the
+    /// packet while a session is set up (`Err(Queued)`), or drops it (`Err(Dropped)`).
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        dest: &PublicKey,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Encrypt> {
         let life = self.cfg.lifetime();
         let probe_after = self.cfg.probe_after;
         let Some(r) = self.remote(dest, now) else {
             self.counters.queue_dropped += 1;
-            return Encrypt::Dropped;
+            return Err(Encrypt::Dropped);
         };
         r.last_used = now;
         if let Some(s) = r.send_session(now, life) {
             let due_rekey = now >= life.rekey_at(s);
-            out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
             if let Ok(n) = s.encrypt(packet, out) {
-                out.truncate(n);
                 r.tx_packets += 1;
                 r.tx_bytes += packet.len() as u64;
                 let mut file_probe = None;
@@ -53,12 +71,12 @@ impl E2e {
                 if let Some(probe) = file_probe {
                     self.file(dest, probe);
                 }
-                return Encrypt::Ready;
+                return Ok(n);
             }
         }
         let limit = self.cfg.queue_per_remote;
         let Some(r) = self.remotes.get_mut(dest) else {
-            return Encrypt::Dropped;
+            return Err(Encrypt::Dropped);
         };
         if r.queue.len() >= limit {
             r.queue.pop_front();
@@ -68,7 +86,31 @@ impl E2e {
         if r.initiating.is_none() {
             self.start_handshake(now, dest);
         }
-        Encrypt::Queued
+        Err(Encrypt::Queued)
+    }
+
+    /// A direct message (end-to-end DATA that came bare from a link peer; `from_link` names
+    /// the peer the link authenticated at the sender's endpoint, if any): decrypted and checked as routed DATA is. An
+    /// unknown index is answered with a STALE hint (rate-limited) routed to that link peer.
+    pub fn handle_direct(
+        &mut self,
+        now: Instant,
+        from_link: impl FnOnce() -> Option<PublicKey>,
+        receiver: u32,
+        counter: u64,
+        ct: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        let r = self.on_data(now, receiver, counter, ct, out);
+        if r == Received::Dropped
+            && !self.by_index.contains_key(&receiver)
+            && self.stale_tokens.take(now, super::STALE_RATE)
+            && let Some(src) = from_link()
+        {
+            self.transmits.push_back((src, wire::emit_stale(receiver)));
+            return Received::Consumed;
+        }
+        r
     }
 
     pub(super) fn on_data(

@@ -23,6 +23,7 @@
 
 mod cookie;
 mod data;
+mod direct;
 mod discovered;
 mod handshake;
 mod liveness;
