@@ -116,6 +116,8 @@ NS_A="" NS_B="" PID_A="" PID_B="" ADDR_B="" TUN_A="" TUN_B="" REASON=""
 # peak_rss idle_rss mtu" or UNAVAILABLE[sys] = reason. Every round's are kept in
 # ROUND_RESULT["round sys"] and ROUND_UNAVAILABLE["round sys"].
 declare -A RESULT=() UNAVAILABLE=() ROUND_RESULT=() ROUND_UNAVAILABLE=()
+# ROW_NOTE[sys]: "median of 2 of 3 rounds" when a system failed in some round.
+declare -A ROW_NOTE=()
 
 # ----------------------------------------------------------------- helpers --
 # (log, die, fail, calc, in_ns, kill_pid, delete_ns, cleanup, spawn, alive,
@@ -497,6 +499,8 @@ run_nebula() {
         fail "nebula/nebula-cert not installed"
         return 1
     fi
+    # A fresh CA every time: nebula-cert refuses to overwrite one (ROUNDS>1).
+    rm -rf -- "$dir"
     mkdir -p "$dir"
     (
         cd "$dir" &&
@@ -676,8 +680,8 @@ print_results() {
     for sys in "${SYSTEMS[@]}"; do
         if [[ -n ${RESULT[$sys]:-} ]]; then
             read -r tcp1 tcp4 ping cpu peak idle mtu <<<"${RESULT[$sys]}"
-            printf '%-13s | %10.0f | %10.0f | %8.3f | %10.2f | %8.1f | %8.1f | %5s\n' \
-                "$sys" "$tcp1" "$tcp4" "$ping" "$cpu" "$peak" "$idle" "$mtu"
+            printf '%-13s | %10.0f | %10.0f | %8.3f | %10.2f | %8.1f | %8.1f | %5s%s\n' \
+                "$sys" "$tcp1" "$tcp4" "$ping" "$cpu" "$peak" "$idle" "$mtu" "${ROW_NOTE[$sys]:+  (${ROW_NOTE[$sys]})}"
         else
             echo "$sys: not available (${UNAVAILABLE[$sys]:-not run})"
         fi
@@ -689,7 +693,7 @@ print_results() {
         if [[ -n ${RESULT[$sys]:-} ]]; then
             read -r tcp1 tcp4 ping cpu peak idle mtu <<<"${RESULT[$sys]}"
             printf 'csv,%s,%s,%s,%s,%s,%.1f,%.1f,%.3f,%.3f,%.1f,%.1f,%s,%s\n' "$sys" "$date" "$kernel" \
-                "$(nproc)" "$DURATION" "$tcp1" "$tcp4" "$ping" "$cpu" "$peak" "$idle" "$mtu" "$note"
+                "$(nproc)" "$DURATION" "$tcp1" "$tcp4" "$ping" "$cpu" "$peak" "$idle" "$mtu" "${ROW_NOTE[$sys]:-$note}"
         else
             printf 'csv,%s,%s,%s,%s,%s,,,,,,,,"%snot available: %s"\n' "$sys" "$date" "$kernel" "$(nproc)" \
                 "$DURATION" "${note:+$note; }" "${UNAVAILABLE[$sys]//\"/\'}"
@@ -704,7 +708,7 @@ print_results() {
         if [[ -n ${RESULT[$sys]:-} ]]; then
             read -r tcp1 tcp4 ping cpu peak idle mtu <<<"${RESULT[$sys]}"
             printf '| %s | %.0f | %.0f | %.3f | %.2f | %.1f | %.1f | %s |\n' \
-                "$sys" "$tcp1" "$tcp4" "$ping" "$cpu" "$peak" "$idle" "$mtu"
+                "$sys${ROW_NOTE[$sys]:+ (${ROW_NOTE[$sys]})}" "$tcp1" "$tcp4" "$ping" "$cpu" "$peak" "$idle" "$mtu"
         else
             printf '| %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n' "$sys"
         fi
@@ -741,7 +745,10 @@ compute_medians() {
             UNAVAILABLE[$sys]=$reasons
             continue
         fi
-        ((n < ROUNDS)) && log "  $sys: median of $n of $ROUNDS rounds ($reasons)"
+        if ((n < ROUNDS)); then
+            ROW_NOTE[$sys]="median of $n of $ROUNDS rounds"
+            log "  $sys: median of $n of $ROUNDS rounds ($reasons)"
+        fi
         row=""
         for ((i = 0; i < 6; i++)); do
             vals=()
@@ -841,7 +848,8 @@ main() {
         done
         if ((ROUNDS > 1)); then
             echo
-            echo "## Round $round of $ROUNDS (order: ${order[*]}; finished $(date -u '+%H:%M:%SZ'))"
+            echo "## Round $round of $ROUNDS (order: ${order[*]}; finished $(date -u '+%H:%M:%SZ')," \
+                "load average $(cut -d' ' -f1-3 /proc/loadavg))"
             print_results "round $round of $ROUNDS"
         fi
     done
