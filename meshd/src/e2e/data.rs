@@ -89,28 +89,30 @@ impl E2e {
         Err(Encrypt::Queued)
     }
 
-    /// A direct message (end-to-end DATA that came bare from a link peer; `from_link` names
-    /// the peer the link authenticated at the sender's endpoint, if any): decrypted and checked as routed DATA is. An
-    /// unknown index is answered with a STALE hint (rate-limited) routed to that link peer.
+    /// A direct message (end-to-end DATA that came bare from a link peer), decrypted and
+    /// checked as routed DATA is. The caller sends it here only if [`E2e::has_index`].
     pub fn handle_direct(
         &mut self,
         now: Instant,
-        from_link: impl FnOnce() -> Option<PublicKey>,
         receiver: u32,
         counter: u64,
         ct: &[u8],
         out: &mut [u8],
     ) -> Received {
-        let r = self.on_data(now, receiver, counter, ct, out);
-        if r == Received::Dropped
-            && !self.by_index.contains_key(&receiver)
-            && self.stale_tokens.take(now, super::STALE_RATE)
-            && let Some(src) = from_link()
-        {
+        self.on_data(now, receiver, counter, ct, out)
+    }
+
+    /// Whether `receiver` names one of this layer's sessions.
+    pub fn has_index(&self, receiver: u32) -> bool {
+        self.by_index.contains_key(&receiver)
+    }
+
+    /// Tells `src` that its session `receiver` is unknown here (a STALE hint, rate-limited),
+    /// so that it handshakes again now rather than after `probe_after`.
+    pub fn stale_hint(&mut self, now: Instant, src: PublicKey, receiver: u32) {
+        if self.stale_tokens.take(now, super::STALE_RATE) {
             self.transmits.push_back((src, wire::emit_stale(receiver)));
-            return Received::Consumed;
         }
-        r
     }
 
     pub(super) fn on_data(

@@ -121,3 +121,69 @@ fn a_restarted_peer_is_reached_again_at_once() {
         "the restarted peer was not reached quickly"
     );
 }
+
+#[test]
+fn a_znet_packet_to_a_linked_member_is_sealed_once_and_names_no_znet() {
+    use super::testnet_packets::udp4;
+    use crate::znet::{Manifest, Member};
+    use std::net::Ipv4Addr;
+    let mut net = TestNet::new(3, 25);
+    net.connect(0, 1, Duration::from_millis(2));
+    net.run(Duration::from_secs(5));
+    let keys: Vec<_> = net.nodes.iter().map(|t| t.identity.public_key()).collect();
+    let m = Manifest {
+        name: "direct".into(),
+        id: 0x0123_4567_89ab_cdef,
+        secret: [0x44; 32].into(),
+        ipv4: Ipv4Addr::new(10, 50, 0, 0),
+        ipv6: None,
+        members: (0..2)
+            .map(|i| Member {
+                key: keys[i],
+                v4: Ipv4Addr::new(10, 50, i as u8 + 1, 0),
+                v6: None,
+            })
+            .collect(),
+        egress: None,
+    };
+    for i in 0..2 {
+        net.znet_up(i, m.clone()).expect("member");
+    }
+    net.run(Duration::from_millis(100));
+    let (src, dst) = (Ipv4Addr::new(10, 50, 1, 2), Ipv4Addr::new(10, 50, 2, 2));
+    net.send_znet(0, m.id, &udp4(src, dst, b"first"));
+    net.run(Duration::from_secs(1));
+    let p = udp4(src, dst, b"direct");
+    let mut out = vec![0u8; 4096];
+    let now = net.now;
+    let Outbound::Datagram { len, .. } = net.nodes[0].node.znet_outbound(now, m.id, &p, &mut out)
+    else {
+        panic!("not sent at once")
+    };
+    let d = out[..len].to_vec();
+    assert_eq!(d[0], wire::TYPE_DIRECT);
+    assert_eq!(
+        d.len(),
+        p.len() + wire::TRANSPORT_OVERHEAD,
+        "sealed more than once"
+    );
+    assert!(
+        !d.windows(8).any(|w| w == m.id.to_be_bytes()),
+        "the znet's id is on the wire"
+    );
+    net.deliver(1, 0, &d);
+    net.deliver(1, 0, &d);
+    let got = |net: &TestNet, tag: &[u8]| {
+        net.deliveries
+            .iter()
+            .filter(
+                |d| matches!(d, Delivery::Znet { node: 1, packet, .. } if packet.ends_with(tag)),
+            )
+            .count()
+    };
+    assert_eq!(got(&net, b"first"), 1);
+    assert_eq!(got(&net, b"direct"), 1, "a copy was delivered, or nothing");
+    // Not a member: node 2 has no such znet, and the same bytes from it are refused too.
+    net.deliver(1, 2, &d);
+    assert_eq!(got(&net, b"direct"), 1);
+}
