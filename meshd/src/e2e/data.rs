@@ -102,6 +102,16 @@ impl E2e {
         self.on_data(now, receiver, counter, ct, out)
     }
 
+    /// Counts a direct message dropped before any layer saw it: too short or too long
+    /// (`malformed`), or for an index no layer holds (`unknown_session`).
+    pub fn count_direct_drop(&mut self, unknown_index: bool) {
+        if unknown_index {
+            self.counters.unknown_session += 1;
+        } else {
+            self.counters.malformed += 1;
+        }
+    }
+
     /// Whether `receiver` names one of this layer's sessions.
     pub fn has_index(&self, receiver: u32) -> bool {
         self.by_index.contains_key(&receiver)

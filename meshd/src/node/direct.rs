@@ -51,6 +51,7 @@ impl Node {
         tun_out: &mut [u8],
     ) -> Inbound {
         let Some((receiver, counter, ct)) = wire::parse_direct(datagram) else {
+            self.e2e.count_direct_drop(false);
             return Inbound::Done;
         };
         if !self.e2e.has_index(receiver) {
@@ -93,6 +94,7 @@ impl Node {
             .iter_mut()
             .find(|(_, z)| z.e2e.has_index(receiver))
         else {
+            self.e2e.count_direct_drop(true);
             if let Some(src) = self.links.key_at(&from) {
                 self.e2e.stale_hint(now, src, receiver);
                 for z in self.znets.values_mut().filter(|z| z.is_member(&src)) {

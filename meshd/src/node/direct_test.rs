@@ -58,6 +58,16 @@ fn a_packet_to_a_linked_peer_is_sealed_once_and_a_copy_is_refused() {
         1,
         "a copy or a forgery was delivered"
     );
+    // Every hostile copy counts as a drop from the network: the replay, the forgery, a
+    // truncated one and one for an index nobody holds.
+    let before = net.nodes[1].node.e2e.counters().from_network();
+    net.deliver(1, 0, &d[..10]);
+    let mut unknown = d.clone();
+    unknown[1] ^= 0xff;
+    net.deliver(1, 0, &unknown);
+    let c = net.nodes[1].node.e2e.counters();
+    assert!(c.replay >= 1 && c.decrypt_failed + c.replay >= 2, "{c:?}");
+    assert_eq!(c.from_network(), before + 2, "{c:?}");
 }
 
 #[test]
