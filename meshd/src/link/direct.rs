@@ -6,8 +6,10 @@
 //! for dead nor kept alive by anything unauthenticated: the caller reports a direct message
 //! only after the end-to-end session authenticated it.
 
-use super::{Links, Timer};
+use super::peer::Peer;
+use super::{LinkConfig, Links, Timer};
 use crate::identity::PublicKey;
+use crate::toolkit::timer::TimerTable;
 use crate::uri::Endpoint;
 use std::time::Instant;
 
@@ -28,19 +30,8 @@ impl Links {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        peer.last_tx = now;
-        peer.owed_answer = None;
-        if peer.first_unanswered_tx.is_none() {
-            peer.first_unanswered_tx = Some(now);
-            let silent = now + peer.silent_after(&self.cfg);
-            if peer.timer.is_none_or(|t| t > silent) {
-                self.timers
-                    .lower(Timer::Peer(*key), &mut peer.timer, silent);
-            }
-        }
-        peer.counters.tx_bytes += len as u64;
-        peer.counters.tx_packets += 1;
         self.counters.tx_datagrams += 1;
+        peer.sent(key, now, len, &self.cfg, &mut self.timers);
     }
 
     /// An authenticated direct message of `len` bytes came from `key` at `from`: the peer
@@ -74,5 +65,32 @@ impl Links {
                 .find(|p| p.endpoint == *from)
                 .map(|p| p.key)
         })
+    }
+}
+
+impl Peer {
+    /// A datagram of `len` bytes (a transport or a direct message) went to this peer: it must
+    /// answer within the silence bound, and owes no keepalive now.
+    pub(super) fn sent(
+        &mut self,
+        key: &PublicKey,
+        now: Instant,
+        len: usize,
+        cfg: &LinkConfig,
+        timers: &mut TimerTable<Timer>,
+    ) {
+        self.last_tx = now;
+        self.owed_answer = None;
+        if self.first_unanswered_tx.is_none() {
+            self.first_unanswered_tx = Some(now);
+            // The link is dead if nothing comes back by then; usually filed earlier already
+            // (the keepalive).
+            let silent = now + self.silent_after(cfg);
+            if self.timer.is_none_or(|t| t > silent) {
+                timers.lower(Timer::Peer(*key), &mut self.timer, silent);
+            }
+        }
+        self.counters.tx_bytes += len as u64;
+        self.counters.tx_packets += 1;
     }
 }

@@ -55,7 +55,7 @@ impl Node {
             return Inbound::Done;
         };
         if !self.e2e.has_index(receiver) {
-            return self.direct_znet(now, from, datagram, tun_out);
+            return self.direct_znet(now, from, (receiver, counter, ct), datagram.len(), tun_out);
         }
         match self.e2e.handle_direct(now, receiver, counter, ct, tun_out) {
             Received::Deliver { len, from: key } => {
@@ -83,12 +83,10 @@ impl Node {
         &mut self,
         now: Instant,
         from: Endpoint,
-        datagram: &[u8],
+        (receiver, counter, ct): (u32, u64, &[u8]),
+        wire_len: usize,
         tun_out: &mut [u8],
     ) -> Inbound {
-        let Some((receiver, counter, ct)) = wire::parse_direct(datagram) else {
-            return Inbound::Done;
-        };
         let Some((&id, z)) = self
             .znets
             .iter_mut()
@@ -111,7 +109,7 @@ impl Node {
                     return Inbound::Done;
                 }
                 let accepted = z.accept(&key, &tun_out[..len]);
-                self.links.heard_direct(&key, from, now, datagram.len());
+                self.links.heard_direct(&key, from, now, wire_len);
                 if accepted {
                     Inbound::Znet { id, len }
                 } else {
