@@ -89,19 +89,6 @@ impl E2e {
         Err(Encrypt::Queued)
     }
 
-    /// A direct message (end-to-end DATA that came bare from a link peer), decrypted and
-    /// checked as routed DATA is. The caller sends it here only if [`E2e::has_index`].
-    pub fn handle_direct(
-        &mut self,
-        now: Instant,
-        receiver: u32,
-        counter: u64,
-        ct: &[u8],
-        out: &mut [u8],
-    ) -> Received {
-        self.on_data(now, receiver, counter, ct, out)
-    }
-
     /// Counts a direct message dropped before any layer saw it: too short or too long
     /// (`malformed`), or for an index no layer holds (`unknown_session`).
     pub fn count_direct_drop(&mut self, unknown_index: bool) {
@@ -118,14 +105,19 @@ impl E2e {
     }
 
     /// Tells `src` that its session `receiver` is unknown here (a STALE hint, rate-limited),
-    /// so that it handshakes again now rather than after `probe_after`.
-    pub fn stale_hint(&mut self, now: Instant, src: PublicKey, receiver: u32) {
-        if self.stale_tokens.take(now, super::STALE_RATE) {
+    /// so that it handshakes again now rather than after `probe_after`. False if the rate
+    /// allowed none.
+    pub fn stale_hint(&mut self, now: Instant, src: PublicKey, receiver: u32) -> bool {
+        let sent = self.stale_tokens.take(now, super::STALE_RATE);
+        if sent {
             self.transmits.push_back((src, wire::emit_stale(receiver)));
         }
+        sent
     }
 
-    pub(super) fn on_data(
+    /// A DATA message (routed, or direct from a link peer: the caller checks
+    /// [`E2e::has_index`] first): decrypted, its source and destination checked.
+    pub(crate) fn on_data(
         &mut self,
         now: Instant,
         receiver: u32,

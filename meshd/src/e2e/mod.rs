@@ -347,13 +347,11 @@ impl E2e {
                 ciphertext,
             }) => {
                 let r = self.on_data(now, receiver, counter, ciphertext, out);
+                // The sender holds a session we do not (we restarted): tell it.
                 if r == Received::Dropped
                     && !self.by_index.contains_key(&receiver)
-                    && self.stale_tokens.take(now, STALE_RATE)
+                    && self.stale_hint(now, *src, receiver)
                 {
-                    // The sender holds a session we do not (we restarted): tell it, so that it
-                    // handshakes again now rather than after `probe_after`.
-                    self.transmits.push_back((*src, wire::emit_stale(receiver)));
                     return Received::Consumed;
                 }
                 r

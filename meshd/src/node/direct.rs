@@ -57,7 +57,7 @@ impl Node {
         if !self.e2e.has_index(receiver) {
             return self.direct_znet(now, from, (receiver, counter, ct), datagram.len(), tun_out);
         }
-        match self.e2e.handle_direct(now, receiver, counter, ct, tun_out) {
+        match self.e2e.on_data(now, receiver, counter, ct, tun_out) {
             Received::Deliver { len, from: key } => {
                 self.links.heard_direct(&key, from, now, datagram.len());
                 if !self.firewall.check_in(now, &key, &tun_out[..len]) {
@@ -94,15 +94,15 @@ impl Node {
         else {
             self.e2e.count_direct_drop(true);
             if let Some(src) = self.links.key_at(&from) {
-                self.e2e.stale_hint(now, src, receiver);
+                let _ = self.e2e.stale_hint(now, src, receiver);
                 for z in self.znets.values_mut().filter(|z| z.is_member(&src)) {
-                    z.e2e.stale_hint(now, src, receiver);
+                    let _ = z.e2e.stale_hint(now, src, receiver);
                 }
                 self.pump(now);
             }
             return Inbound::Done;
         };
-        match z.e2e.handle_direct(now, receiver, counter, ct, tun_out) {
+        match z.e2e.on_data(now, receiver, counter, ct, tun_out) {
             Received::Deliver { len, from: key } => {
                 if !z.is_member(&key) {
                     z.counters.not_member += 1;
