@@ -14,7 +14,9 @@ use tokio::sync::Notify;
 use tun_rs::AsyncDevice;
 
 #[cfg(target_os = "linux")]
-pub(crate) use tun_rs::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+pub(crate) use super::gro::GROTable;
+#[cfg(target_os = "linux")]
+pub(crate) use tun_rs::{IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) use no_offload::{GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
@@ -72,7 +74,33 @@ impl LocalIo for AsyncDevice {
         bufs: &mut [Vec<u8>],
         offset: usize,
     ) -> io::Result<usize> {
-        AsyncDevice::send_multiple(self, gro, bufs, offset).await
+        if !self.tcp_gso() {
+            // No virtio-net header on this device: one packet per write.
+            for b in bufs.iter() {
+                if let Some(p) = b.get(offset..) {
+                    self.send(p).await?;
+                }
+            }
+            return Ok(bufs.len());
+        }
+        gro.coalesce(bufs, offset)?;
+        let mut total = 0;
+        let mut result = Ok(());
+        for &i in &gro.to_write {
+            let Some(b) = bufs
+                .get(i)
+                .and_then(|b| b.get(offset - VIRTIO_NET_HDR_LEN..))
+            else {
+                continue;
+            };
+            match self.send(b).await {
+                Ok(n) => total += n,
+                // The device is gone: no point in writing the rest.
+                Err(e) if e.raw_os_error() == Some(libc::EBADFD) => return Err(e),
+                Err(e) => result = Err(e),
+            }
+        }
+        result.map(|()| total)
     }
 }
 

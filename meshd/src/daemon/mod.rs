@@ -12,6 +12,8 @@ mod blocking;
 mod control;
 mod datapath;
 mod gateway;
+#[cfg(target_os = "linux")]
+mod gro;
 mod init_pacing;
 pub mod lan;
 pub mod local;
