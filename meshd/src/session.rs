@@ -1,9 +1,17 @@
 //! One transport session: the keys of a completed handshake, the send counter and the replay
-//! window. Encryption and decryption write into buffers the caller owns.
+//! window. Encryption and decryption write into buffers the caller owns, or work in place.
+//!
+//! The keys are taken out of snow once its handshake is done (Noise's `Split()`, snow's
+//! `risky-raw-split`) and used with ring directly, exactly as snow's ring back-end uses them
+//! (the same nonces, no associated data; a test holds the two to each other), because snow
+//! encrypts and decrypts only from one buffer into another: a transit node would copy every
+//! packet twice.
 
 use crate::replay::{COUNTER_LIMIT, ReplayWindow};
 use crate::wire::{self, Suite};
+use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use std::time::Instant;
+use zeroize::Zeroize;
 
 /// Why a transport message was not accepted on a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +44,8 @@ pub struct Session {
     pub confirmed: bool,
     /// The AEAD in use.
     pub suite: Suite,
-    transport: snow::StatelessTransportState,
+    send: LessSafeKey,
+    recv: LessSafeKey,
     send_counter: u64,
     replay: ReplayWindow,
 }
@@ -52,27 +61,57 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Noise's nonce for a counter: 32 zero bits, then the counter, big-endian for AES-GCM and
+/// little-endian for ChaCha20-Poly1305.
+fn nonce(suite: Suite, counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&match suite {
+        Suite::AesGcm => counter.to_be_bytes(),
+        Suite::ChaChaPoly => counter.to_le_bytes(),
+    });
+    Nonce::assume_unique_for_key(n)
+}
+
 impl Session {
-    /// Wraps a finished handshake.
-    pub fn new(
-        transport: snow::StatelessTransportState,
+    /// The session of a finished handshake (`None` if it is not finished).
+    pub fn from_handshake(
+        mut hs: snow::HandshakeState,
         local_index: u32,
         remote_index: u32,
-        initiator: bool,
         suite: Suite,
         now: Instant,
-    ) -> Self {
-        Session {
+    ) -> Option<Self> {
+        if !hs.is_handshake_finished() {
+            return None;
+        }
+        let initiator = hs.is_initiator();
+        // The first key is the initiator's sending key.
+        let (mut first, mut second) = hs.dangerously_get_raw_split();
+        let alg = match suite {
+            Suite::AesGcm => &AES_256_GCM,
+            Suite::ChaChaPoly => &CHACHA20_POLY1305,
+        };
+        let keys =
+            UnboundKey::new(alg, &first).and_then(|a| Ok((a, UnboundKey::new(alg, &second)?)));
+        first.zeroize();
+        second.zeroize();
+        let (a, b) = keys.ok()?;
+        let (send, recv) = match initiator {
+            true => (a, b),
+            false => (b, a),
+        };
+        Some(Session {
             local_index,
             remote_index,
             created: now,
             initiator,
             confirmed: !initiator,
             suite,
-            transport,
+            send: LessSafeKey::new(send),
+            recv: LessSafeKey::new(recv),
             send_counter: 0,
             replay: ReplayWindow::default(),
-        }
+        })
     }
 
     /// Messages sent so far.
@@ -82,25 +121,35 @@ impl Session {
 
     /// Encrypts `plaintext` into a complete transport message in `out`; returns its length.
     pub fn encrypt(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, SessionError> {
+        let at = wire::TRANSPORT_HEADER_LEN;
+        let Some(room) = out.get_mut(at..at + plaintext.len()) else {
+            return Err(SessionError::Buffer);
+        };
+        room.copy_from_slice(plaintext);
+        self.encrypt_in_place(out, plaintext.len())
+    }
+
+    /// Makes a complete transport message of the `len` bytes of plaintext that `buf` holds
+    /// after room for the header ([`wire::TRANSPORT_HEADER_LEN`]); returns its length.
+    pub fn encrypt_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SessionError> {
         if self.send_counter >= COUNTER_LIMIT {
             return Err(SessionError::Exhausted);
         }
-        let need = wire::TRANSPORT_OVERHEAD + plaintext.len();
-        if out.len() < need {
+        let need = wire::TRANSPORT_OVERHEAD + len;
+        if buf.len() < need {
             return Err(SessionError::Buffer);
         }
         let counter = self.send_counter;
-        wire::emit_transport_header(out, self.remote_index, counter);
-        let n = self
-            .transport
-            .write_message(
-                counter,
-                plaintext,
-                &mut out[wire::TRANSPORT_HEADER_LEN..need],
-            )
+        wire::emit_transport_header(buf, self.remote_index, counter);
+        let at = wire::TRANSPORT_HEADER_LEN;
+        let (text, tag) = buf[at..need].split_at_mut(len);
+        let t = self
+            .send
+            .seal_in_place_separate_tag(nonce(self.suite, counter), Aad::empty(), text)
             .map_err(|_| SessionError::Buffer)?;
+        tag.copy_from_slice(t.as_ref());
         self.send_counter += 1;
-        Ok(wire::TRANSPORT_HEADER_LEN + n)
+        Ok(need)
     }
 
     /// Decrypts a transport message's `ciphertext` into `out`; returns the plaintext length.
@@ -114,17 +163,138 @@ impl Session {
         if !self.replay.check(counter) {
             return Err(SessionError::Replay);
         }
-        // At least the ciphertext's length, so that snow decrypts in place without allocating.
-        if out.len() < ciphertext.len() {
+        let Some(room) = out.get_mut(..ciphertext.len()) else {
             return Err(SessionError::Buffer);
+        };
+        room.copy_from_slice(ciphertext);
+        self.decrypt_in_place(counter, room)
+    }
+
+    /// Decrypts a transport message's ciphertext and tag where they are: the plaintext is
+    /// left at the start of `buf`; returns its length. The replay window moves only if the
+    /// message authenticated (on failure `buf` holds garbage).
+    pub fn decrypt_in_place(
+        &mut self,
+        counter: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, SessionError> {
+        if !self.replay.check(counter) {
+            return Err(SessionError::Replay);
+        }
+        if buf.len() < wire::TAG_LEN {
+            return Err(SessionError::Decrypt);
         }
         let n = self
-            .transport
-            .read_message(counter, ciphertext, out)
-            .map_err(|_| SessionError::Decrypt)?;
+            .recv
+            .open_in_place(nonce(self.suite, counter), Aad::empty(), buf)
+            .map_err(|_| SessionError::Decrypt)?
+            .len();
         if !self.replay.accept(counter) {
             return Err(SessionError::Replay);
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::noise;
+
+    /// Two finished XX handshakes of `suite`: (initiator, responder).
+    fn handshake(suite: Suite) -> (snow::HandshakeState, snow::HandshakeState) {
+        let mut i = noise::initiator(&[1; 32], suite).expect("initiator");
+        let mut r = noise::responder(&[2; 32], suite).expect("responder");
+        let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
+        let n = i.write_message(&[], &mut a).expect("msg 1");
+        r.read_message(&a[..n], &mut b).expect("read 1");
+        let n = r.write_message(&[], &mut a).expect("msg 2");
+        i.read_message(&a[..n], &mut b).expect("read 2");
+        let n = i.write_message(&[], &mut a).expect("msg 3");
+        r.read_message(&a[..n], &mut b).expect("read 3");
+        (i, r)
+    }
+
+    #[test]
+    fn messages_are_what_snow_makes_of_the_same_keys_both_ways() {
+        for suite in [Suite::AesGcm, Suite::ChaChaPoly] {
+            for ours_initiates in [true, false] {
+                let (i, r) = handshake(suite);
+                let now = Instant::now();
+                let (ours, theirs) = match ours_initiates {
+                    true => (i, r),
+                    false => (r, i),
+                };
+                let mut s = Session::from_handshake(ours, 7, 9, suite, now).expect("session");
+                assert_eq!(s.initiator, ours_initiates);
+                let snow = theirs.into_stateless_transport_mode().expect("snow");
+                let mut msg = [0u8; 128];
+                let mut plain = [0u8; 128];
+                // Past 256 messages: the counter's byte order shows.
+                for counter in 0..300u64 {
+                    let text = [counter as u8; 40];
+                    let n = s.encrypt(&text, &mut msg).expect("encrypt");
+                    let m = snow
+                        .read_message(counter, &msg[wire::TRANSPORT_HEADER_LEN..n], &mut plain)
+                        .expect("snow reads ours");
+                    assert_eq!(&plain[..m], &text);
+                    let m = snow.write_message(counter, &text, &mut msg).expect("snow");
+                    let k = s
+                        .decrypt(counter, &msg[..m], &mut plain)
+                        .expect("ours reads snow");
+                    assert_eq!(&plain[..k], &text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_and_copying_agree_and_a_replay_or_a_flipped_bit_is_refused() {
+        let (i, r) = handshake(Suite::AesGcm);
+        let now = Instant::now();
+        let mut a = Session::from_handshake(i, 1, 2, Suite::AesGcm, now).expect("a");
+        let mut b = Session::from_handshake(r, 2, 1, Suite::AesGcm, now).expect("b");
+        let text = *b"a packet sealed where it lies...";
+        let mut buf = [0u8; 64];
+        buf[wire::TRANSPORT_HEADER_LEN..][..text.len()].copy_from_slice(&text);
+        let n = a.encrypt_in_place(&mut buf, text.len()).expect("seal");
+        assert_eq!(n, wire::TRANSPORT_OVERHEAD + text.len());
+        let mut copy = buf;
+        let counter = 0;
+        let m = b
+            .decrypt_in_place(counter, &mut buf[wire::TRANSPORT_HEADER_LEN..n])
+            .expect("open");
+        assert_eq!(&buf[wire::TRANSPORT_HEADER_LEN..][..m], &text);
+        let mut out = [0u8; 64];
+        assert_eq!(
+            b.decrypt(counter, &copy[wire::TRANSPORT_HEADER_LEN..n], &mut out),
+            Err(SessionError::Replay)
+        );
+        let n2 = a.encrypt(&text, &mut copy).expect("seal 2");
+        copy[n2 - 1] ^= 1;
+        assert_eq!(
+            b.decrypt(1, &copy[wire::TRANSPORT_HEADER_LEN..n2], &mut out),
+            Err(SessionError::Decrypt)
+        );
+        // the window did not move: the genuine message is still taken
+        copy[n2 - 1] ^= 1;
+        assert!(
+            b.decrypt(1, &copy[wire::TRANSPORT_HEADER_LEN..n2], &mut out)
+                .is_ok()
+        );
+        assert_eq!(
+            b.decrypt_in_place(2, &mut [0u8; 15]),
+            Err(SessionError::Decrypt)
+        );
+        assert!(
+            Session::from_handshake(
+                noise::initiator(&[1; 32], Suite::AesGcm).expect("hs"),
+                1,
+                2,
+                Suite::AesGcm,
+                now
+            )
+            .is_none()
+        );
     }
 }

@@ -134,10 +134,9 @@ impl E2e {
             return Received::Dropped;
         };
         buf.truncate(12 + n);
-        let Ok(t) = hs.into_stateless_transport_mode() else {
+        let Some(mut session) = Session::from_handshake(hs, index, sender, suite, now) else {
             return Received::Dropped;
         };
-        let mut session = Session::new(t, index, sender, false, suite, now);
         session.confirmed = false;
         self.transmits.push_back((key, buf));
         self.install(now, key, session);
@@ -172,10 +171,9 @@ impl E2e {
         let Some(p) = r.initiating.take() else {
             return Received::Dropped;
         };
-        let Ok(t) = p.hs.into_stateless_transport_mode() else {
+        let Some(mut session) = Session::from_handshake(p.hs, receiver, sender, suite, now) else {
             return Received::Dropped;
         };
-        let mut session = Session::new(t, receiver, sender, true, suite, now);
         // The response proves the responder holds the keys.
         session.confirmed = true;
         let nothing_queued = self.remotes.get(&key).is_none_or(|r| r.queue.is_empty());

@@ -348,11 +348,11 @@ impl Links {
             return Recv::Dropped(DropReason::Handshake);
         };
         buf.truncate(h + n);
-        let Ok(transport) = init.hs.into_stateless_transport_mode() else {
+        let Some(session) = Session::from_handshake(init.hs, receiver, sender, init.suite, now)
+        else {
             return Recv::Dropped(DropReason::Handshake);
         };
         self.queue(from, buf);
-        let session = Session::new(transport, receiver, sender, true, init.suite, now);
         // A handshake that had to be sent again measures the wait, not the path: a link
         // restored after an outage would otherwise start with a round trip of a second, and
         // take that long (twice) to notice its next failure.
@@ -409,8 +409,9 @@ impl Links {
             tracing::warn!(%from, peer = %key, "refused inbound link: {why}");
             // Tell the initiator, which already holds the keys: authenticated, so nobody else
             // can make a node drop its links this way.
-            if let Ok(t) = resp.hs.into_stateless_transport_mode() {
-                let mut s = Session::new(t, receiver, resp.remote_index, false, resp.suite, now);
+            if let Some(mut s) =
+                Session::from_handshake(resp.hs, receiver, resp.remote_index, resp.suite, now)
+            {
                 let mut data = vec![0u8; wire::TRANSPORT_OVERHEAD + 1];
                 if let Ok(n) = s.encrypt(&[wire::frame::REFUSED], &mut data) {
                     data.truncate(n);
@@ -429,17 +430,11 @@ impl Links {
             );
             return Recv::Dropped(DropReason::Refused);
         }
-        let Ok(transport) = resp.hs.into_stateless_transport_mode() else {
+        let Some(session) =
+            Session::from_handshake(resp.hs, receiver, resp.remote_index, resp.suite, now)
+        else {
             return Recv::Dropped(DropReason::Handshake);
         };
-        let session = Session::new(
-            transport,
-            receiver,
-            resp.remote_index,
-            false,
-            resp.suite,
-            now,
-        );
         // Our response to their final: a round trip, as the initiator measures one.
         let rtt = now.saturating_duration_since(resp.created);
         self.install_session(key, session, from, now, Some(rtt), incarnation);
