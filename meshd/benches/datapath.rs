@@ -163,8 +163,8 @@ fn stage_source(node: &mut Node, now: Instant, pkt: &[u8], net: &mut [u8]) -> us
 
 /// B's forwarding: a datagram in, a datagram out to the next hop.
 #[inline(never)]
-fn stage_transit(node: &mut Node, now: Instant, d: &[u8], bufs: &mut Bufs) -> usize {
-    let r = node.inbound(now, addr(0), d, &mut bufs.f, &mut bufs.t, &mut bufs.o);
+fn stage_transit(node: &mut Node, now: Instant, d: &mut [u8], bufs: &mut Bufs) -> usize {
+    let r = node.inbound_in_place(now, addr(0), d, &mut bufs.t, &mut bufs.o);
     match r {
         Inbound::Forward { len, .. } => len,
         r => panic!("B did not forward: {r:?}"),
@@ -177,15 +177,14 @@ fn stage_destination(
     node: &mut Node,
     now: Instant,
     from: usize,
-    d: &[u8],
+    d: &mut [u8],
     bufs: &mut Bufs,
 ) -> bool {
-    let r = node.inbound(now, addr(from), d, &mut bufs.f, &mut bufs.t, &mut bufs.o);
+    let r = node.inbound_in_place(now, addr(from), d, &mut bufs.t, &mut bufs.o);
     matches!(r, Inbound::Tun { len: 1280 })
 }
 
 struct Bufs {
-    f: Vec<u8>,
     t: Vec<u8>,
     o: Vec<u8>,
 }
@@ -219,7 +218,6 @@ fn main() {
         let pkt = packet(&line.nodes[0].1, &line.nodes[last].1);
         let mut net = vec![0u8; 4096];
         let mut bufs = Bufs {
-            f: vec![0u8; 4096],
             t: vec![0u8; 4096],
             o: vec![0u8; 4096],
         };
@@ -235,16 +233,17 @@ fn main() {
             let len = stage_source(&mut line.nodes[0].0, now, &pkt, &mut net);
             let t1 = Instant::now();
             let arrived = if last == 2 {
-                let len = stage_transit(&mut line.nodes[1].0, now, &net[..len], &mut bufs);
-                let d = std::mem::take(&mut bufs.o);
+                let len = stage_transit(&mut line.nodes[1].0, now, &mut net[..len], &mut bufs);
+                let mut d = std::mem::take(&mut bufs.o);
                 let t2 = Instant::now();
                 fwd_t += t2 - t1;
-                let ok = stage_destination(&mut line.nodes[2].0, now, 1, &d[..len], &mut bufs);
+                let ok = stage_destination(&mut line.nodes[2].0, now, 1, &mut d[..len], &mut bufs);
                 bufs.o = d;
                 in_t += Instant::now() - t2;
                 ok
             } else {
-                let ok = stage_destination(&mut line.nodes[1].0, now, 0, &net[..len], &mut bufs);
+                let ok =
+                    stage_destination(&mut line.nodes[1].0, now, 0, &mut net[..len], &mut bufs);
                 in_t += Instant::now() - t1;
                 ok
             };

@@ -225,6 +225,22 @@ impl TunToUdp {
     }
 }
 
+/// A datagram the receive path may decrypt where it lies (its own receive buffers), or one
+/// lent to it (a connection's frames, handshake inits), which it decrypts into scratch space.
+enum Dgram<'a> {
+    Own(&'a mut [u8]),
+    Lent(&'a [u8]),
+}
+
+impl Dgram<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Dgram::Own(d) => d.len(),
+            Dgram::Lent(d) => d.len(),
+        }
+    }
+}
+
 /// Buffers for the UDP → TUN (or forward) direction.
 pub struct UdpToTun {
     rx: Vec<Vec<u8>>,
@@ -302,11 +318,13 @@ impl UdpToTun {
             let now = Instant::now();
             let rx = std::mem::take(&mut self.rx);
             let meta = std::mem::take(&mut self.meta);
-            for (m, buf) in meta[..n].iter().zip(&rx) {
+            let mut rx = rx;
+            for (m, buf) in meta[..n].iter().zip(rx.iter_mut()) {
                 let from = Endpoint::udp(canonical(m.addr));
                 let stride = if m.stride == 0 { m.len } else { m.stride };
-                for dgram in buf[..m.len.min(buf.len())].chunks(stride.max(1)) {
-                    self.one(&mut count, now, from, dgram, node, socks, znets)
+                let len = m.len.min(buf.len());
+                for dgram in buf[..len].chunks_mut(stride.max(1)) {
+                    self.one(&mut count, now, from, Dgram::Own(dgram), node, socks, znets)
                         .await;
                     // Written as soon as the batch is full, so that no more than
                     // MAX_TUN_BATCH write buffers ever exist (one read may bring 512
@@ -365,8 +383,16 @@ impl UdpToTun {
             let now = Instant::now();
             for (from, dgram) in batch.datagrams() {
                 let from = Endpoint::udp(canonical(from));
-                self.one(&mut count, now, from, dgram, node, socks, znets)
-                    .await;
+                self.one(
+                    &mut count,
+                    now,
+                    from,
+                    Dgram::Lent(dgram),
+                    node,
+                    socks,
+                    znets,
+                )
+                .await;
             }
             // Answers (cookie replies) leave in batches too.
             super::flush_control(node, socks, tun, &mut self.gro).await;
@@ -422,7 +448,7 @@ impl UdpToTun {
         count: &mut usize,
         now: Instant,
         from: Endpoint,
-        dgram: &[u8],
+        dgram: Dgram<'_>,
         node: &mut Node,
         socks: &Sockets,
         znets: &super::znets::Devices,
@@ -443,15 +469,12 @@ impl UdpToTun {
             tb.truncate(need);
         }
         let net_out = self.forward.tail(socks).await;
-        let frame = &mut self.frame[..];
-        match node.inbound(
-            now,
-            from,
-            dgram,
-            frame,
-            &mut tb[VIRTIO_NET_HDR_LEN..],
-            net_out,
-        ) {
+        let tun_out = &mut tb[VIRTIO_NET_HDR_LEN..];
+        let r = match dgram {
+            Dgram::Own(d) => node.inbound_in_place(now, from, d, tun_out, net_out),
+            Dgram::Lent(d) => node.inbound(now, from, d, &mut self.frame, tun_out, net_out),
+        };
+        match r {
             Inbound::Tun { len } => {
                 tb.truncate(VIRTIO_NET_HDR_LEN + len);
                 *count += 1;
@@ -491,8 +514,16 @@ impl UdpToTun {
         let mut count = 0;
         let now = Instant::now();
         for (from, dgram) in frames {
-            self.one(&mut count, now, *from, dgram, node, socks, znets)
-                .await;
+            self.one(
+                &mut count,
+                now,
+                *from,
+                Dgram::Lent(dgram),
+                node,
+                socks,
+                znets,
+            )
+            .await;
             if count >= MAX_TUN_BATCH {
                 self.write_tun(tun, count).await;
                 count = 0;

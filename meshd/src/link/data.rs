@@ -11,17 +11,66 @@ use crate::uri::Endpoint;
 use crate::wire;
 use std::time::Instant;
 
+/// Where a transport message's plaintext goes.
+pub(super) enum Text<'a> {
+    /// Decrypted from `ciphertext` into `out`.
+    Into {
+        ciphertext: &'a [u8],
+        out: &'a mut [u8],
+    },
+    /// Decrypted where it is (ciphertext and tag): the plaintext starts where they did.
+    InPlace(&'a mut [u8]),
+}
+
 impl Links {
-    #[allow(clippy::too_many_arguments)]
+    /// Handles a datagram like [`Links::handle_datagram`], but a transport message is
+    /// decrypted where it lies: the frame of a [`Recv::Frame`] is at
+    /// `datagram[wire::TRANSPORT_HEADER_LEN..]`. A node forwarding packets copies nothing
+    /// this way before it seals the frame again for the next link.
+    pub fn handle_datagram_in_place(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &mut [u8],
+    ) -> Recv {
+        let Ok(wire::Message::Transport {
+            receiver, counter, ..
+        }) = wire::parse(datagram)
+        else {
+            return self.handle_datagram(now, from, datagram, &mut []);
+        };
+        self.counters.rx_datagrams += 1;
+        let wire_len = datagram.len();
+        let text = Text::InPlace(&mut datagram[wire::TRANSPORT_HEADER_LEN..]);
+        let r = self.handle_transport(now, from, receiver, counter, text, wire_len);
+        self.transport_handled(r, now, from, receiver)
+    }
+
+    /// Bookkeeping after a transport message: STALE for an unknown session, drops counted.
+    pub(super) fn transport_handled(
+        &mut self,
+        r: Recv,
+        now: Instant,
+        from: Endpoint,
+        receiver: u32,
+    ) -> Recv {
+        if r == Recv::Dropped(DropReason::UnknownSession) {
+            self.send_stale(now, from, receiver);
+        }
+        if let Recv::Dropped(reason) = r {
+            self.counters.dropped.add(reason);
+        }
+        r
+    }
+
     pub(super) fn handle_transport(
         &mut self,
         now: Instant,
         from: Endpoint,
         receiver: u32,
         counter: u64,
-        ciphertext: &[u8],
+        text: Text<'_>,
         wire_len: usize,
-        out: &mut [u8],
     ) -> Recv {
         let Some(key) = self.sessions.get(&receiver).copied() else {
             return Recv::Dropped(DropReason::UnknownSession);
@@ -32,7 +81,11 @@ impl Links {
         let Some(session) = peer.session_mut(receiver) else {
             return Recv::Dropped(DropReason::UnknownSession);
         };
-        let n = match session.decrypt(counter, ciphertext, out) {
+        let (r, out) = match text {
+            Text::Into { ciphertext, out } => (session.decrypt(counter, ciphertext, out), out),
+            Text::InPlace(buf) => (session.decrypt_in_place(counter, buf), buf),
+        };
+        let n = match r {
             Ok(n) => n,
             Err(SessionError::Replay) => return Recv::Dropped(DropReason::Replay),
             Err(_) => return Recv::Dropped(DropReason::Decrypt),

@@ -466,19 +466,9 @@ impl Links {
                 counter,
                 ciphertext,
             }) => {
-                let r = self.handle_transport(
-                    now,
-                    from,
-                    receiver,
-                    counter,
-                    ciphertext,
-                    datagram.len(),
-                    out,
-                );
-                if r == Recv::Dropped(DropReason::UnknownSession) {
-                    self.send_stale(now, from, receiver);
-                }
-                r
+                let text = data::Text::Into { ciphertext, out };
+                let r = self.handle_transport(now, from, receiver, counter, text, datagram.len());
+                return self.transport_handled(r, now, from, receiver);
             }
             Ok(Message::Stale { receiver }) => self.handle_stale(now, from, receiver),
             Ok(Message::Init {

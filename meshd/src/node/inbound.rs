@@ -33,8 +33,43 @@ impl Node {
         else {
             return Inbound::Done;
         };
-        if frame[0] != wire::frame::ROUTING {
-            if frame[0] == wire::frame::OBSERVED
+        self.frame_in(now, link, &mut frame[..len], tun_out, net_out)
+    }
+
+    /// Handles one datagram like [`Node::inbound`], decrypting the link layer where the
+    /// datagram lies (what the daemon does: no copy before a forwarded packet is sealed again
+    /// for the next link).
+    pub fn inbound_in_place(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &mut [u8],
+        tun_out: &mut [u8],
+        net_out: &mut [u8],
+    ) -> Inbound {
+        if datagram.first() == Some(&wire::TYPE_DIRECT) {
+            return self.direct_inbound(now, from, datagram, tun_out);
+        }
+        let Recv::Frame { link, len } = self.links.handle_datagram_in_place(now, from, datagram)
+        else {
+            return Inbound::Done;
+        };
+        let frame = &mut datagram[wire::TRANSPORT_HEADER_LEN..wire::TRANSPORT_HEADER_LEN + len];
+        self.frame_in(now, link, frame, tun_out, net_out)
+    }
+
+    /// A link's decrypted frame: routed on, delivered, or read (NAT reports).
+    fn frame_in(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        frame: &mut [u8],
+        tun_out: &mut [u8],
+        net_out: &mut [u8],
+    ) -> Inbound {
+        let len = frame.len();
+        if frame.first() != Some(&wire::frame::ROUTING) {
+            if frame.first() == Some(&wire::frame::OBSERVED)
                 && let Some((addr, _)) = nat::get_addr(&frame[1..len])
                 && let Some(reporter) = self.links.key_of(link)
             {

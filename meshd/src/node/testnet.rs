@@ -410,12 +410,14 @@ impl TestNet {
 
     pub(crate) fn deliver(&mut self, to: usize, from: usize, data: &[u8]) {
         self.counters.delivered += 1;
-        let (mut frame, mut tun, mut net) = (vec![0u8; 4096], vec![0u8; 4096], vec![0u8; 4096]);
+        let (mut tun, mut net) = (vec![0u8; 4096], vec![0u8; 4096]);
         let now = self.now;
         let from_ep = self.nodes[from].endpoint;
+        // As the daemon does it: the link layer is decrypted where the datagram lies.
+        let mut data = data.to_vec();
         let r = self.nodes[to]
             .node
-            .inbound(now, from_ep, data, &mut frame, &mut tun, &mut net);
+            .inbound_in_place(now, from_ep, &mut data, &mut tun, &mut net);
         match r {
             Inbound::Tun { len } => self.record(Delivery::Tun {
                 node: to,
