@@ -12,7 +12,11 @@ fn check(query: &[u8], reply: &[u8], transport: Transport) {
         assert_eq!(m.metadata.id.to_be_bytes(), [query[0], query[1]]);
     }
     if transport == Transport::Udp {
-        assert!(reply.len() <= usize::from(MAX_UDP_ANSWER), "{} bytes", reply.len());
+        assert!(
+            reply.len() <= usize::from(MAX_UDP_ANSWER),
+            "{} bytes",
+            reply.len()
+        );
     }
 }
 

@@ -7,7 +7,10 @@ use meshd::gateway::wire::{Answer, Hello, parse_client};
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some((h, n))) = Hello::parse(data) {
         assert!(n <= data.len());
-        assert_eq!(Hello::parse(&h.encode()), Ok(Some((h.clone(), h.encode().len()))));
+        assert_eq!(
+            Hello::parse(&h.encode()),
+            Ok(Some((h.clone(), h.encode().len())))
+        );
     }
     if let Ok(Some((a, n))) = Answer::parse(data) {
         assert!(n <= data.len());

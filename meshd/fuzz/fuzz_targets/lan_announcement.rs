@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
         let bytes = &rest[3..3 + len];
         rest = &rest[3 + len..];
         if let Ok(a) = rx.handle(now, from, bytes) {
-            assert_ne!(a.key, victim, "accepted an announcement the victim never signed");
+            assert_ne!(
+                a.key, victim,
+                "accepted an announcement the victim never signed"
+            );
         }
     }
 });

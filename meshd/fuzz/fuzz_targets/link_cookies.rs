@@ -13,8 +13,18 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let a_addr = Endpoint::udp("10.0.0.1:7820".parse().unwrap());
     let b_addr = Endpoint::udp("10.0.0.2:7820".parse().unwrap());
-    let mut a = Links::new(&Identity::from_seed(&[1; 32]), LinkConfig::default(), 1, now);
-    let mut b = Links::new(&Identity::from_seed(&[2; 32]), LinkConfig::default(), 2, now);
+    let mut a = Links::new(
+        &Identity::from_seed(&[1; 32]),
+        LinkConfig::default(),
+        1,
+        now,
+    );
+    let mut b = Links::new(
+        &Identity::from_seed(&[2; 32]),
+        LinkConfig::default(),
+        2,
+        now,
+    );
     a.add_peer(b_addr.to_string().parse().unwrap(), now);
     a.handle_timeout(now);
     let init = a.poll_transmit().expect("an init").data;
@@ -62,5 +72,9 @@ fuzz_target!(|data: &[u8]| {
             b.handle_datagram(now, a_addr, &t.data, &mut out);
         }
     }
-    assert_eq!(a.peers().count(), 1, "a forged datagram ended the handshake");
+    assert_eq!(
+        a.peers().count(),
+        1,
+        "a forged datagram ended the handshake"
+    );
 });

@@ -17,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(store.len() <= MAX_PER_OWNER);
         }
     }
-    for k in [kind::NAME_PUT, kind::NAME_ACK, kind::NAME_GET, kind::NAME_VAL] {
+    for k in [
+        kind::NAME_PUT,
+        kind::NAME_ACK,
+        kind::NAME_GET,
+        kind::NAME_VAL,
+    ] {
         if let Ok(body) = RoutedBody::decode(k, data) {
             let mut b = Vec::new();
             body.encode(&mut b);

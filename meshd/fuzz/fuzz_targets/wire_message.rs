@@ -25,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(inner.len() < data.len());
     }
     if let Some((_, _, ciphertext)) = parse_direct(data) {
-        assert_eq!(ciphertext.len() + meshd::wire::TRANSPORT_HEADER_LEN, data.len());
+        assert_eq!(
+            ciphertext.len() + meshd::wire::TRANSPORT_HEADER_LEN,
+            data.len()
+        );
     }
 });
