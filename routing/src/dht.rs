@@ -26,6 +26,7 @@ use crate::router::{Event, Route, Router, RouterConfig};
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A node's id: its node address as a number.
@@ -119,6 +120,8 @@ struct Rpc {
 pub struct Dht {
     id: u128,
     k: usize,
+    /// By the length of the prefix shared with our id (0..=128); only as many as the
+    /// deepest one used, so that a table holds no empty vectors beyond its contacts.
     buckets: Vec<Vec<Contact>>,
     lookups: BTreeMap<u64, Lookup>,
     rpcs: BTreeMap<u64, Rpc>,
@@ -139,7 +142,7 @@ impl Dht {
         Dht {
             id,
             k,
-            buckets: vec![Vec::new(); 129],
+            buckets: Vec::new(),
             lookups: BTreeMap::new(),
             rpcs: BTreeMap::new(),
             next_lookup: 1,
@@ -182,6 +185,9 @@ impl Dht {
         }
         let k = self.k;
         let b = self.bucket(id);
+        if self.buckets.len() <= b {
+            self.buckets.resize_with(b + 1, Vec::new);
+        }
         let bucket = &mut self.buckets[b];
         if let Some(c) = bucket.iter_mut().find(|c| c.rec.key == rec.key) {
             if rec.seq >= c.rec.seq {
@@ -205,7 +211,10 @@ impl Dht {
 
     fn failed(&mut self, key: &Key) {
         let b = self.bucket(id_of(key));
-        if let Some(i) = self.buckets[b].iter().position(|c| c.rec.key == *key) {
+        let Some(bucket) = self.buckets.get(b) else {
+            return;
+        };
+        if let Some(i) = bucket.iter().position(|c| c.rec.key == *key) {
             self.buckets[b][i].fails += 1;
             if self.buckets[b][i].fails >= 2 {
                 self.buckets[b].remove(i);
@@ -255,7 +264,13 @@ impl Router {
     /// count ports from another root, so whatever we sent there would die on the way, and
     /// passing it on would spread the dead end. Its owner's record of our tree comes soon
     /// enough (the tree's root announcement reaches it about when it reached us).
-    pub(crate) fn learn(&mut self, now: Instant, rec: NodeRecord, delegate: bool, direct: bool) {
+    pub(crate) fn learn(
+        &mut self,
+        now: Instant,
+        mut rec: NodeRecord,
+        delegate: bool,
+        direct: bool,
+    ) {
         if rec.key == self.key {
             return;
         }
@@ -263,7 +278,7 @@ impl Router {
             self.stats.other_tree += 1;
             return;
         }
-        if !self.verified.check_node(&rec) {
+        if !self.verified.check_node(&mut rec) {
             return;
         }
         if self.dht.next_refresh.is_none() {
@@ -303,7 +318,7 @@ impl Router {
             let (key, coords) = (p.key, p.coords.clone().unwrap_or_default());
             let place = match &p.record {
                 Some(r) if r.place.at == coords => r.place.clone(),
-                _ => coords.clone().into(),
+                _ => Arc::new(coords.clone().into()),
             };
             let seq = self.coords_of.get(&key).map_or(0, |l| l.seq);
             self.set_coords(now, key, place, seq);
@@ -602,7 +617,7 @@ impl Router {
             addr,
             Route {
                 key: rec.key,
-                coords: rec.place.at,
+                coords: rec.place.at.clone(),
                 updated: now,
             },
         );
@@ -618,20 +633,20 @@ impl Router {
         h: &RoutedHeader,
         nonce: u64,
         target: u128,
-        requester: NodeRecord,
+        mut requester: NodeRecord,
         msg: &[u8],
     ) {
-        let reply_to: Place = if requester.key == h.src_key && self.verified.check_node(&requester)
-        {
-            let c = requester.place.clone();
-            self.learn(now, requester, false, true);
-            c
-        } else {
-            match h.src.to_place(msg) {
-                Ok(p) => p,
-                Err(_) => return,
-            }
-        };
+        let reply_to: Place =
+            if requester.key == h.src_key && self.verified.check_node(&mut requester) {
+                let c = Place::clone(&requester.place);
+                self.learn(now, requester, false, true);
+                c
+            } else {
+                match h.src.to_place(msg) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                }
+            };
         let nodes = self.answer(target, &h.src_key);
         let body = RoutedBody::Found { nonce, nodes };
         self.send_control(now, &h.src_key, &reply_to, body);
@@ -683,7 +698,7 @@ impl Router {
         {
             e.1 = Ask::Answered;
         }
-        for rec in nodes {
+        for mut rec in nodes {
             if rec.key == self.key {
                 continue;
             }
@@ -699,7 +714,7 @@ impl Router {
                 }
                 continue;
             }
-            if !self.verified.check_node(&rec) {
+            if !self.verified.check_node(&mut rec) {
                 continue;
             }
             if let Some(addr) = target.1

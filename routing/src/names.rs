@@ -598,7 +598,7 @@ impl Router {
             );
         }
         for (key, place, msg) in out {
-            let place = place.unwrap_or_else(|| self.node_record.place.clone());
+            let place = place.unwrap_or_else(|| Place::clone(&self.node_record.place));
             self.stats.name_requests += 1;
             self.send_control(now, &key, &place, msg);
         }

@@ -473,11 +473,11 @@ impl Router {
     ) {
         let (me, from) = (self.dht_id(), id_of(&h.src_key));
         if stabilise
-            && let Some(sender) = nodes
+            && let Some(mut sender) = nodes
                 .iter()
                 .find(|r| r.key == h.src_key && r.tree == tree_id(&self.root))
                 .cloned()
-            && self.verified.check_node(&sender)
+            && self.verified.check_node(&mut sender)
         {
             // (Signature checked first: the answer goes to the place the record names, and an
             // unchecked one would let anyone aim our corrections at any place.)

@@ -19,6 +19,7 @@ use crate::record::{NodeRecord, TreeRecord};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A direct peer, as the caller numbers it (for meshd: a link).
@@ -101,9 +102,9 @@ pub(crate) struct Peer {
     pub rtt_measured: bool,
     /// Verified tree records it sent us, by node: its chain is the walk from its own record
     /// up the parents to a root.
-    pub records: BTreeMap<Key, TreeRecord>,
+    pub records: BTreeMap<Key, Arc<TreeRecord>>,
     /// Its chain (its record first, then up to its root), when complete.
-    pub chain: Vec<TreeRecord>,
+    pub chain: Vec<Arc<TreeRecord>>,
     /// What we sent it: node key → record seq, and our node record's seq.
     pub sent: BTreeMap<Key, u64>,
     pub sent_node_seq: Option<u64>,
@@ -163,7 +164,8 @@ pub(crate) struct SigRequest {
 /// Where a node we route to is, as far as we know.
 #[derive(Debug, Clone)]
 pub(crate) struct Located {
-    pub place: Place,
+    /// Shared with the node record it came from, if any.
+    pub place: Arc<Place>,
     /// When this was learnt (the oldest entry goes first when the table is full).
     pub at: Instant,
     /// Sequence number of the signed node record it came from (0: from authenticated
@@ -330,7 +332,8 @@ pub type RootFilter = std::sync::Arc<dyn Fn(&Key) -> bool + Send + Sync>;
 
 /// The routing state of one node.
 pub struct Router {
-    pub(crate) cfg: RouterConfig,
+    /// Shared by the routers of a simulation (one copy, not one per node).
+    pub(crate) cfg: Arc<RouterConfig>,
     pub(crate) root_filter: Option<RootFilter>,
     pub(crate) sk: SigningKey,
     pub(crate) key: Key,
@@ -338,7 +341,8 @@ pub struct Router {
     /// Key of the nonce generator: nonces are a keyed hash of a counter, so that one nonce
     /// seen on the wire tells nothing about the next.
     pub(crate) nonce_key: [u8; 32],
-    pub(crate) peers: BTreeMap<PeerId, Peer>,
+    /// Boxed: a map node holds up to 11 values, and most nodes have a few peers.
+    pub(crate) peers: BTreeMap<PeerId, Box<Peer>>,
     /// Peers by key (a destination that is a direct peer gets its messages at once).
     pub(crate) peer_by_key: BTreeMap<Key, PeerId>,
     /// Peers sorted for forwarding (see `forward`).
@@ -393,8 +397,15 @@ pub struct Router {
 impl Router {
     /// A router for the node with this ed25519 secret seed. `seq` must exceed any sequence
     /// number this node used before (meshd passes milliseconds of wall-clock time); `seed`
-    /// drives nonces and jitter.
-    pub fn new(secret: &[u8; 32], cfg: RouterConfig, seq: u64, seed: u64, now: Instant) -> Self {
+    /// drives nonces and jitter. `cfg` may be shared (`Arc<RouterConfig>`) by many routers.
+    pub fn new(
+        secret: &[u8; 32],
+        cfg: impl Into<Arc<RouterConfig>>,
+        seq: u64,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
+        let cfg = cfg.into();
         let sk = SigningKey::from_bytes(secret);
         let key = sk.verifying_key().to_bytes();
         let record = TreeRecord::root(&sk, seq);
@@ -582,7 +593,7 @@ impl Router {
         self.fwd.dirty = true;
         self.peers.insert(
             peer,
-            Peer {
+            Box::new(Peer {
                 key,
                 port,
                 rtt: rtt.unwrap_or(Duration::from_millis(10)),
@@ -604,7 +615,7 @@ impl Router {
                 ahead: Vec::new(),
                 probe: None,
                 next_probe: now,
-            },
+            }),
         );
         self.find_pool.resize(self.peers.len(), now);
         self.announce_to(peer);

@@ -251,10 +251,11 @@ impl PeerMsg {
 }
 
 /// Digest of a chain: which records, at which sequence numbers, in which order.
-pub fn chain_digest(chain: &[TreeRecord]) -> u64 {
+pub fn chain_digest<R: std::borrow::Borrow<TreeRecord>>(chain: &[R]) -> u64 {
     use sha2::{Digest, Sha512};
     let mut h = Sha512::new();
     for r in chain {
+        let r = r.borrow();
         h.update(r.node);
         h.update(r.seq.to_be_bytes());
     }

@@ -142,7 +142,7 @@ impl Sim {
                     .to_bytes()
             })
             .collect();
-        let cfg = cfg(&keys);
+        let cfg = std::sync::Arc::new(cfg(&keys));
         let mut nodes = Vec::with_capacity(g.n);
         let mut index = HashMap::with_capacity(g.n);
         let shared = routing::SharedVerified::default();
