@@ -65,7 +65,8 @@ const DEFER_PATIENCE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Contact {
-    rec: NodeRecord,
+    /// Shared with the ring and other routers' tables (see [`crate::SharedVerified`]).
+    rec: Arc<NodeRecord>,
     id: u128,
     fails: u8,
 }
@@ -160,7 +161,7 @@ impl Dht {
 
     /// The contacts' records.
     pub(crate) fn records(&self) -> impl Iterator<Item = &NodeRecord> {
-        self.buckets.iter().flatten().map(|c| &c.rec)
+        self.buckets.iter().flatten().map(|c| &*c.rec)
     }
 
     /// Contacts held.
@@ -178,7 +179,7 @@ impl Dht {
     }
 
     /// Adds or refreshes a verified contact. Returns false if there was no room.
-    fn insert(&mut self, rec: NodeRecord) -> bool {
+    fn insert(&mut self, rec: Arc<NodeRecord>) -> bool {
         let id = id_of(&rec.key);
         if id == self.id {
             return false;
@@ -228,7 +229,7 @@ impl Dht {
             .buckets
             .iter()
             .flatten()
-            .map(|c| (c.id ^ target, &c.rec))
+            .map(|c| (c.id ^ target, &*c.rec))
             .collect();
         all.sort_by_key(|(d, _)| *d);
         all.into_iter().take(n).map(|(_, r)| r.clone()).collect()
@@ -264,23 +265,42 @@ impl Router {
     /// count ports from another root, so whatever we sent there would die on the way, and
     /// passing it on would spread the dead end. Its owner's record of our tree comes soon
     /// enough (the tree's root announcement reaches it about when it reached us).
-    pub(crate) fn learn(
+    pub(crate) fn learn(&mut self, now: Instant, rec: NodeRecord, delegate: bool, direct: bool) {
+        if !self.learnable(&rec) {
+            return;
+        }
+        let Some(rec) = self.verified.check_record(rec) else {
+            return;
+        };
+        self.learn_verified(now, rec, delegate, direct);
+    }
+
+    /// [`Router::learn`] for a record whose signature was checked already.
+    pub(crate) fn learn_checked(
         &mut self,
         now: Instant,
-        mut rec: NodeRecord,
+        rec: Arc<NodeRecord>,
         delegate: bool,
         direct: bool,
     ) {
+        if self.learnable(&rec) {
+            self.learn_verified(now, rec, delegate, direct);
+        }
+    }
+
+    /// Not our own record, and one of our tree (counted if not).
+    fn learnable(&mut self, rec: &NodeRecord) -> bool {
         if rec.key == self.key {
-            return;
+            return false;
         }
         if rec.tree != tree_id(&self.root) {
             self.stats.other_tree += 1;
-            return;
+            return false;
         }
-        if !self.verified.check_node(&mut rec) {
-            return;
-        }
+        true
+    }
+
+    fn learn_verified(&mut self, now: Instant, rec: Arc<NodeRecord>, delegate: bool, direct: bool) {
         if self.dht.next_refresh.is_none() {
             // First contact: look ourselves up soon, to find our neighbourhood.
             self.dht.next_refresh = Some(now + FIRST_REFRESH);
@@ -436,7 +456,11 @@ impl Router {
             v.extend(self.ring_around(target, 2));
             v
         };
-        seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
+        seeds.extend(
+            self.peers
+                .values()
+                .filter_map(|p| p.record.as_deref().cloned()),
+        );
         for r in seeds {
             match short.entry(id_of(&r.key) ^ target) {
                 std::collections::btree_map::Entry::Vacant(v) => {
@@ -890,7 +914,7 @@ impl Router {
         let mut xor: Vec<(u128, &NodeRecord)> = self
             .dht
             .records()
-            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+            .chain(self.peers.values().filter_map(|p| p.record.as_deref()))
             .filter(|r| r.key != *asker)
             .map(|r| (id_of(&r.key) ^ target, r))
             .collect();

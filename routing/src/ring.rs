@@ -72,6 +72,7 @@ use crate::record::{NodeRecord, tree_id};
 use crate::router::Router;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Ring neighbours kept on each side.
@@ -115,6 +116,12 @@ pub trait Versioned: Clone {
 }
 
 impl Versioned for NodeRecord {
+    fn version(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Versioned for Arc<NodeRecord> {
     fn version(&self) -> u64 {
         self.seq
     }
@@ -296,7 +303,8 @@ struct Told {
 /// The ring and what the router does with it.
 #[derive(Debug)]
 pub struct RingState {
-    pub(crate) ring: Ring<NodeRecord>,
+    /// (Records shared with the lookup table and other routers: see [`crate::SharedVerified`].)
+    pub(crate) ring: Ring<Arc<NodeRecord>>,
     next_stabilise: Option<Instant>,
     every: Duration,
     /// Records delegated lately: key → (to whom, its record's sequence number, when).
@@ -336,7 +344,7 @@ impl Router {
     pub(crate) fn ring_offer(
         &mut self,
         now: Instant,
-        rec: NodeRecord,
+        rec: Arc<NodeRecord>,
         delegate: bool,
         direct: bool,
     ) {
@@ -373,7 +381,7 @@ impl Router {
     }
 
     /// Sends `rec` to the contact nearest to it around the ring, if one is nearer than us.
-    fn ring_delegate(&mut self, now: Instant, rec: NodeRecord) {
+    fn ring_delegate(&mut self, now: Instant, rec: Arc<NodeRecord>) {
         let w = id_of(&rec.key);
         let me = self.dht_id();
         // The nearest to `w` strictly between us (see [`closer`]), in one pass with no
@@ -408,7 +416,7 @@ impl Router {
         }
         self.ring.delegated.insert(rec.key, (to.key, to.seq, now));
         self.stats.ring_delegations += 1;
-        self.ring_queue(&to, Some(rec), false);
+        self.ring_queue(&to, Some(NodeRecord::clone(&rec)), false);
     }
 
     /// Adds a record (or just our own, `None`) to the next message for `to`; `stabilise`: the
@@ -521,7 +529,7 @@ impl Router {
         }
         self.ring.corrected.insert(sender.key, now);
         self.stats.ring_corrections += 1;
-        self.ring_queue(&sender, Some(between), false);
+        self.ring_queue(&sender, Some(NodeRecord::clone(&between)), false);
     }
 
     /// Expiry and stabilisation.
@@ -544,7 +552,7 @@ impl Router {
         // Our direct peers again, with delegation: a delegation lost on the way (sent to a
         // place that changed while the tree formed) would otherwise leave the "who knows
         // whom" graph cut for good, and the ring sorted in separate arcs.
-        let peers: Vec<NodeRecord> = self
+        let peers: Vec<Arc<NodeRecord>> = self
             .peers
             .values()
             .filter_map(|p| p.record.clone())
@@ -577,7 +585,7 @@ impl Router {
                 .iter()
                 .take(side)
                 .chain(same.iter().skip(1))
-                .map(|e| e.item.clone())
+                .map(|e| NodeRecord::clone(&e.item))
                 .collect();
             let ids: Vec<(Key, u64)> = recs.iter().map(|r| (r.key, r.seq)).collect();
             let send = match &self.ring.told[i] {
@@ -608,7 +616,7 @@ impl Router {
                     recs
                 }
             };
-            sends.push((n.item.clone(), send));
+            sends.push((NodeRecord::clone(&n.item), send));
         }
         for (to, recs) in sends {
             self.ring_queue(&to, None, true);
@@ -634,16 +642,16 @@ impl Router {
         self.ring
             .ring
             .entries()
-            .map(|e| &e.item)
+            .map(|e| &*e.item)
             .chain(self.dht.records())
-            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+            .chain(self.peers.values().filter_map(|p| p.record.as_deref()))
     }
 
     /// Our ring neighbours' records, below (nearest first) then above (for tools and tests).
     pub fn ring_records(&self) -> (Vec<&NodeRecord>, Vec<&NodeRecord>) {
         (
-            self.ring.ring.below.iter().map(|e| &e.item).collect(),
-            self.ring.ring.above.iter().map(|e| &e.item).collect(),
+            self.ring.ring.below.iter().map(|e| &*e.item).collect(),
+            self.ring.ring.above.iter().map(|e| &*e.item).collect(),
         )
     }
 

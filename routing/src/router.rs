@@ -127,8 +127,8 @@ pub(crate) struct Peer {
     pub digest: u64,
     /// Its coordinates (from its chain), if it has announced.
     pub coords: Option<Coords>,
-    /// Its node record.
-    pub record: Option<NodeRecord>,
+    /// Its node record (shared: see [`crate::SharedVerified`]).
+    pub record: Option<Arc<NodeRecord>>,
     /// The direct peers its record names, if the record is current (see `forward`).
     pub ahead: Vec<Coords>,
     /// Outstanding RTT probe: nonce and when sent.
@@ -348,6 +348,9 @@ pub struct Router {
     /// Peers sorted for forwarding (see `forward`).
     pub(crate) fwd: FwdIndex,
     pub(crate) next_port: u64,
+    /// The earliest of the peers' `next_probe` (none without peers), so that neither
+    /// `poll_timeout` nor a wake-up walks every peer of a hub.
+    pub(crate) next_probe: Option<Instant>,
     // --- tree ---
     pub(crate) seq: u64,
     pub(crate) record: TreeRecord,
@@ -430,6 +433,7 @@ impl Router {
             peer_by_key: BTreeMap::new(),
             fwd: FwdIndex::default(),
             next_port: 1,
+            next_probe: None,
             seq,
             record,
             parent: None,
@@ -617,6 +621,7 @@ impl Router {
                 next_probe: now,
             }),
         );
+        self.next_probe = self.peers.values().map(|p| p.next_probe).min();
         self.find_pool.resize(self.peers.len(), now);
         self.announce_to(peer);
     }
@@ -626,6 +631,7 @@ impl Router {
         let Some(gone) = self.peers.remove(&peer) else {
             return;
         };
+        self.next_probe = self.peers.values().map(|p| p.next_probe).min();
         self.find_pool.resize(self.peers.len(), now);
         self.fwd.dirty = true;
         if self.peer_by_key.get(&gone.key) == Some(&peer) {
@@ -676,8 +682,8 @@ impl Router {
         if let Some(r) = &self.sig_request {
             t = t.min(r.sent + self.cfg.lookup_rpc_timeout);
         }
-        for p in self.peers.values() {
-            t = t.min(p.next_probe);
+        if let Some(p) = self.next_probe {
+            t = t.min(p);
         }
         if let Some(d) = self.dht.next_deadline(&self.cfg) {
             t = t.min(d);

@@ -16,7 +16,7 @@
 //! [`RouterConfig::eligible_roots`]: crate::RouterConfig::eligible_roots
 
 use crate::codec::Key;
-use crate::coords::{Coords, MAX_DEPTH, Place};
+use crate::coords::{Coords, MAX_DEPTH};
 use crate::record::{NodeRecord, TreeRecord, sign_as_parent};
 use crate::router::{Drop, Event, Handled, PeerId, Router, SigRequest};
 use crate::wire::{MAX_ANNOUNCE, PeerMsg};
@@ -45,8 +45,8 @@ pub struct SharedVerified(Arc<Mutex<Shared>>);
 struct Shared {
     /// Valid tree records by digest, while some router holds them ...
     trees: Table<TreeRecord>,
-    /// ... and the places of valid node records.
-    places: Table<Place>,
+    /// ... and valid node records.
+    nodes: Table<NodeRecord>,
 }
 
 /// Values known valid, by digest, held weakly: an entry whose value no router holds any more
@@ -103,7 +103,7 @@ impl<T> Table<T> {
 impl SharedVerified {
     /// Distinct records known valid (held by some router now, or not yet swept).
     pub fn len(&self) -> usize {
-        self.0.lock().map_or(0, |s| s.trees.len() + s.places.len())
+        self.0.lock().map_or(0, |s| s.trees.len() + s.nodes.len())
     }
 
     /// Whether none was.
@@ -148,24 +148,34 @@ impl VerifiedCache {
     }
 
     /// A node record's signature, checked once per distinct record (lookup answers carry the
-    /// same records again and again). Where a [`SharedVerified`] holds the record's place, the
-    /// record is given that copy.
+    /// same records again and again). Where a [`SharedVerified`] holds the record, this copy
+    /// is given its place.
     pub(crate) fn check_node(&mut self, r: &mut NodeRecord) -> bool {
+        if self.shared.is_none() {
+            let digest = digest(1, |e| r.encode(e));
+            return self.check_local(digest, || r.verify());
+        }
+        match self.check_record(r.clone()) {
+            Some(held) => {
+                r.place = Arc::clone(&held.place);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A node record if its signature checks out: the one copy a [`SharedVerified`] holds.
+    pub(crate) fn check_record(&mut self, r: NodeRecord) -> Option<Arc<NodeRecord>> {
         let digest = digest(1, |e| r.encode(e));
         if let Some(s) = &self.shared {
             let Ok(mut s) = s.0.lock() else {
-                return r.verify();
+                return r.verify().then(|| Arc::new(r));
             };
-            let place = Arc::clone(&r.place);
-            return match s.places.share(digest, place, || r.verify()) {
-                Some(place) => {
-                    r.place = place;
-                    true
-                }
-                None => false,
-            };
+            let r = Arc::new(r);
+            let check = Arc::clone(&r);
+            return s.nodes.share(digest, r, || check.verify());
         }
-        self.check_local(digest, || r.verify())
+        self.check_local(digest, || r.verify()).then(|| Arc::new(r))
     }
 
     fn check_local(&mut self, digest: [u8; 32], verify: impl FnOnce() -> bool) -> bool {
@@ -439,12 +449,14 @@ impl Router {
         let Some(peer_key) = self.peers.get(&from).map(|p| p.key) else {
             return Handled::Consumed;
         };
-        let mut node = node;
-        if let Some(n) = &mut node
-            && (n.key != peer_key || !self.verified.check_node(n))
-        {
-            return self.drop_count(Drop::BadSignature);
-        }
+        let node = match node {
+            Some(n) if n.key != peer_key => return self.drop_count(Drop::BadSignature),
+            Some(n) => match self.verified.check_record(n) {
+                Some(n) => Some(n),
+                None => return self.drop_count(Drop::BadSignature),
+            },
+            None => None,
+        };
         let mut farewells = Vec::new();
         let mut epoch_advanced = false;
         for r in &records {
@@ -492,7 +504,7 @@ impl Router {
             p.record = Some(n.clone());
             // A peer's record also goes to the ring, and on towards its place if it does not
             // belong here: the peer graph is what the ring is linearized over.
-            self.learn(now, n, true, true);
+            self.learn_checked(now, n, true, true);
         }
         self.rebuild_chain(now, from);
         if place_changed {
@@ -820,6 +832,9 @@ impl Router {
 
     /// Sends RTT probes to peers that are due.
     pub(crate) fn probe_links(&mut self, now: Instant) {
+        if self.next_probe.is_none_or(|t| now < t) {
+            return;
+        }
         let due: Vec<PeerId> = self
             .peers
             .iter()
@@ -835,5 +850,6 @@ impl Router {
             }
             self.send(id, PeerMsg::PeerPing { nonce }.encode());
         }
+        self.next_probe = self.peers.values().map(|p| p.next_probe).min();
     }
 }
