@@ -25,6 +25,7 @@ export -n MESHD_BIN MESHCTL_BIN MESHD_BUILD_TIMEOUT 2>/dev/null
 WORKDIR=""                   # temp dir, created by the script
 CREATED_NS=()                # namespaces created by this run
 STARTED_PIDS=()              # pids of processes started by this run
+CREATED_FILES=()             # files outside WORKDIR that this run may leave (sockets)
 declare -A WRAPPER_OF=()     # daemon pid -> pid of its `timeout` wrapper
 
 # ----------------------------------------------------------------- helpers --
@@ -59,12 +60,14 @@ delete_ns() {
     ip netns del "$ns" 2>/dev/null
 }
 
-# EXIT trap: kill what we started, delete our namespaces and the temp dir.
+# EXIT trap: kill what we started, delete our namespaces, the files we listed
+# and the temp dir.
 cleanup() {
     local rc=$? pid ns
     trap - EXIT INT TERM
     for pid in "${STARTED_PIDS[@]}"; do kill_pid "$pid"; done
     for ns in "${CREATED_NS[@]}"; do delete_ns "$ns"; done
+    ((${#CREATED_FILES[@]})) && rm -f -- "${CREATED_FILES[@]}"
     [[ -n $WORKDIR && -d $WORKDIR ]] && rm -rf -- "$WORKDIR"
     exit "$rc"
 }

@@ -7,7 +7,16 @@
 //! A (outbound rules) and on C (traffic rules), where the replies' direction is denied so
 //! that both also track the flow: the cost of enforcement in the whole data path.
 //!
+//! A second set of lines runs two nodes linked directly (A - C), where the link peer is the
+//! destination: source and destination only.
+//!
 //! Run: `cargo bench -p meshd --bench datapath`. Prints figures; no pass/fail.
+//! `DATAPATH_PACKETS=N` sets the packets per line (default 200,000); `DATAPATH_LINE=` one of
+//! `aes`, `chacha`, `aes-policy`, `aes-direct`, `chacha-direct` runs only that line. For instruction counts,
+//! which repeat exactly on a busy machine (`bench/callgrind.sh` runs this):
+//! `valgrind --tool=callgrind` on the bench binary with a small N; the stages are the
+//! functions `stage_source`, `stage_transit` and `stage_destination`, never inlined, so
+//! their inclusive counts divided by N are the instructions per packet.
 
 use meshd::identity::Identity;
 use meshd::node::{Inbound, Node, NodeConfig, Outbound};
@@ -27,10 +36,10 @@ struct Line {
 }
 
 impl Line {
-    fn new(suite: Suite) -> Line {
+    fn new(suite: Suite, len: usize) -> Line {
         let now = Instant::now();
         let mut nodes = Vec::new();
-        for i in 0..3 {
+        for i in 0..len {
             let id = Identity::from_seed(&[i as u8 + 90; 32]);
             let mut cfg = NodeConfig::default();
             cfg.link.suite = suite;
@@ -38,7 +47,7 @@ impl Line {
             let node = Node::new(&id, cfg, &id.secret_seed(), 1000, i as u64, now);
             nodes.push((node, id));
         }
-        for i in 1..3 {
+        for i in 1..len {
             let uri = addr(i).to_string().parse().expect("uri");
             nodes[i - 1].0.links.add_peer(uri, now);
         }
@@ -61,12 +70,13 @@ impl Line {
                 }
             }
             while let Some((from, to, d)) = wire.pop_front() {
-                let Some(i) = (0..3).find(|i| addr(*i) == to) else {
+                let len = self.nodes.len();
+                let Some(i) = (0..len).find(|i| addr(*i) == to) else {
                     continue;
                 };
                 // A line: A and C cannot reach each other directly, so their attempts at a
                 // direct path (NAT punching) fail and the traffic keeps going through B.
-                let Some(j) = (0..3).find(|j| addr(*j) == from) else {
+                let Some(j) = (0..len).find(|j| addr(*j) == from) else {
                     continue;
                 };
                 if i.abs_diff(j) != 1 {
@@ -142,75 +152,124 @@ fn big_policy(a: &Identity, c: &Identity) -> acl::Policy {
     acl::Policy::load(&t, "bench.toml").expect("the bench policy loads")
 }
 
+/// A's outbound: the packet from A's local stack to a datagram for the next hop.
+#[inline(never)]
+fn stage_source(node: &mut Node, now: Instant, pkt: &[u8], net: &mut [u8]) -> usize {
+    match node.outbound(now, pkt, net) {
+        Outbound::Datagram { len, .. } => len,
+        _ => panic!("A did not send"),
+    }
+}
+
+/// B's forwarding: a datagram in, a datagram out to the next hop.
+#[inline(never)]
+fn stage_transit(node: &mut Node, now: Instant, d: &[u8], bufs: &mut Bufs) -> usize {
+    let r = node.inbound(now, addr(0), d, &mut bufs.f, &mut bufs.t, &mut bufs.o);
+    match r {
+        Inbound::Forward { len, .. } => len,
+        r => panic!("B did not forward: {r:?}"),
+    }
+}
+
+/// C's inbound: a datagram in, the packet for C's local stack out.
+#[inline(never)]
+fn stage_destination(
+    node: &mut Node,
+    now: Instant,
+    from: usize,
+    d: &[u8],
+    bufs: &mut Bufs,
+) -> bool {
+    let r = node.inbound(now, addr(from), d, &mut bufs.f, &mut bufs.t, &mut bufs.o);
+    matches!(r, Inbound::Tun { len: 1280 })
+}
+
+struct Bufs {
+    f: Vec<u8>,
+    t: Vec<u8>,
+    o: Vec<u8>,
+}
+
 fn main() {
-    for (suite, with_policy) in [
-        (Suite::AesGcm, false),
-        (Suite::ChaChaPoly, false),
-        (Suite::AesGcm, true),
+    let n: u32 = std::env::var("DATAPATH_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let only = std::env::var("DATAPATH_LINE").ok();
+    for (key, suite, with_policy, len) in [
+        ("aes", Suite::AesGcm, false, 3),
+        ("chacha", Suite::ChaChaPoly, false, 3),
+        ("aes-policy", Suite::AesGcm, true, 3),
+        ("aes-direct", Suite::AesGcm, false, 2),
+        ("chacha-direct", Suite::ChaChaPoly, false, 2),
     ] {
-        let mut line = Line::new(suite);
+        if only.as_deref().is_some_and(|o| o != key) {
+            continue;
+        }
+        let mut line = Line::new(suite, len);
+        let last = len - 1;
         if with_policy {
-            let p = std::sync::Arc::new(big_policy(&line.nodes[0].1, &line.nodes[2].1));
+            let p = std::sync::Arc::new(big_policy(&line.nodes[0].1, &line.nodes[last].1));
             let now = line.now;
-            for i in [0, 2] {
+            for i in [0, last] {
                 line.nodes[i].0.set_policy(now, p.clone());
             }
         }
         line.settle(Duration::from_secs(3));
-        let pkt = packet(&line.nodes[0].1, &line.nodes[2].1);
-        let (mut net, mut f, mut t, mut o) = (
-            vec![0u8; 4096],
-            vec![0u8; 4096],
-            vec![0u8; 4096],
-            vec![0u8; 4096],
-        );
+        let pkt = packet(&line.nodes[0].1, &line.nodes[last].1);
+        let mut net = vec![0u8; 4096];
+        let mut bufs = Bufs {
+            f: vec![0u8; 4096],
+            t: vec![0u8; 4096],
+            o: vec![0u8; 4096],
+        };
         // Warm up: lookup and end-to-end handshake.
         let now = line.now;
         let _ = line.nodes[0].0.outbound(now, &pkt, &mut net);
         line.settle(Duration::from_millis(500));
-        let n = 200_000u32;
         let (mut out_t, mut fwd_t, mut in_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut delivered = 0;
         for _ in 0..n {
             let now = line.now;
             let t0 = Instant::now();
-            let Outbound::Datagram { len, .. } = line.nodes[0].0.outbound(now, &pkt, &mut net)
-            else {
-                panic!("A did not send")
-            };
+            let len = stage_source(&mut line.nodes[0].0, now, &pkt, &mut net);
             let t1 = Instant::now();
-            let r = line.nodes[1]
-                .0
-                .inbound(now, addr(0), &net[..len], &mut f, &mut t, &mut o);
-            let t2 = Instant::now();
-            let Inbound::Forward { len, .. } = r else {
-                panic!("B did not forward: {r:?}")
+            let arrived = if last == 2 {
+                let len = stage_transit(&mut line.nodes[1].0, now, &net[..len], &mut bufs);
+                let d = std::mem::take(&mut bufs.o);
+                let t2 = Instant::now();
+                fwd_t += t2 - t1;
+                let ok = stage_destination(&mut line.nodes[2].0, now, 1, &d[..len], &mut bufs);
+                bufs.o = d;
+                in_t += Instant::now() - t2;
+                ok
+            } else {
+                let ok = stage_destination(&mut line.nodes[1].0, now, 0, &net[..len], &mut bufs);
+                in_t += Instant::now() - t1;
+                ok
             };
-            let r = line.nodes[2]
-                .0
-                .inbound(now, addr(1), &o[..len], &mut f, &mut t, &mut net);
-            let t3 = Instant::now();
-            if matches!(r, Inbound::Tun { len: 1280 }) {
+            out_t += t1 - t0;
+            if arrived {
                 delivered += 1;
             }
-            out_t += t1 - t0;
-            fwd_t += t2 - t1;
-            in_t += t3 - t2;
         }
         assert_eq!(delivered, n, "not every packet arrived");
         let per = |d: Duration| d.as_nanos() as f64 / n as f64;
         let gbps = |d: Duration| n as f64 * 1280.0 * 8.0 / d.as_secs_f64() / 1e9;
+        let name = match (with_policy, len) {
+            (true, _) => format!("{} + policy", suite.name()),
+            (false, 2) => format!("{}, direct", suite.name()),
+            _ => suite.name().to_string(),
+        };
+        let transit = if len == 3 {
+            format!("{:>5.0} ns ({:.1} Gbit/s)", per(fwd_t), gbps(fwd_t))
+        } else {
+            format!("{:>5} ns ({:>3} Gbit/s)", "-", "-")
+        };
         println!(
-            "{:<20} source {:>5.0} ns/packet ({:.1} Gbit/s) | transit {:>5.0} ns ({:.1} Gbit/s) | destination {:>5.0} ns ({:.1} Gbit/s)",
-            if with_policy {
-                format!("{} + policy", suite.name())
-            } else {
-                suite.name().to_string()
-            },
+            "{name:<20} source {:>5.0} ns/packet ({:.1} Gbit/s) | transit {transit} | destination {:>5.0} ns ({:.1} Gbit/s)",
             per(out_t),
             gbps(out_t),
-            per(fwd_t),
-            gbps(fwd_t),
             per(in_t),
             gbps(in_t),
         );

@@ -7,7 +7,8 @@
 //! shadow an old one.
 //!
 //! ```text
-//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX), COOKIE, TRANSPORT or STALE
+//!  UDP datagram ─ [datagram] ─► INIT/RESPONSE/FINAL (Noise XX), COOKIE, TRANSPORT, STALE,
+//!                                or DIRECT (an E2E_DATA message for the link peer itself)
 //!    TRANSPORT plaintext ─ [link_frame] ─► ROUTING ─► routing message ─ [routing::wire::kind]
 //!      TRAFFIC payload ─ [routed] ─► E2E_INIT / E2E_RESP / E2E_DATA / E2E_STALE, or ZNET | id | e2e message
 //!        E2E_DATA plaintext ─ [session_payload] ─► IPv6 (or IPv4/IPv6 in a znet), or CONTROL
@@ -32,6 +33,9 @@ pub mod datagram {
     pub const COOKIE: u8 = 5;
     /// "The receiver index you used is unknown here" (a hint, unauthenticated).
     pub const STALE: u8 = 6;
+    /// An end-to-end DATA message sent bare to the link peer that is its destination: the
+    /// layout of a transport message, sealed once, by the end-to-end session.
+    pub const DIRECT: u8 = 7;
     /// All of them, for the collision test.
     pub const ALL: &[(&str, u8)] = &[
         ("INIT", INIT),
@@ -40,6 +44,7 @@ pub mod datagram {
         ("TRANSPORT", TRANSPORT),
         ("COOKIE", COOKIE),
         ("STALE", STALE),
+        ("DIRECT", DIRECT),
     ];
 }
 

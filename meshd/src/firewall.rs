@@ -24,9 +24,9 @@
 
 use crate::identity::PublicKey;
 use crate::packet::{IPV6_HEADER_LEN, Ipv6Header};
+use crate::toolkit::fastmap::FastMap;
 use acl::{Class, Policy, Proto};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,9 +190,9 @@ pub struct Firewall {
     policy: Arc<Policy>,
     /// The empty policy: everything passes, nothing is looked at.
     open: bool,
-    cache: HashMap<[u8; 32], Class>,
-    flows: HashMap<FlowKey, (Instant, Opened)>,
-    per_key: HashMap<[u8; 32], u32>,
+    cache: FastMap<[u8; 32], Class>,
+    flows: FastMap<FlowKey, (Instant, Opened)>,
+    per_key: FastMap<[u8; 32], u32>,
     counters: PolicyCounters,
     next_sweep: Option<Instant>,
     next_full_sweep: Option<Instant>,
@@ -213,9 +213,9 @@ impl Firewall {
         Firewall {
             open: policy.is_open(),
             policy,
-            cache: HashMap::new(),
-            flows: HashMap::new(),
-            per_key: HashMap::new(),
+            cache: FastMap::default(),
+            flows: FastMap::default(),
+            per_key: FastMap::default(),
             counters: PolicyCounters::default(),
             next_sweep: None,
             next_full_sweep: None,
@@ -260,7 +260,8 @@ impl Firewall {
         let policy = self.policy.clone();
         // One classification per remote key, not per flow: a full flow table of a few remotes
         // costs a few hashes, not one per flow (this runs on the event loop).
-        let mut classes: HashMap<[u8; 32], Class> = HashMap::with_capacity(self.per_key.len());
+        let mut classes: FastMap<[u8; 32], Class> =
+            FastMap::with_capacity_and_hasher(self.per_key.len(), Default::default());
         let gateway = self.gateway_port;
         self.flows.retain(|f, (_, opened)| {
             // Kept only if the side that opened it may still open it.

@@ -50,6 +50,9 @@ pub const TYPE_RESPONSE: u8 = codes::datagram::RESPONSE;
 pub const TYPE_FINAL: u8 = codes::datagram::FINAL;
 /// Type byte of a transport message.
 pub const TYPE_TRANSPORT: u8 = codes::datagram::TRANSPORT;
+/// Type byte of a direct message: end-to-end data for the link peer itself
+/// ([`parse_direct`]).
+pub const TYPE_DIRECT: u8 = codes::datagram::DIRECT;
 /// Type byte of a cookie reply.
 pub const TYPE_COOKIE: u8 = codes::datagram::COOKIE;
 
@@ -224,6 +227,15 @@ const MIN_RESPONSE_NOISE: usize = 32 + 48 + TAG_LEN;
 const MIN_FINAL_NOISE: usize = 48 + TAG_LEN;
 /// Largest handshake message accepted (handshakes carry a small payload).
 const MAX_HANDSHAKE: usize = 1024;
+
+/// A direct message's fields: receiver index (of the end-to-end session), counter and
+/// ciphertext. Same layout and length bounds as a transport message; `None` if it is not one.
+pub fn parse_direct(b: &[u8]) -> Option<(u32, u64, &[u8])> {
+    if b.first() != Some(&TYPE_DIRECT) || b.len() < TRANSPORT_OVERHEAD || b.len() > MAX_DATAGRAM {
+        return None;
+    }
+    Some((u32_at(b, 1), u64_at(b, 5), &b[TRANSPORT_HEADER_LEN..]))
+}
 
 /// Parses one datagram, checking every length before any field is read.
 pub fn parse(b: &[u8]) -> Result<Message<'_>, WireError> {

@@ -1,8 +1,8 @@
-//! Any bytes as a link datagram: parse must return a view or an error, never panic, and a
+//! Any bytes as a link datagram (and as a direct message): parse must return a view or an error, never panic, and a
 //! view's fields must lie inside the input.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use meshd::wire::{Message, parse};
+use meshd::wire::{Message, parse, parse_direct};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = parse(data) {
@@ -23,5 +23,8 @@ fuzz_target!(|data: &[u8]| {
             Message::Stale { .. } => &data[..0],
         };
         assert!(inner.len() < data.len());
+    }
+    if let Some((_, _, ciphertext)) = parse_direct(data) {
+        assert_eq!(ciphertext.len() + meshd::wire::TRANSPORT_HEADER_LEN, data.len());
     }
 });

@@ -308,14 +308,17 @@ impl UdpToTun {
                 for dgram in buf[..m.len.min(buf.len())].chunks(stride.max(1)) {
                     self.one(&mut count, now, from, dgram, node, socks, znets)
                         .await;
+                    // Written as soon as the batch is full, so that no more than
+                    // MAX_TUN_BATCH write buffers ever exist (one read may bring 512
+                    // datagrams, and each buffer GRO used holds up to 64 KB).
+                    if count >= MAX_TUN_BATCH {
+                        self.write_tun(tun, count).await;
+                        count = 0;
+                    }
                 }
             }
             self.rx = rx;
             self.meta = meta;
-            if count >= MAX_TUN_BATCH {
-                self.write_tun(tun, count).await;
-                count = 0;
-            }
         }
         self.finish(count, tun, socks, znets).await;
         if batches > 0 {

@@ -23,18 +23,36 @@ impl E2e {
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Encrypt {
+        out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
+        match self.seal(now, dest, packet, out) {
+            Ok(n) => {
+                out.truncate(n);
+                Encrypt::Ready
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Encrypts an IPv6 packet for `dest` as a DATA message into `out` (which needs
+    /// `packet.len() + wire::DATA_OVERHEAD` bytes) and returns its length; or queues the
+    /// packet while a session is set up (`Err(Queued)`), or drops it (`Err(Dropped)`).
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        dest: &PublicKey,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Encrypt> {
         let life = self.cfg.lifetime();
         let probe_after = self.cfg.probe_after;
         let Some(r) = self.remote(dest, now) else {
             self.counters.queue_dropped += 1;
-            return Encrypt::Dropped;
+            return Err(Encrypt::Dropped);
         };
         r.last_used = now;
         if let Some(s) = r.send_session(now, life) {
             let due_rekey = now >= life.rekey_at(s);
-            out.resize(packet.len() + wire::DATA_OVERHEAD, 0);
             if let Ok(n) = s.encrypt(packet, out) {
-                out.truncate(n);
                 r.tx_packets += 1;
                 r.tx_bytes += packet.len() as u64;
                 let mut file_probe = None;
@@ -53,12 +71,12 @@ impl E2e {
                 if let Some(probe) = file_probe {
                     self.file(dest, probe);
                 }
-                return Encrypt::Ready;
+                return Ok(n);
             }
         }
         let limit = self.cfg.queue_per_remote;
         let Some(r) = self.remotes.get_mut(dest) else {
-            return Encrypt::Dropped;
+            return Err(Encrypt::Dropped);
         };
         if r.queue.len() >= limit {
             r.queue.pop_front();
@@ -68,10 +86,38 @@ impl E2e {
         if r.initiating.is_none() {
             self.start_handshake(now, dest);
         }
-        Encrypt::Queued
+        Err(Encrypt::Queued)
     }
 
-    pub(super) fn on_data(
+    /// Counts a direct message dropped before any layer saw it: too short or too long
+    /// (`malformed`), or for an index no layer holds (`unknown_session`).
+    pub fn count_direct_drop(&mut self, unknown_index: bool) {
+        if unknown_index {
+            self.counters.unknown_session += 1;
+        } else {
+            self.counters.malformed += 1;
+        }
+    }
+
+    /// Whether `receiver` names one of this layer's sessions.
+    pub fn has_index(&self, receiver: u32) -> bool {
+        self.by_index.contains_key(&receiver)
+    }
+
+    /// Tells `src` that its session `receiver` is unknown here (a STALE hint, rate-limited),
+    /// so that it handshakes again now rather than after `probe_after`. False if the rate
+    /// allowed none.
+    pub fn stale_hint(&mut self, now: Instant, src: PublicKey, receiver: u32) -> bool {
+        let sent = self.stale_tokens.take(now, super::STALE_RATE);
+        if sent {
+            self.transmits.push_back((src, wire::emit_stale(receiver)));
+        }
+        sent
+    }
+
+    /// A DATA message (routed, or direct from a link peer: the caller checks
+    /// [`E2e::has_index`] first): decrypted, its source and destination checked.
+    pub(crate) fn on_data(
         &mut self,
         now: Instant,
         receiver: u32,

@@ -30,6 +30,7 @@ use crate::identity::{Identity, PublicKey};
 use crate::noise;
 use crate::session::Session;
 use crate::toolkit::bucket::{Bucket, Rate};
+use crate::toolkit::fastmap::FastMap;
 use crate::toolkit::index;
 use crate::toolkit::lifetime::Lifetime;
 use crate::toolkit::rng::SplitMix64;
@@ -200,9 +201,9 @@ pub struct E2e {
     subnet: Ipv6Addr,
     cfg: E2eConfig,
     rng: SplitMix64,
-    remotes: HashMap<PublicKey, Remote>,
+    remotes: FastMap<PublicKey, Remote>,
     /// Local index (sessions and our handshakes in flight) to remote key.
-    by_index: HashMap<u32, PublicKey>,
+    by_index: FastMap<u32, PublicKey>,
     /// Handshake inits answered: global bucket, per link they arrived over, and per sender.
     tokens: Bucket,
     /// Stale-index hints sent ([`STALE_RATE`]).
@@ -245,8 +246,8 @@ impl E2e {
             subnet: public.subnet(),
             cfg,
             rng: SplitMix64::new(seed, 0x517c_c1b7_2722_0a95),
-            remotes: HashMap::new(),
-            by_index: HashMap::new(),
+            remotes: FastMap::default(),
+            by_index: FastMap::default(),
             tokens: Bucket::full(INIT_RATE.burst, now),
             stale_tokens: Bucket::full(STALE_RATE.burst, now),
             per_via: HashMap::new(),
@@ -346,13 +347,11 @@ impl E2e {
                 ciphertext,
             }) => {
                 let r = self.on_data(now, receiver, counter, ciphertext, out);
+                // The sender holds a session we do not (we restarted): tell it.
                 if r == Received::Dropped
                     && !self.by_index.contains_key(&receiver)
-                    && self.stale_tokens.take(now, STALE_RATE)
+                    && self.stale_hint(now, *src, receiver)
                 {
-                    // The sender holds a session we do not (we restarted): tell it, so that it
-                    // handshakes again now rather than after `probe_after`.
-                    self.transmits.push_back((*src, wire::emit_stale(receiver)));
                     return Received::Consumed;
                 }
                 r

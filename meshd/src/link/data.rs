@@ -121,20 +121,8 @@ impl Links {
         };
         match session.encrypt(frame, out) {
             Ok(n) => {
-                peer.last_tx = now;
-                peer.owed_answer = None;
-                if peer.first_unanswered_tx.is_none() {
-                    peer.first_unanswered_tx = Some(now);
-                    // The link is dead if nothing comes back by then; usually filed earlier
-                    // already (the keepalive).
-                    let silent = now + peer.silent_after(&self.cfg);
-                    if peer.timer.is_none_or(|t| t > silent) {
-                        self.timers.lower(Timer::Peer(key), &mut peer.timer, silent);
-                    }
-                }
-                peer.counters.tx_bytes += n as u64;
-                peer.counters.tx_packets += 1;
                 self.counters.tx_datagrams += 1;
+                peer.sent(&key, now, n, &self.cfg, &mut self.timers);
                 Send::Transmit { to, len: n }
             }
             Err(_) => {

@@ -23,6 +23,7 @@
 
 mod cookie;
 mod data;
+mod direct;
 mod discovered;
 mod handshake;
 mod liveness;
@@ -38,6 +39,7 @@ pub use ratelimit::Limits;
 pub use stats::{Counters, DropCounters, DropReason};
 
 use crate::identity::{Identity, PublicKey};
+use crate::toolkit::fastmap::FastMap;
 use crate::toolkit::timer::TimerTable;
 use crate::uri::Endpoint;
 use crate::uri::PeerUri;
@@ -186,12 +188,12 @@ pub struct Links {
     pub(crate) noise_private: zeroize::Zeroizing<[u8; 32]>,
     pub(crate) cfg: LinkConfig,
     rng: crate::toolkit::rng::SplitMix64,
-    pub(crate) peers: HashMap<PublicKey, Peer>,
+    pub(crate) peers: FastMap<PublicKey, Peer>,
     /// Link id to peer key.
-    pub(crate) links: HashMap<LinkId, PublicKey>,
+    pub(crate) links: FastMap<LinkId, PublicKey>,
     next_link: u64,
     /// Local session index to peer.
-    sessions: HashMap<u32, PublicKey>,
+    sessions: FastMap<u32, PublicKey>,
     pub(crate) initiating: HashMap<u32, handshake::Initiating>,
     pub(crate) responding: HashMap<u32, handshake::Responding>,
     pub(crate) responding_order: VecDeque<u32>,
@@ -238,10 +240,10 @@ impl Links {
             cfg,
             rng,
             cookie_share: COOKIE_SHARE_ALL,
-            peers: HashMap::new(),
-            links: HashMap::new(),
+            peers: FastMap::default(),
+            links: FastMap::default(),
             next_link: 1,
-            sessions: HashMap::new(),
+            sessions: FastMap::default(),
             initiating: HashMap::new(),
             responding: HashMap::new(),
             responding_order: VecDeque::new(),

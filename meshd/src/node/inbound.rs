@@ -1,4 +1,4 @@
-//! Datagrams from the network: link decryption, then the router forwards (re-encrypted for
+//! Datagrams from the network (direct messages go to [`super::direct`]): link decryption, then the router forwards (re-encrypted for
 //! the next link) or delivers; a delivered message is decrypted end to end, its source
 //! checked and the firewall consulted before it goes to the TUN device. znet messages go
 //! on to [`super::znet`].
@@ -26,6 +26,9 @@ impl Node {
         tun_out: &mut [u8],
         net_out: &mut [u8],
     ) -> Inbound {
+        if datagram.first() == Some(&wire::TYPE_DIRECT) {
+            return self.direct_inbound(now, from, datagram, tun_out);
+        }
         let Recv::Frame { link, len } = self.links.handle_datagram(now, from, datagram, frame)
         else {
             return Inbound::Done;

@@ -20,6 +20,7 @@
 //! `testnet` (tests, or the `testnet` feature) runs N whole nodes on a virtual network and
 //! clock; `model_test` checks them against a reference model with generated transitions.
 
+mod direct;
 mod inbound;
 mod outbound;
 mod ping;
@@ -28,6 +29,8 @@ mod punch;
 mod timers;
 mod znet;
 
+#[cfg(test)]
+mod direct_test;
 #[cfg(test)]
 mod model_test;
 #[cfg(any(test, feature = "testnet"))]

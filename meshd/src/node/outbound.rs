@@ -1,5 +1,6 @@
 //! Packets from the local stack: address to key (a lookup, packets wait for it), the
-//! firewall, the path MTU, end-to-end encryption, then a routed frame on a link. Also the
+//! firewall, the path MTU, end-to-end encryption, then a direct message to a linked
+//! destination ([`super::direct`]) or a routed frame on a link. Also the
 //! two ways to send a routed message (into the caller's buffer, or queued for
 //! `poll_transmit`).
 
@@ -65,6 +66,9 @@ impl Node {
                 }
                 return Outbound::TooBig;
             }
+        }
+        if let Some(r) = self.send_direct(now, &key, packet, net_out) {
+            return r;
         }
         let mut ebuf = std::mem::take(&mut self.ebuf);
         let r = match self.e2e.encrypt(now, &key, packet, &mut ebuf) {

@@ -354,7 +354,7 @@ impl TestNet {
         r
     }
 
-    fn put_on_wire(&mut self, from: usize, to: Endpoint, data: Vec<u8>) {
+    pub(crate) fn put_on_wire(&mut self, from: usize, to: Endpoint, data: Vec<u8>) {
         let Some(j) = self.index_of(&to) else {
             self.counters.no_wire += 1;
             return;
@@ -408,7 +408,7 @@ impl TestNet {
         }
     }
 
-    fn deliver(&mut self, to: usize, from: usize, data: &[u8]) {
+    pub(crate) fn deliver(&mut self, to: usize, from: usize, data: &[u8]) {
         self.counters.delivered += 1;
         let (mut frame, mut tun, mut net) = (vec![0u8; 4096], vec![0u8; 4096], vec![0u8; 4096]);
         let now = self.now;

@@ -84,6 +84,12 @@ impl Node {
                 return Outbound::TooBig;
             }
         }
+        if let Some(r) = self.send_direct_znet(now, id, &key, packet, net_out) {
+            return r;
+        }
+        let Some(z) = self.znets.get_mut(&id) else {
+            return Outbound::Dropped;
+        };
         let mut ebuf = std::mem::take(&mut self.ebuf);
         let r = match z.e2e.encrypt(now, &key, packet, &mut ebuf) {
             Encrypt::Ready => {

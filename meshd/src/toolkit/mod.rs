@@ -14,6 +14,7 @@
 //! [`crate::session::Session`].
 
 pub mod bucket;
+pub mod fastmap;
 pub mod index;
 pub mod lifetime;
 pub mod rng;

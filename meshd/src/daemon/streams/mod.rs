@@ -405,7 +405,10 @@ impl Inner {
             authenticated.store(true, Ordering::Relaxed);
         }
         if let Some(q) = quic
-            && data.first() == Some(&crate::wire::TYPE_TRANSPORT)
+            && matches!(
+                data.first(),
+                Some(&crate::wire::TYPE_TRANSPORT | &crate::wire::TYPE_DIRECT)
+            )
             && q.max_datagram_size().is_some_and(|m| data.len() <= m)
         {
             if let Err(e) = q.send_datagram(Bytes::copy_from_slice(data)) {
