@@ -84,10 +84,11 @@ struct Lookup {
     target: u128,
     /// The address being resolved (none for table refreshes).
     addr: Option<Ipv6Addr>,
-    /// Candidates by XOR distance to the target.
-    short: BTreeMap<u128, (NodeRecord, Ask)>,
+    /// Candidates by XOR distance to the target (records shared with the lookup table, the
+    /// ring and, in a simulation, other routers: see [`crate::SharedVerified`]).
+    short: BTreeMap<u128, (Arc<NodeRecord>, Ask)>,
     /// The freshest record of the owner seen, and whether we are asking the owner itself.
-    owner: Option<NodeRecord>,
+    owner: Option<Arc<NodeRecord>>,
     confirming: bool,
     /// The owner did not answer at the place this record (sequence number) gives: only a
     /// fresher copy is worth confirming.
@@ -160,8 +161,8 @@ impl Dht {
     }
 
     /// The contacts' records.
-    pub(crate) fn records(&self) -> impl Iterator<Item = &NodeRecord> {
-        self.buckets.iter().flatten().map(|c| &*c.rec)
+    pub(crate) fn records(&self) -> impl Iterator<Item = &Arc<NodeRecord>> {
+        self.buckets.iter().flatten().map(|c| &c.rec)
     }
 
     /// Contacts held.
@@ -224,15 +225,18 @@ impl Dht {
     }
 
     /// The `n` known records closest to `target`.
-    fn closest(&self, target: u128, n: usize) -> Vec<NodeRecord> {
-        let mut all: Vec<(u128, &NodeRecord)> = self
+    fn closest(&self, target: u128, n: usize) -> Vec<Arc<NodeRecord>> {
+        let mut all: Vec<(u128, &Arc<NodeRecord>)> = self
             .buckets
             .iter()
             .flatten()
-            .map(|c| (c.id ^ target, &*c.rec))
+            .map(|c| (c.id ^ target, &c.rec))
             .collect();
         all.sort_by_key(|(d, _)| *d);
-        all.into_iter().take(n).map(|(_, r)| r.clone()).collect()
+        all.into_iter()
+            .take(n)
+            .map(|(_, r)| Arc::clone(r))
+            .collect()
     }
 
     /// The next instant a request times out or a refresh is due.
@@ -250,6 +254,11 @@ impl Router {
     /// Learns a node record (checks its signature).
     pub(crate) fn dht_learn(&mut self, now: Instant, rec: NodeRecord) {
         self.learn(now, rec, false, false);
+    }
+
+    /// [`Router::dht_learn`] for a record whose signature was checked already.
+    fn dht_learn_checked(&mut self, now: Instant, rec: Arc<NodeRecord>) {
+        self.learn_checked(now, rec, false, false);
     }
 
     /// Our id.
@@ -449,18 +458,14 @@ impl Router {
                 .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
                 .enumerate()
                 .filter(|(i, _)| picks.contains(i))
-                .map(|(_, r)| r.clone())
+                .map(|(_, r)| Arc::clone(r))
                 .collect()
         } else {
             let mut v = self.dht.closest(target, self.cfg.bucket_size * 2);
             v.extend(self.ring_around(target, 2));
             v
         };
-        seeds.extend(
-            self.peers
-                .values()
-                .filter_map(|p| p.record.as_deref().cloned()),
-        );
+        seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
         for r in seeds {
             match short.entry(id_of(&r.key) ^ target) {
                 std::collections::btree_map::Entry::Vacant(v) => {
@@ -477,7 +482,8 @@ impl Router {
         if let Some(a) = addr
             && address::key_owns(&self.key, &a)
         {
-            self.finish_found(now, a, self.node_record.clone());
+            let own = self.node_record.clone();
+            self.finish_found(now, a, &own);
             return;
         }
         // Nobody to ask yet (no peer has announced itself): try again shortly rather than
@@ -619,7 +625,7 @@ impl Router {
                         self.name_lookup_done(now, op, answered);
                     } else if let Some(addr) = l.addr {
                         match l.owner {
-                            Some(best) => self.finish_found(now, addr, best),
+                            Some(best) => self.finish_found(now, addr, &best),
                             // The owner exists but signed its place in another tree: ours or
                             // its own is about to change. Look again shortly, within the same
                             // patience as a lookup that had nobody to ask.
@@ -635,8 +641,8 @@ impl Router {
         }
     }
 
-    fn finish_found(&mut self, now: Instant, addr: Ipv6Addr, rec: NodeRecord) {
-        self.record_coords(now, &rec, true);
+    fn finish_found(&mut self, now: Instant, addr: Ipv6Addr, rec: &NodeRecord) {
+        self.record_coords(now, rec, true);
         self.routes.insert(
             addr,
             Route {
@@ -691,9 +697,12 @@ impl Router {
 
     /// The closest nodes to `target` we can name in an answer, and ourselves.
     pub(crate) fn answer_nodes(&self, target: u128) -> Vec<NodeRecord> {
-        let mut nodes = self
+        let mut nodes: Vec<NodeRecord> = self
             .dht
-            .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));
+            .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1))
+            .iter()
+            .map(|r| NodeRecord::clone(r))
+            .collect();
         nodes.push(self.node_record.clone());
         nodes
     }
@@ -722,7 +731,7 @@ impl Router {
         {
             e.1 = Ask::Answered;
         }
-        for mut rec in nodes {
+        for rec in nodes {
             if rec.key == self.key {
                 continue;
             }
@@ -738,13 +747,13 @@ impl Router {
                 }
                 continue;
             }
-            if !self.verified.check_node(&mut rec) {
+            let Some(rec) = self.verified.check_record(rec) else {
                 continue;
-            }
+            };
             if let Some(addr) = target.1
                 && address::key_owns(&rec.key, &addr)
             {
-                self.dht_learn(now, rec.clone());
+                self.dht_learn_checked(now, Arc::clone(&rec));
                 let Some(l) = self.dht.lookups.get_mut(&lid) else {
                     return;
                 };
@@ -755,7 +764,7 @@ impl Router {
                 if rpc.asked == rec.key {
                     // The owner answered for itself: as fresh as it gets.
                     if let Some(best) = self.dht.lookups.remove(&lid).and_then(|l| l.owner) {
-                        self.finish_found(now, addr, best);
+                        self.finish_found(now, addr, &best);
                     }
                     return;
                 }
@@ -775,19 +784,19 @@ impl Router {
             }
             let d = id_of(&rec.key) ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
-                let e = l.short.entry(d).or_insert((rec.clone(), Ask::New));
+                let e = l.short.entry(d).or_insert((Arc::clone(&rec), Ask::New));
                 // A fresher copy of a candidate not asked yet: ask it where it is now.
                 if e.1 == Ask::New && rec.seq > e.0.seq {
-                    e.0 = rec.clone();
+                    e.0 = Arc::clone(&rec);
                 }
             }
-            self.dht_learn(now, rec);
+            self.dht_learn_checked(now, rec);
         }
         self.lookup_step(now, lid);
     }
 
     /// Asks the owner found in someone else's answer for its own, current record.
-    fn confirm_owner(&mut self, now: Instant, lid: u64, rec: NodeRecord) {
+    fn confirm_owner(&mut self, now: Instant, lid: u64, rec: Arc<NodeRecord>) {
         let Some(target) = self.dht.lookups.get(&lid).map(|l| l.target) else {
             return;
         };
@@ -815,7 +824,7 @@ impl Router {
         } else if let Some(l) = self.dht.lookups.remove(&lid)
             && let (Some(addr), Some(best)) = (l.addr, l.owner)
         {
-            self.finish_found(now, addr, best);
+            self.finish_found(now, addr, &best);
         }
     }
 
@@ -914,6 +923,7 @@ impl Router {
         let mut xor: Vec<(u128, &NodeRecord)> = self
             .dht
             .records()
+            .map(|r| &**r)
             .chain(self.peers.values().filter_map(|p| p.record.as_deref()))
             .filter(|r| r.key != *asker)
             .map(|r| (id_of(&r.key) ^ target, r))
@@ -929,6 +939,7 @@ impl Router {
         // of its successor, and leave the nodes above a target less known than those below.)
         let mut all: Vec<(u128, &NodeRecord)> = self
             .known_records()
+            .map(|r| &**r)
             .filter(|r| r.key != *asker)
             .map(|r| (id_of(&r.key), r))
             .collect();

@@ -630,7 +630,7 @@ impl Router {
     /// The known nodes nearest to `target` around the ring, up to `n` on each side: from the
     /// ring, the lookup table and the direct peers. A lookup that ran out of candidates walks
     /// towards these; names (stored at the nodes nearest to a hash) can use them too.
-    pub fn ring_around(&self, target: u128, n: usize) -> Vec<NodeRecord> {
+    pub fn ring_around(&self, target: u128, n: usize) -> Vec<Arc<NodeRecord>> {
         around(target, n, self.known_records().map(|r| (id_of(&r.key), r)))
             .into_iter()
             .cloned()
@@ -638,13 +638,13 @@ impl Router {
     }
 
     /// Every record we hold: ring, lookup table, direct peers (possibly repeated).
-    pub(crate) fn known_records(&self) -> impl Iterator<Item = &NodeRecord> {
+    pub(crate) fn known_records(&self) -> impl Iterator<Item = &Arc<NodeRecord>> {
         self.ring
             .ring
             .entries()
-            .map(|e| &*e.item)
+            .map(|e| &e.item)
             .chain(self.dht.records())
-            .chain(self.peers.values().filter_map(|p| p.record.as_deref()))
+            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
     }
 
     /// Our ring neighbours' records, below (nearest first) then above (for tools and tests).
