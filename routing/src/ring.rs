@@ -300,6 +300,20 @@ struct Told {
     all_at: Instant,
 }
 
+/// A delegation remembered (see [`RingState`]): ids and nanoseconds rather than keys and
+/// instants, as a hub remembers up to [`MAX_DELEGATED`] of them. An id is a hash of a key
+/// (120 bits), and the nanoseconds since the router's creation are as exact as the instant
+/// (time never runs backwards to before it), so the decisions are the same as with keys.
+#[derive(Debug, Clone, Copy)]
+struct Delegated {
+    /// The id of the node it was sent to ...
+    to: u128,
+    /// ... and the sequence number of that node's record then.
+    to_seq: u64,
+    /// When, in nanoseconds since [`RingState::epoch`].
+    at: u64,
+}
+
 /// The ring and what the router does with it.
 #[derive(Debug)]
 pub struct RingState {
@@ -307,8 +321,10 @@ pub struct RingState {
     pub(crate) ring: Ring<Arc<NodeRecord>>,
     next_stabilise: Option<Instant>,
     every: Duration,
-    /// Records delegated lately: key → (to whom, its record's sequence number, when).
-    delegated: BTreeMap<Key, (Key, u64, Instant)>,
+    /// Records delegated lately, by the id of the node whose record it was.
+    delegated: BTreeMap<u128, Delegated>,
+    /// Where the times in `delegated` count from: the router's creation.
+    epoch: Instant,
     /// Senders of a `RING` we corrected lately (told of a node between them and us): when.
     corrected: BTreeMap<Key, Instant>,
     /// What our last stabilisation on each side (above, below) told whom: the neighbour, the
@@ -319,13 +335,14 @@ pub struct RingState {
 }
 
 impl RingState {
-    /// An empty ring for the node with id `id`.
-    pub fn new(id: u128) -> Self {
+    /// An empty ring for the node with id `id`, created at `now`.
+    pub fn new(id: u128, now: Instant) -> Self {
         RingState {
             ring: Ring::new(id, RING_SIDE),
             next_stabilise: None,
             every: FIRST_STABILISE,
             delegated: BTreeMap::new(),
+            epoch: now,
             corrected: BTreeMap::new(),
             told: [None, None],
             outbox: BTreeMap::new(),
@@ -394,27 +411,34 @@ impl Router {
             .filter(|(id, _)| lo < *id && *id < hi)
             // (The newest copy where we hold several: its place is the freshest.)
             .min_by_key(|(id, r)| (id.abs_diff(w), std::cmp::Reverse(r.seq)))
-            .map(|(_, r)| r.clone());
-        let Some(to) = best else {
+            .map(|(id, r)| (id, r.clone()));
+        let Some((to_id, to)) = best else {
             return;
         };
+        let at = now.saturating_duration_since(self.ring.epoch).as_nanos() as u64;
+        let period = RING_PERIOD.as_nanos() as u64;
         // Once a period to the same node, whatever its sequence number (the record's place in
         // the ring does not change with it, and its neighbours hear newer ones from the node
         // itself); at once to a nearer one, which we may have learned of since.
         if self
             .ring
             .delegated
-            .get(&rec.key)
-            .is_some_and(|(dest, seq, t)| {
-                *dest == to.key && *seq == to.seq && now < *t + RING_PERIOD
-            })
+            .get(&w)
+            .is_some_and(|d| d.to == to_id && d.to_seq == to.seq && at < d.at + period)
         {
             return;
         }
         if self.ring.delegated.len() >= MAX_DELEGATED {
             self.ring.delegated.clear();
         }
-        self.ring.delegated.insert(rec.key, (to.key, to.seq, now));
+        self.ring.delegated.insert(
+            w,
+            Delegated {
+                to: to_id,
+                to_seq: to.seq,
+                at,
+            },
+        );
         self.stats.ring_delegations += 1;
         self.ring_queue(&to, Some(NodeRecord::clone(&rec)), false);
     }

@@ -452,7 +452,7 @@ impl Router {
             dht,
             find_pool: crate::budget::FindPool::new(now),
             names: Default::default(),
-            ring: crate::ring::RingState::new(crate::dht::id_of(&key)),
+            ring: crate::ring::RingState::new(crate::dht::id_of(&key), now),
             routes: BTreeMap::new(),
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
