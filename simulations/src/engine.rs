@@ -34,8 +34,16 @@ pub struct Link {
 }
 
 enum What {
-    Msg { from: u32, to: u32, data: Vec<u8> },
-    Timer { node: u32 },
+    /// A message on its way: its exact bytes (a router's buffer may have room to spare, and
+    /// a large network has millions of messages in flight).
+    Msg {
+        from: u32,
+        to: u32,
+        data: Box<[u8]>,
+    },
+    Timer {
+        node: u32,
+    },
 }
 
 struct Ev {
@@ -273,6 +281,13 @@ impl Sim {
     pub fn collect(&mut self, i: u32) {
         let now_ns = self.now_ns;
         while let Some((peer, data)) = self.nodes[i as usize].router.poll_transmit() {
+            // A copy of the exact size, rather than the router's buffer shrunk in place: the
+            // allocator then reuses whole buffers, not the pieces a shrink leaves.
+            let data: Box<[u8]> = if data.len() == data.capacity() {
+                data.into_boxed_slice()
+            } else {
+                Box::from(data.as_slice())
+            };
             self.send(i, peer.0 as u32, data);
         }
         while let Some(e) = self.nodes[i as usize].router.poll_event() {
@@ -299,7 +314,7 @@ impl Sim {
         }
     }
 
-    fn send(&mut self, from: u32, to: u32, data: Vec<u8>) {
+    fn send(&mut self, from: u32, to: u32, data: Box<[u8]>) {
         let Some(l) = self.links.get(&norm(from, to)).copied() else {
             return;
         };
@@ -314,7 +329,7 @@ impl Sim {
         self.push(self.now_ns + l.latency_ns, What::Msg { from, to, data });
     }
 
-    fn deliver(&mut self, from: u32, to: u32, mut data: Vec<u8>) {
+    fn deliver(&mut self, from: u32, to: u32, mut data: Box<[u8]>) {
         let up = self.links.get(&norm(from, to)).is_some_and(|l| l.up);
         if !up || !self.nodes[to as usize].alive {
             self.carried.on_dead += 1;
