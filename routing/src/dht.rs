@@ -125,8 +125,10 @@ pub struct Dht {
     /// By the length of the prefix shared with our id (0..=128); only as many as the
     /// deepest one used, so that a table holds no empty vectors beyond its contacts.
     buckets: Vec<Vec<Contact>>,
-    lookups: BTreeMap<u64, Lookup>,
-    rpcs: BTreeMap<u64, Rpc>,
+    /// Boxed, as the requests below: a map node holds 11 values inline, and most nodes have
+    /// one or two lookups running, or none.
+    lookups: BTreeMap<u64, Box<Lookup>>,
+    rpcs: BTreeMap<u64, Box<Rpc>>,
     next_lookup: u64,
     next_refresh: Option<Instant>,
     /// We moved since the last self-lookup started.
@@ -499,7 +501,7 @@ impl Router {
         }
         self.dht.lookups.insert(
             lid,
-            Lookup {
+            Box::new(Lookup {
                 target,
                 addr,
                 short,
@@ -510,7 +512,7 @@ impl Router {
                 first: first.unwrap_or(now),
                 owner_elsewhere: false,
                 own,
-            },
+            }),
         );
         self.lookup_step(now, lid);
     }
@@ -595,14 +597,14 @@ impl Router {
                         let wait = self.rpc_wait(&rec);
                         self.dht.rpcs.insert(
                             nonce,
-                            Rpc {
+                            Box::new(Rpc {
                                 lookup: lid,
                                 dist: d,
                                 sent: now,
                                 wait,
                                 asked: rec.key,
                                 confirm: false,
-                            },
+                            }),
                         );
                     }
                 }
@@ -812,14 +814,14 @@ impl Router {
             let wait = self.rpc_wait(&rec);
             self.dht.rpcs.insert(
                 nonce,
-                Rpc {
+                Box::new(Rpc {
                     lookup: lid,
                     dist: 0,
                     sent: now,
                     wait,
                     asked,
                     confirm: true,
-                },
+                }),
             );
         } else if let Some(l) = self.dht.lookups.remove(&lid)
             && let (Some(addr), Some(best)) = (l.addr, l.owner)
@@ -847,7 +849,7 @@ impl Router {
             .rpcs
             .iter()
             .filter(|(_, r)| now >= r.sent + r.wait)
-            .map(|(n, r)| (*n, *r))
+            .map(|(n, r)| (*n, **r))
             .collect();
         for (nonce, rpc) in expired {
             self.dht.rpcs.remove(&nonce);
