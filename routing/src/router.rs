@@ -102,11 +102,11 @@ pub(crate) struct Peer {
     pub rtt_measured: bool,
     /// Verified tree records it sent us, by node: its chain is the walk from its own record
     /// up the parents to a root.
-    pub records: BTreeMap<Key, Arc<TreeRecord>>,
+    pub records: ByNode,
     /// Its chain (its record first, then up to its root), when complete.
     pub chain: Vec<Arc<TreeRecord>>,
     /// What we sent it: node key → record seq, and our node record's seq.
-    pub sent: BTreeMap<Key, u64>,
+    pub sent: SentSeqs,
     pub sent_node_seq: Option<u64>,
     /// Its root, when its chain is complete.
     pub root: Option<Key>,
@@ -134,6 +134,71 @@ pub(crate) struct Peer {
     /// Outstanding RTT probe: nonce and when sent.
     pub probe: Option<(u64, Instant)>,
     pub next_probe: Instant,
+}
+
+/// A peer's tree records by node, sorted by key: a chain is a handful of records, which a
+/// sorted vector holds in a fraction of the room of a B-tree node (11 entries inline, and
+/// every peer of every simulated node has one).
+#[derive(Debug, Default)]
+pub(crate) struct ByNode(Vec<Arc<TreeRecord>>);
+
+impl ByNode {
+    fn find(&self, node: &Key) -> Result<usize, usize> {
+        self.0.binary_search_by(|r| r.node.cmp(node))
+    }
+
+    /// The record of `node`.
+    pub fn get(&self, node: &Key) -> Option<&Arc<TreeRecord>> {
+        self.find(node).ok().map(|i| &self.0[i])
+    }
+
+    /// Adds `r`, in place of the record of the same node if any.
+    pub fn insert(&mut self, r: Arc<TreeRecord>) {
+        match self.find(&r.node) {
+            Ok(i) => self.0[i] = r,
+            Err(i) => self.0.insert(i, r),
+        }
+    }
+
+    /// Keeps the records of the nodes `keep` accepts (in key order).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Key) -> bool) {
+        self.0.retain(|r| keep(&r.node));
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Their nodes, in key order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.0.iter().map(|r| &r.node)
+    }
+}
+
+/// Node key → sequence number of the record sent, sorted by key (see [`ByNode`]).
+#[derive(Debug, Default)]
+pub(crate) struct SentSeqs(Vec<(Key, u64)>);
+
+impl SentSeqs {
+    /// The sequence number sent for `node`.
+    pub fn get(&self, node: &Key) -> Option<&u64> {
+        let i = self.0.binary_search_by(|e| e.0.cmp(node)).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// Records that `seq` was sent for `node`.
+    pub fn insert(&mut self, node: Key, seq: u64) {
+        match self.0.binary_search_by(|e| e.0.cmp(&node)) {
+            Ok(i) => self.0[i].1 = seq,
+            Err(i) => self.0.insert(i, (node, seq)),
+        }
+    }
+
+    /// Forgets everything sent.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// The peers in our tree, sorted for forwarding, so that a node with thousands of peers does
@@ -602,9 +667,9 @@ impl Router {
                 port,
                 rtt: rtt.unwrap_or(Duration::from_millis(10)),
                 rtt_measured: rtt.is_some(),
-                records: BTreeMap::new(),
+                records: ByNode::default(),
                 chain: Vec::new(),
-                sent: BTreeMap::new(),
+                sent: SentSeqs::default(),
                 sent_node_seq: None,
                 root: None,
                 below_us: false,

@@ -493,7 +493,7 @@ impl Router {
         p.digest = digest;
         for r in records {
             if p.records.get(&r.node).is_none_or(|old| old.seq <= r.seq) {
-                p.records.insert(r.node, r);
+                p.records.insert(r);
             }
         }
         let mut place_changed = false;
@@ -548,7 +548,7 @@ impl Router {
         };
         if p.records.len() > 2 * (MAX_DEPTH + 1) {
             // More records than any chain needs: keep only those on its chain so far.
-            p.records.retain(|k, _| seen.contains(k));
+            p.records.retain(|k| seen.contains(k));
         }
         if below_us && !p.below_us {
             p.below_us = true;
@@ -573,7 +573,7 @@ impl Router {
             return;
         }
         // Forget records no longer on its chain.
-        p.records.retain(|k, _| seen.contains(k));
+        p.records.retain(|k| seen.contains(k));
         let coords = Coords(
             chain[..chain.len() - 1]
                 .iter()
