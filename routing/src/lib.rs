@@ -52,6 +52,7 @@ pub mod ring;
 pub mod router;
 pub mod testnet;
 pub mod tree;
+pub mod vecmap;
 pub mod wire;
 
 pub use address::{AddrKind, KEY_LEN, OVERLAY_PREFIX, OVERLAY_PREFIX_LEN, SUBNET_PREFIX_LEN};

@@ -16,6 +16,7 @@ use crate::codec::Key;
 use crate::coords::{Coords, Place};
 use crate::dht::Dht;
 use crate::record::{NodeRecord, TreeRecord};
+use crate::vecmap::VecMap;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
@@ -106,7 +107,7 @@ pub(crate) struct Peer {
     /// Its chain (its record first, then up to its root), when complete.
     pub chain: Vec<Arc<TreeRecord>>,
     /// What we sent it: node key → record seq, and our node record's seq.
-    pub sent: SentSeqs,
+    pub sent: VecMap<Key, u64>,
     pub sent_node_seq: Option<u64>,
     /// Its root, when its chain is complete.
     pub root: Option<Key>,
@@ -173,31 +174,6 @@ impl ByNode {
     /// Their nodes, in key order.
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.0.iter().map(|r| &r.node)
-    }
-}
-
-/// Node key → sequence number of the record sent, sorted by key (see [`ByNode`]).
-#[derive(Debug, Default)]
-pub(crate) struct SentSeqs(Vec<(Key, u64)>);
-
-impl SentSeqs {
-    /// The sequence number sent for `node`.
-    pub fn get(&self, node: &Key) -> Option<&u64> {
-        let i = self.0.binary_search_by(|e| e.0.cmp(node)).ok()?;
-        Some(&self.0[i].1)
-    }
-
-    /// Records that `seq` was sent for `node`.
-    pub fn insert(&mut self, node: Key, seq: u64) {
-        match self.0.binary_search_by(|e| e.0.cmp(&node)) {
-            Ok(i) => self.0[i].1 = seq,
-            Err(i) => self.0.insert(i, (node, seq)),
-        }
-    }
-
-    /// Forgets everything sent.
-    pub fn clear(&mut self) {
-        self.0.clear();
     }
 }
 
@@ -409,7 +385,7 @@ pub struct Router {
     /// Boxed: a map node holds up to 11 values, and most nodes have a few peers.
     pub(crate) peers: BTreeMap<PeerId, Box<Peer>>,
     /// Peers by key (a destination that is a direct peer gets its messages at once).
-    pub(crate) peer_by_key: BTreeMap<Key, PeerId>,
+    pub(crate) peer_by_key: VecMap<Key, PeerId>,
     /// Peers sorted for forwarding (see `forward`).
     pub(crate) fwd: FwdIndex,
     pub(crate) next_port: u64,
@@ -425,7 +401,7 @@ pub struct Router {
     /// Highest sequence number seen per key (replay protection, also for forgotten keys).
     pub(crate) seqs: BTreeMap<Key, u64>,
     /// When each known root's record last advanced.
-    pub(crate) root_heard: BTreeMap<Key, Instant>,
+    pub(crate) root_heard: VecMap<Key, Instant>,
     /// When the root refreshes its record next (or, below a root, when it would time out).
     pub(crate) next_root_refresh: Instant,
     pub(crate) sig_request: Option<SigRequest>,
@@ -479,7 +455,7 @@ impl Router {
         let record = TreeRecord::root(&sk, seq);
         let node_record = NodeRecord::new(&sk, seq, &key, Coords::root().into());
         let dht = Dht::new(crate::dht::id_of(&key), cfg.bucket_size);
-        let mut root_heard = BTreeMap::new();
+        let mut root_heard = VecMap::new();
         root_heard.insert(key, now);
         Router {
             cfg,
@@ -495,7 +471,7 @@ impl Router {
                 h.finalize().into()
             },
             peers: BTreeMap::new(),
-            peer_by_key: BTreeMap::new(),
+            peer_by_key: VecMap::new(),
             fwd: FwdIndex::default(),
             next_port: 1,
             next_probe: None,
@@ -658,7 +634,7 @@ impl Router {
         let used: BTreeSet<u64> = self.peers.values().map(|p| p.port).collect();
         let port = (1..).find(|p| !used.contains(p)).unwrap_or(self.next_port);
         self.next_port = self.next_port.max(port + 1);
-        self.peer_by_key.entry(key).or_insert(peer);
+        self.peer_by_key.get_or_insert(key, peer);
         self.fwd.dirty = true;
         self.peers.insert(
             peer,
@@ -669,7 +645,7 @@ impl Router {
                 rtt_measured: rtt.is_some(),
                 records: ByNode::default(),
                 chain: Vec::new(),
-                sent: SentSeqs::default(),
+                sent: VecMap::new(),
                 sent_node_seq: None,
                 root: None,
                 below_us: false,
