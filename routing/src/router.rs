@@ -371,6 +371,10 @@ pub struct Stats {
 /// rules of its circle policy here. It must be pure and cheap (it runs for every record chain).
 pub type RootFilter = std::sync::Arc<dyn Fn(&Key) -> bool + Send + Sync>;
 
+/// Messages to send the transmit queue keeps room for once drained (see
+/// [`Router::poll_transmit`]).
+const KEEP_TRANSMIT_ROOM: usize = 4;
+
 /// The routing state of one node.
 pub struct Router {
     /// Shared by the routers of a simulation (one copy, not one per node).
@@ -620,7 +624,13 @@ impl Router {
 
     /// The next message to send to a peer, if any.
     pub fn poll_transmit(&mut self) -> Option<(PeerId, Vec<u8>)> {
-        self.transmits.pop_front()
+        let next = self.transmits.pop_front();
+        // Drained after a burst (an announcement to each of a hub's peers): give the room
+        // back, as a simulation holds one queue per node.
+        if self.transmits.is_empty() && self.transmits.capacity() > KEEP_TRANSMIT_ROOM {
+            self.transmits = VecDeque::new();
+        }
+        next
     }
 
     /// The next event, if any.
