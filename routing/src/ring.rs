@@ -296,7 +296,8 @@ struct Told {
     /// The sequence number of its record then (a neighbour that moved since may not have
     /// had our message: it gets everything again).
     to_seq: u64,
-    recs: Vec<(Key, u64)>,
+    /// The records told (shared with the ring: only their keys and sequence numbers count).
+    recs: Vec<Arc<NodeRecord>>,
     all_at: Instant,
 }
 
@@ -605,13 +606,13 @@ impl Router {
                 self.ring.told[i] = None;
                 continue;
             };
-            let recs: Vec<NodeRecord> = other
+            let told: Vec<Arc<NodeRecord>> = other
                 .iter()
                 .take(side)
                 .chain(same.iter().skip(1))
-                .map(|e| NodeRecord::clone(&e.item))
+                .map(|e| Arc::clone(&e.item))
                 .collect();
-            let ids: Vec<(Key, u64)> = recs.iter().map(|r| (r.key, r.seq)).collect();
+            let recs: Vec<NodeRecord> = told.iter().map(|r| NodeRecord::clone(r)).collect();
             let send = match &self.ring.told[i] {
                 Some(t)
                     if t.to == n.item.key
@@ -620,12 +621,12 @@ impl Router {
                 {
                     let new: Vec<NodeRecord> = recs
                         .into_iter()
-                        .filter(|r| !t.recs.contains(&(r.key, r.seq)))
+                        .filter(|r| !t.recs.iter().any(|x| (x.key, x.seq) == (r.key, r.seq)))
                         .collect();
                     self.ring.told[i] = Some(Told {
                         to: n.item.key,
                         to_seq: n.item.seq,
-                        recs: ids,
+                        recs: told,
                         all_at: t.all_at,
                     });
                     new
@@ -634,7 +635,7 @@ impl Router {
                     self.ring.told[i] = Some(Told {
                         to: n.item.key,
                         to_seq: n.item.seq,
-                        recs: ids,
+                        recs: told,
                         all_at: now,
                     });
                     recs
