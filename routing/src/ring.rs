@@ -221,6 +221,13 @@ impl<T: Versioned> Ring<T> {
         if pos >= self.side {
             return o;
         }
+        // The farthest makes room first (it would go anyway), so that a full side never
+        // grows its vector past `side`.
+        if list.len() >= self.side
+            && let Some(e) = list.pop()
+        {
+            o.evicted.push((e.id, e.item));
+        }
         list.insert(
             pos,
             Entry {
@@ -232,11 +239,6 @@ impl<T: Versioned> Ring<T> {
         o.kept = true;
         o.new = true;
         o.nearest_changed = pos == 0;
-        if list.len() > self.side
-            && let Some(e) = list.pop()
-        {
-            o.evicted.push((e.id, e.item));
-        }
         o
     }
 
