@@ -190,6 +190,8 @@ impl Dht {
         let k = self.k;
         let b = self.bucket(id);
         if self.buckets.len() <= b {
+            // Exactly as many as used: the deepest bucket grows one at a time.
+            self.buckets.reserve_exact(b + 1 - self.buckets.len());
             self.buckets.resize_with(b + 1, Vec::new);
         }
         let bucket = &mut self.buckets[b];
