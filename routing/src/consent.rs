@@ -61,7 +61,7 @@ impl Router {
     }
 
     /// Whether every consent on `chain` (a node's record up to its root's) is current.
-    pub(crate) fn chain_fresh(&self, chain: &[TreeRecord]) -> bool {
+    pub(crate) fn chain_fresh(&self, chain: &[std::sync::Arc<TreeRecord>]) -> bool {
         let Some((root, below)) = chain.split_last() else {
             return false;
         };

@@ -26,6 +26,7 @@ use crate::router::{Event, Route, Router, RouterConfig};
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A node's id: its node address as a number.
@@ -64,7 +65,8 @@ const DEFER_PATIENCE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Contact {
-    rec: NodeRecord,
+    /// Shared with the ring and other routers' tables (see [`crate::SharedVerified`]).
+    rec: Arc<NodeRecord>,
     id: u128,
     fails: u8,
 }
@@ -82,10 +84,11 @@ struct Lookup {
     target: u128,
     /// The address being resolved (none for table refreshes).
     addr: Option<Ipv6Addr>,
-    /// Candidates by XOR distance to the target.
-    short: BTreeMap<u128, (NodeRecord, Ask)>,
+    /// Candidates by XOR distance to the target (records shared with the lookup table, the
+    /// ring and, in a simulation, other routers: see [`crate::SharedVerified`]).
+    short: BTreeMap<u128, (Arc<NodeRecord>, Ask)>,
     /// The freshest record of the owner seen, and whether we are asking the owner itself.
-    owner: Option<NodeRecord>,
+    owner: Option<Arc<NodeRecord>>,
     confirming: bool,
     /// The owner did not answer at the place this record (sequence number) gives: only a
     /// fresher copy is worth confirming.
@@ -119,9 +122,13 @@ struct Rpc {
 pub struct Dht {
     id: u128,
     k: usize,
+    /// By the length of the prefix shared with our id (0..=128); only as many as the
+    /// deepest one used, so that a table holds no empty vectors beyond its contacts.
     buckets: Vec<Vec<Contact>>,
-    lookups: BTreeMap<u64, Lookup>,
-    rpcs: BTreeMap<u64, Rpc>,
+    /// Boxed, as the requests below: a map node holds 11 values inline, and most nodes have
+    /// one or two lookups running, or none.
+    lookups: BTreeMap<u64, Box<Lookup>>,
+    rpcs: BTreeMap<u64, Box<Rpc>>,
     next_lookup: u64,
     next_refresh: Option<Instant>,
     /// We moved since the last self-lookup started.
@@ -139,7 +146,7 @@ impl Dht {
         Dht {
             id,
             k,
-            buckets: vec![Vec::new(); 129],
+            buckets: Vec::new(),
             lookups: BTreeMap::new(),
             rpcs: BTreeMap::new(),
             next_lookup: 1,
@@ -156,7 +163,7 @@ impl Dht {
     }
 
     /// The contacts' records.
-    pub(crate) fn records(&self) -> impl Iterator<Item = &NodeRecord> {
+    pub(crate) fn records(&self) -> impl Iterator<Item = &Arc<NodeRecord>> {
         self.buckets.iter().flatten().map(|c| &c.rec)
     }
 
@@ -175,13 +182,18 @@ impl Dht {
     }
 
     /// Adds or refreshes a verified contact. Returns false if there was no room.
-    fn insert(&mut self, rec: NodeRecord) -> bool {
+    fn insert(&mut self, rec: Arc<NodeRecord>) -> bool {
         let id = id_of(&rec.key);
         if id == self.id {
             return false;
         }
         let k = self.k;
         let b = self.bucket(id);
+        if self.buckets.len() <= b {
+            // Exactly as many as used: the deepest bucket grows one at a time.
+            self.buckets.reserve_exact(b + 1 - self.buckets.len());
+            self.buckets.resize_with(b + 1, Vec::new);
+        }
         let bucket = &mut self.buckets[b];
         if let Some(c) = bucket.iter_mut().find(|c| c.rec.key == rec.key) {
             if rec.seq >= c.rec.seq {
@@ -205,7 +217,10 @@ impl Dht {
 
     fn failed(&mut self, key: &Key) {
         let b = self.bucket(id_of(key));
-        if let Some(i) = self.buckets[b].iter().position(|c| c.rec.key == *key) {
+        let Some(bucket) = self.buckets.get(b) else {
+            return;
+        };
+        if let Some(i) = bucket.iter().position(|c| c.rec.key == *key) {
             self.buckets[b][i].fails += 1;
             if self.buckets[b][i].fails >= 2 {
                 self.buckets[b].remove(i);
@@ -214,15 +229,18 @@ impl Dht {
     }
 
     /// The `n` known records closest to `target`.
-    fn closest(&self, target: u128, n: usize) -> Vec<NodeRecord> {
-        let mut all: Vec<(u128, &NodeRecord)> = self
+    fn closest(&self, target: u128, n: usize) -> Vec<Arc<NodeRecord>> {
+        let mut all: Vec<(u128, &Arc<NodeRecord>)> = self
             .buckets
             .iter()
             .flatten()
             .map(|c| (c.id ^ target, &c.rec))
             .collect();
         all.sort_by_key(|(d, _)| *d);
-        all.into_iter().take(n).map(|(_, r)| r.clone()).collect()
+        all.into_iter()
+            .take(n)
+            .map(|(_, r)| Arc::clone(r))
+            .collect()
     }
 
     /// The next instant a request times out or a refresh is due.
@@ -242,6 +260,11 @@ impl Router {
         self.learn(now, rec, false, false);
     }
 
+    /// [`Router::dht_learn`] for a record whose signature was checked already.
+    fn dht_learn_checked(&mut self, now: Instant, rec: Arc<NodeRecord>) {
+        self.learn_checked(now, rec, false, false);
+    }
+
     /// Our id.
     pub(crate) fn dht_id(&self) -> u128 {
         self.dht.id
@@ -256,16 +279,41 @@ impl Router {
     /// passing it on would spread the dead end. Its owner's record of our tree comes soon
     /// enough (the tree's root announcement reaches it about when it reached us).
     pub(crate) fn learn(&mut self, now: Instant, rec: NodeRecord, delegate: bool, direct: bool) {
-        if rec.key == self.key {
+        if !self.learnable(&rec) {
             return;
+        }
+        let Some(rec) = self.verified.check_record(rec) else {
+            return;
+        };
+        self.learn_verified(now, rec, delegate, direct);
+    }
+
+    /// [`Router::learn`] for a record whose signature was checked already.
+    pub(crate) fn learn_checked(
+        &mut self,
+        now: Instant,
+        rec: Arc<NodeRecord>,
+        delegate: bool,
+        direct: bool,
+    ) {
+        if self.learnable(&rec) {
+            self.learn_verified(now, rec, delegate, direct);
+        }
+    }
+
+    /// Not our own record, and one of our tree (counted if not).
+    fn learnable(&mut self, rec: &NodeRecord) -> bool {
+        if rec.key == self.key {
+            return false;
         }
         if rec.tree != tree_id(&self.root) {
             self.stats.other_tree += 1;
-            return;
+            return false;
         }
-        if !self.verified.check_node(&rec) {
-            return;
-        }
+        true
+    }
+
+    fn learn_verified(&mut self, now: Instant, rec: Arc<NodeRecord>, delegate: bool, direct: bool) {
         if self.dht.next_refresh.is_none() {
             // First contact: look ourselves up soon, to find our neighbourhood.
             self.dht.next_refresh = Some(now + FIRST_REFRESH);
@@ -303,7 +351,7 @@ impl Router {
             let (key, coords) = (p.key, p.coords.clone().unwrap_or_default());
             let place = match &p.record {
                 Some(r) if r.place.at == coords => r.place.clone(),
-                _ => coords.clone().into(),
+                _ => Arc::new(coords.clone().into()),
             };
             let seq = self.coords_of.get(&key).map_or(0, |l| l.seq);
             self.set_coords(now, key, place, seq);
@@ -414,7 +462,7 @@ impl Router {
                 .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
                 .enumerate()
                 .filter(|(i, _)| picks.contains(i))
-                .map(|(_, r)| r.clone())
+                .map(|(_, r)| Arc::clone(r))
                 .collect()
         } else {
             let mut v = self.dht.closest(target, self.cfg.bucket_size * 2);
@@ -438,7 +486,8 @@ impl Router {
         if let Some(a) = addr
             && address::key_owns(&self.key, &a)
         {
-            self.finish_found(now, a, self.node_record.clone());
+            let own = self.node_record.clone();
+            self.finish_found(now, a, &own);
             return;
         }
         // Nobody to ask yet (no peer has announced itself): try again shortly rather than
@@ -454,7 +503,7 @@ impl Router {
         }
         self.dht.lookups.insert(
             lid,
-            Lookup {
+            Box::new(Lookup {
                 target,
                 addr,
                 short,
@@ -465,7 +514,7 @@ impl Router {
                 first: first.unwrap_or(now),
                 owner_elsewhere: false,
                 own,
-            },
+            }),
         );
         self.lookup_step(now, lid);
     }
@@ -550,14 +599,14 @@ impl Router {
                         let wait = self.rpc_wait(&rec);
                         self.dht.rpcs.insert(
                             nonce,
-                            Rpc {
+                            Box::new(Rpc {
                                 lookup: lid,
                                 dist: d,
                                 sent: now,
                                 wait,
                                 asked: rec.key,
                                 confirm: false,
-                            },
+                            }),
                         );
                     }
                 }
@@ -580,7 +629,7 @@ impl Router {
                         self.name_lookup_done(now, op, answered);
                     } else if let Some(addr) = l.addr {
                         match l.owner {
-                            Some(best) => self.finish_found(now, addr, best),
+                            Some(best) => self.finish_found(now, addr, &best),
                             // The owner exists but signed its place in another tree: ours or
                             // its own is about to change. Look again shortly, within the same
                             // patience as a lookup that had nobody to ask.
@@ -596,13 +645,13 @@ impl Router {
         }
     }
 
-    fn finish_found(&mut self, now: Instant, addr: Ipv6Addr, rec: NodeRecord) {
-        self.record_coords(now, &rec, true);
+    fn finish_found(&mut self, now: Instant, addr: Ipv6Addr, rec: &NodeRecord) {
+        self.record_coords(now, rec, true);
         self.routes.insert(
             addr,
             Route {
                 key: rec.key,
-                coords: rec.place.at,
+                coords: rec.place.at.clone(),
                 updated: now,
             },
         );
@@ -618,20 +667,20 @@ impl Router {
         h: &RoutedHeader,
         nonce: u64,
         target: u128,
-        requester: NodeRecord,
+        mut requester: NodeRecord,
         msg: &[u8],
     ) {
-        let reply_to: Place = if requester.key == h.src_key && self.verified.check_node(&requester)
-        {
-            let c = requester.place.clone();
-            self.learn(now, requester, false, true);
-            c
-        } else {
-            match h.src.to_place(msg) {
-                Ok(p) => p,
-                Err(_) => return,
-            }
-        };
+        let reply_to: Place =
+            if requester.key == h.src_key && self.verified.check_node(&mut requester) {
+                let c = Place::clone(&requester.place);
+                self.learn(now, requester, false, true);
+                c
+            } else {
+                match h.src.to_place(msg) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                }
+            };
         let nodes = self.answer(target, &h.src_key);
         let body = RoutedBody::Found { nonce, nodes };
         self.send_control(now, &h.src_key, &reply_to, body);
@@ -652,9 +701,12 @@ impl Router {
 
     /// The closest nodes to `target` we can name in an answer, and ourselves.
     pub(crate) fn answer_nodes(&self, target: u128) -> Vec<NodeRecord> {
-        let mut nodes = self
+        let mut nodes: Vec<NodeRecord> = self
             .dht
-            .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1));
+            .closest(target, self.cfg.bucket_size.min(MAX_FOUND - 1))
+            .iter()
+            .map(|r| NodeRecord::clone(r))
+            .collect();
         nodes.push(self.node_record.clone());
         nodes
     }
@@ -699,13 +751,13 @@ impl Router {
                 }
                 continue;
             }
-            if !self.verified.check_node(&rec) {
+            let Some(rec) = self.verified.check_record(rec) else {
                 continue;
-            }
+            };
             if let Some(addr) = target.1
                 && address::key_owns(&rec.key, &addr)
             {
-                self.dht_learn(now, rec.clone());
+                self.dht_learn_checked(now, Arc::clone(&rec));
                 let Some(l) = self.dht.lookups.get_mut(&lid) else {
                     return;
                 };
@@ -716,7 +768,7 @@ impl Router {
                 if rpc.asked == rec.key {
                     // The owner answered for itself: as fresh as it gets.
                     if let Some(best) = self.dht.lookups.remove(&lid).and_then(|l| l.owner) {
-                        self.finish_found(now, addr, best);
+                        self.finish_found(now, addr, &best);
                     }
                     return;
                 }
@@ -736,19 +788,19 @@ impl Router {
             }
             let d = id_of(&rec.key) ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
-                let e = l.short.entry(d).or_insert((rec.clone(), Ask::New));
+                let e = l.short.entry(d).or_insert((Arc::clone(&rec), Ask::New));
                 // A fresher copy of a candidate not asked yet: ask it where it is now.
                 if e.1 == Ask::New && rec.seq > e.0.seq {
-                    e.0 = rec.clone();
+                    e.0 = Arc::clone(&rec);
                 }
             }
-            self.dht_learn(now, rec);
+            self.dht_learn_checked(now, rec);
         }
         self.lookup_step(now, lid);
     }
 
     /// Asks the owner found in someone else's answer for its own, current record.
-    fn confirm_owner(&mut self, now: Instant, lid: u64, rec: NodeRecord) {
+    fn confirm_owner(&mut self, now: Instant, lid: u64, rec: Arc<NodeRecord>) {
         let Some(target) = self.dht.lookups.get(&lid).map(|l| l.target) else {
             return;
         };
@@ -764,19 +816,19 @@ impl Router {
             let wait = self.rpc_wait(&rec);
             self.dht.rpcs.insert(
                 nonce,
-                Rpc {
+                Box::new(Rpc {
                     lookup: lid,
                     dist: 0,
                     sent: now,
                     wait,
                     asked,
                     confirm: true,
-                },
+                }),
             );
         } else if let Some(l) = self.dht.lookups.remove(&lid)
             && let (Some(addr), Some(best)) = (l.addr, l.owner)
         {
-            self.finish_found(now, addr, best);
+            self.finish_found(now, addr, &best);
         }
     }
 
@@ -799,7 +851,7 @@ impl Router {
             .rpcs
             .iter()
             .filter(|(_, r)| now >= r.sent + r.wait)
-            .map(|(n, r)| (*n, *r))
+            .map(|(n, r)| (*n, **r))
             .collect();
         for (nonce, rpc) in expired {
             self.dht.rpcs.remove(&nonce);
@@ -875,7 +927,8 @@ impl Router {
         let mut xor: Vec<(u128, &NodeRecord)> = self
             .dht
             .records()
-            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+            .map(|r| &**r)
+            .chain(self.peers.values().filter_map(|p| p.record.as_deref()))
             .filter(|r| r.key != *asker)
             .map(|r| (id_of(&r.key) ^ target, r))
             .collect();
@@ -890,6 +943,7 @@ impl Router {
         // of its successor, and leave the nodes above a target less known than those below.)
         let mut all: Vec<(u128, &NodeRecord)> = self
             .known_records()
+            .map(|r| &**r)
             .filter(|r| r.key != *asker)
             .map(|r| (id_of(&r.key), r))
             .collect();

@@ -16,6 +16,7 @@ use crate::coords::{MAX_NEAR, Place};
 use crate::record::tree_id;
 use crate::router::{Drop, Event, Handled, PeerId, Router};
 use crate::wire::{self, NO_WATERMARK, PlaceBuf, RoutedBody, RoutedHeader, kind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long traffic to a destination carries our whole place after it changed.
@@ -264,12 +265,12 @@ impl Router {
                 self.on_name_answer(now, &h.src_key, b)
             }
             RoutedBody::Ring { stabilise, nodes } => self.on_ring(now, h, stabilise, nodes),
-            RoutedBody::Notify { record } => {
+            RoutedBody::Notify { mut record } => {
                 // Only the node itself can say where it moved, and only a place in our tree
                 // is one (see `Router::learn`).
                 if record.tree != tree_id(&self.root) {
                     self.stats.other_tree += 1;
-                } else if record.key == h.src_key && self.verified.check_node(&record) {
+                } else if record.key == h.src_key && self.verified.check_node(&mut record) {
                     // Someone we route to, or talked with lately (its entry may have just been
                     // dropped by a BROKEN): take the new place at once.
                     if self.coords_of.contains_key(&record.key)
@@ -394,7 +395,7 @@ impl Router {
     pub(crate) const MAX_LOCATED: usize = 8192;
 
     /// Remembers where `key` is, making room if the table is full.
-    pub(crate) fn set_coords(&mut self, now: Instant, key: Key, place: Place, seq: u64) {
+    pub(crate) fn set_coords(&mut self, now: Instant, key: Key, place: Arc<Place>, seq: u64) {
         if self.coords_of.len() >= Self::MAX_LOCATED && !self.coords_of.contains_key(&key) {
             let oldest = self
                 .coords_of
@@ -471,9 +472,9 @@ impl Router {
         if self
             .coords_of
             .get(&h.src_key)
-            .is_none_or(|l| l.place != place)
+            .is_none_or(|l| *l.place != place)
         {
-            self.set_coords(now, h.src_key, place, seq);
+            self.set_coords(now, h.src_key, Arc::new(place), seq);
         }
     }
 
@@ -482,7 +483,7 @@ impl Router {
     pub(crate) fn notify_moved(&mut self, now: Instant) {
         let horizon = Duration::from_secs(120);
         self.talked_to.retain(|_, t| now < *t + horizon);
-        let targets: Vec<(Key, Place)> = self
+        let targets: Vec<(Key, Arc<Place>)> = self
             .talked_to
             .keys()
             .filter_map(|k| self.coords_of.get(k).map(|l| (*k, l.place.clone())))

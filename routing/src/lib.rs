@@ -16,7 +16,8 @@
 //!   owners, stored at the nodes closest to the name's hash, resolved by policy then by claim;
 //! * [`ring`]: the keyspace ring (nearest ids on each side), kept by linearization, where
 //!   lookups end;
-//! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests.
+//! * [`testnet`]: N routers on a virtual network with a virtual clock, for tests;
+//! * [`vecmap`]: a small map as a sorted vector, for per-router tables of a few entries.
 //!
 //! `docs/ROUTING.md` explains the design, its choices and its measured behaviour.
 //!
@@ -52,6 +53,7 @@ pub mod ring;
 pub mod router;
 pub mod testnet;
 pub mod tree;
+pub mod vecmap;
 pub mod wire;
 
 pub use address::{AddrKind, KEY_LEN, OVERLAY_PREFIX, OVERLAY_PREFIX_LEN, SUBNET_PREFIX_LEN};

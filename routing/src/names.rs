@@ -39,6 +39,7 @@ use crate::record::NodeRecord;
 use crate::router::{Event, Router};
 use crate::wire::{RoutedBody, RoutedHeader};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Storing nodes per name.
@@ -517,7 +518,7 @@ impl Router {
         &mut self,
         now: Instant,
         op: u64,
-        answered: Vec<(u128, NodeRecord)>,
+        answered: Vec<(u128, Arc<NodeRecord>)>,
     ) {
         let Some(o) = self.names.ops.get(&op) else {
             return;
@@ -598,7 +599,7 @@ impl Router {
             );
         }
         for (key, place, msg) in out {
-            let place = place.unwrap_or_else(|| self.node_record.place.clone());
+            let place = place.unwrap_or_else(|| Place::clone(&self.node_record.place));
             self.stats.name_requests += 1;
             self.send_control(now, &key, &place, msg);
         }

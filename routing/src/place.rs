@@ -142,7 +142,7 @@ impl Router {
     pub(crate) fn refresh_place(&mut self, _now: Instant) -> bool {
         self.place_due = None;
         let place = self.current_place();
-        if place == self.node_record.place && self.node_record.tree == tree_id(&self.root) {
+        if place == *self.node_record.place && self.node_record.tree == tree_id(&self.root) {
             return false;
         }
         self.node_seq += 1;

@@ -28,6 +28,7 @@
 use crate::codec::{DecodeError, Key, Reader, Sig, put_varint};
 use crate::coords::{Coords, Place};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use std::sync::Arc;
 
 const TREE_PARENT_TAG: &[u8] = b"planetary-lan/tree/parent/v2";
 const TREE_NODE_TAG: &[u8] = b"planetary-lan/tree/node/v2";
@@ -229,8 +230,9 @@ pub struct NodeRecord {
     pub seq: u64,
     /// The tree `place` belongs to: [`tree_id`] of its root's key.
     pub tree: u64,
-    /// Where the node can be reached: its tree coordinates and a few neighbours'.
-    pub place: Place,
+    /// Where the node can be reached: its tree coordinates and a few neighbours'. Shared:
+    /// copies of a record (a lookup table, the ring, a peer's record) hold one place.
+    pub place: Arc<Place>,
     /// The node's signature.
     pub sig: Sig,
 }
@@ -264,7 +266,7 @@ impl NodeRecord {
             key,
             seq,
             tree,
-            place,
+            place: Arc::new(place),
             sig,
         }
     }
@@ -298,7 +300,7 @@ impl NodeRecord {
             key: r.array()?,
             seq: r.varint()?,
             tree: u64::from_be_bytes(r.array()?),
-            place: Place::decode(r)?,
+            place: Arc::new(Place::decode(r)?),
             sig: r.array()?,
         })
     }
@@ -363,7 +365,7 @@ mod tests {
         assert!(r.verify());
         assert_eq!(r.tree, tree_id(&root));
         let mut bad = r.clone();
-        bad.place.at = Coords(vec![1, 3]);
+        Arc::make_mut(&mut bad.place).at = Coords(vec![1, 3]);
         assert!(!bad.verify());
         // The tree is signed too: the same coordinates in another tree are another place.
         let mut bad = r.clone();

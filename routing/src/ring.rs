@@ -72,6 +72,7 @@ use crate::record::{NodeRecord, tree_id};
 use crate::router::Router;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Ring neighbours kept on each side.
@@ -115,6 +116,12 @@ pub trait Versioned: Clone {
 }
 
 impl Versioned for NodeRecord {
+    fn version(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Versioned for Arc<NodeRecord> {
     fn version(&self) -> u64 {
         self.seq
     }
@@ -214,6 +221,13 @@ impl<T: Versioned> Ring<T> {
         if pos >= self.side {
             return o;
         }
+        // The farthest makes room first (it would go anyway), so that a full side never
+        // grows its vector past `side`.
+        if list.len() >= self.side
+            && let Some(e) = list.pop()
+        {
+            o.evicted.push((e.id, e.item));
+        }
         list.insert(
             pos,
             Entry {
@@ -225,11 +239,6 @@ impl<T: Versioned> Ring<T> {
         o.kept = true;
         o.new = true;
         o.nearest_changed = pos == 0;
-        if list.len() > self.side
-            && let Some(e) = list.pop()
-        {
-            o.evicted.push((e.id, e.item));
-        }
         o
     }
 
@@ -289,18 +298,36 @@ struct Told {
     /// The sequence number of its record then (a neighbour that moved since may not have
     /// had our message: it gets everything again).
     to_seq: u64,
-    recs: Vec<(Key, u64)>,
+    /// The records told (shared with the ring: only their keys and sequence numbers count).
+    recs: Vec<Arc<NodeRecord>>,
     all_at: Instant,
+}
+
+/// A delegation remembered (see [`RingState`]): ids and nanoseconds rather than keys and
+/// instants, as a hub remembers up to [`MAX_DELEGATED`] of them. An id is a hash of a key
+/// (120 bits), and the nanoseconds since the router's creation are as exact as the instant
+/// (time never runs backwards to before it), so the decisions are the same as with keys.
+#[derive(Debug, Clone, Copy)]
+struct Delegated {
+    /// The id of the node it was sent to ...
+    to: u128,
+    /// ... and the sequence number of that node's record then.
+    to_seq: u64,
+    /// When, in nanoseconds since [`RingState::epoch`].
+    at: u64,
 }
 
 /// The ring and what the router does with it.
 #[derive(Debug)]
 pub struct RingState {
-    pub(crate) ring: Ring<NodeRecord>,
+    /// (Records shared with the lookup table and other routers: see [`crate::SharedVerified`].)
+    pub(crate) ring: Ring<Arc<NodeRecord>>,
     next_stabilise: Option<Instant>,
     every: Duration,
-    /// Records delegated lately: key → (to whom, its record's sequence number, when).
-    delegated: BTreeMap<Key, (Key, u64, Instant)>,
+    /// Records delegated lately, by the id of the node whose record it was.
+    delegated: BTreeMap<u128, Delegated>,
+    /// Where the times in `delegated` count from: the router's creation.
+    epoch: Instant,
     /// Senders of a `RING` we corrected lately (told of a node between them and us): when.
     corrected: BTreeMap<Key, Instant>,
     /// What our last stabilisation on each side (above, below) told whom: the neighbour, the
@@ -311,13 +338,14 @@ pub struct RingState {
 }
 
 impl RingState {
-    /// An empty ring for the node with id `id`.
-    pub fn new(id: u128) -> Self {
+    /// An empty ring for the node with id `id`, created at `now`.
+    pub fn new(id: u128, now: Instant) -> Self {
         RingState {
             ring: Ring::new(id, RING_SIDE),
             next_stabilise: None,
             every: FIRST_STABILISE,
             delegated: BTreeMap::new(),
+            epoch: now,
             corrected: BTreeMap::new(),
             told: [None, None],
             outbox: BTreeMap::new(),
@@ -336,7 +364,7 @@ impl Router {
     pub(crate) fn ring_offer(
         &mut self,
         now: Instant,
-        rec: NodeRecord,
+        rec: Arc<NodeRecord>,
         delegate: bool,
         direct: bool,
     ) {
@@ -373,7 +401,7 @@ impl Router {
     }
 
     /// Sends `rec` to the contact nearest to it around the ring, if one is nearer than us.
-    fn ring_delegate(&mut self, now: Instant, rec: NodeRecord) {
+    fn ring_delegate(&mut self, now: Instant, rec: Arc<NodeRecord>) {
         let w = id_of(&rec.key);
         let me = self.dht_id();
         // The nearest to `w` strictly between us (see [`closer`]), in one pass with no
@@ -386,29 +414,36 @@ impl Router {
             .filter(|(id, _)| lo < *id && *id < hi)
             // (The newest copy where we hold several: its place is the freshest.)
             .min_by_key(|(id, r)| (id.abs_diff(w), std::cmp::Reverse(r.seq)))
-            .map(|(_, r)| r.clone());
-        let Some(to) = best else {
+            .map(|(id, r)| (id, r.clone()));
+        let Some((to_id, to)) = best else {
             return;
         };
+        let at = now.saturating_duration_since(self.ring.epoch).as_nanos() as u64;
+        let period = RING_PERIOD.as_nanos() as u64;
         // Once a period to the same node, whatever its sequence number (the record's place in
         // the ring does not change with it, and its neighbours hear newer ones from the node
         // itself); at once to a nearer one, which we may have learned of since.
         if self
             .ring
             .delegated
-            .get(&rec.key)
-            .is_some_and(|(dest, seq, t)| {
-                *dest == to.key && *seq == to.seq && now < *t + RING_PERIOD
-            })
+            .get(&w)
+            .is_some_and(|d| d.to == to_id && d.to_seq == to.seq && at < d.at + period)
         {
             return;
         }
         if self.ring.delegated.len() >= MAX_DELEGATED {
             self.ring.delegated.clear();
         }
-        self.ring.delegated.insert(rec.key, (to.key, to.seq, now));
+        self.ring.delegated.insert(
+            w,
+            Delegated {
+                to: to_id,
+                to_seq: to.seq,
+                at,
+            },
+        );
         self.stats.ring_delegations += 1;
-        self.ring_queue(&to, Some(rec), false);
+        self.ring_queue(&to, Some(NodeRecord::clone(&rec)), false);
     }
 
     /// Adds a record (or just our own, `None`) to the next message for `to`; `stabilise`: the
@@ -473,11 +508,11 @@ impl Router {
     ) {
         let (me, from) = (self.dht_id(), id_of(&h.src_key));
         if stabilise
-            && let Some(sender) = nodes
+            && let Some(mut sender) = nodes
                 .iter()
                 .find(|r| r.key == h.src_key && r.tree == tree_id(&self.root))
                 .cloned()
-            && self.verified.check_node(&sender)
+            && self.verified.check_node(&mut sender)
         {
             // (Signature checked first: the answer goes to the place the record names, and an
             // unchecked one would let anyone aim our corrections at any place.)
@@ -521,7 +556,7 @@ impl Router {
         }
         self.ring.corrected.insert(sender.key, now);
         self.stats.ring_corrections += 1;
-        self.ring_queue(&sender, Some(between), false);
+        self.ring_queue(&sender, Some(NodeRecord::clone(&between)), false);
     }
 
     /// Expiry and stabilisation.
@@ -544,7 +579,7 @@ impl Router {
         // Our direct peers again, with delegation: a delegation lost on the way (sent to a
         // place that changed while the tree formed) would otherwise leave the "who knows
         // whom" graph cut for good, and the ring sorted in separate arcs.
-        let peers: Vec<NodeRecord> = self
+        let peers: Vec<Arc<NodeRecord>> = self
             .peers
             .values()
             .filter_map(|p| p.record.clone())
@@ -573,13 +608,13 @@ impl Router {
                 self.ring.told[i] = None;
                 continue;
             };
-            let recs: Vec<NodeRecord> = other
+            let told: Vec<Arc<NodeRecord>> = other
                 .iter()
                 .take(side)
                 .chain(same.iter().skip(1))
-                .map(|e| e.item.clone())
+                .map(|e| Arc::clone(&e.item))
                 .collect();
-            let ids: Vec<(Key, u64)> = recs.iter().map(|r| (r.key, r.seq)).collect();
+            let recs: Vec<NodeRecord> = told.iter().map(|r| NodeRecord::clone(r)).collect();
             let send = match &self.ring.told[i] {
                 Some(t)
                     if t.to == n.item.key
@@ -588,12 +623,12 @@ impl Router {
                 {
                     let new: Vec<NodeRecord> = recs
                         .into_iter()
-                        .filter(|r| !t.recs.contains(&(r.key, r.seq)))
+                        .filter(|r| !t.recs.iter().any(|x| (x.key, x.seq) == (r.key, r.seq)))
                         .collect();
                     self.ring.told[i] = Some(Told {
                         to: n.item.key,
                         to_seq: n.item.seq,
-                        recs: ids,
+                        recs: told,
                         all_at: t.all_at,
                     });
                     new
@@ -602,13 +637,13 @@ impl Router {
                     self.ring.told[i] = Some(Told {
                         to: n.item.key,
                         to_seq: n.item.seq,
-                        recs: ids,
+                        recs: told,
                         all_at: now,
                     });
                     recs
                 }
             };
-            sends.push((n.item.clone(), send));
+            sends.push((NodeRecord::clone(&n.item), send));
         }
         for (to, recs) in sends {
             self.ring_queue(&to, None, true);
@@ -622,7 +657,7 @@ impl Router {
     /// The known nodes nearest to `target` around the ring, up to `n` on each side: from the
     /// ring, the lookup table and the direct peers. A lookup that ran out of candidates walks
     /// towards these; names (stored at the nodes nearest to a hash) can use them too.
-    pub fn ring_around(&self, target: u128, n: usize) -> Vec<NodeRecord> {
+    pub fn ring_around(&self, target: u128, n: usize) -> Vec<Arc<NodeRecord>> {
         around(target, n, self.known_records().map(|r| (id_of(&r.key), r)))
             .into_iter()
             .cloned()
@@ -630,7 +665,7 @@ impl Router {
     }
 
     /// Every record we hold: ring, lookup table, direct peers (possibly repeated).
-    pub(crate) fn known_records(&self) -> impl Iterator<Item = &NodeRecord> {
+    pub(crate) fn known_records(&self) -> impl Iterator<Item = &Arc<NodeRecord>> {
         self.ring
             .ring
             .entries()
@@ -642,8 +677,8 @@ impl Router {
     /// Our ring neighbours' records, below (nearest first) then above (for tools and tests).
     pub fn ring_records(&self) -> (Vec<&NodeRecord>, Vec<&NodeRecord>) {
         (
-            self.ring.ring.below.iter().map(|e| &e.item).collect(),
-            self.ring.ring.above.iter().map(|e| &e.item).collect(),
+            self.ring.ring.below.iter().map(|e| &*e.item).collect(),
+            self.ring.ring.above.iter().map(|e| &*e.item).collect(),
         )
     }
 

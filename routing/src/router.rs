@@ -16,9 +16,11 @@ use crate::codec::Key;
 use crate::coords::{Coords, Place};
 use crate::dht::Dht;
 use crate::record::{NodeRecord, TreeRecord};
+use crate::vecmap::VecMap;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A direct peer, as the caller numbers it (for meshd: a link).
@@ -101,11 +103,11 @@ pub(crate) struct Peer {
     pub rtt_measured: bool,
     /// Verified tree records it sent us, by node: its chain is the walk from its own record
     /// up the parents to a root.
-    pub records: BTreeMap<Key, TreeRecord>,
+    pub records: ByNode,
     /// Its chain (its record first, then up to its root), when complete.
-    pub chain: Vec<TreeRecord>,
+    pub chain: Vec<Arc<TreeRecord>>,
     /// What we sent it: node key → record seq, and our node record's seq.
-    pub sent: BTreeMap<Key, u64>,
+    pub sent: VecMap<Key, u64>,
     pub sent_node_seq: Option<u64>,
     /// Its root, when its chain is complete.
     pub root: Option<Key>,
@@ -126,13 +128,53 @@ pub(crate) struct Peer {
     pub digest: u64,
     /// Its coordinates (from its chain), if it has announced.
     pub coords: Option<Coords>,
-    /// Its node record.
-    pub record: Option<NodeRecord>,
+    /// Its node record (shared: see [`crate::SharedVerified`]).
+    pub record: Option<Arc<NodeRecord>>,
     /// The direct peers its record names, if the record is current (see `forward`).
     pub ahead: Vec<Coords>,
     /// Outstanding RTT probe: nonce and when sent.
     pub probe: Option<(u64, Instant)>,
     pub next_probe: Instant,
+}
+
+/// A peer's tree records by node, sorted by key: a chain is a handful of records, which a
+/// sorted vector holds in a fraction of the room of a B-tree node (11 entries inline, and
+/// every peer of every simulated node has one).
+#[derive(Debug, Default)]
+pub(crate) struct ByNode(Vec<Arc<TreeRecord>>);
+
+impl ByNode {
+    fn find(&self, node: &Key) -> Result<usize, usize> {
+        self.0.binary_search_by(|r| r.node.cmp(node))
+    }
+
+    /// The record of `node`.
+    pub fn get(&self, node: &Key) -> Option<&Arc<TreeRecord>> {
+        self.find(node).ok().map(|i| &self.0[i])
+    }
+
+    /// Adds `r`, in place of the record of the same node if any.
+    pub fn insert(&mut self, r: Arc<TreeRecord>) {
+        match self.find(&r.node) {
+            Ok(i) => self.0[i] = r,
+            Err(i) => self.0.insert(i, r),
+        }
+    }
+
+    /// Keeps the records of the nodes `keep` accepts (in key order).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Key) -> bool) {
+        self.0.retain(|r| keep(&r.node));
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Their nodes, in key order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.0.iter().map(|r| &r.node)
+    }
 }
 
 /// The peers in our tree, sorted for forwarding, so that a node with thousands of peers does
@@ -163,7 +205,8 @@ pub(crate) struct SigRequest {
 /// Where a node we route to is, as far as we know.
 #[derive(Debug, Clone)]
 pub(crate) struct Located {
-    pub place: Place,
+    /// Shared with the node record it came from, if any.
+    pub place: Arc<Place>,
     /// When this was learnt (the oldest entry goes first when the table is full).
     pub at: Instant,
     /// Sequence number of the signed node record it came from (0: from authenticated
@@ -328,9 +371,14 @@ pub struct Stats {
 /// rules of its circle policy here. It must be pure and cheap (it runs for every record chain).
 pub type RootFilter = std::sync::Arc<dyn Fn(&Key) -> bool + Send + Sync>;
 
+/// Messages to send the transmit queue keeps room for once drained (see
+/// [`Router::poll_transmit`]).
+const KEEP_TRANSMIT_ROOM: usize = 4;
+
 /// The routing state of one node.
 pub struct Router {
-    pub(crate) cfg: RouterConfig,
+    /// Shared by the routers of a simulation (one copy, not one per node).
+    pub(crate) cfg: Arc<RouterConfig>,
     pub(crate) root_filter: Option<RootFilter>,
     pub(crate) sk: SigningKey,
     pub(crate) key: Key,
@@ -338,12 +386,16 @@ pub struct Router {
     /// Key of the nonce generator: nonces are a keyed hash of a counter, so that one nonce
     /// seen on the wire tells nothing about the next.
     pub(crate) nonce_key: [u8; 32],
-    pub(crate) peers: BTreeMap<PeerId, Peer>,
+    /// Boxed: a map node holds up to 11 values, and most nodes have a few peers.
+    pub(crate) peers: BTreeMap<PeerId, Box<Peer>>,
     /// Peers by key (a destination that is a direct peer gets its messages at once).
-    pub(crate) peer_by_key: BTreeMap<Key, PeerId>,
+    pub(crate) peer_by_key: VecMap<Key, PeerId>,
     /// Peers sorted for forwarding (see `forward`).
     pub(crate) fwd: FwdIndex,
     pub(crate) next_port: u64,
+    /// The earliest of the peers' `next_probe` (none without peers), so that neither
+    /// `poll_timeout` nor a wake-up walks every peer of a hub.
+    pub(crate) next_probe: Option<Instant>,
     // --- tree ---
     pub(crate) seq: u64,
     pub(crate) record: TreeRecord,
@@ -353,7 +405,7 @@ pub struct Router {
     /// Highest sequence number seen per key (replay protection, also for forgotten keys).
     pub(crate) seqs: BTreeMap<Key, u64>,
     /// When each known root's record last advanced.
-    pub(crate) root_heard: BTreeMap<Key, Instant>,
+    pub(crate) root_heard: VecMap<Key, Instant>,
     /// When the root refreshes its record next (or, below a root, when it would time out).
     pub(crate) next_root_refresh: Instant,
     pub(crate) sig_request: Option<SigRequest>,
@@ -393,14 +445,21 @@ pub struct Router {
 impl Router {
     /// A router for the node with this ed25519 secret seed. `seq` must exceed any sequence
     /// number this node used before (meshd passes milliseconds of wall-clock time); `seed`
-    /// drives nonces and jitter.
-    pub fn new(secret: &[u8; 32], cfg: RouterConfig, seq: u64, seed: u64, now: Instant) -> Self {
+    /// drives nonces and jitter. `cfg` may be shared (`Arc<RouterConfig>`) by many routers.
+    pub fn new(
+        secret: &[u8; 32],
+        cfg: impl Into<Arc<RouterConfig>>,
+        seq: u64,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
+        let cfg = cfg.into();
         let sk = SigningKey::from_bytes(secret);
         let key = sk.verifying_key().to_bytes();
         let record = TreeRecord::root(&sk, seq);
         let node_record = NodeRecord::new(&sk, seq, &key, Coords::root().into());
         let dht = Dht::new(crate::dht::id_of(&key), cfg.bucket_size);
-        let mut root_heard = BTreeMap::new();
+        let mut root_heard = VecMap::new();
         root_heard.insert(key, now);
         Router {
             cfg,
@@ -416,9 +475,10 @@ impl Router {
                 h.finalize().into()
             },
             peers: BTreeMap::new(),
-            peer_by_key: BTreeMap::new(),
+            peer_by_key: VecMap::new(),
             fwd: FwdIndex::default(),
             next_port: 1,
+            next_probe: None,
             seq,
             record,
             parent: None,
@@ -437,7 +497,7 @@ impl Router {
             dht,
             find_pool: crate::budget::FindPool::new(now),
             names: Default::default(),
-            ring: crate::ring::RingState::new(crate::dht::id_of(&key)),
+            ring: crate::ring::RingState::new(crate::dht::id_of(&key), now),
             routes: BTreeMap::new(),
             coords_of: BTreeMap::new(),
             pings: BTreeMap::new(),
@@ -564,7 +624,13 @@ impl Router {
 
     /// The next message to send to a peer, if any.
     pub fn poll_transmit(&mut self) -> Option<(PeerId, Vec<u8>)> {
-        self.transmits.pop_front()
+        let next = self.transmits.pop_front();
+        // Drained after a burst (an announcement to each of a hub's peers): give the room
+        // back, as a simulation holds one queue per node.
+        if self.transmits.is_empty() && self.transmits.capacity() > KEEP_TRANSMIT_ROOM {
+            self.transmits = VecDeque::new();
+        }
+        next
     }
 
     /// The next event, if any.
@@ -578,18 +644,18 @@ impl Router {
         let used: BTreeSet<u64> = self.peers.values().map(|p| p.port).collect();
         let port = (1..).find(|p| !used.contains(p)).unwrap_or(self.next_port);
         self.next_port = self.next_port.max(port + 1);
-        self.peer_by_key.entry(key).or_insert(peer);
+        self.peer_by_key.get_or_insert(key, peer);
         self.fwd.dirty = true;
         self.peers.insert(
             peer,
-            Peer {
+            Box::new(Peer {
                 key,
                 port,
                 rtt: rtt.unwrap_or(Duration::from_millis(10)),
                 rtt_measured: rtt.is_some(),
-                records: BTreeMap::new(),
+                records: ByNode::default(),
                 chain: Vec::new(),
-                sent: BTreeMap::new(),
+                sent: VecMap::new(),
                 sent_node_seq: None,
                 root: None,
                 below_us: false,
@@ -604,8 +670,9 @@ impl Router {
                 ahead: Vec::new(),
                 probe: None,
                 next_probe: now,
-            },
+            }),
         );
+        self.next_probe = self.peers.values().map(|p| p.next_probe).min();
         self.find_pool.resize(self.peers.len(), now);
         self.announce_to(peer);
     }
@@ -615,6 +682,7 @@ impl Router {
         let Some(gone) = self.peers.remove(&peer) else {
             return;
         };
+        self.next_probe = self.peers.values().map(|p| p.next_probe).min();
         self.find_pool.resize(self.peers.len(), now);
         self.fwd.dirty = true;
         if self.peer_by_key.get(&gone.key) == Some(&peer) {
@@ -665,8 +733,8 @@ impl Router {
         if let Some(r) = &self.sig_request {
             t = t.min(r.sent + self.cfg.lookup_rpc_timeout);
         }
-        for p in self.peers.values() {
-            t = t.min(p.next_probe);
+        if let Some(p) = self.next_probe {
+            t = t.min(p);
         }
         if let Some(d) = self.dht.next_deadline(&self.cfg) {
             t = t.min(d);

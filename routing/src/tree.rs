@@ -20,7 +20,8 @@ use crate::coords::{Coords, MAX_DEPTH};
 use crate::record::{NodeRecord, TreeRecord, sign_as_parent};
 use crate::router::{Drop, Event, Handled, PeerId, Router, SigRequest};
 use crate::wire::{MAX_ANNOUNCE, PeerMsg};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// Records whose signatures were already checked, by a digest of the *whole* record (keying
@@ -31,27 +32,78 @@ pub struct VerifiedCache {
     shared: Option<SharedVerified>,
 }
 
-/// A set of records known to carry valid signatures, shared by many routers in one process
-/// (the simulator's thousands of nodes): each distinct record is verified once for all of
-/// them. Whether a signature is valid depends only on the bytes, so sharing changes no
-/// decision; meshd, with one router, has no use for it.
+/// Records known to carry valid signatures, shared by many routers in one process (the
+/// simulator's thousands of nodes): each distinct record is verified once for all of them, and
+/// each distinct tree record is held once for all of them (every node of a tree holds its
+/// root's record and the records near the root, from each of its peers). Whether a signature
+/// is valid depends only on the bytes, and a record is the same value whoever decoded it, so
+/// sharing changes no decision; meshd, with one router, has no use for it.
 #[derive(Clone, Default)]
-pub struct SharedVerified(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>);
+pub struct SharedVerified(Arc<Mutex<Shared>>);
 
-impl SharedVerified {
-    fn contains(&self, d: &[u8; 32]) -> bool {
-        self.0.lock().is_ok_and(|s| s.contains(d))
-    }
+#[derive(Default)]
+struct Shared {
+    /// Valid tree records by digest, while some router holds them ...
+    trees: Table<TreeRecord>,
+    /// ... and valid node records.
+    nodes: Table<NodeRecord>,
+}
 
-    fn insert(&self, d: [u8; 32]) {
-        if let Ok(mut s) = self.0.lock() {
-            s.insert(d);
+/// Values known valid, by digest, held weakly: an entry whose value no router holds any more
+/// is swept once the table has doubled since the last sweep (until then it still saves a
+/// signature check; after, a record seen again is checked again).
+struct Table<T> {
+    held: HashMap<[u8; 32], Weak<T>>,
+    swept: usize,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            held: HashMap::new(),
+            swept: 0,
         }
     }
+}
 
-    /// Distinct records verified so far.
+impl<T> Table<T> {
+    /// The shared copy of a value whose digest this is (`mine`, the caller's copy, checked
+    /// with `verify` if the digest is not known valid), or `None` if it is not valid.
+    fn share(
+        &mut self,
+        digest: [u8; 32],
+        mine: Arc<T>,
+        verify: impl FnOnce() -> bool,
+    ) -> Option<Arc<T>> {
+        match self.held.get(&digest) {
+            Some(w) => {
+                if let Some(held) = w.upgrade() {
+                    return Some(held);
+                }
+            }
+            None => {
+                if !verify() {
+                    return None;
+                }
+                if self.held.len() >= 2 * self.swept.max(1024) {
+                    self.held.retain(|_, w| w.strong_count() > 0);
+                    self.swept = self.held.len();
+                }
+            }
+        }
+        self.held.insert(digest, Arc::downgrade(&mine));
+        Some(mine)
+    }
+
+    fn len(&self) -> usize {
+        self.held.len()
+    }
+}
+
+impl SharedVerified {
+    /// Distinct records known valid (held by some router now, or not yet swept).
     pub fn len(&self) -> usize {
-        self.0.lock().map_or(0, |s| s.len())
+        self.0.lock().map_or(0, |s| s.trees.len() + s.nodes.len())
     }
 
     /// Whether none was.
@@ -64,40 +116,74 @@ impl Router {
     /// Shares signature checks with other routers in this process (see [`SharedVerified`]).
     pub fn share_verified(&mut self, shared: SharedVerified) {
         self.verified.shared = Some(shared);
+        self.verified.set = BTreeSet::new();
     }
+}
+
+fn digest(kind: u8, encode: impl FnOnce(&mut Vec<u8>)) -> [u8; 32] {
+    use sha2::{Digest, Sha512_256};
+    let mut enc = Vec::with_capacity(220);
+    enc.push(kind);
+    encode(&mut enc);
+    Sha512_256::digest(&enc).into()
 }
 
 impl VerifiedCache {
     const MAX: usize = 8192;
 
-    fn check(&mut self, r: &TreeRecord) -> bool {
-        let mut enc = Vec::with_capacity(220);
-        enc.push(0);
-        r.encode(&mut enc);
-        self.check_encoded(&enc, || r.verify())
+    /// A tree record if its signatures check out, shared where a [`SharedVerified`] holds it.
+    fn check(&mut self, r: TreeRecord) -> Option<Arc<TreeRecord>> {
+        let digest = digest(0, |e| r.encode(e));
+        if let Some(s) = &self.shared {
+            // The shared table is the only one kept: a copy per router (up to `MAX` digests
+            // each) would cost a simulation of many routers more than its routing state.
+            let Ok(mut s) = s.0.lock() else {
+                return r.verify().then(|| Arc::new(r));
+            };
+            let r = Arc::new(r);
+            let check = Arc::clone(&r);
+            return s.trees.share(digest, r, || check.verify());
+        }
+        self.check_local(digest, || r.verify()).then(|| Arc::new(r))
     }
 
     /// A node record's signature, checked once per distinct record (lookup answers carry the
-    /// same records again and again).
-    pub(crate) fn check_node(&mut self, r: &NodeRecord) -> bool {
-        let mut enc = Vec::with_capacity(140);
-        enc.push(1);
-        r.encode(&mut enc);
-        self.check_encoded(&enc, || r.verify())
+    /// same records again and again). Where a [`SharedVerified`] holds the record, this copy
+    /// is given its place.
+    pub(crate) fn check_node(&mut self, r: &mut NodeRecord) -> bool {
+        if self.shared.is_none() {
+            let digest = digest(1, |e| r.encode(e));
+            return self.check_local(digest, || r.verify());
+        }
+        match self.check_record(r.clone()) {
+            Some(held) => {
+                r.place = Arc::clone(&held.place);
+                true
+            }
+            None => false,
+        }
     }
 
-    fn check_encoded(&mut self, enc: &[u8], verify: impl FnOnce() -> bool) -> bool {
-        use sha2::{Digest, Sha512_256};
-        let digest: [u8; 32] = Sha512_256::digest(enc).into();
+    /// A node record if its signature checks out: the one copy a [`SharedVerified`] holds.
+    pub(crate) fn check_record(&mut self, r: NodeRecord) -> Option<Arc<NodeRecord>> {
+        let digest = digest(1, |e| r.encode(e));
+        if let Some(s) = &self.shared {
+            let Ok(mut s) = s.0.lock() else {
+                return r.verify().then(|| Arc::new(r));
+            };
+            let r = Arc::new(r);
+            let check = Arc::clone(&r);
+            return s.nodes.share(digest, r, || check.verify());
+        }
+        self.check_local(digest, || r.verify()).then(|| Arc::new(r))
+    }
+
+    fn check_local(&mut self, digest: [u8; 32], verify: impl FnOnce() -> bool) -> bool {
         if self.set.contains(&digest) {
             return true;
         }
-        if self.shared.as_ref().is_some_and(|s| s.contains(&digest)) {
-            // Valid for another router of this process: no need to check again.
-        } else if !verify() {
+        if !verify() {
             return false;
-        } else if let Some(s) = &self.shared {
-            s.insert(digest);
         }
         if self.set.len() >= Self::MAX {
             self.set.clear();
@@ -166,7 +252,7 @@ impl Router {
     fn our_chain(&self) -> Vec<TreeRecord> {
         let mut chain = vec![self.record.clone()];
         if let Some(p) = self.parent.and_then(|p| self.peers.get(&p)) {
-            chain.extend(p.chain.iter().cloned());
+            chain.extend(p.chain.iter().map(|r| TreeRecord::clone(r)));
         }
         chain
     }
@@ -181,9 +267,19 @@ impl Router {
 
     /// Sends `peer` the records of our chain it has not seen (all of them if `full`).
     fn announce(&mut self, peer: PeerId, full: bool) {
+        let ours = self.our_announcement();
+        self.announce_with(peer, full, &ours);
+    }
+
+    /// What every announcement carries now: our chain, its digest, our cost to the root.
+    fn our_announcement(&self) -> (Vec<TreeRecord>, u64, u64) {
         let chain = self.our_chain();
         let digest = crate::wire::chain_digest(&chain);
-        let cost = self.cost_to_root();
+        (chain, digest, self.cost_to_root())
+    }
+
+    fn announce_with(&mut self, peer: PeerId, full: bool, ours: &(Vec<TreeRecord>, u64, u64)) {
+        let (chain, digest, cost) = (&ours.0, ours.1, ours.2);
         let node = self.node_record.clone();
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -193,8 +289,9 @@ impl Router {
             p.sent_node_seq = None;
         }
         let fresh: Vec<TreeRecord> = chain
-            .into_iter()
+            .iter()
             .filter(|r| p.sent.get(&r.node) != Some(&r.seq))
+            .cloned()
             .collect();
         let node = (p.sent_node_seq != Some(node.seq)).then_some(node);
         if fresh.is_empty() && node.is_none() {
@@ -240,9 +337,11 @@ impl Router {
     }
 
     fn announce_all(&mut self) {
+        // (One chain and digest for all of them: a hub has thousands of peers.)
+        let ours = self.our_announcement();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
-            self.announce(id, false);
+            self.announce_with(id, false, &ours);
         }
     }
 
@@ -336,22 +435,28 @@ impl Router {
         for _ in 0..replayed {
             self.drop_count(Drop::Replay);
         }
-        for r in &records {
-            if !self.verified.check(r) {
+        let mut checked = Vec::with_capacity(records.len());
+        for r in records {
+            let Some(r) = self.verified.check(r) else {
                 return self.drop_count(Drop::BadSignature);
-            }
+            };
             if r.is_root() && !self.eligible(&r.node) {
                 return self.drop_count(Drop::BadChain);
             }
+            checked.push(r);
         }
+        let records = checked;
         let Some(peer_key) = self.peers.get(&from).map(|p| p.key) else {
             return Handled::Consumed;
         };
-        if let Some(n) = &node
-            && (n.key != peer_key || !self.verified.check_node(n))
-        {
-            return self.drop_count(Drop::BadSignature);
-        }
+        let node = match node {
+            Some(n) if n.key != peer_key => return self.drop_count(Drop::BadSignature),
+            Some(n) => match self.verified.check_record(n) {
+                Some(n) => Some(n),
+                None => return self.drop_count(Drop::BadSignature),
+            },
+            None => None,
+        };
         let mut farewells = Vec::new();
         let mut epoch_advanced = false;
         for r in &records {
@@ -373,7 +478,8 @@ impl Router {
             // Pass it on once, then look for another root if it was ours.
             self.flood(f, Some(from));
         }
-        let records: Vec<TreeRecord> = records.into_iter().filter(|r| !r.is_retired()).collect();
+        let records: Vec<Arc<TreeRecord>> =
+            records.into_iter().filter(|r| !r.is_retired()).collect();
         if !farewells.is_empty() {
             if farewells.iter().any(|f| f.node == self.root) {
                 self.parent = None;
@@ -387,7 +493,7 @@ impl Router {
         p.digest = digest;
         for r in records {
             if p.records.get(&r.node).is_none_or(|old| old.seq <= r.seq) {
-                p.records.insert(r.node, r);
+                p.records.insert(r);
             }
         }
         let mut place_changed = false;
@@ -398,7 +504,7 @@ impl Router {
             p.record = Some(n.clone());
             // A peer's record also goes to the ring, and on towards its place if it does not
             // belong here: the peer graph is what the ring is linearized over.
-            self.learn(now, n, true, true);
+            self.learn_checked(now, n, true, true);
         }
         self.rebuild_chain(now, from);
         if place_changed {
@@ -420,7 +526,7 @@ impl Router {
         let Some(p) = self.peers.get_mut(&from) else {
             return;
         };
-        let mut chain: Vec<TreeRecord> = Vec::new();
+        let mut chain: Vec<Arc<TreeRecord>> = Vec::new();
         let mut seen = BTreeSet::new();
         let mut at = p.key;
         // Our key anywhere on its chain, complete or not, means it is below us (or claims to
@@ -442,7 +548,7 @@ impl Router {
         };
         if p.records.len() > 2 * (MAX_DEPTH + 1) {
             // More records than any chain needs: keep only those on its chain so far.
-            p.records.retain(|k, _| seen.contains(k));
+            p.records.retain(|k| seen.contains(k));
         }
         if below_us && !p.below_us {
             p.below_us = true;
@@ -467,7 +573,7 @@ impl Router {
             return;
         }
         // Forget records no longer on its chain.
-        p.records.retain(|k, _| seen.contains(k));
+        p.records.retain(|k| seen.contains(k));
         let coords = Coords(
             chain[..chain.len() - 1]
                 .iter()
@@ -726,6 +832,9 @@ impl Router {
 
     /// Sends RTT probes to peers that are due.
     pub(crate) fn probe_links(&mut self, now: Instant) {
+        if self.next_probe.is_none_or(|t| now < t) {
+            return;
+        }
         let due: Vec<PeerId> = self
             .peers
             .iter()
@@ -741,5 +850,6 @@ impl Router {
             }
             self.send(id, PeerMsg::PeerPing { nonce }.encode());
         }
+        self.next_probe = self.peers.values().map(|p| p.next_probe).min();
     }
 }

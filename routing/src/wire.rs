@@ -251,10 +251,11 @@ impl PeerMsg {
 }
 
 /// Digest of a chain: which records, at which sequence numbers, in which order.
-pub fn chain_digest(chain: &[TreeRecord]) -> u64 {
+pub fn chain_digest<R: std::borrow::Borrow<TreeRecord>>(chain: &[R]) -> u64 {
     use sha2::{Digest, Sha512};
     let mut h = Sha512::new();
     for r in chain {
+        let r = r.borrow();
         h.update(r.node);
         h.update(r.seq.to_be_bytes());
     }
@@ -846,6 +847,37 @@ impl RoutedBody {
     }
 }
 
+/// Where the node records of a routed lookup or ring message begin (`FIND`'s requester,
+/// `FOUND`'s and `RING`'s nodes), which fill the rest of the message one after the other: the
+/// offset of each in `msg`, in order. `None` for other messages and for malformed ones. For a
+/// simulator, whose many messages in flight carry the same records again and again.
+pub fn record_offsets(msg: &[u8]) -> Option<Vec<usize>> {
+    let h = RoutedHeader::decode(msg).ok()?;
+    let mut r = Reader::new(msg.get(h.body_at..)?);
+    let n = match h.kind {
+        kind::FIND => {
+            r.bytes(8 + 16).ok()?; // nonce, target
+            1
+        }
+        kind::FOUND => {
+            r.bytes(8).ok()?; // nonce
+            r.count(MAX_FOUND).ok()?
+        }
+        kind::RING => {
+            r.u8().ok()?; // stabilise
+            r.count(MAX_FOUND).ok()?
+        }
+        _ => return None,
+    };
+    let mut at = Vec::with_capacity(n);
+    for _ in 0..n {
+        at.push(h.body_at + r.position());
+        NodeRecord::decode(&mut r).ok()?;
+    }
+    r.finish().ok()?;
+    Some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1036,5 +1068,51 @@ mod tests {
             assert!(RoutedBody::decode(kind::RING, &b).is_err(), "{n} records");
         }
         assert!(is_routed(kind::RING));
+    }
+
+    #[test]
+    fn record_offsets_find_each_record_of_lookup_and_ring_messages() {
+        let sk = SigningKey::from_bytes(&[3; 32]);
+        let a = NodeRecord::new(&sk, 1, &[7; 32], Coords(vec![3]).into());
+        let b = NodeRecord::new(&sk, 2, &[7; 32], Coords(vec![3, 1]).into());
+        let msg = |body: RoutedBody| {
+            let mut m = Vec::new();
+            let place: Place = Coords(vec![1, 2]).into();
+            encode_routed_header(&mut m, body.kind(), 64, &[1; 32], &place, &[2; 32], &place);
+            let at = m.len();
+            body.encode(&mut m);
+            (m, at)
+        };
+        let len = |r: &NodeRecord| {
+            let mut e = Vec::new();
+            r.encode(&mut e);
+            e.len()
+        };
+        let (m, at) = msg(RoutedBody::Ring {
+            stabilise: true,
+            nodes: vec![a.clone(), b.clone()],
+        });
+        let first = at + 2; // stabilise, count
+        assert_eq!(record_offsets(&m), Some(vec![first, first + len(&a)]));
+        assert_eq!(first + len(&a) + len(&b), m.len());
+        let (m, at) = msg(RoutedBody::Found {
+            nonce: 9,
+            nodes: vec![b.clone()],
+        });
+        assert_eq!(record_offsets(&m), Some(vec![at + 9]));
+        let (m, at) = msg(RoutedBody::Find {
+            nonce: 9,
+            target: 5,
+            requester: a.clone(),
+        });
+        assert_eq!(record_offsets(&m), Some(vec![at + 24]));
+        // Other messages, and cut ones, have none.
+        let (m, _) = msg(RoutedBody::Pong { nonce: 3, hops: 4 });
+        assert_eq!(record_offsets(&m), None);
+        let (m, _) = msg(RoutedBody::Found {
+            nonce: 9,
+            nodes: vec![b],
+        });
+        assert_eq!(record_offsets(&m[..m.len() - 1]), None);
     }
 }

@@ -6,6 +6,7 @@
 //! woken. A node's timer is kept in the event queue once, at the instant `poll_timeout` gave;
 //! a later instant replaces it lazily (stale entries are skipped when they come up).
 
+use crate::inflight::{InFlight, Records};
 use crate::rng::Rng;
 use crate::topology::Graph;
 use routing::wire::{RoutedBody, RoutedHeader, kind};
@@ -34,8 +35,15 @@ pub struct Link {
 }
 
 enum What {
-    Msg { from: u32, to: u32, data: Vec<u8> },
-    Timer { node: u32 },
+    /// A message on its way (a large network has millions in flight: see [`crate::inflight`]).
+    Msg {
+        from: u32,
+        to: u32,
+        data: Box<InFlight>,
+    },
+    Timer {
+        node: u32,
+    },
 }
 
 struct Ev {
@@ -90,6 +98,8 @@ pub struct Sim {
     /// Neighbours of each node (whatever the link state).
     pub adj: Vec<Vec<u32>>,
     queue: BinaryHeap<Ev>,
+    /// The records the messages in the queue carry.
+    in_flight: Records,
     seq: u64,
     start: Instant,
     /// Virtual nanoseconds since the start.
@@ -142,7 +152,7 @@ impl Sim {
                     .to_bytes()
             })
             .collect();
-        let cfg = cfg(&keys);
+        let cfg = std::sync::Arc::new(cfg(&keys));
         let mut nodes = Vec::with_capacity(g.n);
         let mut index = HashMap::with_capacity(g.n);
         let shared = routing::SharedVerified::default();
@@ -178,6 +188,7 @@ impl Sim {
             links,
             adj: g.adjacency(),
             queue: BinaryHeap::new(),
+            in_flight: Records::default(),
             seq: 0,
             start,
             now_ns: 0,
@@ -273,6 +284,8 @@ impl Sim {
     pub fn collect(&mut self, i: u32) {
         let now_ns = self.now_ns;
         while let Some((peer, data)) = self.nodes[i as usize].router.poll_transmit() {
+            // (Copies of the exact size, not the router's buffer, which may have room to spare.)
+            let data = self.in_flight.pack(&data);
             self.send(i, peer.0 as u32, data);
         }
         while let Some(e) = self.nodes[i as usize].router.poll_event() {
@@ -299,27 +312,32 @@ impl Sim {
         }
     }
 
-    fn send(&mut self, from: u32, to: u32, data: Vec<u8>) {
+    fn send(&mut self, from: u32, to: u32, data: Box<InFlight>) {
         let Some(l) = self.links.get(&norm(from, to)).copied() else {
+            self.in_flight.release(*data);
             return;
         };
         if !l.up {
             self.carried.on_dead += 1;
+            self.in_flight.release(*data);
             return;
         }
         if self.loss > 0.0 && self.rng.unit() < self.loss {
             self.carried.lost += 1;
+            self.in_flight.release(*data);
             return;
         }
         self.push(self.now_ns + l.latency_ns, What::Msg { from, to, data });
     }
 
-    fn deliver(&mut self, from: u32, to: u32, mut data: Vec<u8>) {
+    fn deliver(&mut self, from: u32, to: u32, packed: InFlight) {
         let up = self.links.get(&norm(from, to)).is_some_and(|l| l.up);
         if !up || !self.nodes[to as usize].alive {
             self.carried.on_dead += 1;
+            self.in_flight.release(packed);
             return;
         }
+        let mut data = packed.bytes();
         self.carried.messages += 1;
         self.carried.bytes += data.len() as u64;
         if matches!(data.first(), Some(&kind::FIND) | Some(&kind::FOUND)) {
@@ -333,11 +351,16 @@ impl Sim {
             .router
             .handle(now, PeerId(from as u64), &mut data);
         match r {
-            Handled::Forward(p) => self.send(to, p.0 as u32, data),
+            Handled::Forward(p) => {
+                let data = self.in_flight.repack(packed, &data);
+                self.send(to, p.0 as u32, data);
+            }
             Handled::Deliver { .. } => {
+                self.in_flight.release(packed);
                 self.nodes[to as usize].router.confirm_source(now, &data);
             }
             _ => {
+                self.in_flight.release(packed);
                 if data.first() == Some(&kind::FOUND) {
                     self.found_received[to as usize] += 1;
                 }
@@ -371,7 +394,7 @@ impl Sim {
             self.now_ns = self.now_ns.max(ev.at);
             self.events += 1;
             match ev.what {
-                What::Msg { from, to, data } => self.deliver(from, to, data),
+                What::Msg { from, to, data } => self.deliver(from, to, *data),
                 What::Timer { node } => {
                     let n = &mut self.nodes[node as usize];
                     if n.timer != Some(ev.at) {

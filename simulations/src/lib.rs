@@ -22,6 +22,7 @@
 
 pub mod diagnose;
 pub mod engine;
+pub mod inflight;
 pub mod names;
 pub mod report;
 pub mod rng;
