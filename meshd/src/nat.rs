@@ -17,6 +17,7 @@
 //! circle policy's `peer` rules, as every link is.
 
 use crate::identity::PublicKey;
+use crate::toolkit::fastmap::FastMap;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -123,8 +124,9 @@ pub struct Nat {
     observed: HashMap<PublicKey, (SocketAddr, Instant)>,
     /// When every peer is next told where it is seen.
     pub next_report: Option<Instant>,
-    /// When ENDPOINTS last went to each remote.
-    sent: HashMap<PublicKey, Instant>,
+    /// When ENDPOINTS last went to each remote (looked up for every packet to a node that is
+    /// not a peer: foldhash, randomly seeded, bounded at 4,096).
+    sent: FastMap<PublicKey, Instant>,
     /// When each remote's ENDPOINTS were last acted on.
     punched: HashMap<PublicKey, Instant>,
     /// Counters for `meshctl status`.
