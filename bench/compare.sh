@@ -22,6 +22,8 @@
 #   LINK_TIMEOUT=20         seconds to wait for an overlay link to come up
 #   MESHD_BUILD_TIMEOUT=1800  bound for `cargo build --release -p meshd -p meshctl`
 #   MESHD_BIN, MESHCTL_BIN  default target/release/{meshd,meshctl}
+#   IDLE_SMAPS_DIR          if set, /proc/PID/smaps of both daemons at the idle
+#                           RSS measurement are saved there ($sys-a.smaps, -b)
 #   BORINGTUN_BIN           default: boringtun-cli on PATH or in ~/.cargo/bin;
 #                           if missing, `cargo install --locked boringtun-cli`
 #                           (bounded by BORINGTUN_INSTALL_TIMEOUT=1800)
@@ -244,6 +246,11 @@ measure() {
 
     # Idle RSS right after the link came up, before any bulk traffic.
     idle_kb=$(max "$(status_kb "$PID_A" VmRSS)" "$(status_kb "$PID_B" VmRSS)")
+    if [[ -n ${IDLE_SMAPS_DIR:-} ]]; then
+        mkdir -p "$IDLE_SMAPS_DIR"
+        cat "/proc/$PID_A/smaps" >"$IDLE_SMAPS_DIR/$sys-a.smaps" 2>/dev/null || true
+        cat "/proc/$PID_B/smaps" >"$IDLE_SMAPS_DIR/$sys-b.smaps" 2>/dev/null || true
+    fi
 
     ping_out=$(in_ns "$NS_A" timeout $((PING_COUNT + 10)) \
         ping -q -c "$PING_COUNT" -i "$PING_INTERVAL" -W 2 "$ADDR_B" 2>&1)
