@@ -179,7 +179,7 @@ enum Opened {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
-    key: [u8; 32],
+    key: PublicKey,
     proto: Proto,
     local: u16,
     remote: u16,
@@ -190,9 +190,9 @@ pub struct Firewall {
     policy: Arc<Policy>,
     /// The empty policy: everything passes, nothing is looked at.
     open: bool,
-    cache: FastMap<[u8; 32], Class>,
+    cache: FastMap<PublicKey, Class>,
     flows: FastMap<FlowKey, (Instant, Opened)>,
-    per_key: FastMap<[u8; 32], u32>,
+    per_key: FastMap<PublicKey, u32>,
     counters: PolicyCounters,
     next_sweep: Option<Instant>,
     next_full_sweep: Option<Instant>,
@@ -260,14 +260,14 @@ impl Firewall {
         let policy = self.policy.clone();
         // One classification per remote key, not per flow: a full flow table of a few remotes
         // costs a few hashes, not one per flow (this runs on the event loop).
-        let mut classes: FastMap<[u8; 32], Class> =
+        let mut classes: FastMap<PublicKey, Class> =
             FastMap::with_capacity_and_hasher(self.per_key.len(), Default::default());
         let gateway = self.gateway_port;
         self.flows.retain(|f, (_, opened)| {
             // Kept only if the side that opened it may still open it.
             let c = classes
                 .entry(f.key)
-                .or_insert_with(|| policy.classify(&f.key));
+                .or_insert_with(|| policy.classify(&f.key.0));
             match opened {
                 Opened::In => {
                     c.traffic(f.proto, f.local).allows()
@@ -294,14 +294,14 @@ impl Firewall {
         if !self.policy.names_addresses() {
             return self.policy.classify(&key.0);
         }
-        if let Some(c) = self.cache.get(&key.0) {
+        if let Some(c) = self.cache.get(key) {
             return c.clone();
         }
         if self.cache.len() >= MAX_CACHED {
             self.cache.clear();
         }
         let c = self.policy.classify(&key.0);
-        self.cache.insert(key.0, c.clone());
+        self.cache.insert(*key, c.clone());
         c
     }
 
@@ -313,7 +313,7 @@ impl Firewall {
     /// May `key` set up an end-to-end session with us? Yes if it may send us something, or if
     /// we have flows with it (it is answering us).
     pub fn session_allowed(&mut self, key: &PublicKey) -> bool {
-        if self.open || self.per_key.contains_key(&key.0) {
+        if self.open || self.per_key.contains_key(key) {
             return true;
         }
         let c = self.class(key);
@@ -415,7 +415,7 @@ impl Firewall {
             };
         }
         let flow = FlowKey {
-            key: key.0,
+            key: *key,
             proto: f.proto,
             local,
             remote,
