@@ -17,12 +17,6 @@ use std::net::Ipv6Addr;
 use std::time::Instant;
 
 impl Node {
-    /// Largest IPv6 packet that fits the path to `key` (known coordinates assumed).
-    pub(super) fn path_mtu(&self, key: &PublicKey) -> usize {
-        let header = self.router.traffic_header_len(&key.0).unwrap_or(200);
-        MAX_ROUTING_MESSAGE.saturating_sub(header + e2e::wire::DATA_OVERHEAD)
-    }
-
     /// Handles one IPv6 packet from the TUN device (`packet` holds it exactly).
     pub fn outbound(&mut self, now: Instant, packet: &[u8], net_out: &mut [u8]) -> Outbound {
         let Ok(h) = Ipv6Header::parse(packet) else {
@@ -56,8 +50,9 @@ impl Node {
         if !self.links.peers.contains_key(&key) {
             self.offer_endpoints(now, key);
         }
-        if self.router.knows(&key.0) {
-            let mtu = self.path_mtu(&key);
+        // One look-up: the header's length is known exactly when the place is.
+        if let Some(header) = self.router.traffic_header_len(&key.0) {
+            let mtu = MAX_ROUTING_MESSAGE.saturating_sub(header + e2e::wire::DATA_OVERHEAD);
             if packet.len() > mtu {
                 self.counters.too_big += 1;
                 if let Some(e) = icmp6_error(Icmp6Error::PacketTooBig(mtu.max(1280) as u32), packet)
