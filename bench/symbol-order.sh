@@ -16,7 +16,7 @@
 # never correctness: functions it does not name are laid out after those it does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGET=${CARGO_TARGET_DIR:-target}
+TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 if [[ ${1:-} == --check ]]; then
     bin=${2:-$TARGET/release/meshd}
     command -v nm >/dev/null || { echo "symbol order: nm is missing (binutils)"; exit 0; }
@@ -52,7 +52,7 @@ exec valgrind --tool=callgrind --dump-instr=no --demangle=no --compress-strings=
     --callgrind-out-file=$OUT/cg-$i.%p "$OUT/meshd-$i" "\$@"
 WRAP
     chmod +x "$OUT/run-$i"
-    export MESHD_BIN=$OUT/run-$i LINK_TIMEOUT=120 DURATION=2
+    export MESHD_BIN=$OUT/run-$i MESHCTL_BIN=$TARGET/release/meshctl LINK_TIMEOUT=120 DURATION=2
     bench/compare.sh --only meshd >"$OUT/compare-$i.log" 2>&1 ||
         { echo "bench/compare.sh failed:" >&2; tail -n 20 "$OUT/compare-$i.log" >&2; exit 1; }
     bench/hops.sh --only meshd >"$OUT/hops-$i.log" 2>&1 ||
