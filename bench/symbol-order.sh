@@ -27,7 +27,9 @@ if [[ ${1:-} == --check ]]; then
     # Each way of building has its own section of about a third of the list.
     per_build=$(awk '/^# build:/ {n++; next} /^#/ {next} n == 1 {c++} END {print c + 0}' \
         meshd/link/symbol-order.txt)
-    if ((per_build > 0 && have * 10 < per_build * 9)); then
+    # Every function missing from the list can cost a 64 KB window of code at idle: 10%
+    # missing (about 170 functions) gave back half of what the list saves.
+    if ((per_build > 0 && have * 50 < per_build * 49)); then
         echo "symbol order: STALE, $bin has $have of the about $per_build functions listed for its build: rerun bench/symbol-order.sh"
     else
         echo "symbol order: $bin has $have functions of the list (about $per_build per build): current"
