@@ -23,6 +23,7 @@ use crate::codec::Key;
 use crate::coords::Place;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::{Event, Route, Router, RouterConfig};
+use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -86,7 +87,9 @@ struct Lookup {
     addr: Option<Ipv6Addr>,
     /// Candidates by XOR distance to the target (records shared with the lookup table, the
     /// ring and, in a simulation, other routers: see [`crate::SharedVerified`]).
-    short: BTreeMap<u128, (Arc<NodeRecord>, Ask)>,
+    /// (A sorted vector: a lookup has tens of candidates, and a simulation runs a lookup or two
+    /// on each of its nodes at once.)
+    short: VecMap<u128, (Arc<NodeRecord>, Ask)>,
     /// The freshest record of the owner seen, and whether we are asking the owner itself.
     owner: Option<Arc<NodeRecord>>,
     confirming: bool,
@@ -437,7 +440,7 @@ impl Router {
         self.stats.lookups += 1;
         let lid = self.dht.next_lookup;
         self.dht.next_lookup += 1;
-        let mut short = BTreeMap::new();
+        let mut short = VecMap::new();
         // Our own periodic lookup (no address, no name) starts far from us: from a few
         // contacts picked at random in our table and from our direct peers, not from the
         // contacts nearest us. Those may all belong to a stretch of the ring that formed
@@ -471,13 +474,14 @@ impl Router {
         };
         seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
         for r in seeds {
-            match short.entry(id_of(&r.key) ^ target) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((r, Ask::New));
+            let d = id_of(&r.key) ^ target;
+            match short.get_mut(&d) {
+                None => {
+                    short.insert(d, (r, Ask::New));
                 }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    if r.seq > o.get().0.seq {
-                        o.get_mut().0 = r;
+                Some(e) => {
+                    if r.seq > e.0.seq {
+                        e.0 = r;
                     }
                 }
             }
@@ -788,7 +792,7 @@ impl Router {
             }
             let d = id_of(&rec.key) ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
-                let e = l.short.entry(d).or_insert((Arc::clone(&rec), Ask::New));
+                let e = l.short.get_or_insert(d, (Arc::clone(&rec), Ask::New));
                 // A fresher copy of a candidate not asked yet: ask it where it is now.
                 if e.1 == Ask::New && rec.seq > e.0.seq {
                     e.0 = Arc::clone(&rec);
