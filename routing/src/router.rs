@@ -422,7 +422,7 @@ pub struct Router {
     pub(crate) dht: Dht,
     /// The lookup budget lent to links beyond their own share (see [`crate::budget`]).
     pub(crate) find_pool: crate::budget::FindPool,
-    pub(crate) names: crate::names::Names,
+    pub(crate) names: crate::names::LazyNames,
     /// The keyspace ring (see [`crate::ring`]).
     pub(crate) ring: crate::ring::RingState,
     pub(crate) routes: BTreeMap<Ipv6Addr, Route>,
