@@ -317,6 +317,41 @@ struct Delegated {
     at: u64,
 }
 
+/// The delegations remembered, sorted by the id of the node whose record it was: 48 bytes an
+/// entry where a B-tree took about 75 (a node remembers tens, a hub up to [`MAX_DELEGATED`]),
+/// grown by a quarter at a time rather than doubled. The same lookups and the same count as
+/// the `BTreeMap` it replaces, so the same decisions.
+#[derive(Debug, Default)]
+struct Delegations(Vec<(u128, Delegated)>);
+
+impl Delegations {
+    fn get(&self, w: u128) -> Option<&Delegated> {
+        let i = self.0.binary_search_by(|e| e.0.cmp(&w)).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    fn insert(&mut self, w: u128, d: Delegated) {
+        match self.0.binary_search_by(|e| e.0.cmp(&w)) {
+            Ok(i) => self.0[i].1 = d,
+            Err(i) => {
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact((self.0.len() / 4).max(4));
+                }
+                self.0.insert(i, (w, d));
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Forgets them all, and gives the room back.
+    fn clear(&mut self) {
+        self.0 = Vec::new();
+    }
+}
+
 /// The ring and what the router does with it.
 #[derive(Debug)]
 pub struct RingState {
@@ -325,7 +360,7 @@ pub struct RingState {
     next_stabilise: Option<Instant>,
     every: Duration,
     /// Records delegated lately, by the id of the node whose record it was.
-    delegated: BTreeMap<u128, Delegated>,
+    delegated: Delegations,
     /// Where the times in `delegated` count from: the router's creation.
     epoch: Instant,
     /// Senders of a `RING` we corrected lately (told of a node between them and us): when.
@@ -344,7 +379,7 @@ impl RingState {
             ring: Ring::new(id, RING_SIDE),
             next_stabilise: None,
             every: FIRST_STABILISE,
-            delegated: BTreeMap::new(),
+            delegated: Delegations::default(),
             epoch: now,
             corrected: BTreeMap::new(),
             told: [None, None],
@@ -426,7 +461,7 @@ impl Router {
         if self
             .ring
             .delegated
-            .get(&w)
+            .get(w)
             .is_some_and(|d| d.to == to_id && d.to_seq == to.seq && at < d.at + period)
         {
             return;
