@@ -170,6 +170,11 @@ impl Dht {
         self.buckets.iter().flatten().map(|c| &c.rec)
     }
 
+    /// The contacts' ids and records (the ids as computed when they were added).
+    pub(crate) fn ids_records(&self) -> impl Iterator<Item = (u128, &Arc<NodeRecord>)> {
+        self.buckets.iter().flatten().map(|c| (c.id, &c.rec))
+    }
+
     /// Contacts held.
     pub fn len(&self) -> usize {
         self.buckets.iter().map(Vec::len).sum()
@@ -946,10 +951,9 @@ impl Router {
         // (Never the asker's own record: in its lookup of itself, that would take the place
         // of its successor, and leave the nodes above a target less known than those below.)
         let mut all: Vec<(u128, &NodeRecord)> = self
-            .known_records()
-            .map(|r| &**r)
-            .filter(|r| r.key != *asker)
-            .map(|r| (id_of(&r.key), r))
+            .known_ids_records()
+            .map(|(id, r)| (id, &**r))
+            .filter(|(_, r)| r.key != *asker)
             .collect();
         all.sort_by_key(|(id, r)| (*id, std::cmp::Reverse(r.seq)));
         all.dedup_by_key(|(id, _)| *id);

@@ -444,8 +444,7 @@ impl Router {
         // stabilisation (see `ring_timers`).
         let (lo, hi) = (me.min(w), me.max(w));
         let best = self
-            .known_records()
-            .map(|r| (id_of(&r.key), r))
+            .known_ids_records()
             .filter(|(id, _)| lo < *id && *id < hi)
             // (The newest copy where we hold several: its place is the freshest.)
             .min_by_key(|(id, r)| (id.abs_diff(w), std::cmp::Reverse(r.seq)))
@@ -693,20 +692,28 @@ impl Router {
     /// ring, the lookup table and the direct peers. A lookup that ran out of candidates walks
     /// towards these; names (stored at the nodes nearest to a hash) can use them too.
     pub fn ring_around(&self, target: u128, n: usize) -> Vec<Arc<NodeRecord>> {
-        around(target, n, self.known_records().map(|r| (id_of(&r.key), r)))
+        around(target, n, self.known_ids_records())
             .into_iter()
             .cloned()
             .collect()
     }
 
-    /// Every record we hold: ring, lookup table, direct peers (possibly repeated).
-    pub(crate) fn known_records(&self) -> impl Iterator<Item = &Arc<NodeRecord>> {
+    /// Every record we hold, with its node's id: ring, lookup table, direct peers (possibly
+    /// repeated). The ring and the table keep the ids they computed when they took the
+    /// records (an id is a SHA-512 of the key: computing them again here, for every record
+    /// delegated, was a fifth of a simulation's time).
+    pub(crate) fn known_ids_records(&self) -> impl Iterator<Item = (u128, &Arc<NodeRecord>)> {
         self.ring
             .ring
             .entries()
-            .map(|e| &e.item)
-            .chain(self.dht.records())
-            .chain(self.peers.values().filter_map(|p| p.record.as_ref()))
+            .map(|e| (e.id, &e.item))
+            .chain(self.dht.ids_records())
+            .chain(
+                self.peers
+                    .values()
+                    .filter_map(|p| p.record.as_ref())
+                    .map(|r| (id_of(&r.key), r)),
+            )
     }
 
     /// Our ring neighbours' records, below (nearest first) then above (for tools and tests).
