@@ -165,11 +165,6 @@ impl Dht {
         self.buckets.iter().flatten().map(|c| c.rec.key)
     }
 
-    /// The contacts' records.
-    pub(crate) fn records(&self) -> impl Iterator<Item = &Arc<NodeRecord>> {
-        self.buckets.iter().flatten().map(|c| &c.rec)
-    }
-
     /// The contacts' ids and records (the ids as computed when they were added).
     pub(crate) fn ids_records(&self) -> impl Iterator<Item = (u128, &Arc<NodeRecord>)> {
         self.buckets.iter().flatten().map(|c| (c.id, &c.rec))
@@ -458,19 +453,19 @@ impl Router {
         let mut seeds = if own {
             let n = self
                 .dht
-                .records()
-                .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
+                .ids_records()
+                .filter(|(id, _)| !self.ring.ring.contains(*id))
                 .count() as u64;
             let picks: Vec<usize> = (0..SELF_LOOKUP_SEEDS)
                 .filter(|_| n > 0)
                 .map(|_| (self.next_random() % n.max(1)) as usize)
                 .collect();
             self.dht
-                .records()
-                .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
+                .ids_records()
+                .filter(|(id, _)| !self.ring.ring.contains(*id))
                 .enumerate()
                 .filter(|(i, _)| picks.contains(i))
-                .map(|(_, r)| Arc::clone(r))
+                .map(|(_, (_, r))| Arc::clone(r))
                 .collect()
         } else {
             let mut v = self.dht.closest(target, self.cfg.bucket_size * 2);
@@ -935,11 +930,10 @@ impl Router {
         // through the two below).
         let mut xor: Vec<(u128, &NodeRecord)> = self
             .dht
-            .records()
-            .map(|r| &**r)
-            .chain(self.peers.values().filter_map(|p| p.record.as_deref()))
-            .filter(|r| r.key != *asker)
-            .map(|r| (id_of(&r.key) ^ target, r))
+            .ids_records()
+            .chain(self.peers.values().filter_map(|p| p.id_record()))
+            .filter(|(_, r)| r.key != *asker)
+            .map(|(id, r)| (id ^ target, &**r))
             .collect();
         xor.sort_by_key(|(d, r)| (*d, std::cmp::Reverse(r.seq)));
         xor.dedup_by_key(|(d, _)| *d);

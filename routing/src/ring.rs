@@ -708,12 +708,7 @@ impl Router {
             .entries()
             .map(|e| (e.id, &e.item))
             .chain(self.dht.ids_records())
-            .chain(
-                self.peers
-                    .values()
-                    .filter_map(|p| p.record.as_ref())
-                    .map(|r| (id_of(&r.key), r)),
-            )
+            .chain(self.peers.values().filter_map(|p| p.id_record()))
     }
 
     /// Our ring neighbours' records, below (nearest first) then above (for tools and tests).

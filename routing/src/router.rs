@@ -96,6 +96,9 @@ impl Default for RouterConfig {
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub key: Key,
+    /// Its id ([`crate::dht::id_of`] its key: a SHA-512, which a hub's lookup answers and
+    /// delegations would otherwise compute for every peer).
+    pub id: u128,
     /// The port we give this peer if it becomes our child.
     pub port: u64,
     /// Smoothed link RTT (our link cost to it).
@@ -650,6 +653,7 @@ impl Router {
             peer,
             Box::new(Peer {
                 key,
+                id: crate::dht::id_of(&key),
                 port,
                 rtt: rtt.unwrap_or(Duration::from_millis(10)),
                 rtt_measured: rtt.is_some(),
@@ -768,6 +772,11 @@ impl Router {
 }
 
 impl Peer {
+    /// Its node record, with its id (the record's key is the peer's: see `on_announce`).
+    pub(crate) fn id_record(&self) -> Option<(u128, &Arc<NodeRecord>)> {
+        self.record.as_ref().map(|r| (self.id, r))
+    }
+
     pub(crate) fn update_rtt(&mut self, rtt: Duration) {
         if self.rtt_measured {
             // Smoothed like TCP's SRTT: 7/8 old, 1/8 new.
