@@ -217,6 +217,11 @@ impl Sim {
     }
 
     fn push(&mut self, at: u64, what: What) {
+        // Grown by an eighth, not doubled: at its peak the queue of a large network holds
+        // millions of events, and a doubled vector would leave up to as many slots unused.
+        if self.queue.len() == self.queue.capacity() {
+            self.queue.reserve_exact(self.queue.len() / 8 + 1024);
+        }
         self.seq += 1;
         self.queue.push(Ev {
             at,
