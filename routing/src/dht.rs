@@ -66,9 +66,9 @@ const DEFER_PATIENCE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Contact {
-    /// Shared with the ring and other routers' tables (see [`crate::SharedVerified`]).
+    /// Shared with the ring and other routers' tables (see [`crate::SharedVerified`]); its id
+    /// is the record's (16 bytes a contact, where every simulated node holds tens).
     rec: Arc<NodeRecord>,
-    id: u128,
     fails: u8,
 }
 
@@ -167,7 +167,7 @@ impl Dht {
 
     /// The contacts' ids and records (the ids as computed when they were added).
     pub(crate) fn ids_records(&self) -> impl Iterator<Item = (u128, &Arc<NodeRecord>)> {
-        self.buckets.iter().flatten().map(|c| (c.id, &c.rec))
+        self.buckets.iter().flatten().map(|c| (c.rec.id(), &c.rec))
     }
 
     /// Contacts held.
@@ -186,7 +186,7 @@ impl Dht {
 
     /// Adds or refreshes a verified contact. Returns false if there was no room.
     fn insert(&mut self, rec: Arc<NodeRecord>) -> bool {
-        let id = id_of(&rec.key);
+        let id = rec.id();
         if id == self.id {
             return false;
         }
@@ -206,13 +206,13 @@ impl Dht {
             return true;
         }
         if bucket.len() < k {
-            bucket.push(Contact { rec, id, fails: 0 });
+            bucket.push(Contact { rec, fails: 0 });
             return true;
         }
         // Full: replace a contact that failed to answer, else keep the old ones (Kademlia's
         // preference for long-lived contacts).
         if let Some(c) = bucket.iter_mut().find(|c| c.fails > 0) {
-            *c = Contact { rec, id, fails: 0 };
+            *c = Contact { rec, fails: 0 };
             return true;
         }
         false
@@ -237,7 +237,7 @@ impl Dht {
             .buckets
             .iter()
             .flatten()
-            .map(|c| (c.id ^ target, &c.rec))
+            .map(|c| (c.rec.id() ^ target, &c.rec))
             .collect();
         all.sort_by_key(|(d, _)| *d);
         all.into_iter()
@@ -474,7 +474,7 @@ impl Router {
         };
         seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
         for r in seeds {
-            let d = id_of(&r.key) ^ target;
+            let d = r.id() ^ target;
             match short.get_mut(&d) {
                 None => {
                     short.insert(d, (r, Ask::New));
@@ -790,7 +790,7 @@ impl Router {
                 }
                 continue;
             }
-            let d = id_of(&rec.key) ^ target.0;
+            let d = rec.id() ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
                 let e = l.short.get_or_insert(d, (Arc::clone(&rec), Ask::New));
                 // A fresher copy of a candidate not asked yet: ask it where it is now.

@@ -406,7 +406,7 @@ impl Router {
         if self.ring.next_stabilise.is_none() {
             self.ring.next_stabilise = Some(now + FIRST_STABILISE);
         }
-        let id = id_of(&rec.key);
+        let id = rec.id();
         let o = self.ring.ring.offer(id, rec.clone(), now, direct);
         if o.nearest_changed {
             self.ring_soon(now);
@@ -437,7 +437,7 @@ impl Router {
 
     /// Sends `rec` to the contact nearest to it around the ring, if one is nearer than us.
     fn ring_delegate(&mut self, now: Instant, rec: Arc<NodeRecord>) {
-        let w = id_of(&rec.key);
+        let w = rec.id();
         let me = self.dht_id();
         // The nearest to `w` strictly between us (see [`closer`]), in one pass with no
         // allocation: a hub offers each of its many peers' records again at every

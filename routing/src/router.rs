@@ -96,9 +96,6 @@ impl Default for RouterConfig {
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub key: Key,
-    /// Its id ([`crate::dht::id_of`] its key: a SHA-512, which a hub's lookup answers and
-    /// delegations would otherwise compute for every peer).
-    pub id: u128,
     /// The port we give this peer if it becomes our child.
     pub port: u64,
     /// Smoothed link RTT (our link cost to it).
@@ -653,7 +650,6 @@ impl Router {
             peer,
             Box::new(Peer {
                 key,
-                id: crate::dht::id_of(&key),
                 port,
                 rtt: rtt.unwrap_or(Duration::from_millis(10)),
                 rtt_measured: rtt.is_some(),
@@ -772,9 +768,9 @@ impl Router {
 }
 
 impl Peer {
-    /// Its node record, with its id (the record's key is the peer's: see `on_announce`).
+    /// Its node record, with its id.
     pub(crate) fn id_record(&self) -> Option<(u128, &Arc<NodeRecord>)> {
-        self.record.as_ref().map(|r| (self.id, r))
+        self.record.as_ref().map(|r| (r.id(), r))
     }
 
     pub(crate) fn update_rtt(&mut self, rtt: Duration) {
