@@ -23,7 +23,6 @@ use crate::codec::Key;
 use crate::coords::Place;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::{Event, Route, Router, RouterConfig};
-use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -87,9 +86,7 @@ struct Lookup {
     addr: Option<Ipv6Addr>,
     /// Candidates by XOR distance to the target (records shared with the lookup table, the
     /// ring and, in a simulation, other routers: see [`crate::SharedVerified`]).
-    /// (A sorted vector: a lookup has tens of candidates, and a simulation runs a lookup or two
-    /// on each of its nodes at once.)
-    short: VecMap<u128, (Arc<NodeRecord>, Ask)>,
+    short: Candidates,
     /// The freshest record of the owner seen, and whether we are asking the owner itself.
     owner: Option<Arc<NodeRecord>>,
     confirming: bool,
@@ -105,6 +102,68 @@ struct Lookup {
     owner_elsewhere: bool,
     /// Our own periodic lookup, started from far contacts (see [`Router::start_lookup_for`]).
     own: bool,
+}
+
+/// A lookup's candidates by XOR distance to its target: what a `BTreeMap` from distance to
+/// (record, state) held, in the same order, as a sorted vector of 16 bytes an entry (a lookup
+/// has tens of candidates, and a simulation runs a lookup or two on each of its nodes at
+/// once). A candidate's distance is its record's id XOR the target, so it is not stored:
+/// ids are computed once per record ([`NodeRecord::id`]).
+#[derive(Debug)]
+struct Candidates {
+    target: u128,
+    v: Vec<(Arc<NodeRecord>, Ask)>,
+}
+
+impl Candidates {
+    fn new(target: u128) -> Self {
+        Candidates {
+            target,
+            v: Vec::new(),
+        }
+    }
+
+    fn find(&self, d: u128) -> Result<usize, usize> {
+        self.v
+            .binary_search_by(|(r, _)| (r.id() ^ self.target).cmp(&d))
+    }
+
+    /// The candidate at distance `d`.
+    fn get_mut(&mut self, d: u128) -> Option<&mut (Arc<NodeRecord>, Ask)> {
+        self.find(d).ok().map(|i| &mut self.v[i])
+    }
+
+    /// The candidate at the distance of `e`'s record, `e` if there was none.
+    fn get_or_insert(&mut self, e: (Arc<NodeRecord>, Ask)) -> &mut (Arc<NodeRecord>, Ask) {
+        let i = match self.find(e.0.id() ^ self.target) {
+            Ok(i) => i,
+            Err(i) => {
+                self.v.insert(i, e);
+                i
+            }
+        };
+        &mut self.v[i]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
+    /// Distances and candidates, nearest first.
+    fn iter(&self) -> impl Iterator<Item = (u128, &(Arc<NodeRecord>, Ask))> {
+        self.v.iter().map(|e| (e.0.id() ^ self.target, e))
+    }
+
+    /// Candidates, nearest first.
+    fn values(&self) -> impl Iterator<Item = &(Arc<NodeRecord>, Ask)> {
+        self.v.iter()
+    }
+
+    /// Distances and candidates, nearest first.
+    fn into_iter(self) -> impl Iterator<Item = (u128, (Arc<NodeRecord>, Ask))> {
+        let t = self.target;
+        self.v.into_iter().map(move |e| (e.0.id() ^ t, e))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -440,7 +499,7 @@ impl Router {
         self.stats.lookups += 1;
         let lid = self.dht.next_lookup;
         self.dht.next_lookup += 1;
-        let mut short = VecMap::new();
+        let mut short = Candidates::new(target);
         // Our own periodic lookup (no address, no name) starts far from us: from a few
         // contacts picked at random in our table and from our direct peers, not from the
         // contacts nearest us. Those may all belong to a stretch of the ring that formed
@@ -474,16 +533,10 @@ impl Router {
         };
         seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
         for r in seeds {
-            let d = r.id() ^ target;
-            match short.get_mut(&d) {
-                None => {
-                    short.insert(d, (r, Ask::New));
-                }
-                Some(e) => {
-                    if r.seq > e.0.seq {
-                        e.0 = r;
-                    }
-                }
+            let seq = r.seq;
+            let e = short.get_or_insert((Arc::clone(&r), Ask::New));
+            if seq > e.0.seq {
+                e.0 = r;
             }
         }
         // We might be the answer ourselves.
@@ -549,17 +602,17 @@ impl Router {
             let live = || l.short.iter().filter(|(_, (_, a))| *a != Ask::Failed);
             let t = l.target;
             let pred = live()
-                .filter_map(|e| Some((crate::ring::below(t, *e.0 ^ t)?, e)))
+                .filter_map(|e| Some((crate::ring::below(t, e.0 ^ t)?, e)))
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, e)| e);
             let succ = live()
-                .filter_map(|e| Some((crate::ring::above(t, *e.0 ^ t)?, e)))
+                .filter_map(|e| Some((crate::ring::above(t, e.0 ^ t)?, e)))
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, e)| e);
             // A name's lookup ends as soon as the k closest have answered: stragglers farther
             // away cannot change which nodes store the name.
             // Or once a majority of them agree, which the others cannot overturn.
-            let top: Vec<u128> = live().take(k).map(|(d, _)| *d).collect();
+            let top: Vec<u128> = live().take(k).map(|(d, _)| d).collect();
             let names_done = l.name_op.is_some_and(|op| {
                 (top.len() >= k && live().take(k).all(|(_, (_, a))| *a == Ask::Answered))
                     || self.name_agreed(op, &top)
@@ -569,7 +622,7 @@ impl Router {
                 .chain(pred)
                 .chain(succ)
                 .find(|(_, (_, a))| *a == Ask::New)
-                .map(|(d, (r, _))| (*d, r.clone()))
+                .map(|(d, (r, _))| (d, r.clone()))
                 .filter(|_| !names_done);
             match next {
                 Some((d, rec)) if in_flight < self.cfg.lookup_parallelism => {
@@ -596,7 +649,7 @@ impl Router {
                     let Some(l) = self.dht.lookups.get_mut(&lid) else {
                         return;
                     };
-                    if let Some(e) = l.short.get_mut(&d) {
+                    if let Some(e) = l.short.get_mut(d) {
                         e.1 = if sent { Ask::InFlight } else { Ask::Failed };
                     }
                     if sent {
@@ -735,7 +788,7 @@ impl Router {
             return;
         };
         if let Some(l) = self.dht.lookups.get_mut(&lid)
-            && let Some(e) = l.short.get_mut(&rpc.dist)
+            && let Some(e) = l.short.get_mut(rpc.dist)
         {
             e.1 = Ask::Answered;
         }
@@ -790,9 +843,8 @@ impl Router {
                 }
                 continue;
             }
-            let d = rec.id() ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
-                let e = l.short.get_or_insert(d, (Arc::clone(&rec), Ask::New));
+                let e = l.short.get_or_insert((Arc::clone(&rec), Ask::New));
                 // A fresher copy of a candidate not asked yet: ask it where it is now.
                 if e.1 == Ask::New && rec.seq > e.0.seq {
                     e.0 = Arc::clone(&rec);
@@ -870,7 +922,7 @@ impl Router {
                 continue;
             }
             let failed_key = self.dht.lookups.get_mut(&rpc.lookup).and_then(|l| {
-                let e = l.short.get_mut(&rpc.dist)?;
+                let e = l.short.get_mut(rpc.dist)?;
                 e.1 = Ask::Failed;
                 Some(e.0.key)
             });
