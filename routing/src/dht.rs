@@ -65,9 +65,9 @@ const DEFER_PATIENCE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct Contact {
-    /// Shared with the ring and other routers' tables (see [`crate::SharedVerified`]).
+    /// Shared with the ring and other routers' tables (see [`crate::SharedVerified`]); its id
+    /// is the record's (16 bytes a contact, where every simulated node holds tens).
     rec: Arc<NodeRecord>,
-    id: u128,
     fails: u8,
 }
 
@@ -86,7 +86,7 @@ struct Lookup {
     addr: Option<Ipv6Addr>,
     /// Candidates by XOR distance to the target (records shared with the lookup table, the
     /// ring and, in a simulation, other routers: see [`crate::SharedVerified`]).
-    short: BTreeMap<u128, (Arc<NodeRecord>, Ask)>,
+    short: Candidates,
     /// The freshest record of the owner seen, and whether we are asking the owner itself.
     owner: Option<Arc<NodeRecord>>,
     confirming: bool,
@@ -102,6 +102,68 @@ struct Lookup {
     owner_elsewhere: bool,
     /// Our own periodic lookup, started from far contacts (see [`Router::start_lookup_for`]).
     own: bool,
+}
+
+/// A lookup's candidates by XOR distance to its target: what a `BTreeMap` from distance to
+/// (record, state) held, in the same order, as a sorted vector of 16 bytes an entry (a lookup
+/// has tens of candidates, and a simulation runs a lookup or two on each of its nodes at
+/// once). A candidate's distance is its record's id XOR the target, so it is not stored:
+/// ids are computed once per record ([`NodeRecord::id`]).
+#[derive(Debug)]
+struct Candidates {
+    target: u128,
+    v: Vec<(Arc<NodeRecord>, Ask)>,
+}
+
+impl Candidates {
+    fn new(target: u128) -> Self {
+        Candidates {
+            target,
+            v: Vec::new(),
+        }
+    }
+
+    fn find(&self, d: u128) -> Result<usize, usize> {
+        self.v
+            .binary_search_by(|(r, _)| (r.id() ^ self.target).cmp(&d))
+    }
+
+    /// The candidate at distance `d`.
+    fn get_mut(&mut self, d: u128) -> Option<&mut (Arc<NodeRecord>, Ask)> {
+        self.find(d).ok().map(|i| &mut self.v[i])
+    }
+
+    /// The candidate at the distance of `e`'s record, `e` if there was none.
+    fn get_or_insert(&mut self, e: (Arc<NodeRecord>, Ask)) -> &mut (Arc<NodeRecord>, Ask) {
+        let i = match self.find(e.0.id() ^ self.target) {
+            Ok(i) => i,
+            Err(i) => {
+                self.v.insert(i, e);
+                i
+            }
+        };
+        &mut self.v[i]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
+    /// Distances and candidates, nearest first.
+    fn iter(&self) -> impl Iterator<Item = (u128, &(Arc<NodeRecord>, Ask))> {
+        self.v.iter().map(|e| (e.0.id() ^ self.target, e))
+    }
+
+    /// Candidates, nearest first.
+    fn values(&self) -> impl Iterator<Item = &(Arc<NodeRecord>, Ask)> {
+        self.v.iter()
+    }
+
+    /// Distances and candidates, nearest first.
+    fn into_iter(self) -> impl Iterator<Item = (u128, (Arc<NodeRecord>, Ask))> {
+        let t = self.target;
+        self.v.into_iter().map(move |e| (e.0.id() ^ t, e))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,9 +224,9 @@ impl Dht {
         self.buckets.iter().flatten().map(|c| c.rec.key)
     }
 
-    /// The contacts' records.
-    pub(crate) fn records(&self) -> impl Iterator<Item = &Arc<NodeRecord>> {
-        self.buckets.iter().flatten().map(|c| &c.rec)
+    /// The contacts' ids and records (the ids as computed when they were added).
+    pub(crate) fn ids_records(&self) -> impl Iterator<Item = (u128, &Arc<NodeRecord>)> {
+        self.buckets.iter().flatten().map(|c| (c.rec.id(), &c.rec))
     }
 
     /// Contacts held.
@@ -183,7 +245,7 @@ impl Dht {
 
     /// Adds or refreshes a verified contact. Returns false if there was no room.
     fn insert(&mut self, rec: Arc<NodeRecord>) -> bool {
-        let id = id_of(&rec.key);
+        let id = rec.id();
         if id == self.id {
             return false;
         }
@@ -203,13 +265,13 @@ impl Dht {
             return true;
         }
         if bucket.len() < k {
-            bucket.push(Contact { rec, id, fails: 0 });
+            bucket.push(Contact { rec, fails: 0 });
             return true;
         }
         // Full: replace a contact that failed to answer, else keep the old ones (Kademlia's
         // preference for long-lived contacts).
         if let Some(c) = bucket.iter_mut().find(|c| c.fails > 0) {
-            *c = Contact { rec, id, fails: 0 };
+            *c = Contact { rec, fails: 0 };
             return true;
         }
         false
@@ -234,7 +296,7 @@ impl Dht {
             .buckets
             .iter()
             .flatten()
-            .map(|c| (c.id ^ target, &c.rec))
+            .map(|c| (c.rec.id() ^ target, &c.rec))
             .collect();
         all.sort_by_key(|(d, _)| *d);
         all.into_iter()
@@ -437,7 +499,7 @@ impl Router {
         self.stats.lookups += 1;
         let lid = self.dht.next_lookup;
         self.dht.next_lookup += 1;
-        let mut short = BTreeMap::new();
+        let mut short = Candidates::new(target);
         // Our own periodic lookup (no address, no name) starts far from us: from a few
         // contacts picked at random in our table and from our direct peers, not from the
         // contacts nearest us. Those may all belong to a stretch of the ring that formed
@@ -450,19 +512,19 @@ impl Router {
         let mut seeds = if own {
             let n = self
                 .dht
-                .records()
-                .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
+                .ids_records()
+                .filter(|(id, _)| !self.ring.ring.contains(*id))
                 .count() as u64;
             let picks: Vec<usize> = (0..SELF_LOOKUP_SEEDS)
                 .filter(|_| n > 0)
                 .map(|_| (self.next_random() % n.max(1)) as usize)
                 .collect();
             self.dht
-                .records()
-                .filter(|r| !self.ring.ring.contains(id_of(&r.key)))
+                .ids_records()
+                .filter(|(id, _)| !self.ring.ring.contains(*id))
                 .enumerate()
                 .filter(|(i, _)| picks.contains(i))
-                .map(|(_, r)| Arc::clone(r))
+                .map(|(_, (_, r))| Arc::clone(r))
                 .collect()
         } else {
             let mut v = self.dht.closest(target, self.cfg.bucket_size * 2);
@@ -471,15 +533,10 @@ impl Router {
         };
         seeds.extend(self.peers.values().filter_map(|p| p.record.clone()));
         for r in seeds {
-            match short.entry(id_of(&r.key) ^ target) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((r, Ask::New));
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    if r.seq > o.get().0.seq {
-                        o.get_mut().0 = r;
-                    }
-                }
+            let seq = r.seq;
+            let e = short.get_or_insert((Arc::clone(&r), Ask::New));
+            if seq > e.0.seq {
+                e.0 = r;
             }
         }
         // We might be the answer ourselves.
@@ -545,17 +602,17 @@ impl Router {
             let live = || l.short.iter().filter(|(_, (_, a))| *a != Ask::Failed);
             let t = l.target;
             let pred = live()
-                .filter_map(|e| Some((crate::ring::below(t, *e.0 ^ t)?, e)))
+                .filter_map(|e| Some((crate::ring::below(t, e.0 ^ t)?, e)))
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, e)| e);
             let succ = live()
-                .filter_map(|e| Some((crate::ring::above(t, *e.0 ^ t)?, e)))
+                .filter_map(|e| Some((crate::ring::above(t, e.0 ^ t)?, e)))
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, e)| e);
             // A name's lookup ends as soon as the k closest have answered: stragglers farther
             // away cannot change which nodes store the name.
             // Or once a majority of them agree, which the others cannot overturn.
-            let top: Vec<u128> = live().take(k).map(|(d, _)| *d).collect();
+            let top: Vec<u128> = live().take(k).map(|(d, _)| d).collect();
             let names_done = l.name_op.is_some_and(|op| {
                 (top.len() >= k && live().take(k).all(|(_, (_, a))| *a == Ask::Answered))
                     || self.name_agreed(op, &top)
@@ -565,7 +622,7 @@ impl Router {
                 .chain(pred)
                 .chain(succ)
                 .find(|(_, (_, a))| *a == Ask::New)
-                .map(|(d, (r, _))| (*d, r.clone()))
+                .map(|(d, (r, _))| (d, r.clone()))
                 .filter(|_| !names_done);
             match next {
                 Some((d, rec)) if in_flight < self.cfg.lookup_parallelism => {
@@ -592,7 +649,7 @@ impl Router {
                     let Some(l) = self.dht.lookups.get_mut(&lid) else {
                         return;
                     };
-                    if let Some(e) = l.short.get_mut(&d) {
+                    if let Some(e) = l.short.get_mut(d) {
                         e.1 = if sent { Ask::InFlight } else { Ask::Failed };
                     }
                     if sent {
@@ -731,7 +788,7 @@ impl Router {
             return;
         };
         if let Some(l) = self.dht.lookups.get_mut(&lid)
-            && let Some(e) = l.short.get_mut(&rpc.dist)
+            && let Some(e) = l.short.get_mut(rpc.dist)
         {
             e.1 = Ask::Answered;
         }
@@ -786,9 +843,8 @@ impl Router {
                 }
                 continue;
             }
-            let d = id_of(&rec.key) ^ target.0;
             if let Some(l) = self.dht.lookups.get_mut(&lid) {
-                let e = l.short.entry(d).or_insert((Arc::clone(&rec), Ask::New));
+                let e = l.short.get_or_insert((Arc::clone(&rec), Ask::New));
                 // A fresher copy of a candidate not asked yet: ask it where it is now.
                 if e.1 == Ask::New && rec.seq > e.0.seq {
                     e.0 = Arc::clone(&rec);
@@ -866,7 +922,7 @@ impl Router {
                 continue;
             }
             let failed_key = self.dht.lookups.get_mut(&rpc.lookup).and_then(|l| {
-                let e = l.short.get_mut(&rpc.dist)?;
+                let e = l.short.get_mut(rpc.dist)?;
                 e.1 = Ask::Failed;
                 Some(e.0.key)
             });
@@ -926,11 +982,10 @@ impl Router {
         // through the two below).
         let mut xor: Vec<(u128, &NodeRecord)> = self
             .dht
-            .records()
-            .map(|r| &**r)
-            .chain(self.peers.values().filter_map(|p| p.record.as_deref()))
-            .filter(|r| r.key != *asker)
-            .map(|r| (id_of(&r.key) ^ target, r))
+            .ids_records()
+            .chain(self.peers.values().filter_map(|p| p.id_record()))
+            .filter(|(_, r)| r.key != *asker)
+            .map(|(id, r)| (id ^ target, &**r))
             .collect();
         xor.sort_by_key(|(d, r)| (*d, std::cmp::Reverse(r.seq)));
         xor.dedup_by_key(|(d, _)| *d);
@@ -942,10 +997,9 @@ impl Router {
         // (Never the asker's own record: in its lookup of itself, that would take the place
         // of its successor, and leave the nodes above a target less known than those below.)
         let mut all: Vec<(u128, &NodeRecord)> = self
-            .known_records()
-            .map(|r| &**r)
-            .filter(|r| r.key != *asker)
-            .map(|r| (id_of(&r.key), r))
+            .known_ids_records()
+            .map(|(id, r)| (id, &**r))
+            .filter(|(_, r)| r.key != *asker)
             .collect();
         all.sort_by_key(|(id, r)| (*id, std::cmp::Reverse(r.seq)));
         all.dedup_by_key(|(id, _)| *id);

@@ -92,6 +92,15 @@ pub struct NameStore {
 }
 
 impl NameStore {
+    /// An empty store.
+    pub const fn new() -> Self {
+        NameStore {
+            claims: BTreeMap::new(),
+            delegated: BTreeMap::new(),
+            per_owner: BTreeMap::new(),
+        }
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.claims.len() + self.delegated.len()

@@ -182,6 +182,41 @@ pub(crate) struct Names {
     next_purge: Option<Instant>,
 }
 
+/// No names state (what a router that never used names reads).
+static NO_NAMES: Names = Names {
+    wall: None,
+    pins: BTreeMap::new(),
+    authorities: BTreeSet::new(),
+    claims: BTreeMap::new(),
+    releases: BTreeMap::new(),
+    store: NameStore::new(),
+    ops: BTreeMap::new(),
+    rpcs: BTreeMap::new(),
+    cache: BTreeMap::new(),
+    next_op: 0,
+    next_purge: None,
+};
+
+/// The names state, allocated when first changed: it is 288 bytes, and most routers (all of
+/// a simulation's but its names scenarios) never use names. Reads of a router that has none
+/// see [`NO_NAMES`], which is what a fresh `Names` holds.
+#[derive(Debug, Default)]
+pub(crate) struct LazyNames(Option<Box<Names>>);
+
+impl std::ops::Deref for LazyNames {
+    type Target = Names;
+
+    fn deref(&self) -> &Names {
+        self.0.as_deref().unwrap_or(&NO_NAMES)
+    }
+}
+
+impl std::ops::DerefMut for LazyNames {
+    fn deref_mut(&mut self) -> &mut Names {
+        self.0.get_or_insert_with(Default::default)
+    }
+}
+
 impl Names {
     /// The next instant names have work.
     pub(crate) fn next_deadline(&self, rpc_timeout: Duration) -> Option<Instant> {
@@ -583,12 +618,13 @@ impl Router {
         let mut out = Vec::with_capacity(storers.len());
         for (dist, key, place) in storers {
             let nonce = self.next_random();
-            let Some(o) = self.names.ops.get_mut(&op) else {
+            let names = &mut *self.names;
+            let Some(o) = names.ops.get_mut(&op) else {
                 return;
             };
             o.asked.push((dist, key));
             o.sent = Some(now);
-            out.push((key, place, body(nonce, o, &self.names.authorities)));
+            out.push((key, place, body(nonce, o, &names.authorities)));
             self.names.rpcs.insert(
                 nonce,
                 NameRpc {
@@ -723,9 +759,8 @@ impl Router {
     }
 
     fn end_name_op(&mut self, now: Instant, o: Op) {
-        self.names
-            .rpcs
-            .retain(|_, r| self.names.ops.contains_key(&r.op));
+        let names = &mut *self.names;
+        names.rpcs.retain(|_, r| names.ops.contains_key(&r.op));
         match o.kind {
             OpKind::Put { record, ours: true } => {
                 let held = o

@@ -224,7 +224,8 @@ impl TreeRecord {
 /// Where a node can be reached, signed by the node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeRecord {
-    /// The node's key.
+    /// The node's key. (Its id is computed once, when first asked for: a record with another
+    /// key is a new record, not this one changed.)
     pub key: Key,
     /// The node's sequence number for these records.
     pub seq: u64,
@@ -235,6 +236,25 @@ pub struct NodeRecord {
     pub place: Arc<Place>,
     /// The node's signature.
     pub sig: Sig,
+    id: IdOnce,
+}
+
+/// A record's node id ([`crate::dht::id_of`] its key, a SHA-512), computed when first asked
+/// for: the lookup table, the ring and the delegations compare ids of shared records again
+/// and again. A function of the key, so it takes no part in comparisons.
+#[derive(Debug, Clone, Default)]
+struct IdOnce(std::sync::OnceLock<[u64; 2]>);
+
+impl PartialEq for IdOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for IdOnce {}
+
+impl std::hash::Hash for IdOnce {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// The short name of the tree rooted at `root` that node records carry: the first 8 bytes of
@@ -268,7 +288,17 @@ impl NodeRecord {
             tree,
             place: Arc::new(place),
             sig,
+            id: IdOnce::default(),
         }
+    }
+
+    /// The node's id: [`crate::dht::id_of`] its key.
+    pub fn id(&self) -> u128 {
+        let [hi, lo] = *self.id.0.get_or_init(|| {
+            let id = crate::dht::id_of(&self.key);
+            [(id >> 64) as u64, id as u64]
+        });
+        (u128::from(hi) << 64) | u128::from(lo)
     }
 
     /// The node's own tree coordinates.
@@ -302,6 +332,7 @@ impl NodeRecord {
             tree: u64::from_be_bytes(r.array()?),
             place: Arc::new(Place::decode(r)?),
             sig: r.array()?,
+            id: IdOnce::default(),
         })
     }
 }

@@ -422,7 +422,7 @@ pub struct Router {
     pub(crate) dht: Dht,
     /// The lookup budget lent to links beyond their own share (see [`crate::budget`]).
     pub(crate) find_pool: crate::budget::FindPool,
-    pub(crate) names: crate::names::Names,
+    pub(crate) names: crate::names::LazyNames,
     /// The keyspace ring (see [`crate::ring`]).
     pub(crate) ring: crate::ring::RingState,
     pub(crate) routes: BTreeMap<Ipv6Addr, Route>,
@@ -768,6 +768,11 @@ impl Router {
 }
 
 impl Peer {
+    /// Its node record, with its id.
+    pub(crate) fn id_record(&self) -> Option<(u128, &Arc<NodeRecord>)> {
+        self.record.as_ref().map(|r| (r.id(), r))
+    }
+
     pub(crate) fn update_rtt(&mut self, rtt: Duration) {
         if self.rtt_measured {
             // Smoothed like TCP's SRTT: 7/8 old, 1/8 new.

@@ -29,6 +29,11 @@ impl<K: Ord, V> VecMap<K, V> {
         self.find(k).ok().map(|i| &self.0[i].1)
     }
 
+    /// The value of `k`, to change.
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.find(k).ok().map(|i| &mut self.0[i].1)
+    }
+
     /// Sets the value of `k`; returns the previous one.
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
         match self.find(&k) {
@@ -86,6 +91,21 @@ impl<K: Ord, V> VecMap<K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
+
+    /// The values, in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|e| &e.1)
+    }
+}
+
+impl<K, V> IntoIterator for VecMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = std::vec::IntoIter<(K, V)>;
+
+    /// The entries, in key order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
 }
 
 #[cfg(test)]
@@ -115,10 +135,16 @@ mod tests {
                     b.retain(|k, s| !(*k as u64 + *s).is_multiple_of(3));
                 }
             }
+            if let (Some(x), Some(y)) = (v.get_mut(&k), b.get_mut(&k)) {
+                *x += 1;
+                *y += 1;
+            }
             assert_eq!(v.get(&k), b.get(&k));
             assert_eq!(v.len(), b.len());
             assert!(v.iter().eq(b.iter()));
+            assert!(v.values().eq(b.values()));
         }
+        assert!(v.clone().into_iter().eq(b.clone().into_iter()));
         v.clear();
         assert!(v.is_empty());
     }
