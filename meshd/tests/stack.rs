@@ -87,7 +87,8 @@ impl Net {
                     self.wire
                         .push_back((self.nodes[i].1, to, net[..len].to_vec()))
                 }
-                Inbound::Znet { .. } | Inbound::Done => {}
+                // Only `inbound_in_place` forwards in place.
+                Inbound::ForwardInPlace { .. } | Inbound::Znet { .. } | Inbound::Done => {}
             }
             self.collect();
         }

@@ -34,11 +34,13 @@ const MAX_GSO_BYTES: usize = 65_000;
 /// Room reserved for one datagram in a GSO buffer.
 const SLOT: usize = 2048;
 
-/// A run of datagrams of one size to one destination.
+/// A run of datagrams of one size to one destination: `buf[start..len]` of the buffer that
+/// holds them.
 struct Run {
     to: Endpoint,
     seg: usize,
     count: usize,
+    start: usize,
     len: usize,
     /// The last datagram was shorter than `seg`: nothing more may follow it.
     closed: bool,
@@ -100,6 +102,7 @@ impl GsoBatch {
             to,
             seg: len,
             count: 1,
+            start: 0,
             len,
             closed: false,
         });
@@ -115,6 +118,47 @@ impl GsoBatch {
 async fn send_run(socks: &Sockets, contents: &[u8], run: &Run) {
     let segment = (run.count > 1).then_some(run.seg);
     socks.send(run.to, contents, segment).await;
+}
+
+/// The datagram at `buf[at..at + len]`, sealed again where it lay, goes to `to`: it joins
+/// `run` (datagrams just before it, to the same place, of its size) or the run is sent and a
+/// new one starts. Returns the run still open.
+async fn forward_in_place(
+    socks: &Sockets,
+    buf: &[u8],
+    run: Option<Run>,
+    to: Endpoint,
+    at: usize,
+    len: usize,
+) -> Option<Run> {
+    if to.scheme != Scheme::Udp {
+        // A connection: handed over at once (the run keeps its place).
+        socks.streams.send(to, &buf[at..at + len]);
+        return run;
+    }
+    if let Some(mut r) = run {
+        if r.to == to
+            && r.len == at
+            && !r.closed
+            && len <= r.seg
+            && r.count < socks.max_gso_segments(&to)
+            && r.len + len - r.start <= MAX_GSO_BYTES
+        {
+            r.count += 1;
+            r.len += len;
+            r.closed = len < r.seg;
+            return Some(r);
+        }
+        send_run(socks, &buf[r.start..r.len], &r).await;
+    }
+    Some(Run {
+        to,
+        seg: len,
+        count: 1,
+        start: at,
+        len: at + len,
+        closed: false,
+    })
 }
 
 /// Consecutive read errors within one pump. One bad packet (tun-rs refuses some GSO layouts)
@@ -323,9 +367,20 @@ impl UdpToTun {
                 let from = Endpoint::udp(canonical(m.addr));
                 let stride = if m.stride == 0 { m.len } else { m.stride };
                 let len = m.len.min(buf.len());
-                for dgram in buf[..len].chunks_mut(stride.max(1)) {
-                    self.one(&mut count, now, from, Dgram::Own(dgram), node, socks, znets)
-                        .await;
+                // Datagrams forwarded are sealed again where they lie: a run of them to one
+                // next hop leaves straight from this buffer in one GSO send.
+                let mut run: Option<Run> = None;
+                let mut at = 0;
+                while at < len {
+                    let end = (at + stride.max(1)).min(len);
+                    let dgram = Dgram::Own(&mut buf[at..end]);
+                    if let Some((to, n)) = self
+                        .one(&mut count, now, from, dgram, node, socks, znets)
+                        .await
+                    {
+                        run = forward_in_place(socks, buf, run, to, at, n).await;
+                    }
+                    at = end;
                     // Written as soon as the batch is full, so that no more than
                     // MAX_TUN_BATCH write buffers ever exist (one read may bring 512
                     // datagrams, and each buffer GRO used holds up to 64 KB).
@@ -333,6 +388,9 @@ impl UdpToTun {
                         self.write_tun(tun, count).await;
                         count = 0;
                     }
+                }
+                if let Some(r) = run {
+                    send_run(socks, &buf[r.start..r.len], &r).await;
                 }
             }
             self.rx = rx;
@@ -441,7 +499,8 @@ impl UdpToTun {
     }
 
     /// One link datagram from `from`: for this node (into the TUN batch), a znet, or on to
-    /// the next hop.
+    /// the next hop: `Some((to, len))` if it was sealed again where it lies (a datagram of
+    /// this pump's own buffers), to be sent from there.
     #[allow(clippy::too_many_arguments)]
     async fn one(
         &mut self,
@@ -452,7 +511,7 @@ impl UdpToTun {
         node: &mut Node,
         socks: &Sockets,
         znets: &super::znets::Devices,
-    ) {
+    ) -> Option<(Endpoint, usize)> {
         if *count == self.tun_bufs.len() {
             // GRO appends the segments of a flow to its first buffer, and tun-rs
             // coalesces only into a buffer with room for 64 KB: reserve it (pages
@@ -468,11 +527,13 @@ impl UdpToTun {
         } else {
             tb.truncate(need);
         }
-        let net_out = self.forward.tail(socks).await;
         let tun_out = &mut tb[VIRTIO_NET_HDR_LEN..];
         let r = match dgram {
-            Dgram::Own(d) => node.inbound_in_place(now, from, d, tun_out, net_out),
-            Dgram::Lent(d) => node.inbound(now, from, d, &mut self.frame, tun_out, net_out),
+            Dgram::Own(d) => node.inbound_in_place(now, from, d, tun_out),
+            Dgram::Lent(d) => {
+                let net_out = self.forward.tail(socks).await;
+                node.inbound(now, from, d, &mut self.frame, tun_out, net_out)
+            }
         };
         match r {
             Inbound::Tun { len } => {
@@ -480,6 +541,7 @@ impl UdpToTun {
                 *count += 1;
             }
             Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
+            Inbound::ForwardInPlace { to, len } => return Some((to, len)),
             Inbound::Znet { id, len } => {
                 // The header room is zero: no offload information. Moved out
                 // whole (the slot gets a fresh buffer) and written per batch.
@@ -499,6 +561,7 @@ impl UdpToTun {
             }
             Inbound::Done => {}
         }
+        None
     }
 
     /// Link datagrams that came over connections (TCP, QUIC), handled as a batch the way a

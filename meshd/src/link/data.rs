@@ -162,6 +162,30 @@ impl Links {
         frame: &[u8],
         out: &mut [u8],
     ) -> Send {
+        self.seal_for(now, link, |s| s.encrypt(frame, out))
+    }
+
+    /// Seals again, where it lies, a frame this node decrypted in place
+    /// ([`Links::handle_datagram_in_place`]) for the peer on `link`: the frame of `len` bytes
+    /// is at `datagram[wire::TRANSPORT_HEADER_LEN..]`, and `datagram` holds the header before
+    /// it and the tag after it. A transit node forwards this way with no copy of the payload.
+    pub fn encapsulate_in_place(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        datagram: &mut [u8],
+        len: usize,
+    ) -> Send {
+        self.seal_for(now, link, |s| s.encrypt_in_place(datagram, len))
+    }
+
+    /// Seals with `seal` on the sending session of the peer on `link`, and counts it.
+    fn seal_for(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        seal: impl FnOnce(&mut crate::session::Session) -> Result<usize, SessionError>,
+    ) -> Send {
         let Some(key) = self.links.get(&link).copied() else {
             return Send::Dropped(DropReason::NoLink);
         };
@@ -172,7 +196,7 @@ impl Links {
         let Some(session) = peer.send_session() else {
             return Send::Dropped(DropReason::NoLink);
         };
-        match session.encrypt(frame, out) {
+        match seal(session) {
             Ok(n) => {
                 self.counters.tx_datagrams += 1;
                 peer.sent(&key, now, n, &self.cfg, &mut self.timers);

@@ -33,19 +33,27 @@ impl Node {
         else {
             return Inbound::Done;
         };
-        self.frame_in(now, link, &mut frame[..len], tun_out, net_out)
+        match self.frame_in(now, link, &mut frame[..len], tun_out) {
+            FrameOut::Done(r) => r,
+            FrameOut::Forward(next) => {
+                match self.links.encapsulate(now, next, &frame[..len], net_out) {
+                    link::Send::Transmit { to, len } => Inbound::Forward { to, len },
+                    link::Send::Dropped(_) => Inbound::Done,
+                }
+            }
+        }
     }
 
     /// Handles one datagram like [`Node::inbound`], decrypting the link layer where the
-    /// datagram lies (what the daemon does: no copy before a forwarded packet is sealed again
-    /// for the next link).
+    /// datagram lies and, for a packet forwarded, sealing it again for the next link where it
+    /// lies too ([`Inbound::ForwardInPlace`]): a transit node copies no payload. What the
+    /// daemon does.
     pub fn inbound_in_place(
         &mut self,
         now: Instant,
         from: Endpoint,
         datagram: &mut [u8],
         tun_out: &mut [u8],
-        net_out: &mut [u8],
     ) -> Inbound {
         if datagram.first() == Some(&wire::TYPE_DIRECT) {
             return self.direct_inbound(now, from, datagram, tun_out);
@@ -55,18 +63,27 @@ impl Node {
             return Inbound::Done;
         };
         let frame = &mut datagram[wire::TRANSPORT_HEADER_LEN..wire::TRANSPORT_HEADER_LEN + len];
-        self.frame_in(now, link, frame, tun_out, net_out)
+        match self.frame_in(now, link, frame, tun_out) {
+            FrameOut::Done(r) => r,
+            // The header goes where the old one was, the tag where the old one was.
+            FrameOut::Forward(next) => {
+                match self.links.encapsulate_in_place(now, next, datagram, len) {
+                    link::Send::Transmit { to, len } => Inbound::ForwardInPlace { to, len },
+                    link::Send::Dropped(_) => Inbound::Done,
+                }
+            }
+        }
     }
 
-    /// A link's decrypted frame: routed on, delivered, or read (NAT reports).
+    /// A link's decrypted frame: routed on (the caller seals it for the next link), delivered,
+    /// or read (NAT reports).
     fn frame_in(
         &mut self,
         now: Instant,
         link: LinkId,
         frame: &mut [u8],
         tun_out: &mut [u8],
-        net_out: &mut [u8],
-    ) -> Inbound {
+    ) -> FrameOut {
         let len = frame.len();
         if frame.first() != Some(&wire::frame::ROUTING) {
             if frame.first() == Some(&wire::frame::OBSERVED)
@@ -75,62 +92,73 @@ impl Node {
             {
                 self.nat.observed(reporter, addr, now);
             }
-            return Inbound::Done;
+            return FrameOut::Done(Inbound::Done);
         }
         match self.router.handle(now, PeerId(link.0), &mut frame[1..len]) {
-            Handled::Forward(peer) => {
-                match self
-                    .links
-                    .encapsulate(now, LinkId(peer.0), &frame[..len], net_out)
-                {
-                    link::Send::Transmit { to, len } => Inbound::Forward { to, len },
-                    link::Send::Dropped(_) => Inbound::Done,
-                }
-            }
+            Handled::Forward(peer) => FrameOut::Forward(LinkId(peer.0)),
             Handled::Deliver { src, body_at } => {
-                let body = &frame[1 + body_at..len];
-                let src = PublicKey(src);
-                if body.first() == Some(&znet::ZNET) {
-                    return self.znet_inbound(now, src, &frame[1..len], body_at, tun_out);
-                }
-                // Refused before any Diffie-Hellman: the claimed key is checked again against
-                // the handshake's proof, so a lie gains nothing.
-                if body.first() == Some(&e2e::wire::TYPE_INIT)
-                    && !self.firewall.session_allowed(&src)
-                {
-                    self.firewall.counters_mut().sessions_refused += 1;
-                    return Inbound::Done;
-                }
-                match self.e2e.handle_via(now, Some(link.0), &src, body, tun_out) {
-                    Received::Deliver { len: n, from } => {
-                        if !self.firewall.check_in(now, &from, &tun_out[..n]) {
-                            return Inbound::Done;
-                        }
-                        if from == src {
-                            self.router.confirm_source(now, &frame[1..len]);
-                        }
-                        Inbound::Tun { len: n }
-                    }
-                    Received::Control { len: n, from } => {
-                        if from == src {
-                            let msg = tun_out[..n].to_vec();
-                            self.control(now, from, &msg);
-                        }
-                        Inbound::Done
-                    }
-                    Received::Consumed => {
-                        // A handshake init proves the key but not that it is fresh (anyone
-                        // on a path could send it again): its way back is taken only when we
-                        // know none, never over one we have.
-                        if !self.router.knows(&src.0) {
-                            self.router.confirm_source(now, &frame[1..len]);
-                        }
-                        Inbound::Done
-                    }
-                    Received::Dropped => Inbound::Done,
-                }
+                FrameOut::Done(self.deliver(now, link, PublicKey(src), body_at, frame, tun_out))
             }
-            Handled::Consumed | Handled::Dropped(_) => Inbound::Done,
+            Handled::Consumed | Handled::Dropped(_) => FrameOut::Done(Inbound::Done),
         }
     }
+
+    /// A routed message for this node from `src` (its body at `frame[1 + body_at..]`),
+    /// come over `link`: a znet's, or the end-to-end layer's (a packet for the TUN device).
+    fn deliver(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        src: PublicKey,
+        body_at: usize,
+        frame: &[u8],
+        tun_out: &mut [u8],
+    ) -> Inbound {
+        let len = frame.len();
+        let body = &frame[1 + body_at..len];
+        if body.first() == Some(&znet::ZNET) {
+            return self.znet_inbound(now, src, &frame[1..len], body_at, tun_out);
+        }
+        // Refused before any Diffie-Hellman: the claimed key is checked again against
+        // the handshake's proof, so a lie gains nothing.
+        if body.first() == Some(&e2e::wire::TYPE_INIT) && !self.firewall.session_allowed(&src) {
+            self.firewall.counters_mut().sessions_refused += 1;
+            return Inbound::Done;
+        }
+        match self.e2e.handle_via(now, Some(link.0), &src, body, tun_out) {
+            Received::Deliver { len: n, from } => {
+                if !self.firewall.check_in(now, &from, &tun_out[..n]) {
+                    return Inbound::Done;
+                }
+                if from == src {
+                    self.router.confirm_source(now, &frame[1..len]);
+                }
+                Inbound::Tun { len: n }
+            }
+            Received::Control { len: n, from } => {
+                if from == src {
+                    let msg = tun_out[..n].to_vec();
+                    self.control(now, from, &msg);
+                }
+                Inbound::Done
+            }
+            Received::Consumed => {
+                // A handshake init proves the key but not that it is fresh (anyone
+                // on a path could send it again): its way back is taken only when we
+                // know none, never over one we have.
+                if !self.router.knows(&src.0) {
+                    self.router.confirm_source(now, &frame[1..len]);
+                }
+                Inbound::Done
+            }
+            Received::Dropped => Inbound::Done,
+        }
+    }
+}
+
+/// What a link's frame came to: an answer, or a frame to forward on a link (the caller seals
+/// it: into its own buffer, or where it lies).
+enum FrameOut {
+    Done(Inbound),
+    Forward(LinkId),
 }

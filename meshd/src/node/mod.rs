@@ -114,6 +114,14 @@ pub enum Inbound {
         /// Length.
         len: usize,
     },
+    /// Forward: the datagram was sealed again for the next link where it lay
+    /// ([`Node::inbound_in_place`]); send its first `len` bytes to `to`.
+    ForwardInPlace {
+        /// Where to.
+        to: Endpoint,
+        /// Length (the datagram's own: the frame keeps its length).
+        len: usize,
+    },
     /// A packet for znet `id`'s TUN device is in `tun_out[..len]`.
     Znet {
         /// The znet.

@@ -410,14 +410,14 @@ impl TestNet {
 
     pub(crate) fn deliver(&mut self, to: usize, from: usize, data: &[u8]) {
         self.counters.delivered += 1;
-        let (mut tun, mut net) = (vec![0u8; 4096], vec![0u8; 4096]);
+        let mut tun = vec![0u8; 4096];
         let now = self.now;
         let from_ep = self.nodes[from].endpoint;
         // As the daemon does it: the link layer is decrypted where the datagram lies.
         let mut data = data.to_vec();
         let r = self.nodes[to]
             .node
-            .inbound_in_place(now, from_ep, &mut data, &mut tun, &mut net);
+            .inbound_in_place(now, from_ep, &mut data, &mut tun);
         match r {
             Inbound::Tun { len } => self.record(Delivery::Tun {
                 node: to,
@@ -428,7 +428,12 @@ impl TestNet {
                 id,
                 packet: tun[..len].to_vec(),
             }),
-            Inbound::Forward { to: next, len } => self.put_on_wire(to, next, net[..len].to_vec()),
+            Inbound::ForwardInPlace { to: next, len } => {
+                data.truncate(len);
+                self.put_on_wire(to, next, data);
+            }
+            // Only `Node::inbound` seals into a buffer of the caller's.
+            Inbound::Forward { .. } => unreachable!("inbound_in_place forwards in place"),
             Inbound::Done => {}
         }
     }
