@@ -216,9 +216,7 @@ fn main() {
         line.settle(Duration::from_secs(3));
         let pkt = packet(&line.nodes[0].1, &line.nodes[last].1);
         let mut net = vec![0u8; 4096];
-        let mut bufs = Bufs {
-            t: vec![0u8; 4096],
-        };
+        let mut bufs = Bufs { t: vec![0u8; 4096] };
         // Warm up: lookup and end-to-end handshake.
         let now = line.now;
         let _ = line.nodes[0].0.outbound(now, &pkt, &mut net);
