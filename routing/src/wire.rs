@@ -102,6 +102,9 @@ pub mod kind {
 pub const HOP_LIMIT_AT: usize = 1;
 /// Offset of the watermark in a routed message.
 pub const WATERMARK_AT: usize = 2;
+/// Offset of the destination's key in a routed message (its place follows, then the source's
+/// key at [`RoutedHeader::src_key_at`] and place).
+pub const DEST_KEY_AT: usize = 3;
 /// Watermark of a message no node has forwarded yet.
 pub const NO_WATERMARK: u8 = u8::MAX;
 /// Most node records in one FOUND.
@@ -491,6 +494,11 @@ impl RoutedHeader {
             src,
             body_at: r.position(),
         })
+    }
+
+    /// Offset of the source's key (the destination's key and place end there).
+    pub fn src_key_at(&self) -> usize {
+        self.dest.end
     }
 }
 
