@@ -70,6 +70,7 @@ use crate::coords::Place;
 use crate::dht::id_of;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::Router;
+use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -364,7 +365,8 @@ pub struct RingState {
     /// Where the times in `delegated` count from: the router's creation.
     epoch: Instant,
     /// Senders of a `RING` we corrected lately (told of a node between them and us): when.
-    corrected: BTreeMap<Key, Instant>,
+    /// (Sorted in a vector: most nodes correct a few, a hub up to [`MAX_DELEGATED`].)
+    corrected: VecMap<Key, Instant>,
     /// What our last stabilisation on each side (above, below) told whom: the neighbour, the
     /// records (key and sequence number) and when it last got all of them.
     told: [Option<Told>; 2],
@@ -381,7 +383,7 @@ impl RingState {
             every: FIRST_STABILISE,
             delegated: Delegations::default(),
             epoch: now,
-            corrected: BTreeMap::new(),
+            corrected: VecMap::new(),
             told: [None, None],
             outbox: BTreeMap::new(),
         }

@@ -108,6 +108,16 @@ impl<K, V> IntoIterator for VecMap<K, V> {
     }
 }
 
+impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    /// The entries, in key order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::VecMap;
@@ -145,6 +155,7 @@ mod tests {
             assert!(v.values().eq(b.values()));
         }
         assert!(v.clone().into_iter().eq(b.clone().into_iter()));
+        assert!((&v).into_iter().eq(&b));
         v.clear();
         assert!(v.is_empty());
     }
