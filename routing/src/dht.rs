@@ -69,6 +69,8 @@ struct Contact {
     /// is the record's (16 bytes a contact, where every simulated node holds tens).
     rec: Arc<NodeRecord>,
     fails: u8,
+    /// Its bucket: the length of the prefix its id shares with ours (in the padding).
+    bucket: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,9 +186,11 @@ struct Rpc {
 pub struct Dht {
     id: u128,
     k: usize,
-    /// By the length of the prefix shared with our id (0..=128); only as many as the
-    /// deepest one used, so that a table holds no empty vectors beyond its contacts.
-    buckets: Vec<Vec<Contact>>,
+    /// The buckets (by the length of the prefix shared with our id, 0..=128) one after the
+    /// other, in one vector sorted by bucket, each in the order of a bucket of its own: a
+    /// vector per bucket cost an allocation each (a node has about log2(n) buckets of a few
+    /// contacts), and a simulation holds one table per node.
+    contacts: Vec<Contact>,
     /// Boxed, as the requests below: a map node holds 11 values inline, and most nodes have
     /// one or two lookups running, or none.
     lookups: BTreeMap<u64, Box<Lookup>>,
@@ -208,7 +212,7 @@ impl Dht {
         Dht {
             id,
             k,
-            buckets: Vec::new(),
+            contacts: Vec::new(),
             lookups: BTreeMap::new(),
             rpcs: BTreeMap::new(),
             next_lookup: 1,
@@ -221,17 +225,17 @@ impl Dht {
 
     /// The contacts' keys (for tools and simulations).
     pub fn contact_keys(&self) -> impl Iterator<Item = Key> + '_ {
-        self.buckets.iter().flatten().map(|c| c.rec.key)
+        self.contacts.iter().map(|c| c.rec.key)
     }
 
     /// The contacts' ids and records (the ids as computed when they were added).
     pub(crate) fn ids_records(&self) -> impl Iterator<Item = (u128, &Arc<NodeRecord>)> {
-        self.buckets.iter().flatten().map(|c| (c.rec.id(), &c.rec))
+        self.contacts.iter().map(|c| (c.rec.id(), &c.rec))
     }
 
     /// Contacts held.
     pub fn len(&self) -> usize {
-        self.buckets.iter().map(Vec::len).sum()
+        self.contacts.len()
     }
 
     /// No contacts.
@@ -239,8 +243,15 @@ impl Dht {
         self.len() == 0
     }
 
-    fn bucket(&self, id: u128) -> usize {
-        (self.id ^ id).leading_zeros() as usize
+    fn bucket(&self, id: u128) -> u8 {
+        (self.id ^ id).leading_zeros() as u8
+    }
+
+    /// Where bucket `b` lies in `contacts`.
+    fn range(&self, b: u8) -> std::ops::Range<usize> {
+        let start = self.contacts.partition_point(|c| c.bucket < b);
+        let end = start + self.contacts[start..].partition_point(|c| c.bucket == b);
+        start..end
     }
 
     /// Adds or refreshes a verified contact. Returns false if there was no room.
@@ -251,12 +262,8 @@ impl Dht {
         }
         let k = self.k;
         let b = self.bucket(id);
-        if self.buckets.len() <= b {
-            // Exactly as many as used: the deepest bucket grows one at a time.
-            self.buckets.reserve_exact(b + 1 - self.buckets.len());
-            self.buckets.resize_with(b + 1, Vec::new);
-        }
-        let bucket = &mut self.buckets[b];
+        let r = self.range(b);
+        let bucket = &mut self.contacts[r.clone()];
         if let Some(c) = bucket.iter_mut().find(|c| c.rec.key == rec.key) {
             if rec.seq >= c.rec.seq {
                 c.rec = rec;
@@ -265,27 +272,44 @@ impl Dht {
             return true;
         }
         if bucket.len() < k {
-            bucket.push(Contact { rec, fails: 0 });
+            // (Grown by a quarter: a table holds tens of contacts.)
+            if self.contacts.len() == self.contacts.capacity() {
+                self.contacts
+                    .reserve_exact((self.contacts.len() / 4).max(4));
+            }
+            self.contacts.insert(
+                r.end,
+                Contact {
+                    rec,
+                    fails: 0,
+                    bucket: b,
+                },
+            );
             return true;
         }
         // Full: replace a contact that failed to answer, else keep the old ones (Kademlia's
         // preference for long-lived contacts).
         if let Some(c) = bucket.iter_mut().find(|c| c.fails > 0) {
-            *c = Contact { rec, fails: 0 };
+            *c = Contact {
+                rec,
+                fails: 0,
+                bucket: b,
+            };
             return true;
         }
         false
     }
 
     fn failed(&mut self, key: &Key) {
-        let b = self.bucket(id_of(key));
-        let Some(bucket) = self.buckets.get(b) else {
-            return;
-        };
-        if let Some(i) = bucket.iter().position(|c| c.rec.key == *key) {
-            self.buckets[b][i].fails += 1;
-            if self.buckets[b][i].fails >= 2 {
-                self.buckets[b].remove(i);
+        let r = self.range(self.bucket(id_of(key)));
+        if let Some(i) = self.contacts[r.clone()]
+            .iter()
+            .position(|c| c.rec.key == *key)
+        {
+            let i = r.start + i;
+            self.contacts[i].fails += 1;
+            if self.contacts[i].fails >= 2 {
+                self.contacts.remove(i);
             }
         }
     }
@@ -293,9 +317,8 @@ impl Dht {
     /// The `n` known records closest to `target`.
     fn closest(&self, target: u128, n: usize) -> Vec<Arc<NodeRecord>> {
         let mut all: Vec<(u128, &Arc<NodeRecord>)> = self
-            .buckets
+            .contacts
             .iter()
-            .flatten()
             .map(|c| (c.rec.id() ^ target, &c.rec))
             .collect();
         all.sort_by_key(|(d, _)| *d);
