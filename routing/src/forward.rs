@@ -96,7 +96,8 @@ impl Router {
             let ahead = p
                 .ahead
                 .iter()
-                .map(|n| dest.dist(&n.0) + 1)
+                .flat_map(|place| place.near.iter().filter(|n| n.hops == 1))
+                .map(|n| dest.dist(&n.at.0) + 1)
                 .fold(d, u64::min);
             let cand = (ahead, d, p.cost(), *id);
             if best.is_none_or(|b| cand < b) {

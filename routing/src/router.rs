@@ -130,8 +130,10 @@ pub(crate) struct Peer {
     pub coords: Option<Coords>,
     /// Its node record (shared: see [`crate::SharedVerified`]).
     pub record: Option<Arc<NodeRecord>>,
-    /// The direct peers its record names, if the record is current (see `forward`).
-    pub ahead: Vec<Coords>,
+    /// The place of its record, if the record is current (see `forward`): the direct peers
+    /// it names (`near` at one hop). (The place itself, shared with the record, rather than
+    /// a copy of those coordinates.)
+    pub ahead: Option<Arc<Place>>,
     /// Outstanding RTT probe: nonce and when sent.
     pub probe: Option<(u64, Instant)>,
     pub next_probe: Instant,
@@ -668,7 +670,7 @@ impl Router {
                 digest: 0,
                 coords: None,
                 record: None,
-                ahead: Vec::new(),
+                ahead: None,
                 probe: None,
                 next_probe: now,
             }),
