@@ -3,6 +3,10 @@
 //! whatever the count, which a simulation pays once per table per node. Iteration is in key
 //! order, as a `BTreeMap`'s, so swapping one for the other changes no decision. Not for large
 //! tables: an insertion moves the entries after it.
+//!
+//! Grown by a quarter (at least one entry), not doubled: most such tables hold one to a few
+//! entries for good (a root heard, a peer's chain sent), and a doubled vector would hold up
+//! to as many unused.
 
 /// Sorted by key, keys unique.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,14 @@ impl<K: Ord, V> VecMap<K, V> {
         self.0.binary_search_by(|e| e.0.cmp(k))
     }
 
+    /// Inserts at `i` (see the module doc for the growth).
+    fn insert_at(&mut self, i: usize, k: K, v: V) {
+        if self.0.len() == self.0.capacity() {
+            self.0.reserve_exact((self.0.len() / 4).max(1));
+        }
+        self.0.insert(i, (k, v));
+    }
+
     /// The value of `k`.
     pub fn get(&self, k: &K) -> Option<&V> {
         self.find(k).ok().map(|i| &self.0[i].1)
@@ -39,7 +51,7 @@ impl<K: Ord, V> VecMap<K, V> {
         match self.find(&k) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, v)),
             Err(i) => {
-                self.0.insert(i, (k, v));
+                self.insert_at(i, k, v);
                 None
             }
         }
@@ -50,7 +62,7 @@ impl<K: Ord, V> VecMap<K, V> {
         let i = match self.find(&k) {
             Ok(i) => i,
             Err(i) => {
-                self.0.insert(i, (k, v));
+                self.insert_at(i, k, v);
                 i
             }
         };
