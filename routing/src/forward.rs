@@ -73,11 +73,11 @@ impl Router {
         let mut best: Option<(u64, u64, u64, PeerId)> = None;
         let children = wanted[..n_wanted]
             .iter()
-            .filter_map(|port| self.fwd.children.get(port));
+            .filter_map(|port| self.fwd.child(*port));
         let same_branch = branches[..n_branches]
             .iter()
-            .filter_map(|b| b.and_then(|b| self.fwd.by_branch.get(&b)))
-            .flatten();
+            .flatten()
+            .flat_map(|b| self.fwd.in_branch(*b));
         let shallow = self
             .fwd
             .by_depth
@@ -184,14 +184,17 @@ impl Router {
             }
             let Some(c) = &p.coords else { continue };
             if c.0.len() == ours.len() + 1 && c.0.starts_with(ours) {
-                self.fwd.children.insert(c.0[ours.len()], *id);
+                self.fwd.children.push((c.0[ours.len()], *id));
             } else {
                 if let Some(b) = c.0.first() {
-                    self.fwd.by_branch.entry(*b).or_default().push(*id);
+                    self.fwd.by_branch.push((*b, *id));
                 }
                 self.fwd.by_depth.push((c.depth(), *id));
             }
         }
+        // (Stable sorts: peers in peer order within a port or a branch, as they were pushed.)
+        self.fwd.children.sort_by_key(|e| e.0);
+        self.fwd.by_branch.sort_by_key(|e| e.0);
         self.fwd.by_depth.sort_unstable();
         self.fwd.dirty = false;
     }

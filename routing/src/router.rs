@@ -187,13 +187,35 @@ impl ByNode {
 pub(crate) struct FwdIndex {
     /// Out of date: rebuild before use.
     pub dirty: bool,
-    /// Our children, by the port we gave them.
-    pub children: std::collections::HashMap<u64, PeerId>,
+    /// Our children, by the port we gave them (sorted by port; of two with one port, the
+    /// later counts) ...
+    pub children: Vec<(u64, PeerId)>,
     /// All other peers in our tree, by the branch of the root they are in (the first port
-    /// of their coordinates; the root itself is in none) ...
-    pub by_branch: std::collections::HashMap<u64, Vec<PeerId>>,
-    /// ... and by depth, shallowest first.
+    /// of their coordinates; the root itself is in none), sorted by branch and in peer order
+    /// within one ...
+    pub by_branch: Vec<(u64, PeerId)>,
+    /// ... and by depth, shallowest first. (Sorted vectors, not hash maps: a map and its
+    /// table per node, and per branch a vector, cost a simulation hundreds of bytes a node.)
     pub by_depth: Vec<(usize, PeerId)>,
+}
+
+impl FwdIndex {
+    /// The entries of `v` (sorted by key) with key `k`.
+    fn run(v: &[(u64, PeerId)], k: u64) -> &[(u64, PeerId)] {
+        let start = v.partition_point(|e| e.0 < k);
+        let end = start + v[start..].partition_point(|e| e.0 == k);
+        &v[start..end]
+    }
+
+    /// Our child at `port`.
+    pub fn child(&self, port: u64) -> Option<&PeerId> {
+        Self::run(&self.children, port).last().map(|e| &e.1)
+    }
+
+    /// The other peers in branch `b`, in peer order.
+    pub fn in_branch(&self, b: u64) -> impl Iterator<Item = &PeerId> {
+        Self::run(&self.by_branch, b).iter().map(|e| &e.1)
+    }
 }
 
 /// Our latest attempt to change parent: asked `peer` to sign `seq`.
