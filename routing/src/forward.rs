@@ -230,6 +230,12 @@ impl Router {
                 body_at: h.body_at,
             };
         }
+        if h.kind == kind::RING
+            && let Some((stabilise, nodes)) = self.ring_shared(&msg[h.body_at..])
+        {
+            self.on_ring(now, h, stabilise, nodes);
+            return Handled::Consumed;
+        }
         let Ok(body) = RoutedBody::decode(h.kind, &msg[h.body_at..]) else {
             return self.drop_count(Drop::Malformed);
         };
@@ -268,7 +274,10 @@ impl Router {
             b @ (RoutedBody::NameAck { .. } | RoutedBody::NameVal { .. }) => {
                 self.on_name_answer(now, &h.src_key, b)
             }
-            RoutedBody::Ring { stabilise, nodes } => self.on_ring(now, h, stabilise, nodes),
+            RoutedBody::Ring { stabilise, nodes } => {
+                let nodes = nodes.into_iter().map(crate::ring::RingRec::New).collect();
+                self.on_ring(now, h, stabilise, nodes)
+            }
             RoutedBody::Notify { mut record } => {
                 // Only the node itself can say where it moved, and only a place in our tree
                 // is one (see `Router::learn`).

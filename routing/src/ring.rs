@@ -292,6 +292,22 @@ pub fn around<'a, T>(
         .collect()
 }
 
+/// A record of a `RING`: the shared copy of one known valid (see [`Router::ring_shared`]), or
+/// one to check.
+pub(crate) enum RingRec {
+    Held(Arc<NodeRecord>),
+    New(NodeRecord),
+}
+
+impl RingRec {
+    fn rec(&self) -> &NodeRecord {
+        match self {
+            RingRec::Held(r) => r,
+            RingRec::New(r) => r,
+        }
+    }
+}
+
 /// What a stabilisation told a neighbour (see [`RingState`]).
 #[derive(Debug)]
 struct Told {
@@ -540,25 +556,62 @@ impl Router {
         now: Instant,
         h: &RoutedHeader,
         stabilise: bool,
-        nodes: Vec<NodeRecord>,
+        nodes: Vec<RingRec>,
     ) {
         let (me, from) = (self.dht_id(), id_of(&h.src_key));
         if stabilise
-            && let Some(mut sender) = nodes
-                .iter()
-                .find(|r| r.key == h.src_key && r.tree == tree_id(&self.root))
-                .cloned()
-            && self.verified.check_node(&mut sender)
+            && let Some(sender) = nodes.iter().find(|r| {
+                let r = r.rec();
+                r.key == h.src_key && r.tree == tree_id(&self.root)
+            })
         {
             // (Signature checked first: the answer goes to the place the record names, and an
-            // unchecked one would let anyone aim our corrections at any place.)
-            self.ring_correct(now, me, from, sender);
+            // unchecked one would let anyone aim our corrections at any place. A shared copy
+            // is the one `check_node` would give.)
+            let checked = match sender {
+                RingRec::Held(r) => Some(NodeRecord::clone(r)),
+                RingRec::New(r) => {
+                    let mut r = r.clone();
+                    self.verified.check_node(&mut r).then_some(r)
+                }
+            };
+            if let Some(sender) = checked {
+                self.ring_correct(now, me, from, sender);
+            }
         }
         for rec in nodes {
-            let w = id_of(&rec.key);
+            let w = rec.rec().id();
             let direct = w == from || (me.min(w) < from && from < me.max(w));
-            self.learn(now, rec, true, direct);
+            match rec {
+                RingRec::Held(r) => self.learn_checked(now, r, true, direct),
+                RingRec::New(r) => self.learn(now, r, true, direct),
+            }
         }
+    }
+
+    /// A `RING` body's records, those a [`crate::SharedVerified`] holds as its shared copies
+    /// found by their bytes, not decoded (a simulation's routers receive the same records
+    /// again and again: decoding each place was a tenth of a run's time). `None` without a
+    /// shared table, or if the body does not read: then it is decoded in full, as before.
+    pub(crate) fn ring_shared(&self, body: &[u8]) -> Option<(bool, Vec<RingRec>)> {
+        if !self.verified.is_shared() {
+            return None;
+        }
+        let (stabilise, at) = crate::wire::ring_records(body)?;
+        let mut nodes = Vec::with_capacity(at.len());
+        for range in at {
+            let b = &body[range];
+            nodes.push(match self.verified.shared_node(b) {
+                Some(r) => RingRec::Held(r),
+                None => {
+                    let mut r = crate::codec::Reader::new(b);
+                    let rec = NodeRecord::decode(&mut r).ok()?;
+                    r.finish().ok()?;
+                    RingRec::New(rec)
+                }
+            });
+        }
+        Some((stabilise, nodes))
     }
 
     /// Sends `sender` (id `from`) the node we hold between it and us nearest to it, if any.

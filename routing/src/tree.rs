@@ -164,6 +164,25 @@ impl VerifiedCache {
         }
     }
 
+    /// Whether a [`SharedVerified`] holds the records checked.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The record whose encoding is `bytes`, if a [`SharedVerified`] holds it (known valid):
+    /// what [`VerifiedCache::check_record`] returns for it once decoded, found without
+    /// decoding it (the digest is of the encoding; bytes encoded otherwise are not found).
+    pub(crate) fn shared_node(&self, bytes: &[u8]) -> Option<Arc<NodeRecord>> {
+        use sha2::{Digest, Sha512_256};
+        let s = self.shared.as_ref()?;
+        let mut h = Sha512_256::new();
+        h.update([1u8]);
+        h.update(bytes);
+        let d: [u8; 32] = h.finalize().into();
+        let s = s.0.lock().ok()?;
+        s.nodes.held.get(&d)?.upgrade()
+    }
+
     /// A node record if its signature checks out: the one copy a [`SharedVerified`] holds.
     pub(crate) fn check_record(&mut self, r: NodeRecord) -> Option<Arc<NodeRecord>> {
         let digest = digest(1, |e| r.encode(e));

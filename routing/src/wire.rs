@@ -886,6 +886,41 @@ pub fn record_offsets(msg: &[u8]) -> Option<Vec<usize>> {
     Some(at)
 }
 
+/// Reads past a node record, checking its encoding as [`NodeRecord::decode`] reads it
+/// (the place as [`PlaceAt`] checks it), without allocating.
+fn skip_node_record(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let _key: Key = r.array()?;
+    r.varint()?;
+    let _tree: [u8; 8] = r.array()?;
+    PlaceAt::decode(r)?;
+    let _sig: Sig = r.array()?;
+    Ok(())
+}
+
+/// A `RING` body's `stabilise` flag and where each of its records lies in it, if it reads as
+/// [`RoutedBody::decode`] reads it; `None` if not (the caller then decodes it in full, and
+/// meets the same error).
+pub(crate) fn ring_records(body: &[u8]) -> Option<(bool, Vec<std::ops::Range<usize>>)> {
+    let mut r = Reader::new(body);
+    let stabilise = match r.u8().ok()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let n = r.count(MAX_FOUND).ok()?;
+    if n == 0 {
+        return None;
+    }
+    let mut at = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = r.position();
+        skip_node_record(&mut r).ok()?;
+        at.push(start..r.position());
+    }
+    r.finish().ok()?;
+    Some((stabilise, at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
