@@ -428,7 +428,9 @@ pub struct Router {
     pub(crate) coords: Coords,
     pub(crate) root: Key,
     /// Highest sequence number seen per key (replay protection, also for forgotten keys).
-    pub(crate) seqs: BTreeMap<Key, u64>,
+    /// (A sorted vector: most nodes see the few keys of their peers' chains, which a B-tree
+    /// held in a node of 11 entries or three of them.)
+    pub(crate) seqs: VecMap<Key, u64>,
     /// When each known root's record last advanced.
     pub(crate) root_heard: VecMap<Key, Instant>,
     /// When the root refreshes its record next (or, below a root, when it would time out).
@@ -509,7 +511,7 @@ impl Router {
             parent: None,
             coords: Coords::root(),
             root: key,
-            seqs: BTreeMap::new(),
+            seqs: VecMap::new(),
             root_heard,
             next_root_refresh: now,
             sig_request: None,
