@@ -23,8 +23,8 @@ use crate::codec::Key;
 use crate::coords::Place;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::{Event, Route, Router, RouterConfig};
+use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
-use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,10 +195,11 @@ pub struct Dht {
     /// vector per bucket cost an allocation each (a node has about log2(n) buckets of a few
     /// contacts), and a simulation holds one table per node.
     contacts: Vec<Contact>,
-    /// Boxed, as the requests below: a map node holds 11 values inline, and most nodes have
-    /// one or two lookups running, or none.
-    lookups: BTreeMap<u64, Box<Lookup>>,
-    rpcs: BTreeMap<u64, Box<Rpc>>,
+    /// Boxed, as the requests below, in sorted vectors (in key order, as the `BTreeMap`s
+    /// these were): most nodes have one or two lookups running, or none, and a B-tree node
+    /// held 11 entries.
+    lookups: VecMap<u64, Box<Lookup>>,
+    rpcs: VecMap<u64, Box<Rpc>>,
     next_lookup: u64,
     next_refresh: Option<Instant>,
     /// We moved since the last self-lookup started.
@@ -217,8 +218,8 @@ impl Dht {
             id,
             k,
             contacts: Vec::new(),
-            lookups: BTreeMap::new(),
-            rpcs: BTreeMap::new(),
+            lookups: VecMap::new(),
+            rpcs: VecMap::new(),
             next_lookup: 1,
             next_refresh: None,
             moved: false,

@@ -8,6 +8,8 @@
 //! entries for good (a root heard, a peer's chain sent), and a doubled vector would hold up
 //! to as many unused.
 
+use std::borrow::Borrow;
+
 /// Sorted by key, keys unique.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VecMap<K, V>(Vec<(K, V)>);
@@ -24,8 +26,11 @@ impl<K: Ord, V> VecMap<K, V> {
         Self::default()
     }
 
-    fn find(&self, k: &K) -> Result<usize, usize> {
-        self.0.binary_search_by(|e| e.0.cmp(k))
+    fn find<Q: Ord + ?Sized>(&self, k: &Q) -> Result<usize, usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.binary_search_by(|e| e.0.borrow().cmp(k))
     }
 
     /// Inserts at `i` (see the module doc for the growth).
@@ -36,13 +41,19 @@ impl<K: Ord, V> VecMap<K, V> {
         self.0.insert(i, (k, v));
     }
 
-    /// The value of `k`.
-    pub fn get(&self, k: &K) -> Option<&V> {
+    /// The value of `k` (looked up by any borrowed form of the key, as a `BTreeMap`'s).
+    pub fn get<Q: Ord + ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(k).ok().map(|i| &self.0[i].1)
     }
 
     /// The value of `k`, to change.
-    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(k).ok().map(|i| &mut self.0[i].1)
     }
 
@@ -70,7 +81,10 @@ impl<K: Ord, V> VecMap<K, V> {
     }
 
     /// Removes `k`; returns its value.
-    pub fn remove(&mut self, k: &K) -> Option<V> {
+    pub fn remove<Q: Ord + ?Sized>(&mut self, k: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(k).ok().map(|i| self.0.remove(i).1)
     }
 
