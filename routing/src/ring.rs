@@ -336,7 +336,7 @@ struct Delegated {
 
 /// The delegations remembered, sorted by the id of the node whose record it was: 48 bytes an
 /// entry where a B-tree took about 75 (a node remembers tens, a hub up to [`MAX_DELEGATED`]),
-/// grown by a quarter at a time rather than doubled. The same lookups and the same count as
+/// grown by an eighth at a time rather than doubled. The same lookups and the same count as
 /// the `BTreeMap` it replaces, so the same decisions.
 #[derive(Debug, Default)]
 struct Delegations(Vec<(u128, Delegated)>);
@@ -352,7 +352,7 @@ impl Delegations {
             Ok(i) => self.0[i].1 = d,
             Err(i) => {
                 if self.0.len() == self.0.capacity() {
-                    self.0.reserve_exact((self.0.len() / 4).max(4));
+                    self.0.reserve_exact((self.0.len() / 8).max(4));
                 }
                 self.0.insert(i, (w, d));
             }
