@@ -23,6 +23,7 @@ use crate::codec::Key;
 use crate::coords::Place;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::{Event, Route, Router, RouterConfig};
+use crate::tree::Received;
 use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::net::Ipv6Addr;
@@ -796,13 +797,18 @@ impl Router {
         nodes
     }
 
-    pub(crate) fn on_found(
-        &mut self,
-        now: Instant,
-        from: &Key,
-        nonce: u64,
-        nodes: Vec<NodeRecord>,
-    ) {
+    /// A `FOUND` body's nonce and records, those a [`crate::SharedVerified`] holds not
+    /// decoded (see [`crate::tree::VerifiedCache::received`]); `None` without a shared table,
+    /// or if the body does not read: then it is decoded in full, as before.
+    pub(crate) fn found_shared(&self, body: &[u8]) -> Option<(u64, Vec<Received>)> {
+        if !self.verified.is_shared() {
+            return None;
+        }
+        let (nonce, at) = crate::wire::found_records(body)?;
+        Some((nonce, self.verified.received(body, at)?))
+    }
+
+    pub(crate) fn on_found(&mut self, now: Instant, from: &Key, nonce: u64, nodes: Vec<Received>) {
         // The answer must come from the node asked (by the header: not proof, but with
         // unpredictable nonces, only a node on the request's path could answer instead).
         if self.dht.rpcs.get(&nonce).is_none_or(|r| r.asked != *from) {
@@ -821,23 +827,29 @@ impl Router {
             e.1 = Ask::Answered;
         }
         for rec in nodes {
-            if rec.key == self.key {
+            let r = rec.rec();
+            if r.key == self.key {
                 continue;
             }
             // A place in another tree leads nowhere here (see `learn`). If it is the owner's,
             // the tree is changing under us: remember it, to look again rather than give up.
-            if rec.tree != tree_id(&self.root) {
+            if r.tree != tree_id(&self.root) {
                 self.stats.other_tree += 1;
                 if let Some(addr) = target.1
-                    && address::key_owns(&rec.key, &addr)
+                    && address::key_owns(&r.key, &addr)
                     && let Some(l) = self.dht.lookups.get_mut(&lid)
                 {
                     l.owner_elsewhere = true;
                 }
                 continue;
             }
-            let Some(rec) = self.verified.check_record(rec) else {
-                continue;
+            // (A shared copy is the one `check_record` gives.)
+            let rec = match rec {
+                Received::Held(r) => r,
+                Received::New(r) => match self.verified.check_record(r) {
+                    Some(r) => r,
+                    None => continue,
+                },
             };
             if let Some(addr) = target.1
                 && address::key_owns(&rec.key, &addr)

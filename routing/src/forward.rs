@@ -236,6 +236,12 @@ impl Router {
             self.on_ring(now, h, stabilise, nodes);
             return Handled::Consumed;
         }
+        if h.kind == kind::FOUND
+            && let Some((nonce, nodes)) = self.found_shared(&msg[h.body_at..])
+        {
+            self.on_found(now, &h.src_key, nonce, nodes);
+            return Handled::Consumed;
+        }
         let Ok(body) = RoutedBody::decode(h.kind, &msg[h.body_at..]) else {
             return self.drop_count(Drop::Malformed);
         };
@@ -247,7 +253,10 @@ impl Router {
             } => {
                 self.on_find(now, h, nonce, target, requester, msg);
             }
-            RoutedBody::Found { nonce, nodes } => self.on_found(now, &h.src_key, nonce, nodes),
+            RoutedBody::Found { nonce, nodes } => {
+                let nodes = nodes.into_iter().map(crate::tree::Received::New).collect();
+                self.on_found(now, &h.src_key, nonce, nodes)
+            }
             RoutedBody::Broken { key } => self.on_broken(now, key),
             RoutedBody::Ping {
                 nonce,
@@ -275,7 +284,7 @@ impl Router {
                 self.on_name_answer(now, &h.src_key, b)
             }
             RoutedBody::Ring { stabilise, nodes } => {
-                let nodes = nodes.into_iter().map(crate::ring::RingRec::New).collect();
+                let nodes = nodes.into_iter().map(crate::tree::Received::New).collect();
                 self.on_ring(now, h, stabilise, nodes)
             }
             RoutedBody::Notify { mut record } => {

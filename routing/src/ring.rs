@@ -70,6 +70,7 @@ use crate::coords::Place;
 use crate::dht::id_of;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::Router;
+use crate::tree::Received;
 use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
@@ -290,22 +291,6 @@ pub fn around<'a, T>(
         .chain(down.into_iter().take(n))
         .map(|(_, t)| t)
         .collect()
-}
-
-/// A record of a `RING`: the shared copy of one known valid (see [`Router::ring_shared`]), or
-/// one to check.
-pub(crate) enum RingRec {
-    Held(Arc<NodeRecord>),
-    New(NodeRecord),
-}
-
-impl RingRec {
-    fn rec(&self) -> &NodeRecord {
-        match self {
-            RingRec::Held(r) => r,
-            RingRec::New(r) => r,
-        }
-    }
 }
 
 /// What a stabilisation told a neighbour (see [`RingState`]).
@@ -556,7 +541,7 @@ impl Router {
         now: Instant,
         h: &RoutedHeader,
         stabilise: bool,
-        nodes: Vec<RingRec>,
+        nodes: Vec<Received>,
     ) {
         let (me, from) = (self.dht_id(), id_of(&h.src_key));
         if stabilise
@@ -569,8 +554,8 @@ impl Router {
             // unchecked one would let anyone aim our corrections at any place. A shared copy
             // is the one `check_node` would give.)
             let checked = match sender {
-                RingRec::Held(r) => Some(NodeRecord::clone(r)),
-                RingRec::New(r) => {
+                Received::Held(r) => Some(NodeRecord::clone(r)),
+                Received::New(r) => {
                     let mut r = r.clone();
                     self.verified.check_node(&mut r).then_some(r)
                 }
@@ -583,8 +568,8 @@ impl Router {
             let w = rec.rec().id();
             let direct = w == from || (me.min(w) < from && from < me.max(w));
             match rec {
-                RingRec::Held(r) => self.learn_checked(now, r, true, direct),
-                RingRec::New(r) => self.learn(now, r, true, direct),
+                Received::Held(r) => self.learn_checked(now, r, true, direct),
+                Received::New(r) => self.learn(now, r, true, direct),
             }
         }
     }
@@ -593,25 +578,12 @@ impl Router {
     /// found by their bytes, not decoded (a simulation's routers receive the same records
     /// again and again: decoding each place was a tenth of a run's time). `None` without a
     /// shared table, or if the body does not read: then it is decoded in full, as before.
-    pub(crate) fn ring_shared(&self, body: &[u8]) -> Option<(bool, Vec<RingRec>)> {
+    pub(crate) fn ring_shared(&self, body: &[u8]) -> Option<(bool, Vec<Received>)> {
         if !self.verified.is_shared() {
             return None;
         }
         let (stabilise, at) = crate::wire::ring_records(body)?;
-        let mut nodes = Vec::with_capacity(at.len());
-        for range in at {
-            let b = &body[range];
-            nodes.push(match self.verified.shared_node(b) {
-                Some(r) => RingRec::Held(r),
-                None => {
-                    let mut r = crate::codec::Reader::new(b);
-                    let rec = NodeRecord::decode(&mut r).ok()?;
-                    r.finish().ok()?;
-                    RingRec::New(rec)
-                }
-            });
-        }
-        Some((stabilise, nodes))
+        Some((stabilise, self.verified.received(body, at)?))
     }
 
     /// Sends `sender` (id `from`) the node we hold between it and us nearest to it, if any.

@@ -897,6 +897,22 @@ fn skip_node_record(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// A `FOUND` body's nonce and where each of its records lies in it, if it reads as
+/// [`RoutedBody::decode`] reads it; `None` if not (see [`ring_records`]).
+pub(crate) fn found_records(body: &[u8]) -> Option<(u64, Vec<std::ops::Range<usize>>)> {
+    let mut r = Reader::new(body);
+    let nonce = u64::from_be_bytes(r.array().ok()?);
+    let n = r.count(MAX_FOUND).ok()?;
+    let mut at = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = r.position();
+        skip_node_record(&mut r).ok()?;
+        at.push(start..r.position());
+    }
+    r.finish().ok()?;
+    Some((nonce, at))
+}
+
 /// A `RING` body's `stabilise` flag and where each of its records lies in it, if it reads as
 /// [`RoutedBody::decode`] reads it; `None` if not (the caller then decodes it in full, and
 /// meets the same error).
