@@ -296,10 +296,10 @@ pub fn around<'a, T>(
 /// What a stabilisation told a neighbour (see [`RingState`]).
 #[derive(Debug)]
 struct Told {
-    to: Key,
-    /// The sequence number of its record then (a neighbour that moved since may not have
-    /// had our message: it gets everything again).
-    to_seq: u64,
+    /// The neighbour's record then (shared with the ring: only its key and sequence number
+    /// count; a neighbour that moved since may not have had our message: it gets everything
+    /// again).
+    to: Arc<NodeRecord>,
     /// The records told (shared with the ring: only their keys and sequence numbers count).
     recs: Vec<Arc<NodeRecord>>,
     all_at: Instant,
@@ -678,8 +678,8 @@ impl Router {
             let recs: Vec<NodeRecord> = told.iter().map(|r| NodeRecord::clone(r)).collect();
             let send = match &self.ring.told[i] {
                 Some(t)
-                    if t.to == n.item.key
-                        && t.to_seq == n.item.seq
+                    if t.to.key == n.item.key
+                        && t.to.seq == n.item.seq
                         && now < t.all_at + RING_PERIOD =>
                 {
                     let new: Vec<NodeRecord> = recs
@@ -687,8 +687,7 @@ impl Router {
                         .filter(|r| !t.recs.iter().any(|x| (x.key, x.seq) == (r.key, r.seq)))
                         .collect();
                     self.ring.told[i] = Some(Told {
-                        to: n.item.key,
-                        to_seq: n.item.seq,
+                        to: Arc::clone(&n.item),
                         recs: told,
                         all_at: t.all_at,
                     });
@@ -696,8 +695,7 @@ impl Router {
                 }
                 _ => {
                     self.ring.told[i] = Some(Told {
-                        to: n.item.key,
-                        to_seq: n.item.seq,
+                        to: Arc::clone(&n.item),
                         recs: told,
                         all_at: now,
                     });
