@@ -90,28 +90,44 @@ impl Bucket {
     }
 }
 
-/// One link's budget: its own bucket and what it owes the pool.
+/// One link's budget: its own bucket and what it owes the pool. Both fit 64 bits (at most
+/// [`FIND_BURST`] and a quarter of [`POOL_MAX_BURST`] requests, in billionths), and the
+/// own bucket's burst and rate are the constants: 48 bytes where a [`Bucket`] and a 128-bit
+/// debt took 80 (every peer of every simulated node has one). Computed in 128 bits as
+/// before, so the same decisions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FindBudget {
-    own: Bucket,
+    /// The link's own share, in billionths of a request, as of `own_at`.
+    level: u64,
+    own_at: Instant,
     /// Owed to the pool, in billionths of a request, as of `at`.
-    owed: u128,
+    owed: u64,
     at: Instant,
 }
 
 impl FindBudget {
     pub(crate) fn new(now: Instant) -> Self {
         FindBudget {
-            own: Bucket::new(u64::from(FIND_BURST), u64::from(FIND_RATE), now),
+            level: u64::from(FIND_BURST) * NANO as u64,
+            own_at: now,
             owed: 0,
             at: now,
         }
     }
 
-    /// Takes one request from the link's own share only (no pool).
-    #[cfg(test)]
+    /// Takes one request from the link's own share only (no pool): a [`Bucket`] of burst
+    /// [`FIND_BURST`] and rate [`FIND_RATE`].
     pub(crate) fn take(&mut self, now: Instant) -> bool {
-        self.own.take(now)
+        let ns = now.saturating_duration_since(self.own_at).as_nanos();
+        self.own_at = self.own_at.max(now);
+        let level = (u128::from(self.level) + ns * u128::from(FIND_RATE))
+            .min(u128::from(FIND_BURST) * NANO);
+        if level < NANO {
+            self.level = level as u64;
+            return false;
+        }
+        self.level = (level - NANO) as u64;
+        true
     }
 }
 
@@ -140,21 +156,23 @@ impl FindPool {
 
     /// One request arriving over the link whose budget is `b`: true if paid for.
     pub(crate) fn take(&mut self, b: &mut FindBudget, now: Instant) -> bool {
-        if b.own.take(now) {
+        if b.take(now) {
             return true;
         }
         // Repay: the debt decays at a quarter of the pool's rate.
         let ns = now.saturating_duration_since(b.at).as_nanos();
         b.at = b.at.max(now);
         let repaid = ns * u128::from(self.pool.rate / BORROW_DIV);
-        b.owed = b.owed.saturating_sub(repaid);
-        if b.owed + NANO > u128::from(self.pool.burst / BORROW_DIV) * NANO {
+        let owed = u128::from(b.owed).saturating_sub(repaid);
+        // (Never above a quarter of the pool's burst, which fits 64 bits: see `FindBudget`.)
+        b.owed = owed as u64;
+        if owed + NANO > u128::from(self.pool.burst / BORROW_DIV) * NANO {
             return false;
         }
         if !self.pool.take(now) {
             return false;
         }
-        b.owed += NANO;
+        b.owed = (owed + NANO) as u64;
         true
     }
 }

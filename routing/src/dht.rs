@@ -23,8 +23,9 @@ use crate::codec::Key;
 use crate::coords::Place;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::{Event, Route, Router, RouterConfig};
+use crate::tree::Received;
+use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
-use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +70,8 @@ struct Contact {
     /// is the record's (16 bytes a contact, where every simulated node holds tens).
     rec: Arc<NodeRecord>,
     fails: u8,
+    /// Its bucket: the length of the prefix its id shares with ours (in the padding).
+    bucket: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +141,10 @@ impl Candidates {
         let i = match self.find(e.0.id() ^ self.target) {
             Ok(i) => i,
             Err(i) => {
+                // (Grown by a quarter: a lookup gathers tens of candidates.)
+                if self.v.len() == self.v.capacity() {
+                    self.v.reserve_exact((self.v.len() / 4).max(4));
+                }
                 self.v.insert(i, e);
                 i
             }
@@ -184,13 +191,16 @@ struct Rpc {
 pub struct Dht {
     id: u128,
     k: usize,
-    /// By the length of the prefix shared with our id (0..=128); only as many as the
-    /// deepest one used, so that a table holds no empty vectors beyond its contacts.
-    buckets: Vec<Vec<Contact>>,
-    /// Boxed, as the requests below: a map node holds 11 values inline, and most nodes have
-    /// one or two lookups running, or none.
-    lookups: BTreeMap<u64, Box<Lookup>>,
-    rpcs: BTreeMap<u64, Box<Rpc>>,
+    /// The buckets (by the length of the prefix shared with our id, 0..=128) one after the
+    /// other, in one vector sorted by bucket, each in the order of a bucket of its own: a
+    /// vector per bucket cost an allocation each (a node has about log2(n) buckets of a few
+    /// contacts), and a simulation holds one table per node.
+    contacts: Vec<Contact>,
+    /// Boxed, as the requests below, in sorted vectors (in key order, as the `BTreeMap`s
+    /// these were): most nodes have one or two lookups running, or none, and a B-tree node
+    /// held 11 entries.
+    lookups: VecMap<u64, Box<Lookup>>,
+    rpcs: VecMap<u64, Box<Rpc>>,
     next_lookup: u64,
     next_refresh: Option<Instant>,
     /// We moved since the last self-lookup started.
@@ -208,9 +218,9 @@ impl Dht {
         Dht {
             id,
             k,
-            buckets: Vec::new(),
-            lookups: BTreeMap::new(),
-            rpcs: BTreeMap::new(),
+            contacts: Vec::new(),
+            lookups: VecMap::new(),
+            rpcs: VecMap::new(),
             next_lookup: 1,
             next_refresh: None,
             moved: false,
@@ -221,17 +231,17 @@ impl Dht {
 
     /// The contacts' keys (for tools and simulations).
     pub fn contact_keys(&self) -> impl Iterator<Item = Key> + '_ {
-        self.buckets.iter().flatten().map(|c| c.rec.key)
+        self.contacts.iter().map(|c| c.rec.key)
     }
 
     /// The contacts' ids and records (the ids as computed when they were added).
     pub(crate) fn ids_records(&self) -> impl Iterator<Item = (u128, &Arc<NodeRecord>)> {
-        self.buckets.iter().flatten().map(|c| (c.rec.id(), &c.rec))
+        self.contacts.iter().map(|c| (c.rec.id(), &c.rec))
     }
 
     /// Contacts held.
     pub fn len(&self) -> usize {
-        self.buckets.iter().map(Vec::len).sum()
+        self.contacts.len()
     }
 
     /// No contacts.
@@ -239,8 +249,15 @@ impl Dht {
         self.len() == 0
     }
 
-    fn bucket(&self, id: u128) -> usize {
-        (self.id ^ id).leading_zeros() as usize
+    fn bucket(&self, id: u128) -> u8 {
+        (self.id ^ id).leading_zeros() as u8
+    }
+
+    /// Where bucket `b` lies in `contacts`.
+    fn range(&self, b: u8) -> std::ops::Range<usize> {
+        let start = self.contacts.partition_point(|c| c.bucket < b);
+        let end = start + self.contacts[start..].partition_point(|c| c.bucket == b);
+        start..end
     }
 
     /// Adds or refreshes a verified contact. Returns false if there was no room.
@@ -251,12 +268,8 @@ impl Dht {
         }
         let k = self.k;
         let b = self.bucket(id);
-        if self.buckets.len() <= b {
-            // Exactly as many as used: the deepest bucket grows one at a time.
-            self.buckets.reserve_exact(b + 1 - self.buckets.len());
-            self.buckets.resize_with(b + 1, Vec::new);
-        }
-        let bucket = &mut self.buckets[b];
+        let r = self.range(b);
+        let bucket = &mut self.contacts[r.clone()];
         if let Some(c) = bucket.iter_mut().find(|c| c.rec.key == rec.key) {
             if rec.seq >= c.rec.seq {
                 c.rec = rec;
@@ -265,27 +278,44 @@ impl Dht {
             return true;
         }
         if bucket.len() < k {
-            bucket.push(Contact { rec, fails: 0 });
+            // (Grown by a quarter: a table holds tens of contacts.)
+            if self.contacts.len() == self.contacts.capacity() {
+                self.contacts
+                    .reserve_exact((self.contacts.len() / 4).max(4));
+            }
+            self.contacts.insert(
+                r.end,
+                Contact {
+                    rec,
+                    fails: 0,
+                    bucket: b,
+                },
+            );
             return true;
         }
         // Full: replace a contact that failed to answer, else keep the old ones (Kademlia's
         // preference for long-lived contacts).
         if let Some(c) = bucket.iter_mut().find(|c| c.fails > 0) {
-            *c = Contact { rec, fails: 0 };
+            *c = Contact {
+                rec,
+                fails: 0,
+                bucket: b,
+            };
             return true;
         }
         false
     }
 
     fn failed(&mut self, key: &Key) {
-        let b = self.bucket(id_of(key));
-        let Some(bucket) = self.buckets.get(b) else {
-            return;
-        };
-        if let Some(i) = bucket.iter().position(|c| c.rec.key == *key) {
-            self.buckets[b][i].fails += 1;
-            if self.buckets[b][i].fails >= 2 {
-                self.buckets[b].remove(i);
+        let r = self.range(self.bucket(id_of(key)));
+        if let Some(i) = self.contacts[r.clone()]
+            .iter()
+            .position(|c| c.rec.key == *key)
+        {
+            let i = r.start + i;
+            self.contacts[i].fails += 1;
+            if self.contacts[i].fails >= 2 {
+                self.contacts.remove(i);
             }
         }
     }
@@ -293,9 +323,8 @@ impl Dht {
     /// The `n` known records closest to `target`.
     fn closest(&self, target: u128, n: usize) -> Vec<Arc<NodeRecord>> {
         let mut all: Vec<(u128, &Arc<NodeRecord>)> = self
-            .buckets
+            .contacts
             .iter()
-            .flatten()
             .map(|c| (c.rec.id() ^ target, &c.rec))
             .collect();
         all.sort_by_key(|(d, _)| *d);
@@ -768,13 +797,18 @@ impl Router {
         nodes
     }
 
-    pub(crate) fn on_found(
-        &mut self,
-        now: Instant,
-        from: &Key,
-        nonce: u64,
-        nodes: Vec<NodeRecord>,
-    ) {
+    /// A `FOUND` body's nonce and records, those a [`crate::SharedVerified`] holds not
+    /// decoded (see [`crate::tree::VerifiedCache::received`]); `None` without a shared table,
+    /// or if the body does not read: then it is decoded in full, as before.
+    pub(crate) fn found_shared(&self, body: &[u8]) -> Option<(u64, Vec<Received>)> {
+        if !self.verified.is_shared() {
+            return None;
+        }
+        let (nonce, at) = crate::wire::found_records(body)?;
+        Some((nonce, self.verified.received(body, at)?))
+    }
+
+    pub(crate) fn on_found(&mut self, now: Instant, from: &Key, nonce: u64, nodes: Vec<Received>) {
         // The answer must come from the node asked (by the header: not proof, but with
         // unpredictable nonces, only a node on the request's path could answer instead).
         if self.dht.rpcs.get(&nonce).is_none_or(|r| r.asked != *from) {
@@ -793,23 +827,29 @@ impl Router {
             e.1 = Ask::Answered;
         }
         for rec in nodes {
-            if rec.key == self.key {
+            let r = rec.rec();
+            if r.key == self.key {
                 continue;
             }
             // A place in another tree leads nowhere here (see `learn`). If it is the owner's,
             // the tree is changing under us: remember it, to look again rather than give up.
-            if rec.tree != tree_id(&self.root) {
+            if r.tree != tree_id(&self.root) {
                 self.stats.other_tree += 1;
                 if let Some(addr) = target.1
-                    && address::key_owns(&rec.key, &addr)
+                    && address::key_owns(&r.key, &addr)
                     && let Some(l) = self.dht.lookups.get_mut(&lid)
                 {
                     l.owner_elsewhere = true;
                 }
                 continue;
             }
-            let Some(rec) = self.verified.check_record(rec) else {
-                continue;
+            // (A shared copy is the one `check_record` gives.)
+            let rec = match rec {
+                Received::Held(r) => r,
+                Received::New(r) => match self.verified.check_record(r) {
+                    Some(r) => r,
+                    None => continue,
+                },
             };
             if let Some(addr) = target.1
                 && address::key_owns(&rec.key, &addr)

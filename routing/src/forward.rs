@@ -73,11 +73,11 @@ impl Router {
         let mut best: Option<(u64, u64, u64, PeerId)> = None;
         let children = wanted[..n_wanted]
             .iter()
-            .filter_map(|port| self.fwd.children.get(port));
+            .filter_map(|port| self.fwd.child(*port));
         let same_branch = branches[..n_branches]
             .iter()
-            .filter_map(|b| b.and_then(|b| self.fwd.by_branch.get(&b)))
-            .flatten();
+            .flatten()
+            .flat_map(|b| self.fwd.in_branch(*b));
         let shallow = self
             .fwd
             .by_depth
@@ -96,7 +96,8 @@ impl Router {
             let ahead = p
                 .ahead
                 .iter()
-                .map(|n| dest.dist(&n.0) + 1)
+                .flat_map(|place| place.near.iter().filter(|n| n.hops == 1))
+                .map(|n| dest.dist(&n.at.0) + 1)
                 .fold(d, u64::min);
             let cand = (ahead, d, p.cost(), *id);
             if best.is_none_or(|b| cand < b) {
@@ -183,14 +184,17 @@ impl Router {
             }
             let Some(c) = &p.coords else { continue };
             if c.0.len() == ours.len() + 1 && c.0.starts_with(ours) {
-                self.fwd.children.insert(c.0[ours.len()], *id);
+                self.fwd.children.push((c.0[ours.len()], *id));
             } else {
                 if let Some(b) = c.0.first() {
-                    self.fwd.by_branch.entry(*b).or_default().push(*id);
+                    self.fwd.by_branch.push((*b, *id));
                 }
                 self.fwd.by_depth.push((c.depth(), *id));
             }
         }
+        // (Stable sorts: peers in peer order within a port or a branch, as they were pushed.)
+        self.fwd.children.sort_by_key(|e| e.0);
+        self.fwd.by_branch.sort_by_key(|e| e.0);
         self.fwd.by_depth.sort_unstable();
         self.fwd.dirty = false;
     }
@@ -226,6 +230,18 @@ impl Router {
                 body_at: h.body_at,
             };
         }
+        if h.kind == kind::RING
+            && let Some((stabilise, nodes)) = self.ring_shared(&msg[h.body_at..])
+        {
+            self.on_ring(now, h, stabilise, nodes);
+            return Handled::Consumed;
+        }
+        if h.kind == kind::FOUND
+            && let Some((nonce, nodes)) = self.found_shared(&msg[h.body_at..])
+        {
+            self.on_found(now, &h.src_key, nonce, nodes);
+            return Handled::Consumed;
+        }
         let Ok(body) = RoutedBody::decode(h.kind, &msg[h.body_at..]) else {
             return self.drop_count(Drop::Malformed);
         };
@@ -237,7 +253,10 @@ impl Router {
             } => {
                 self.on_find(now, h, nonce, target, requester, msg);
             }
-            RoutedBody::Found { nonce, nodes } => self.on_found(now, &h.src_key, nonce, nodes),
+            RoutedBody::Found { nonce, nodes } => {
+                let nodes = nodes.into_iter().map(crate::tree::Received::New).collect();
+                self.on_found(now, &h.src_key, nonce, nodes)
+            }
             RoutedBody::Broken { key } => self.on_broken(now, key),
             RoutedBody::Ping {
                 nonce,
@@ -264,7 +283,10 @@ impl Router {
             b @ (RoutedBody::NameAck { .. } | RoutedBody::NameVal { .. }) => {
                 self.on_name_answer(now, &h.src_key, b)
             }
-            RoutedBody::Ring { stabilise, nodes } => self.on_ring(now, h, stabilise, nodes),
+            RoutedBody::Ring { stabilise, nodes } => {
+                let nodes = nodes.into_iter().map(crate::tree::Received::New).collect();
+                self.on_ring(now, h, stabilise, nodes)
+            }
             RoutedBody::Notify { mut record } => {
                 // Only the node itself can say where it moved, and only a place in our tree
                 // is one (see `Router::learn`).

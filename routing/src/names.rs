@@ -719,6 +719,7 @@ impl Router {
                 && o.vals.len() < MAX_VALS
             {
                 o.vals.push((dist, claim, delegated));
+                let nodes = nodes.into_iter().map(crate::tree::Received::New).collect();
                 self.on_found(now, from, nonce, nodes);
             }
             return;

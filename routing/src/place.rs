@@ -126,14 +126,10 @@ impl Router {
             return;
         };
         p.ahead = match (&p.record, &p.coords) {
-            (Some(r), Some(c)) if r.place.at == *c && !p.stale => r
-                .place
-                .near
-                .iter()
-                .filter(|n| n.hops == 1)
-                .map(|n| n.at.clone())
-                .collect(),
-            _ => Vec::new(),
+            (Some(r), Some(c)) if r.place.at == *c && !p.stale => {
+                Some(std::sync::Arc::clone(&r.place))
+            }
+            _ => None,
         };
     }
 

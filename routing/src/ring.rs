@@ -70,6 +70,8 @@ use crate::coords::Place;
 use crate::dht::id_of;
 use crate::record::{NodeRecord, tree_id};
 use crate::router::Router;
+use crate::tree::Received;
+use crate::vecmap::VecMap;
 use crate::wire::{MAX_FOUND, RoutedBody, RoutedHeader};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -294,10 +296,10 @@ pub fn around<'a, T>(
 /// What a stabilisation told a neighbour (see [`RingState`]).
 #[derive(Debug)]
 struct Told {
-    to: Key,
-    /// The sequence number of its record then (a neighbour that moved since may not have
-    /// had our message: it gets everything again).
-    to_seq: u64,
+    /// The neighbour's record then (shared with the ring: only its key and sequence number
+    /// count; a neighbour that moved since may not have had our message: it gets everything
+    /// again).
+    to: Arc<NodeRecord>,
     /// The records told (shared with the ring: only their keys and sequence numbers count).
     recs: Vec<Arc<NodeRecord>>,
     all_at: Instant,
@@ -319,7 +321,7 @@ struct Delegated {
 
 /// The delegations remembered, sorted by the id of the node whose record it was: 48 bytes an
 /// entry where a B-tree took about 75 (a node remembers tens, a hub up to [`MAX_DELEGATED`]),
-/// grown by a quarter at a time rather than doubled. The same lookups and the same count as
+/// grown by an eighth at a time rather than doubled. The same lookups and the same count as
 /// the `BTreeMap` it replaces, so the same decisions.
 #[derive(Debug, Default)]
 struct Delegations(Vec<(u128, Delegated)>);
@@ -335,7 +337,7 @@ impl Delegations {
             Ok(i) => self.0[i].1 = d,
             Err(i) => {
                 if self.0.len() == self.0.capacity() {
-                    self.0.reserve_exact((self.0.len() / 4).max(4));
+                    self.0.reserve_exact((self.0.len() / 8).max(4));
                 }
                 self.0.insert(i, (w, d));
             }
@@ -364,7 +366,8 @@ pub struct RingState {
     /// Where the times in `delegated` count from: the router's creation.
     epoch: Instant,
     /// Senders of a `RING` we corrected lately (told of a node between them and us): when.
-    corrected: BTreeMap<Key, Instant>,
+    /// (Sorted in a vector: most nodes correct a few, a hub up to [`MAX_DELEGATED`].)
+    corrected: VecMap<Key, Instant>,
     /// What our last stabilisation on each side (above, below) told whom: the neighbour, the
     /// records (key and sequence number) and when it last got all of them.
     told: [Option<Told>; 2],
@@ -381,7 +384,7 @@ impl RingState {
             every: FIRST_STABILISE,
             delegated: Delegations::default(),
             epoch: now,
-            corrected: BTreeMap::new(),
+            corrected: VecMap::new(),
             told: [None, None],
             outbox: BTreeMap::new(),
         }
@@ -538,25 +541,49 @@ impl Router {
         now: Instant,
         h: &RoutedHeader,
         stabilise: bool,
-        nodes: Vec<NodeRecord>,
+        nodes: Vec<Received>,
     ) {
         let (me, from) = (self.dht_id(), id_of(&h.src_key));
         if stabilise
-            && let Some(mut sender) = nodes
-                .iter()
-                .find(|r| r.key == h.src_key && r.tree == tree_id(&self.root))
-                .cloned()
-            && self.verified.check_node(&mut sender)
+            && let Some(sender) = nodes.iter().find(|r| {
+                let r = r.rec();
+                r.key == h.src_key && r.tree == tree_id(&self.root)
+            })
         {
             // (Signature checked first: the answer goes to the place the record names, and an
-            // unchecked one would let anyone aim our corrections at any place.)
-            self.ring_correct(now, me, from, sender);
+            // unchecked one would let anyone aim our corrections at any place. A shared copy
+            // is the one `check_node` would give.)
+            let checked = match sender {
+                Received::Held(r) => Some(NodeRecord::clone(r)),
+                Received::New(r) => {
+                    let mut r = r.clone();
+                    self.verified.check_node(&mut r).then_some(r)
+                }
+            };
+            if let Some(sender) = checked {
+                self.ring_correct(now, me, from, sender);
+            }
         }
         for rec in nodes {
-            let w = id_of(&rec.key);
+            let w = rec.rec().id();
             let direct = w == from || (me.min(w) < from && from < me.max(w));
-            self.learn(now, rec, true, direct);
+            match rec {
+                Received::Held(r) => self.learn_checked(now, r, true, direct),
+                Received::New(r) => self.learn(now, r, true, direct),
+            }
         }
+    }
+
+    /// A `RING` body's records, those a [`crate::SharedVerified`] holds as its shared copies
+    /// found by their bytes, not decoded (a simulation's routers receive the same records
+    /// again and again: decoding each place was a tenth of a run's time). `None` without a
+    /// shared table, or if the body does not read: then it is decoded in full, as before.
+    pub(crate) fn ring_shared(&self, body: &[u8]) -> Option<(bool, Vec<Received>)> {
+        if !self.verified.is_shared() {
+            return None;
+        }
+        let (stabilise, at) = crate::wire::ring_records(body)?;
+        Some((stabilise, self.verified.received(body, at)?))
     }
 
     /// Sends `sender` (id `from`) the node we hold between it and us nearest to it, if any.
@@ -651,8 +678,8 @@ impl Router {
             let recs: Vec<NodeRecord> = told.iter().map(|r| NodeRecord::clone(r)).collect();
             let send = match &self.ring.told[i] {
                 Some(t)
-                    if t.to == n.item.key
-                        && t.to_seq == n.item.seq
+                    if t.to.key == n.item.key
+                        && t.to.seq == n.item.seq
                         && now < t.all_at + RING_PERIOD =>
                 {
                     let new: Vec<NodeRecord> = recs
@@ -660,8 +687,7 @@ impl Router {
                         .filter(|r| !t.recs.iter().any(|x| (x.key, x.seq) == (r.key, r.seq)))
                         .collect();
                     self.ring.told[i] = Some(Told {
-                        to: n.item.key,
-                        to_seq: n.item.seq,
+                        to: Arc::clone(&n.item),
                         recs: told,
                         all_at: t.all_at,
                     });
@@ -669,8 +695,7 @@ impl Router {
                 }
                 _ => {
                     self.ring.told[i] = Some(Told {
-                        to: n.item.key,
-                        to_seq: n.item.seq,
+                        to: Arc::clone(&n.item),
                         recs: told,
                         all_at: now,
                     });

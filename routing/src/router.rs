@@ -130,8 +130,10 @@ pub(crate) struct Peer {
     pub coords: Option<Coords>,
     /// Its node record (shared: see [`crate::SharedVerified`]).
     pub record: Option<Arc<NodeRecord>>,
-    /// The direct peers its record names, if the record is current (see `forward`).
-    pub ahead: Vec<Coords>,
+    /// The place of its record, if the record is current (see `forward`): the direct peers
+    /// it names (`near` at one hop). (The place itself, shared with the record, rather than
+    /// a copy of those coordinates.)
+    pub ahead: Option<Arc<Place>>,
     /// Outstanding RTT probe: nonce and when sent.
     pub probe: Option<(u64, Instant)>,
     pub next_probe: Instant,
@@ -185,13 +187,35 @@ impl ByNode {
 pub(crate) struct FwdIndex {
     /// Out of date: rebuild before use.
     pub dirty: bool,
-    /// Our children, by the port we gave them.
-    pub children: std::collections::HashMap<u64, PeerId>,
+    /// Our children, by the port we gave them (sorted by port; of two with one port, the
+    /// later counts) ...
+    pub children: Vec<(u64, PeerId)>,
     /// All other peers in our tree, by the branch of the root they are in (the first port
-    /// of their coordinates; the root itself is in none) ...
-    pub by_branch: std::collections::HashMap<u64, Vec<PeerId>>,
-    /// ... and by depth, shallowest first.
+    /// of their coordinates; the root itself is in none), sorted by branch and in peer order
+    /// within one ...
+    pub by_branch: Vec<(u64, PeerId)>,
+    /// ... and by depth, shallowest first. (Sorted vectors, not hash maps: a map and its
+    /// table per node, and per branch a vector, cost a simulation hundreds of bytes a node.)
     pub by_depth: Vec<(usize, PeerId)>,
+}
+
+impl FwdIndex {
+    /// The entries of `v` (sorted by key) with key `k`.
+    fn run(v: &[(u64, PeerId)], k: u64) -> &[(u64, PeerId)] {
+        let start = v.partition_point(|e| e.0 < k);
+        let end = start + v[start..].partition_point(|e| e.0 == k);
+        &v[start..end]
+    }
+
+    /// Our child at `port`.
+    pub fn child(&self, port: u64) -> Option<&PeerId> {
+        Self::run(&self.children, port).last().map(|e| &e.1)
+    }
+
+    /// The other peers in branch `b`, in peer order.
+    pub fn in_branch(&self, b: u64) -> impl Iterator<Item = &PeerId> {
+        Self::run(&self.by_branch, b).iter().map(|e| &e.1)
+    }
 }
 
 /// Our latest attempt to change parent: asked `peer` to sign `seq`.
@@ -314,8 +338,9 @@ pub struct Stats {
     pub forwarded: u64,
     /// Traffic delivered to us.
     pub delivered: u64,
-    /// Drops by reason.
-    pub dropped: BTreeMap<&'static str, u64>,
+    /// Drops by reason (in a vector sorted by reason: a router counts a few, and a
+    /// simulation holds one table per node).
+    pub dropped: VecMap<&'static str, u64>,
     /// Announcements sent.
     pub announcements_sent: u64,
     /// Lookups started.
@@ -403,7 +428,9 @@ pub struct Router {
     pub(crate) coords: Coords,
     pub(crate) root: Key,
     /// Highest sequence number seen per key (replay protection, also for forgotten keys).
-    pub(crate) seqs: BTreeMap<Key, u64>,
+    /// (A sorted vector: most nodes see the few keys of their peers' chains, which a B-tree
+    /// held in a node of 11 entries or three of them.)
+    pub(crate) seqs: VecMap<Key, u64>,
     /// When each known root's record last advanced.
     pub(crate) root_heard: VecMap<Key, Instant>,
     /// When the root refreshes its record next (or, below a root, when it would time out).
@@ -484,7 +511,7 @@ impl Router {
             parent: None,
             coords: Coords::root(),
             root: key,
-            seqs: BTreeMap::new(),
+            seqs: VecMap::new(),
             root_heard,
             next_root_refresh: now,
             sig_request: None,
@@ -618,7 +645,7 @@ impl Router {
             Drop::UnknownPeer => "unknown_peer",
             Drop::RateLimited => "rate_limited",
         };
-        *self.stats.dropped.entry(name).or_default() += 1;
+        *self.stats.dropped.get_or_insert(name, 0) += 1;
         Handled::Dropped(d)
     }
 
@@ -667,7 +694,7 @@ impl Router {
                 digest: 0,
                 coords: None,
                 record: None,
-                ahead: Vec::new(),
+                ahead: None,
                 probe: None,
                 next_probe: now,
             }),

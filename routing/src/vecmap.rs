@@ -3,6 +3,12 @@
 //! whatever the count, which a simulation pays once per table per node. Iteration is in key
 //! order, as a `BTreeMap`'s, so swapping one for the other changes no decision. Not for large
 //! tables: an insertion moves the entries after it.
+//!
+//! Grown by a quarter (at least one entry), not doubled: most such tables hold one to a few
+//! entries for good (a root heard, a peer's chain sent), and a doubled vector would hold up
+//! to as many unused.
+
+use std::borrow::Borrow;
 
 /// Sorted by key, keys unique.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,17 +26,34 @@ impl<K: Ord, V> VecMap<K, V> {
         Self::default()
     }
 
-    fn find(&self, k: &K) -> Result<usize, usize> {
-        self.0.binary_search_by(|e| e.0.cmp(k))
+    fn find<Q: Ord + ?Sized>(&self, k: &Q) -> Result<usize, usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.binary_search_by(|e| e.0.borrow().cmp(k))
     }
 
-    /// The value of `k`.
-    pub fn get(&self, k: &K) -> Option<&V> {
+    /// Inserts at `i` (see the module doc for the growth).
+    fn insert_at(&mut self, i: usize, k: K, v: V) {
+        if self.0.len() == self.0.capacity() {
+            self.0.reserve_exact((self.0.len() / 4).max(1));
+        }
+        self.0.insert(i, (k, v));
+    }
+
+    /// The value of `k` (looked up by any borrowed form of the key, as a `BTreeMap`'s).
+    pub fn get<Q: Ord + ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(k).ok().map(|i| &self.0[i].1)
     }
 
     /// The value of `k`, to change.
-    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(k).ok().map(|i| &mut self.0[i].1)
     }
 
@@ -39,7 +62,7 @@ impl<K: Ord, V> VecMap<K, V> {
         match self.find(&k) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, v)),
             Err(i) => {
-                self.0.insert(i, (k, v));
+                self.insert_at(i, k, v);
                 None
             }
         }
@@ -50,7 +73,7 @@ impl<K: Ord, V> VecMap<K, V> {
         let i = match self.find(&k) {
             Ok(i) => i,
             Err(i) => {
-                self.0.insert(i, (k, v));
+                self.insert_at(i, k, v);
                 i
             }
         };
@@ -58,7 +81,10 @@ impl<K: Ord, V> VecMap<K, V> {
     }
 
     /// Removes `k`; returns its value.
-    pub fn remove(&mut self, k: &K) -> Option<V> {
+    pub fn remove<Q: Ord + ?Sized>(&mut self, k: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(k).ok().map(|i| self.0.remove(i).1)
     }
 
@@ -108,6 +134,16 @@ impl<K, V> IntoIterator for VecMap<K, V> {
     }
 }
 
+impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    /// The entries, in key order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::VecMap;
@@ -145,6 +181,7 @@ mod tests {
             assert!(v.values().eq(b.values()));
         }
         assert!(v.clone().into_iter().eq(b.clone().into_iter()));
+        assert!((&v).into_iter().eq(&b));
         v.clear();
         assert!(v.is_empty());
     }

@@ -102,6 +102,9 @@ pub mod kind {
 pub const HOP_LIMIT_AT: usize = 1;
 /// Offset of the watermark in a routed message.
 pub const WATERMARK_AT: usize = 2;
+/// Offset of the destination's key in a routed message (its place follows, then the source's
+/// key at [`RoutedHeader::src_key_at`] and place).
+pub const DEST_KEY_AT: usize = 3;
 /// Watermark of a message no node has forwarded yet.
 pub const NO_WATERMARK: u8 = u8::MAX;
 /// Most node records in one FOUND.
@@ -492,6 +495,11 @@ impl RoutedHeader {
             body_at: r.position(),
         })
     }
+
+    /// Offset of the source's key (the destination's key and place end there).
+    pub fn src_key_at(&self) -> usize {
+        self.dest.end
+    }
 }
 
 /// Appends a routed header.
@@ -876,6 +884,57 @@ pub fn record_offsets(msg: &[u8]) -> Option<Vec<usize>> {
     }
     r.finish().ok()?;
     Some(at)
+}
+
+/// Reads past a node record, checking its encoding as [`NodeRecord::decode`] reads it
+/// (the place as [`PlaceAt`] checks it), without allocating.
+fn skip_node_record(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let _key: Key = r.array()?;
+    r.varint()?;
+    let _tree: [u8; 8] = r.array()?;
+    PlaceAt::decode(r)?;
+    let _sig: Sig = r.array()?;
+    Ok(())
+}
+
+/// A `FOUND` body's nonce and where each of its records lies in it, if it reads as
+/// [`RoutedBody::decode`] reads it; `None` if not (see [`ring_records`]).
+pub(crate) fn found_records(body: &[u8]) -> Option<(u64, Vec<std::ops::Range<usize>>)> {
+    let mut r = Reader::new(body);
+    let nonce = u64::from_be_bytes(r.array().ok()?);
+    let n = r.count(MAX_FOUND).ok()?;
+    let mut at = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = r.position();
+        skip_node_record(&mut r).ok()?;
+        at.push(start..r.position());
+    }
+    r.finish().ok()?;
+    Some((nonce, at))
+}
+
+/// A `RING` body's `stabilise` flag and where each of its records lies in it, if it reads as
+/// [`RoutedBody::decode`] reads it; `None` if not (the caller then decodes it in full, and
+/// meets the same error).
+pub(crate) fn ring_records(body: &[u8]) -> Option<(bool, Vec<std::ops::Range<usize>>)> {
+    let mut r = Reader::new(body);
+    let stabilise = match r.u8().ok()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let n = r.count(MAX_FOUND).ok()?;
+    if n == 0 {
+        return None;
+    }
+    let mut at = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = r.position();
+        skip_node_record(&mut r).ok()?;
+        at.push(start..r.position());
+    }
+    r.finish().ok()?;
+    Some((stabilise, at))
 }
 
 #[cfg(test)]

@@ -22,7 +22,22 @@ pub struct SimNode {
     pub router: Router,
     /// False once failed.
     pub alive: bool,
-    timer: Option<u64>,
+    /// Whether `timer_at` holds the instant of its timer in the queue (a flag and a `u64`, not
+    /// an `Option<u64>`: 8 bytes less a node, with the router's alignment).
+    has_timer: bool,
+    timer_at: u64,
+}
+
+impl SimNode {
+    /// The instant of its timer in the queue, if any.
+    fn timer(&self) -> Option<u64> {
+        self.has_timer.then_some(self.timer_at)
+    }
+
+    fn set_timer(&mut self, t: Option<u64>) {
+        self.has_timer = t.is_some();
+        self.timer_at = t.unwrap_or_default();
+    }
 }
 
 /// Link state.
@@ -160,7 +175,8 @@ impl Sim {
             nodes.push(SimNode {
                 router,
                 alive: true,
-                timer: None,
+                has_timer: false,
+                timer_at: 0,
             });
         }
         let (lo, hi) = (
@@ -307,8 +323,8 @@ impl Sim {
             .map(|t| t.saturating_duration_since(self.start).as_nanos() as u64);
         if let Some(t) = t {
             let n = &mut self.nodes[i as usize];
-            if n.timer.is_none_or(|cur| t < cur) {
-                n.timer = Some(t);
+            if n.timer().is_none_or(|cur| t < cur) {
+                n.set_timer(Some(t));
                 self.push(t.max(now_ns), What::Timer { node: i });
             }
         }
@@ -400,10 +416,10 @@ impl Sim {
                 What::Msg(data) => self.deliver(data),
                 What::Timer { node } => {
                     let n = &mut self.nodes[node as usize];
-                    if n.timer != Some(ev.at) {
+                    if n.timer() != Some(ev.at) {
                         continue; // replaced by an earlier one, already run
                     }
-                    n.timer = None;
+                    n.set_timer(None);
                     if !n.alive {
                         continue;
                     }
@@ -413,9 +429,9 @@ impl Sim {
                     // A router that asks to be woken at once, again and again, would stall the
                     // clock: never earlier than 1 ms after a wake-up that changed nothing.
                     let n = &mut self.nodes[node as usize];
-                    if n.timer.is_some_and(|t| t <= self.now_ns) {
+                    if n.timer().is_some_and(|t| t <= self.now_ns) {
                         let t = self.now_ns + 1_000_000;
-                        n.timer = Some(t);
+                        n.set_timer(Some(t));
                         self.push(t, What::Timer { node });
                     }
                 }
@@ -526,6 +542,14 @@ impl Sim {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_node_adds_16_bytes_to_its_router() {
+        assert_eq!(
+            std::mem::size_of::<super::SimNode>(),
+            std::mem::size_of::<routing::Router>() + 16
+        );
+    }
+
     #[test]
     fn an_event_in_the_queue_is_32_bytes() {
         // A message's link and records live in its one allocation (see `inflight`).
