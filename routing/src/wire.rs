@@ -903,13 +903,7 @@ pub(crate) fn found_records(body: &[u8]) -> Option<(u64, Vec<std::ops::Range<usi
     let mut r = Reader::new(body);
     let nonce = u64::from_be_bytes(r.array().ok()?);
     let n = r.count(MAX_FOUND).ok()?;
-    let mut at = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = r.position();
-        skip_node_record(&mut r).ok()?;
-        at.push(start..r.position());
-    }
-    r.finish().ok()?;
+    let at = record_ranges(&mut r, n)?;
     Some((nonce, at))
 }
 
@@ -927,14 +921,21 @@ pub(crate) fn ring_records(body: &[u8]) -> Option<(bool, Vec<std::ops::Range<usi
     if n == 0 {
         return None;
     }
+    let at = record_ranges(&mut r, n)?;
+    Some((stabilise, at))
+}
+
+/// Where each of the `n` node records that end the body `r` reads lies in it; `None` if one
+/// does not read or bytes follow them.
+fn record_ranges(r: &mut Reader, n: usize) -> Option<Vec<std::ops::Range<usize>>> {
     let mut at = Vec::with_capacity(n);
     for _ in 0..n {
         let start = r.position();
-        skip_node_record(&mut r).ok()?;
+        skip_node_record(r).ok()?;
         at.push(start..r.position());
     }
     r.finish().ok()?;
-    Some((stabilise, at))
+    Some(at)
 }
 
 #[cfg(test)]

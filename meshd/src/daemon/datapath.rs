@@ -46,6 +46,17 @@ struct Run {
     closed: bool,
 }
 
+impl Run {
+    /// Whether a datagram of `len` bytes to `to` may follow the run in one GSO send.
+    fn takes(&self, to: Endpoint, len: usize, max_segs: usize) -> bool {
+        self.to == to
+            && !self.closed
+            && len <= self.seg
+            && self.count < max_segs
+            && self.len - self.start + len <= MAX_GSO_BYTES
+    }
+}
+
 /// Datagrams built in place and sent with GSO when they line up.
 pub struct GsoBatch {
     out: Vec<u8>,
@@ -79,13 +90,10 @@ impl GsoBatch {
             return;
         }
         let max_segs = socks.max_gso_segments(&to);
-        let joins = self.run.as_ref().is_some_and(|r| {
-            r.to == to
-                && !r.closed
-                && len <= r.seg
-                && r.count < max_segs
-                && r.len + len <= MAX_GSO_BYTES
-        });
+        let joins = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.takes(to, len, max_segs));
         if joins {
             if let Some(r) = self.run.as_mut() {
                 r.count += 1;
@@ -137,13 +145,7 @@ async fn forward_in_place(
         return run;
     }
     if let Some(mut r) = run {
-        if r.to == to
-            && r.len == at
-            && !r.closed
-            && len <= r.seg
-            && r.count < socks.max_gso_segments(&to)
-            && r.len + len - r.start <= MAX_GSO_BYTES
-        {
+        if r.len == at && r.takes(to, len, socks.max_gso_segments(&to)) {
             r.count += 1;
             r.len += len;
             r.closed = len < r.seg;
