@@ -17,6 +17,7 @@
 //! | `tun.name` | `mesh0` | name of the TUN interface |
 //! | `tun.mtu` | `1420` | MTU of the TUN interface |
 //! | `tun.offload` | `true` | use TSO/GRO on the TUN device (falls back if the kernel refuses) |
+//! | `tun.writers` | `0` | threads writing to the TUN device (each flow on one; at most 8); `0`: the event loop writes |
 //! | `discovery.enabled` | `true` | announce this node and link with neighbours on the LAN (IPv6 link-local multicast) |
 //! | `discovery.interfaces` | `[]` (all) | interfaces to discover on; empty: every multicast interface that is up |
 //! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
@@ -96,6 +97,13 @@ pub struct TunConfig {
     pub mtu: u16,
     /// TSO/GRO.
     pub offload: bool,
+    /// Threads that write packets for this node's programs to the device (the receiving
+    /// TCP stack runs in those writes), each flow on one of them; 0 (the default): the event
+    /// loop writes them. On a 2-core machine running both ends of a transfer, a writer
+    /// thread cost 7-12% of single-stream throughput and added a thread wake-up to every idle
+    /// packet (`docs/BENCHMARKS.md`, "TUN writer threads"): they pay only where cores are
+    /// idle, which is the user's call until a machine with more cores has measured it.
+    pub writers: usize,
 }
 
 /// The `[znet]` table.
@@ -220,6 +228,7 @@ impl Default for TunConfig {
             name: "mesh0".into(),
             mtu: 1420,
             offload: true,
+            writers: 0,
         }
     }
 }
@@ -329,6 +338,10 @@ name = "mesh0"
 mtu = 1420
 # TCP segmentation/receive offload on the TUN device; turned off by itself if the kernel refuses.
 offload = true
+# Threads that write packets for this node's programs to the TUN device (the kernel's TCP stack
+# runs in those writes), each flow always on the same one; at most 8. 0: the event loop writes
+# them. Worth trying on a receiving server with idle cores; each adds a thread wake-up.
+writers = 0
 
 # LAN discovery: every second this node announces its key (signed) to ff02::706c:616e port 7822
 # on each chosen interface, and links with the neighbours it hears, if the circle policy's
@@ -592,6 +605,13 @@ impl Config {
                 self.tun.mtu
             );
         }
+        let most = crate::daemon::MAX_TUN_WRITERS;
+        if self.tun.writers > most {
+            let n = self.tun.writers;
+            bail!(
+                "tun.writers: {n} is more than {most}; use 0..={most} (0: the event loop writes)"
+            );
+        }
         Ok(())
     }
 }
@@ -657,6 +677,8 @@ mod tests {
             ("peers = [\"10.0.0.2:7820\"]", "peers"),
             ("listn = []", "listn"),
             ("[tun]\nmtu = 500", "tun.mtu"),
+            ("[tun]\nwriters = 100", "tun.writers"),
+            ("[tun]\nwriters = -1", "writers"),
             (
                 "listen = [\"quic://[::]:7822\"]",
                 "LAN discovery listens on",

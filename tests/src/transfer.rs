@@ -20,8 +20,13 @@ fn fill(buf: &mut [u8], state: &mut u64) {
 /// Sends `total` bytes from `a` to `b`'s overlay address over TCP, and checks that exactly
 /// those bytes arrived (SHA-256). Returns the seconds it took; fails the test otherwise.
 pub fn intact(a: &Node, b: &Node, total: usize) -> f64 {
+    intact_on(a, b, total, 5001)
+}
+
+/// As [`intact`], to TCP port `port` of `b` (transfers on different ports may run at once).
+pub fn intact_on(a: &Node, b: &Node, total: usize, port: u16) -> f64 {
     let (b_addr, _) = b.identity();
-    let listen = SocketAddr::new(b_addr.into(), 5001);
+    let listen = SocketAddr::new(b_addr.into(), port);
     let listener =
         b.ns.enter(move || TcpListener::bind(listen).expect("bind on B's overlay address"));
     let receiver = b.ns.spawn(move || {

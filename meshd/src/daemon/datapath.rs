@@ -23,12 +23,10 @@ const BUDGET: usize = 16;
 const RX_SLOTS: usize = 8;
 /// Size of one GRO buffer (the kernel coalesces up to 64 KB).
 const RX_SLOT_LEN: usize = 65_536;
-/// Capacity of one TUN write buffer: a whole coalesced 64 KB segment and two headers.
-/// Spare TUN buffers kept for the znets' batches (each may hold 64 KB once GRO used it).
+/// Spare TUN buffers kept for the znets' batches.
 const MAX_SPARE: usize = 2 * MAX_TUN_BATCH;
-const TUN_BUF_CAPACITY: usize = 2 * VIRTIO_NET_HDR_LEN + 65_535;
 /// Most packets decrypted before they are written to the TUN device.
-const MAX_TUN_BATCH: usize = 128;
+pub const MAX_TUN_BATCH: usize = 128;
 /// Most payload bytes one GSO send may carry: the total must fit one UDP datagram's length.
 const MAX_GSO_BYTES: usize = 65_000;
 /// Room reserved for one datagram in a GSO buffer.
@@ -304,6 +302,9 @@ pub struct UdpToTun {
     inits: InitBatch,
     /// How much of the handshake sockets a turn reads.
     pacing: InitPacing,
+    /// Threads that write the TUN batches, if there are any (else this loop writes them).
+    #[cfg(target_os = "linux")]
+    writers: Option<super::tun_writers::TunWriters>,
 }
 
 impl Default for UdpToTun {
@@ -319,11 +320,19 @@ impl Default for UdpToTun {
             spare: Vec::new(),
             inits: InitBatch::default(),
             pacing: InitPacing::default(),
+            #[cfg(target_os = "linux")]
+            writers: None,
         }
     }
 }
 
 impl UdpToTun {
+    /// From now on the TUN batches are written by `writers`.
+    #[cfg(target_os = "linux")]
+    pub fn set_writers(&mut self, writers: super::tun_writers::TunWriters) {
+        self.writers = Some(writers);
+    }
+
     /// Receives what socket `idx` has (up to the budget): packets for us go to the TUN device,
     /// packets for others on to their next hop. Fails if the socket itself failed.
     pub async fn pump(
@@ -515,10 +524,8 @@ impl UdpToTun {
         znets: &super::znets::Devices,
     ) -> Option<(Endpoint, usize)> {
         if *count == self.tun_bufs.len() {
-            // GRO appends the segments of a flow to its first buffer, and tun-rs
-            // coalesces only into a buffer with room for 64 KB: reserve it (pages
-            // are touched only as far as they are used).
-            self.tun_bufs.push(Vec::with_capacity(TUN_BUF_CAPACITY));
+            // One packet each: GRO writes a flow's joined segments from where they lie.
+            self.tun_bufs.push(Vec::new());
         }
         let tb = &mut self.tun_bufs[*count];
         // Sized, not cleared: what the node does not overwrite is cut off below, and the
@@ -548,10 +555,7 @@ impl UdpToTun {
                 // The header room is zero: no offload information. Moved out
                 // whole (the slot gets a fresh buffer) and written per batch.
                 tb.truncate(VIRTIO_NET_HDR_LEN + len);
-                let fresh = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(TUN_BUF_CAPACITY));
+                let fresh = self.spare.pop().unwrap_or_default();
                 let b = std::mem::replace(tb, fresh);
                 let (bufs, gro) = self.znet_bufs.entry(id).or_default();
                 bufs.push(b);
@@ -599,6 +603,16 @@ impl UdpToTun {
 
     async fn write_tun(&mut self, tun: &Local, count: usize) {
         if count == 0 {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(w) = self.writers.as_mut() {
+            // Each packet to the writer of its flow; the slot gets a written buffer back.
+            for b in &mut self.tun_bufs[..count] {
+                let spare = w.spare();
+                w.push(std::mem::replace(b, spare));
+            }
+            w.flush().await;
             return;
         }
         let bufs = &mut self.tun_bufs[..count];

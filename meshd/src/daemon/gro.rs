@@ -4,8 +4,10 @@
 //!
 //! tun-rs does this too (`send_multiple`), but copies every packet into a new allocation and
 //! sums the TCP checksum of every segment before joining it: 6-7% of the daemon's CPU under
-//! one TCP stream (`perf`, `docs/BENCHMARKS.md`). Here nothing is allocated or copied per
-//! packet but the joined payload, and checksums are not verified: every packet written to
+//! one TCP stream (`perf`, `docs/BENCHMARKS.md`). Here nothing is allocated or copied: a
+//! joined packet is written with one `writev` of its pieces ([`GROTable::pieces`]: the first
+//! segment with its headers, then the payload of each segment joined to it, where they lie),
+//! so no buffer needs room for 64 KB. Checksums are not verified: every packet written to
 //! the TUN device was authenticated by an AEAD (an end-to-end or znet session) or made by this
 //! node, so a checksum cannot catch anything the tag did not. A joined packet is marked
 //! `NEEDS_CSUM` (the kernel finishes its checksum if it forwards it); a packet written alone
@@ -30,6 +32,10 @@ const PSH: u8 = 0x08;
 const MAX_LEN: usize = 65_535;
 /// Flows followed per batch; a packet of a flow beyond these is written alone.
 const MAX_ITEMS: usize = 128;
+/// Most pieces one joined packet is written in (its first segment and those joined to it).
+pub const MAX_PIECES: usize = 64;
+/// No buffer: the end of a chain of joined segments.
+const NONE: u32 = u32::MAX;
 /// Digests of flows (only compared within one batch, so a fixed seed does no harm).
 const FLOW: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x706c_616e);
 
@@ -47,6 +53,10 @@ struct Item {
     gso_size: usize,
     next_seq: u32,
     joined: usize,
+    /// Bytes of the joined packet so far, from the IP header on.
+    len: usize,
+    /// Index of the buffer joined last (the head's, if none was).
+    last: usize,
     /// A segment shorter than `gso_size`, or with PSH, was the last one.
     closed: bool,
 }
@@ -57,6 +67,10 @@ pub struct GROTable {
     items: Vec<Item>,
     /// Whether each buffer of the batch was joined to an earlier one.
     consumed: Vec<bool>,
+    /// For each buffer, the one joined after it ([`NONE`] if none), and where the payload of
+    /// a joined buffer starts.
+    next: Vec<u32>,
+    payload_at: Vec<usize>,
     /// Indexes of the buffers to write, in order.
     pub(crate) to_write: Vec<usize>,
 }
@@ -156,6 +170,10 @@ impl GROTable {
         self.to_write.clear();
         self.consumed.clear();
         self.consumed.resize(bufs.len(), false);
+        self.next.clear();
+        self.next.resize(bufs.len(), NONE);
+        self.payload_at.clear();
+        self.payload_at.resize(bufs.len(), 0);
         for i in 0..bufs.len() {
             let Some(pkt) = bufs[i].get(offset..) else {
                 continue;
@@ -169,23 +187,23 @@ impl GROTable {
             let latest = self.items.iter().rposition(|it| it.flow == s.flow);
             if let Some(k) = latest {
                 let item = &self.items[k];
-                let (before, rest) = bufs.split_at_mut(i);
-                let head = &mut before[item.head];
-                let pkt = &rest[0][offset..];
-                let fits = head.len() + payload <= offset + MAX_LEN
-                    && head.capacity() >= head.len() + payload;
+                let head = &bufs[item.head][offset..];
                 if !item.closed
                     && s.seq == item.next_seq
                     && payload <= item.gso_size
-                    && fits
-                    && same_headers(item, &head[offset..], &s, pkt)
+                    && item.len + payload <= MAX_LEN
+                    && item.joined + 1 < MAX_PIECES
+                    && same_headers(item, head, &s, pkt)
                 {
-                    head.extend_from_slice(&pkt[s.hdr_len..]);
                     if s.flags & PSH != 0 {
                         // the joined packet carries PSH if any of its segments did
-                        head[offset + s.ip_len + 13] |= PSH;
+                        bufs[item.head][offset + s.ip_len + 13] |= PSH;
                     }
                     let item = &mut self.items[k];
+                    self.next[item.last] = i as u32;
+                    self.payload_at[i] = offset + s.hdr_len;
+                    item.last = i;
+                    item.len += payload;
                     item.next_seq = s.seq.wrapping_add(payload as u32);
                     item.joined += 1;
                     item.closed = payload < item.gso_size || s.flags & PSH != 0;
@@ -203,6 +221,8 @@ impl GROTable {
                     gso_size: payload,
                     next_seq: s.seq.wrapping_add(payload as u32),
                     joined: 0,
+                    len: pkt.len(),
+                    last: i,
                     closed: s.flags & PSH != 0,
                 });
             }
@@ -219,13 +239,43 @@ impl GROTable {
         }
         Ok(())
     }
+
+    /// The pieces of the packet `to_write` lists as `i`, into `out`: buffer `i` from its
+    /// virtio-net header on, then the payload of every segment joined to it, in order.
+    /// Returns how many pieces there are (at most [`MAX_PIECES`]).
+    pub fn pieces<'a>(
+        &self,
+        i: usize,
+        bufs: &'a [Vec<u8>],
+        offset: usize,
+        out: &mut [io::IoSlice<'a>; MAX_PIECES],
+    ) -> usize {
+        let first = offset
+            .checked_sub(VIRTIO_NET_HDR_LEN)
+            .and_then(|room| bufs.get(i)?.get(room..));
+        let Some(first) = first else {
+            return 0;
+        };
+        out[0] = io::IoSlice::new(first);
+        let mut n = 1;
+        let mut at = self.next.get(i).copied().unwrap_or(NONE);
+        while at != NONE && n < MAX_PIECES {
+            let j = at as usize;
+            if let Some(p) = bufs.get(j).and_then(|b| b.get(self.payload_at[j]..)) {
+                out[n] = io::IoSlice::new(p);
+                n += 1;
+            }
+            at = self.next[j];
+        }
+        n
+    }
 }
 
 /// Lengths, the IPv4 header checksum, the TCP pseudo-header sum and the GSO header of a
-/// joined packet.
+/// joined packet, written into the headers of its first segment.
 fn finish(item: &Item, buf: &mut [u8], offset: usize) -> io::Result<()> {
     let (room, pkt) = buf.split_at_mut(offset);
-    let len = pkt.len();
+    let len = item.len;
     let tcp_len = len - item.ip_len;
     let (src, dst) = if item.v6 {
         pkt[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());

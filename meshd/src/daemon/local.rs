@@ -84,16 +84,17 @@ impl LocalIo for AsyncDevice {
             return Ok(bufs.len());
         }
         gro.coalesce(bufs, offset)?;
+        let bufs: &[Vec<u8>] = bufs;
         let mut total = 0;
         let mut result = Ok(());
+        let mut iov = [io::IoSlice::new(&[]); super::gro::MAX_PIECES];
         for &i in &gro.to_write {
-            let Some(b) = bufs
-                .get(i)
-                .and_then(|b| b.get(offset - VIRTIO_NET_HDR_LEN..))
-            else {
-                continue;
+            let sent = match gro.pieces(i, bufs, offset, &mut iov) {
+                0 => continue,
+                1 => self.send(&iov[0]).await,
+                n => self.send_vectored(&iov[..n]).await,
             };
-            match self.send(b).await {
+            match sent {
                 Ok(n) => total += n,
                 // The device is gone: no point in writing the rest.
                 Err(e) if e.raw_os_error() == Some(libc::EBADFD) => return Err(e),

@@ -24,6 +24,13 @@ pub mod policy;
 mod policy_worker;
 mod state_file;
 pub mod streams;
+#[cfg(target_os = "linux")]
+mod tun_writers;
+#[cfg(target_os = "linux")]
+pub use tun_writers::MAX_WRITERS as MAX_TUN_WRITERS;
+/// Most TUN writer threads (`tun.writers`).
+#[cfg(not(target_os = "linux"))]
+pub const MAX_TUN_WRITERS: usize = 8;
 mod turns;
 pub mod znets;
 
@@ -320,6 +327,7 @@ pub async fn run_with(
         udp: socks,
         streams,
     };
+    let own_tun = local.is_none();
     let tun = match local {
         Some(Attach::TunFd(fd)) => {
             let t = crate::tun::from_owned(fd)?;
@@ -443,6 +451,24 @@ pub async fn run_with(
     let (resolve_tx, mut resolve_rx) = mpsc::channel::<(PeerUri, Result<SocketAddr, String>)>(16);
     let mut tun_rx = datapath::TunToUdp::new(cfg.tun.mtu);
     let mut udp_rx = datapath::UdpToTun::default();
+    #[cfg(target_os = "linux")]
+    if let Local::Tun(t) = &tun
+        && own_tun
+    {
+        let n = cfg.tun.writers;
+        if n > 0 {
+            use std::os::fd::AsFd;
+            let writers = tun_writers::TunWriters::start(
+                (**t).as_fd(),
+                n,
+                t.tcp_gso(),
+                datapath::MAX_TUN_BATCH,
+            )
+            .context("cannot start the TUN writer threads")?;
+            tracing::info!(writers = writers.len(), "TUN writers started");
+            udp_rx.set_writers(writers);
+        }
+    }
     let mut pings: HashMap<u64, Responder> = HashMap::new();
     if let Some(f) = on_event.as_mut() {
         f(Event::Ready {
