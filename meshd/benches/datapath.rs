@@ -181,7 +181,10 @@ fn stage_destination(
     bufs: &mut Bufs,
 ) -> bool {
     let r = node.inbound_in_place(now, addr(from), d, &mut bufs.t);
-    matches!(r, Inbound::Tun { len: 1280 })
+    matches!(
+        r,
+        Inbound::Tun { len: 1280 } | Inbound::TunAt { len: 1280, .. }
+    )
 }
 
 struct Bufs {

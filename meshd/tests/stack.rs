@@ -87,8 +87,11 @@ impl Net {
                     self.wire
                         .push_back((self.nodes[i].1, to, net[..len].to_vec()))
                 }
-                // Only `inbound_in_place` forwards in place.
-                Inbound::ForwardInPlace { .. } | Inbound::Znet { .. } | Inbound::Done => {}
+                // Only `inbound_in_place` forwards and decrypts in place.
+                Inbound::ForwardInPlace { .. }
+                | Inbound::TunAt { .. }
+                | Inbound::Znet { .. }
+                | Inbound::Done => {}
             }
             self.collect();
         }

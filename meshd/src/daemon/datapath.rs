@@ -285,6 +285,16 @@ impl Dgram<'_> {
     }
 }
 
+/// What one datagram of a pump's own buffers came to.
+enum Step {
+    /// Nothing to send from where it lies.
+    Nothing,
+    /// Sealed again where it lies: send its first `len` bytes to `to`.
+    Forward(Endpoint, usize),
+    /// A packet for the TUN device decrypted where it lies, at `at` (`len` bytes).
+    Tun(usize, usize),
+}
+
 /// Buffers for the UDP → TUN (or forward) direction.
 pub struct UdpToTun {
     rx: Vec<Vec<u8>>,
@@ -293,6 +303,9 @@ pub struct UdpToTun {
     tun_bufs: Vec<Vec<u8>>,
     /// Packets made by the node itself (ICMPv6 errors) go through here too.
     pub gro: GROTable,
+    /// Packets decrypted where they lie in the receive buffers, written from there at the
+    /// end of each receive: (buffer, start, length).
+    places: Vec<(usize, usize, usize)>,
     forward: GsoBatch,
     /// Packets for znets' TUNs, by znet (framed), written per batch with GRO.
     znet_bufs: std::collections::HashMap<u64, (Vec<Vec<u8>>, GROTable)>,
@@ -315,6 +328,7 @@ impl Default for UdpToTun {
             frame: vec![0; RX_SLOT_LEN],
             tun_bufs: Vec::new(),
             gro: GROTable::default(),
+            places: Vec::new(),
             forward: GsoBatch::new(),
             znet_bufs: Default::default(),
             spare: Vec::new(),
@@ -374,7 +388,7 @@ impl UdpToTun {
             let rx = std::mem::take(&mut self.rx);
             let meta = std::mem::take(&mut self.meta);
             let mut rx = rx;
-            for (m, buf) in meta[..n].iter().zip(rx.iter_mut()) {
+            for (slot, (m, buf)) in meta[..n].iter().zip(rx.iter_mut()).enumerate() {
                 let from = Endpoint::udp(canonical(m.addr));
                 let stride = if m.stride == 0 { m.len } else { m.stride };
                 let len = m.len.min(buf.len());
@@ -385,11 +399,15 @@ impl UdpToTun {
                 while at < len {
                     let end = (at + stride.max(1)).min(len);
                     let dgram = Dgram::Own(&mut buf[at..end]);
-                    if let Some((to, n)) = self
+                    match self
                         .one(&mut count, now, from, dgram, node, socks, znets)
                         .await
                     {
-                        run = forward_in_place(socks, buf, run, to, at, n).await;
+                        Step::Forward(to, n) => {
+                            run = forward_in_place(socks, buf, run, to, at, n).await;
+                        }
+                        Step::Tun(start, len) => self.places.push((slot, at + start, len)),
+                        Step::Nothing => {}
                     }
                     at = end;
                     // Written as soon as the batch is full, so that no more than
@@ -404,6 +422,8 @@ impl UdpToTun {
                     send_run(socks, &buf[r.start..r.len], &r).await;
                 }
             }
+            // Before the buffers are read into again.
+            self.write_places(tun, &mut rx).await;
             self.rx = rx;
             self.meta = meta;
         }
@@ -522,7 +542,7 @@ impl UdpToTun {
         node: &mut Node,
         socks: &Sockets,
         znets: &super::znets::Devices,
-    ) -> Option<(Endpoint, usize)> {
+    ) -> Step {
         if *count == self.tun_bufs.len() {
             // One packet each: GRO writes a flow's joined segments from where they lie.
             self.tun_bufs.push(Vec::new());
@@ -538,7 +558,23 @@ impl UdpToTun {
         }
         let tun_out = &mut tb[VIRTIO_NET_HDR_LEN..];
         let r = match dgram {
-            Dgram::Own(d) => node.inbound_in_place(now, from, d, tun_out),
+            Dgram::Own(d) => match node.inbound_in_place(now, from, d, tun_out) {
+                #[cfg(target_os = "linux")]
+                Inbound::TunAt { at, len } if self.writers.is_some() => {
+                    // The writer threads take buffers of their own: copied.
+                    match d.get(at..at + len) {
+                        Some(p) => {
+                            tun_out[..len].copy_from_slice(p);
+                            Inbound::Tun { len }
+                        }
+                        None => Inbound::Done,
+                    }
+                }
+                Inbound::TunAt { at, len } if at >= VIRTIO_NET_HDR_LEN => {
+                    return Step::Tun(at, len);
+                }
+                r => r,
+            },
             Dgram::Lent(d) => {
                 let net_out = self.forward.tail(socks).await;
                 node.inbound(now, from, d, &mut self.frame, tun_out, net_out)
@@ -550,7 +586,9 @@ impl UdpToTun {
                 *count += 1;
             }
             Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
-            Inbound::ForwardInPlace { to, len } => return Some((to, len)),
+            Inbound::ForwardInPlace { to, len } => return Step::Forward(to, len),
+            // Only from a datagram of our own buffers, with header room (above).
+            Inbound::TunAt { .. } => {}
             Inbound::Znet { id, len } => {
                 // The header room is zero: no offload information. Moved out
                 // whole (the slot gets a fresh buffer) and written per batch.
@@ -567,7 +605,7 @@ impl UdpToTun {
             }
             Inbound::Done => {}
         }
-        None
+        Step::Nothing
     }
 
     /// Link datagrams that came over connections (TCP, QUIC), handled as a batch the way a
@@ -599,6 +637,47 @@ impl UdpToTun {
             }
         }
         self.finish(count, tun, socks, znets).await;
+    }
+
+    /// Writes the packets [`Step::Tun`] left in the receive buffers `rx`, from where they
+    /// lie (each with the bytes before it as room for the virtio-net header).
+    async fn write_places(&mut self, tun: &Local, rx: &mut [Vec<u8>]) {
+        if self.places.is_empty() {
+            return;
+        }
+        let mut packets: Vec<&mut [u8]> = Vec::with_capacity(self.places.len());
+        let mut slots = rx.iter_mut().enumerate();
+        let mut rest: &mut [u8] = &mut [];
+        // The slot `rest` is the tail of, and where in it `rest` starts.
+        let (mut cur, mut base) = (usize::MAX, 0);
+        for &(slot, at, len) in &self.places {
+            while cur != slot {
+                let Some((i, b)) = slots.next() else {
+                    break;
+                };
+                (cur, base, rest) = (i, 0, b.as_mut_slice());
+            }
+            let start = at - VIRTIO_NET_HDR_LEN;
+            let taken = std::mem::take(&mut rest);
+            // Places come in order and never overlap; anything else is skipped.
+            let Some(skip) = start
+                .checked_sub(base)
+                .filter(|&k| k + VIRTIO_NET_HDR_LEN + len <= taken.len())
+            else {
+                rest = taken;
+                continue;
+            };
+            let (packet, tail) = taken[skip..].split_at_mut(VIRTIO_NET_HDR_LEN + len);
+            packets.push(packet);
+            (rest, base) = (tail, at + len);
+        }
+        self.places.clear();
+        if let Err(e) = tun
+            .send_multiple(&mut self.gro, &mut packets, VIRTIO_NET_HDR_LEN)
+            .await
+        {
+            tracing::debug!("TUN write: {e}");
+        }
     }
 
     async fn write_tun(&mut self, tun: &Local, count: usize) {

@@ -159,7 +159,11 @@ fn same_headers(item: &Item, head: &[u8], s: &Segment, pkt: &[u8]) -> bool {
 impl GROTable {
     /// Joins what can be joined in `bufs` (each a packet at `offset`, after room for the
     /// virtio-net header) and writes every header; `to_write` then lists the buffers to write.
-    pub fn coalesce(&mut self, bufs: &mut [Vec<u8>], offset: usize) -> io::Result<()> {
+    pub fn coalesce<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        bufs: &mut [B],
+        offset: usize,
+    ) -> io::Result<()> {
         if offset < VIRTIO_NET_HDR_LEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -175,7 +179,7 @@ impl GROTable {
         self.payload_at.clear();
         self.payload_at.resize(bufs.len(), 0);
         for i in 0..bufs.len() {
-            let Some(pkt) = bufs[i].get(offset..) else {
+            let Some(pkt) = bufs[i].as_ref().get(offset..) else {
                 continue;
             };
             let Some(s) = segment(pkt) else {
@@ -187,7 +191,7 @@ impl GROTable {
             let latest = self.items.iter().rposition(|it| it.flow == s.flow);
             if let Some(k) = latest {
                 let item = &self.items[k];
-                let head = &bufs[item.head][offset..];
+                let head = &bufs[item.head].as_ref()[offset..];
                 if !item.closed
                     && s.seq == item.next_seq
                     && payload <= item.gso_size
@@ -197,7 +201,7 @@ impl GROTable {
                 {
                     if s.flags & PSH != 0 {
                         // the joined packet carries PSH if any of its segments did
-                        bufs[item.head][offset + s.ip_len + 13] |= PSH;
+                        bufs[item.head].as_mut()[offset + s.ip_len + 13] |= PSH;
                     }
                     let item = &mut self.items[k];
                     self.next[item.last] = i as u32;
@@ -228,6 +232,7 @@ impl GROTable {
             }
         }
         for (i, b) in bufs.iter_mut().enumerate() {
+            let b = b.as_mut();
             if self.consumed[i] || b.len() < offset {
                 continue;
             }
@@ -235,7 +240,7 @@ impl GROTable {
             self.to_write.push(i);
         }
         for item in self.items.iter().filter(|it| it.joined > 0) {
-            finish(item, &mut bufs[item.head], offset)?;
+            finish(item, bufs[item.head].as_mut(), offset)?;
         }
         Ok(())
     }
@@ -243,16 +248,16 @@ impl GROTable {
     /// The pieces of the packet `to_write` lists as `i`, into `out`: buffer `i` from its
     /// virtio-net header on, then the payload of every segment joined to it, in order.
     /// Returns how many pieces there are (at most [`MAX_PIECES`]).
-    pub fn pieces<'a>(
+    pub fn pieces<'a, B: AsRef<[u8]>>(
         &self,
         i: usize,
-        bufs: &'a [Vec<u8>],
+        bufs: &'a [B],
         offset: usize,
         out: &mut [io::IoSlice<'a>; MAX_PIECES],
     ) -> usize {
         let first = offset
             .checked_sub(VIRTIO_NET_HDR_LEN)
-            .and_then(|room| bufs.get(i)?.get(room..));
+            .and_then(|room| bufs.get(i)?.as_ref().get(room..));
         let Some(first) = first else {
             return 0;
         };
@@ -261,7 +266,10 @@ impl GROTable {
         let mut at = self.next.get(i).copied().unwrap_or(NONE);
         while at != NONE && n < MAX_PIECES {
             let j = at as usize;
-            if let Some(p) = bufs.get(j).and_then(|b| b.get(self.payload_at[j]..)) {
+            if let Some(p) = bufs
+                .get(j)
+                .and_then(|b| b.as_ref().get(self.payload_at[j]..))
+            {
                 out[n] = io::IoSlice::new(p);
                 n += 1;
             }

@@ -48,10 +48,10 @@ pub(crate) trait LocalIo {
     ) -> io::Result<usize>;
 
     /// Writes the packets `bufs[i][offset..]` (coalescing them where the device allows).
-    async fn send_multiple(
+    async fn send_multiple<B: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         gro: &mut GROTable,
-        bufs: &mut [Vec<u8>],
+        bufs: &mut [B],
         offset: usize,
     ) -> io::Result<usize>;
 }
@@ -68,23 +68,23 @@ impl LocalIo for AsyncDevice {
         AsyncDevice::try_recv_multiple(self, original, bufs, sizes, offset)
     }
 
-    async fn send_multiple(
+    async fn send_multiple<B: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         gro: &mut GROTable,
-        bufs: &mut [Vec<u8>],
+        bufs: &mut [B],
         offset: usize,
     ) -> io::Result<usize> {
         if !self.tcp_gso() {
             // No virtio-net header on this device: one packet per write.
             for b in bufs.iter() {
-                if let Some(p) = b.get(offset..) {
+                if let Some(p) = b.as_ref().get(offset..) {
                     self.send(p).await?;
                 }
             }
             return Ok(bufs.len());
         }
         gro.coalesce(bufs, offset)?;
-        let bufs: &[Vec<u8>] = bufs;
+        let bufs: &[B] = bufs;
         let mut total = 0;
         let mut result = Ok(());
         let mut iov = [io::IoSlice::new(&[]); super::gro::MAX_PIECES];
@@ -123,14 +123,14 @@ impl LocalIo for AsyncDevice {
         Ok(1)
     }
 
-    async fn send_multiple(
+    async fn send_multiple<B: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         _gro: &mut GROTable,
-        bufs: &mut [Vec<u8>],
+        bufs: &mut [B],
         offset: usize,
     ) -> io::Result<usize> {
         for b in bufs.iter() {
-            if let Some(p) = b.get(offset..) {
+            if let Some(p) = b.as_ref().get(offset..) {
                 self.send(p).await?;
             }
         }
@@ -259,14 +259,14 @@ impl LocalIo for PacketPort {
         Ok(n)
     }
 
-    async fn send_multiple(
+    async fn send_multiple<B: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         _gro: &mut GROTable,
-        bufs: &mut [Vec<u8>],
+        bufs: &mut [B],
         offset: usize,
     ) -> io::Result<usize> {
         for b in bufs.iter() {
-            if let Some(p) = b.get(offset..) {
+            if let Some(p) = b.as_ref().get(offset..) {
                 (self.sink)(p);
             }
         }
@@ -309,10 +309,10 @@ impl LocalIo for Local {
         }
     }
 
-    async fn send_multiple(
+    async fn send_multiple<B: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         gro: &mut GROTable,
-        bufs: &mut [Vec<u8>],
+        bufs: &mut [B],
         offset: usize,
     ) -> io::Result<usize> {
         match self {

@@ -125,6 +125,27 @@ impl E2e {
         ct: &[u8],
         out: &mut [u8],
     ) -> Received {
+        if !self.by_index.contains_key(&receiver) {
+            self.counters.unknown_session += 1;
+            return Received::Dropped;
+        }
+        let Some(room) = out.get_mut(..ct.len()) else {
+            self.counters.decrypt_failed += 1;
+            return Received::Dropped;
+        };
+        room.copy_from_slice(ct);
+        self.on_data_in_place(now, receiver, counter, room)
+    }
+
+    /// As [`E2e::on_data`], decrypting the ciphertext and tag `buf` where they lie: what
+    /// [`Received::Deliver`] or [`Received::Control`] announce is at the start of `buf`.
+    pub(crate) fn on_data_in_place(
+        &mut self,
+        now: Instant,
+        receiver: u32,
+        counter: u64,
+        buf: &mut [u8],
+    ) -> Received {
         let Some(key) = self.by_index.get(&receiver).copied() else {
             self.counters.unknown_session += 1;
             return Received::Dropped;
@@ -137,7 +158,7 @@ impl E2e {
             self.counters.unknown_session += 1;
             return Received::Dropped;
         };
-        let n = match s.decrypt(counter, ct, out) {
+        let n = match s.decrypt_in_place(counter, buf) {
             Ok(n) => n,
             Err(SessionError::Replay) => {
                 self.counters.replay += 1;
@@ -166,7 +187,7 @@ impl E2e {
         if self.cfg.bind.is_some() {
             // A znet packet: IPv4 or IPv6 of the znet's private ranges, checked by the znet.
             if !matches!(
-                out[0] >> 4,
+                buf[0] >> 4,
                 codes::session_payload::IPV4_NIBBLE | codes::session_payload::IPV6_NIBBLE
             ) {
                 self.counters.malformed += 1;
@@ -176,11 +197,11 @@ impl E2e {
             r.rx_bytes += n as u64;
             return Received::Deliver { len: n, from: key };
         }
-        if out[0] == CONTROL {
+        if buf[0] == CONTROL {
             // Not a packet: a message between the two nodes themselves (NAT traversal).
             return Received::Control { len: n, from: key };
         }
-        let Ok(h) = Ipv6Header::parse(&out[..n]) else {
+        let Ok(h) = Ipv6Header::parse(&buf[..n]) else {
             self.counters.malformed += 1;
             return Received::Dropped;
         };

@@ -363,6 +363,35 @@ impl E2e {
         }
     }
 
+    /// As [`E2e::handle_via`], decrypting a DATA message where it lies in `msg`: returns what
+    /// came of it and where in `msg` what [`Received::Deliver`] or [`Received::Control`]
+    /// announce starts.
+    pub fn handle_via_in_place(
+        &mut self,
+        now: Instant,
+        via: Option<u64>,
+        src: &PublicKey,
+        msg: &mut [u8],
+    ) -> (Received, usize) {
+        let (receiver, counter) = match wire::parse(msg) {
+            Ok(Msg::Data {
+                receiver, counter, ..
+            }) => (receiver, counter),
+            // Nothing else carries a payload.
+            _ => return (self.handle_via(now, via, src, msg, &mut []), 0),
+        };
+        let at = wire::DATA_CIPHERTEXT_AT;
+        let r = self.on_data_in_place(now, receiver, counter, &mut msg[at..]);
+        // The sender holds a session we do not (we restarted): tell it.
+        if r == Received::Dropped
+            && !self.by_index.contains_key(&receiver)
+            && self.stale_hint(now, *src, receiver)
+        {
+            return (Received::Consumed, at);
+        }
+        (r, at)
+    }
+
     /// `src` says it does not know `receiver`. If that is its index of one of our sessions
     /// with it, it lost the session: handshake again now, keeping ours until the new one is up
     /// (the hint is not authenticated: believing it costs one handshake, never a session).

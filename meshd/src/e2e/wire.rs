@@ -34,6 +34,8 @@ pub const RESP_NOISE_LEN: usize = 32 + TAG_LEN;
 pub const RESP_LEN: usize = 12 + RESP_NOISE_LEN;
 /// Bytes a DATA message adds to a packet.
 pub const DATA_OVERHEAD: usize = TRANSPORT_OVERHEAD;
+/// Where a DATA message's ciphertext starts (after type, receiver index and counter).
+pub const DATA_CIPHERTEXT_AT: usize = 13;
 
 /// A checked view of an end-to-end message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +122,7 @@ pub fn parse(b: &[u8]) -> Result<Msg<'_>, MsgError> {
             Ok(Msg::Data {
                 receiver: u32_at(b, 1),
                 counter: u64::from_be_bytes(c),
-                ciphertext: &b[13..],
+                ciphertext: &b[DATA_CIPHERTEXT_AT..],
             })
         }
         Some(TYPE_STALE) => {

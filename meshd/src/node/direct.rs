@@ -75,6 +75,43 @@ impl Node {
         }
     }
 
+    /// As [`Node::direct_inbound`], decrypting where the datagram lies:
+    /// [`Inbound::TunAt`] for a packet.
+    pub(super) fn direct_inbound_in_place(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &mut [u8],
+        tun_out: &mut [u8],
+    ) -> Inbound {
+        let Some((receiver, counter, ct)) = wire::parse_direct(datagram) else {
+            self.e2e.count_direct_drop(false);
+            return Inbound::Done;
+        };
+        if !self.e2e.has_index(receiver) {
+            return self.direct_znet(now, from, (receiver, counter, ct), datagram.len(), tun_out);
+        }
+        let wire_len = datagram.len();
+        let at = wire_len - ct.len();
+        let buf = &mut datagram[at..];
+        match self.e2e.on_data_in_place(now, receiver, counter, buf) {
+            Received::Deliver { len, from: key } => {
+                self.links.heard_direct(&key, from, now, wire_len);
+                if !self.firewall.check_in(now, &key, &buf[..len]) {
+                    return Inbound::Done;
+                }
+                Inbound::TunAt { at, len }
+            }
+            Received::Control { len, from: key } => {
+                self.links.heard_direct(&key, from, now, wire_len);
+                let msg = buf[..len].to_vec();
+                self.control(now, key, &msg);
+                Inbound::Done
+            }
+            Received::Consumed | Received::Dropped => Inbound::Done,
+        }
+    }
+
     /// A direct message whose index is not one of the node's own sessions: a znet's, checked
     /// as a routed znet message is (a member, the znet's session, the addresses), or else a
     /// session this process does not hold: the link peer is told (STALE) by every layer it

@@ -33,7 +33,7 @@ impl Node {
         else {
             return Inbound::Done;
         };
-        match self.frame_in(now, link, &mut frame[..len], tun_out) {
+        match self.frame_in(now, link, &mut frame[..len], tun_out, false) {
             FrameOut::Done(r) => r,
             FrameOut::Forward(next) => {
                 match self.links.encapsulate(now, next, &frame[..len], net_out) {
@@ -56,14 +56,18 @@ impl Node {
         tun_out: &mut [u8],
     ) -> Inbound {
         if datagram.first() == Some(&wire::TYPE_DIRECT) {
-            return self.direct_inbound(now, from, datagram, tun_out);
+            return self.direct_inbound_in_place(now, from, datagram, tun_out);
         }
         let Recv::Frame { link, len } = self.links.handle_datagram_in_place(now, from, datagram)
         else {
             return Inbound::Done;
         };
         let frame = &mut datagram[wire::TRANSPORT_HEADER_LEN..wire::TRANSPORT_HEADER_LEN + len];
-        match self.frame_in(now, link, frame, tun_out) {
+        match self.frame_in(now, link, frame, tun_out, true) {
+            FrameOut::Done(Inbound::TunAt { at, len }) => Inbound::TunAt {
+                at: wire::TRANSPORT_HEADER_LEN + at,
+                len,
+            },
             FrameOut::Done(r) => r,
             // The header goes where the old one was, the tag where the old one was.
             FrameOut::Forward(next) => {
@@ -76,13 +80,15 @@ impl Node {
     }
 
     /// A link's decrypted frame: routed on (the caller seals it for the next link), delivered,
-    /// or read (NAT reports).
+    /// or read (NAT reports). `in_place`: a packet for the TUN device is decrypted where it
+    /// lies in `frame` ([`Inbound::TunAt`], relative to `frame`), else into `tun_out`.
     fn frame_in(
         &mut self,
         now: Instant,
         link: LinkId,
         frame: &mut [u8],
         tun_out: &mut [u8],
+        in_place: bool,
     ) -> FrameOut {
         let len = frame.len();
         if frame.first() != Some(&wire::frame::ROUTING) {
@@ -97,7 +103,8 @@ impl Node {
         match self.router.handle(now, PeerId(link.0), &mut frame[1..len]) {
             Handled::Forward(peer) => FrameOut::Forward(LinkId(peer.0)),
             Handled::Deliver { src, body_at } => {
-                FrameOut::Done(self.deliver(now, link, PublicKey(src), body_at, frame, tun_out))
+                let src = PublicKey(src);
+                FrameOut::Done(self.deliver(now, link, src, body_at, frame, tun_out, in_place))
             }
             Handled::Consumed | Handled::Dropped(_) => FrameOut::Done(Inbound::Done),
         }
@@ -111,8 +118,9 @@ impl Node {
         link: LinkId,
         src: PublicKey,
         body_at: usize,
-        frame: &[u8],
+        frame: &mut [u8],
         tun_out: &mut [u8],
+        in_place: bool,
     ) -> Inbound {
         let len = frame.len();
         let body = &frame[1 + body_at..len];
@@ -125,19 +133,43 @@ impl Node {
             self.firewall.counters_mut().sessions_refused += 1;
             return Inbound::Done;
         }
-        match self.e2e.handle_via(now, Some(link.0), &src, body, tun_out) {
+        // In place, the routing header before the body stays as it was (the source's way
+        // back is confirmed from it below).
+        let (r, plain) = if in_place {
+            let (r, pt) =
+                self.e2e
+                    .handle_via_in_place(now, Some(link.0), &src, &mut frame[1 + body_at..len]);
+            (r, 1 + body_at + pt)
+        } else {
+            (
+                self.e2e.handle_via(now, Some(link.0), &src, body, tun_out),
+                0,
+            )
+        };
+        match r {
             Received::Deliver { len: n, from } => {
-                if !self.firewall.check_in(now, &from, &tun_out[..n]) {
+                let packet = if in_place {
+                    &frame[plain..plain + n]
+                } else {
+                    &tun_out[..n]
+                };
+                if !self.firewall.check_in(now, &from, packet) {
                     return Inbound::Done;
                 }
                 if from == src {
                     self.router.confirm_source(now, &frame[1..len]);
                 }
-                Inbound::Tun { len: n }
+                match in_place {
+                    true => Inbound::TunAt { at: plain, len: n },
+                    false => Inbound::Tun { len: n },
+                }
             }
             Received::Control { len: n, from } => {
                 if from == src {
-                    let msg = tun_out[..n].to_vec();
+                    let msg = match in_place {
+                        true => frame[plain..plain + n].to_vec(),
+                        false => tun_out[..n].to_vec(),
+                    };
                     self.control(now, from, &msg);
                 }
                 Inbound::Done

@@ -107,6 +107,15 @@ pub enum Inbound {
         /// Length.
         len: usize,
     },
+    /// An IPv6 packet for the TUN device, decrypted where it lay: `datagram[at..at + len]`
+    /// ([`Node::inbound_in_place`] only).
+    TunAt {
+        /// Where it starts in the datagram (never before byte 10: there is room for a
+        /// virtio-net header in front of it).
+        at: usize,
+        /// Length.
+        len: usize,
+    },
     /// Forward: send `net_out[..len]` to `to`.
     Forward {
         /// Where to.

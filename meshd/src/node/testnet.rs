@@ -423,6 +423,10 @@ impl TestNet {
                 node: to,
                 packet: tun[..len].to_vec(),
             }),
+            Inbound::TunAt { at, len } => self.record(Delivery::Tun {
+                node: to,
+                packet: data[at..at + len].to_vec(),
+            }),
             Inbound::Znet { id, len } => self.record(Delivery::Znet {
                 node: to,
                 id,
