@@ -3,9 +3,11 @@
 //! One TUN read may return a 64 KB TCP super-packet (TSO); tun-rs splits it into MTU-sized
 //! packets, the node encrypts and routes each, and consecutive datagrams of one size to one
 //! next hop leave in one GSO `sendmsg`. The other way, one `recvmmsg` returns up to 8
-//! GRO-coalesced buffers of up to 64 datagrams each; packets for this node are decrypted
-//! straight into TUN buffers and written with GRO coalescing, packets for others are
-//! re-encrypted for the next link and batched the same way. No allocation per packet.
+//! GRO-coalesced buffers of up to 64 datagrams each; packets for this node are decrypted where
+//! they lie and written to the TUN device from there (a flow's segments joined into one
+//! `writev`) before the buffers are read into again, packets for others are sealed again for
+//! the next link where they lie and sent from there. No copy of a payload and no allocation
+//! per packet (connections' frames and the optional writer threads copy once).
 
 use super::Sockets;
 use super::init_pacing::{Allowance, InitPacing};
