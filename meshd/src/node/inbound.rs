@@ -111,7 +111,10 @@ impl Node {
     }
 
     /// A routed message for this node from `src` (its body at `frame[1 + body_at..]`),
-    /// come over `link`: a znet's, or the end-to-end layer's (a packet for the TUN device).
+    /// come over `link`: a znet's, or the end-to-end layer's (a packet for the TUN device:
+    /// decrypted where it lies if `in_place`, else into `tun_out`, which a znet's packet
+    /// always goes to).
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         now: Instant,
