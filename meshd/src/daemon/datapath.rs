@@ -343,6 +343,14 @@ impl Default for UdpToTun {
 }
 
 impl UdpToTun {
+    /// Whether writer threads take the TUN batches.
+    fn has_writers(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.writers.is_some();
+        #[cfg(not(target_os = "linux"))]
+        return false;
+    }
+
     /// From now on the TUN batches are written by `writers`.
     #[cfg(target_os = "linux")]
     pub fn set_writers(&mut self, writers: super::tun_writers::TunWriters) {
@@ -549,6 +557,7 @@ impl UdpToTun {
             // One packet each: GRO writes a flow's joined segments from where they lie.
             self.tun_bufs.push(Vec::new());
         }
+        let copy_out = self.has_writers();
         let tb = &mut self.tun_bufs[*count];
         // Sized, not cleared: what the node does not overwrite is cut off below, and the
         // header room is written by the TUN write (zeroing 1.4 KB per packet cost 1% of CPU).
@@ -561,20 +570,19 @@ impl UdpToTun {
         let tun_out = &mut tb[VIRTIO_NET_HDR_LEN..];
         let r = match dgram {
             Dgram::Own(d) => match node.inbound_in_place(now, from, d, tun_out) {
-                #[cfg(target_os = "linux")]
-                Inbound::TunAt { at, len } if self.writers.is_some() => {
-                    // The writer threads take buffers of their own: copied.
-                    match d.get(at..at + len) {
-                        Some(p) => {
-                            tun_out[..len].copy_from_slice(p);
-                            Inbound::Tun { len }
-                        }
-                        None => Inbound::Done,
-                    }
-                }
-                Inbound::TunAt { at, len } if at >= VIRTIO_NET_HDR_LEN => {
+                // Written from where it lies, unless writer threads take the batches (they
+                // own their buffers) or there were no room for the header before it (no
+                // message is that short today): then copied.
+                Inbound::TunAt { at, len } if at >= VIRTIO_NET_HDR_LEN && !copy_out => {
                     return Step::Tun(at, len);
                 }
+                Inbound::TunAt { at, len } => match (d.get(at..at + len), tun_out.get_mut(..len)) {
+                    (Some(p), Some(out)) => {
+                        out.copy_from_slice(p);
+                        Inbound::Tun { len }
+                    }
+                    _ => Inbound::Done,
+                },
                 r => r,
             },
             Dgram::Lent(d) => {
@@ -589,7 +597,7 @@ impl UdpToTun {
             }
             Inbound::Forward { to, len } => self.forward.commit(socks, to, len).await,
             Inbound::ForwardInPlace { to, len } => return Step::Forward(to, len),
-            // Only from a datagram of our own buffers, with header room (above).
+            // Only from a datagram of our own buffers: answered above.
             Inbound::TunAt { .. } => {}
             Inbound::Znet { id, len } => {
                 // The header room is zero: no offload information. Moved out

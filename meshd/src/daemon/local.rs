@@ -75,13 +75,19 @@ impl LocalIo for AsyncDevice {
         offset: usize,
     ) -> io::Result<usize> {
         if !self.tcp_gso() {
-            // No virtio-net header on this device: one packet per write.
+            // No virtio-net header on this device: one packet per write. A packet the device
+            // refuses is lost alone, unless the device is gone.
+            let mut result = Ok(bufs.len());
             for b in bufs.iter() {
                 if let Some(p) = b.as_ref().get(offset..) {
-                    self.send(p).await?;
+                    match self.send(p).await {
+                        Ok(_) => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EBADFD) => return Err(e),
+                        Err(e) => result = Err(e),
+                    }
                 }
             }
-            return Ok(bufs.len());
+            return result;
         }
         gro.coalesce(bufs, offset)?;
         let bufs: &[B] = bufs;

@@ -463,6 +463,9 @@ pub async fn run_with(
                 n,
                 t.tcp_gso(),
                 datapath::MAX_TUN_BATCH,
+                // A packet of the MTU with room for headers; twice that, since a Vec grown
+                // by a few bytes may double.
+                2 * (local::VIRTIO_NET_HDR_LEN + usize::from(cfg.tun.mtu) + 512),
             )
             .context("cannot start the TUN writer threads")?;
             tracing::info!(writers = writers.len(), "TUN writers started");

@@ -44,6 +44,8 @@ pub struct TunWriters {
     /// Buffers written, to decrypt into again.
     pool: Vec<Vec<u8>>,
     pool_max: usize,
+    /// Most bytes a pooled buffer may hold.
+    buf_max: usize,
     /// Emptied batch vectors.
     empty: Vec<Batch>,
     /// Whether packets carry a virtio-net header (offload on).
@@ -63,8 +65,15 @@ struct Lane {
 impl TunWriters {
     /// Starts `n` writer threads (at least one, at most [`MAX_WRITERS`]) on duplicates of
     /// `tun`. `vnet`: the device takes a virtio-net header (offload on); `batch`: the most
-    /// packets the event loop hands over at once.
-    pub fn start(tun: BorrowedFd<'_>, n: usize, vnet: bool, batch: usize) -> io::Result<Self> {
+    /// packets the event loop hands over at once; `buf_max`: the most bytes a buffer kept for
+    /// reuse may hold (a packet of the device's MTU with its header room and some slack).
+    pub fn start(
+        tun: BorrowedFd<'_>,
+        n: usize,
+        vnet: bool,
+        batch: usize,
+        buf_max: usize,
+    ) -> io::Result<Self> {
         let n = n.clamp(1, MAX_WRITERS);
         let (back_tx, back) = mpsc::channel();
         let mut lanes = Vec::with_capacity(n);
@@ -91,6 +100,7 @@ impl TunWriters {
             // Every buffer that can be out at once: the loop's batch, and per writer one
             // filling, DEPTH waiting and one being written.
             pool_max: batch * (1 + n * (DEPTH + 2)),
+            buf_max,
             empty: Vec::new(),
             vnet,
         })
@@ -110,12 +120,11 @@ impl TunWriters {
     }
 
     /// Takes the batches the writers gave back into the pool (what it has no room for is
-    /// freed).
+    /// freed, and so is a buffer grown past a packet of the device: the loop sizes a buffer
+    /// to a datagram before knowing it is one, so garbage could grow every pooled buffer).
     fn collect(&mut self) {
         while let Ok(mut b) = self.back.try_recv() {
-            let room = self.pool_max.saturating_sub(self.pool.len());
-            self.pool.extend(b.drain(..).take(room));
-            b.clear();
+            keep(&mut self.pool, self.pool_max, self.buf_max, b.drain(..));
             if self.empty.len() < self.lanes.len() * (DEPTH + 2) {
                 self.empty.push(b);
             }
@@ -143,16 +152,14 @@ impl TunWriters {
                 // The thread is gone: this loop writes the lane.
                 let mut batch = batch;
                 write_batch(&lane.file, self.vnet, &mut lane.gro, &mut batch);
-                self.pool.append(&mut batch);
-                self.pool.truncate(self.pool_max);
+                keep(&mut self.pool, self.pool_max, self.buf_max, batch);
                 continue;
             };
             if let Err(tokio_mpsc::error::SendError(mut batch)) = tx.send(batch).await {
                 tracing::error!("a TUN writer thread stopped; the event loop writes its flows");
                 lane.tx = None;
                 write_batch(&lane.file, self.vnet, &mut lane.gro, &mut batch);
-                self.pool.append(&mut batch);
-                self.pool.truncate(self.pool_max);
+                keep(&mut self.pool, self.pool_max, self.buf_max, batch);
             }
         }
     }
@@ -170,6 +177,22 @@ impl Drop for TunWriters {
             }
         }
     }
+}
+
+/// Keeps `bufs` for reuse in `pool`, up to `pool_max` buffers, except those holding more than
+/// `buf_max` bytes (freed).
+fn keep(
+    pool: &mut Vec<Vec<u8>>,
+    pool_max: usize,
+    buf_max: usize,
+    bufs: impl IntoIterator<Item = Vec<u8>>,
+) {
+    let room = pool_max.saturating_sub(pool.len());
+    pool.extend(
+        bufs.into_iter()
+            .filter(|v| v.capacity() <= buf_max)
+            .take(room),
+    );
 }
 
 /// The writer (of `n`) that packet `pkt`'s flow goes to: by addresses, protocol and, for TCP
