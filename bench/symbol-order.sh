@@ -12,7 +12,8 @@
 #
 # Rerun it when `--check` (bench/compare.sh runs it) says the list is stale: symbol names
 # carry hashes that change with the toolchain, dependencies' versions, the packages one build
-# selects, and (names with `.llvm.N`) the code of their module. A stale list costs memory,
+# selects, the path of the checkout (a list made in another worktree fits only in part), and
+# (names with `.llvm.N`) the code of their module. A stale list costs memory,
 # never correctness: functions it does not name are laid out after those it does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
