@@ -43,6 +43,7 @@ impl Node {
 
     /// A direct message from `from`: opened by the end-to-end session its index names, the
     /// node's own or a znet's (the index says which; nothing on the wire names the znet).
+    /// The packet is copied into `tun_out` and opened there.
     pub(super) fn direct_inbound(
         &mut self,
         now: Instant,
@@ -50,33 +51,23 @@ impl Node {
         datagram: &[u8],
         tun_out: &mut [u8],
     ) -> Inbound {
-        let Some((receiver, counter, ct)) = wire::parse_direct(datagram) else {
-            self.e2e.count_direct_drop(false);
+        let (receiver, counter, at) = match self.direct_head(now, from, datagram, tun_out) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let ct = &datagram[at..];
+        let Some(room) = tun_out.get_mut(..ct.len()) else {
             return Inbound::Done;
         };
-        if !self.e2e.has_index(receiver) {
-            return self.direct_znet(now, from, (receiver, counter, ct), datagram.len(), tun_out);
-        }
-        match self.e2e.on_data(now, receiver, counter, ct, tun_out) {
-            Received::Deliver { len, from: key } => {
-                self.links.heard_direct(&key, from, now, datagram.len());
-                if !self.firewall.check_in(now, &key, &tun_out[..len]) {
-                    return Inbound::Done;
-                }
-                Inbound::Tun { len }
-            }
-            Received::Control { len, from: key } => {
-                self.links.heard_direct(&key, from, now, datagram.len());
-                let msg = tun_out[..len].to_vec();
-                self.control(now, key, &msg);
-                Inbound::Done
-            }
-            Received::Consumed | Received::Dropped => Inbound::Done,
+        room.copy_from_slice(ct);
+        match self.direct_open(now, from, receiver, counter, room, datagram.len()) {
+            Some(len) => Inbound::Tun { len },
+            None => Inbound::Done,
         }
     }
 
-    /// As [`Node::direct_inbound`], decrypting where the datagram lies:
-    /// [`Inbound::TunAt`] for a packet.
+    /// As [`Node::direct_inbound`], opening the packet where it lies in the datagram:
+    /// [`Inbound::TunAt`].
     pub(super) fn direct_inbound_in_place(
         &mut self,
         now: Instant,
@@ -84,31 +75,62 @@ impl Node {
         datagram: &mut [u8],
         tun_out: &mut [u8],
     ) -> Inbound {
+        let (receiver, counter, at) = match self.direct_head(now, from, datagram, tun_out) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let wire_len = datagram.len();
+        match self.direct_open(now, from, receiver, counter, &mut datagram[at..], wire_len) {
+            Some(len) => Inbound::TunAt { at, len },
+            None => Inbound::Done,
+        }
+    }
+
+    /// A direct message's receiver index, counter and where its ciphertext starts, if it is
+    /// for one of the node's own sessions; else what came of it (dropped, or a znet's).
+    fn direct_head(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &[u8],
+        tun_out: &mut [u8],
+    ) -> Result<(u32, u64, usize), Inbound> {
         let Some((receiver, counter, ct)) = wire::parse_direct(datagram) else {
             self.e2e.count_direct_drop(false);
-            return Inbound::Done;
+            return Err(Inbound::Done);
         };
         if !self.e2e.has_index(receiver) {
-            return self.direct_znet(now, from, (receiver, counter, ct), datagram.len(), tun_out);
+            let r = self.direct_znet(now, from, (receiver, counter, ct), datagram.len(), tun_out);
+            return Err(r);
         }
-        let wire_len = datagram.len();
-        let at = wire_len - ct.len();
-        let buf = &mut datagram[at..];
+        Ok((receiver, counter, datagram.len() - ct.len()))
+    }
+
+    /// Opens a direct message's ciphertext `buf` where it lies: the length of the packet for
+    /// the TUN device now at its start, if there is one that the firewall lets in.
+    fn direct_open(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        receiver: u32,
+        counter: u64,
+        buf: &mut [u8],
+        wire_len: usize,
+    ) -> Option<usize> {
         match self.e2e.on_data_in_place(now, receiver, counter, buf) {
             Received::Deliver { len, from: key } => {
                 self.links.heard_direct(&key, from, now, wire_len);
-                if !self.firewall.check_in(now, &key, &buf[..len]) {
-                    return Inbound::Done;
-                }
-                Inbound::TunAt { at, len }
+                self.firewall
+                    .check_in(now, &key, &buf[..len])
+                    .then_some(len)
             }
             Received::Control { len, from: key } => {
                 self.links.heard_direct(&key, from, now, wire_len);
                 let msg = buf[..len].to_vec();
                 self.control(now, key, &msg);
-                Inbound::Done
+                None
             }
-            Received::Consumed | Received::Dropped => Inbound::Done,
+            Received::Consumed | Received::Dropped => None,
         }
     }
 
