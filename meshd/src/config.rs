@@ -27,6 +27,7 @@
 //! | `dns.listen` | none (off) | where the DNS responder answers for names under `dns.suffix`, UDP and TCP (`"127.0.0.1:53"`, `"[fdxx::1]:53"`) |
 //! | `dns.suffix` | `mesh` | the DNS suffix of mesh names: `shop.mesh`, `<key in base32>.mesh` |
 //! | `dns.forward` | none | an upstream resolver (`"192.0.2.53:53"`) for every other name; without it they are refused |
+//! | `metrics_listen` | none (off) | where `GET /metrics` answers in the Prometheus/OpenMetrics format: `"9820"` (loopback, 127.0.0.1) or `"ADDRESS:PORT"` |
 //!
 //! Environment: `MESHD_` + the key in capitals, with `__` between a table and its key:
 //! `MESHD_LOG_LEVEL=debug`, `MESHD_TUN__NAME=mesh1`, `MESHD_PEERS=udp://a:7820,udp://b:7820`.
@@ -82,6 +83,8 @@ pub struct Config {
     pub name_ttl: u64,
     /// `[dns]`: the DNS responder for mesh names.
     pub dns: DnsConfig,
+    /// Where the metrics endpoint listens; `None`: off.
+    pub metrics_listen: Option<String>,
     /// `MESHD_*` variables that name no key (reported at start, otherwise ignored).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
@@ -253,6 +256,7 @@ impl Default for Config {
             znet: ZnetConfig::default(),
             name_ttl: DEFAULT_NAME_TTL,
             dns: DnsConfig::default(),
+            metrics_listen: None,
             ignored_env: vec![],
         }
     }
@@ -279,6 +283,7 @@ fn known_env_keys() -> Vec<String> {
     out.push("MESHD_POLICY_FILE".into());
     out.push("MESHD_DNS__LISTEN".into());
     out.push("MESHD_DNS__FORWARD".into());
+    out.push("MESHD_METRICS_LISTEN".into());
     out
 }
 
@@ -332,6 +337,10 @@ eligible_roots = []
 # Seconds a name record this node signs (`meshctl name claim`) stays valid; it is re-published
 # every third of it, and a name that is not renewed frees at the end of it. At most 86400.
 name_ttl = 3600
+
+# The Prometheus/OpenMetrics endpoint (GET /metrics; docs/OPERATING.md). Off unless set; a
+# bare port listens on loopback only.
+# metrics_listen = "9820"
 
 [tun]
 name = "mesh0"
@@ -561,6 +570,22 @@ impl Config {
         }
     }
 
+    /// The metrics endpoint's address, if it is on: a bare port means loopback.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        let Some(l) = self.metrics_listen.as_deref() else {
+            return Ok(None);
+        };
+        if let Ok(port) = l.parse::<u16>() {
+            return Ok(Some((std::net::Ipv4Addr::LOCALHOST, port).into()));
+        }
+        l.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!(
+                "metrics_listen: {l:?} is not a port or an address and port; write \"9820\" \
+                 (loopback) or \"127.0.0.1:9820\", \"[::1]:9820\""
+            )
+        })
+    }
+
     /// Checks everything that can be checked without touching the system.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.peer_uris()?;
@@ -575,6 +600,7 @@ impl Config {
         self.dns.listen_addr()?;
         self.dns.forward_addr()?;
         self.dns.check_suffix()?;
+        self.metrics_addr()?;
         if !(MIN_NAME_TTL..=86_400).contains(&self.name_ttl) {
             bail!(
                 "name_ttl: {} is out of range {MIN_NAME_TTL}..=86400 (seconds a name record stays valid)",
@@ -696,6 +722,8 @@ mod tests {
             ("[dns]\nsuffix = \".mesh\"", "dns.suffix"),
             ("[dns]\nsuffix = \"Mesh\"", "dns.suffix"),
             ("name_ttl = 1", "name_ttl"),
+            ("metrics_listen = \"localhost:9820\"", "metrics_listen"),
+            ("metrics_listen = \"99999\"", "metrics_listen"),
             ("peers = 3", "peers"),
             ("this is not toml", "m.toml"),
             ("[gateway]\nmesh_port = 7443", "no listen address"),

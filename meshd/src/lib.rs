@@ -27,7 +27,7 @@
 //! `meshd-cni` and `mobile-ffi`), [`atomic_file`] (the one way state files are written), [`tun`]
 //! and [`udp`] (OS glue), [`quic_tls`] (TLS of QUIC links), [`discovery`] (signed LAN
 //! announcements), [`nat`] (observed endpoints and hole punching), [`znet`] (znets, sans-IO),
-//! [`daemon`] (the event loop; the worker threads that do its slow work: znet plumbing over
+//! [`metrics`] (the opt-in Prometheus/OpenMetrics endpoint), [`daemon`] (the event loop; the worker threads that do its slow work: znet plumbing over
 //! netlink, policy compiles, state files; the TCP/QUIC sockets and the multicast socket).
 //!
 //! ## What it must not do
@@ -51,6 +51,7 @@ pub mod firewall;
 pub mod gateway;
 pub mod identity;
 pub mod link;
+pub mod metrics;
 pub mod nat;
 pub mod node;
 pub mod noise;

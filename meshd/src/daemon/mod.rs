@@ -362,6 +362,15 @@ pub async fn run_with(
         }
         false => (None, None),
     };
+    // The metrics endpoint asks the loop as `meshctl` does, on a channel of its own.
+    let (_metrics, mut metrics_rx) = match cfg.metrics_addr()? {
+        Some(addr) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let server = crate::metrics::server::start(addr, tx).await?;
+            (Some(server), Some(rx))
+        }
+        None => (None, None),
+    };
 
     let suite = cfg.suite()?;
     let node_cfg = NodeConfig {
@@ -632,6 +641,10 @@ pub async fn run_with(
             (req, reply) = async {
                 tokio::select! {
                     (req, tx) = recv_opt(&mut admin_rx) => {
+                        let reply: Responder = Box::new(move |r| { let _ = tx.send(r); });
+                        (req, reply)
+                    }
+                    (req, tx) = recv_opt(&mut metrics_rx) => {
                         let reply: Responder = Box::new(move |r| { let _ = tx.send(r); });
                         (req, reply)
                     }
