@@ -131,6 +131,13 @@ enum Command {
         /// The public key (64 hex digits).
         public_key: String,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `meshctl man | man -l -`).
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -284,6 +291,18 @@ fn main() {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let req = match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "meshctl", &mut out);
+            return print(&String::from_utf8_lossy(&out));
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            return print(&String::from_utf8_lossy(&page));
+        }
         Command::Verify {
             address,
             public_key,

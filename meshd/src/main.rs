@@ -1,7 +1,7 @@
 //! `meshd`: the Planetary LAN daemon. See the library crate doc for how it is built.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use meshd::config::{Config, DEFAULT_CONFIG_TOML};
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,6 +31,13 @@ enum Command {
     /// Check the configuration (and the policy file it names) and print it as the daemon
     /// would use it.
     CheckConfig,
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `meshd man | man -l -`).
+    Man,
 }
 
 fn main() {
@@ -57,6 +64,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 })?;
             out.write_all(DEFAULT_CONFIG_TOML.as_bytes())?;
             eprintln!("wrote {}", f.display());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "meshd", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            std::io::stdout().write_all(&page)?;
             Ok(())
         }
         Command::CheckConfig => {
