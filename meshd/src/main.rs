@@ -118,4 +118,6 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
+    // Tells systemd the stop has begun (no NOTIFY_SOCKET: nothing).
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }

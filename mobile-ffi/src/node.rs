@@ -227,6 +227,8 @@ impl Node {
                 requests: Some(req_rx),
                 on_event: Some(on_event),
                 identity: Some(Identity::from_seed(&self.identity.secret_seed())),
+                // An app's process: its signals and its service manager are the app's.
+                service: false,
             },
             log: self.log,
             events,

@@ -59,6 +59,12 @@ impl Node {
 
     /// Starts `meshd --config meshd.toml` in the namespace and waits for its admin socket.
     pub fn start(&mut self) {
+        self.start_wrapped(&[], &[]);
+    }
+
+    /// As [`Node::start`], with meshd run by `wrapper` (`["setpriv", ARGS…, "--"]`: the
+    /// wrapper's arguments, then meshd's command line) and with `env` set.
+    pub fn start_wrapped(&mut self, wrapper: &[&str], env: &[(&str, &str)]) {
         if let Some(mut c) = self.child.take() {
             // A process that exited on its own (or was stopped): reap it first.
             assert!(c.try_wait().ok().flatten().is_some(), "already running");
@@ -70,9 +76,17 @@ impl Node {
             .append(true)
             .open(self.dir.join("meshd.log"))
             .expect("log file");
-        let child = self
-            .ns
-            .cmd(meshd.to_str().expect("utf-8 path"))
+        let meshd = meshd.to_str().expect("utf-8 path");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = self.ns.cmd(program);
+                c.args(args).arg(meshd);
+                c
+            }
+            None => self.ns.cmd(meshd),
+        };
+        let child = cmd
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(self.dir.join("meshd.toml"))
             .env_remove("RUST_LOG")

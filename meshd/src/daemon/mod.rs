@@ -99,6 +99,9 @@ pub struct Host {
     pub on_event: Option<Box<dyn FnMut(Event) + Send>>,
     /// The identity, if the host loaded it already; `None`: the key file of `cfg`.
     pub identity: Option<Identity>,
+    /// Act as a system service: tell systemd when the node is ready and when it stops
+    /// (`sd_notify`, when `NOTIFY_SOCKET` is set), and reload the policy file on SIGHUP.
+    pub service: bool,
 }
 
 impl Host {
@@ -110,6 +113,7 @@ impl Host {
             requests: None,
             on_event: None,
             identity: None,
+            service: true,
         }
     }
 }
@@ -286,6 +290,7 @@ pub async fn run_with(
         requests: mut app_rx,
         mut on_event,
         identity,
+        service,
     } = host;
     let identity = match identity {
         Some(i) => i,
@@ -488,6 +493,18 @@ pub async fn run_with(
             public_key: identity.public_key(),
         });
     }
+    // SIGHUP (`systemctl reload`) reloads the policy file, as `meshctl policy reload` does.
+    let mut hangup = match service {
+        true => Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot watch for SIGHUP")?,
+        ),
+        false => None,
+    };
+    if service {
+        // The TUN device, the sockets and the admin socket are up. (No NOTIFY_SOCKET: nothing.)
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    }
     let mut lan = lan::Lan::open(
         &cfg.discovery,
         vec![cfg.tun.name.clone()],
@@ -614,6 +631,19 @@ pub async fn run_with(
                 if let Some(l) = lan.as_mut() {
                     l.receive(&mut node, Instant::now());
                 }
+            }
+            _ = async {
+                match hangup.as_mut() {
+                    Some(h) => { h.recv().await; }
+                    None => std::future::pending().await,
+                }
+            } => {
+                let _t = turns::control_turn("SIGHUP");
+                let reply: Responder = Box::new(|r: admin::Reply| match r.into_result() {
+                    Ok(_) => tracing::info!("SIGHUP: policy file read again"),
+                    Err(e) => tracing::warn!("SIGHUP: policy not reloaded: {}", e.message),
+                });
+                policy_file.request(admin::Request::PolicyReload, reply, &mut node);
             }
             _ = policy_poll.tick() => {
                 let _t = turns::control_turn("policy file poll");
