@@ -5,6 +5,7 @@
 //! as JSON with `--json` for scripts. Every reply is read into its `api` struct, so the tables
 //! name each field they show. It keeps no state and never talks to the network; the commands
 //! that work without a daemon are `verify` (an address belongs to a key) and `policy check`.
+//! `meshctl ui` serves a page that draws the node from the same answers (`ui`).
 //! It does not link the daemon: no tokio, no crypto stack beyond checking a key.
 //!
 //! Errors are `error: MESSAGE` on stderr, then `hint: …` on a second line when meshd gave one
@@ -14,6 +15,7 @@ mod gateway;
 mod names;
 mod policy;
 mod table;
+mod ui;
 mod verify;
 mod znet;
 
@@ -130,6 +132,13 @@ enum Command {
         address: std::net::Ipv6Addr,
         /// The public key (64 hex digits).
         public_key: String,
+    },
+    /// Serve a page that draws this node, its peers and paths, its place in the tree, its
+    /// sessions and live traffic (on loopback, under a secret path it prints).
+    Ui {
+        /// Where to serve it: a loopback address and port (0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
     },
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     Completions {
@@ -291,6 +300,7 @@ fn main() {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let req = match &cli.command {
+        Command::Ui { listen } => return ui::serve(&cli.socket, *listen),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = Vec::new();
