@@ -194,3 +194,12 @@ pub struct Verification {
     /// The key's /64.
     pub subnet: String,
 }
+
+/// The answer to [`crate::Request::NetworkChanged`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkChanged {
+    /// UDP sockets bound again.
+    pub sockets: usize,
+    /// Peers told where this node is now.
+    pub peers_told: usize,
+}

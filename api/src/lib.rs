@@ -40,8 +40,8 @@ pub use gateway::{
     ServiceGateway, ServiceInfo, Unpublished,
 };
 pub use info::{
-    PeerAdded, PeerInfo, PeerRemoved, PingOutcome, RouteInfo, SelfInfo, SessionInfo, TreeInfo,
-    TreePeer, Verification,
+    NetworkChanged, PeerAdded, PeerInfo, PeerRemoved, PingOutcome, RouteInfo, SelfInfo,
+    SessionInfo, TreeInfo, TreePeer, Verification,
 };
 pub use names::{
     NameCounters, NameDelegation, NameInfo, NamePublished, NameReleasedInfo, NameResolution,

@@ -26,6 +26,9 @@ pub enum Request {
         /// `udp://HOST:PORT` (a `?key=` is ignored).
         uri: String,
     },
+    /// The host's network changed (a new Wi-Fi, cellular, an address gone): bind the link
+    /// sockets again, re-learn the public endpoints, tell every peer where this node is now.
+    NetworkChanged,
     /// Our place in the routing tree.
     Tree,
     /// Cached lookup results.

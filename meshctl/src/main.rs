@@ -65,6 +65,9 @@ enum Command {
     Peer(PeerCmd),
     /// This node's place in the routing tree: root, parent, coordinates, depth, peers.
     Tree,
+    /// Tell meshd the host's network changed (for NetworkManager or networkd hooks): it binds
+    /// its sockets again, re-learns its public endpoints and tells its peers where it is now.
+    NetworkChanged,
     /// Destinations looked up and cached: address, owner key, coordinates.
     Routes,
     /// End-to-end sessions with other nodes.
@@ -448,6 +451,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Name(cmd) => names::request(cmd)?,
         Command::Tree => Request::Tree,
+        Command::NetworkChanged => Request::NetworkChanged,
         Command::Routes => Request::Routes,
         Command::Sessions => Request::Sessions,
         Command::SelfInfo => Request::SelfInfo,
@@ -468,6 +472,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::PeerAdd { .. } => show(reply, json, table::added),
         Request::PeerRemove { .. } => show(reply, json, table::removed),
         Request::Tree => show(reply, json, table::tree),
+        Request::NetworkChanged => show(reply, json, |n: &api::NetworkChanged| {
+            format!(
+                "sockets bound again: {}; peers told: {}\n",
+                n.sockets, n.peers_told
+            )
+        }),
         Request::Routes => show(reply, json, |r: &Vec<RouteInfo>| table::routes(r)),
         Request::Sessions => show(reply, json, |s: &Vec<SessionInfo>| table::sessions(s)),
         Request::PolicyShow | Request::PolicyReload => show(reply, json, policy::info),

@@ -76,6 +76,8 @@ pub mod link_frame {
     pub const PROBE: u8 = 6;
     /// The answer to a probe.
     pub const PROBE_REPLY: u8 = 7;
+    /// "My network changed: send to where this came from".
+    pub const MOVED: u8 = 8;
     /// All of them, for the collision test.
     pub const ALL: &[(&str, u8)] = &[
         ("ROUTING", ROUTING),
@@ -84,6 +86,7 @@ pub mod link_frame {
         ("OBSERVED", OBSERVED),
         ("PROBE", PROBE),
         ("PROBE_REPLY", PROBE_REPLY),
+        ("MOVED", MOVED),
     ];
 }
 

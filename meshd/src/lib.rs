@@ -56,6 +56,7 @@ pub mod nat;
 pub mod node;
 pub mod noise;
 pub mod packet;
+pub mod protect;
 /// TLS for `quic://` links: the node's ed25519 key as the TLS identity, both ways.
 pub mod quic_tls;
 pub mod replay;

@@ -162,7 +162,20 @@ impl Nat {
                 self.observed.remove(&k);
             }
         }
-        self.observed.insert(reporter, (addr, now));
+        let before = self.observed.insert(reporter, (addr, now));
+        if before.is_some_and(|(a, _)| a != addr) {
+            // This node's public endpoint changed (a new network, a new NAT mapping): remote
+            // nodes hear the new one with the next packet to them, not a round later.
+            self.sent.clear();
+        }
+    }
+
+    /// This node's network changed: what peers saw is of the old network. They report again
+    /// ([`crate::link::Event::PeerMoved`]), and ENDPOINTS go to remote nodes again then.
+    pub fn network_changed(&mut self) {
+        self.observed.clear();
+        self.sent.clear();
+        self.punched.clear();
     }
 
     /// This node's observed endpoints at `now`: those seen by the most peers first, then the

@@ -12,6 +12,7 @@
 //! made the cookie necessary: spoofers cannot make valid MACs, and the ones they make up cost
 //! only a MAC check (`link/handshake.rs`).
 
+use crate::protect::{Protect, SocketKind};
 use anyhow::Context;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -68,7 +69,7 @@ pub struct UdpSock {
 }
 
 /// A new UDP socket for `addr`, not yet bound.
-fn socket(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<Socket> {
+fn socket(addr: SocketAddr, reuse_port: bool, protect: &Protect) -> anyhow::Result<Socket> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -76,6 +77,7 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<Socket> {
     };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
         .context("cannot create a UDP socket")?;
+    protect.socket(&s, SocketKind::Udp, format_args!("udp://{addr}"))?;
     if addr.is_ipv6() {
         s.set_only_v6(false)
             .context("cannot make the UDP socket dual-stack")?;
@@ -158,8 +160,8 @@ fn steer_inits(s: &Socket) -> anyhow::Result<()> {
 
 impl UdpSock {
     /// Binds `addr`. An unspecified IPv6 address (`[::]`) also receives IPv4.
-    pub fn bind(addr: SocketAddr) -> anyhow::Result<UdpSock> {
-        let s = socket(addr, false)?;
+    pub fn bind(addr: SocketAddr, protect: &Protect) -> anyhow::Result<UdpSock> {
+        let s = socket(addr, false, protect)?;
         bind(&s, addr)?;
         buffers(&s, SOCKET_BUFFER);
         Self::wrap(s, false)
@@ -167,9 +169,9 @@ impl UdpSock {
 
     /// Binds `addr` for data and, where the kernel can steer by content, a second socket on
     /// the same address for handshake inits (see the module's doc). Falls back to one socket.
-    pub fn bind_steered(addr: SocketAddr) -> anyhow::Result<Vec<UdpSock>> {
+    pub fn bind_steered(addr: SocketAddr, protect: &Protect) -> anyhow::Result<Vec<UdpSock>> {
         // The port must be free: with SO_REUSEPORT a second meshd on it would not fail.
-        let probe = socket(addr, false)?;
+        let probe = socket(addr, false, protect)?;
         bind(&probe, addr)?;
         let addr = match probe.local_addr()?.as_socket() {
             Some(a) => a,
@@ -181,11 +183,11 @@ impl UdpSock {
             let group = || -> anyhow::Result<Vec<UdpSock>> {
                 // The order of binding is the order in the group, which the program's
                 // answers index.
-                let data = socket(addr, true)?;
+                let data = socket(addr, true, protect)?;
                 bind(&data, addr)?;
-                let inits = socket(addr, true)?;
+                let inits = socket(addr, true, protect)?;
                 bind(&inits, addr)?;
-                let proven = socket(addr, true)?;
+                let proven = socket(addr, true, protect)?;
                 bind(&proven, addr)?;
                 steer_inits(&data)?;
                 buffers(&data, SOCKET_BUFFER);
@@ -202,7 +204,7 @@ impl UdpSock {
                 Err(e) => tracing::debug!(%addr, "one socket for inits and data: {e:#}"),
             }
         }
-        Ok(vec![Self::bind(addr)?])
+        Ok(vec![Self::bind(addr, protect)?])
     }
 
     fn wrap(s: Socket, handshakes: bool) -> anyhow::Result<UdpSock> {
@@ -475,7 +477,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_kernel_steers_inits_and_inits_with_a_cookie_to_sockets_of_their_own() {
-        let socks = UdpSock::bind_steered("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let socks = UdpSock::bind_steered("127.0.0.1:0".parse().expect("addr"), &Protect::none())
+            .expect("bind");
         assert_eq!(socks.len(), 3, "data, inits, inits with a cookie");
         assert!(!socks[0].handshakes() && socks[1].handshakes() && socks[2].handshakes());
         let to = socks[0].local_addr();

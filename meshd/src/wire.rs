@@ -474,6 +474,9 @@ pub mod frame {
     pub const PROBE: u8 = link_frame::PROBE;
     /// The answer to a [`PROBE`]: its nonce.
     pub const PROBE_REPLY: u8 = link_frame::PROBE_REPLY;
+    /// "My network changed": no body. The receiver sends to the path this came on at once
+    /// and tells the sender where it sees it ([`crate::link::Links::network_changed`]).
+    pub const MOVED: u8 = link_frame::MOVED;
 }
 
 #[cfg(test)]

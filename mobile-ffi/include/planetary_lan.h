@@ -114,6 +114,15 @@ typedef uint64_t PlNode;
  */
 typedef void (*PlPacketCallback)(void *ctx, const uint8_t *packet, size_t len);
 
+/**
+ * Protects one socket of the node from the app's VPN (Android: `VpnService.protect(fd)`);
+ * returns true when it did. `kind` says what the socket is for: 1 UDP (links), 2 TCP
+ * listener, 3 TCP dial, 4 accepted TCP connection, 5 QUIC, 6 LAN discovery, 7 DNS
+ * forwarding. Called on the node's thread, with the socket created and not yet bound,
+ * connected or used (an accepted connection: before it is read or written).
+ */
+typedef bool (*PlProtectCallback)(void *ctx, int32_t fd, int32_t kind);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -166,6 +175,34 @@ PlStatus pl_node_start(PlNode node, int32_t tun_fd);
  * thread until `pl_node_stop` or `pl_node_free` returns.
  */
 PlStatus pl_node_start_packet_mode(PlNode node, PlPacketCallback packet_cb, void *ctx);
+
+/**
+ * Sets socket protection, for an app whose VPN takes all of the device's traffic: the node
+ * calls `protect_cb` (with `ctx`) for every socket it opens towards the network (link UDP,
+ * TCP dials, listeners and accepted connections, QUIC, LAN discovery, DNS forwarding), right
+ * after creating it and before binding, connecting or using it; the app calls
+ * `VpnService.protect(fd)` there and returns its answer. With `required`, a socket the
+ * callback refuses is closed unused: `pl_node_start` fails with the reason if a listening
+ * socket is refused, and a dial that is refused fails (no link). Without, a refusal is
+ * logged and the socket used as it is. `protect_cb` NULL (with `required` false) turns
+ * protection off. Call it before `pl_node_start` (`PL_ERR_ALREADY_RUNNING` while running);
+ * it holds for every later start.
+ *
+ * # Safety
+ * `protect_cb`, if not NULL, has this signature and may be called with `ctx` from the node's
+ * thread until `pl_node_free` returns or protection is set again.
+ */
+PlStatus pl_node_set_protect(PlNode node, PlProtectCallback protect_cb, void *ctx, bool required);
+
+/**
+ * The device's network changed (Android: `ConnectivityManager.NetworkCallback`; iOS:
+ * `NWPathMonitor`): the node closes and binds again its UDP sockets on the same ports
+ * (protected again), moves its QUIC endpoint to a new socket, forgets the public endpoints
+ * its peers saw, tells every peer where it is now (each answers with what it sees, and sends
+ * there from then on), probes its paths, and dials unlinked peers at once. Without this call
+ * the node notices by itself within about a second, as soon as traffic or a keepalive flows.
+ */
+PlStatus pl_node_network_changed(PlNode node);
 
 /**
  * Stops the node: tells its peers, closes its sockets and its duplicate of the TUN

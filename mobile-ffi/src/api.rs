@@ -3,6 +3,7 @@
 
 use crate::callbacks::{
     Ctx, EventSink, LogSink, PacketOut, PlEventCallback, PlLogCallback, PlPacketCallback,
+    PlProtectCallback, ProtectSink,
 };
 use crate::error::{Error, PlStatus, copy_last_error, guard};
 use crate::node::Mode;
@@ -121,6 +122,57 @@ pub unsafe extern "C" fn pl_node_start_packet_mode(
         let out = PacketOut::new(packet_cb, Ctx(ctx)).ok_or_else(|| null("packet_cb"))?;
         node::get(node)?.start(Mode::Packets(out))
     })
+}
+
+/// Sets socket protection, for an app whose VPN takes all of the device's traffic: the node
+/// calls `protect_cb` (with `ctx`) for every socket it opens towards the network (link UDP,
+/// TCP dials, listeners and accepted connections, QUIC, LAN discovery, DNS forwarding), right
+/// after creating it and before binding, connecting or using it; the app calls
+/// `VpnService.protect(fd)` there and returns its answer. With `required`, a socket the
+/// callback refuses is closed unused: `pl_node_start` fails with the reason if a listening
+/// socket is refused, and a dial that is refused fails (no link). Without, a refusal is
+/// logged and the socket used as it is. `protect_cb` NULL (with `required` false) turns
+/// protection off. Call it before `pl_node_start` (`PL_ERR_ALREADY_RUNNING` while running);
+/// it holds for every later start.
+///
+/// # Safety
+/// `protect_cb`, if not NULL, has this signature and may be called with `ctx` from the node's
+/// thread until `pl_node_free` returns or protection is set again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pl_node_set_protect(
+    node: PlNode,
+    protect_cb: PlProtectCallback,
+    ctx: *mut c_void,
+    required: bool,
+) -> PlStatus {
+    guard(|| {
+        let protect = match ProtectSink::new(protect_cb, Ctx(ctx)) {
+            Some(sink) => meshd::protect::Protect::new(
+                Box::new(move |fd, kind| sink.protect(fd, kind as i32)),
+                required,
+            ),
+            None if required => {
+                return Err(Error::new(
+                    PlStatus::PlErrNullPointer,
+                    "protect_cb is NULL but protection is required: give the callback that \
+                     calls VpnService.protect, or pass required = false",
+                ));
+            }
+            None => meshd::protect::Protect::none(),
+        };
+        node::get(node)?.set_protect(protect)
+    })
+}
+
+/// The device's network changed (Android: `ConnectivityManager.NetworkCallback`; iOS:
+/// `NWPathMonitor`): the node closes and binds again its UDP sockets on the same ports
+/// (protected again), moves its QUIC endpoint to a new socket, forgets the public endpoints
+/// its peers saw, tells every peer where it is now (each answers with what it sees, and sends
+/// there from then on), probes its paths, and dials unlinked peers at once. Without this call
+/// the node notices by itself within about a second, as soon as traffic or a keepalive flows.
+#[unsafe(no_mangle)]
+pub extern "C" fn pl_node_network_changed(node: PlNode) -> PlStatus {
+    guard(|| node::get(node)?.network_changed().map(|_| ()))
 }
 
 /// Stops the node: tells its peers, closes its sockets and its duplicate of the TUN

@@ -25,6 +25,14 @@ pub type PlEventCallback =
 pub type PlPacketCallback =
     Option<unsafe extern "C" fn(ctx: *mut c_void, packet: *const u8, len: usize)>;
 
+/// Protects one socket of the node from the app's VPN (Android: `VpnService.protect(fd)`);
+/// returns true when it did. `kind` says what the socket is for: 1 UDP (links), 2 TCP
+/// listener, 3 TCP dial, 4 accepted TCP connection, 5 QUIC, 6 LAN discovery, 7 DNS
+/// forwarding. Called on the node's thread, with the socket created and not yet bound,
+/// connected or used (an accepted connection: before it is read or written).
+pub type PlProtectCallback =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, fd: i32, kind: i32) -> bool>;
+
 /// The app's context pointer, handed back to its callbacks.
 #[derive(Clone, Copy)]
 pub struct Ctx(pub *mut c_void);
@@ -102,5 +110,25 @@ impl PacketOut {
         // SAFETY: the callback is the app's function with this signature; the slice lives
         // until the call returns.
         unsafe { (self.cb)(self.ctx.0, packet.as_ptr(), packet.len()) }
+    }
+}
+
+/// The app's protect callback.
+#[derive(Clone, Copy)]
+pub struct ProtectSink {
+    cb: unsafe extern "C" fn(*mut c_void, i32, i32) -> bool,
+    ctx: Ctx,
+}
+
+impl ProtectSink {
+    /// The sink, if the app gave a callback.
+    pub fn new(cb: PlProtectCallback, ctx: Ctx) -> Option<ProtectSink> {
+        cb.map(|cb| ProtectSink { cb, ctx })
+    }
+
+    /// Asks the app to protect `fd`.
+    pub fn protect(&self, fd: i32, kind: i32) -> bool {
+        // SAFETY: the callback is the app's function with this signature (its contract).
+        unsafe { (self.cb)(self.ctx.0, fd, kind) }
     }
 }

@@ -67,6 +67,8 @@ pub struct Node {
     pub(crate) identity: Identity,
     pub(crate) log: Option<LogSink>,
     pub(crate) events: Option<EventSink>,
+    /// Socket protection for the next start ([`Node::set_protect`]).
+    pub(crate) protect: Mutex<meshd::protect::Protect>,
     pub(crate) state: Mutex<State>,
     pub(crate) _dir_lock: std::fs::File,
 }
@@ -229,6 +231,7 @@ impl Node {
                 identity: Some(Identity::from_seed(&self.identity.secret_seed())),
                 // An app's process: its signals and its service manager are the app's.
                 service: false,
+                protect: lock(&self.protect).clone(),
             },
             log: self.log,
             events,
@@ -314,6 +317,28 @@ impl Node {
             ));
         }
         Ok(())
+    }
+
+    /// Sets the socket protection the node uses from its next start on (every socket it
+    /// opens towards the underlay goes through it: [`meshd::protect`]). Refused while the
+    /// node runs, since its sockets are open already.
+    pub fn set_protect(&self, protect: meshd::protect::Protect) -> Result<(), Error> {
+        let state = lock(&self.state);
+        if !matches!(&*state, State::Stopped) {
+            return Err(Error::new(
+                PlStatus::PlErrAlreadyRunning,
+                "socket protection is set before the node starts (its sockets are open \
+                 already); stop the node, set it, and start again",
+            ));
+        }
+        *lock(&self.protect) = protect;
+        Ok(())
+    }
+
+    /// The device's network changed: the node binds its sockets again, re-learns its public
+    /// endpoints and tells its peers where it is now.
+    pub fn network_changed(&self) -> Result<api::NetworkChanged, Error> {
+        self.request_as(Request::NetworkChanged)
     }
 
     /// Queues one packet (packet mode).

@@ -82,6 +82,7 @@ pub fn create(cfg: Config, log: Option<LogSink>, events: Option<EventSink>) -> R
         identity,
         log,
         events,
+        protect: Mutex::new(meshd::protect::Protect::none()),
         state: Mutex::new(State::Stopped),
         _dir_lock: dir_lock,
     });

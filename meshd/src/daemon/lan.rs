@@ -84,6 +84,7 @@ impl Lan {
         identity: &Identity,
         seq: u64,
         now: Instant,
+        protect: &crate::protect::Protect,
     ) -> Option<Lan> {
         if !cfg.enabled {
             return None;
@@ -99,7 +100,7 @@ impl Lan {
             );
             return None;
         };
-        let sock = match bind() {
+        let sock = match bind(protect) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(
@@ -230,9 +231,14 @@ impl Lan {
 
 /// The discovery socket: `[::]:7822`, shared with other nodes on this host (each gets every
 /// announcement), not looping our own back, hop limit 1 (link-local anyway).
-fn bind() -> std::io::Result<UdpSocket> {
+fn bind(protect: &crate::protect::Protect) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    protect.socket(
+        &s,
+        crate::protect::SocketKind::Discovery,
+        format_args!("[::]:{}", discovery::PORT),
+    )?;
     s.set_only_v6(true)?;
     s.set_reuse_address(true)?;
     #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]

@@ -102,6 +102,8 @@ pub struct Host {
     /// Act as a system service: tell systemd when the node is ready and when it stops
     /// (`sd_notify`, when `NOTIFY_SOCKET` is set), and reload the policy file on SIGHUP.
     pub service: bool,
+    /// The app's socket protection ([`crate::protect`]); none for the daemon.
+    pub protect: crate::protect::Protect,
 }
 
 impl Host {
@@ -114,6 +116,7 @@ impl Host {
             on_event: None,
             identity: None,
             service: true,
+            protect: crate::protect::Protect::none(),
         }
     }
 }
@@ -291,6 +294,7 @@ pub async fn run_with(
         mut on_event,
         identity,
         service,
+        protect,
     } = host;
     let identity = match identity {
         Some(i) => i,
@@ -310,7 +314,7 @@ pub async fn run_with(
     let mut socks = Vec::new();
     let mut init_socks = Vec::new();
     for addr in cfg.listen_addrs()? {
-        for s in UdpSock::bind_steered(addr)? {
+        for s in UdpSock::bind_steered(addr, &protect)? {
             if s.handshakes() {
                 init_socks.push(s);
                 continue;
@@ -321,14 +325,21 @@ pub async fn run_with(
     }
     // After the data sockets, so that sends (the first socket of a family) never pick them.
     socks.append(&mut init_socks);
+    // What a rebind after a network change binds again: the ports first bound.
+    let udp_bound: Vec<SocketAddr> = socks
+        .iter()
+        .filter(|s| !s.handshakes())
+        .map(|s| s.local_addr())
+        .collect();
     let listen = cfg.listen_endpoints()?;
     let wants_quic = cfg
         .peer_uris()?
         .iter()
         .chain(store.peers())
         .any(|u| u.scheme == Scheme::Quic);
-    let (streams, mut stream_rx) = streams::Streams::open(&listen, &identity, wants_quic).await?;
-    let socks = Sockets {
+    let (streams, mut stream_rx) =
+        streams::Streams::open(&listen, &identity, wants_quic, &protect).await?;
+    let mut socks = Sockets {
         udp: socks,
         streams,
     };
@@ -415,7 +426,8 @@ pub async fn run_with(
             let zone = crate::dns::Zone::new(&cfg.dns.suffix, cfg.dns.forward.is_some())
                 .map_err(anyhow::Error::msg)?;
             let (server, rx) =
-                crate::dns::server::start(addr, zone, cfg.dns.forward_addr()?).await?;
+                crate::dns::server::start(addr, zone, cfg.dns.forward_addr()?, protect.clone())
+                    .await?;
             (Some(server), Some(rx))
         }
         None => (None, None),
@@ -512,6 +524,7 @@ pub async fn run_with(
         &identity,
         wall_clock_ms().saturating_mul(1000),
         Instant::now(),
+        &protect,
     );
     let mut lan_tick = tokio::time::interval(discovery::INTERVAL);
     lan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -683,6 +696,26 @@ pub async fn run_with(
             } => {
                 let _t = turns::control_turn("admin request");
                 match req {
+                    admin::Request::NetworkChanged => {
+                        let r = network_changed(&mut socks, &udp_bound, &protect, &mut node);
+                        lan = lan::Lan::open(
+                            &cfg.discovery,
+                            vec![cfg.tun.name.clone()],
+                            &cfg.listen_addrs()?,
+                            &identity,
+                            wall_clock_ms().saturating_mul(1000),
+                            Instant::now(),
+                            &protect,
+                        );
+                        match r {
+                            Ok(info) => reply(admin::Reply::ok(info)),
+                            Err(e) => {
+                                let msg = format!("{e:#}");
+                                reply(admin::Reply::err(msg.clone()));
+                                return Err(e.context("after a network change"));
+                            }
+                        }
+                    }
                     admin::Request::Ping { address } => match address.parse() {
                         Ok(addr) => {
                             let ticket = node.ping(Instant::now(), addr);
@@ -755,6 +788,48 @@ pub async fn run_with(
     flush_control(&mut node, &socks, &tun, &mut udp_rx.gro).await;
     socks.streams.close().await;
     Ok(())
+}
+
+/// The network changed (`meshctl network-changed`, an app's `pl_node_network_changed`): the
+/// UDP sockets are closed and bound again on the same ports (protected again), the QUIC
+/// endpoint moves to a new socket, and the node re-learns its public endpoints and tells every
+/// peer where it is now. Errs (and the node stops) only when a port cannot be bound again.
+fn network_changed(
+    socks: &mut Sockets,
+    bound: &[SocketAddr],
+    protect: &crate::protect::Protect,
+    node: &mut Node,
+) -> anyhow::Result<api::NetworkChanged> {
+    // The old sockets first: the new ones take the same ports.
+    socks.udp.clear();
+    let mut data = Vec::new();
+    let mut inits = Vec::new();
+    for &addr in bound {
+        for s in UdpSock::bind_steered(addr, protect)
+            .with_context(|| format!("cannot bind udp://{addr} again"))?
+        {
+            if s.handshakes() {
+                inits.push(s);
+            } else {
+                data.push(s);
+            }
+        }
+    }
+    data.append(&mut inits);
+    socks.udp = data;
+    if let Err(e) = socks.streams.rebind() {
+        tracing::warn!("network change: the QUIC endpoint keeps its socket ({e:#})");
+    }
+    let peers = node.network_changed(Instant::now());
+    tracing::info!(
+        sockets = socks.udp.len(),
+        peers,
+        "network changed: sockets bound again, peers told"
+    );
+    Ok(api::NetworkChanged {
+        sockets: socks.udp.len(),
+        peers_told: peers,
+    })
 }
 
 /// Resolves a peer's host name to the first address of a family this node can send to.

@@ -58,6 +58,8 @@ impl Drop for DnsServer {
 struct Shared {
     zone: Zone,
     forward: Option<SocketAddr>,
+    /// The app's socket protection, for the sockets to `forward`.
+    protect: crate::protect::Protect,
     asks: mpsc::Sender<Ask<NameAnswer>>,
     lookups: Arc<Semaphore>,
     forwards: Arc<Semaphore>,
@@ -69,6 +71,7 @@ pub async fn start(
     listen: SocketAddr,
     zone: Zone,
     forward: Option<SocketAddr>,
+    protect: crate::protect::Protect,
 ) -> anyhow::Result<(DnsServer, mpsc::Receiver<Ask<NameAnswer>>)> {
     let udp = UdpSocket::bind(listen)
         .await
@@ -81,6 +84,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         zone,
         forward,
+        protect,
         asks,
         lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
@@ -129,7 +133,7 @@ async fn resolve(
             let (Some(up), Ok(_permit)) = (shared.forward, shared.forwards.try_acquire()) else {
                 return fail();
             };
-            match forward(up, bytes).await {
+            match forward(up, bytes, &shared.protect).await {
                 Some(answer) => Some(answer),
                 None => fail(),
             }
@@ -138,12 +142,23 @@ async fn resolve(
 }
 
 /// Sends `query` to `upstream` and waits for its answer (same id, from that address).
-async fn forward(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+async fn forward(
+    upstream: SocketAddr,
+    query: &[u8],
+    protect: &crate::protect::Protect,
+) -> Option<Vec<u8>> {
+    use socket2::{Domain, Protocol, Socket, Type};
     let any: SocketAddr = match upstream {
         SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
         SocketAddr::V6(_) => ([0u16; 8], 0).into(),
     };
-    let sock = UdpSocket::bind(any).await.ok()?;
+    let s = Socket::new(Domain::for_address(any), Type::DGRAM, Some(Protocol::UDP)).ok()?;
+    protect
+        .socket(&s, crate::protect::SocketKind::Dns, upstream)
+        .ok()?;
+    s.set_nonblocking(true).ok()?;
+    s.bind(&any.into()).ok()?;
+    let sock = UdpSocket::from_std(s.into()).ok()?;
     sock.connect(upstream).await.ok()?;
     sock.send(query).await.ok()?;
     let mut buf = vec![0u8; MAX_MESSAGE];
@@ -270,9 +285,14 @@ mod tests {
             .expect("runtime");
         rt.block_on(async {
             let zone = Zone::new("mesh", false).expect("zone");
-            let (srv, mut asks) = start("127.0.0.1:0".parse().expect("a"), zone, None)
-                .await
-                .expect("start");
+            let (srv, mut asks) = start(
+                "127.0.0.1:0".parse().expect("a"),
+                zone,
+                None,
+                Default::default(),
+            )
+            .await
+            .expect("start");
             // The "event loop": shop resolves, everything else does not exist.
             tokio::spawn(async move {
                 while let Some(a) = asks.recv().await {

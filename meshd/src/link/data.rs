@@ -144,6 +144,10 @@ impl Links {
                 self.handle_probe(&key, from, &out[..n], now);
                 Recv::Consumed
             }
+            wire::frame::MOVED => {
+                self.peer_moved(&key, from, now);
+                Recv::Consumed
+            }
             // For the node (NAT traversal), like a routing frame.
             wire::frame::OBSERVED => Recv::Frame {
                 link: peer.link,

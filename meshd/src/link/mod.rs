@@ -169,6 +169,11 @@ pub enum Event {
         /// The handshake's round trip, when we initiated it.
         rtt: Option<Duration>,
     },
+    /// The peer's network changed (it sent `MOVED`): tell it where it is seen now.
+    PeerMoved {
+        /// The peer's key.
+        key: PublicKey,
+    },
     /// A link went down.
     LinkDown {
         /// Its id.

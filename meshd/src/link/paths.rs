@@ -121,6 +121,42 @@ impl Links {
         self.refile_peer(key);
     }
 
+    /// A `MOVED` frame from `key` over `from`: the peer's network changed and it says so. The
+    /// frame is authenticated and the session's replay window lets it in once, so it moves
+    /// the link no more than the peer's data could (which [`Links::follow_data_path`]
+    /// follows): traffic goes to `from` at once, without waiting for the old path to fall
+    /// silent, and the node tells the peer where it sees it ([`Event::PeerMoved`]).
+    pub(crate) fn peer_moved(&mut self, key: &PublicKey, from: Endpoint, now: Instant) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        // `path_heard` made it a path, unless a connection of another node holds it.
+        if peer.endpoint != from && peer.paths.iter().any(|p| p.endpoint == from) {
+            tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from,
+                "the peer's network changed: following it");
+            peer.endpoint = from;
+            peer.switched = now;
+        }
+        self.events.push_back(super::Event::PeerMoved { key: *key });
+    }
+
+    /// This node's network changed: every linked peer is sent `MOVED` (from the sockets
+    /// bound again, so from where this node is now) and every path of every peer is probed
+    /// at once; configured peers not linked are dialed now, their back-off started over.
+    /// Returns the number of peers told.
+    pub fn network_changed(&mut self, now: Instant) -> usize {
+        for d in self.dialers.iter_mut().filter(|d| d.linked.is_none()) {
+            d.failures = 0;
+            d.next_attempt = now;
+        }
+        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
+        for key in &keys {
+            self.send_control_frame(key, &[wire::frame::MOVED], now);
+            self.probe_paths(key, now);
+        }
+        keys.len()
+    }
+
     /// A `PROBE` or `PROBE_REPLY` frame (`kind | nonce`) from `key` over `from`.
     pub(crate) fn handle_probe(
         &mut self,
@@ -213,6 +249,17 @@ impl Links {
                 score_ms = format!("{score:.2}"), "link moves to a better path");
             peer.endpoint = ep;
             peer.switched = now;
+        }
+        self.probe_paths(key, now);
+    }
+
+    /// Sends a `PROBE` on every path of a peer that has several.
+    fn probe_paths(&mut self, key: &PublicKey, now: Instant) {
+        let Some(peer) = self.peers.get(key) else {
+            return;
+        };
+        if peer.paths.len() < 2 {
+            return;
         }
         let endpoints: Vec<Endpoint> = peer.paths.iter().map(|p| p.endpoint).collect();
         for ep in endpoints {

@@ -36,6 +36,7 @@ impl Node {
                             .next_report
                             .get_or_insert(now + nat::REPORT_INTERVAL);
                     }
+                    link::Event::PeerMoved { key } => self.report_observed(now, key),
                     link::Event::LinkDown { link, key } => {
                         self.router.peer_down(now, PeerId(link.0));
                         self.peer_event(key, false);

@@ -10,6 +10,17 @@ use crate::wire;
 use std::time::Instant;
 
 impl Node {
+    /// The host's network changed (the caller bound its sockets again first): the public
+    /// endpoints peers saw are forgotten, every peer is told `MOVED` from where this node is
+    /// now (it sends there at once and reports what it sees), every path is probed, and
+    /// configured peers not linked are dialed now. Returns the number of peers told.
+    pub fn network_changed(&mut self, now: Instant) -> usize {
+        self.nat.network_changed();
+        let n = self.links.network_changed(now);
+        self.pump(now);
+        n
+    }
+
     /// Sends this node's observed endpoints to `key` (not a direct peer) if they were not
     /// sent lately: the first step of punching a direct path ([`crate::nat`]).
     pub(super) fn offer_endpoints(&mut self, now: Instant, key: PublicKey) {

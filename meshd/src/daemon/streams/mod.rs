@@ -26,6 +26,7 @@ mod tasks;
 use crate::conns::{Action, ConnId, Conns, Event, Send};
 use crate::identity::{Identity, PublicKey};
 use crate::link::Links;
+use crate::protect::Protect;
 use crate::quic_tls;
 use crate::uri::{Endpoint, Scheme};
 use bytes::Bytes;
@@ -35,8 +36,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tasks::{
-    accept_quic, accept_quic_conn, accept_tcp, dial_quic, dial_tcp, quic_client, read_quic,
-    read_tcp, tcp_listener, write_frames,
+    accept_quic, accept_quic_conn, accept_tcp, dial_quic, dial_tcp, quic_client, quic_endpoint,
+    quic_socket, read_quic, read_tcp, tcp_listener, write_frames,
 };
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -125,6 +126,8 @@ pub struct Streams {
     inner: RefCell<Inner>,
     events: mpsc::Sender<StreamEvent>,
     identity: Identity,
+    /// The app's socket protection (none for a daemon).
+    protect: Protect,
     /// Listening addresses, for `meshctl self`.
     pub listening: Vec<Endpoint>,
 }
@@ -151,6 +154,7 @@ impl Streams {
         listen: &[Endpoint],
         identity: &Identity,
         need_quic_client: bool,
+        protect: &Protect,
     ) -> anyhow::Result<(Streams, mpsc::Receiver<StreamEvent>)> {
         let (events, rx) = mpsc::channel(EVENTS);
         let mut listening = Vec::new();
@@ -159,13 +163,13 @@ impl Streams {
             match ep.scheme {
                 Scheme::Udp => {}
                 Scheme::Tcp => {
-                    let l = tcp_listener(ep.addr).map_err(|e| {
+                    let l = tcp_listener(ep.addr, protect).map_err(|e| {
                         anyhow::anyhow!("cannot listen on tcp://{} ({e}); is another meshd or program using it?", ep.addr)
                     })?;
                     let local = l.local_addr()?;
                     tracing::info!(listen = %Endpoint::new(Scheme::Tcp, local), "listening");
                     listening.push(Endpoint::new(Scheme::Tcp, local));
-                    tokio::spawn(accept_tcp(l, events.clone()));
+                    tokio::spawn(accept_tcp(l, events.clone(), protect.clone()));
                 }
                 Scheme::Quic => {
                     if quic.is_some() {
@@ -177,7 +181,7 @@ impl Streams {
                     cfg.max_incoming(QUIC_MAX_INCOMING)
                         .incoming_buffer_size(QUIC_INCOMING_BUFFER)
                         .incoming_buffer_size_total(QUIC_INCOMING_BUFFER_TOTAL);
-                    let e = quinn::Endpoint::server(cfg, ep.addr).map_err(|e| {
+                    let e = quic_endpoint(ep.addr, Some(cfg), protect).map_err(|e| {
                         anyhow::anyhow!("cannot listen on quic://{} ({e}); is the port used by another socket (UDP links need a port of their own)?", ep.addr)
                     })?;
                     let local = e.local_addr()?;
@@ -189,7 +193,7 @@ impl Streams {
             }
         }
         if quic.is_none() && need_quic_client {
-            quic = Some(quic_client()?);
+            quic = Some(quic_client(protect)?);
         }
         let s = Streams {
             inner: RefCell::new(Inner {
@@ -200,6 +204,7 @@ impl Streams {
             }),
             events,
             identity: Identity::from_seed(&identity.secret_seed()),
+            protect: protect.clone(),
             listening,
         };
         Ok((s, rx))
@@ -325,12 +330,12 @@ impl Streams {
     fn dial(&self, g: &mut Inner, now: Instant, id: ConnId, to: Endpoint) {
         let events = self.events.clone();
         let task = match to.scheme {
-            Scheme::Tcp => tokio::spawn(dial_tcp(to, id, events)),
+            Scheme::Tcp => tokio::spawn(dial_tcp(to, id, events, self.protect.clone())),
             Scheme::Quic => {
                 if g.quic.is_none() {
                     // A quic:// peer added at runtime, with no QUIC listener: a client
                     // endpoint of its own.
-                    match quic_client() {
+                    match quic_client(&self.protect) {
                         Ok(e) => g.quic = Some(e),
                         Err(e) => {
                             let why = format!("QUIC: cannot make a client endpoint ({e})");
@@ -359,6 +364,26 @@ impl Streams {
             }
         };
         g.io.insert(id, Io::Opening(task.abort_handle()));
+    }
+
+    /// The network changed: a dialing-only QUIC endpoint moves to a new socket (protected
+    /// again), and quinn migrates its connections there. A QUIC listener keeps its socket
+    /// (bound to every address, it receives on new ones, and its port must not change).
+    /// TCP connections cannot move: the link's liveness notices the dead ones within a second
+    /// and dials again.
+    pub fn rebind(&self) -> anyhow::Result<()> {
+        let g = self.inner.borrow();
+        let Some(e) = &g.quic else {
+            return Ok(());
+        };
+        if self.listening.iter().any(|l| l.scheme == Scheme::Quic) {
+            return Ok(());
+        }
+        let local = e.local_addr()?;
+        let s = quic_socket(std::net::SocketAddr::new(local.ip(), 0), &self.protect)?;
+        e.rebind(s)?;
+        tracing::info!("QUIC endpoint moved to a new socket");
+        Ok(())
     }
 
     /// Closes every connection (shutdown), after what was queued is written.

@@ -5,6 +5,7 @@
 use super::reader::read_frames;
 use super::{QUIC_PREAMBLE, SERVER_NAME, StreamEvent, Transport, WRITE_BATCH, WRITE_STALL};
 use crate::conns::{CONNECT_TIMEOUT, ConnId, IDLE};
+use crate::protect::{Protect, SocketKind};
 use crate::quic_tls;
 use crate::uri::{Endpoint, Scheme};
 use std::net::SocketAddr;
@@ -15,15 +16,52 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// A QUIC endpoint for dialing only.
-pub(super) fn quic_client() -> anyhow::Result<quinn::Endpoint> {
+pub(super) fn quic_client(protect: &Protect) -> anyhow::Result<quinn::Endpoint> {
     let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
     let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
-    Ok(quinn::Endpoint::client(v6).or_else(|_| quinn::Endpoint::client(v4))?)
+    quic_endpoint(v6, None, protect).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return Err(e.into());
+        }
+        Ok(quic_endpoint(v4, None, protect)?)
+    })
 }
 
-pub(super) fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+/// A QUIC endpoint on a socket of ours (protected by the app, where it asks for that),
+/// bound to `addr`: dual-stack when `addr` is IPv6.
+pub(super) fn quic_endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    protect: &Protect,
+) -> std::io::Result<quinn::Endpoint> {
+    let s = quic_socket(addr, protect)?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, s, runtime)
+}
+
+/// A UDP socket for a QUIC endpoint, protected, then bound to `addr`.
+pub(super) fn quic_socket(
+    addr: SocketAddr,
+    protect: &Protect,
+) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    protect.socket(&s, SocketKind::Quic, format_args!("quic://{addr}"))?;
+    if addr.is_ipv6() {
+        // Best effort, as quinn's own client endpoint: without it, IPv6 peers only.
+        let _ = s.set_only_v6(false);
+    }
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+pub(super) fn tcp_listener(
+    addr: SocketAddr,
+    protect: &Protect,
+) -> std::io::Result<tokio::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    protect.socket(&s, SocketKind::TcpListener, format_args!("tcp://{addr}"))?;
     if addr.is_ipv6() {
         s.set_only_v6(false)?;
     }
@@ -35,11 +73,19 @@ pub(super) fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpL
 }
 
 /// Hands every accepted TCP connection to the loop, which keeps it or closes it.
-pub(super) async fn accept_tcp(l: tokio::net::TcpListener, events: mpsc::Sender<StreamEvent>) {
+pub(super) async fn accept_tcp(
+    l: tokio::net::TcpListener,
+    events: mpsc::Sender<StreamEvent>,
+    protect: Protect,
+) {
     loop {
         match l.accept().await {
             Ok((s, from)) => {
                 let ep = Endpoint::new(Scheme::Tcp, crate::udp::canonical(from));
+                if protect.socket(&s, SocketKind::TcpAccepted, ep).is_err() {
+                    // Refused, with protection required: closed unused (logged).
+                    continue;
+                }
                 if events.send(StreamEvent::AcceptedTcp(ep, s)).await.is_err() {
                     return;
                 }
@@ -104,8 +150,21 @@ pub(super) async fn accept_quic_conn(
     let _ = events.send(ev).await;
 }
 
-pub(super) async fn dial_tcp(to: Endpoint, id: ConnId, events: mpsc::Sender<StreamEvent>) {
-    let ev = match tokio::net::TcpStream::connect(to.addr).await {
+pub(super) async fn dial_tcp(
+    to: Endpoint,
+    id: ConnId,
+    events: mpsc::Sender<StreamEvent>,
+    protect: Protect,
+) {
+    let connect = async {
+        let s = match to.addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        protect.socket(&s, SocketKind::TcpDial, to)?;
+        s.connect(to.addr).await
+    };
+    let ev = match connect.await {
         Ok(s) => StreamEvent::Up(id, Box::new(Transport::Tcp(s))),
         Err(e) => {
             tracing::debug!(%to, "TCP connect: {e}");
