@@ -359,3 +359,36 @@ fn a_refused_dial_opens_no_link_and_says_why() {
     free(a);
     free(b);
 }
+
+#[test]
+fn network_changed_binds_the_sockets_again_protected_on_the_same_port() {
+    let r = Arc::new(Reports::default());
+    let cfg = serde_json::json!({
+        "state_dir": state_dir("protect-roam"),
+        "listen": ["udp://127.0.0.1:0"],
+        "discovery": { "enabled": false },
+        "tun": { "mtu": 1280 },
+    });
+    let n = new_node(&cfg.to_string(), &r).unwrap();
+    // Not running: nothing to rebind.
+    assert_eq!(pl_node_network_changed(n), PlStatus::PlErrNotRunning);
+    let rec = Arc::new(Recorder::default());
+    set_protect(n, &rec, true).unwrap();
+    start_packets(n, &r).unwrap();
+    let before = port(n);
+    let udp = |rec: &Recorder| {
+        rec.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.kind == UDP)
+            .count()
+    };
+    let first = udp(&rec);
+    check(pl_node_network_changed(n)).unwrap();
+    assert!(udp(&rec) > first, "the new sockets were not protected");
+    assert_eq!(port(n), before, "the port changed");
+    // Still answers.
+    status(n).unwrap();
+    free(n);
+}

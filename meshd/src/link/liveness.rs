@@ -123,6 +123,8 @@ impl Links {
                 "the peer's data moved to another path: following it");
             peer.endpoint = from;
             peer.switched = now;
+            // It may not know where it is seen now (a new network, a new NAT mapping).
+            self.events.push_back(super::Event::PeerMoved { key: *key });
         }
     }
 }

@@ -116,6 +116,7 @@ impl Links {
             tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from, "peer moved");
             peer.endpoint = from;
             peer.switched = now;
+            self.events.push_back(super::Event::PeerMoved { key: *key });
         }
         // With a second path, probes are due.
         self.refile_peer(key);
@@ -125,7 +126,7 @@ impl Links {
     /// frame is authenticated and the session's replay window lets it in once, so it moves
     /// the link no more than the peer's data could (which [`Links::follow_data_path`]
     /// follows): traffic goes to `from` at once, without waiting for the old path to fall
-    /// silent, and the node tells the peer where it sees it ([`Event::PeerMoved`]).
+    /// silent, and the node tells the peer where it sees it ([`super::Event::PeerMoved`]).
     pub(crate) fn peer_moved(&mut self, key: &PublicKey, from: Endpoint, now: Instant) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
