@@ -121,7 +121,11 @@ public final class Node implements AutoCloseable {
     /** {@link #sendPacket(byte[])} for {@code length} bytes of {@code buf} from {@code offset}. */
     public boolean sendPacket(byte[] buf, int offset, int length) {
         Objects.requireNonNull(buf, "packet must not be null");
-        Objects.checkFromIndexSize(offset, length, buf.length);
+        // (Objects.checkFromIndexSize needs Android API level 30.)
+        if (offset < 0 || length < 0 || length > buf.length - offset) {
+            throw new IndexOutOfBoundsException(
+                    "offset " + offset + ", length " + length + " outside an array of " + buf.length);
+        }
         return Native.sendPacket(live(), buf, offset, length);
     }
 
