@@ -291,7 +291,6 @@ extern "system" fn send_packet<'l>(
             }
         })
     })
-    .into()
 }
 
 fn bad(message: String) -> Fail {

@@ -74,6 +74,10 @@ impl PacketTarget {
 /// dropped once no thread can call them (after a start succeeded, which joined any earlier
 /// thread, or a stop did).
 #[derive(Default)]
+#[allow(
+    clippy::vec_box,
+    reason = "each target's address is a callback's ctx: it must not move when the Vec grows"
+)]
 pub struct PacketTargets(Vec<Box<PacketTarget>>);
 
 impl PacketTargets {

@@ -401,37 +401,6 @@ public final class JvmTests {
                 ManagementFactory.getThreadMXBean().getThreadCount());
     }
 
-    static java.util.Map<String, Long> smaps() throws IOException {
-        java.util.Map<String, Long> m = new java.util.LinkedHashMap<>();
-        String cur = null;
-        for (String l : Files.readAllLines(Paths.get("/proc/self/smaps"))) {
-            if (Character.isDigit(l.charAt(0)) || (l.charAt(0) >= 'a' && l.charAt(0) <= 'f' && l.contains("-") && !l.contains(":  "))) {
-                cur = l;
-            } else if (l.startsWith("Rss:") && cur != null) {
-                m.put(cur, Long.parseLong(l.replaceAll("[^0-9]", "")));
-            }
-        }
-        return m;
-    }
-
-    static java.util.Map<String, Long> smaps0;
-
-    static void smapsDiff() throws IOException {
-        if (System.getProperty("smaps") == null) {
-            return;
-        }
-        if (smaps0 == null) {
-            smaps0 = smaps();
-            return;
-        }
-        for (java.util.Map.Entry<String, Long> e : smaps().entrySet()) {
-            long before = smaps0.getOrDefault(e.getKey(), 0L);
-            if (e.getValue() - before > 256) {
-                System.out.println("grew " + (e.getValue() - before) + " KiB: " + e.getKey());
-            }
-        }
-    }
-
     /** With -Dnmt (and -XX:NativeMemoryTracking=summary): the JVM's own account of its memory. */
     static void nmt(String what) throws Exception {
         if (System.getProperty("nmt") == null) {
@@ -492,7 +461,6 @@ public final class JvmTests {
                         jvm0 = ManagementFactory.getThreadMXBean().getThreadCount();
                         System.out.println("after " + warmUp + " warm-up cycles: " + usage());
                         nmt("baseline");
-                        smapsDiff();
                     }
                     int ups = r.count("peer_up");
                     n.startPacketMode(r);
@@ -510,7 +478,6 @@ public final class JvmTests {
                 System.gc();
                 System.out.println("after " + cycles + " more cycles:    " + usage());
                 nmt("summary.diff");
-                smapsDiff();
                 Check.equal(tasks0, count("/proc/self/task"), "threads (/proc/self/task)");
                 Check.equal(fds0, count("/proc/self/fd"), "descriptors (/proc/self/fd)");
                 Check.equal(jvm0, (long) ManagementFactory.getThreadMXBean().getThreadCount(), "JVM live threads");
