@@ -44,6 +44,8 @@ pub mod api;
 pub mod callbacks;
 pub mod config;
 pub mod error;
+// The Java API (JNI_OnLoad and the native methods of lan.planetary.Native).
+mod jni;
 mod logging;
 mod node;
 mod registry;
