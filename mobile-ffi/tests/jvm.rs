@@ -190,3 +190,11 @@ fn java_listeners_that_call_back_or_throw() {
 fn java_start_stop_cycles_leave_nothing_behind() {
     run_java("cycles");
 }
+
+/// Socket protection and network changes from Java: the protector sees the node's sockets
+/// before use and again after `networkChanged` (same port); required and refused, or a
+/// protector that throws, fails the start with the reason; bad calls throw.
+#[test]
+fn java_socket_protection_and_network_changes() {
+    run_java("protect");
+}

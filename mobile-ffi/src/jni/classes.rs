@@ -25,6 +25,10 @@ pub struct Classes {
     pub _packets: Global<JClass<'static>>,
     /// `PacketDispatch.packet(byte[])`.
     pub packets_packet: JMethodID,
+    /// `lan.planetary.ProtectDispatch` (held, as above).
+    pub _protect: Global<JClass<'static>>,
+    /// `ProtectDispatch.protect(int fd, int kind)` boolean.
+    pub protect_protect: JMethodID,
     /// `lan.planetary.NodeStatus` and its constructor.
     pub status: Global<JClass<'static>>,
     pub status_new: JMethodID,
@@ -59,6 +63,7 @@ pub fn init(env: &mut Env) -> jni::errors::Result<&'static Classes> {
     let native = env.find_class(jni_str!("lan/planetary/Native"))?;
     let dispatch = env.find_class(jni_str!("lan/planetary/Dispatch"))?;
     let packets = env.find_class(jni_str!("lan/planetary/PacketDispatch"))?;
+    let protect = env.find_class(jni_str!("lan/planetary/ProtectDispatch"))?;
     let status = env.find_class(jni_str!("lan/planetary/NodeStatus"))?;
     let peer = env.find_class(jni_str!("lan/planetary/Peer"))?;
     let error = env.find_class(jni_str!("lan/planetary/PlanetaryException"))?;
@@ -75,6 +80,7 @@ pub fn init(env: &mut Env) -> jni::errors::Result<&'static Classes> {
         jni_sig!("(ILjava/lang/String;)V"),
     )?;
     let packets_packet = env.get_method_id(&packets, jni_str!("packet"), jni_sig!("([B)V"))?;
+    let protect_protect = env.get_method_id(&protect, jni_str!("protect"), jni_sig!("(II)Z"))?;
     let status_new = env.get_method_id(
         &status,
         jni_str!("<init>"),
@@ -101,6 +107,8 @@ pub fn init(env: &mut Env) -> jni::errors::Result<&'static Classes> {
         dispatch_log,
         _packets: global(env, packets)?,
         packets_packet,
+        _protect: global(env, protect)?,
+        protect_protect,
         status: global(env, status)?,
         status_new,
         peer: global(env, peer)?,

@@ -53,6 +53,8 @@ fn java_message(message: &str) -> String {
         ("pl_node_peers_json", "Node.peers"),
         ("pl_node_add_peer", "Node.addPeer"),
         ("pl_node_send_packet", "Node.sendPacket"),
+        ("pl_node_set_protect", "Node.setSocketProtector"),
+        ("pl_node_network_changed", "Node.networkChanged"),
         ("node handle", "node"),
         ("config_json", "configJson"),
     ];
@@ -297,6 +299,41 @@ fn bad(message: String) -> Fail {
     Fail::Pl(Error::new(PlStatus::PlErrInvalidArgument, message))
 }
 
+extern "system" fn set_protect<'l>(
+    mut env: EnvUnowned<'l>,
+    _c: JClass<'l>,
+    h: jlong,
+    dispatch: JObject<'l>,
+    required: jboolean,
+) {
+    entry(&mut env, |env, _| {
+        let n = node(h)?;
+        let protect = if dispatch.is_null() {
+            if required {
+                return Err(Fail::Null("protector"));
+            }
+            meshd::protect::Protect::none()
+        } else {
+            // Dropped (its global reference deleted) when replaced or when the node is
+            // closed, on the calling Java thread: the node's thread holds only clones.
+            let target = env.new_global_ref(&dispatch)?;
+            meshd::protect::Protect::new(
+                Box::new(move |fd, kind| upcalls::protect(&target, fd, kind as i32)),
+                required,
+            )
+        };
+        n.set_protect(protect)?;
+        Ok(())
+    })
+}
+
+extern "system" fn network_changed<'l>(mut env: EnvUnowned<'l>, _c: JClass<'l>, h: jlong) {
+    entry(&mut env, |_, _| {
+        node(h)?.network_changed()?;
+        Ok(())
+    })
+}
+
 extern "system" fn stop<'l>(mut env: EnvUnowned<'l>, _c: JClass<'l>, h: jlong) {
     entry(&mut env, |_, _| {
         on_other_thread()?;
@@ -424,6 +461,16 @@ pub fn register(env: &mut Env, c: &Classes) -> jni::errors::Result<()> {
             "sendPacket",
             "(J[BII)Z",
             send_packet as extern "system" fn(_, _, _, _, _, _) -> _
+        ),
+        native!(
+            "setProtect",
+            "(JLlan/planetary/ProtectDispatch;Z)V",
+            set_protect as extern "system" fn(_, _, _, _, _)
+        ),
+        native!(
+            "networkChanged",
+            "(J)V",
+            network_changed as extern "system" fn(_, _, _)
         ),
         native!("stop", "(J)V", stop as extern "system" fn(_, _, _)),
         native!("free", "(J)V", free as extern "system" fn(_, _, _)),

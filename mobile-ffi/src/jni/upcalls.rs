@@ -251,3 +251,27 @@ unsafe extern "C" fn on_packet(ctx: *mut c_void, packet: *const u8, len: usize) 
         });
     }));
 }
+
+/// Asks a `ProtectDispatch` (a `Global` to it) to protect `fd`: its answer, or `false` when it
+/// cannot be asked (the thread cannot attach, the JVM threw).
+pub fn protect(dispatch: &Global<JObject<'static>>, fd: i32, kind: i32) -> bool {
+    let mut protected = false;
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        call_java(|env, c| {
+            let args = [JValue::Int(fd).as_jni(), JValue::Int(kind).as_jni()];
+            // SAFETY: ProtectDispatch.protect(int, int) boolean, looked up on the class of
+            // this object, arguments as declared.
+            let r = unsafe {
+                env.call_method_unchecked(
+                    dispatch.as_obj(),
+                    c.protect_protect,
+                    JavaType::Primitive(Primitive::Boolean),
+                    &args,
+                )
+            }?;
+            protected = r.z()?;
+            Ok(())
+        });
+    }));
+    protected
+}

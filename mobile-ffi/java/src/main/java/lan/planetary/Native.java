@@ -23,6 +23,11 @@ final class Native {
     /** false: the queue was full and the packet was dropped. */
     static native boolean sendPacket(long node, byte[] packet, int offset, int length);
 
+    /** {@code protector} null: no protection. */
+    static native void setProtect(long node, ProtectDispatch protector, boolean required);
+
+    static native void networkChanged(long node);
+
     static native void stop(long node);
 
     static native void free(long node);

@@ -130,6 +130,45 @@ public final class Node implements AutoCloseable {
     }
 
     /**
+     * Sets socket protection, for an app whose VPN takes all of the device's traffic (Android:
+     * {@code node.setSocketProtector((fd, kind) -> vpnService.protect(fd), true)}). The node
+     * hands {@code protector} every socket it opens towards the network (link UDP, TCP dials,
+     * listeners and accepted connections, QUIC, LAN discovery, DNS forwarding) before it binds,
+     * connects or uses it. With {@code required}, a socket the protector refuses is closed
+     * unused: {@link #start} throws with the reason if a listening socket is refused, and a
+     * refused dial opens no link (the peer's {@link Peer#getLastError} says why); without, a
+     * refusal is logged and the socket used as it is. Call it before {@code start} (it holds
+     * for every later start); {@code null} turns protection off.
+     *
+     * @throws PlanetaryException {@code ALREADY_RUNNING} while the node runs
+     * @throws NullPointerException if {@code protector} is null and {@code required} is true
+     */
+    public void setSocketProtector(SocketProtector protector, boolean required) {
+        if (protector == null && required) {
+            throw new NullPointerException(
+                    "protector must not be null when protection is required (give one that calls"
+                            + " VpnService.protect, or pass required = false)");
+        }
+        Native.setProtect(live(), protector == null ? null : new ProtectDispatch(protector), required);
+    }
+
+    /**
+     * The device's network changed (call it from {@code
+     * ConnectivityManager.NetworkCallback.onAvailable} or {@code onLinkPropertiesChanged}): the
+     * node binds its UDP sockets again on the same ports (protected again), moves its QUIC
+     * endpoint to a new socket, re-learns its public endpoints, tells every peer where it is now
+     * (they send there at once), probes its paths and dials unlinked peers at once. Sessions
+     * carry on. Without this call the node notices by itself within about half a second of
+     * traffic, or at its next keepalive.
+     *
+     * @throws PlanetaryException {@code NOT_RUNNING} if the node is not running; {@code
+     *     WRONG_THREAD} from a listener callback
+     */
+    public void networkChanged() {
+        Native.networkChanged(live());
+    }
+
+    /**
      * Stops the node: tells its peers, closes its sockets, and waits (at most 5 s) for its
      * thread; {@link NodeListener#onStopped} has run when it returns. It may be started again.
      *

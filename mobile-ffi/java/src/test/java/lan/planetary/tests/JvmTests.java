@@ -23,6 +23,7 @@ import lan.planetary.NodeStatus;
 import lan.planetary.Peer;
 import lan.planetary.PlanetaryException;
 import lan.planetary.PlanetaryException.Code;
+import lan.planetary.SocketProtector;
 
 /**
  * The Java API on a real JVM (run by mobile-ffi/tests/jvm.rs under -Xcheck:jni):
@@ -41,6 +42,7 @@ public final class JvmTests {
         run(only, "bad_calls", JvmTests::badCalls);
         run(only, "callbacks", JvmTests::callbacksMisbehave);
         run(only, "cycles", JvmTests::startStopCycles);
+        run(only, "protect", JvmTests::socketProtectionAndNetworkChanges);
         System.out.println("all passed");
     }
 
@@ -489,5 +491,85 @@ public final class JvmTests {
                 Check.that(end - rss0 < 12 * 1024, "RSS grew by " + (end - rss0) + " KiB over " + cycles + " cycles");
             }
         }
+    }
+
+    // ---------------------------------------------------------------------------------------
+
+    /**
+     * Socket protection from Java: every socket reaches the protector before use (and again
+     * after a network change); a refusal with protection required fails the start with the
+     * reason; a protector that throws refuses; bad calls throw.
+     */
+    static void socketProtectionAndNetworkChanges() throws Exception {
+        List<int[]> seen = Collections.synchronizedList(new ArrayList<>());
+        SocketProtector recording = (fd, kind) -> {
+            seen.add(new int[] {fd, kind});
+            return true;
+        };
+        Recorder r = new Recorder();
+        Node n = Node.create(config(stateDir("protect")), r);
+        planetary(Code.NOT_RUNNING, "not running", () -> n.networkChanged());
+        npe("protector", () -> n.setSocketProtector(null, true));
+        n.setSocketProtector(recording, true);
+        n.startPacketMode(r);
+        long udp = seen.stream().filter(s -> s[1] == SocketProtector.UDP).count();
+        Check.that(udp >= 1, "the UDP sockets were protected: " + seen.size());
+        for (int[] s : seen) {
+            Check.that(s[0] > 2, "a real descriptor: " + s[0]);
+        }
+        int before = port(n);
+        planetary(Code.ALREADY_RUNNING, "before the node starts", () -> n.setSocketProtector(recording, true));
+        n.networkChanged();
+        long after = seen.stream().filter(s -> s[1] == SocketProtector.UDP).count();
+        Check.that(after > udp, "the sockets bound again were protected again");
+        Check.equal(before, port(n), "the port is kept");
+        n.stop();
+
+        // Required, refused: the start fails and says why.
+        n.setSocketProtector((fd, kind) -> false, true);
+        PlanetaryException e = planetary(Code.START_FAILED, "refused the UDP socket", () -> n.startPacketMode(r));
+        Check.mentions(e, "VpnService.protect");
+        // A protector that throws refuses too (and the exception is logged, not left pending).
+        List<LogRecord> warnings = Collections.synchronizedList(new ArrayList<>());
+        Logger log = Logger.getLogger("lan.planetary");
+        Handler h = new Handler() {
+            @Override
+            public void publish(LogRecord rec) {
+                warnings.add(rec);
+            }
+
+            @Override
+            public void flush() {}
+
+            @Override
+            public void close() {}
+        };
+        log.addHandler(h);
+        log.setUseParentHandlers(false);
+        try {
+            n.setSocketProtector((fd, kind) -> {
+                throw new IllegalStateException("no VPN service");
+            }, true);
+            planetary(Code.START_FAILED, "refused the UDP socket", () -> n.startPacketMode(r));
+        } finally {
+            log.removeHandler(h);
+            log.setUseParentHandlers(true);
+        }
+        Check.that(
+                warnings.stream().anyMatch(w -> w.getThrown() != null
+                        && "no VPN service".equals(w.getThrown().getMessage())),
+                "the protector's exception was logged");
+        // Not required: the node runs.
+        n.setSocketProtector((fd, kind) -> false, false);
+        n.startPacketMode(r);
+        Check.that(n.status().getAddress().equals(n.address()), "runs unprotected");
+        n.stop();
+        // Off.
+        n.setSocketProtector(null, false);
+        n.startPacketMode(r);
+        n.stop();
+        n.close();
+        planetary(Code.INVALID_HANDLE, "closed", () -> n.networkChanged());
+        planetary(Code.INVALID_HANDLE, "closed", () -> n.setSocketProtector(recording, false));
     }
 }
