@@ -415,14 +415,15 @@ public final class JvmTests {
 
     /** 100 start/stop cycles (after 50 of warm-up): no thread, descriptor or memory left behind. */
     static void startStopCycles() throws Exception {
-        // glibc gives threads arenas of their own (up to 8 per core); the node's thread, new at
-        // each start, lands on whichever arena is free and grows it to the node's working set
-        // once. In a JVM, with its twenty threads, that happens within the first hundred or so
-        // cycles, as one step of 4 to 10 MiB at an unpredictable cycle: all of it in malloc
-        // arenas (/proc/self/smaps), none in the JVM's own memory (-XX:NativeMemoryTracking).
-        // After it, RSS is flat (release build: +0.3 MiB over 250 cycles). So: 50 cycles of
-        // warm-up, then 100 measured; the last 50 may add at most 1 MiB (a leak of 20 KiB per
-        // cycle would show), and the 100 at most 12 MiB (the step).
+        // In a JVM, RSS takes one step of 4 to 10 MiB at an unpredictable cycle within the first
+        // hundred or so, then stays flat (release build: +0.3 MiB over 250 more cycles). The
+        // step is in malloc's memory (/proc/self/smaps), none in the JVM's own
+        // (-XX:NativeMemoryTracking), and it stays with MALLOC_ARENA_MAX=1 (about 4 MiB, then
+        // -1 MiB over the last 50): the allocator reaching its high-water mark for the node's
+        // working set among the JVM's allocations, not per-thread arenas alone, and not a leak,
+        // which would grow with every cycle. So: 50 cycles of warm-up, then 100 measured; the
+        // last 50 may add at most 1 MiB (a leak of 20 KiB per cycle would show), and the 100
+        // at most 12 MiB (the step).
         final int warmUp = Integer.getInteger("warmup", 50);
         final int cycles = Integer.getInteger("cycles", 100);
         // Its peer, so that every cycle makes a link (handshake, session, peer_up).
