@@ -19,6 +19,7 @@ pub mod lan;
 pub mod local;
 mod name_store;
 mod names;
+mod network;
 mod peer_store;
 pub mod policy;
 mod policy_worker;
@@ -697,7 +698,7 @@ pub async fn run_with(
                 let _t = turns::control_turn("admin request");
                 match req {
                     admin::Request::NetworkChanged => {
-                        let r = network_changed(&mut socks, &udp_bound, &protect, &mut node);
+                        let r = network::changed(&mut socks, &udp_bound, &protect, &mut node);
                         lan = lan::Lan::open(
                             &cfg.discovery,
                             vec![cfg.tun.name.clone()],
@@ -788,48 +789,6 @@ pub async fn run_with(
     flush_control(&mut node, &socks, &tun, &mut udp_rx.gro).await;
     socks.streams.close().await;
     Ok(())
-}
-
-/// The network changed (`meshctl network-changed`, an app's `pl_node_network_changed`): the
-/// UDP sockets are closed and bound again on the same ports (protected again), the QUIC
-/// endpoint moves to a new socket, and the node re-learns its public endpoints and tells every
-/// peer where it is now. Errs (and the node stops) only when a port cannot be bound again.
-fn network_changed(
-    socks: &mut Sockets,
-    bound: &[SocketAddr],
-    protect: &crate::protect::Protect,
-    node: &mut Node,
-) -> anyhow::Result<api::NetworkChanged> {
-    // The old sockets first: the new ones take the same ports.
-    socks.udp.clear();
-    let mut data = Vec::new();
-    let mut inits = Vec::new();
-    for &addr in bound {
-        for s in UdpSock::bind_steered(addr, protect)
-            .with_context(|| format!("cannot bind udp://{addr} again"))?
-        {
-            if s.handshakes() {
-                inits.push(s);
-            } else {
-                data.push(s);
-            }
-        }
-    }
-    data.append(&mut inits);
-    socks.udp = data;
-    if let Err(e) = socks.streams.rebind() {
-        tracing::warn!("network change: the QUIC endpoint keeps its socket ({e:#})");
-    }
-    let peers = node.network_changed(Instant::now());
-    tracing::info!(
-        sockets = socks.udp.len(),
-        peers,
-        "network changed: sockets bound again, peers told"
-    );
-    Ok(api::NetworkChanged {
-        sockets: socks.udp.len(),
-        peers_told: peers,
-    })
 }
 
 /// Resolves a peer's host name to the first address of a family this node can send to.
