@@ -192,3 +192,38 @@ fn a_handshake_sent_again_is_no_round_trip_sample_and_the_next_cut_is_seen_in_ti
         "down after {took:?}"
     );
 }
+
+#[test]
+fn a_moved_frame_moves_the_peer_at_once_and_only_once() {
+    let mut p = Pair::new(None);
+    p.run_for(Duration::from_millis(200));
+    assert!(p.up());
+    let ka = identity(1).public_key();
+    while p.b.links.poll_event().is_some() {}
+    // A's network changed: it tells B, from wherever it is now.
+    let now = p.now;
+    assert_eq!(p.a.links.network_changed(now), 1);
+    let moved: Vec<_> = std::iter::from_fn(|| p.a.links.poll_transmit()).collect();
+    assert_eq!(moved.len(), 1, "one MOVED to the one peer");
+    assert_eq!(moved[0].to, B_ADDR);
+    let new_a = Endpoint::udp("10.1.0.9:40000".parse().expect("addr"));
+    let mut out = vec![0u8; 2048];
+    let r =
+        p.b.links
+            .handle_datagram(now, new_a, &moved[0].data, &mut out);
+    assert_eq!(r, Recv::Consumed);
+    // B sends there at once (no waiting for the old path to fall silent), and the node is
+    // told so that it reports what it sees.
+    assert_eq!(p.b.links.peers[&ka].endpoint, new_a);
+    assert!(
+        std::iter::from_fn(|| p.b.links.poll_event())
+            .any(|e| matches!(e, Event::PeerMoved { key } if key == ka))
+    );
+    // The same datagram again, from elsewhere (a replay by someone on the path): dropped.
+    let evil = Endpoint::udp("192.0.2.66:1".parse().expect("addr"));
+    let r =
+        p.b.links
+            .handle_datagram(now, evil, &moved[0].data, &mut out);
+    assert_eq!(r, Recv::Dropped(DropReason::Replay));
+    assert_eq!(p.b.links.peers[&ka].endpoint, new_a);
+}
