@@ -9,6 +9,7 @@
 #ifndef PLANETARY_LAN_H
 #define PLANETARY_LAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -324,7 +324,13 @@ impl Node {
     /// node runs, since its sockets are open already.
     pub fn set_protect(&self, protect: meshd::protect::Protect) -> Result<(), Error> {
         let state = lock(&self.state);
-        if !matches!(&*state, State::Stopped) {
+        let stopped = match &*state {
+            State::Stopped => true,
+            // It stopped by itself: its thread no longer opens sockets.
+            State::Running(r) => r.exited.load(Ordering::SeqCst),
+            _ => false,
+        };
+        if !stopped {
             return Err(Error::new(
                 PlStatus::PlErrAlreadyRunning,
                 "socket protection is set before the node starts (its sockets are open \

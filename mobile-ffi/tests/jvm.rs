@@ -111,7 +111,17 @@ fn classes() -> &'static PathBuf {
 
 /// Runs one section of `JvmTests` in a JVM of its own; returns its output.
 fn run_java(section: &str) -> String {
-    let (lib, classes) = (library_dir(), classes());
+    run_jvm(
+        classes().as_os_str(),
+        "lan.planetary.tests.JvmTests",
+        section,
+    )
+}
+
+/// Runs `main` (with a scratch directory and `section` as its arguments) on the JVM under
+/// `-Xcheck:jni`; fails with its output if it fails or the JVM warns.
+fn run_jvm(classpath: &std::ffi::OsStr, main: &str, section: &str) -> String {
+    let lib = library_dir();
     let scratch = std::env::temp_dir().join(format!("pl-jvm-{section}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
@@ -127,8 +137,8 @@ fn run_java(section: &str) -> String {
         ])
         .arg(format!("-Djava.library.path={}", lib.display()))
         .arg("-cp")
-        .arg(classes)
-        .arg("lan.planetary.tests.JvmTests")
+        .arg(classpath)
+        .arg(main)
         .arg(&scratch)
         .arg(section)
         .output()
@@ -197,4 +207,37 @@ fn java_start_stop_cycles_leave_nothing_behind() {
 #[test]
 fn java_socket_protection_and_network_changes() {
     run_java("protect");
+}
+
+/// The API from Kotlin, as an app writes it (`java/src/test/kotlin/.../KotlinTests.kt`,
+/// compiled with `kotlinc -Werror` against the Java API): properties for getters, a lambda for
+/// the `SocketProtector`, an object for the `NodeListener`, `use`, exceptions caught by code.
+/// Two nodes in packet mode exchange an ICMPv6 echo; protection, a network change, bad calls.
+/// Needs `kotlinc`: `.ci/run` installs the Kotlin compiler from the npm registry.
+#[test]
+fn kotlin_app_uses_the_api() {
+    let dir = std::env::temp_dir().join(format!("pl-kotlin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let jar = dir.join("ktests.jar");
+    let src = manifest_dir().join("java/src/test/kotlin/lan/planetary/ktests/KotlinTests.kt");
+    let out = Command::new("kotlinc")
+        .arg("-cp")
+        .arg(classes())
+        .arg(&src)
+        .args(["-Werror", "-include-runtime", "-d"])
+        .arg(&jar)
+        .output()
+        .expect("run kotlinc: is the Kotlin compiler installed? (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "kotlinc failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cp = jar.into_os_string();
+    cp.push(":");
+    cp.push(classes());
+    run_jvm(&cp, "lan.planetary.ktests.KotlinTestsKt", "kotlin");
+    let _ = std::fs::remove_dir_all(&dir);
 }
