@@ -114,3 +114,70 @@ fn python_drives_packet_mode_with_an_icmpv6_echo() {
     assert!(!links.contains("tun"), "{links}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every `.java` file under `dir`.
+fn java_sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read a source directory") {
+        let p = e.expect("directory entry").path();
+        if p.is_dir() {
+            java_sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "java") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn java_app_hands_its_tun_descriptor_and_pings_meshd() {
+    // The Java API's `Node.start(fd)`: a JVM program (tests/mobile/java/.../TunApp.java) gets a
+    // TUN descriptor as an Android app gets one from VpnService, gives the interface the node's
+    // address, starts the node on it, and pings meshd through it; packets never enter the JVM.
+    let (srv, app, dir) = setup();
+    let lib = mobile_library();
+    let lib_dir = lib.parent().expect("library directory");
+    let classes = dir.join("classes");
+    let mut sources = Vec::new();
+    java_sources(
+        &workspace().join("mobile-ffi/java/src/main/java"),
+        &mut sources,
+    );
+    java_sources(&workspace().join("tests/mobile/java"), &mut sources);
+    let (ok, text) = output_of(
+        Command::new("javac")
+            .args(["-Xlint:all", "-Werror", "--release", "11", "-d"])
+            .arg(&classes)
+            .args(&sources),
+    );
+    assert!(
+        ok,
+        "javac failed (.ci/run installs default-jdk-headless):\n{text}"
+    );
+    let (target, _) = srv.identity();
+    let (ok, text) = output_of(
+        app.cmd("timeout")
+            .args(["60", "python3"])
+            .arg(workspace().join("tests/mobile/with_tun.py"))
+            .args(["java", "-Xcheck:jni"])
+            .arg(format!("-Djava.library.path={}", lib_dir.display()))
+            .arg("-cp")
+            .arg(&classes)
+            .arg("lan.planetary.apptest.TunApp")
+            .arg(app_config(&dir))
+            .arg(target.to_string()),
+    );
+    assert!(
+        ok && text.contains("PING OK"),
+        "the Java app could not ping meshd:\n{text}\nmeshd:\n{}",
+        srv.log()
+    );
+    assert!(text.contains("bytes from"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.contains("WARNING")),
+        "-Xcheck:jni warned:\n{text}"
+    );
+    println!(
+        "{}",
+        text.lines().find(|l| l.contains("PING OK")).unwrap_or("")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
