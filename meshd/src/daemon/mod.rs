@@ -518,15 +518,20 @@ pub async fn run_with(
         // The TUN device, the sockets and the admin socket are up. (No NOTIFY_SOCKET: nothing.)
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     }
-    let mut lan = lan::Lan::open(
-        &cfg.discovery,
-        vec![cfg.tun.name.clone()],
-        &cfg.listen_addrs()?,
-        &identity,
-        wall_clock_ms().saturating_mul(1000),
-        Instant::now(),
-        &protect,
-    );
+    // LAN discovery, opened again after a network change.
+    let lan_listen = cfg.listen_addrs()?;
+    let open_lan = || {
+        lan::Lan::open(
+            &cfg.discovery,
+            vec![cfg.tun.name.clone()],
+            &lan_listen,
+            &identity,
+            wall_clock_ms().saturating_mul(1000),
+            Instant::now(),
+            &protect,
+        )
+    };
+    let mut lan = open_lan();
     let mut lan_tick = tokio::time::interval(discovery::INTERVAL);
     lan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = pin!(shutdown);
@@ -699,15 +704,7 @@ pub async fn run_with(
                 match req {
                     admin::Request::NetworkChanged => {
                         let r = network::changed(&mut socks, &udp_bound, &protect, &mut node);
-                        lan = lan::Lan::open(
-                            &cfg.discovery,
-                            vec![cfg.tun.name.clone()],
-                            &cfg.listen_addrs()?,
-                            &identity,
-                            wall_clock_ms().saturating_mul(1000),
-                            Instant::now(),
-                            &protect,
-                        );
+                        lan = open_lan();
                         match r {
                             Ok(info) => reply(admin::Reply::ok(info)),
                             Err(e) => {

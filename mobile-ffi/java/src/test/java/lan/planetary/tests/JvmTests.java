@@ -12,9 +12,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.logging.Handler;
 import java.util.logging.LogRecord;
-import java.util.logging.Logger;
 import java.util.stream.Stream;
 import lan.planetary.Config;
 import lan.planetary.Node;
@@ -293,23 +291,8 @@ public final class JvmTests {
 
     /** Listeners that call back in, or throw. */
     static void callbacksMisbehave() throws Exception {
-        List<LogRecord> warnings = Collections.synchronizedList(new ArrayList<>());
-        Logger log = Logger.getLogger("lan.planetary");
-        Handler h = new Handler() {
-            @Override
-            public void publish(LogRecord rec) {
-                warnings.add(rec);
-            }
-
-            @Override
-            public void flush() {}
-
-            @Override
-            public void close() {}
-        };
-        log.addHandler(h);
-        log.setUseParentHandlers(false);
-        try {
+        try (CapturedLog captured = new CapturedLog()) {
+            List<LogRecord> warnings = captured.records;
             AtomicReference<Node> self = new AtomicReference<>();
             List<Throwable> inside = Collections.synchronizedList(new ArrayList<>());
             AtomicInteger packetsSeen = new AtomicInteger();
@@ -360,9 +343,6 @@ public final class JvmTests {
             n.stop();
             Check.equal("stopped", rec.last().kind, "stopped after a throwing listener");
             n.close();
-        } finally {
-            log.removeHandler(h);
-            log.setUseParentHandlers(true);
         }
     }
 
@@ -531,35 +511,17 @@ public final class JvmTests {
         PlanetaryException e = planetary(Code.START_FAILED, "refused the UDP socket", () -> n.startPacketMode(r));
         Check.mentions(e, "VpnService.protect");
         // A protector that throws refuses too (and the exception is logged, not left pending).
-        List<LogRecord> warnings = Collections.synchronizedList(new ArrayList<>());
-        Logger log = Logger.getLogger("lan.planetary");
-        Handler h = new Handler() {
-            @Override
-            public void publish(LogRecord rec) {
-                warnings.add(rec);
-            }
-
-            @Override
-            public void flush() {}
-
-            @Override
-            public void close() {}
-        };
-        log.addHandler(h);
-        log.setUseParentHandlers(false);
-        try {
+        try (CapturedLog captured = new CapturedLog()) {
+            List<LogRecord> warnings = captured.records;
             n.setSocketProtector((fd, kind) -> {
                 throw new IllegalStateException("no VPN service");
             }, true);
             planetary(Code.START_FAILED, "refused the UDP socket", () -> n.startPacketMode(r));
-        } finally {
-            log.removeHandler(h);
-            log.setUseParentHandlers(true);
+            Check.that(
+                    warnings.stream().anyMatch(w -> w.getThrown() != null
+                            && "no VPN service".equals(w.getThrown().getMessage())),
+                    "the protector's exception was logged");
         }
-        Check.that(
-                warnings.stream().anyMatch(w -> w.getThrown() != null
-                        && "no VPN service".equals(w.getThrown().getMessage())),
-                "the protector's exception was logged");
         // Not required: the node runs.
         n.setSocketProtector((fd, kind) -> false, false);
         n.startPacketMode(r);
