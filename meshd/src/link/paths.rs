@@ -35,6 +35,8 @@ pub const PATH_SILENT: Duration = Duration::from_millis(1500);
 pub const REDIAL_PATH: Duration = Duration::from_secs(10);
 /// A link stays on a path at least this long unless that path falls silent.
 pub const MIN_DWELL: Duration = Duration::from_secs(5);
+/// A `MOVED` frame moves a link no sooner than this after the last `MOVED` that moved it.
+pub const MOVED_AGAIN: Duration = Duration::from_secs(2);
 /// A better path must be better by this much as well as by a quarter (milliseconds).
 const MIN_GAIN_MS: f64 = 0.5;
 
@@ -131,12 +133,19 @@ impl Links {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        // `path_heard` made it a path, unless a connection of another node holds it.
-        if peer.endpoint != from && peer.paths.iter().any(|p| p.endpoint == from) {
+        // `path_heard` made it a path, unless a connection of another node holds it. A link
+        // that a `MOVED` moved lately does not move again on a word: the peer holds the session
+        // keys and could otherwise point its link at an address it spoofs as often as it likes
+        // (its data still moves it, once the path in use has been silent for `SILENT_MIN`).
+        if peer.endpoint != from
+            && peer.moved.is_none_or(|t| now >= t + MOVED_AGAIN)
+            && peer.paths.iter().any(|p| p.endpoint == from)
+        {
             tracing::info!(peer = %key.short(), old = %peer.endpoint, new = %from,
                 "the peer's network changed: following it");
             peer.endpoint = from;
             peer.switched = now;
+            peer.moved = Some(now);
         }
         self.events.push_back(super::Event::PeerMoved { key: *key });
     }

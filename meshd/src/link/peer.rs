@@ -44,6 +44,8 @@ pub struct Peer {
     pub(crate) next_probe: Instant,
     /// When `endpoint` last changed.
     pub(crate) switched: Instant,
+    /// When a `MOVED` frame last moved the link ([`super::paths::MOVED_AGAIN`]).
+    pub(crate) moved: Option<Instant>,
     /// Oldest first.
     pub(crate) sessions: Vec<Session>,
     pub(crate) up_since: Instant,
@@ -80,6 +82,7 @@ impl Peer {
             paths: vec![super::paths::Path::new(endpoint, now)],
             next_probe: now,
             switched: now,
+            moved: None,
             sessions: Vec::new(),
             up_since: now,
             last_rx: now,

@@ -226,4 +226,16 @@ fn a_moved_frame_moves_the_peer_at_once_and_only_once() {
             .handle_datagram(now, evil, &moved[0].data, &mut out);
     assert_eq!(r, Recv::Dropped(DropReason::Replay));
     assert_eq!(p.b.links.peers[&ka].endpoint, new_a);
+    // A fresh MOVED right after (the peer itself, from an address it spoofs): the link stays
+    // until MOVED_AGAIN has passed since the last MOVED moved it.
+    let mut moved_from = |p: &mut Pair, at: Instant, from: Endpoint| {
+        p.a.links.network_changed(at);
+        let d: Vec<_> = std::iter::from_fn(|| p.a.links.poll_transmit()).collect();
+        p.b.links.handle_datagram(at, from, &d[0].data, &mut out)
+    };
+    assert_eq!(moved_from(&mut p, now, evil), Recv::Consumed);
+    assert_eq!(p.b.links.peers[&ka].endpoint, new_a, "moved again at once");
+    let later = now + crate::link::paths::MOVED_AGAIN;
+    assert_eq!(moved_from(&mut p, later, evil), Recv::Consumed);
+    assert_eq!(p.b.links.peers[&ka].endpoint, evil);
 }
