@@ -7,9 +7,9 @@
 #   bench/compare.sh [--only SYSTEM,...] [--build] [-h|--help]
 #   ROUNDS=3 bench/compare.sh --only meshd,yggdrasil,nebula,boringtun,mycelium
 #
-# Systems (default: all but mycelium_quic, in this order):
+# Systems (default: all but mycelium_quic, meshd_seal1 and meshd_seal2, in this order):
 #   meshd meshd_policy meshd_tcp meshd_quic yggdrasil nebula boringtun mycelium
-#   mycelium_quic
+#   mycelium_quic meshd_seal1 meshd_seal2
 #
 # Environment:
 #   DURATION=10             seconds per iperf3 run (two runs per system)
@@ -34,6 +34,9 @@
 #   MYCELIUM_BIN            path of a `mycelium` binary (myceliumd, built from
 #                           its source; see docs/BENCHMARKS.md). Not set: the
 #                           mycelium rows are skipped with a message
+#   DAEMON_CPUS=            if set, every meshd runs under `taskset -c DAEMON_CPUS`
+#                           (e.g. 1, or 0,1); iperf3 and the other systems are not
+#                           pinned
 #   TUN_MTU=                if set, `ip link set mtu` on both overlay tuns of
 #                           every system once the link is up (default: each
 #                           daemon's own default MTU, which differ a lot)
@@ -89,7 +92,7 @@ MYCELIUM_BIN=${MYCELIUM_BIN:-}
 BORINGTUN_MTU=${BORINGTUN_MTU:-1420}
 
 DEFAULT_SYSTEMS=(meshd meshd_policy meshd_tcp meshd_quic yggdrasil nebula boringtun mycelium)
-ALL_SYSTEMS=("${DEFAULT_SYSTEMS[@]}" mycelium_quic)
+ALL_SYSTEMS=("${DEFAULT_SYSTEMS[@]}" mycelium_quic meshd_seal1 meshd_seal2)
 SYSTEMS=("${DEFAULT_SYSTEMS[@]}")
 FORCE_BUILD=0
 
@@ -310,6 +313,7 @@ ${POLICY_FILE:+policy_file = \"$POLICY_FILE\"}
 
 [tun]
 name = "msh$side$$"
+${MESHD_SEAL_THREADS:+seal_threads = $MESHD_SEAL_THREADS}
 EOF
     echo "$dir/meshd.toml"
 }
@@ -370,6 +374,11 @@ run_meshd_tcp() {
     MESHD_LISTEN="tcp://0.0.0.0:7820" MESHD_PEER="tcp://$VETH_B:7820" run_meshd meshd_tcp
 }
 
+# meshd_seal1 and meshd_seal2: meshd with tun.seal_threads = 1 (the event loop encrypts
+# alone) and 2 (a second thread shares each batch's encryptions); not in the default set.
+run_meshd_seal1() { MESHD_SEAL_THREADS=1 run_meshd meshd_seal1; }
+run_meshd_seal2() { MESHD_SEAL_THREADS=2 run_meshd meshd_seal2; }
+
 run_meshd_quic() {
     MESHD_LISTEN="quic://0.0.0.0:7821" MESHD_PEER="quic://$VETH_B:7821" run_meshd meshd_quic
 }
@@ -384,9 +393,9 @@ run_meshd() {
     sock_a="$WORKDIR/meshd-A/admin.sock" sock_b="$WORKDIR/meshd-B/admin.sock"
     TUN_A="mshA$$" TUN_B="mshB$$"
 
-    spawn PID_B "$NS_B" "$WORKDIR/$sys-b.log" "$MESHD_BIN" --config "$cfg_b" ||
+    spawn PID_B "$NS_B" "$WORKDIR/$sys-b.log" ${DAEMON_CPUS:+taskset -c "$DAEMON_CPUS"} "$MESHD_BIN" --config "$cfg_b" ||
         { fail "meshd B did not start: $(tail_log "$WORKDIR/$sys-b.log")"; return 1; }
-    spawn PID_A "$NS_A" "$WORKDIR/$sys-a.log" "$MESHD_BIN" --config "$cfg_a" ||
+    spawn PID_A "$NS_A" "$WORKDIR/$sys-a.log" ${DAEMON_CPUS:+taskset -c "$DAEMON_CPUS"} "$MESHD_BIN" --config "$cfg_a" ||
         { fail "meshd A did not start: $(tail_log "$WORKDIR/$sys-a.log")"; return 1; }
 
     wait_meshctl "$NS_B" "$sock_b" "$PID_B" || { check_alive "$WORKDIR/$sys-a.log" "$WORKDIR/$sys-b.log" &&

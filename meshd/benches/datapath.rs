@@ -12,7 +12,11 @@
 //!
 //! Run: `cargo bench -p meshd --bench datapath`. Prints figures; no pass/fail.
 //! `DATAPATH_PACKETS=N` sets the packets per line (default 200,000); `DATAPATH_LINE=` one of
-//! `aes`, `chacha`, `aes-policy`, `aes-direct`, `chacha-direct` runs only that line. For instruction counts,
+//! `aes`, `chacha`, `aes-policy`, `aes-direct`, `chacha-direct`, `aes-direct-threads` runs
+//! only that line. The last line (`aes-direct-threads`) decides batches of 64 packets in
+//! order and seals them on 1, 2, ... threads (as many as there are cores, at least 2), the
+//! pool's idle threads sleeping at once or spinning first: the source's packets per second
+//! by thread count. For instruction counts,
 //! which repeat exactly on a busy machine (`bench/callgrind.sh` runs this):
 //! `valgrind --tool=callgrind` on the bench binary with a small N; the stages are the
 //! functions `stage_source`, `stage_transit` and `stage_destination`, never inlined, so
@@ -270,6 +274,74 @@ fn main() {
             gbps(out_t),
             per(in_t),
             gbps(in_t),
+        );
+    }
+    if only.as_deref().is_none_or(|o| o == "aes-direct-threads") {
+        sealing_threads(n);
+    }
+}
+
+/// The source stage by batches, as the daemon sends: 64 packets decided in order
+/// (`outbound_deferred`) into one buffer, then their encryptions on 1, 2, ... threads
+/// (`SealPool`), for a direct link with AES-256-GCM. Every packet is opened at the
+/// destination (not timed), so a wrong seal would stop the bench.
+fn sealing_threads(n: u32) {
+    use meshd::seal_pool::SealPool;
+    const BATCH: usize = 64;
+    const SLOT: usize = 2048;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let batches = (n as usize / BATCH).max(1);
+    let modes = [(1, 0)]
+        .into_iter()
+        .chain((2..=cores.max(2)).flat_map(|t| [(t, 0), (t, meshd::seal_pool::IDLE_SPIN)]));
+    for (threads, spin) in modes {
+        let pool = SealPool::with_spin(threads, spin).expect("a sealing pool");
+        let mut line = Line::new(Suite::AesGcm, 2);
+        line.settle(Duration::from_secs(3));
+        let pkt = packet(&line.nodes[0].1, &line.nodes[1].1);
+        let mut buf = vec![0u8; BATCH * SLOT];
+        let mut bufs = Bufs { t: vec![0u8; 4096] };
+        let now = line.now;
+        let _ = line.nodes[0].0.outbound(now, &pkt, &mut buf);
+        line.settle(Duration::from_millis(500));
+        let now = line.now;
+        let mut jobs = Vec::with_capacity(BATCH);
+        let mut lens = [0usize; BATCH];
+        let (mut took, mut sealing, mut delivered) = (Duration::ZERO, Duration::ZERO, 0usize);
+        for _ in 0..batches {
+            let t0 = Instant::now();
+            for (k, l) in lens.iter_mut().enumerate() {
+                let mut job = None;
+                let out = &mut buf[k * SLOT..(k + 1) * SLOT];
+                match line.nodes[0].0.outbound_deferred(now, &pkt, out, &mut job) {
+                    Outbound::Datagram { len, .. } => *l = len,
+                    r => panic!("A did not send: {r:?}"),
+                }
+                jobs.push(
+                    job.expect("a direct message is sealed later")
+                        .shifted(k * SLOT),
+                );
+            }
+            let t1 = Instant::now();
+            assert_eq!(pool.seal_all(&mut buf, &mut jobs), 0, "every job sealed");
+            let t2 = Instant::now();
+            took += t2 - t0;
+            sealing += t2 - t1;
+            for (k, &l) in lens.iter().enumerate() {
+                let d = &mut buf[k * SLOT..k * SLOT + l];
+                if stage_destination(&mut line.nodes[1].0, now, 0, d, &mut bufs) {
+                    delivered += 1;
+                }
+            }
+        }
+        assert_eq!(delivered, batches * BATCH, "not every packet arrived");
+        let packets = (batches * BATCH) as f64;
+        println!(
+            "AES-256-GCM, direct, batches of {BATCH} sealed on {threads} thread(s), idle spin {spin:>4}: source {:>5.0} ns/packet, of which sealing {:>4.0} ({:.2} Mpps, {:.1} Gbit/s)",
+            took.as_nanos() as f64 / packets,
+            sealing.as_nanos() as f64 / packets,
+            packets / took.as_secs_f64() / 1e6,
+            packets * 1280.0 * 8.0 / took.as_secs_f64() / 1e9,
         );
     }
 }

@@ -18,6 +18,7 @@
 //! | `tun.mtu` | `1420` | MTU of the TUN interface |
 //! | `tun.offload` | `true` | use TSO/GRO on the TUN device (falls back if the kernel refuses) |
 //! | `tun.writers` | `0` | threads writing to the TUN device (each flow on one; at most 8); `0`: the event loop writes |
+//! | `tun.seal_threads` | `0` (auto: half the cores, at least 1) | threads that encrypt what the TUN devices give, the event loop's among them (at most 16); a batch's packets still leave in order |
 //! | `discovery.enabled` | `true` | announce this node and link with neighbours on the LAN (IPv6 link-local multicast) |
 //! | `discovery.interfaces` | `[]` (all) | interfaces to discover on; empty: every multicast interface that is up |
 //! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
@@ -107,6 +108,11 @@ pub struct TunConfig {
     /// packet (`docs/BENCHMARKS.md`, "TUN writer threads"): they pay only where cores are
     /// idle, which is the user's call until a machine with more cores has measured it.
     pub writers: usize,
+    /// Threads that encrypt the packets read from the TUN devices, the event loop's among
+    /// them: the loop decides each packet of a batch in order, the encryptions run across the
+    /// threads, and the batch is sent in order once they are done (`crate::seal_pool`). 0
+    /// (the default): one per two cores, at least 1; 1: the loop alone.
+    pub seal_threads: usize,
 }
 
 /// The `[znet]` table.
@@ -232,6 +238,7 @@ impl Default for TunConfig {
             mtu: 1420,
             offload: true,
             writers: 0,
+            seal_threads: 0,
         }
     }
 }
@@ -351,6 +358,10 @@ offload = true
 # runs in those writes), each flow always on the same one; at most 8. 0: the event loop writes
 # them. Worth trying on a receiving server with idle cores; each adds a thread wake-up.
 writers = 0
+# Threads that encrypt the packets read from the TUN device, the event loop's among them (at
+# most 16); the loop decides every packet in order and a batch leaves in order. 0: one per two
+# cores (at least 1); 1: the event loop alone.
+seal_threads = 0
 
 # LAN discovery: every second this node announces its key (signed) to ff02::706c:616e port 7822
 # on each chosen interface, and links with the neighbours it hears, if the circle policy's
@@ -638,7 +649,22 @@ impl Config {
                 "tun.writers: {n} is more than {most}; use 0..={most} (0: the event loop writes)"
             );
         }
+        let most = crate::seal_pool::MAX_SEAL_THREADS;
+        if self.tun.seal_threads > most {
+            let n = self.tun.seal_threads;
+            bail!(
+                "tun.seal_threads: {n} is more than {most}; use 0..={most} (0: one per two cores)"
+            );
+        }
         Ok(())
+    }
+
+    /// The threads that encrypt TUN packets, `tun.seal_threads` with 0 made concrete.
+    pub fn seal_threads(&self) -> usize {
+        match self.tun.seal_threads {
+            0 => crate::seal_pool::SealPool::default_threads(),
+            n => n,
+        }
     }
 }
 
@@ -705,6 +731,7 @@ mod tests {
             ("[tun]\nmtu = 500", "tun.mtu"),
             ("[tun]\nwriters = 100", "tun.writers"),
             ("[tun]\nwriters = -1", "writers"),
+            ("[tun]\nseal_threads = 17", "tun.seal_threads"),
             (
                 "listen = [\"quic://[::]:7822\"]",
                 "LAN discovery listens on",

@@ -60,6 +60,7 @@ pub mod protect;
 /// TLS for `quic://` links: the node's ed25519 key as the TLS identity, both ways.
 pub mod quic_tls;
 pub mod replay;
+pub mod seal_pool;
 pub mod session;
 pub mod toolkit;
 pub mod tun;

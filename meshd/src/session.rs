@@ -10,6 +10,7 @@
 use crate::replay::{COUNTER_LIMIT, ReplayWindow};
 use crate::wire::{self, Suite};
 use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use std::sync::Arc;
 use std::time::Instant;
 use zeroize::Zeroize;
 
@@ -44,7 +45,8 @@ pub struct Session {
     pub confirmed: bool,
     /// The AEAD in use.
     pub suite: Suite,
-    send: LessSafeKey,
+    /// Shared with [`SealJob`]s in flight (another thread may seal with it).
+    send: Arc<LessSafeKey>,
     recv: LessSafeKey,
     send_counter: u64,
     replay: ReplayWindow,
@@ -107,7 +109,7 @@ impl Session {
             initiator,
             confirmed: !initiator,
             suite,
-            send: LessSafeKey::new(send),
+            send: Arc::new(LessSafeKey::new(send)),
             recv: LessSafeKey::new(recv),
             send_counter: 0,
             replay: ReplayWindow::default(),
@@ -152,6 +154,37 @@ impl Session {
         Ok(need)
     }
 
+    /// As [`Session::encrypt`], but the encryption itself is left to the returned job: the
+    /// header is written and the counter taken now (so messages keep the order of these
+    /// calls), the plaintext copied to its place; [`SealJob::seal`] on the same bytes, on
+    /// any thread, makes the message complete. Nothing may send the message before that.
+    pub fn encrypt_deferred(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, SealJob), SessionError> {
+        if self.send_counter >= COUNTER_LIMIT {
+            return Err(SessionError::Exhausted);
+        }
+        let at = wire::TRANSPORT_HEADER_LEN;
+        let need = wire::TRANSPORT_OVERHEAD + plaintext.len();
+        if out.len() < need {
+            return Err(SessionError::Buffer);
+        }
+        out[at..at + plaintext.len()].copy_from_slice(plaintext);
+        let counter = self.send_counter;
+        wire::emit_transport_header(out, self.remote_index, counter);
+        self.send_counter += 1;
+        let job = SealJob {
+            key: self.send.clone(),
+            suite: self.suite,
+            counter,
+            start: at,
+            len: plaintext.len(),
+        };
+        Ok((need, job))
+    }
+
     /// Decrypts a transport message's `ciphertext` into `out`; returns the plaintext length.
     /// The replay window moves only if the message authenticated.
     pub fn decrypt(
@@ -193,6 +226,72 @@ impl Session {
             return Err(SessionError::Replay);
         }
         Ok(n)
+    }
+}
+
+/// An encryption left for later ([`Session::encrypt_deferred`]): the plaintext at
+/// `start..start + len` of a buffer, sealed in place with its tag after it.
+pub struct SealJob {
+    key: Arc<LessSafeKey>,
+    suite: Suite,
+    counter: u64,
+    /// Where the plaintext starts in the buffer it was written to.
+    pub start: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for SealJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealJob")
+            .field("counter", &self.counter)
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealJob {
+    /// The bytes the job reads and writes: from `start` to the end of the tag.
+    pub fn end(&self) -> usize {
+        self.start + self.len + wire::TAG_LEN
+    }
+
+    /// The same job on the same bytes, `by` bytes further into its buffer.
+    pub fn shifted(mut self, by: usize) -> SealJob {
+        self.start += by;
+        self
+    }
+
+    /// Seals the plaintext where it lies in `buf` (the buffer the offsets refer to); false if
+    /// `buf` is too short (a caller bug: the message must then not be sent).
+    pub fn seal(&self, buf: &mut [u8]) -> bool {
+        self.seal_at(buf, 0)
+    }
+
+    /// As [`SealJob::seal`], where `buf` starts at byte `base` of the buffer the offsets
+    /// refer to. If the encryption fails the plaintext is wiped (zeros), never left to be sent.
+    pub fn seal_at(&self, buf: &mut [u8], base: usize) -> bool {
+        let Some(start) = self.start.checked_sub(base) else {
+            return false;
+        };
+        let Some(room) = buf.get_mut(start..start + self.len + wire::TAG_LEN) else {
+            return false;
+        };
+        let (text, tag) = room.split_at_mut(self.len);
+        match self.key.seal_in_place_separate_tag(
+            nonce(self.suite, self.counter),
+            Aad::empty(),
+            text,
+        ) {
+            Ok(t) => {
+                tag.copy_from_slice(t.as_ref());
+                true
+            }
+            Err(_) => {
+                text.fill(0);
+                false
+            }
+        }
     }
 }
 
@@ -245,6 +344,54 @@ mod tests {
                     assert_eq!(&plain[..k], &text);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn deferred_seals_make_the_same_messages_in_any_order_and_on_any_thread() {
+        for suite in [Suite::AesGcm, Suite::ChaChaPoly] {
+            let now = Instant::now();
+            let (i, r) = handshake(suite);
+            let mut a = Session::from_handshake(i, 1, 2, suite, now).expect("a");
+            let mut b = Session::from_handshake(r, 2, 1, suite, now).expect("b");
+            // Eight messages, the first four into one buffer and the rest into another.
+            let (mut low, mut high) = (vec![0u8; 4 * 200], vec![0u8; 4 * 200]);
+            let mut jobs = Vec::new();
+            for k in 0..8u8 {
+                let at = (k as usize % 4) * 200;
+                let buf = if k < 4 { &mut low } else { &mut high };
+                let (n, job) = a
+                    .encrypt_deferred(&[k; 60], &mut buf[at..])
+                    .expect("deferred");
+                assert_eq!(n, wire::TRANSPORT_OVERHEAD + 60);
+                jobs.push(job.shifted(at));
+            }
+            // Sealed last first, the second four on another thread.
+            let (jl, jh) = jobs.split_at(4);
+            std::thread::scope(|t| {
+                t.spawn(|| {
+                    for j in jh.iter().rev() {
+                        assert!(j.seal(&mut high));
+                    }
+                });
+                for j in jl.iter().rev() {
+                    assert!(j.seal(&mut low));
+                }
+            });
+            let mut plain = [0u8; 64];
+            for k in 0..8usize {
+                let buf = if k < 4 { &low } else { &high };
+                let m = &buf[(k % 4) * 200..][..wire::TRANSPORT_OVERHEAD + 60];
+                let counter = u64::from_be_bytes(m[5..13].try_into().expect("8 bytes"));
+                assert_eq!(counter, k as u64);
+                let n = b
+                    .decrypt(counter, &m[wire::TRANSPORT_HEADER_LEN..], &mut plain)
+                    .expect("the peer opens it");
+                assert_eq!(&plain[..n], &[k as u8; 60]);
+            }
+            // A job given too short a buffer seals nothing and says so.
+            let (_, job) = a.encrypt_deferred(&[1; 60], &mut low).expect("deferred");
+            assert!(!job.seal(&mut [0u8; 20]));
         }
     }
 

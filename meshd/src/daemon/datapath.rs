@@ -13,10 +13,13 @@ use super::Sockets;
 use super::init_pacing::{Allowance, InitPacing};
 use super::local::{GROTable, IDEAL_BATCH_SIZE, Local, LocalIo, VIRTIO_NET_HDR_LEN};
 use crate::node::{Inbound, Node, Outbound};
+use crate::seal_pool::SealPool;
+use crate::session::SealJob;
 use crate::udp::{InitBatch, canonical};
 use crate::uri::{Endpoint, Scheme};
 use quinn_udp::RecvMeta;
 use std::io::{self, IoSliceMut};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Read batches handled per wake-up before the loop looks at other work.
@@ -61,6 +64,11 @@ impl Run {
 pub struct GsoBatch {
     out: Vec<u8>,
     run: Option<Run>,
+    /// Encryptions left to do in `out` before any of it is sent, in the order of their
+    /// places ([`Node::outbound_deferred`]).
+    pending: Vec<SealJob>,
+    /// Who does them (on more than one thread if it has them); none: nothing is deferred.
+    sealer: Option<Arc<SealPool>>,
 }
 
 impl GsoBatch {
@@ -68,7 +76,42 @@ impl GsoBatch {
         GsoBatch {
             out: vec![0; 64 * SLOT],
             run: None,
+            pending: Vec::new(),
+            sealer: None,
         }
+    }
+
+    /// The datagram just written at the tail is sealed by `job` (offsets from the tail).
+    fn defer(&mut self, job: SealJob) {
+        let at = self.run.as_ref().map_or(0, |r| r.len);
+        self.pending.push(job.shifted(at));
+    }
+
+    /// Runs every pending encryption. False if one failed (a bug): then nothing in the
+    /// buffer may be sent, and the caller drops it all.
+    fn seal_pending(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let failed = match &self.sealer {
+            Some(p) => p.seal_all(&mut self.out, &mut self.pending),
+            None => {
+                let n = self
+                    .pending
+                    .iter()
+                    .filter(|j| !j.seal(&mut self.out))
+                    .count();
+                self.pending.clear();
+                n
+            }
+        };
+        if failed > 0 {
+            tracing::error!(
+                failed,
+                "sealing a batch failed; the batch is dropped (a bug)"
+            );
+        }
+        failed == 0
     }
 
     /// Where the next datagram is written; flushes first if the buffer is full.
@@ -84,8 +127,16 @@ impl GsoBatch {
     /// The datagram just written at the tail goes to `to`.
     async fn commit(&mut self, socks: &Sockets, to: Endpoint, len: usize) {
         if to.scheme != Scheme::Udp {
-            // A connection: handed over at once (the run before it keeps its place).
+            // A connection: handed over at once (the run before it keeps its place), sealed
+            // first if its sealing was left for later.
             let at = self.run.as_ref().map_or(0, |r| r.len);
+            if self.pending.last().is_some_and(|j| j.start >= at)
+                && let Some(j) = self.pending.pop()
+                && !j.seal(&mut self.out)
+            {
+                tracing::error!("sealing a datagram failed; it is dropped (a bug)");
+                return;
+            }
             socks.streams.send(to, &self.out[at..at + len]);
             return;
         }
@@ -103,6 +154,10 @@ impl GsoBatch {
             return;
         }
         if let Some(r) = self.run.take() {
+            // The new datagram is sealed with the run (if it is pending), then moved.
+            if !self.seal_pending() {
+                return;
+            }
             send_run(socks, &self.out[..r.len], &r).await;
             self.out.copy_within(r.len..r.len + len, 0);
         }
@@ -117,9 +172,12 @@ impl GsoBatch {
     }
 
     async fn flush(&mut self, socks: &Sockets) {
-        if let Some(r) = self.run.take() {
+        if let Some(r) = self.run.take()
+            && self.seal_pending()
+        {
             send_run(socks, &self.out[..r.len], &r).await;
         }
+        self.pending.clear();
     }
 }
 
@@ -225,6 +283,12 @@ impl TunToUdp {
         }
     }
 
+    /// From now on the batches' encryptions run on `sealer`'s threads, after every packet
+    /// of a batch is decided and before any of it is sent ([`crate::seal_pool`]).
+    pub fn set_sealer(&mut self, sealer: Arc<SealPool>) {
+        self.batch.sealer = Some(sealer);
+    }
+
     /// Reads what the TUN device has (up to the budget), encrypts, routes and sends it.
     /// Returns whether it read anything; fails if the device itself failed.
     pub async fn pump(
@@ -253,15 +317,22 @@ impl TunToUdp {
             errors.reset();
             batches += 1;
             let now = Instant::now();
+            let defer = self.batch.sealer.is_some();
             for i in 0..n {
                 let len = self.sizes[i].min(self.bufs[i].len());
                 let out = self.batch.tail(socks).await;
                 let packet = &self.bufs[i][..len];
-                let r = match znet {
-                    None => node.outbound(now, packet, out),
-                    Some(id) => node.znet_outbound(now, id, packet, out),
+                let mut job = None;
+                let r = match (znet, defer) {
+                    (None, false) => node.outbound(now, packet, out),
+                    (None, true) => node.outbound_deferred(now, packet, out, &mut job),
+                    (Some(id), false) => node.znet_outbound(now, id, packet, out),
+                    (Some(id), true) => node.znet_outbound_deferred(now, id, packet, out, &mut job),
                 };
                 if let Outbound::Datagram { to, len } = r {
+                    if let Some(j) = job {
+                        self.batch.defer(j);
+                    }
                     self.batch.commit(socks, to, len).await;
                 }
             }

@@ -477,6 +477,16 @@ pub async fn run_with(
     };
     let (resolve_tx, mut resolve_rx) = mpsc::channel::<(PeerUri, Result<SocketAddr, String>)>(16);
     let mut tun_rx = datapath::TunToUdp::new(cfg.tun.mtu);
+    let seal_threads = cfg.seal_threads();
+    if seal_threads > 1 {
+        let pool = std::sync::Arc::new(
+            crate::seal_pool::SealPool::new(seal_threads)
+                .context("cannot start the sealing threads (tun.seal_threads)")?,
+        );
+        tun_rx.set_sealer(pool.clone());
+        znet_rx.set_sealer(pool);
+    }
+    tracing::info!(seal_threads, "data path");
     let mut udp_rx = datapath::UdpToTun::default();
     #[cfg(target_os = "linux")]
     if let Local::Tun(t) = &tun

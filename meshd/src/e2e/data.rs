@@ -9,7 +9,7 @@ use super::{CONTROL, E2e, Encrypt, Received, wire};
 use crate::codes;
 use crate::identity::PublicKey;
 use crate::packet::Ipv6Header;
-use crate::session::SessionError;
+use crate::session::{SealJob, SessionError};
 use routing::address;
 use std::time::Instant;
 
@@ -43,6 +43,31 @@ impl E2e {
         packet: &[u8],
         out: &mut [u8],
     ) -> Result<usize, Encrypt> {
+        self.seal_with(now, dest, packet, out, None)
+    }
+
+    /// As [`E2e::seal`], with the encryption itself left to the job put in `job`
+    /// ([`crate::session::Session::encrypt_deferred`]): everything else (session choice, counter, probes,
+    /// rekeying) happens now. Without a job in `job` the message was sealed at once.
+    pub fn seal_deferred(
+        &mut self,
+        now: Instant,
+        dest: &PublicKey,
+        packet: &[u8],
+        out: &mut [u8],
+        job: &mut Option<SealJob>,
+    ) -> Result<usize, Encrypt> {
+        self.seal_with(now, dest, packet, out, Some(job))
+    }
+
+    fn seal_with(
+        &mut self,
+        now: Instant,
+        dest: &PublicKey,
+        packet: &[u8],
+        out: &mut [u8],
+        defer: Option<&mut Option<SealJob>>,
+    ) -> Result<usize, Encrypt> {
         let life = self.cfg.lifetime();
         let probe_after = self.cfg.probe_after;
         let Some(r) = self.remote(dest, now) else {
@@ -52,7 +77,14 @@ impl E2e {
         r.last_used = now;
         if let Some(s) = r.send_session(now, life) {
             let due_rekey = now >= life.rekey_at(s);
-            if let Ok(n) = s.encrypt(packet, out) {
+            let sealed = match defer {
+                None => s.encrypt(packet, out),
+                Some(slot) => s.encrypt_deferred(packet, out).map(|(n, job)| {
+                    *slot = Some(job);
+                    n
+                }),
+            };
+            if let Ok(n) = sealed {
                 r.tx_packets += 1;
                 r.tx_bytes += packet.len() as u64;
                 let mut file_probe = None;

@@ -15,22 +15,29 @@
 use super::{Inbound, Node, Outbound};
 use crate::e2e::{Encrypt, Received};
 use crate::identity::PublicKey;
+use crate::session::SealJob;
 use crate::uri::Endpoint;
 use crate::wire;
 use std::time::Instant;
 
 impl Node {
-    /// Seals `packet` for `key`, a linked peer, straight into `net_out` as a direct message;
-    /// `None` if `key` is not a linked peer now (the caller routes the packet).
+    /// Seals `packet` for `key`, a linked peer, straight into `net_out` as a direct message
+    /// (or leaves the sealing to a job put in `defer`, if given); `None` if `key` is not a
+    /// linked peer now (the caller routes the packet).
     pub(super) fn send_direct(
         &mut self,
         now: Instant,
         key: &PublicKey,
         packet: &[u8],
         net_out: &mut [u8],
+        defer: Option<&mut Option<SealJob>>,
     ) -> Option<Outbound> {
         let to = self.links.direct_endpoint(key)?;
-        Some(match self.e2e.seal(now, key, packet, net_out) {
+        let sealed = match defer {
+            None => self.e2e.seal(now, key, packet, net_out),
+            Some(job) => self.e2e.seal_deferred(now, key, packet, net_out, job),
+        };
+        Some(match sealed {
             Ok(len) => {
                 net_out[0] = wire::TYPE_DIRECT;
                 self.links.sent_direct(key, now, len);
@@ -192,10 +199,15 @@ impl Node {
         key: &PublicKey,
         packet: &[u8],
         net_out: &mut [u8],
+        defer: Option<&mut Option<SealJob>>,
     ) -> Option<Outbound> {
         let to = self.links.direct_endpoint(key)?;
         let z = self.znets.get_mut(&id)?;
-        Some(match z.e2e.seal(now, key, packet, net_out) {
+        let sealed = match defer {
+            None => z.e2e.seal(now, key, packet, net_out),
+            Some(job) => z.e2e.seal_deferred(now, key, packet, net_out, job),
+        };
+        Some(match sealed {
             Ok(len) => {
                 z.counters.sent += 1;
                 net_out[0] = wire::TYPE_DIRECT;

@@ -9,6 +9,7 @@ use crate::e2e::{self, Encrypt};
 use crate::identity::PublicKey;
 use crate::link::{self, LinkId, Transmit};
 use crate::packet::{Icmp6Error, Ipv6Header, icmp6_error};
+use crate::session::SealJob;
 use crate::uri::Endpoint;
 use crate::wire;
 use routing::address;
@@ -19,6 +20,30 @@ use std::time::Instant;
 impl Node {
     /// Handles one IPv6 packet from the TUN device (`packet` holds it exactly).
     pub fn outbound(&mut self, now: Instant, packet: &[u8], net_out: &mut [u8]) -> Outbound {
+        self.outbound_with(now, packet, net_out, None)
+    }
+
+    /// As [`Node::outbound`], but a direct message's encryption is left to the job put in
+    /// `job` (the caller runs it, on any thread, before it sends `net_out`; [`SealJob`]
+    /// offsets are from the start of `net_out`). Routed messages are sealed at once (`job`
+    /// stays empty). Every decision (policy, path, session, counter) is made here, in order.
+    pub fn outbound_deferred(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        net_out: &mut [u8],
+        job: &mut Option<SealJob>,
+    ) -> Outbound {
+        self.outbound_with(now, packet, net_out, Some(job))
+    }
+
+    fn outbound_with(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        net_out: &mut [u8],
+        defer: Option<&mut Option<SealJob>>,
+    ) -> Outbound {
         let Ok(h) = Ipv6Header::parse(packet) else {
             self.counters.bad_local_packet += 1;
             return Outbound::Dropped;
@@ -62,7 +87,7 @@ impl Node {
                 return Outbound::TooBig;
             }
         }
-        if let Some(r) = self.send_direct(now, &key, packet, net_out) {
+        if let Some(r) = self.send_direct(now, &key, packet, net_out, defer) {
             return r;
         }
         let mut ebuf = std::mem::take(&mut self.ebuf);

@@ -66,6 +66,30 @@ impl Node {
         packet: &[u8],
         net_out: &mut [u8],
     ) -> Outbound {
+        self.znet_outbound_with(now, id, packet, net_out, None)
+    }
+
+    /// As [`Node::znet_outbound`], with a direct message's encryption left to `job`, as
+    /// [`Node::outbound_deferred`] does.
+    pub fn znet_outbound_deferred(
+        &mut self,
+        now: Instant,
+        id: u64,
+        packet: &[u8],
+        net_out: &mut [u8],
+        job: &mut Option<crate::session::SealJob>,
+    ) -> Outbound {
+        self.znet_outbound_with(now, id, packet, net_out, Some(job))
+    }
+
+    fn znet_outbound_with(
+        &mut self,
+        now: Instant,
+        id: u64,
+        packet: &[u8],
+        net_out: &mut [u8],
+        defer: Option<&mut Option<crate::session::SealJob>>,
+    ) -> Outbound {
         let Some(z) = self.znets.get_mut(&id) else {
             return Outbound::Dropped;
         };
@@ -84,7 +108,7 @@ impl Node {
                 return Outbound::TooBig;
             }
         }
-        if let Some(r) = self.send_direct_znet(now, id, &key, packet, net_out) {
+        if let Some(r) = self.send_direct_znet(now, id, &key, packet, net_out, defer) {
             return r;
         }
         let Some(z) = self.znets.get_mut(&id) else {
