@@ -378,7 +378,7 @@ mod tests {
                     assert!(j.seal(&mut low));
                 }
             });
-            let mut plain = [0u8; 64];
+            let mut plain = [0u8; 128];
             for k in 0..8usize {
                 let buf = if k < 4 { &low } else { &high };
                 let m = &buf[(k % 4) * 200..][..wire::TRANSPORT_OVERHEAD + 60];
