@@ -18,7 +18,7 @@
 //! | `tun.mtu` | `1420` | MTU of the TUN interface |
 //! | `tun.offload` | `true` | use TSO/GRO on the TUN device (falls back if the kernel refuses) |
 //! | `tun.writers` | `0` | threads writing to the TUN device (each flow on one; at most 8); `0`: the event loop writes |
-//! | `tun.seal_threads` | `0` (auto: half the cores, at least 1) | threads that encrypt what the TUN devices give, the event loop's among them (at most 16); a batch's packets still leave in order |
+//! | `tun.seal_threads` | `0` (auto: half the cores, at least 1) | threads that encrypt the direct messages made of what the TUN devices give (the link peer is the destination), the event loop's among them (at most 16); a batch still leaves in the order decided |
 //! | `discovery.enabled` | `true` | announce this node and link with neighbours on the LAN (IPv6 link-local multicast) |
 //! | `discovery.interfaces` | `[]` (all) | interfaces to discover on; empty: every multicast interface that is up |
 //! | `discovery.exclude` | `[]` | interfaces never to discover on (wins over `interfaces`) |
@@ -108,10 +108,11 @@ pub struct TunConfig {
     /// packet (`docs/BENCHMARKS.md`, "TUN writer threads"): they pay only where cores are
     /// idle, which is the user's call until a machine with more cores has measured it.
     pub writers: usize,
-    /// Threads that encrypt the packets read from the TUN devices, the event loop's among
-    /// them: the loop decides each packet of a batch in order, the encryptions run across the
-    /// threads, and the batch is sent in order once they are done (`crate::seal_pool`). 0
-    /// (the default): one per two cores, at least 1; 1: the loop alone.
+    /// Threads that encrypt the direct messages (the link peer is the destination) made of
+    /// the packets read from the TUN devices, the event loop's among them: the loop decides
+    /// each packet of a batch in order, the encryptions run across the threads, and the batch
+    /// is sent in order once they are done (`crate::seal_pool`); routed messages are sealed
+    /// by the loop. 0 (the default): one per two cores, at least 1; 1: the loop alone.
     pub seal_threads: usize,
 }
 
@@ -358,9 +359,10 @@ offload = true
 # runs in those writes), each flow always on the same one; at most 8. 0: the event loop writes
 # them. Worth trying on a receiving server with idle cores; each adds a thread wake-up.
 writers = 0
-# Threads that encrypt the packets read from the TUN device, the event loop's among them (at
-# most 16); the loop decides every packet in order and a batch leaves in order. 0: one per two
-# cores (at least 1); 1: the event loop alone.
+# Threads that encrypt what the TUN device gives, for peers linked directly (routed packets
+# are sealed by the event loop), the event loop's among them (at most 16); the loop decides
+# every packet in order and a batch leaves in order. 0: one per two cores (at least 1); 1: the
+# event loop alone.
 seal_threads = 0
 
 # LAN discovery: every second this node announces its key (signed) to ff02::706c:616e port 7822

@@ -5,7 +5,7 @@
 //! Nothing is reordered: a flow's packets keep the counters and the places in the send buffer
 //! the loop gave them, and the buffer is sent only once every job in it is done.
 //!
-//! The loop's thread seals a share itself; the other shares go to a pool of `threads - 1`
+//! The loop's thread takes part; the shares go to it and to a pool of `threads - 1`
 //! threads ([`micropool`]: the calling thread takes part, and runs a share itself if no pool
 //! thread has taken it), split by bytes
 //! into contiguous runs of the buffer, so the jobs borrow the batch's buffer safely. `rayon`
@@ -14,8 +14,11 @@
 //! takes about 27 us), against about 1 us here. A batch too small to be worth it is sealed by
 //! the loop alone.
 //!
-//! Must not: decide anything about a packet (that is the node's, in order), or leave a job
-//! unsealed in a buffer that is then sent (a job that cannot seal wipes its plaintext).
+//! Only direct messages (the link peer is the destination) are deferred; routed ones, with a
+//! link layer around the end-to-end one, are still sealed by the loop.
+//!
+//! Must not: decide anything about a packet (that is the node's, in order), or let a buffer
+//! be sent when one of its jobs failed (the caller drops the batch and wipes it).
 
 use crate::session::SealJob;
 use std::io;
@@ -62,18 +65,31 @@ impl SealPool {
     /// (benches compare the two ways).
     pub fn with_spin(threads: usize, spin: usize) -> io::Result<SealPool> {
         let threads = threads.clamp(1, MAX_SEAL_THREADS);
-        let pool = (threads > 1).then(|| {
-            micropool::ThreadPoolBuilder::default()
-                .num_threads(threads - 1)
-                .idle_spin_cycles(spin)
-                .spawn_handler(|i, run| {
-                    std::thread::Builder::new()
-                        .name(format!("meshd-seal-{i}"))
-                        .spawn(run)
-                        .unwrap_or_else(|e| panic!("cannot start a sealing thread: {e}"))
-                })
-                .build()
-        });
+        let pool = if threads > 1 {
+            // micropool's spawn handler cannot return an error: a thread that cannot start
+            // panics there, caught here and returned as the error it was.
+            let built = std::panic::catch_unwind(|| {
+                micropool::ThreadPoolBuilder::default()
+                    .num_threads(threads - 1)
+                    .idle_spin_cycles(spin)
+                    .spawn_handler(|i, run| {
+                        std::thread::Builder::new()
+                            .name(format!("meshd-seal-{i}"))
+                            .spawn(run)
+                            .unwrap_or_else(|e| panic!("cannot start a sealing thread: {e}"))
+                    })
+                    .build()
+            });
+            Some(built.map_err(|e| {
+                let why = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "cannot start a sealing thread".into());
+                io::Error::other(why)
+            })?)
+        } else {
+            None
+        };
         Ok(SealPool { pool, threads })
     }
 
@@ -92,8 +108,12 @@ impl SealPool {
 
     /// Seals every job of `jobs` in `buf` (the buffer their offsets refer to; the jobs in
     /// increasing order, none overlapping the next) and empties `jobs`. Returns how many
-    /// could not be sealed (a bug; their plaintext is wiped).
+    /// could not be sealed (a bug: the caller must then send none of `buf`).
     pub fn seal_all(&self, buf: &mut [u8], jobs: &mut Vec<SealJob>) -> usize {
+        debug_assert!(
+            jobs.windows(2).all(|w| w[0].end() <= w[1].start),
+            "sealing jobs out of order or overlapping"
+        );
         let failed = match &self.pool {
             Some(pool) if bytes(jobs) >= MIN_PARALLEL_BYTES => {
                 seal_split(pool, self.threads, buf, jobs)
@@ -121,21 +141,21 @@ fn seal_run(buf: &mut [u8], base: usize, jobs: &[SealJob]) -> usize {
 }
 
 /// Splits `jobs` into `threads` contiguous groups of about equal bytes, each with the part of
-/// `buf` it covers, seals the first here and the others on the pool.
+/// `buf` it covers, and seals them on the pool, the caller taking part.
 fn seal_split(
     pool: &micropool::ThreadPool,
     threads: usize,
     buf: &mut [u8],
     jobs: &[SealJob],
 ) -> usize {
-    let share = bytes(jobs).div_ceil(threads);
-    // Group boundaries: indices into `jobs` where a new group starts.
+    let total = bytes(jobs);
+    // Group boundaries: indices into `jobs` where a new group starts, each once the bytes
+    // before it reach the next multiple of a share.
     let mut cuts = Vec::with_capacity(threads);
     let mut acc = 0;
     for (i, j) in jobs.iter().enumerate() {
-        if acc >= share && cuts.len() + 1 < threads {
+        if i > 0 && cuts.len() + 1 < threads && acc >= total * (cuts.len() + 1) / threads {
             cuts.push(i);
-            acc = 0;
         }
         acc += j.end() - j.start;
     }
@@ -171,6 +191,36 @@ fn join_all(pool: &micropool::ThreadPool, mut parts: Vec<(&mut [u8], usize, &[Se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::tests::session_pair;
+    use crate::wire::Suite;
+
+    #[test]
+    fn a_batch_sealed_on_any_number_of_threads_is_the_batch_sealed_one_by_one() {
+        let (mut a, _) = session_pair(Suite::AesGcm);
+        const SLOT: usize = 1500;
+        for threads in 1..=4 {
+            let pool = SealPool::with_spin(threads, 0).expect("pool");
+            for count in [1usize, 2, 3, 13, 64] {
+                let mut buf = vec![0u8; count * SLOT];
+                let mut jobs = Vec::new();
+                for k in 0..count {
+                    // Lengths that differ, so that shares are uneven.
+                    let text = vec![k as u8; 900 + (k * 37) % 500];
+                    let (_, job) = a
+                        .encrypt_deferred(&text, &mut buf[k * SLOT..])
+                        .expect("deferred");
+                    jobs.push(job.shifted(k * SLOT));
+                }
+                let mut one_by_one = buf.clone();
+                for j in &jobs {
+                    assert!(j.seal(&mut one_by_one));
+                }
+                assert_eq!(pool.seal_all(&mut buf, &mut jobs), 0);
+                assert!(jobs.is_empty());
+                assert!(buf == one_by_one, "{threads} threads, {count} jobs");
+            }
+        }
+    }
 
     #[test]
     fn default_threads_is_at_least_one() {

@@ -230,13 +230,17 @@ impl Session {
 }
 
 /// An encryption left for later ([`Session::encrypt_deferred`]): the plaintext at
-/// `start..start + len` of a buffer, sealed in place with its tag after it.
+/// `start..start + len` of a buffer, sealed in place with its tag after it. Run once, by
+/// [`crate::seal_pool::SealPool::seal_all`] (which empties its list): a job dropped leaves
+/// plaintext behind its header, and one run twice would undo its encryption.
+#[must_use = "a job not run leaves plaintext in the buffer"]
+#[cfg_attr(test, derive(Clone))]
 pub struct SealJob {
     key: Arc<LessSafeKey>,
     suite: Suite,
     counter: u64,
     /// Where the plaintext starts in the buffer it was written to.
-    pub start: usize,
+    pub(crate) start: usize,
     len: usize,
 }
 
@@ -251,6 +255,11 @@ impl std::fmt::Debug for SealJob {
 }
 
 impl SealJob {
+    /// Where the plaintext starts in the buffer it was written to.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
     /// The bytes the job reads and writes: from `start` to the end of the tag.
     pub fn end(&self) -> usize {
         self.start + self.len + wire::TAG_LEN
@@ -263,14 +272,15 @@ impl SealJob {
     }
 
     /// Seals the plaintext where it lies in `buf` (the buffer the offsets refer to); false if
-    /// `buf` is too short (a caller bug: the message must then not be sent).
-    pub fn seal(&self, buf: &mut [u8]) -> bool {
+    /// it could not (`buf` too short: a caller bug), and then the message must not be sent.
+    pub(crate) fn seal(&self, buf: &mut [u8]) -> bool {
         self.seal_at(buf, 0)
     }
 
     /// As [`SealJob::seal`], where `buf` starts at byte `base` of the buffer the offsets
-    /// refer to. If the encryption fails the plaintext is wiped (zeros), never left to be sent.
-    pub fn seal_at(&self, buf: &mut [u8], base: usize) -> bool {
+    /// refer to. If the AEAD itself fails the plaintext is wiped (zeros); if the bytes are
+    /// not in `buf` nothing is touched, and the caller must not send them.
+    pub(crate) fn seal_at(&self, buf: &mut [u8], base: usize) -> bool {
         let Some(start) = self.start.checked_sub(base) else {
             return false;
         };
@@ -296,9 +306,18 @@ impl SealJob {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::noise;
+
+    /// Two sessions of one handshake of `suite`: (initiator's, responder's).
+    pub(crate) fn session_pair(suite: Suite) -> (Session, Session) {
+        let (i, r) = handshake(suite);
+        let now = Instant::now();
+        let a = Session::from_handshake(i, 1, 2, suite, now).expect("a");
+        let b = Session::from_handshake(r, 2, 1, suite, now).expect("b");
+        (a, b)
+    }
 
     /// Two finished XX handshakes of `suite`: (initiator, responder).
     fn handshake(suite: Suite) -> (snow::HandshakeState, snow::HandshakeState) {

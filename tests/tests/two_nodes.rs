@@ -125,7 +125,26 @@ fn out_of_order_at(n: &Node) -> u64 {
 
 #[test]
 fn packets_sealed_on_two_threads_arrive_intact_and_in_order() {
-    let (mut a, mut b) = pair("", "");
+    sealed_on_two_threads("udp");
+}
+
+#[test]
+fn packets_sealed_on_two_threads_cross_a_tcp_link_intact_and_in_order() {
+    sealed_on_two_threads("tcp");
+}
+
+/// Two nodes linked over `scheme`, each sealing its TUN batches on two threads.
+fn sealed_on_two_threads(scheme: &str) {
+    require_root();
+    let mut a = Node::new("a");
+    let mut b = Node::new("b");
+    veth(&a.ns, A_IP, &b.ns, B_IP);
+    a.configure(
+        &format!("{scheme}://0.0.0.0:7820"),
+        &[format!("{scheme}://{B_IP}:7820")],
+        "",
+    );
+    b.configure(&format!("{scheme}://0.0.0.0:7820"), &[], "");
     for n in [&a, &b] {
         // [tun] is the config's last table: a key appended lands in it.
         let path = n.dir.join("meshd.toml");
@@ -136,7 +155,7 @@ fn packets_sealed_on_two_threads_arrive_intact_and_in_order() {
     a.start();
     b.start();
     let (b_addr, kb) = b.identity();
-    let (a_addr, _) = a.identity();
+    let (a_addr, ka) = a.identity();
     assert!(a.wait_link_up(&kb, Duration::from_secs(5)), "{}", a.log());
     assert!(a.log().contains("seal_threads=2"), "{}", a.log());
     // Small packets (batches too small to share) and pings both ways.
@@ -146,7 +165,7 @@ fn packets_sealed_on_two_threads_arrive_intact_and_in_order() {
     // B's TCP stack sees no segment out of order (nothing is lost on this path either).
     let before = out_of_order_at(&b);
     let secs = tests::transfer::intact_on(&a, &b, 96 * 1024 * 1024, 5001);
-    eprintln!("96 MiB in one stream: {secs:.2} s");
+    eprintln!("{scheme}: 96 MiB in one stream: {secs:.2} s");
     let ofo = out_of_order_at(&b) - before;
     assert_eq!(ofo, 0, "B's TCP stack queued {ofo} segments out of order");
     // Three streams at once, both ways: each arrives whole (SHA-256).
@@ -164,10 +183,9 @@ fn packets_sealed_on_two_threads_arrive_intact_and_in_order() {
         }
     });
     eprintln!(
-        "3 x 24 MiB at once: {:.2} s",
+        "{scheme}: 3 x 24 MiB at once: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let (_, ka) = a.identity();
     assert!(b.wait_link_up(&ka, Duration::from_secs(1)), "link still up");
 }
 

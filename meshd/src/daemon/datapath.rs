@@ -110,6 +110,8 @@ impl GsoBatch {
                 failed,
                 "sealing a batch failed; the batch is dropped (a bug)"
             );
+            // Nothing of it is sent; nothing of its plaintext stays either.
+            self.out.fill(0);
         }
         failed == 0
     }
@@ -135,6 +137,7 @@ impl GsoBatch {
                 && !j.seal(&mut self.out)
             {
                 tracing::error!("sealing a datagram failed; it is dropped (a bug)");
+                self.out[at..].fill(0);
                 return;
             }
             socks.streams.send(to, &self.out[at..at + len]);
@@ -334,6 +337,9 @@ impl TunToUdp {
                         self.batch.defer(j);
                     }
                     self.batch.commit(socks, to, len).await;
+                } else {
+                    // A job only comes with a datagram; one without would be dropped unrun.
+                    debug_assert!(job.is_none(), "a sealing job without a datagram");
                 }
             }
         }
