@@ -95,6 +95,17 @@ fn bind(s: &Socket, addr: SocketAddr) -> anyhow::Result<()> {
     })
 }
 
+/// Attempts at a port of the kernel's choice ([`UdpSock::bind_steered`]).
+const PORT_TRIES: usize = 8;
+
+/// Whether `e` is a bind that failed because the address is in use.
+fn in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse)
+    })
+}
+
 /// Sets both buffers to `size`; forcing needs CAP_NET_ADMIN, so falls back quietly.
 fn buffers(s: &Socket, size: usize) {
     for force in [
@@ -170,6 +181,22 @@ impl UdpSock {
     /// Binds `addr` for data and, where the kernel can steer by content, a second socket on
     /// the same address for handshake inits (see the module's doc). Falls back to one socket.
     pub fn bind_steered(addr: SocketAddr, protect: &Protect) -> anyhow::Result<Vec<UdpSock>> {
+        // Port 0: the port the probe found free is bound again a moment later, and another
+        // program may take it in between (a test suite's parallel nodes did); a fresh port is
+        // then as good, so try again. A port asked for by number is not retried.
+        let tries = if addr.port() == 0 { PORT_TRIES } else { 1 };
+        let mut last = None;
+        for _ in 0..tries {
+            match Self::bind_steered_once(addr, protect) {
+                Ok(socks) => return Ok(socks),
+                Err(e) if addr.port() == 0 && in_use(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot listen on udp://{addr}")))
+    }
+
+    fn bind_steered_once(addr: SocketAddr, protect: &Protect) -> anyhow::Result<Vec<UdpSock>> {
         // The port must be free: with SO_REUSEPORT a second meshd on it would not fail.
         let probe = socket(addr, false, protect)?;
         bind(&probe, addr)?;
