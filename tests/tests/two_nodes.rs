@@ -70,15 +70,20 @@ fn ping_and_100_megabytes_over_tcp_arrive_intact() {
     assert!(tx > TOTAL as u64, "tx_bytes {tx}");
 }
 
+/// Adds `line` to `n`'s `[tun]` table (the config's last: a key appended lands in it).
+fn set_in_tun(n: &Node, line: &str) {
+    let path = n.dir.join("meshd.toml");
+    let mut text = std::fs::read_to_string(&path).expect("config");
+    text.push_str(line);
+    text.push('\n');
+    std::fs::write(&path, text).expect("config");
+}
+
 #[test]
 fn flows_through_tun_writer_threads_arrive_intact_and_in_order() {
     let (mut a, mut b) = pair("", "");
     for n in [&a, &b] {
-        // [tun] is the config's last table: a key appended lands in it.
-        let path = n.dir.join("meshd.toml");
-        let mut text = std::fs::read_to_string(&path).expect("config");
-        text.push_str("writers = 2\n");
-        std::fs::write(&path, text).expect("config");
+        set_in_tun(n, "writers = 2");
     }
     a.start();
     b.start();
@@ -150,11 +155,7 @@ fn sealed_on_two_threads(scheme: &str, in_order: bool) {
     );
     b.configure(&format!("{scheme}://0.0.0.0:7820"), &[], "");
     for n in [&a, &b] {
-        // [tun] is the config's last table: a key appended lands in it.
-        let path = n.dir.join("meshd.toml");
-        let mut text = std::fs::read_to_string(&path).expect("config");
-        text.push_str("seal_threads = 2\n");
-        std::fs::write(&path, text).expect("config");
+        set_in_tun(n, "seal_threads = 2");
     }
     a.start();
     b.start();
