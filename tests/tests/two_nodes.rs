@@ -70,6 +70,17 @@ fn ping_and_100_megabytes_over_tcp_arrive_intact() {
     assert!(tx > TOTAL as u64, "tx_bytes {tx}");
 }
 
+/// Starts both nodes, waits for A's link to B, and pings each way three times.
+fn start_and_ping_both_ways(a: &mut Node, b: &mut Node) {
+    a.start();
+    b.start();
+    let (b_addr, kb) = b.identity();
+    let (a_addr, _) = a.identity();
+    assert!(a.wait_link_up(&kb, Duration::from_secs(5)), "{}", a.log());
+    assert_eq!(a.ping(&b_addr, 3, "0.2"), 3, "ping A→B:\n{}", a.log());
+    assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "ping B→A:\n{}", b.log());
+}
+
 /// Adds `line` to `n`'s `[tun]` table (the config's last: a key appended lands in it).
 fn set_in_tun(n: &Node, line: &str) {
     let path = n.dir.join("meshd.toml");
@@ -85,14 +96,8 @@ fn flows_through_tun_writer_threads_arrive_intact_and_in_order() {
     for n in [&a, &b] {
         set_in_tun(n, "writers = 2");
     }
-    a.start();
-    b.start();
-    let (b_addr, kb) = b.identity();
-    let (a_addr, _) = a.identity();
-    assert!(a.wait_link_up(&kb, Duration::from_secs(5)), "{}", a.log());
+    start_and_ping_both_ways(&mut a, &mut b);
     assert!(b.log().contains("TUN writers started"), "{}", b.log());
-    assert_eq!(a.ping(&b_addr, 3, "0.2"), 3, "ping A→B:\n{}", a.log());
-    assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "ping B→A:\n{}", b.log());
     // Three TCP flows at once, spread over B's two writers: each arrives whole and in order
     // (a reordered or lost segment would be retransmitted, never corrupt the stream; the
     // SHA-256 catches anything else).
@@ -157,15 +162,10 @@ fn sealed_on_two_threads(scheme: &str, in_order: bool) {
     for n in [&a, &b] {
         set_in_tun(n, "seal_threads = 2");
     }
-    a.start();
-    b.start();
-    let (b_addr, kb) = b.identity();
-    let (a_addr, ka) = a.identity();
-    assert!(a.wait_link_up(&kb, Duration::from_secs(5)), "{}", a.log());
-    assert!(a.log().contains("seal_threads=2"), "{}", a.log());
     // Small packets (batches too small to share) and pings both ways.
-    assert_eq!(a.ping(&b_addr, 3, "0.2"), 3, "ping A→B:\n{}", a.log());
-    assert_eq!(b.ping(&a_addr, 3, "0.2"), 3, "ping B→A:\n{}", b.log());
+    start_and_ping_both_ways(&mut a, &mut b);
+    assert!(a.log().contains("seal_threads=2"), "{}", a.log());
+    let (_, ka) = a.identity();
     // One stream: A's batches are sealed on two threads and leave in the order decided, so
     // B's TCP stack sees no segment out of order (nothing is lost on this path either).
     let before = out_of_order_at(&b);
