@@ -386,8 +386,6 @@ run_meshd_quic() {
 run_meshd() {
     local sys=${1:-meshd} cfg_a cfg_b sock_a sock_b self_b state deadline
     ensure_meshd_built || return 1
-    # The idle RSS depends on the binary's code being laid out by use (meshd/build.rs).
-    log "  $("$REPO_ROOT/bench/symbol-order.sh" --check "$MESHD_BIN" 2>&1)"
     cfg_a=$(meshd_config A "\"${MESHD_PEER:-udp://$VETH_B:7820}\"")
     cfg_b=$(POLICY_FILE=${POLICY_B:-${POLICY_FILE:-}} meshd_config B "")
     sock_a="$WORKDIR/meshd-A/admin.sock" sock_b="$WORKDIR/meshd-B/admin.sock"
