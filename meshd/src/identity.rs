@@ -32,8 +32,11 @@ pub struct PublicKey(pub [u8; 32]);
 /// All 32 bytes as four words: the maps of peers, sessions and flows look a key up for
 /// every packet, and a byte slice's hash (a length, then a loop for long input) cost about
 /// 4% of a node's instructions. Every byte still goes into the (seeded) hasher, so keys an
-/// attacker makes up collide no more than before.
+/// attacker makes up collide no more than before. `#[inline]`: without it the compiler
+/// stopped inlining the look-ups once the link's frame handling grew (about 300 more
+/// instructions per packet at every node, `bench/callgrind.sh`).
 impl std::hash::Hash for PublicKey {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         for word in self.0.chunks_exact(8) {
             let mut w = [0u8; 8];
