@@ -2,8 +2,8 @@
 //! send from random forged IPv4 addresses, and LAN announcements (20,000 a second) from random
 //! forged link-local addresses. A new node still links within 2 s (also when the inits carry
 //! made-up cookie MACs, which lands them on the socket for inits with a cookie), a transfer
-//! over an existing link keeps at least 80% of its throughput (against a control run whose
-//! flood nft drops), and two neighbours still find each other within 5 s.
+//! over an existing link keeps at least 80% of its throughput (against control runs, before
+//! and after, whose flood nft drops), and two neighbours still find each other within 5 s.
 //!
 //! ```text
 //!   B ── 10.91.1.0/24 ── A ── 10.91.3.0/24 ── F (raw socket: inits from 10.200.0.0/16;
@@ -368,43 +368,62 @@ fn new_node_during(packets: Vec<(Vec<u8>, SockAddr)>, what: &str) {
     );
 }
 
+/// Control and flood alternate as control, flood, flood, control (each a transfer of
+/// [`TRANSFER`]), and the two floods' bytes are compared with the two controls': on a shared
+/// machine one transfer of a few seconds can move 20% more or less than the next, and a
+/// change of pace during the test (another process, the CPU's clock) falls on both sides
+/// alike in this order.
 #[test]
 fn a_transfer_keeps_80_percent_of_its_throughput_during_a_spoofed_init_flood() {
     let _g = serial();
     let (a, b, _c, f) = init_flood_setup();
-    let phase = Instant::now();
-    let (control, control_rate) = flooding(
-        &f,
-        spoofed_inits(0x2545_f491_4f6c_dd1d, DROPPED_PORT),
-        "control flood (dropped by nft)",
-        None,
-        || throughput(&b, &a, 5001),
-    );
+    let (mut control, mut control_rate, mut flooded, mut flood_rates) = (0.0, 0.0, 0.0, vec![]);
+    for (i, attack) in [false, true, true, false].into_iter().enumerate() {
+        let phase = Instant::now();
+        let port = 5001 + i as u16;
+        if attack {
+            let (got, rate) = flooding(
+                &f,
+                spoofed_inits(0x9e37_79b9_7f4a_7c15 + i as u64, 7820),
+                "spoofed init flood",
+                None,
+                || throughput(&b, &a, port),
+            );
+            eprintln!(
+                "during the flood: {:.0} Mbit/s B → A ({:.1?}); A's link counters: {}",
+                got * 8.0 / 1e6,
+                phase.elapsed(),
+                a.status()["counters"]
+            );
+            flooded += got;
+            flood_rates.push(rate);
+        } else {
+            let (got, rate) = flooding(
+                &f,
+                spoofed_inits(0x2545_f491_4f6c_dd1d + i as u64, DROPPED_PORT),
+                "control flood (dropped by nft)",
+                None,
+                || throughput(&b, &a, port),
+            );
+            eprintln!(
+                "control: {:.0} Mbit/s B → A ({:.1?})",
+                got * 8.0 / 1e6,
+                phase.elapsed()
+            );
+            control += got;
+            control_rate += rate / 2.0;
+        }
+    }
     eprintln!(
-        "control: {:.0} Mbit/s B → A ({:.1?})",
-        control * 8.0 / 1e6,
-        phase.elapsed()
+        "the two transfers during floods moved {:.0}% of the two controls'",
+        100.0 * flooded / control
     );
-    let phase = Instant::now();
-    let (flooded, rate) = flooding(
-        &f,
-        spoofed_inits(0x9e37_79b9_7f4a_7c15, 7820),
-        "spoofed init flood",
-        None,
-        || throughput(&b, &a, 5002),
-    );
-    eprintln!(
-        "during the flood: {:.0} Mbit/s B → A, {:.0}% of the control ({:.1?}); A's link \
-         counters: {}",
-        flooded * 8.0 / 1e6,
-        100.0 * flooded / control,
-        phase.elapsed(),
-        a.status()["counters"]
-    );
-    assert!(
-        rate >= 0.5 * control_rate,
-        "the attack flood ({rate:.0}/s) was much slower than the control ({control_rate:.0}/s)"
-    );
+    for rate in flood_rates {
+        assert!(
+            rate >= 0.5 * control_rate,
+            "the attack flood ({rate:.0}/s) was much slower than the control ({control_rate:.0}/s)"
+        );
+    }
     assert!(
         flooded >= 0.8 * control,
         "the transfer kept {:.0}% of its throughput",
