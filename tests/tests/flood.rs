@@ -380,36 +380,28 @@ fn a_transfer_keeps_80_percent_of_its_throughput_during_a_spoofed_init_flood() {
     let (mut control, mut control_rate, mut flooded, mut flood_rates) = (0.0, 0.0, 0.0, vec![]);
     for (i, attack) in [false, true, true, false].into_iter().enumerate() {
         let phase = Instant::now();
-        let port = 5001 + i as u16;
+        let (seed, port, what) = if attack {
+            (0x9e37_79b9_7f4a_7c15, 7820, "spoofed init flood")
+        } else {
+            (
+                0x2545_f491_4f6c_dd1d,
+                DROPPED_PORT,
+                "control flood (dropped by nft)",
+            )
+        };
+        let (got, rate) = flooding(&f, spoofed_inits(seed + i as u64, port), what, None, || {
+            throughput(&b, &a, 5001 + i as u16)
+        });
+        eprintln!(
+            "{what}: {:.0} Mbit/s B → A ({:.1?}); A's link counters: {}",
+            got * 8.0 / 1e6,
+            phase.elapsed(),
+            a.status()["counters"]
+        );
         if attack {
-            let (got, rate) = flooding(
-                &f,
-                spoofed_inits(0x9e37_79b9_7f4a_7c15 + i as u64, 7820),
-                "spoofed init flood",
-                None,
-                || throughput(&b, &a, port),
-            );
-            eprintln!(
-                "during the flood: {:.0} Mbit/s B → A ({:.1?}); A's link counters: {}",
-                got * 8.0 / 1e6,
-                phase.elapsed(),
-                a.status()["counters"]
-            );
             flooded += got;
             flood_rates.push(rate);
         } else {
-            let (got, rate) = flooding(
-                &f,
-                spoofed_inits(0x2545_f491_4f6c_dd1d + i as u64, DROPPED_PORT),
-                "control flood (dropped by nft)",
-                None,
-                || throughput(&b, &a, port),
-            );
-            eprintln!(
-                "control: {:.0} Mbit/s B → A ({:.1?})",
-                got * 8.0 / 1e6,
-                phase.elapsed()
-            );
             control += got;
             control_rate += rate / 2.0;
         }
