@@ -10,8 +10,8 @@
 # hops: transit) for meshd alone, each daemon under valgrind's callgrind, and writes the
 # functions of the meshd binary that ran. Rebuild afterwards (`cargo build --release`).
 #
-# Rerun it when `--check` (bench/compare.sh runs it) says the list is stale: symbol names
-# carry hashes that change with the toolchain, dependencies' versions, the packages one build
+# Rerun it when `--check` (every meshd bench runs it, bench/lib.sh) says the list is stale:
+# symbol names carry hashes that change with the toolchain, dependencies' versions, the packages one build
 # selects, the path of the checkout (a list made in another worktree fits only in part), and
 # (names with `.llvm.N`) the code of their module. A stale list costs memory,
 # never correctness: functions it does not name are laid out after those it does.

@@ -1,7 +1,8 @@
 //! Links the `meshd` binary with its code laid out by use: the functions a node runs (start,
 //! link up, traffic, transit) first and together, so that the pages of code it maps stay few
 //! (idle RSS 9.8 -> about 6.5 MiB). The list is `link/symbol-order.txt`, made by
-//! `bench/symbol-order.sh`, whose `--check` (run by `bench/compare.sh`) says when it is stale.
+//! `bench/symbol-order.sh`, whose `--check` (run by every meshd bench, `bench/lib.sh`) says
+//! when it is stale.
 
 use std::{env, path::Path};
 
